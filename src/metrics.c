@@ -1,0 +1,215 @@
+/*
+ * src/metrics.c — metric registry and Prometheus text exposition.
+ *
+ * Place: see src/metrics.h.
+ * Threads: see src/metrics.h.
+ * Traps: series are kept in registration order and grouped by name when rendered,
+ *        because the format wants one HELP/TYPE block per metric name.
+ */
+#include "src/metrics.h"
+
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "src/alloc.h"
+
+struct series {
+    enum agg_metric_type type;
+    char *name;
+    char *labels;
+    char *help;
+    _Atomic int64_t value;
+    agg_metric_fn fn;
+    void *arg;
+};
+
+struct agg_metrics {
+    struct series **items;
+    size_t n, cap;
+    double start_time;
+};
+
+struct agg_metrics *agg_metrics_new(struct agg_err *err)
+{
+    struct agg_metrics *m = agg_calloc(1, sizeof(*m));
+    struct timespec ts;
+
+    if (m == NULL) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        return NULL;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    m->start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return m;
+}
+
+static void series_free(struct series *s)
+{
+    if (s == NULL)
+        return;
+    free(s->name);
+    free(s->labels);
+    free(s->help);
+    free(s);
+}
+
+void agg_metrics_free(struct agg_metrics *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->n; i++)
+        series_free(m->items[i]);
+    free(m->items);
+    free(m);
+}
+
+static struct series *add(struct agg_metrics *m, enum agg_metric_type type, const char *name,
+                          const char *labels, const char *help)
+{
+    struct series *s;
+
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 32;
+        struct series **items = agg_realloc(m->items, cap * sizeof(*items));
+
+        if (items == NULL)
+            return NULL;
+        m->items = items;
+        m->cap = cap;
+    }
+    s = agg_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->type = type;
+    s->name = agg_strdup(name);
+    s->labels = agg_strdup(labels != NULL ? labels : "");
+    s->help = agg_strdup(help);
+    if (s->name == NULL || s->labels == NULL || s->help == NULL) {
+        series_free(s);
+        return NULL;
+    }
+    m->items[m->n++] = s;
+    return s;
+}
+
+_Atomic int64_t *agg_metrics_add(struct agg_metrics *m, enum agg_metric_type type,
+                                 const char *name, const char *labels, const char *help)
+{
+    struct series *s = add(m, type, name, labels, help);
+
+    return s != NULL ? &s->value : NULL;
+}
+
+int agg_metrics_add_fn(struct agg_metrics *m, const char *name, const char *labels,
+                       const char *help, agg_metric_fn fn, void *arg)
+{
+    struct series *s = add(m, AGG_METRIC_GAUGE, name, labels, help);
+
+    if (s == NULL)
+        return AGG_ENOMEM;
+    s->fn = fn;
+    s->arg = arg;
+    return AGG_OK;
+}
+
+static void render_one(struct evbuffer *out, const struct series *s)
+{
+    const char *open = s->labels[0] != '\0' ? "{" : "";
+    const char *close = s->labels[0] != '\0' ? "}" : "";
+
+    if (s->fn != NULL)
+        evbuffer_add_printf(out, "%s%s%s%s %.17g\n", s->name, open, s->labels, close,
+                            s->fn(s->arg));
+    else
+        evbuffer_add_printf(out, "%s%s%s%s %lld\n", s->name, open, s->labels, close,
+                            (long long)atomic_load_explicit(&s->value, memory_order_relaxed));
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the DIR's own descriptor */
+}
+
+static void render_process(struct agg_metrics *m, struct evbuffer *out)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            pages = rss = 0;
+        fclose(f);
+    }
+    getrusage(RUSAGE_SELF, &ru);
+    evbuffer_add_printf(out,
+                        "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+                        "# TYPE process_cpu_seconds_total counter\n"
+                        "process_cpu_seconds_total %.6f\n",
+                        (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    evbuffer_add_printf(out,
+                        "# HELP process_resident_memory_bytes Resident memory size.\n"
+                        "# TYPE process_resident_memory_bytes gauge\n"
+                        "process_resident_memory_bytes %ld\n"
+                        "# HELP process_virtual_memory_bytes Virtual memory size.\n"
+                        "# TYPE process_virtual_memory_bytes gauge\n"
+                        "process_virtual_memory_bytes %ld\n",
+                        rss * sysconf(_SC_PAGESIZE), pages * sysconf(_SC_PAGESIZE));
+    evbuffer_add_printf(out,
+                        "# HELP process_start_time_seconds Start time since the epoch.\n"
+                        "# TYPE process_start_time_seconds gauge\n"
+                        "process_start_time_seconds %.3f\n",
+                        m->start_time);
+    evbuffer_add_printf(out,
+                        "# HELP process_open_fds Open file descriptors.\n"
+                        "# TYPE process_open_fds gauge\n"
+                        "process_open_fds %d\n",
+                        count_fds());
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        evbuffer_add_printf(out,
+                            "# HELP process_max_fds Limit on open file descriptors.\n"
+                            "# TYPE process_max_fds gauge\n"
+                            "process_max_fds %llu\n",
+                            (unsigned long long)rl.rlim_cur);
+}
+
+int agg_metrics_render(struct agg_metrics *m, struct evbuffer *out)
+{
+    bool *done = agg_calloc(m->n, sizeof(*done));
+
+    if (done == NULL)
+        return AGG_ENOMEM;
+    for (size_t i = 0; i < m->n; i++) {
+        const struct series *s = m->items[i];
+
+        if (done[i])
+            continue;
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help, s->name,
+                            s->type == AGG_METRIC_COUNTER ? "counter" : "gauge");
+        for (size_t j = i; j < m->n; j++) {
+            if (!done[j] && strcmp(m->items[j]->name, s->name) == 0) {
+                render_one(out, m->items[j]);
+                done[j] = true;
+            }
+        }
+    }
+    free(done);
+    render_process(m, out);
+    return AGG_OK;
+}

@@ -1,0 +1,272 @@
+/*
+ * src/server.c — the daemon: event loop, signals, health and metrics routes.
+ *
+ * Place: see src/server.h; DESIGN.md "Data flow" begins at the listeners made here.
+ * Threads: the event-loop thread.
+ * Ownership: the struct server owns everything it creates; torn down in reverse.
+ * Traps: /readyz answers from the monitor's last probe, never by querying on the
+ *        loop thread. A database whose schema version differs from this binary's
+ *        stops the daemon: writing into an unknown schema is worse than not running.
+ */
+#include "src/server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <yajl/yajl_gen.h>
+
+#include "src/http.h"
+#include "src/log.h"
+#include "src/metrics.h"
+#include "src/sdnotify.h"
+#include "src/version.h"
+#include "store/monitor.h"
+
+struct server {
+    const struct agg_config *cfg;
+    const struct agg_serve_opts *opts;
+    struct event_base *base;
+    struct agg_http *http;
+    struct agg_metrics *metrics;
+    struct st_monitor *monitor;
+    struct event *sig_term, *sig_int, *sig_hup;
+    _Atomic int64_t *db_up;
+    _Atomic int64_t *schema_version;
+    _Atomic int64_t *http_ready_fail;
+    struct agg_err fatal; /* set when the loop stops for a reason other than a signal */
+};
+
+static void on_healthz(struct evhttp_request *req, const struct agg_http_match *m, void *arg)
+{
+    (void)m;
+    (void)arg;
+    agg_http_reply_json(req, 200, "{\"status\":\"ok\"}");
+}
+
+static void gen_str(yajl_gen g, const char *s)
+{
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void on_readyz(struct evhttp_request *req, const struct agg_http_match *m, void *arg)
+{
+    struct server *s = arg;
+    bool up = st_monitor_is_up(s->monitor);
+    int version = st_monitor_schema_version(s->monitor);
+    bool schema_ok = version == s->opts->schema_version;
+    bool ready = up && schema_ok;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *out;
+    size_t len;
+
+    (void)m;
+    if (g == NULL) {
+        agg_http_reply_json(req, 503, "{\"status\":\"not ready\"}");
+        return;
+    }
+    yajl_gen_map_open(g);
+    gen_str(g, "status");
+    gen_str(g, ready ? "ready" : "not ready");
+    gen_str(g, "database");
+    yajl_gen_map_open(g);
+    gen_str(g, "up");
+    yajl_gen_bool(g, up);
+    gen_str(g, "schema_version");
+    yajl_gen_integer(g, version);
+    gen_str(g, "expected_schema_version");
+    yajl_gen_integer(g, s->opts->schema_version);
+    yajl_gen_map_close(g);
+    if (!ready) {
+        char why[320];
+
+        if (!up)
+            snprintf(why, sizeof(why), "database: %s", st_monitor_reason(s->monitor));
+        else
+            snprintf(why, sizeof(why), "database schema version %d, expected %d", version,
+                     s->opts->schema_version);
+        gen_str(g, "reason");
+        gen_str(g, why);
+        agg_metric_inc(s->http_ready_fail, 1);
+    }
+    yajl_gen_map_close(g);
+    yajl_gen_get_buf(g, &out, &len);
+    if (!ready)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    agg_http_reply_json(req, ready ? 200 : 503, (const char *)out);
+    yajl_gen_free(g);
+}
+
+static void on_metrics(struct evhttp_request *req, const struct agg_http_match *m, void *arg)
+{
+    struct server *s = arg;
+    struct evbuffer *buf = evbuffer_new();
+
+    (void)m;
+    if (buf == NULL || agg_metrics_render(s->metrics, buf) != AGG_OK) {
+        if (buf != NULL)
+            evbuffer_free(buf);
+        agg_http_reply_error(req, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", buf);
+    evbuffer_free(buf);
+}
+
+static void on_db_change(void *arg, bool up, int version, const char *reason)
+{
+    struct server *s = arg;
+
+    agg_metric_set(s->db_up, up);
+    agg_metric_set(s->schema_version, version);
+    if (!up) {
+        AGG_LOG_WARN("db", "PostgreSQL is not reachable: %s", reason);
+        return;
+    }
+    if (version != s->opts->schema_version) {
+        agg_err_set(&s->fatal, AGG_EINVAL,
+                    "database schema is at version %d but this aggd needs %d: %s", version,
+                    s->opts->schema_version,
+                    version < s->opts->schema_version
+                        ? "run `aggd migrate up` or start with --migrate"
+                        : "upgrade aggd");
+        event_base_loopbreak(s->base);
+        return;
+    }
+    AGG_LOG_INFO("db", "PostgreSQL is reachable, schema version %d", version);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    struct agg_err err = {0};
+
+    (void)what;
+    AGG_LOG_INFO("server", "received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (agg_sd_notify(s->opts->notify_socket, "STOPPING=1", &err) != AGG_OK)
+        AGG_LOG_WARN("server", "%s", err.msg);
+    event_base_loopexit(s->base, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    AGG_LOG_INFO("server", "SIGHUP: configuration reload is not supported yet; ignoring");
+}
+
+static int register_metrics(struct server *s, struct agg_err *err)
+{
+    char labels[128];
+    _Atomic int64_t *info;
+
+    snprintf(labels, sizeof(labels), "version=\"%s\",commit=\"%s\"", AGG_VERSION,
+             AGG_GIT_COMMIT);
+    info = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE, "aggd_build_info", labels,
+                           "Build of the running aggd.");
+    s->db_up = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE, "aggd_database_up", NULL,
+                               "1 when the last PostgreSQL probe succeeded.");
+    s->schema_version = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE, "aggd_schema_version",
+                                        NULL, "Schema version seen in the database.");
+    s->http_ready_fail = agg_metrics_add(s->metrics, AGG_METRIC_COUNTER,
+                                         "aggd_readyz_not_ready_total", NULL,
+                                         "Readiness checks answered not ready.");
+    if (info == NULL || s->db_up == NULL || s->schema_version == NULL ||
+        s->http_ready_fail == NULL)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    agg_metric_set(info, 1);
+    agg_metric_set(s->schema_version, -1);
+    return AGG_OK;
+}
+
+static int start_http(struct server *s, struct agg_err *err)
+{
+    if (s->cfg->listen.http[0] == '\0')
+        return AGG_OK;
+    s->http = agg_http_new(s->base, s->cfg->listen.http, err);
+    if (s->http == NULL)
+        return err != NULL ? err->code : AGG_ERR;
+    if (agg_http_route(s->http, EVHTTP_REQ_GET, "/healthz", on_healthz, s) != AGG_OK ||
+        agg_http_route(s->http, EVHTTP_REQ_GET, "/readyz", on_readyz, s) != AGG_OK ||
+        agg_http_route(s->http, EVHTTP_REQ_GET, "/metrics", on_metrics, s) != AGG_OK)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    AGG_LOG_INFO("server", "HTTP listening on %s", s->cfg->listen.http);
+    return AGG_OK;
+}
+
+static int start_signals(struct server *s, struct agg_err *err)
+{
+    s->sig_term = evsignal_new(s->base, SIGTERM, on_stop_signal, s);
+    s->sig_int = evsignal_new(s->base, SIGINT, on_stop_signal, s);
+    s->sig_hup = evsignal_new(s->base, SIGHUP, on_hup, s);
+    if (s->sig_term == NULL || s->sig_int == NULL || s->sig_hup == NULL ||
+        evsignal_add(s->sig_term, NULL) != 0 || evsignal_add(s->sig_int, NULL) != 0 ||
+        evsignal_add(s->sig_hup, NULL) != 0)
+        return agg_err_set(err, AGG_ERR, "could not install signal handlers");
+    return AGG_OK;
+}
+
+static void server_clear(struct server *s)
+{
+    st_monitor_free(s->monitor);
+    agg_http_free(s->http);
+    if (s->sig_term != NULL)
+        event_free(s->sig_term);
+    if (s->sig_int != NULL)
+        event_free(s->sig_int);
+    if (s->sig_hup != NULL)
+        event_free(s->sig_hup);
+    agg_metrics_free(s->metrics);
+    if (s->base != NULL)
+        event_base_free(s->base);
+}
+
+int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *opts,
+                   struct agg_err *err)
+{
+    struct server s = {.cfg = cfg, .opts = opts};
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN);
+    s.base = event_base_new();
+    if (s.base == NULL) {
+        rc = agg_err_set(err, AGG_ERR, "could not create the event loop");
+        goto out;
+    }
+    s.metrics = agg_metrics_new(err);
+    if (s.metrics == NULL || register_metrics(&s, err) != AGG_OK) {
+        rc = AGG_ENOMEM;
+        goto out;
+    }
+    if ((rc = start_signals(&s, err)) != AGG_OK || (rc = start_http(&s, err)) != AGG_OK)
+        goto out;
+    s.monitor = st_monitor_new(s.base, cfg->database.url, opts->health_interval_ms, 5000,
+                               on_db_change, &s, err);
+    if (s.monitor == NULL) {
+        rc = AGG_ENOMEM;
+        goto out;
+    }
+    if (agg_sd_notify(opts->notify_socket, "READY=1\nSTATUS=serving", err) != AGG_OK)
+        AGG_LOG_WARN("server", "%s", err->msg);
+    AGG_LOG_INFO("server", "aggd %s ready", AGG_VERSION);
+    if (event_base_dispatch(s.base) < 0) {
+        rc = agg_err_set(err, AGG_ERR, "event loop failed");
+        goto out;
+    }
+    rc = AGG_OK;
+    if (s.fatal.code != AGG_OK) {
+        rc = agg_err_set(err, s.fatal.code, "%s", s.fatal.msg);
+        agg_sd_notify(opts->notify_socket, "STOPPING=1", NULL);
+    }
+
+out:
+    server_clear(&s);
+    return rc;
+}
