@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# THE test command: installs dependencies, builds with gcc (build/) and with
+# clang + ASan/UBSan (build-asan/), starts a throw-away PostgreSQL cluster and
+# runs every ctest test against it in both builds. CI runs exactly this.
+#
+#   scripts/test.sh [--quick] [--no-deps]
+#     --quick     skip the sanitizer build
+#     --no-deps   do not run scripts/deps.sh (same as AGGD_SKIP_DEPS=1)
+#
+# An integration test that skips (exit 77, e.g. no database) counts as a
+# failure here: this script always provides the database.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_SH=$ROOT/scripts/pg.sh
+JOBS=${AGGD_JOBS:-2}
+
+quick=0
+deps=1
+for arg in "$@"; do
+    case $arg in
+    --quick) quick=1 ;;
+    --no-deps) deps=0 ;;
+    -h | --help)
+        sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        exit 0
+        ;;
+    *)
+        echo "aggd: unknown option: $arg (try --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+cd "$ROOT"
+
+if [[ $deps -eq 1 ]]; then
+    "$ROOT/scripts/deps.sh"
+fi
+
+# name|build dir|compiler|build type|extra cmake args
+builds=("gcc|build|gcc|RelWithDebInfo|")
+if [[ $quick -eq 0 ]]; then
+    builds+=("clang+asan|build-asan|clang|Debug|-DAGGD_SANITIZE=ON")
+fi
+
+# Integration tests import Debian's python3-psycopg2 and python3-aiosmtpd; a
+# python3 from a version manager (pyenv, conda) earlier on PATH lacks them, so
+# hand CMake the first python3 on PATH that has both.
+common=()
+for py in $(type -ap python3); do
+    if "$py" -c 'import psycopg2, aiosmtpd' >/dev/null 2>&1; then
+        common+=("-DPYTHON3=$py")
+        break
+    fi
+done
+
+for b in "${builds[@]}"; do
+    IFS='|' read -r name dir cc btype extra <<<"$b"
+    echo "aggd: building $name in $dir/"
+    # $extra is empty or a single -D option, never containing spaces.
+    # shellcheck disable=SC2086
+    cmake -S "$ROOT" -B "$ROOT/$dir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE="$btype" \
+        "${common[@]}" $extra
+    cmake --build "$ROOT/$dir" -j"$JOBS"
+done
+
+# --- throw-away PostgreSQL cluster, always torn down -----------------------
+PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/aggd-pg.XXXXXX")
+# 755 so the unprivileged cluster owner (see pg.sh) and test helpers reach it.
+chmod 755 "$PGDIR"
+LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/aggd-test-logs.XXXXXX")
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    "$PG_SH" stop "$PGDIR" >/dev/null 2>&1 || true
+    rm -rf "$PGDIR" "$LOGDIR"
+    exit "$rc"
+}
+trap cleanup EXIT
+# Turn signals into a normal exit so the EXIT trap runs with a failing status.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$PG_SH" init "$PGDIR"
+"$PG_SH" start "$PGDIR"
+AGGD_TEST_DATABASE_URL=$("$PG_SH" url "$PGDIR" postgres)
+export AGGD_TEST_DATABASE_URL
+# Integration tests use it to build private clusters (e.g. crash/restart tests).
+export AGGD_TEST_PG_SH=$PG_SH
+echo "aggd: test database: $AGGD_TEST_DATABASE_URL"
+
+# --- tests -----------------------------------------------------------------
+failed=0
+summaries=()
+total_passed=0
+total_failed=0
+
+# run_ctest NAME DIR [VAR=VALUE...]: runs ctest, records a summary line.
+run_ctest() {
+    local name=$1 dir=$2 log rc line skipped disabled nfail ntotal npass nbad
+    shift 2
+    log=$LOGDIR/ctest-$dir.log
+    echo "aggd: running tests of $name ($dir/)"
+    # --no-tests=error: a build that registers no tests must not look green.
+    if env "$@" ctest --test-dir "$ROOT/$dir" --output-on-failure --no-tests=error \
+        -j"$JOBS" 2>&1 | tee "$log"; then
+        rc=0
+    else
+        rc=$?
+    fi
+    # ctest counts a skipped test (exit 77) as passed and leaves disabled
+    # tests out of its total; both are failures here. A "Not Run" test whose
+    # executable is missing is already among ctest's failures.
+    skipped=$(grep -cE '\*\*\*Skipped' "$log" || true)
+    disabled=$(grep -cE '\*\*\*Not Run \(Disabled\)' "$log" || true)
+    line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+    if [[ -z $line ]]; then
+        if grep -q "No tests were found" "$log"; then
+            summaries+=("aggd: $name: FAILED: no tests are registered")
+        else
+            summaries+=("aggd: $name: FAILED (ctest exit $rc, no test summary)")
+        fi
+        failed=1
+        return 0
+    fi
+    read -r _ _ _ nfail _ _ _ _ ntotal <<<"$line"
+    npass=$((ntotal - nfail - skipped))
+    nbad=$((nfail + skipped + disabled))
+    total_passed=$((total_passed + npass))
+    total_failed=$((total_failed + nbad))
+    if [[ $rc -ne 0 || $nbad -ne 0 ]]; then
+        failed=1
+        summaries+=("aggd: $name: FAILED: $npass passed, $nfail failed, $((skipped + disabled)) skipped or disabled (counted as failures)")
+        if [[ $((skipped + disabled)) -ne 0 ]]; then
+            echo "aggd: $name: these tests did not run (a skip is a failure here):" >&2
+            grep -E '\*\*\*(Skipped|Not Run \(Disabled\))' "$log" >&2 || true
+        fi
+    else
+        summaries+=("aggd: $name: OK: $npass passed, 0 failed")
+    fi
+}
+
+run_ctest gcc build
+if [[ $quick -eq 0 ]]; then
+    # Prepend ours so a caller's own ASAN_OPTIONS/UBSAN_OPTIONS still win.
+    run_ctest clang+asan build-asan \
+        "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+        "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+fi
+
+# --- systemd unit ----------------------------------------------------------
+# `systemd-analyze verify` also checks that ExecStart's binary exists, and
+# /usr/bin/aggd is only there on a machine where aggd is installed (not on a
+# developer's or CI's). That one message class is expected and tolerated;
+# anything else it prints (unknown keys, bad values, ...) fails the run.
+if command -v systemd-analyze >/dev/null 2>&1; then
+    unit=$ROOT/contrib/systemd/aggd.service
+    verify_out=$(systemd-analyze verify "$unit" 2>&1 || true)
+    unexpected=$(printf '%s\n' "$verify_out" |
+        grep -vE '^$|Command /usr/bin/aggd is not executable|(user|group).*aggd.*(not found|No such|resolve)' || true)
+    if [[ -n $unexpected ]]; then
+        echo "aggd: systemd-analyze verify reported problems in $unit:" >&2
+        printf '%s\n' "$unexpected" >&2
+        summaries+=("aggd: systemd unit: FAILED")
+        failed=1
+    elif [[ -n $verify_out ]]; then
+        summaries+=("aggd: systemd unit: OK (ignored: /usr/bin/aggd not installed on this machine)")
+    else
+        summaries+=("aggd: systemd unit: OK")
+    fi
+else
+    summaries+=("aggd: systemd unit: not checked (no systemd-analyze)")
+fi
+
+echo
+printf '%s\n' "${summaries[@]}"
+echo "aggd: $total_passed passed, $total_failed failed"
+if [[ $failed -ne 0 ]]; then
+    echo "aggd: FAILED" >&2
+    exit 1
+fi

@@ -1,0 +1,196 @@
+"""Shared helpers for aggd's integration tests: databases, private clusters, the
+real aggd binary, HTTP, and a unittest runner that prints 'N passed, N failed'.
+
+Environment (set by scripts/test.sh): AGGD_TEST_DATABASE_URL (admin database of a
+running cluster), AGGD_BIN (the binary), AGGD_TEST_PG_SH (scripts/pg.sh). Without
+them a test exits 77 (skipped), which scripts/test.sh counts as a failure.
+"""
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+import uuid
+
+SKIP = 77
+
+
+def env_or_skip(name):
+    value = os.environ.get(name)
+    if not value:
+        print(f"{name} is not set: skipping", file=sys.stderr)
+        sys.exit(SKIP)
+    return value
+
+
+def aggd_bin():
+    return env_or_skip("AGGD_BIN")
+
+
+def admin_url():
+    return env_or_skip("AGGD_TEST_DATABASE_URL")
+
+
+def source_dir():
+    return os.environ.get("AGGD_SOURCE_DIR") or os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def with_dbname(url, dbname):
+    """The libpq URI <url> pointing at database <dbname> instead."""
+    parts = urllib.parse.urlsplit(url)
+    # urlunsplit would drop the empty host of postgresql:///db?host=/socket/dir
+    query = "?" + parts.query if parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}/{dbname}{query}"
+
+
+def psql(url, sql, *args):
+    """Runs <sql> with psql; returns stdout (unaligned, tuples only)."""
+    out = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-A", "-t",
+                          "-d", url, "-c", sql, *args],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+class Database:
+    """A fresh database in the cluster of <admin>, dropped on close()."""
+
+    def __init__(self, admin=None):
+        self.admin = admin or admin_url()
+        self.name = "aggd_t_" + uuid.uuid4().hex[:12]
+        psql(self.admin, f'CREATE DATABASE "{self.name}" TEMPLATE template0')
+        self.url = with_dbname(self.admin, self.name)
+
+    def sql(self, sql):
+        return psql(self.url, sql)
+
+    def close(self):
+        psql(self.admin, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class Cluster:
+    """A private PostgreSQL cluster (for tests that stop and start the server)."""
+
+    def __init__(self):
+        self.pg_sh = env_or_skip("AGGD_TEST_PG_SH")
+        self.dir = tempfile.mkdtemp(prefix="aggd-pgt.")
+        os.chmod(self.dir, 0o755)
+        self._run("init")
+        self.start()
+        self.admin = self._run("url", "postgres").strip()
+
+    def _run(self, verb, *args):
+        return subprocess.run([self.pg_sh, verb, self.dir, *args], check=True,
+                              capture_output=True, text=True).stdout
+
+    def start(self):
+        self._run("start")
+
+    def stop(self):
+        self._run("stop")
+
+    def close(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_aggd(*args, env=None, timeout=60, input=None):
+    """Runs an aggd subcommand to completion; returns the CompletedProcess."""
+    return subprocess.run([aggd_bin(), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, input=input)
+
+
+def request(port, method, path, body=None, headers=None, timeout=10):
+    """One HTTP request to 127.0.0.1:<port>; returns (status, headers dict, body str)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read().decode("utf-8", "replace")
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Aggd:
+    """The real daemon on free ports, its stderr kept in a file."""
+
+    def __init__(self, db_url, *extra, env=None, wait_healthy=True):
+        self.http_port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="aggd-log.", suffix=".txt", delete=False)
+        args = [aggd_bin(), "serve",
+                "--set", f"database.url={db_url}",
+                "--set", f"listen.http=127.0.0.1:{self.http_port}",
+                "--set", f"listen.syslog_udp=127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
+                "--set", f"listen.syslog_tcp=127.0.0.1:{free_port()}",
+                "--set", f"listen.json_tcp=127.0.0.1:{free_port()}",
+                *extra]
+        full_env = dict(os.environ)
+        full_env.pop("NOTIFY_SOCKET", None)
+        full_env.pop("JOURNAL_STREAM", None)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=full_env)
+        if wait_healthy:
+            wait_for(self.healthy, 15, what="aggd /healthz")
+
+    def healthy(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"aggd exited with {self.proc.returncode}:\n{self.output()}")
+        try:
+            return self.get("/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def get(self, path, **kw):
+        return request(self.http_port, "GET", path, **kw)
+
+    def output(self):
+        with open(self.log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.unlink(self.log.name)
+
+
+def main():
+    """unittest.main, ending with the 'N passed, N failed' line."""
+    program = unittest.main(exit=False, verbosity=2)
+    result = program.result
+    failed = len(result.failures) + len(result.errors)
+    passed = result.testsRun - failed - len(result.skipped)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed or result.testsRun == 0 else 0)

@@ -1,0 +1,100 @@
+/*
+ * tests/test_agg_metrics.c — Prometheus exposition of registered series.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "src/alloc.h"
+#include "src/metrics.h"
+
+static char *render(struct agg_metrics *m)
+{
+    struct evbuffer *buf = evbuffer_new();
+    size_t len;
+    char *text;
+
+    assert_int_equal(agg_metrics_render(m, buf), AGG_OK);
+    len = evbuffer_get_length(buf);
+    text = calloc(1, len + 1);
+    evbuffer_remove(buf, text, len);
+    evbuffer_free(buf);
+    return text;
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static double half(void *arg)
+{
+    return *(double *)arg / 2;
+}
+
+static void test_metrics_render_groups_series_by_name(void **state)
+{
+    struct agg_metrics *m = agg_metrics_new(NULL);
+    _Atomic int64_t *udp, *tcp, *depth;
+    double base = 7;
+    char *text;
+
+    (void)state;
+    udp = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_events_total", "transport=\"udp\"",
+                          "Events.");
+    depth = agg_metrics_add(m, AGG_METRIC_GAUGE, "aggd_queue_depth", NULL, "Queue depth.");
+    tcp = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_events_total", "transport=\"tcp\"",
+                          "Events.");
+    assert_int_equal(agg_metrics_add_fn(m, "aggd_half", NULL, "Half of seven.", half, &base),
+                     AGG_OK);
+    agg_metric_inc(udp, 3);
+    agg_metric_inc(udp, 2);
+    agg_metric_inc(tcp, 1);
+    agg_metric_set(depth, 42);
+    text = render(m);
+    assert_int_equal(count(text, "# TYPE aggd_events_total counter\n"), 1);
+    assert_int_equal(count(text, "# HELP aggd_events_total Events.\n"), 1);
+    /* both series of one name follow its single TYPE line */
+    assert_non_null(strstr(text, "# TYPE aggd_events_total counter\n"
+                                 "aggd_events_total{transport=\"udp\"} 5\n"
+                                 "aggd_events_total{transport=\"tcp\"} 1\n"));
+    assert_non_null(strstr(text, "# TYPE aggd_queue_depth gauge\naggd_queue_depth 42\n"));
+    assert_non_null(strstr(text, "aggd_half 3.5\n"));
+    assert_non_null(strstr(text, "process_resident_memory_bytes "));
+    assert_non_null(strstr(text, "process_open_fds "));
+    free(text);
+    agg_metrics_free(m);
+}
+
+static void test_metrics_registration_survives_allocation_failure(void **state)
+{
+    (void)state;
+    for (long n = 0; n < 8; n++) {
+        struct agg_metrics *m;
+
+        agg_alloc_fail_after(n);
+        m = agg_metrics_new(NULL);
+        if (m != NULL)
+            (void)agg_metrics_add(m, AGG_METRIC_COUNTER, "a_total", "x=\"1\"", "A.");
+        agg_alloc_fail_after(-1);
+        agg_metrics_free(m);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metrics_render_groups_series_by_name),
+        cmocka_unit_test(test_metrics_registration_survives_allocation_failure),
+    };
+
+    return cmocka_run_group_tests_name("agg_metrics", tests, NULL, NULL);
+}
