@@ -21,6 +21,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "src/cli.h"
 #include "src/config.h"
 #include "src/log.h"
 #include "src/server.h"
@@ -30,16 +31,7 @@
 
 extern char **environ;
 
-enum { EXIT_USAGE = 2 };
 
-struct cli {
-    const char *command;
-    const char *config_path;
-    char **sets;
-    int nsets;
-    char **args; /* what remains after the common options, in order */
-    int nargs;
-};
 
 static const char usage_text[] =
     "usage: aggd <command> [-c FILE] [--set key=value]...\n"
@@ -61,11 +53,7 @@ static int fail(const char *fmt, const char *detail)
     return EXIT_FAILURE;
 }
 
-static int usage_error(const char *what)
-{
-    fprintf(stderr, "aggd: %s (see `aggd --help`)\n", what);
-    return EXIT_USAGE;
-}
+#define usage_error agg_cli_usage
 
 /* Splits argv after the command into common options and the command's own args. */
 static int parse_common(int argc, char **argv, struct cli *cli)

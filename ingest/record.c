@@ -1,0 +1,269 @@
+/*
+ * ingest/record.c — field names, typed setters and level mapping for records.
+ *
+ * Place: see ingest/record.h.
+ * Threads: pure.
+ * Traps: epoch numbers are read by magnitude: below 1e11 seconds, below 1e14
+ *        milliseconds, below 1e17 microseconds, else nanoseconds.
+ */
+#include "ingest/record.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+    const char *name;
+    size_t max_chars;
+} fields[ING_F_COUNT] = {
+    [ING_F_MESSAGE] = {"message", 0},
+    [ING_F_LOGGER_NAME] = {"logger_name", 255},
+    [ING_F_MODULE] = {"module", 255},
+    [ING_F_FUNCTION_NAME] = {"function_name", 255},
+    [ING_F_CORRELATION_ID] = {"correlation_id", 100},
+    [ING_F_REQUEST_ID] = {"request_id", 100},
+    [ING_F_REQUEST_METHOD] = {"request_method", 10},
+    [ING_F_REQUEST_PATH] = {"request_path", 500},
+    [ING_F_REQUEST_IP] = {"request_ip", 45},
+    [ING_F_EXCEPTION_TYPE] = {"exception_type", 255},
+    [ING_F_EXCEPTION_MESSAGE] = {"exception_message", 0},
+    [ING_F_STACK_TRACE] = {"stack_trace", 0},
+    [ING_F_LINE_NUMBER] = {"line_number", 0},
+    [ING_F_USER_ID] = {"user_id", 0},
+    [ING_F_DURATION_MS] = {"duration_ms", 0},
+    [ING_F_MEMORY_USAGE_MB] = {"memory_usage_mb", 0},
+    [ING_F_LEVEL] = {"level", 0},
+    [ING_F_CREATED_AT] = {"created_at", 0},
+};
+
+void ing_record_init(struct ing_record *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->created_us = ING_TIME_NONE;
+    rec->level = ING_LEVEL_INFO;
+}
+
+static bool name_is(const char *name, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(name, want, len) == 0;
+}
+
+int ing_field_by_column(const char *name, size_t len)
+{
+    for (int i = 0; i < ING_F_COUNT; i++) {
+        if (name_is(name, len, fields[i].name))
+            return i;
+    }
+    return -1;
+}
+
+int ing_field_by_json_key(const char *name, size_t len)
+{
+    int f = ing_field_by_column(name, len);
+
+    if (f >= 0)
+        return f;
+    if (name_is(name, len, "timestamp") || name_is(name, len, "time") ||
+        name_is(name, len, "@timestamp"))
+        return ING_F_CREATED_AT;
+    if (name_is(name, len, "msg"))
+        return ING_F_MESSAGE;
+    if (name_is(name, len, "severity"))
+        return ING_F_LEVEL;
+    return -1;
+}
+
+const char *ing_field_name(int field)
+{
+    return field >= 0 && field < ING_F_COUNT ? fields[field].name : "?";
+}
+
+size_t ing_field_max_chars(int field)
+{
+    return field >= 0 && field < ING_F_STR_COUNT ? fields[field].max_chars : 0;
+}
+
+bool ing_level_parse(const char *p, size_t len, enum ing_level *out)
+{
+    static const struct {
+        const char *name;
+        enum ing_level level;
+    } names[] = {
+        {"debug", ING_LEVEL_DEBUG},       {"trace", ING_LEVEL_DEBUG},
+        {"info", ING_LEVEL_INFO},         {"information", ING_LEVEL_INFO},
+        {"informational", ING_LEVEL_INFO}, {"notice", ING_LEVEL_INFO},
+        {"warn", ING_LEVEL_WARNING},      {"warning", ING_LEVEL_WARNING},
+        {"err", ING_LEVEL_ERROR},         {"error", ING_LEVEL_ERROR},
+        {"crit", ING_LEVEL_CRITICAL},     {"critical", ING_LEVEL_CRITICAL},
+        {"fatal", ING_LEVEL_CRITICAL},    {"alert", ING_LEVEL_CRITICAL},
+        {"emerg", ING_LEVEL_CRITICAL},    {"emergency", ING_LEVEL_CRITICAL},
+        {"panic", ING_LEVEL_CRITICAL},
+    };
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strlen(names[i].name) == len && strncasecmp(p, names[i].name, len) == 0) {
+            *out = names[i].level;
+            return true;
+        }
+    }
+    return false;
+}
+
+enum ing_level ing_level_from_syslog(int severity)
+{
+    if (severity <= 2)
+        return ING_LEVEL_CRITICAL;
+    if (severity == 3)
+        return ING_LEVEL_ERROR;
+    if (severity == 4)
+        return ING_LEVEL_WARNING;
+    if (severity <= 6)
+        return ING_LEVEL_INFO;
+    return ING_LEVEL_DEBUG;
+}
+
+enum ing_level ing_level_from_otlp(int number)
+{
+    if (number >= 1 && number <= 8)
+        return ING_LEVEL_DEBUG;
+    if (number >= 13 && number <= 16)
+        return ING_LEVEL_WARNING;
+    if (number >= 17 && number <= 20)
+        return ING_LEVEL_ERROR;
+    if (number >= 21 && number <= 24)
+        return ING_LEVEL_CRITICAL;
+    return ING_LEVEL_INFO;
+}
+
+const char *ing_level_name(enum ing_level level)
+{
+    static const char *const names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"};
+
+    return (unsigned)level < 5 ? names[level] : "INFO";
+}
+
+bool ing_time_from_epoch(double v, int64_t *us)
+{
+    double a = fabs(v);
+
+    if (!isfinite(v))
+        return false;
+    if (a < 1e11)
+        v *= 1e6;
+    else if (a < 1e14)
+        v *= 1e3;
+    else if (a >= 1e17)
+        v /= 1e3;
+    /* 0001-01-01 .. 9999-12-31, the range the COPY encoder can print */
+    if (v < -62135596800e6 || v > 253402300799e6)
+        return false;
+    *us = (int64_t)llround(v);
+    return true;
+}
+
+/* Parses the whole of <p>[<len>] as a finite number. */
+static bool parse_double(const char *p, size_t len, double *out)
+{
+    char buf[64], *end;
+
+    if (len == 0 || len >= sizeof(buf) || isspace((unsigned char)p[0]))
+        return false;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    errno = 0;
+    *out = strtod(buf, &end);
+    return errno == 0 && *end == '\0' && isfinite(*out);
+}
+
+static int set_typed(struct ing_record *rec, int field, const char *p, size_t len, bool from_text,
+                     struct agg_err *err)
+{
+    double v;
+
+    if (field == ING_F_LEVEL) {
+        if (len == 1 && p[0] >= '0' && p[0] <= '7')
+            rec->level = ing_level_from_syslog(p[0] - '0');
+        else if (!from_text || !ing_level_parse(p, len, &rec->level))
+            return agg_err_set(err, AGG_EINVAL, "level: \"%.*s\" is not a log level",
+                               (int)(len > 40 ? 40 : len), p);
+        rec->has_level = true;
+        return AGG_OK;
+    }
+    if (field == ING_F_CREATED_AT) {
+        if (from_text && ing_time_parse_iso8601(p, len, &rec->created_us))
+            return AGG_OK;
+        if (parse_double(p, len, &v) && ing_time_from_epoch(v, &rec->created_us))
+            return AGG_OK;
+        return agg_err_set(err, AGG_EINVAL, "%s: \"%.*s\" is not a timestamp",
+                           ing_field_name(field), (int)(len > 40 ? 40 : len), p);
+    }
+    if (!parse_double(p, len, &v))
+        return agg_err_set(err, AGG_EINVAL, "%s: \"%.*s\" is not a number",
+                           ing_field_name(field), (int)(len > 40 ? 40 : len), p);
+    if (field == ING_F_MEMORY_USAGE_MB) {
+        rec->memory_usage_mb = v;
+        rec->has_memory_usage_mb = true;
+        return AGG_OK;
+    }
+    if (field == ING_F_DURATION_MS)
+        v = round(v);
+    if (v != floor(v))
+        return agg_err_set(err, AGG_EINVAL, "%s: %.*s is not an integer", ing_field_name(field),
+                           (int)(len > 40 ? 40 : len), p);
+    if (v < INT32_MIN || v > INT32_MAX)
+        return agg_err_set(err, AGG_EINVAL, "%s: %.*s is out of range", ing_field_name(field),
+                           (int)(len > 40 ? 40 : len), p);
+    switch (field) {
+    case ING_F_LINE_NUMBER:
+        rec->line_number = (int32_t)v;
+        rec->has_line_number = true;
+        break;
+    case ING_F_USER_ID:
+        rec->user_id = (int32_t)v;
+        rec->has_user_id = true;
+        break;
+    default:
+        rec->duration_ms = (int32_t)v;
+        rec->has_duration_ms = true;
+        break;
+    }
+    return AGG_OK;
+}
+
+int ing_record_set_text(struct ing_record *rec, int field, const char *p, size_t len,
+                        struct agg_err *err)
+{
+    if (field < 0 || field >= ING_F_COUNT)
+        return agg_err_set(err, AGG_EINVAL, "unknown field");
+    if (field < ING_F_STR_COUNT) {
+        rec->str[field].p = p;
+        rec->str[field].len = len;
+        return AGG_OK;
+    }
+    return set_typed(rec, field, p, len, true, err);
+}
+
+int ing_record_set_number(struct ing_record *rec, int field, const char *text, size_t len,
+                          struct agg_err *err)
+{
+    if (field < 0 || field >= ING_F_COUNT)
+        return agg_err_set(err, AGG_EINVAL, "unknown field");
+    if (field < ING_F_STR_COUNT)
+        return agg_err_set(err, AGG_EINVAL, "%s must be a string, not a number",
+                           ing_field_name(field));
+    if (field == ING_F_LEVEL) {
+        double v;
+
+        if (!parse_double(text, len, &v) || v != floor(v) || v < 0 || v > 7)
+            return agg_err_set(err, AGG_EINVAL,
+                               "level: %.*s is not a syslog severity (0-7) or a level name",
+                               (int)(len > 40 ? 40 : len), text);
+        rec->level = ing_level_from_syslog((int)v);
+        rec->has_level = true;
+        return AGG_OK;
+    }
+    return set_typed(rec, field, text, len, false, err);
+}

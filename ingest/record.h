@@ -1,0 +1,141 @@
+/*
+ * ingest/record.h — one event on its way to a system_logs row.
+ *
+ * Place: parsers/decoders -> [record] -> sink (batcher: COPY encoding) -> writer.
+ * Threads: pure; records are built and consumed on one thread.
+ * Ownership: a record only borrows: every string points into the input or a
+ *            decoder's scratch buffer, valid for the duration of one sink call.
+ * Not here: COPY encoding (store/copy.c), timestamp range policy (the batcher).
+ */
+#ifndef AGGD_INGEST_RECORD_H
+#define AGGD_INGEST_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest/time.h"
+#include "src/err.h"
+
+enum ing_level {
+    ING_LEVEL_DEBUG = 0,
+    ING_LEVEL_INFO,
+    ING_LEVEL_WARNING,
+    ING_LEVEL_ERROR,
+    ING_LEVEL_CRITICAL,
+};
+
+enum ing_transport {
+    ING_TRANSPORT_SYSLOG_UDP = 0,
+    ING_TRANSPORT_SYSLOG_TCP,
+    ING_TRANSPORT_JSON_TCP,
+    ING_TRANSPORT_HTTP,
+    ING_TRANSPORT_COUNT,
+};
+
+/* The system_logs columns a producer can set. Text columns first, so they index
+ * ing_record.str[]; then the typed ones. */
+enum ing_field {
+    ING_F_MESSAGE = 0,
+    ING_F_LOGGER_NAME,
+    ING_F_MODULE,
+    ING_F_FUNCTION_NAME,
+    ING_F_CORRELATION_ID,
+    ING_F_REQUEST_ID,
+    ING_F_REQUEST_METHOD,
+    ING_F_REQUEST_PATH,
+    ING_F_REQUEST_IP,
+    ING_F_EXCEPTION_TYPE,
+    ING_F_EXCEPTION_MESSAGE,
+    ING_F_STACK_TRACE,
+    ING_F_STR_COUNT,
+    ING_F_LINE_NUMBER = ING_F_STR_COUNT,
+    ING_F_USER_ID,
+    ING_F_DURATION_MS,
+    ING_F_MEMORY_USAGE_MB,
+    ING_F_LEVEL,
+    ING_F_CREATED_AT,
+    ING_F_COUNT,
+};
+
+/* A borrowed byte string; p == NULL means absent (SQL NULL). Bytes may be any
+ * (invalid UTF-8, NUL): the COPY encoder repairs them. */
+struct ing_str {
+    const char *p;
+    size_t len;
+};
+
+struct ing_record {
+    int64_t created_us; /* ING_TIME_NONE: use the receive time */
+    enum ing_level level;
+    bool has_level;
+    struct ing_str str[ING_F_STR_COUNT];
+    bool has_line_number, has_user_id, has_duration_ms, has_memory_usage_mb;
+    int32_t line_number;
+    int32_t user_id;
+    int32_t duration_ms;
+    double memory_usage_mb;
+    struct ing_str extra; /* a JSON object's text for extra_data, or absent */
+    struct ing_str raw;   /* the event as received, for ingest_rejects */
+};
+
+/* Where decoders deliver events. <rec> and all it points to are borrowed for the
+ * call. emit returns AGG_OK, or AGG_EFULL when no more events can be taken now
+ * (the decoder stops and returns AGG_EFULL). reject gets events that could not be
+ * decoded: their <index> in the request or stream, the reason, the raw bytes. */
+struct ing_sink {
+    int (*emit)(void *arg, const struct ing_record *rec);
+    void (*reject)(void *arg, size_t index, const char *why, const char *raw, size_t rawlen);
+    void *arg;
+};
+
+/* Every field absent, level unset, created_us ING_TIME_NONE. */
+void ing_record_init(struct ing_record *rec);
+
+/* The field named by the system_logs column <name>[<len>] (exact, lower case), or -1.
+ * Used for syslog SD parameters. */
+int ing_field_by_column(const char *name, size_t len);
+
+/* As ing_field_by_column, plus the JSON aliases of DESIGN.md: timestamp, time,
+ * @timestamp -> created_at; msg -> message; severity -> level. */
+int ing_field_by_json_key(const char *name, size_t len);
+
+/* The column name of <field>. */
+const char *ing_field_name(int field);
+
+/* Largest number of characters the column of text <field> holds (VARCHAR(n)); 0 for
+ * unbounded text. */
+size_t ing_field_max_chars(int field);
+
+/* Sets <field> from text: text columns take it as is; integer columns a decimal
+ * integer in range ("12.0" allowed; duration_ms rounds fractions); memory_usage_mb
+ * a number; level a level name (ing_level_parse) or a syslog severity digit 0-7;
+ * created_at an ISO 8601 timestamp or epoch seconds/milliseconds/micro/nanoseconds.
+ * AGG_EINVAL + <err> naming the field on a bad value. */
+int ing_record_set_text(struct ing_record *rec, int field, const char *p, size_t len,
+                        struct agg_err *err);
+
+/* Sets <field> from a JSON number (<text> is its literal). Text columns refuse
+ * numbers; level takes a syslog severity 0-7. AGG_EINVAL naming the field. */
+int ing_record_set_number(struct ing_record *rec, int field, const char *text, size_t len,
+                          struct agg_err *err);
+
+/* Parses a level name, case-insensitive: trace/debug -> DEBUG; info, information,
+ * informational, notice -> INFO; warn, warning -> WARNING; err, error -> ERROR;
+ * crit, critical, fatal, alert, emerg, emergency, panic -> CRITICAL. */
+bool ing_level_parse(const char *p, size_t len, enum ing_level *out);
+
+/* DESIGN.md: 0-2 CRITICAL, 3 ERROR, 4 WARNING, 5-6 INFO, 7 DEBUG. */
+enum ing_level ing_level_from_syslog(int severity);
+
+/* OTLP severityNumber 1-24: TRACE/DEBUG -> DEBUG, INFO, WARN, ERROR, FATAL ->
+ * CRITICAL; 0 (unspecified) or out of range -> INFO. */
+enum ing_level ing_level_from_otlp(int number);
+
+/* "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL". */
+const char *ing_level_name(enum ing_level level);
+
+/* Epoch number (seconds, ms, µs or ns chosen by magnitude) to microseconds. */
+bool ing_time_from_epoch(double v, int64_t *us);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * src/cli.h — what main.c hands every subcommand.
+ *
+ * Place: main.c parses the common options; cmd_* functions (main.c, src/cli_*.c)
+ *        do one subcommand each.
+ * Threads: main thread.
+ */
+#ifndef AGGD_SRC_CLI_H
+#define AGGD_SRC_CLI_H
+
+#include "src/config.h"
+
+enum { AGG_EXIT_USAGE = 2 };
+#define EXIT_USAGE AGG_EXIT_USAGE
+
+struct cli {
+    const char *command;
+    const char *config_path;
+    char **sets;
+    int nsets;
+    char **args; /* what remains after -c/--set, in order */
+    int nargs;
+};
+
+/* Prints "aggd: <what> (see `aggd --help`)" and returns AGG_EXIT_USAGE. */
+int agg_cli_usage(const char *what);
+
+/* Finds "--<name> VALUE" or "--<name>=VALUE" in cli->args; NULL when absent.
+ * Sets *<dup> when the option is given twice. */
+const char *agg_cli_option(const struct cli *cli, const char *name, int *dup);
+
+#endif
