@@ -34,6 +34,8 @@ int ing_buf_reserve(struct ing_buf *b, size_t n);
 
 static inline int ing_buf_append(struct ing_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return AGG_OK;
     if (b->cap - b->len <= n && ing_buf_reserve(b, n) != AGG_OK)
         return AGG_ENOMEM;
     memcpy(b->data + b->len, p, n);

@@ -25,6 +25,7 @@ struct series {
     char *labels;
     char *help;
     _Atomic int64_t value;
+    struct agg_histogram *hist;
     agg_metric_fn fn;
     void *arg;
 };
@@ -56,6 +57,7 @@ static void series_free(struct series *s)
     free(s->name);
     free(s->labels);
     free(s->help);
+    free(s->hist);
     free(s);
 }
 
@@ -118,10 +120,76 @@ int agg_metrics_add_fn(struct agg_metrics *m, const char *name, const char *labe
     return AGG_OK;
 }
 
+struct agg_histogram *agg_metrics_add_histogram(struct agg_metrics *m, const char *name,
+                                                const char *labels, const char *help,
+                                                const double *bounds, int n)
+{
+    struct agg_histogram *h;
+    struct series *s;
+
+    if (n < 1 || n > AGG_METRICS_MAX_BUCKETS)
+        return NULL;
+    for (int i = 1; i < n; i++) {
+        if (!(bounds[i] > bounds[i - 1]))
+            return NULL;
+    }
+    h = agg_calloc(1, sizeof(*h));
+    if (h == NULL)
+        return NULL;
+    s = add(m, AGG_METRIC_HISTOGRAM, name, labels, help);
+    if (s == NULL) {
+        free(h);
+        return NULL;
+    }
+    h->n = n;
+    memcpy(h->bounds, bounds, (size_t)n * sizeof(*bounds));
+    s->hist = h;
+    return h;
+}
+
+void agg_histogram_observe(struct agg_histogram *h, double v)
+{
+    int i = 0;
+
+    while (i < h->n && v > h->bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_micro, (int64_t)(v * 1e6), memory_order_relaxed);
+}
+
+static void render_histogram(struct evbuffer *out, const struct series *s)
+{
+    const struct agg_histogram *h = s->hist;
+    const char *sep = s->labels[0] != '\0' ? "," : "";
+    int64_t cum = 0;
+
+    for (int i = 0; i <= h->n; i++) {
+        cum += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+        if (i < h->n)
+            evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%g\"} %lld\n", s->name, s->labels, sep,
+                                h->bounds[i], (long long)cum);
+        else
+            evbuffer_add_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %lld\n", s->name, s->labels,
+                                sep, (long long)cum);
+    }
+    evbuffer_add_printf(out, "%s_sum%s%s%s %.6f\n", s->name, sep[0] ? "{" : "", s->labels,
+                        sep[0] ? "}" : "",
+                        (double)atomic_load_explicit(&h->sum_micro, memory_order_relaxed) / 1e6);
+    evbuffer_add_printf(out, "%s_count%s%s%s %lld\n", s->name, sep[0] ? "{" : "", s->labels,
+                        sep[0] ? "}" : "",
+                        (long long)atomic_load_explicit(&h->count, memory_order_relaxed));
+}
+
 static void render_one(struct evbuffer *out, const struct series *s)
 {
     const char *open = s->labels[0] != '\0' ? "{" : "";
     const char *close = s->labels[0] != '\0' ? "}" : "";
+
+    if (s->hist != NULL) {
+        render_histogram(out, s);
+        return;
+    }
 
     if (s->fn != NULL)
         evbuffer_add_printf(out, "%s%s%s%s %.17g\n", s->name, open, s->labels, close,
@@ -201,7 +269,9 @@ int agg_metrics_render(struct agg_metrics *m, struct evbuffer *out)
         if (done[i])
             continue;
         evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help, s->name,
-                            s->type == AGG_METRIC_COUNTER ? "counter" : "gauge");
+                            s->type == AGG_METRIC_COUNTER   ? "counter"
+                            : s->type == AGG_METRIC_GAUGE ? "gauge"
+                                                          : "histogram");
         for (size_t j = i; j < m->n; j++) {
             if (!done[j] && strcmp(m->items[j]->name, s->name) == 0) {
                 render_one(out, m->items[j]);

@@ -21,6 +21,7 @@ struct agg_metrics;
 enum agg_metric_type {
     AGG_METRIC_COUNTER = 0,
     AGG_METRIC_GAUGE,
+    AGG_METRIC_HISTOGRAM,
 };
 
 /* Computes a gauge at render time (e.g. a queue depth). */
@@ -38,6 +39,26 @@ _Atomic int64_t *agg_metrics_add(struct agg_metrics *m, enum agg_metric_type typ
 /* Registers a gauge whose value <fn>(<arg>) computes when rendered. */
 int agg_metrics_add_fn(struct agg_metrics *m, const char *name, const char *labels,
                        const char *help, agg_metric_fn fn, void *arg);
+
+#define AGG_METRICS_MAX_BUCKETS 16
+
+/* A histogram: cumulative buckets with upper bounds, a sum and a count. */
+struct agg_histogram {
+    int n;
+    double bounds[AGG_METRICS_MAX_BUCKETS];
+    _Atomic int64_t buckets[AGG_METRICS_MAX_BUCKETS + 1]; /* last: +Inf */
+    _Atomic int64_t count;
+    _Atomic int64_t sum_micro; /* sum of observations x 1e6 */
+};
+
+/* Registers histogram <name> with <n> ascending <bounds> (at most
+ * AGG_METRICS_MAX_BUCKETS). The result is owned by <m>; NULL on OOM or bad bounds. */
+struct agg_histogram *agg_metrics_add_histogram(struct agg_metrics *m, const char *name,
+                                                const char *labels, const char *help,
+                                                const double *bounds, int n);
+
+/* Records <v> in <h>: any thread, lock-free. */
+void agg_histogram_observe(struct agg_histogram *h, double v);
 
 /* Appends the exposition text of every series, then process_* metrics, to <out>. */
 int agg_metrics_render(struct agg_metrics *m, struct evbuffer *out);

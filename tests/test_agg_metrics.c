@@ -74,6 +74,34 @@ static void test_metrics_render_groups_series_by_name(void **state)
     agg_metrics_free(m);
 }
 
+static void test_metrics_histogram_buckets_are_cumulative(void **state)
+{
+    static const double bounds[] = {0.01, 0.1, 1};
+    struct agg_metrics *m = agg_metrics_new(NULL);
+    struct agg_histogram *h =
+        agg_metrics_add_histogram(m, "aggd_copy_seconds", NULL, "COPY time.", bounds, 3);
+    static const double bad[] = {1, 0.5};
+    char *text;
+
+    (void)state;
+    assert_non_null(h);
+    assert_null(agg_metrics_add_histogram(m, "x", NULL, "x", bad, 2));
+    agg_histogram_observe(h, 0.005);
+    agg_histogram_observe(h, 0.01); /* le is inclusive */
+    agg_histogram_observe(h, 0.5);
+    agg_histogram_observe(h, 7);
+    text = render(m);
+    assert_non_null(strstr(text, "# TYPE aggd_copy_seconds histogram\n"
+                                 "aggd_copy_seconds_bucket{le=\"0.01\"} 2\n"
+                                 "aggd_copy_seconds_bucket{le=\"0.1\"} 2\n"
+                                 "aggd_copy_seconds_bucket{le=\"1\"} 3\n"
+                                 "aggd_copy_seconds_bucket{le=\"+Inf\"} 4\n"
+                                 "aggd_copy_seconds_sum 7.515000\n"
+                                 "aggd_copy_seconds_count 4\n"));
+    free(text);
+    agg_metrics_free(m);
+}
+
 static void test_metrics_registration_survives_allocation_failure(void **state)
 {
     (void)state;
@@ -93,6 +121,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_render_groups_series_by_name),
+        cmocka_unit_test(test_metrics_histogram_buckets_are_cumulative),
         cmocka_unit_test(test_metrics_registration_survives_allocation_failure),
     };
 

@@ -1,0 +1,104 @@
+/*
+ * store/batch.h — rows on their way to one COPY, with what a reject needs.
+ *
+ * Place: pipeline (loop thread) fills a batch -> writer thread COPYs it -> back to
+ *        the loop, which answers its waiters and reuses it.
+ * Threads: one owner at a time; ownership moves with st_writer_submit() and the
+ *          writer's done callback.
+ * Ownership: the batch owns its buffers; waiters are borrowed until called.
+ */
+#ifndef AGGD_STORE_BATCH_H
+#define AGGD_STORE_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest/buf.h"
+#include "ingest/record.h"
+#include "src/workq.h"
+#include "store/copy.h"
+
+struct st_row {
+    size_t copy_off;     /* the row's first byte in copy */
+    size_t raw_off;      /* peer then raw bytes in raw */
+    uint32_t raw_len;
+    uint16_t peer_len;
+    uint8_t transport;   /* enum ing_transport */
+    int64_t received_us;
+};
+
+/* An event that could not be decoded, stored in ingest_rejects with the batch. */
+struct st_reject {
+    size_t off; /* peer, then reason, then raw bytes, in raw */
+    uint32_t raw_len;
+    uint16_t peer_len;
+    uint16_t why_len;
+    uint8_t transport;
+    int64_t received_us;
+};
+
+struct st_batch;
+typedef void (*st_batch_waiter_fn)(void *arg, const struct st_batch *b);
+
+struct st_batch {
+    struct agg_work work; /* first: the writer's queue link */
+    uint64_t seq;
+    struct ing_buf copy; /* COPY text rows, in order */
+    struct ing_buf raw;  /* per row: peer, then the input as received */
+    struct st_row *rows;
+    size_t nrows, cap_rows;
+    int *months; /* year * 12 + month - 1 of every row's created_at, distinct */
+    int nmonths, cap_months;
+    struct st_reject *rejects;
+    size_t nrejects, cap_rejects;
+    int64_t opened_us;
+    /* set by the writer */
+    bool done;           /* every row committed or rejected */
+    size_t progress;     /* rows [0, progress) are settled */
+    size_t committed;    /* rows in system_logs */
+    size_t rejected;     /* rows PostgreSQL refused, now in ingest_rejects */
+    size_t rejects_stored; /* rejects [0, rejects_stored) are in ingest_rejects */
+    /* waiters: called on the loop thread when the batch comes back */
+    struct {
+        st_batch_waiter_fn fn;
+        void *arg;
+    } *waiters;
+    size_t nwaiters, cap_waiters;
+};
+
+/* Caller owns the result: st_batch_free(). */
+struct st_batch *st_batch_new(void);
+void st_batch_free(struct st_batch *b);
+/* Empties <b> for reuse, keeping its memory. */
+void st_batch_reset(struct st_batch *b);
+
+/* Appends <rec> as a row stored with <created_us> (and <original_us> kept in
+ * extra_data unless ING_TIME_NONE), remembering transport, peer and receive time
+ * for a possible reject. AGG_ENOMEM leaves the batch as it was. */
+int st_batch_add(struct st_batch *b, const struct ing_record *rec, int64_t created_us,
+                 int64_t original_us, enum ing_transport transport, const char *peer,
+                 int64_t received_us, struct st_copy_scratch *scratch);
+
+/* Adds an event that could not be decoded: stored in ingest_rejects with <why>. */
+int st_batch_add_reject(struct st_batch *b, enum ing_transport transport, const char *peer,
+                        int64_t received_us, const char *why, const char *raw, size_t raw_len);
+
+/* True when the batch holds nothing to write. */
+static inline bool st_batch_is_empty(const struct st_batch *b)
+{
+    return b->nrows == 0 && b->nrejects == 0;
+}
+
+/* Row <i>'s COPY text: <len> bytes at the returned pointer. */
+const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len);
+/* COPY text of rows [<lo>, <hi>). */
+const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_t *len);
+
+/* Calls <fn>(<arg>, b) when <b> comes back from the writer. */
+int st_batch_add_waiter(struct st_batch *b, st_batch_waiter_fn fn, void *arg);
+
+/* The month key (year * 12 + month - 1) of <us>. */
+int st_batch_month_of(int64_t us);
+
+#endif

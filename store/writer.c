@@ -1,0 +1,473 @@
+/*
+ * store/writer.c — writer threads: COPY, poison-row isolation, retries.
+ *
+ * Place: see store/writer.h.
+ * Threads: the queue and the done list are guarded by one mutex; each thread owns
+ *          its connection and its cache of existing month partitions.
+ * Ownership: a batch belongs to the queue, then to one thread, then to the done
+ *            list, then to the loop's callback.
+ * Traps: a batch is written left to right and b->progress marks the rows settled
+ *        (committed or rejected), so a retry after a lost connection resumes there
+ *        and never sends a committed row twice. PostgreSQL names the bad COPY line
+ *        for data errors; constraint errors found at statement end (foreign keys)
+ *        name none, and those ranges are bisected.
+ */
+#include "store/writer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "src/alloc.h"
+#include "src/log.h"
+#include "src/workq.h"
+#include "store/db.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define COPY_CHUNK (1024 * 1024)
+
+static const char copy_sql[] = "COPY system_logs (" ST_COPY_COLUMNS ") FROM STDIN";
+static const char reject_sql[] = "INSERT INTO ingest_rejects (received_at, transport, peer, error, "
+                                 "raw) VALUES ($1::timestamp, $2, $3, $4, $5)";
+static const char *const transport_names[] = {"syslog_udp", "syslog_tcp", "json_tcp", "http"};
+
+struct st_writer {
+    struct agg_workq *q;
+    struct st_pool *pool;
+    st_writer_done_fn done;
+    void *arg;
+    int grace_ms;
+    _Atomic int64_t *m_rows, *m_rejected, *m_batches, *m_retries, *m_last_commit;
+    struct agg_histogram *h_rows, *h_copy;
+};
+
+enum outcome {
+    OUT_OK = 0,
+    OUT_ROW,       /* the data: isolate the bad row(s) */
+    OUT_TRANSIENT, /* the connection or the server: retry later */
+};
+
+struct thread {
+    struct st_writer *w;
+    PGconn *conn;
+    int *months; /* partitions known to exist */
+    int nmonths, cap_months;
+    char why[1024];
+    long line; /* COPY line PostgreSQL blamed, 0 if none */
+    int64_t last_log_us;
+    int suppressed;
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One log line per 10 s per thread for repeated trouble, with a suppressed count. */
+static void log_trouble(struct thread *t, const char *what)
+{
+    int64_t now = mono_us();
+
+    if (t->last_log_us != 0 && now - t->last_log_us < 10 * 1000000) {
+        t->suppressed++;
+        return;
+    }
+    if (t->suppressed > 0)
+        AGG_LOG_WARN("writer", "%s (and %d similar messages suppressed)", what, t->suppressed);
+    else
+        AGG_LOG_WARN("writer", "%s", what);
+    t->last_log_us = now;
+    t->suppressed = 0;
+}
+
+/* The <attempt>th backoff pause in ms, with jitter. */
+static int backoff_ms(int attempt)
+{
+    int ms = BACKOFF_MIN_MS << (attempt < 6 ? attempt : 6);
+
+    if (ms > BACKOFF_MAX_MS)
+        ms = BACKOFF_MAX_MS;
+    return ms / 2 + rand() % (ms / 2 + 1); /* NOLINT: jitter needs no quality */
+}
+
+/* Sorts a failed result into row trouble or transient trouble, keeping the text. */
+static enum outcome classify(struct thread *t, PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *context = res != NULL ? PQresultErrorField(res, PG_DIAG_CONTEXT) : NULL;
+    const char *line = context != NULL ? strstr(context, ", line ") : NULL;
+
+    t->line = line != NULL ? strtol(line + 7, NULL, 10) : 0;
+    if (msg == NULL)
+        msg = PQerrorMessage(t->conn);
+    snprintf(t->why, sizeof(t->why), "%s%s%s%s", msg, detail != NULL ? " (" : "",
+             detail != NULL ? detail : "", detail != NULL ? ")" : "");
+    for (char *p = t->why; *p != '\0'; p++) {
+        if (*p == '\n')
+            *p = ' ';
+    }
+    if (PQstatus(t->conn) != CONNECTION_OK || state == NULL)
+        return OUT_TRANSIENT;
+    if (strcmp(state, "23514") == 0 && strstr(msg, "no partition") != NULL) {
+        t->nmonths = 0; /* a partition went away: look again before retrying */
+        return OUT_TRANSIENT;
+    }
+    /* data exceptions, integrity constraints, program limits: the rows' fault */
+    if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+        strncmp(state, "54", 2) == 0)
+        return OUT_ROW;
+    return OUT_TRANSIENT;
+}
+
+static enum outcome copy_rows(struct thread *t, struct st_batch *b, size_t lo, size_t hi)
+{
+    PGresult *res = PQexec(t->conn, copy_sql);
+    enum outcome out = OUT_OK;
+    const char *data;
+    size_t len;
+    int64_t started = mono_us();
+
+    if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN) {
+        out = classify(t, res);
+        PQclear(res);
+        return out == OUT_OK ? OUT_TRANSIENT : out;
+    }
+    PQclear(res);
+    data = st_batch_range(b, lo, hi, &len);
+    for (size_t off = 0; off < len; off += COPY_CHUNK) {
+        size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
+
+        if (PQputCopyData(t->conn, data + off, (int)n) != 1) {
+            classify(t, NULL);
+            return OUT_TRANSIENT;
+        }
+    }
+    if (PQputCopyEnd(t->conn, NULL) != 1) {
+        classify(t, NULL);
+        return OUT_TRANSIENT;
+    }
+    while ((res = PQgetResult(t->conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && out == OUT_OK)
+            out = classify(t, res);
+        PQclear(res);
+    }
+    if (out == OUT_OK)
+        agg_histogram_observe(t->w->h_copy, (double)(mono_us() - started) / 1e6);
+    return out;
+}
+
+/* Stores one event in ingest_rejects: losing the reject would lose the event, so a
+ * failure here is transient like any other. */
+static enum outcome store_reject(struct thread *t, int64_t received_us, int transport,
+                                 const char *peer, size_t peer_len, const char *why,
+                                 size_t why_len, const char *raw, size_t raw_len)
+{
+    char received[32], peer_text[256], why_text[1024];
+    const char *values[5] = {received, transport_names[transport],
+                             peer_len > 0 ? peer_text : NULL, why_text, raw_len > 0 ? raw : ""};
+    int lengths[5] = {0, 0, 0, 0, (int)raw_len};
+    int formats[5] = {0, 0, 0, 0, 1};
+    PGresult *res;
+    enum outcome out = OUT_OK;
+
+    ing_time_format(received_us, received);
+    snprintf(peer_text, sizeof(peer_text), "%.*s", (int)peer_len, peer);
+    snprintf(why_text, sizeof(why_text), "%.*s", (int)why_len, why);
+    res = PQexecParams(t->conn, reject_sql, 5, NULL, values, lengths, formats, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        classify(t, res);
+        out = OUT_TRANSIENT;
+    }
+    PQclear(res);
+    return out;
+}
+
+static enum outcome reject_row(struct thread *t, struct st_batch *b, size_t i)
+{
+    const struct st_row *row = &b->rows[i];
+    const char *peer = b->raw.data + row->raw_off;
+    char why[sizeof(t->why)];
+
+    snprintf(why, sizeof(why), "%s", t->why);
+    return store_reject(t, row->received_us, row->transport, peer, row->peer_len, why,
+                        strlen(why), peer + row->peer_len, row->raw_len);
+}
+
+static enum outcome store_decode_rejects(struct thread *t, struct st_batch *b)
+{
+    for (; b->rejects_stored < b->nrejects; b->rejects_stored++) {
+        const struct st_reject *r = &b->rejects[b->rejects_stored];
+        const char *p = b->raw.data + r->off;
+
+        if (store_reject(t, r->received_us, r->transport, p, r->peer_len, p + r->peer_len,
+                         r->why_len, p + r->peer_len + r->why_len, r->raw_len) != OUT_OK)
+            return OUT_TRANSIENT;
+    }
+    return OUT_OK;
+}
+
+/* Writes rows [lo, hi) of <b>, isolating rows PostgreSQL refuses. OUT_OK when every
+ * row is settled; OUT_TRANSIENT to retry from b->progress later. */
+static enum outcome write_range(struct thread *t, struct st_batch *b, size_t lo, size_t hi)
+{
+    while (lo < hi) {
+        enum outcome out = copy_rows(t, b, lo, hi);
+        size_t cut;
+
+        if (out == OUT_OK) {
+            b->committed += hi - lo;
+            b->progress = hi;
+            return OUT_OK;
+        }
+        if (out == OUT_TRANSIENT)
+            return OUT_TRANSIENT;
+        if (hi - lo == 1) {
+            if (reject_row(t, b, lo) != OUT_OK)
+                return OUT_TRANSIENT;
+            b->rejected++;
+            b->progress = hi;
+            return OUT_OK;
+        }
+        /* the blamed line alone, or else the first half, then go on after it */
+        if (t->line >= 1 && (size_t)t->line <= hi - lo) {
+            size_t bad = lo + (size_t)t->line - 1;
+
+            if (write_range(t, b, lo, bad) != OUT_OK ||
+                write_range(t, b, bad, bad + 1) != OUT_OK)
+                return OUT_TRANSIENT;
+            cut = bad + 1;
+        } else {
+            cut = lo + (hi - lo) / 2;
+            if (write_range(t, b, lo, cut) != OUT_OK)
+                return OUT_TRANSIENT;
+        }
+        lo = cut;
+    }
+    return OUT_OK;
+}
+
+static bool month_known(const struct thread *t, int month)
+{
+    for (int i = 0; i < t->nmonths; i++) {
+        if (t->months[i] == month)
+            return true;
+    }
+    return false;
+}
+
+/* Makes sure the partition of every month in <b> exists (cached per thread). */
+static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b)
+{
+    for (int i = 0; i < b->nmonths; i++) {
+        int month = b->months[i];
+        char date[32];
+        const char *params[1] = {date};
+        struct agg_err err = {0};
+
+        if (month_known(t, month))
+            continue;
+        snprintf(date, sizeof(date), "%04d-%02d-01", month / 12, month % 12 + 1);
+        /* Creating a partition locks the parent: bounded, so a long reader cannot
+         * queue every writer behind this lock. */
+        if (st_db_exec(t->conn, "BEGIN", &err) != AGG_OK ||
+            st_db_exec(t->conn, "SET LOCAL lock_timeout = '5s'", &err) != AGG_OK ||
+            st_db_query(t->conn, "SELECT aggd_create_month_partition('system_logs', $1::date)",
+                        1, params, PGRES_TUPLES_OK, NULL, &err) != AGG_OK ||
+            st_db_exec(t->conn, "COMMIT", &err) != AGG_OK) {
+            st_db_exec(t->conn, "ROLLBACK", NULL);
+            snprintf(t->why, sizeof(t->why), "could not create the partition for %s: %s", date,
+                     err.msg);
+            return OUT_TRANSIENT;
+        }
+        if (t->nmonths == t->cap_months) {
+            int cap = t->cap_months ? t->cap_months * 2 : 8;
+            int *m = agg_realloc(t->months, (size_t)cap * sizeof(*m));
+
+            if (m == NULL)
+                return OUT_OK; /* uncached: asked again next time */
+            t->months = m;
+            t->cap_months = cap;
+        }
+        t->months[t->nmonths++] = month;
+    }
+    return OUT_OK;
+}
+
+static void write_batch(struct thread *t, struct st_batch *b)
+{
+    struct st_writer *w = t->w;
+    struct agg_err err = {0};
+    char line[1200];
+
+    for (int attempt = 0;; attempt++) {
+        if (attempt > 0) {
+            agg_metric_inc(w->m_retries, 1);
+            if (!agg_workq_sleep(w->q, backoff_ms(attempt - 1)))
+                return; /* stopping: b->done stays false */
+        } else if (agg_workq_expired(w->q)) {
+            return;
+        }
+        if (t->conn == NULL && st_pool_get(w->pool, &t->conn, &err) != AGG_OK) {
+            snprintf(line, sizeof(line), "cannot reach PostgreSQL, batch of %zu rows waits: %s",
+                     b->nrows - b->progress, err.msg);
+            log_trouble(t, line);
+            continue;
+        }
+        if (ensure_partitions(t, b) == OUT_OK &&
+            write_range(t, b, b->progress, b->nrows) == OUT_OK &&
+            store_decode_rejects(t, b) == OUT_OK)
+            break;
+        snprintf(line, sizeof(line), "batch of %zu rows waits, will retry: %s",
+                 b->nrows - b->progress, t->why);
+        log_trouble(t, line);
+        st_pool_put(w->pool, t->conn, true);
+        t->conn = NULL;
+    }
+    b->done = true;
+    agg_metric_inc(w->m_rows, (int64_t)b->committed);
+    agg_metric_inc(w->m_rejected, (int64_t)b->rejected);
+    agg_metric_inc(w->m_batches, 1);
+    agg_metric_set(w->m_last_commit, (int64_t)time(NULL));
+    agg_histogram_observe(w->h_rows, (double)b->nrows);
+    if (b->rejected > 0) {
+        snprintf(line, sizeof(line), "%zu of %zu rows refused by PostgreSQL, kept in "
+                 "ingest_rejects; last reason: %s", b->rejected, b->nrows, t->why);
+        log_trouble(t, line);
+    }
+}
+
+static void *thread_init(void *arg)
+{
+    struct thread *t = agg_calloc(1, sizeof(*t));
+
+    if (t != NULL)
+        t->w = arg;
+    return t;
+}
+
+static void thread_fini(void *arg, void *state)
+{
+    struct thread *t = state;
+
+    (void)arg;
+    if (t == NULL)
+        return;
+    if (t->conn != NULL)
+        st_pool_put(t->w->pool, t->conn, false);
+    free(t->months);
+    free(t);
+}
+
+static void work(void *arg, void *state, struct agg_work *item)
+{
+    struct thread *t = state;
+
+    (void)arg;
+    if (t != NULL) /* without its state (out of memory) the batch comes back not done */
+        write_batch(t, (struct st_batch *)item);
+}
+
+static void done(void *arg, struct agg_work *item)
+{
+    struct st_writer *w = arg;
+
+    w->done(w->arg, (struct st_batch *)item);
+}
+
+static const struct agg_workq_ops writer_ops = {thread_init, thread_fini, work, done};
+
+static double queue_depth(void *arg)
+{
+    struct st_writer *w = arg;
+
+    return (double)agg_workq_queued(w->q);
+}
+
+static int register_metrics(struct st_writer *w, struct agg_metrics *m)
+{
+    static const double rows[] = {1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000};
+    static const double secs[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                  0.25,  0.5,    1,     2.5,  5,     10};
+
+    w->m_rows = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_rows_committed_total", NULL,
+                                "Rows committed to system_logs.");
+    w->m_rejected = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_rows_refused_total", NULL,
+                                    "Rows PostgreSQL refused, kept in ingest_rejects.");
+    w->m_batches = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_batches_committed_total", NULL,
+                                   "Batches written.");
+    w->m_retries = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_writer_retries_total", NULL,
+                                   "Batch attempts retried after a database failure.");
+    w->m_last_commit = agg_metrics_add(m, AGG_METRIC_GAUGE, "aggd_last_commit_timestamp_seconds",
+                                       NULL, "When a batch last landed (unix time).");
+    w->h_rows = agg_metrics_add_histogram(m, "aggd_batch_rows", NULL, "Rows per batch.", rows,
+                                          (int)(sizeof(rows) / sizeof(rows[0])));
+    w->h_copy = agg_metrics_add_histogram(m, "aggd_copy_duration_seconds", NULL,
+                                          "Duration of one COPY statement.", secs,
+                                          (int)(sizeof(secs) / sizeof(secs[0])));
+    if (w->m_rows == NULL || w->m_rejected == NULL || w->m_batches == NULL ||
+        w->m_retries == NULL || w->m_last_commit == NULL || w->h_rows == NULL ||
+        w->h_copy == NULL ||
+        agg_metrics_add_fn(m, "aggd_writer_queue_depth", NULL, "Batches waiting for a writer.",
+                           queue_depth, w) != AGG_OK)
+        return AGG_ENOMEM;
+    return AGG_OK;
+}
+
+struct st_writer *st_writer_new(struct event_base *base, struct st_pool *pool,
+                                const struct st_writer_opts *opts, struct agg_metrics *metrics,
+                                st_writer_done_fn done_fn, void *arg, struct agg_err *err)
+{
+    struct st_writer *w = agg_calloc(1, sizeof(*w));
+
+    if (w == NULL) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        return NULL;
+    }
+    w->pool = pool;
+    w->done = done_fn;
+    w->arg = arg;
+    w->grace_ms = opts->grace_ms;
+    if (register_metrics(w, metrics) != AGG_OK) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        goto fail;
+    }
+    w->q = agg_workq_new(base, opts->threads, &writer_ops, w, err);
+    if (w->q == NULL)
+        goto fail;
+    return w;
+
+fail:
+    st_writer_free(w);
+    return NULL;
+}
+
+void st_writer_submit(struct st_writer *w, struct st_batch *b)
+{
+    agg_workq_submit(w->q, &b->work);
+}
+
+size_t st_writer_inflight(const struct st_writer *w)
+{
+    return agg_workq_inflight(w->q);
+}
+
+void st_writer_stop(struct st_writer *w)
+{
+    if (w != NULL)
+        agg_workq_stop(w->q, w->grace_ms);
+}
+
+void st_writer_free(struct st_writer *w)
+{
+    if (w == NULL)
+        return;
+    agg_workq_free(w->q);
+    free(w);
+}
