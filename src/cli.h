@@ -29,4 +29,8 @@ int agg_cli_usage(const char *what);
  * Sets *<dup> when the option is given twice. */
 const char *agg_cli_option(const struct cli *cli, const char *name, int *dup);
 
+/* `aggd user add` and `aggd token create` (src/cli_auth.c): exit status 0, 1 or 2. */
+int agg_cmd_user(const struct cli *cli, struct agg_config *cfg);
+int agg_cmd_token(const struct cli *cli, struct agg_config *cfg);
+
 #endif

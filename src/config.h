@@ -47,9 +47,12 @@ struct agg_config {
         char *syslog_tcp;
         char *json_tcp;
         char *http;
+        int64_t max_connections;
+        int64_t idle_timeout_seconds;
     } listen;
     struct {
         int64_t max_message_bytes;
+        int64_t max_body_bytes;
         int http_auth; /* enum agg_http_auth */
     } ingest;
     struct {

@@ -249,7 +249,7 @@ static const struct {
     int (*fn)(const struct cli *, struct agg_config *);
 } commands[] = {
     {"serve", cmd_serve},          {"migrate", cmd_migrate}, {"partitions", cmd_later},
-    {"archive", cmd_later},        {"user", cmd_later},      {"token", cmd_later},
+    {"archive", cmd_later},        {"user", agg_cmd_user},   {"token", agg_cmd_token},
     {"config", cmd_config},        {"version", cmd_version},
 };
 
