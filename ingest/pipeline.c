@@ -43,6 +43,18 @@ struct ing_pipeline {
         void (*fn)(void *arg);
         void *arg;
     } drain[MAX_DRAIN];
+    /* Batches land out of order with several writers: waiters wait until every
+     * batch up to theirs is back. */
+    uint64_t landed_upto;  /* every seq < landed_upto is back */
+    uint64_t *back;        /* seqs >= landed_upto already back */
+    size_t nback, cap_back;
+    bool lost;             /* a batch came back not landed (stopping) */
+    struct waiter {
+        uint64_t seq; /* wait until landed_upto > seq */
+        ing_pipeline_wait_fn fn;
+        void *arg;
+    } *waiters;
+    size_t nwaiters, cap_waiters;
     int ndrain;
     _Atomic int64_t *counts[ING_TRANSPORT_COUNT][ING_COUNT_KINDS];
     _Atomic int64_t *accepted[ING_TRANSPORT_COUNT];
@@ -108,12 +120,52 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     submit_open(p);
 }
 
+/* Notes that batch <seq> is back and answers the waiters this completes. */
+static void note_back(struct ing_pipeline *p, uint64_t seq)
+{
+    bool moved = true;
+    size_t kept = 0;
+
+    if (p->nback == p->cap_back) {
+        size_t cap = p->cap_back ? p->cap_back * 2 : 16;
+        uint64_t *back = agg_realloc(p->back, cap * sizeof(*back));
+
+        if (back == NULL) { /* cannot track: keep waiters waiting rather than lie */
+            AGG_LOG_ERR("pipeline", "out of memory tracking batch %llu", (unsigned long long)seq);
+            return;
+        }
+        p->back = back;
+        p->cap_back = cap;
+    }
+    p->back[p->nback++] = seq;
+    while (moved) {
+        moved = false;
+        for (size_t i = 0; i < p->nback; i++) {
+            if (p->back[i] == p->landed_upto) {
+                p->landed_upto++;
+                p->back[i] = p->back[--p->nback];
+                moved = true;
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < p->nwaiters; i++) {
+        struct waiter w = p->waiters[i];
+
+        if (w.seq < p->landed_upto)
+            w.fn(w.arg, !p->lost);
+        else
+            p->waiters[kept++] = w;
+    }
+    p->nwaiters = kept;
+}
+
 static void on_batch_done(void *arg, struct st_batch *b)
 {
     struct ing_pipeline *p = arg;
 
-    for (size_t i = 0; i < b->nwaiters; i++)
-        b->waiters[i].fn(b->waiters[i].arg, b);
+    p->lost = p->lost || !b->done;
+    note_back(p, b->seq);
     if (!b->done)
         AGG_LOG_ERR("pipeline", "stopped with %zu rows not written", b->nrows - b->progress);
     if (p->nspare < SPARE_BATCHES && b->copy.cap <= 2 * BATCH_MAX_BYTES) {
@@ -223,17 +275,27 @@ int ing_pipeline_on_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *a
     return AGG_OK;
 }
 
-int ing_pipeline_wait(struct ing_pipeline *p, st_batch_waiter_fn fn, void *arg)
+int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg)
 {
-    if (p->open == NULL || st_batch_is_empty(p->open)) {
-        static const struct st_batch empty = {.done = true};
+    bool open = p->open != NULL && !st_batch_is_empty(p->open);
+    uint64_t seq = open ? p->open->seq : p->next_seq - 1;
 
-        fn(arg, &empty); /* nothing pending: landed already */
+    if (p->next_seq == 0 || seq < p->landed_upto) {
+        fn(arg, !p->lost); /* nothing pending: landed already */
         return AGG_OK;
     }
-    if (st_batch_add_waiter(p->open, fn, arg) != AGG_OK)
-        return AGG_ENOMEM;
-    submit_open(p);
+    if (p->nwaiters == p->cap_waiters) {
+        size_t cap = p->cap_waiters ? p->cap_waiters * 2 : 16;
+        struct waiter *w = agg_realloc(p->waiters, cap * sizeof(*w));
+
+        if (w == NULL)
+            return AGG_ENOMEM;
+        p->waiters = w;
+        p->cap_waiters = cap;
+    }
+    p->waiters[p->nwaiters++] = (struct waiter){seq, fn, arg};
+    if (open)
+        submit_open(p);
     return AGG_OK;
 }
 
@@ -316,5 +378,9 @@ void ing_pipeline_free(struct ing_pipeline *p)
     for (int i = 0; i < p->nspare; i++)
         st_batch_free(p->spare[i]);
     st_copy_scratch_clear(&p->scratch);
+    for (size_t i = 0; i < p->nwaiters; i++) /* never answered: the writers are gone */
+        p->waiters[i].fn(p->waiters[i].arg, false);
+    free(p->waiters);
+    free(p->back);
     free(p);
 }

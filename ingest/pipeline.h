@@ -62,9 +62,13 @@ bool ing_pipeline_is_full(const struct ing_pipeline *p);
 /* Calls <fn>(<arg>) each time the pipeline stops being full. At most 4. */
 int ing_pipeline_on_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *arg);
 
-/* Calls <fn>(<arg>, batch) when the rows added so far have landed (or the writer
- * stopped), and closes the open batch now rather than after batch.max_ms. */
-int ing_pipeline_wait(struct ing_pipeline *p, st_batch_waiter_fn fn, void *arg);
+/* Called when everything added before ing_pipeline_wait() has landed (<landed>
+ * true) or the writers stopped first (false). */
+typedef void (*ing_pipeline_wait_fn)(void *arg, bool landed);
+
+/* Calls <fn>(<arg>, …) once every event added so far has landed, closing the open
+ * batch now rather than after batch.max_ms. May call <fn> before returning. */
+int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg);
 
 /* Closes the open batch, lets writers land what they can within the grace period,
  * and stops them. */

@@ -9,6 +9,7 @@
 #include "src/http.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,6 +184,28 @@ int agg_http_route(struct agg_http *h, enum evhttp_cmd_type method, const char *
     }
     h->routes[h->n++] = (struct route){method, pattern, fn, arg};
     return AGG_OK;
+}
+
+void agg_http_set_max_body(struct agg_http *h, size_t bytes)
+{
+    evhttp_set_max_body_size(h->http, (ev_ssize_t)bytes);
+}
+
+void agg_http_peer(struct evhttp_request *req, char *out, size_t size)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+
+    if (evcon == NULL) {
+        snprintf(out, size, "unknown");
+        return;
+    }
+    evhttp_connection_get_peer(evcon, &addr, &port);
+    if (addr != NULL && strchr(addr, ':') != NULL)
+        snprintf(out, size, "[%s]:%u", addr, (unsigned)port);
+    else
+        snprintf(out, size, "%s:%u", addr != NULL ? addr : "unknown", (unsigned)port);
 }
 
 void agg_http_reply_json(struct evhttp_request *req, int code, const char *body)

@@ -40,6 +40,12 @@ void agg_http_free(struct agg_http *h);
 int agg_http_route(struct agg_http *h, enum evhttp_cmd_type method, const char *pattern,
                    agg_http_handler fn, void *arg);
 
+/* Bodies over <bytes> get evhttp's own 413 before any handler runs. */
+void agg_http_set_max_body(struct agg_http *h, size_t bytes);
+
+/* The client's "address:port" (IPv6 in brackets) into <out>. */
+void agg_http_peer(struct evhttp_request *req, char *out, size_t size);
+
 /* Replies <code> with the JSON text <body> (NUL-terminated). */
 void agg_http_reply_json(struct evhttp_request *req, int code, const char *body);
 

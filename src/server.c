@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <yajl/yajl_gen.h>
@@ -25,7 +26,13 @@
 #include "src/metrics.h"
 #include "src/sdnotify.h"
 #include "src/version.h"
+#include "api/session.h"
+#include "ingest/http_ingest.h"
+#include "ingest/listen.h"
+#include "ingest/pipeline.h"
+#include "store/jobs.h"
 #include "store/monitor.h"
+#include "store/pool.h"
 
 struct server {
     const struct agg_config *cfg;
@@ -34,6 +41,12 @@ struct server {
     struct agg_http *http;
     struct agg_metrics *metrics;
     struct st_monitor *monitor;
+    struct st_pool *pool;
+    struct ing_pipeline *pipeline;
+    struct ing_listener *listeners[3];
+    struct st_jobs *jobs;
+    struct api_sessions *sessions;
+    struct ing_http *ingest_http;
     struct event *sig_term, *sig_int, *sig_hup;
     _Atomic int64_t *db_up;
     _Atomic int64_t *schema_version;
@@ -201,6 +214,94 @@ static int start_http(struct server *s, struct agg_err *err)
     return AGG_OK;
 }
 
+static double pool_in_use(void *arg)
+{
+    struct st_pool_stats st;
+
+    st_pool_stats(arg, &st);
+    return st.in_use;
+}
+
+static double pool_idle(void *arg)
+{
+    struct st_pool_stats st;
+
+    st_pool_stats(arg, &st);
+    return st.idle;
+}
+
+/* The pool, the pipeline with its writers, the job runner and the listeners. */
+static int start_ingest(struct server *s, struct agg_err *err)
+{
+    const struct agg_config *cfg = s->cfg;
+    const struct {
+        enum ing_listen_kind kind;
+        const char *addr;
+        const char *what;
+    } listeners[] = {
+        {ING_LISTEN_SYSLOG_UDP, cfg->listen.syslog_udp, "syslog over UDP"},
+        {ING_LISTEN_SYSLOG_TCP, cfg->listen.syslog_tcp, "syslog over TCP"},
+        {ING_LISTEN_JSON_TCP, cfg->listen.json_tcp, "JSON lines over TCP"},
+    };
+
+    s->pool = st_pool_new(cfg->database.url, (int)cfg->database.pool_size,
+                          (int)cfg->database.pool_overflow, (int)cfg->database.recycle_seconds,
+                          err);
+    if (s->pool == NULL ||
+        agg_metrics_add_fn(s->metrics, "aggd_pool_connections", "state=\"in_use\"",
+                           "PostgreSQL connections of the pool.", pool_in_use, s->pool) != AGG_OK ||
+        agg_metrics_add_fn(s->metrics, "aggd_pool_connections", "state=\"idle\"",
+                           "PostgreSQL connections of the pool.", pool_idle, s->pool) != AGG_OK)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    s->pipeline = ing_pipeline_new(s->base, cfg, s->pool, s->metrics, err);
+    if (s->pipeline == NULL)
+        return AGG_ERR;
+    s->jobs = st_jobs_new(s->base, s->pool, 2, err);
+    if (s->jobs == NULL)
+        return AGG_ERR;
+    s->sessions = api_sessions_new(s->jobs, err);
+    if (s->sessions == NULL)
+        return AGG_ENOMEM;
+    if (s->http != NULL) {
+        s->ingest_http = ing_http_new(s->http, cfg, s->pipeline, s->sessions, err);
+        if (s->ingest_http == NULL)
+            return AGG_ERR;
+        if (cfg->ingest.http_auth == AGG_HTTP_AUTH_NONE &&
+            strncmp(cfg->listen.http, "127.", 4) != 0 && strncmp(cfg->listen.http, "[::1]", 5) != 0 &&
+            strncmp(cfg->listen.http, "localhost:", 10) != 0)
+            AGG_LOG_WARN("server", "ingest.http_auth = none on %s: anyone who reaches it can "
+                                   "write logs", cfg->listen.http);
+    }
+    for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
+        if (listeners[i].addr[0] == '\0')
+            continue;
+        s->listeners[i] = ing_listener_new(s->base, listeners[i].kind, listeners[i].addr, cfg,
+                                           s->pipeline, s->metrics, err);
+        if (s->listeners[i] == NULL)
+            return AGG_ERR;
+        AGG_LOG_INFO("server", "%s listening on %s", listeners[i].what, listeners[i].addr);
+    }
+    return AGG_OK;
+}
+
+/* Stops taking events, lets the writers land what was taken, and frees ingest. */
+static void stop_ingest(struct server *s)
+{
+    for (size_t i = 0; i < sizeof(s->listeners) / sizeof(s->listeners[0]); i++) {
+        ing_listener_free(s->listeners[i]); /* delivers what connections had read */
+        s->listeners[i] = NULL;
+    }
+    ing_pipeline_shutdown(s->pipeline);
+    ing_http_free(s->ingest_http);
+    s->ingest_http = NULL;
+    st_jobs_free(s->jobs);
+    s->jobs = NULL;
+    api_sessions_free(s->sessions);
+    s->sessions = NULL;
+    ing_pipeline_free(s->pipeline);
+    s->pipeline = NULL;
+}
+
 static int start_signals(struct server *s, struct agg_err *err)
 {
     s->sig_term = evsignal_new(s->base, SIGTERM, on_stop_signal, s);
@@ -215,6 +316,8 @@ static int start_signals(struct server *s, struct agg_err *err)
 
 static void server_clear(struct server *s)
 {
+    stop_ingest(s);
+    st_pool_free(s->pool);
     st_monitor_free(s->monitor);
     agg_http_free(s->http);
     if (s->sig_term != NULL)
@@ -235,6 +338,11 @@ int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *op
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
+    /* writer and job threads wake the loop with event_active() */
+    if (evthread_use_pthreads() != 0) {
+        rc = agg_err_set(err, AGG_ERR, "could not enable libevent threading");
+        goto out;
+    }
     s.base = event_base_new();
     if (s.base == NULL) {
         rc = agg_err_set(err, AGG_ERR, "could not create the event loop");
@@ -245,7 +353,8 @@ int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *op
         rc = AGG_ENOMEM;
         goto out;
     }
-    if ((rc = start_signals(&s, err)) != AGG_OK || (rc = start_http(&s, err)) != AGG_OK)
+    if ((rc = start_signals(&s, err)) != AGG_OK || (rc = start_http(&s, err)) != AGG_OK ||
+        (rc = start_ingest(&s, err)) != AGG_OK)
         goto out;
     s.monitor = st_monitor_new(s.base, cfg->database.url, opts->health_interval_ms, 5000,
                                on_db_change, &s, err);

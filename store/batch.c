@@ -30,7 +30,6 @@ void st_batch_free(struct st_batch *b)
     free(b->rows);
     free(b->months);
     free(b->rejects);
-    free(b->waiters);
     free(b);
 }
 
@@ -42,7 +41,6 @@ void st_batch_reset(struct st_batch *b)
     b->nmonths = 0;
     b->nrejects = 0;
     b->rejects_stored = 0;
-    b->nwaiters = 0;
     b->opened_us = 0;
     b->done = false;
     b->progress = 0;
@@ -164,15 +162,4 @@ const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len)
 {
     return st_batch_range(b, i, i + 1, len);
-}
-
-int st_batch_add_waiter(struct st_batch *b, st_batch_waiter_fn fn, void *arg)
-{
-    if (grow((void **)&b->waiters, sizeof(*b->waiters), &b->cap_waiters, b->nwaiters + 1) !=
-        AGG_OK)
-        return AGG_ENOMEM;
-    b->waiters[b->nwaiters].fn = fn;
-    b->waiters[b->nwaiters].arg = arg;
-    b->nwaiters++;
-    return AGG_OK;
 }

@@ -2,10 +2,10 @@
  * store/batch.h — rows on their way to one COPY, with what a reject needs.
  *
  * Place: pipeline (loop thread) fills a batch -> writer thread COPYs it -> back to
- *        the loop, which answers its waiters and reuses it.
+ *        the loop, which reuses it.
  * Threads: one owner at a time; ownership moves with st_writer_submit() and the
  *          writer's done callback.
- * Ownership: the batch owns its buffers; waiters are borrowed until called.
+ * Ownership: the batch owns its buffers.
  */
 #ifndef AGGD_STORE_BATCH_H
 #define AGGD_STORE_BATCH_H
@@ -38,9 +38,6 @@ struct st_reject {
     int64_t received_us;
 };
 
-struct st_batch;
-typedef void (*st_batch_waiter_fn)(void *arg, const struct st_batch *b);
-
 struct st_batch {
     struct agg_work work; /* first: the writer's queue link */
     uint64_t seq;
@@ -59,12 +56,6 @@ struct st_batch {
     size_t committed;    /* rows in system_logs */
     size_t rejected;     /* rows PostgreSQL refused, now in ingest_rejects */
     size_t rejects_stored; /* rejects [0, rejects_stored) are in ingest_rejects */
-    /* waiters: called on the loop thread when the batch comes back */
-    struct {
-        st_batch_waiter_fn fn;
-        void *arg;
-    } *waiters;
-    size_t nwaiters, cap_waiters;
 };
 
 /* Caller owns the result: st_batch_free(). */
@@ -94,9 +85,6 @@ static inline bool st_batch_is_empty(const struct st_batch *b)
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len);
 /* COPY text of rows [<lo>, <hi>). */
 const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_t *len);
-
-/* Calls <fn>(<arg>, b) when <b> comes back from the writer. */
-int st_batch_add_waiter(struct st_batch *b, st_batch_waiter_fn fn, void *arg);
 
 /* The month key (year * 12 + month - 1) of <us>. */
 int st_batch_month_of(int64_t us);

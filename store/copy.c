@@ -126,8 +126,9 @@ static int build_extra(const struct ing_record *rec, int64_t original_us,
         /* the inside of the object, if it has any member */
         body = rec->extra.p + 1;
         body_len = rec->extra.len - 1;
-        while (body_len > 0 && (body[body_len - 1] == '}' || body[body_len - 1] == ' ' ||
-                                body[body_len - 1] == '\n'))
+        while (body_len > 0 && (body[body_len - 1] == ' ' || body[body_len - 1] == '\n'))
+            body_len--;
+        if (body_len > 0 && body[body_len - 1] == '}') /* the object's own brace only */
             body_len--;
         while (body_len > 0 && (*body == ' ' || *body == '\n')) {
             body++;

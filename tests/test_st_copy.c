@@ -141,6 +141,10 @@ static void test_copy_extra_splice_keeps_members_and_escapes(void **state)
     rec.extra = str("{}");
     encode_fields(&rec, INT64_C(0), f);
     assert_string_equal(f[17], "{\"original_timestamp\":\"1970-01-01T00:00:00.000000Z\"}");
+    rec.extra = str("{\"custom\":{\"a\":{\"b\":[1]}}}");
+    encode_fields(&rec, INT64_C(0), f);
+    assert_string_equal(f[17], "{\"original_timestamp\":\"1970-01-01T00:00:00.000000Z\","
+                               "\"custom\":{\"a\":{\"b\":[1]}}}");
     rec.extra = str("{\"path\":\"C:\\\\dir\",\"nl\":\"a\\nb\"}");
     encode_fields(&rec, ING_TIME_NONE, f);
     /* JSON backslashes are doubled for COPY */

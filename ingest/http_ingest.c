@@ -1,0 +1,350 @@
+/*
+ * ingest/http_ingest.c — the HTTP ingest route.
+ *
+ * Place: see ingest/http_ingest.h; DESIGN.md "HTTP" is the contract.
+ * Threads: event-loop thread only.
+ * Ownership: each request has a context that lives until the reply is sent and no
+ *            asynchronous step (token check, commit wait) still refers to it.
+ * Traps: a client may hang up while its token is checked or its rows are being
+ *        committed; the connection's close callback marks the context dead so
+ *        nothing is sent to a freed request.
+ */
+#include "ingest/http_ingest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <yajl/yajl_gen.h>
+
+#include "ingest/decompress.h"
+#include "ingest/json.h"
+#include "src/alloc.h"
+#include "src/log.h"
+
+#define MAX_REPORTED_ERRORS 100
+
+struct ing_http {
+    struct ing_pipeline *pipeline;
+    struct api_sessions *sessions;
+    struct ing_json *json;
+    bool auth;
+    size_t max_body;
+    struct ing_buf body; /* decompressed body of the request being decoded */
+};
+
+struct request {
+    struct ing_http *h;
+    struct evhttp_request *req; /* NULL once the client hung up */
+    int refs;                   /* the request itself + pending async steps */
+    bool wait_commit;
+    char peer[64];
+    int64_t received_us;
+    size_t accepted, rejected;
+    yajl_gen errors; /* the "errors" array being built */
+    size_t nerrors;
+    bool failed; /* adding to the pipeline failed (out of memory) */
+};
+
+static void request_unref(struct request *r)
+{
+    if (--r->refs > 0)
+        return;
+    if (r->errors != NULL)
+        yajl_gen_free(r->errors);
+    free(r);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct request *r = arg;
+
+    (void)evcon;
+    r->req = NULL;
+}
+
+/* Sends the reply (if the client is still there) and ends the request's own ref. */
+static void finish(struct request *r, int code, const char *ecode, const char *message)
+{
+    if (r->req != NULL) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
+
+        if (evcon != NULL)
+            evhttp_connection_set_closecb(evcon, NULL, NULL);
+        if (code == 401)
+            evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
+                              "Bearer realm=\"aggd\"");
+        if (code == 503)
+            evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
+        if (ecode != NULL) {
+            agg_http_reply_error(r->req, code, ecode, message, NULL);
+        } else {
+            const unsigned char *buf;
+            size_t len;
+            yajl_gen g = r->errors;
+            char head[96];
+
+            /* {"accepted":N,"rejected":M,"errors":[...]} around the errors array */
+            yajl_gen_array_close(g);
+            yajl_gen_get_buf(g, &buf, &len);
+            snprintf(head, sizeof(head), "{\"accepted\":%zu,\"rejected\":%zu,\"errors\":",
+                     r->accepted, r->rejected);
+            {
+                struct evbuffer *out = evbuffer_new();
+                struct evkeyvalq *hdr = evhttp_request_get_output_headers(r->req);
+
+                evhttp_add_header(hdr, "Content-Type", "application/json");
+                if (out != NULL) {
+                    evbuffer_add(out, head, strlen(head));
+                    evbuffer_add(out, buf, len);
+                    evbuffer_add(out, "}\n", 2);
+                }
+                evhttp_send_reply(r->req, code, NULL, out);
+                if (out != NULL)
+                    evbuffer_free(out);
+            }
+        }
+        r->req = NULL;
+    }
+    request_unref(r);
+}
+
+static int sink_emit(void *arg, const struct ing_record *rec)
+{
+    struct request *r = arg;
+
+    if (ing_pipeline_add(r->h->pipeline, rec, ING_TRANSPORT_HTTP, r->peer, r->received_us) !=
+        AGG_OK) {
+        r->failed = true;
+        return AGG_EFULL;
+    }
+    r->accepted++;
+    return AGG_OK;
+}
+
+static void sink_reject(void *arg, size_t index, const char *why, const char *raw, size_t len)
+{
+    struct request *r = arg;
+
+    r->rejected++;
+    if (r->nerrors < MAX_REPORTED_ERRORS) {
+        yajl_gen_map_open(r->errors);
+        yajl_gen_string(r->errors, (const unsigned char *)"index", 5);
+        yajl_gen_integer(r->errors, (long long)index);
+        yajl_gen_string(r->errors, (const unsigned char *)"error", 5);
+        yajl_gen_string(r->errors, (const unsigned char *)why, strlen(why));
+        yajl_gen_map_close(r->errors);
+        r->nerrors++;
+    }
+    if (ing_pipeline_reject(r->h->pipeline, ING_TRANSPORT_HTTP, r->peer, r->received_us, why,
+                            raw, len) != AGG_OK)
+        r->failed = true;
+}
+
+static void on_landed(void *arg, bool landed)
+{
+    struct request *r = arg;
+
+    if (landed)
+        finish(r, 200, NULL, NULL);
+    else
+        finish(r, 503, "unavailable", "aggd stopped before the events were committed");
+}
+
+/* The media type of <ct> without parameters, lower-cased into <out>. */
+static void media_type(const char *ct, char *out, size_t size)
+{
+    size_t n = 0;
+
+    if (ct != NULL) {
+        while (*ct == ' ')
+            ct++;
+        for (; ct[n] != '\0' && ct[n] != ';' && ct[n] != ' ' && n + 1 < size; n++)
+            out[n] = (char)((ct[n] >= 'A' && ct[n] <= 'Z') ? ct[n] + 32 : ct[n]);
+    }
+    out[n] = '\0';
+}
+
+static void ingest(struct request *r)
+{
+    struct ing_http *h = r->h;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
+    struct evbuffer *body = evhttp_request_get_input_buffer(r->req);
+    char type[64];
+    bool ndjson;
+    enum ing_encoding enc;
+    const char *data;
+    size_t len = evbuffer_get_length(body);
+    struct ing_sink sink = {sink_emit, sink_reject, r};
+    struct ing_json_stats stats = {0};
+    struct agg_err err = {0};
+    int rc;
+
+    media_type(evhttp_find_header(in, "Content-Type"), type, sizeof(type));
+    if (strcmp(type, "application/x-ndjson") == 0 || strcmp(type, "application/ndjson") == 0 ||
+        strcmp(type, "application/jsonl") == 0 || strcmp(type, "application/x-jsonlines") == 0)
+        ndjson = true;
+    else if (strcmp(type, "application/json") == 0)
+        ndjson = false;
+    else {
+        finish(r, 415, "unsupported_media_type",
+               "Content-Type must be application/x-ndjson or application/json");
+        return;
+    }
+    if (!ing_encoding_parse(evhttp_find_header(in, "Content-Encoding"), &enc)) {
+        finish(r, 415, "unsupported_encoding", "Content-Encoding must be gzip, zstd or identity");
+        return;
+    }
+    if (ing_pipeline_is_full(h->pipeline)) {
+        finish(r, 503, "backpressure", "aggd is saturated; retry later");
+        return;
+    }
+    data = (const char *)evbuffer_pullup(body, -1);
+    if (enc != ING_ENCODING_IDENTITY) {
+        ing_buf_reset(&h->body);
+        rc = ing_decompress(enc, data, len, h->max_body, &h->body, &err);
+        if (rc == AGG_EFULL) {
+            finish(r, 413, "too_large", "the decompressed body is over ingest.max_body_bytes");
+            return;
+        }
+        if (rc != AGG_OK) {
+            finish(r, 400, "bad_encoding", err.msg);
+            return;
+        }
+        data = h->body.data != NULL ? h->body.data : "";
+        len = h->body.len;
+    }
+    r->errors = yajl_gen_alloc(NULL);
+    if (r->errors == NULL) {
+        finish(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    yajl_gen_array_open(r->errors);
+    if (ndjson)
+        rc = ing_json_decode_ndjson(h->json, data, len, &sink, &stats, &err);
+    else
+        rc = ing_json_decode_document(h->json, data, len, &sink, &stats, &err);
+    if (rc != AGG_OK && !r->failed && r->accepted == 0 && r->rejected == 0) {
+        finish(r, 400, "bad_json", err.msg);
+        return;
+    }
+    if (r->failed) {
+        AGG_LOG_ERR("http", "out of memory taking a request from %s", r->peer);
+        finish(r, 503, "unavailable", "out of memory; events after the first failure were not taken");
+        return;
+    }
+    if (!r->wait_commit) {
+        finish(r, 202, NULL, NULL);
+        return;
+    }
+    r->refs++;
+    if (ing_pipeline_wait(h->pipeline, on_landed, r) != AGG_OK) {
+        r->refs--;
+        finish(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    request_unref(r); /* the wait holds it now */
+}
+
+static void on_auth(void *arg, int status, const struct api_principal *who)
+{
+    struct request *r = arg;
+
+    (void)who;
+    if (r->req == NULL) {
+        request_unref(r);
+        return;
+    }
+    if (status == AGG_ENOTFOUND)
+        finish(r, 401, "unauthorized", "a valid bearer token of scope ingest is required");
+    else if (status != AGG_OK)
+        finish(r, 503, "unavailable", "cannot check the token now");
+    else
+        ingest(r);
+}
+
+static bool wants_commit(struct evhttp_request *req)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq q = {0};
+    const char *wait;
+    bool yes;
+
+    if (query == NULL || evhttp_parse_query_str(query, &q) != 0)
+        return false;
+    wait = evhttp_find_header(&q, "wait");
+    yes = wait != NULL && strcmp(wait, "commit") == 0;
+    evhttp_clear_headers(&q);
+    return yes;
+}
+
+static void on_post(struct evhttp_request *req, const struct agg_http_match *m, void *arg)
+{
+    struct ing_http *h = arg;
+    struct request *r = agg_calloc(1, sizeof(*r));
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+
+    (void)m;
+    if (r == NULL) {
+        agg_http_reply_error(req, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    r->h = h;
+    r->req = req;
+    r->refs = 1;
+    r->received_us = ing_time_now_us();
+    r->wait_commit = wants_commit(req);
+    agg_http_peer(req, r->peer, sizeof(r->peer));
+    if (evcon != NULL)
+        evhttp_connection_set_closecb(evcon, on_close, r);
+    if (!h->auth) {
+        ingest(r);
+        return;
+    }
+    api_session_check(h->sessions,
+                      evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
+                      "ingest", on_auth, r);
+}
+
+struct ing_http *ing_http_new(struct agg_http *http, const struct agg_config *cfg,
+                              struct ing_pipeline *pipeline, struct api_sessions *sessions,
+                              struct agg_err *err)
+{
+    struct ing_http *h = agg_calloc(1, sizeof(*h));
+
+    if (h == NULL) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        return NULL;
+    }
+    h->pipeline = pipeline;
+    h->sessions = sessions;
+    h->auth = cfg->ingest.http_auth == AGG_HTTP_AUTH_TOKEN;
+    h->max_body = (size_t)cfg->ingest.max_body_bytes;
+    ing_buf_init(&h->body);
+    h->json = ing_json_new((size_t)cfg->ingest.max_message_bytes, err);
+    if (h->json == NULL)
+        goto fail;
+    if (agg_http_route(http, EVHTTP_REQ_POST, "/v1/logs", on_post, h) != AGG_OK) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        goto fail;
+    }
+    agg_http_set_max_body(http, h->max_body);
+    return h;
+
+fail:
+    ing_http_free(h);
+    return NULL;
+}
+
+void ing_http_free(struct ing_http *h)
+{
+    if (h == NULL)
+        return;
+    ing_json_free(h->json);
+    ing_buf_clear(&h->body);
+    free(h);
+}

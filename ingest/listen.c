@@ -1,0 +1,495 @@
+/*
+ * ingest/listen.c — UDP and TCP listeners for syslog and JSON lines.
+ *
+ * Place: see ingest/listen.h.
+ * Threads: event-loop thread only.
+ * Ownership: the listener owns its connections; a connection owns its bufferevent.
+ * Traps: the input buffer of a connection is bounded by a read high-watermark, so a
+ *        peer that sends faster than we take is held back by TCP itself. The UDP
+ *        path reads up to BATCH datagrams per recvmmsg call.
+ */
+#include "ingest/listen.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "ingest/framing.h"
+#include "ingest/json.h"
+#include "ingest/syslog.h"
+#include "src/alloc.h"
+#include "src/log.h"
+
+#define UDP_BATCH 32
+#define UDP_MAX_DATAGRAM 65536
+#define UDP_PER_WAKEUP 512
+#define PEER_MAX 64
+
+struct conn {
+    struct ing_listener *l;
+    struct bufferevent *bev;
+    struct ing_framer framer;
+    char peer[PEER_MAX];
+    size_t seen;    /* bytes of the input buffer already counted */
+    size_t index;   /* events read so far, for reject reports */
+    int64_t now_us; /* receive time of the current read */
+    bool paused;
+    struct conn *prev, *next;
+};
+
+struct ing_listener {
+    enum ing_listen_kind kind;
+    enum ing_transport transport;
+    struct event_base *base;
+    struct ing_pipeline *pipeline;
+    size_t max_message;
+    size_t max_conns;
+    int idle_s;
+    struct evconnlistener *tcp;
+    evutil_socket_t udp_fd;
+    struct event *udp_ev;
+    char *udp_buf; /* UDP_BATCH datagram buffers */
+    struct conn *conns;
+    size_t nconns;
+    struct ing_buf scratch;
+    struct ing_json *json;
+    _Atomic int64_t *m_refused, *m_idle_closed;
+};
+
+static const struct {
+    enum ing_transport transport;
+    const char *label;
+} kinds[] = {
+    [ING_LISTEN_SYSLOG_UDP] = {ING_TRANSPORT_SYSLOG_UDP, "transport=\"syslog_udp\""},
+    [ING_LISTEN_SYSLOG_TCP] = {ING_TRANSPORT_SYSLOG_TCP, "transport=\"syslog_tcp\""},
+    [ING_LISTEN_JSON_TCP] = {ING_TRANSPORT_JSON_TCP, "transport=\"json_tcp\""},
+};
+
+static void format_peer(const struct sockaddr *sa, char out[PEER_MAX])
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, PEER_MAX, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, PEER_MAX, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, PEER_MAX, "unknown");
+    }
+}
+
+/* ---- turning one frame into a record ---------------------------------------- */
+
+/* One syslog message (a TCP frame or a datagram) into the pipeline. AGG_EFULL when
+ * the pipeline could not take it (out of memory): the caller keeps the bytes. */
+static int take_syslog(struct ing_listener *l, const char *p, size_t n, const char *peer,
+                       int64_t now_us)
+{
+    struct ing_syslog_msg msg;
+    struct ing_record rec;
+    struct agg_err err = {0};
+    int rc;
+
+    ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
+    ing_buf_reset(&l->scratch);
+    ing_record_init(&rec);
+    if (ing_syslog_parse(p, n, now_us, &msg, &err) != AGG_OK ||
+        ing_syslog_to_record(&msg, &l->scratch, &rec, &err) != AGG_OK)
+        rc = ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, err.msg, p, n);
+    else
+        rc = ing_pipeline_add(l->pipeline, &rec, l->transport, peer, now_us);
+    return rc == AGG_OK ? AGG_OK : AGG_EFULL;
+}
+
+struct json_ctx {
+    struct ing_listener *l;
+    const char *peer;
+    int64_t now_us;
+    int rc;
+};
+
+static int json_emit(void *arg, const struct ing_record *rec)
+{
+    struct json_ctx *c = arg;
+
+    if (ing_pipeline_add(c->l->pipeline, rec, c->l->transport, c->peer, c->now_us) != AGG_OK)
+        c->rc = AGG_EFULL;
+    return c->rc;
+}
+
+static void json_reject(void *arg, size_t index, const char *why, const char *raw, size_t len)
+{
+    struct json_ctx *c = arg;
+
+    (void)index;
+    if (ing_pipeline_reject(c->l->pipeline, c->l->transport, c->peer, c->now_us, why, raw,
+                            len) != AGG_OK)
+        c->rc = AGG_EFULL;
+}
+
+static int take_json_line(struct conn *c, const char *p, size_t n)
+{
+    struct json_ctx ctx = {c->l, c->peer, c->now_us, AGG_OK};
+    struct ing_sink sink = {json_emit, json_reject, &ctx};
+    struct agg_err err = {0};
+
+    ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_RECEIVED, 1);
+    ing_json_decode_line(c->l->json, p, n, c->index++, &sink, &err);
+    return ctx.rc;
+}
+
+/* ---- TCP ------------------------------------------------------------------- */
+
+static int on_frame(void *arg, const char *p, size_t n)
+{
+    struct conn *c = arg;
+
+    if (c->l->kind == ING_LISTEN_JSON_TCP)
+        return take_json_line(c, p, n);
+    return take_syslog(c->l, p, n, c->peer, c->now_us);
+}
+
+static void on_frame_error(void *arg, int kind, const char *why)
+{
+    struct conn *c = arg;
+
+    if (kind == ING_FRAMING_E_OVERSIZE)
+        ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_OVERSIZED, 1);
+    else
+        ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_REJECTED, 1);
+    AGG_LOG_DEBUG("listen", "%s: %s", c->peer, why);
+}
+
+static void conn_free(struct conn *c)
+{
+    struct ing_listener *l = c->l;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    l->nconns--;
+    bufferevent_free(c->bev);
+    free(c);
+}
+
+/* Frames and takes what the input buffer holds; pauses reading when the pipeline
+ * is full. <eof> delivers an unterminated last frame. */
+static void conn_process(struct conn *c, bool eof)
+{
+    struct ing_listener *l = c->l;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct ing_frame_cb cb = {on_frame, on_frame_error, c};
+    size_t len = evbuffer_get_length(in);
+    const char *data;
+    size_t used;
+
+    if (len > c->seen)
+        ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_BYTES, (int64_t)(len - c->seen));
+    c->now_us = ing_time_now_us();
+    if (len > 0) {
+        data = (const char *)evbuffer_pullup(in, -1);
+        if (eof)
+            used = ing_framer_finish(&c->framer, data, len, &cb);
+        else
+            used = ing_framer_feed(&c->framer, data, len, &cb);
+        evbuffer_drain(in, used);
+    }
+    c->seen = evbuffer_get_length(in);
+    if (!eof && ing_pipeline_is_full(l->pipeline) && !c->paused) {
+        bufferevent_disable(c->bev, EV_READ);
+        c->paused = true;
+    }
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_process(arg, false);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)bev;
+    if (what & BEV_EVENT_TIMEOUT)
+        agg_metric_inc(c->l->m_idle_closed, 1);
+    if (what & BEV_EVENT_ERROR)
+        AGG_LOG_DEBUG("listen", "%s: %s", c->peer,
+                      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        conn_process(c, true);
+        conn_free(c);
+    }
+}
+
+static void on_drain(void *arg)
+{
+    struct ing_listener *l = arg;
+
+    for (struct conn *c = l->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!c->paused)
+            continue;
+        c->paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+        conn_process(c, false); /* what arrived before the pause */
+        if (ing_pipeline_is_full(l->pipeline))
+            break;
+    }
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct ing_listener *l = arg;
+    struct timeval idle = {l->idle_s, 0};
+    struct conn *c;
+
+    (void)lev;
+    (void)salen;
+    if (l->nconns >= l->max_conns) {
+        agg_metric_inc(l->m_refused, 1);
+        evutil_closesocket(fd);
+        return;
+    }
+    c = agg_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->l = l;
+    format_peer(sa, c->peer);
+    ing_framer_init(&c->framer,
+                    l->kind == ING_LISTEN_JSON_TCP ? ING_FRAMING_LF : ING_FRAMING_AUTO,
+                    l->max_message);
+    c->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+    /* Enough for one whole frame and its header; above it TCP pushes back. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, l->max_message + 64 * 1024);
+    bufferevent_set_max_single_read(c->bev, 256 * 1024);
+    if (l->idle_s > 0)
+        bufferevent_set_timeouts(c->bev, &idle, NULL);
+    c->next = l->conns;
+    if (l->conns != NULL)
+        l->conns->prev = c;
+    l->conns = c;
+    l->nconns++;
+    if (ing_pipeline_is_full(l->pipeline))
+        c->paused = true;
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+/* ---- UDP ------------------------------------------------------------------- */
+
+static void on_udp(evutil_socket_t fd, short what, void *arg)
+{
+    struct ing_listener *l = arg;
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct sockaddr_storage from[UDP_BATCH];
+    int total = 0;
+
+    (void)what;
+    while (total < UDP_PER_WAKEUP) {
+        int n;
+        int64_t now_us;
+
+        for (int i = 0; i < UDP_BATCH; i++) {
+            iov[i].iov_base = l->udp_buf + (size_t)i * UDP_MAX_DATAGRAM;
+            iov[i].iov_len = UDP_MAX_DATAGRAM;
+            memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = &from[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+        }
+        n = recvmmsg(fd, msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            break;
+        now_us = ing_time_now_us();
+        for (int i = 0; i < n; i++) {
+            size_t len = msgs[i].msg_len;
+            char peer[PEER_MAX];
+
+            ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_BYTES, (int64_t)len);
+            if (ing_pipeline_is_full(l->pipeline)) {
+                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
+                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_DROPPED, 1);
+                continue;
+            }
+            if (len > l->max_message) { /* cut off at the limit, as rsyslog does */
+                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_OVERSIZED, 1);
+                len = l->max_message;
+            }
+            format_peer((struct sockaddr *)&from[i], peer);
+            if (take_syslog(l, iov[i].iov_base, len, peer, now_us) != AGG_OK)
+                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_DROPPED, 1);
+        }
+        total += n;
+        if (n < UDP_BATCH)
+            break;
+    }
+}
+
+/* ---- setup ----------------------------------------------------------------- */
+
+static int resolve(const char *addr, int socktype, struct addrinfo **out, struct agg_err *err)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = socktype,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char host[256], port[16];
+    int p, rc;
+
+    if (agg_config_parse_addr(addr, host, sizeof(host), &p, err) != AGG_OK)
+        return AGG_EINVAL;
+    snprintf(port, sizeof(port), "%d", p);
+    rc = getaddrinfo(host, port, &hints, out);
+    if (rc != 0)
+        return agg_err_set(err, AGG_EINVAL, "cannot resolve \"%s\": %s", addr, gai_strerror(rc));
+    return AGG_OK;
+}
+
+static int bind_udp(struct ing_listener *l, const char *addr, struct agg_err *err)
+{
+    struct addrinfo *ai;
+    int one = 1, rcvbuf = 8 * 1024 * 1024;
+
+    if (resolve(addr, SOCK_DGRAM, &ai, err) != AGG_OK)
+        return AGG_EINVAL;
+    l->udp_fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->udp_fd < 0 ||
+        setsockopt(l->udp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(l->udp_fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        agg_err_set(err, AGG_EINVAL, "could not listen for UDP on \"%s\": %s", addr,
+                    strerror(errno));
+        freeaddrinfo(ai);
+        return AGG_EINVAL;
+    }
+    freeaddrinfo(ai);
+    /* a larger kernel queue rides out bursts; the kernel caps it at rmem_max */
+    setsockopt(l->udp_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    l->udp_buf = agg_malloc((size_t)UDP_BATCH * UDP_MAX_DATAGRAM);
+    l->udp_ev = event_new(l->base, l->udp_fd, EV_READ | EV_PERSIST, on_udp, l);
+    if (l->udp_buf == NULL || l->udp_ev == NULL || event_add(l->udp_ev, NULL) != 0)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    return AGG_OK;
+}
+
+static int bind_tcp(struct ing_listener *l, const char *addr, struct agg_err *err)
+{
+    struct addrinfo *ai;
+
+    if (resolve(addr, SOCK_STREAM, &ai, err) != AGG_OK)
+        return AGG_EINVAL;
+    l->tcp = evconnlistener_new_bind(l->base, on_accept, l,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                         LEV_OPT_CLOSE_ON_EXEC,
+                                     1024, ai->ai_addr, (int)ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (l->tcp == NULL)
+        return agg_err_set(err, AGG_EINVAL, "could not listen for TCP on \"%s\": %s", addr,
+                           strerror(errno));
+    return ing_pipeline_on_drain(l->pipeline, on_drain, l);
+}
+
+static double conn_count(void *arg)
+{
+    return (double)((struct ing_listener *)arg)->nconns;
+}
+
+struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_kind kind,
+                                      const char *addr, const struct agg_config *cfg,
+                                      struct ing_pipeline *pipeline,
+                                      struct agg_metrics *metrics, struct agg_err *err)
+{
+    struct ing_listener *l = agg_calloc(1, sizeof(*l));
+    const char *label = kinds[kind].label;
+
+    if (l == NULL) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        return NULL;
+    }
+    l->kind = kind;
+    l->transport = kinds[kind].transport;
+    l->base = base;
+    l->pipeline = pipeline;
+    l->max_message = (size_t)cfg->ingest.max_message_bytes;
+    l->max_conns = (size_t)cfg->listen.max_connections;
+    l->idle_s = (int)cfg->listen.idle_timeout_seconds;
+    l->udp_fd = -1;
+    ing_buf_init(&l->scratch);
+    if (kind == ING_LISTEN_JSON_TCP) {
+        l->json = ing_json_new(l->max_message, err);
+        if (l->json == NULL)
+            goto fail;
+    }
+    if (kind != ING_LISTEN_SYSLOG_UDP) {
+        l->m_refused = agg_metrics_add(metrics, AGG_METRIC_COUNTER,
+                                       "aggd_connections_refused_total", label,
+                                       "Connections refused over listen.max_connections.");
+        l->m_idle_closed = agg_metrics_add(metrics, AGG_METRIC_COUNTER,
+                                           "aggd_connections_idle_closed_total", label,
+                                           "Connections closed after listen.idle_timeout_seconds.");
+        if (l->m_refused == NULL || l->m_idle_closed == NULL ||
+            agg_metrics_add_fn(metrics, "aggd_connections", label, "Open connections.",
+                               conn_count, l) != AGG_OK) {
+            agg_err_set(err, AGG_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if ((kind == ING_LISTEN_SYSLOG_UDP ? bind_udp(l, addr, err) : bind_tcp(l, addr, err)) !=
+        AGG_OK)
+        goto fail;
+    return l;
+
+fail:
+    ing_listener_free(l);
+    return NULL;
+}
+
+void ing_listener_free(struct ing_listener *l)
+{
+    if (l == NULL)
+        return;
+    if (l->tcp != NULL)
+        evconnlistener_free(l->tcp);
+    while (l->conns != NULL) {
+        conn_process(l->conns, true);
+        conn_free(l->conns);
+    }
+    if (l->udp_ev != NULL)
+        event_free(l->udp_ev);
+    if (l->udp_fd >= 0)
+        close(l->udp_fd);
+    free(l->udp_buf);
+    ing_json_free(l->json);
+    ing_buf_clear(&l->scratch);
+    free(l);
+}

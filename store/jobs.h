@@ -1,0 +1,45 @@
+/*
+ * store/jobs.h — blocking database work off the event loop.
+ *
+ * Place: HTTP handlers (token checks, later the API) hand queries to job threads.
+ * Threads: st_jobs_run and the done callback on the loop thread; work on a job
+ *          thread with a pooled connection.
+ * Ownership: a job is the caller's; it is borrowed from st_jobs_run until its done
+ *            callback.
+ */
+#ifndef AGGD_STORE_JOBS_H
+#define AGGD_STORE_JOBS_H
+
+#include <libpq-fe.h>
+
+#include "src/err.h"
+#include "src/workq.h"
+#include "store/pool.h"
+
+struct st_job;
+
+/* Runs on a job thread. <conn> is NULL when PostgreSQL could not be reached (<err>
+ * says why); the job must then record its own failure. */
+typedef void (*st_job_work_fn)(struct st_job *job, PGconn *conn, const struct agg_err *err);
+/* Runs on the loop thread afterwards. */
+typedef void (*st_job_done_fn)(struct st_job *job);
+
+struct st_job {
+    struct agg_work work; /* first: the queue link */
+    st_job_work_fn fn;
+    st_job_done_fn done;
+    bool conn_broken; /* set by fn when the connection must not be reused */
+};
+
+struct st_jobs;
+
+/* <threads> job threads borrowing from <pool> (borrowed until free).
+ * Caller owns the result: st_jobs_free(). */
+struct st_jobs *st_jobs_new(struct event_base *base, struct st_pool *pool, int threads,
+                            struct agg_err *err);
+/* Stops after the queued jobs ran; every job's done callback runs. */
+void st_jobs_free(struct st_jobs *jobs);
+
+void st_jobs_run(struct st_jobs *jobs, struct st_job *job);
+
+#endif
