@@ -166,14 +166,16 @@ static int on_frame(void *arg, const char *p, size_t n)
     return take_syslog(c->l, p, n, c->peer, c->now_us);
 }
 
+/* Oversized and malformed frames are refused, counted and noted in ingest_rejects
+ * (with the reason, not the bytes: the framer skips them as they arrive). */
 static void on_frame_error(void *arg, int kind, const char *why)
 {
     struct conn *c = arg;
 
     if (kind == ING_FRAMING_E_OVERSIZE)
         ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_OVERSIZED, 1);
-    else
-        ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_REJECTED, 1);
+    ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_RECEIVED, 1);
+    ing_pipeline_reject(c->l->pipeline, c->l->transport, c->peer, c->now_us, why, "", 0);
     AGG_LOG_DEBUG("listen", "%s: %s", c->peer, why);
 }
 
@@ -344,11 +346,18 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
                 ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_DROPPED, 1);
                 continue;
             }
-            if (len > l->max_message) { /* cut off at the limit, as rsyslog does */
-                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_OVERSIZED, 1);
-                len = l->max_message;
-            }
             format_peer((struct sockaddr *)&from[i], peer);
+            if (len > l->max_message) { /* refused as over TCP; its head is kept */
+                char why[128];
+
+                snprintf(why, sizeof(why), "datagram of %zu octets exceeds the maximum %zu; "
+                         "refused", len, l->max_message);
+                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_OVERSIZED, 1);
+                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
+                ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, why,
+                                    iov[i].iov_base, l->max_message);
+                continue;
+            }
             if (take_syslog(l, iov[i].iov_base, len, peer, now_us) != AGG_OK)
                 ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_DROPPED, 1);
         }

@@ -150,6 +150,82 @@ if [[ $quick -eq 0 ]]; then
         "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 fi
 
+# --- fuzzing ---------------------------------------------------------------
+# Each tests/fuzz/fuzz_<name>.c, built with clang + libFuzzer + ASan/UBSan in
+# build-fuzz/, runs for 20 s from a seed corpus made of the conformance inputs;
+# any crash fails the run and leaves the input in build-fuzz/artifacts/.
+if [[ $quick -eq 0 ]]; then
+    fuzz_dir=$ROOT/build-fuzz
+    fuzz_targets=()
+    for src in "$ROOT"/tests/fuzz/fuzz_*.c; do
+        if [[ -e $src ]]; then
+            fuzz_targets+=("$(basename "$src" .c)")
+        fi
+    done
+    echo "aggd: building fuzz targets in build-fuzz/"
+    if [[ ${#fuzz_targets[@]} -eq 0 ]]; then
+        summaries+=("aggd: fuzzing: FAILED: no tests/fuzz/fuzz_*.c")
+        failed=1
+    elif ! cmake -S "$ROOT" -B "$fuzz_dir" -DCMAKE_C_COMPILER=clang \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGGD_FUZZ=ON -DAGGD_TESTS=OFF ||
+        ! cmake --build "$fuzz_dir" -j"$JOBS" --target "${fuzz_targets[@]}"; then
+        summaries+=("aggd: fuzzing: FAILED: the fuzz targets do not build")
+        failed=1
+    else
+        seeds=$LOGDIR/fuzz-seeds
+        # fuzz_syslog takes one message; fuzz_framing one configuration octet
+        # (bits 0-1 mode, bits 2-7 v with max_frame v*v, 0 = default) + a stream.
+        python3 - "$ROOT/tests/data/conformance" "$seeds" <<'EOF'
+import json, os, sys
+src, out = sys.argv[1], sys.argv[2]
+def raw(d, k):
+    return bytes.fromhex(d[k + '_hex']) if k + '_hex' in d else d[k].encode('utf-8')
+def seed(target, n, data):
+    os.makedirs(os.path.join(out, target), exist_ok=True)
+    with open(os.path.join(out, target, 'seed-%d' % n), 'wb') as f:
+        f.write(data)
+n = 0
+for name in ('rfc5424.jsonl', 'rfc3164.jsonl'):
+    with open(os.path.join(src, name), encoding='utf-8') as f:
+        for line in f:
+            seed('fuzz_syslog', n, raw(json.loads(line), 'input'))
+            n += 1
+modes = {'auto': 0, 'octet-counting': 1, 'lf': 2, 'nul': 3}
+with open(os.path.join(src, 'framing.jsonl'), encoding='utf-8') as f:
+    for line in f:
+        d = json.loads(line)
+        v = 0
+        while d.get('max_frame') and v * v < d['max_frame'] and v < 63:
+            v += 1
+        seed('fuzz_framing', n, bytes([modes[d['framing']] | v << 2]) + raw(d, 'stream'))
+        n += 1
+EOF
+        mkdir -p "$fuzz_dir/artifacts"
+        fuzz_bad=()
+        for t in "${fuzz_targets[@]}"; do
+            mkdir -p "$seeds/$t" "$seeds/$t.corpus"
+            echo "aggd: fuzzing $t for 20 s"
+            if ASAN_OPTIONS="abort_on_error=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+                UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+                "$fuzz_dir/tests/fuzz/$t" -max_total_time=20 -print_final_stats=1 \
+                -artifact_prefix="$fuzz_dir/artifacts/$t-" \
+                "$seeds/$t.corpus" "$seeds/$t" >"$LOGDIR/$t.log" 2>&1; then
+                grep -E '^stat::number_of_executed_units' "$LOGDIR/$t.log" || true
+            else
+                echo "aggd: $t failed; its log ends with:" >&2
+                tail -n 40 "$LOGDIR/$t.log" >&2
+                fuzz_bad+=("$t")
+            fi
+        done
+        if [[ ${#fuzz_bad[@]} -ne 0 ]]; then
+            summaries+=("aggd: fuzzing: FAILED: ${fuzz_bad[*]} (inputs in build-fuzz/artifacts/)")
+            failed=1
+        else
+            summaries+=("aggd: fuzzing: OK: ${fuzz_targets[*]}, 20 s each, no crash")
+        fi
+    fi
+fi
+
 # --- systemd unit ----------------------------------------------------------
 # `systemd-analyze verify` also checks that ExecStart's binary exists, and
 # /usr/bin/aggd is only there on a machine where aggd is installed (not on a

@@ -194,6 +194,17 @@ class IngestTest(unittest.TestCase):
         self.rows("message = %s", (f"{tag} after-lf",))
         _, _, metrics = self.aggd.get("/metrics")
         self.assertRegex(metrics, r'aggd_frames_oversized_total\{transport="syslog_tcp"\} [1-9]')
+        # the refusal is on record, with its reason
+        h.wait_for(lambda: self.count("SELECT count(*) FROM ingest_rejects WHERE transport = "
+                                      "'syslog_tcp' AND (error LIKE '%%than the maximum%%' "
+                                      "OR error LIKE '%%exceeds the maximum%%')")
+                   >= 2, 10, what="oversize rejects")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            s.sendto(big[:60000] + tag.encode(), ("127.0.0.1", self.ports["syslog_udp"]))
+        # a large datagram within the limit lands whole
+        row = self.rows("message LIKE %s", (f"%x{tag}",))[0]
+        self.assertEqual(len(row["message"]), 60000 - len(b"<14>1 - h app - - - ") + len(tag))
 
     def test_escaping_survives_the_round_trip(self):
         tag = uuid.uuid4().hex

@@ -1,0 +1,1229 @@
+/*
+ * ingest/syslog.c — RFC 5424/3164 parser: one frame in, one record out.
+ *
+ * Place: framer -> [syslog] -> record -> spool (DESIGN.md, Data flow).
+ * Threads: pure; callable from any thread.
+ * Ownership: keeps no pointer into the input after return; the message it fills does.
+ * Traps: every index is checked against the length before the octet is read (no
+ *        NUL terminator is assumed: fuzz_syslog feeds exact-size buffers). RFC 3164
+ *        heuristics are tuned against tests/data/conformance/rfc3164.jsonl; change
+ *        one and run test_ing_syslog, which prints the per-file tally. yajl_gen
+ *        allocates with plain malloc: its allocator hooks do not survive a failing
+ *        allocation, so the allocation-failure sweep reaches only our buffers.
+ * Not here: framing (ingest/framing.c), UTF-8 repair of columns (store/ COPY encoder).
+ */
+#include "ingest/syslog.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <yajl/yajl_gen.h>
+
+#include "ingest/time.h"
+
+/* ---- octets ------------------------------------------------------------------ */
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_alnum(char c)
+{
+    return is_digit(c) || is_alpha(c);
+}
+
+/* RFC 5424 PRINTUSASCII: %d33-126. */
+static bool is_print(char c)
+{
+    return (unsigned char)c >= 33 && (unsigned char)c <= 126;
+}
+
+/* <c> for an error message: 'x', or its hex value when not printable. */
+static const char *show(char c, char out[8])
+{
+    if (is_print(c) && c != '\'')
+        snprintf(out, 8, "'%c'", c);
+    else
+        snprintf(out, 8, "0x%02x", (unsigned char)c);
+    return out;
+}
+
+/* The value of the <n> digits at <p>, or -1. */
+static int digits(const char *p, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (!is_digit(p[i]))
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+static struct ing_str slice(const char *p, size_t from, size_t to)
+{
+    struct ing_str s = {p + from, to - from};
+
+    return s;
+}
+
+/* ---- timestamps -------------------------------------------------------------- */
+
+#define US_PER_DAY (INT64_C(86400) * ING_US_PER_SEC)
+#define DAYS_31_US (INT64_C(31) * US_PER_DAY)
+
+static int64_t civil_us(int64_t y, unsigned mo, unsigned d, int h, int mi, int s, int64_t frac)
+{
+    return (ing_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * ING_US_PER_SEC + frac;
+}
+
+/* Reads a fraction's digits at <p>[i..len): the first six as microseconds. */
+static size_t fraction(const char *p, size_t len, size_t i, int64_t *frac, size_t *ndigits)
+{
+    int64_t v = 0;
+    size_t n = 0;
+
+    for (; i < len && is_digit(p[i]); i++, n++) {
+        if (n < 6)
+            v = v * 10 + (p[i] - '0');
+    }
+    for (size_t k = n; k < 6; k++)
+        v *= 10;
+    *frac = v;
+    *ndigits = n;
+    return i;
+}
+
+/* Scans an ISO 8601 date-time at <p>[i..len). <strict>: exactly an RFC 5424 TIMESTAMP
+ * (FULL-DATE "T" FULL-TIME, 1-6 fraction digits, "Z" or +hh:mm, no leap second).
+ * Otherwise also "t" or SP as separator, any number of fraction digits, no zone
+ * (UTC), "z", +hh, +hhmm and "Z" followed by an offset. On success *end is the index
+ * after it and *us the instant; on failure *bad is the offending index and *why says
+ * what was wrong. */
+static bool scan_iso(const char *p, size_t len, size_t i, bool strict, size_t *end, int64_t *us,
+                     size_t *bad, const char **why)
+{
+    static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
+    int y, mo, d, h, mi, s, off_s = 0;
+    int64_t frac = 0;
+    size_t j;
+
+    for (size_t k = 0; k < sizeof(pattern) - 1; k++) {
+        char c = i + k < len ? p[i + k] : '\0';
+        bool ok;
+
+        *bad = i + k;
+        if (i + k >= len) {
+            *why = "ends early";
+            return false;
+        }
+        if (pattern[k] == 'd')
+            ok = is_digit(c);
+        else if (pattern[k] == 'T')
+            ok = c == 'T' || (!strict && (c == 't' || c == ' '));
+        else
+            ok = c == pattern[k];
+        if (!ok) {
+            *why = pattern[k] == 'd' ? "digit expected" : "separator expected";
+            return false;
+        }
+    }
+    y = digits(p + i, 4);
+    mo = digits(p + i + 5, 2);
+    d = digits(p + i + 8, 2);
+    h = digits(p + i + 11, 2);
+    mi = digits(p + i + 14, 2);
+    s = digits(p + i + 17, 2);
+    *why = "field out of range";
+    if (y < 1) {
+        *bad = i;
+        return false;
+    }
+    if (mo < 1 || mo > 12) {
+        *bad = i + 5;
+        return false;
+    }
+    if (d < 1 || d > (int)ing_days_in_month(y, (unsigned)mo)) {
+        *bad = i + 8;
+        return false;
+    }
+    if (h > 23) {
+        *bad = i + 11;
+        return false;
+    }
+    if (mi > 59) {
+        *bad = i + 14;
+        return false;
+    }
+    if (s > 59) { /* RFC 5424 6.2.3 forbids leap seconds; RFC 3164 has none either */
+        *bad = i + 17;
+        return false;
+    }
+    j = i + 19;
+    if (j < len && (p[j] == '.' || (!strict && p[j] == ','))) {
+        size_t n;
+
+        j = fraction(p, len, j + 1, &frac, &n);
+        if (n == 0 || (strict && n > 6)) {
+            *bad = n == 0 ? j : j - n + 6;
+            *why = n == 0 ? "fraction digit expected" : "more than 6 fraction digits";
+            return false;
+        }
+    }
+    if (j < len && (p[j] == 'Z' || (!strict && p[j] == 'z'))) {
+        j++;
+        if (strict || j >= len || (p[j] != '+' && p[j] != '-'))
+            goto done;
+    } else if (strict && (j >= len || (p[j] != '+' && p[j] != '-'))) {
+        *bad = j;
+        *why = "\"Z\" or a +hh:mm offset expected";
+        return false;
+    }
+    if (j < len && (p[j] == '+' || p[j] == '-')) {
+        int sign = p[j] == '-' ? -1 : 1, oh, om = 0;
+
+        oh = j + 3 <= len ? digits(p + j + 1, 2) : -1;
+        if (oh < 0 || oh > 23) {
+            *bad = j + 1;
+            *why = "offset hours 00-23 expected";
+            return false;
+        }
+        j += 3;
+        if (j + 3 <= len && p[j] == ':' && digits(p + j + 1, 2) >= 0) {
+            om = digits(p + j + 1, 2);
+            j += 3;
+        } else if (!strict && j + 2 <= len && digits(p + j, 2) >= 0) {
+            om = digits(p + j, 2);
+            j += 2;
+        } else if (strict) {
+            *bad = j;
+            *why = "\":mm\" expected in the offset";
+            return false;
+        }
+        if (om > 59) {
+            *bad = j - 2;
+            *why = "offset minutes 00-59 expected";
+            return false;
+        }
+        off_s = sign * (oh * 3600 + om * 60);
+    }
+done:
+    *end = j;
+    *us = civil_us(y, (unsigned)mo, (unsigned)d, h, mi, s, frac) - off_s * ING_US_PER_SEC;
+    return true;
+}
+
+/* The instant of a year-less date nearest to <now_us>, not more than 31 days ahead of
+ * it when avoidable (a device's "Dec 31" read on Jan 2 is last year's; its "Jan 1" read
+ * on Dec 31 is next year's). A "Feb 29" with no leap year in reach is of the latest
+ * leap year before. */
+static int64_t resolve_year(unsigned mo, unsigned d, int64_t tod_us, int64_t now_us)
+{
+    int64_t lo = ing_days_from_civil(10, 1, 1) * US_PER_DAY;
+    int64_t hi = ing_days_from_civil(9998, 12, 31) * US_PER_DAY;
+    int64_t days, y, best = ING_TIME_NONE;
+    unsigned m_now, d_now;
+    bool best_future = true;
+
+    /* keep every candidate within years 1..9999 */
+    now_us = now_us < lo ? lo : now_us > hi ? hi : now_us;
+    days = now_us >= 0 ? now_us / US_PER_DAY : -((-now_us + US_PER_DAY - 1) / US_PER_DAY);
+    ing_civil_from_days(days, &y, &m_now, &d_now);
+    for (int64_t cy = y - 1; cy <= y + 1; cy++) {
+        int64_t c, dist;
+        bool future, better;
+
+        if (d > ing_days_in_month(cy, mo))
+            continue;
+        c = ing_days_from_civil(cy, mo, d) * US_PER_DAY + tod_us;
+        future = c - now_us > DAYS_31_US;
+        dist = c > now_us ? c - now_us : now_us - c;
+        if (best == ING_TIME_NONE)
+            better = true;
+        else if (best_future != future)
+            better = best_future;
+        else
+            better = dist < (best > now_us ? best - now_us : now_us - best);
+        if (better) {
+            best = c;
+            best_future = future;
+        }
+    }
+    for (int64_t cy = y - 2; best == ING_TIME_NONE && cy >= y - 8; cy--) {
+        if (d <= ing_days_in_month(cy, mo))
+            best = ing_days_from_civil(cy, mo, d) * US_PER_DAY + tod_us;
+    }
+    return best;
+}
+
+static const char *const month_names[12] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                            "jul", "aug", "sep", "oct", "nov", "dec"};
+
+/* A BSD timestamp at <p>[i..len): "Mmm dd hh:mm:ss", the month in any case, the day as
+ * " d", "d" or "dd", an optional "yyyy " before the time, an optional fraction. It
+ * must be followed by the end, SP, or ":" and then the end or SP (Cisco). */
+struct bsd_time {
+    size_t end;  /* after the timestamp text */
+    size_t next; /* after a Cisco ":" */
+    int64_t us;
+    int year;
+};
+
+static bool scan_bsd(const char *p, size_t len, size_t i, int64_t now_us, struct bsd_time *t)
+{
+    int mo = -1, d, h, mi, s, year = 0;
+    int64_t frac = 0;
+    size_t j;
+    bool padded;
+
+    if (i + 3 > len)
+        return false;
+    for (int k = 0; k < 12; k++) {
+        if ((p[i] | 0x20) == month_names[k][0] && (p[i + 1] | 0x20) == month_names[k][1] &&
+            (p[i + 2] | 0x20) == month_names[k][2])
+            mo = k + 1;
+    }
+    j = i + 3;
+    if (mo < 0 || j >= len || p[j] != ' ')
+        return false;
+    j++;
+    padded = j < len && p[j] == ' '; /* "Feb  5" */
+    j += padded;
+    if (j >= len || !is_digit(p[j]))
+        return false;
+    d = p[j++] - '0';
+    if (j < len && is_digit(p[j])) {
+        if (padded)
+            return false;
+        d = d * 10 + (p[j++] - '0');
+    }
+    if (j >= len || p[j] != ' ')
+        return false;
+    j++;
+    if (j + 5 <= len && digits(p + j, 4) >= 0 && p[j + 4] == ' ') {
+        year = digits(p + j, 4);
+        j += 5;
+        if (year < 1)
+            return false;
+    }
+    if (j + 8 > len || p[j + 2] != ':' || p[j + 5] != ':')
+        return false;
+    h = digits(p + j, 2);
+    mi = digits(p + j + 3, 2);
+    s = digits(p + j + 6, 2);
+    j += 8;
+    if (h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59 || d < 1 ||
+        d > (int)ing_days_in_month(year != 0 ? year : 2000, (unsigned)mo))
+        return false;
+    if (j + 1 < len && p[j] == '.' && is_digit(p[j + 1])) {
+        size_t n;
+
+        j = fraction(p, len, j + 1, &frac, &n);
+    }
+    t->end = j;
+    if (j == len || p[j] == ' ')
+        t->next = j;
+    else if (p[j] == ':' && (j + 1 == len || p[j + 1] == ' '))
+        t->next = j + 1;
+    else
+        return false;
+    t->year = year;
+    if (year != 0)
+        t->us = civil_us(year, (unsigned)mo, (unsigned)d, h, mi, s, frac);
+    else
+        t->us = resolve_year((unsigned)mo, (unsigned)d,
+                             (h * INT64_C(3600) + mi * 60 + s) * ING_US_PER_SEC + frac, now_us);
+    return true;
+}
+
+/* ---- common ------------------------------------------------------------------ */
+
+static void msg_init(struct ing_syslog_msg *m, const char *p, size_t len)
+{
+    memset(m, 0, sizeof(*m));
+    m->ts_us = ING_TIME_NONE;
+    m->raw.p = p;
+    m->raw.len = len;
+    m->msgcount = -1;
+    m->sequence = -1;
+}
+
+static void set_pri(struct ing_syslog_msg *m, int pri)
+{
+    m->pri = pri;
+    m->facility = pri / 8;
+    m->severity = pri % 8;
+}
+
+/* Whether <p>[<len>] is shaped "<PRI>VERSION SP" (or ends after VERSION), PRI and
+ * VERSION being 1-3 digits each: such input is RFC 5424 or nothing. */
+static bool shaped_5424(const char *p, size_t len)
+{
+    size_t i = 1, k;
+
+    if (len < 4 || p[0] != '<')
+        return false;
+    while (i < len && i < 5 && is_digit(p[i]))
+        i++;
+    if (i == 1 || i >= len || p[i] != '>')
+        return false;
+    k = ++i;
+    while (i < len && i < k + 4 && is_digit(p[i]))
+        i++;
+    return i > k && i - k <= 3 && (i == len || p[i] == ' ');
+}
+
+/* ---- RFC 5424 ---------------------------------------------------------------- */
+
+/* An RFC 5424 header field at <p>[*pi..len): NILVALUE or 1..<max> PRINTUSASCII, then SP. */
+static int header_field(const char *p, size_t len, size_t *pi, const char *name, size_t max,
+                        struct ing_str *out, struct agg_err *err)
+{
+    size_t i = *pi, s = i;
+    char c[8];
+
+    if (i >= len)
+        return agg_err_set(err, AGG_EINVAL, "RFC 5424 %s expected at offset %zu (end of input)",
+                           name, i);
+    while (i < len && p[i] != ' ') {
+        if (!is_print(p[i]))
+            return agg_err_set(err, AGG_EINVAL,
+                               "RFC 5424 %s: octet %s at offset %zu is not printable US-ASCII",
+                               name, show(p[i], c), i);
+        if (i - s == max)
+            return agg_err_set(err, AGG_EINVAL, "RFC 5424 %s longer than %zu octets at offset %zu",
+                               name, max, s);
+        i++;
+    }
+    if (i == s)
+        return agg_err_set(err, AGG_EINVAL, "RFC 5424 %s is empty (two SPs) at offset %zu", name,
+                           s);
+    if (i == len)
+        return agg_err_set(err, AGG_EINVAL,
+                           "RFC 5424 SP expected after %s at offset %zu (end of input)", name, i);
+    if (!(i - s == 1 && p[s] == '-'))
+        *out = slice(p, s, i);
+    *pi = i + 1;
+    return AGG_OK;
+}
+
+/* SD-NAME at <p>[*pi..len): 1-32 PRINTUSASCII except '=', SP, ']', '"'. */
+static int sd_name(const char *p, size_t len, size_t *pi, const char *name, struct agg_err *err)
+{
+    size_t i = *pi, s = i;
+    char c[8];
+
+    while (i < len && is_print(p[i]) && p[i] != '=' && p[i] != ']' && p[i] != '"') {
+        if (i - s == 32)
+            return agg_err_set(err, AGG_EINVAL, "RFC 5424 %s longer than 32 octets at offset %zu",
+                               name, s);
+        i++;
+    }
+    if (i == s) {
+        if (i >= len)
+            return agg_err_set(err, AGG_EINVAL, "RFC 5424 %s expected at offset %zu (end of input)",
+                               name, i);
+        return agg_err_set(err, AGG_EINVAL, "RFC 5424 %s expected at offset %zu, found %s", name, i,
+                           show(p[i], c));
+    }
+    *pi = i;
+    return AGG_OK;
+}
+
+struct sd_seen {
+    uint32_t off;
+    uint8_t len; /* 0: free */
+};
+
+#define SD_SEEN_SLOTS 1024 /* power of two, twice ING_SYSLOG_MAX_SD_ELEMENTS */
+
+/* Records SD-ID <p>[off..off+n) (n <= 32); false if it was there already. */
+static bool sd_id_is_new(struct sd_seen *seen, const char *p, size_t off, size_t n)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t k = 0; k < n; k++)
+        h = (h ^ (unsigned char)p[off + k]) * 16777619u;
+    for (uint32_t s = h & (SD_SEEN_SLOTS - 1);; s = (s + 1) & (SD_SEEN_SLOTS - 1)) {
+        if (seen[s].len == 0) {
+            seen[s].off = (uint32_t)off;
+            seen[s].len = (uint8_t)n;
+            return true;
+        }
+        if (seen[s].len == n && memcmp(p + seen[s].off, p + off, n) == 0)
+            return false;
+    }
+}
+
+/* STRUCTURED-DATA elements at <p>[*pi..len), which starts with '['. */
+static int structured_data(const char *p, size_t len, size_t *pi, struct agg_err *err)
+{
+    struct sd_seen seen[SD_SEEN_SLOTS];
+    size_t i = *pi, n = 0;
+    char c[8];
+
+    /* offsets are stored in 32 bits; no frame gets near that */
+    if (len > UINT32_MAX)
+        return agg_err_set(err, AGG_EINVAL, "message too long");
+    memset(seen, 0, sizeof(seen));
+    while (i < len && p[i] == '[') {
+        size_t open = i, id;
+
+        if (++n > ING_SYSLOG_MAX_SD_ELEMENTS)
+            return agg_err_set(err, AGG_EINVAL,
+                               "RFC 5424 STRUCTURED-DATA has more than %d elements at offset %zu",
+                               ING_SYSLOG_MAX_SD_ELEMENTS, i);
+        id = ++i;
+        if (sd_name(p, len, &i, "SD-ID", err) != AGG_OK)
+            return AGG_EINVAL;
+        if (!sd_id_is_new(seen, p, id, i - id))
+            return agg_err_set(err, AGG_EINVAL, "RFC 5424 duplicate SD-ID \"%.*s\" at offset %zu",
+                               (int)(i - id), p + id, id);
+        while (i < len && p[i] == ' ') {
+            size_t value;
+
+            i++;
+            if (sd_name(p, len, &i, "PARAM-NAME", err) != AGG_OK)
+                return AGG_EINVAL;
+            if (i >= len || p[i] != '=')
+                return agg_err_set(err, AGG_EINVAL,
+                                   "RFC 5424 '=' expected after PARAM-NAME at offset %zu, found %s",
+                                   i, i >= len ? "the end" : show(p[i], c));
+            i++;
+            if (i >= len || p[i] != '"')
+                return agg_err_set(err, AGG_EINVAL,
+                                   "RFC 5424 '\"' expected to open PARAM-VALUE at offset %zu, "
+                                   "found %s",
+                                   i, i >= len ? "the end" : show(p[i], c));
+            value = ++i;
+            for (;;) {
+                if (i >= len)
+                    return agg_err_set(err, AGG_EINVAL,
+                                       "RFC 5424 PARAM-VALUE opened at offset %zu is not closed",
+                                       value - 1);
+                if (p[i] == '\\') {
+                    i += i + 1 < len && (p[i + 1] == '"' || p[i + 1] == '\\' || p[i + 1] == ']')
+                             ? 2
+                             : 1;
+                } else if (p[i] == '"') {
+                    i++;
+                    break;
+                } else if (p[i] == ']') {
+                    return agg_err_set(err, AGG_EINVAL,
+                                       "RFC 5424 unescaped ']' in PARAM-VALUE at offset %zu", i);
+                } else {
+                    i++;
+                }
+            }
+        }
+        if (i >= len)
+            return agg_err_set(err, AGG_EINVAL,
+                               "RFC 5424 SD-ELEMENT opened at offset %zu is not closed", open);
+        if (p[i] != ']')
+            return agg_err_set(err, AGG_EINVAL,
+                               "RFC 5424 SP or ']' expected in SD-ELEMENT at offset %zu, found %s",
+                               i, show(p[i], c));
+        i++;
+    }
+    *pi = i;
+    return AGG_OK;
+}
+
+static int parse_5424(const char *p, size_t len, struct ing_syslog_msg *m, struct agg_err *err)
+{
+    size_t i = 1, s;
+    int pri = 0, version = 0;
+    char c[8];
+
+    m->format = ING_SYSLOG_RFC5424;
+    /* shaped_5424() vouched for "<" 1*3DIGIT ">" 1*3DIGIT (SP / end) */
+    for (; p[i] != '>'; i++)
+        pri = pri * 10 + (p[i] - '0');
+    if (p[1] == '0' && i > 2)
+        return agg_err_set(err, AGG_EINVAL, "RFC 5424 PRI has a leading zero at offset 1");
+    if (pri > 191)
+        return agg_err_set(err, AGG_EINVAL, "RFC 5424 PRI %d out of range 0-191 at offset 1", pri);
+    set_pri(m, pri);
+    s = ++i;
+    if (p[i] == '0')
+        return agg_err_set(err, AGG_EINVAL, "RFC 5424 VERSION must be 1-999 at offset %zu", i);
+    for (; i < len && is_digit(p[i]); i++)
+        version = version * 10 + (p[i] - '0');
+    m->version = version;
+    if (i == len)
+        return agg_err_set(err, AGG_EINVAL,
+                           "RFC 5424 SP expected after VERSION at offset %zu (end of input)", i);
+    i++;
+
+    /* TIMESTAMP */
+    if (i >= len)
+        return agg_err_set(err, AGG_EINVAL,
+                           "RFC 5424 TIMESTAMP expected at offset %zu (end of input)", i);
+    if (p[i] == '-' && (i + 1 == len || p[i + 1] == ' ')) {
+        i++;
+    } else {
+        size_t end, bad;
+        const char *why;
+
+        if (!scan_iso(p, len, i, true, &end, &m->ts_us, &bad, &why))
+            return agg_err_set(err, AGG_EINVAL,
+                               "RFC 5424 TIMESTAMP is not an RFC 3339 date-time (%s) at offset %zu",
+                               why, bad);
+        m->timestamp = slice(p, i, end);
+        i = end;
+    }
+    if (i >= len)
+        return agg_err_set(err, AGG_EINVAL,
+                           "RFC 5424 SP expected after TIMESTAMP at offset %zu (end of input)", i);
+    if (p[i] != ' ')
+        return agg_err_set(err, AGG_EINVAL,
+                           "RFC 5424 SP expected after TIMESTAMP at offset %zu, found %s", i,
+                           show(p[i], c));
+    i++;
+
+    if (header_field(p, len, &i, "HOSTNAME", 255, &m->hostname, err) != AGG_OK ||
+        header_field(p, len, &i, "APP-NAME", 48, &m->app_name, err) != AGG_OK ||
+        header_field(p, len, &i, "PROCID", 128, &m->procid, err) != AGG_OK ||
+        header_field(p, len, &i, "MSGID", 32, &m->msgid, err) != AGG_OK)
+        return AGG_EINVAL;
+
+    /* STRUCTURED-DATA */
+    if (i >= len)
+        return agg_err_set(err, AGG_EINVAL,
+                           "RFC 5424 STRUCTURED-DATA expected at offset %zu (end of input)", i);
+    s = i;
+    if (p[i] == '-') {
+        i++;
+    } else if (p[i] == '[') {
+        if (structured_data(p, len, &i, err) != AGG_OK)
+            return AGG_EINVAL;
+        m->sd = slice(p, s, i);
+    } else {
+        return agg_err_set(err, AGG_EINVAL,
+                           "RFC 5424 STRUCTURED-DATA must be '-' or start with '[' at offset %zu, "
+                           "found %s",
+                           i, show(p[i], c));
+    }
+
+    /* MSG: only the first SP is a separator */
+    if (i < len) {
+        if (p[i] != ' ')
+            return agg_err_set(err, AGG_EINVAL,
+                               "RFC 5424 SP expected after STRUCTURED-DATA at offset %zu, found %s",
+                               i, show(p[i], c));
+        m->msg = slice(p, i + 1, len);
+    }
+    return AGG_OK;
+}
+
+/* ---- RFC 3164 ---------------------------------------------------------------- */
+
+#define TAG_MAX  255
+#define PID_MAX  128
+#define HOST_MAX 255
+
+/* Octets of a TAG's program name: printable ASCII except ':' and '['. */
+static bool is_tag_char(char c)
+{
+    return is_print(c) && c != ':' && c != '[';
+}
+
+static bool is_pid_char(char c)
+{
+    return is_print(c) && c != '[' && c != ']';
+}
+
+/* Octets of a HOSTNAME: letters, digits, ".-_" (RFC 1035 and common practice), ':' for
+ * IPv6, '@' and '/' for relay chains (syslog-ng "source@host", "host1/host2"). */
+static bool is_host_char(char c)
+{
+    return is_alnum(c) || c == '.' || c == '-' || c == '_' || c == ':' || c == '@' || c == '/';
+}
+
+static bool has_alnum(const char *p, size_t i, size_t j)
+{
+    for (size_t k = i; k < j; k++) {
+        if (is_alnum(p[k]))
+            return true;
+    }
+    return false;
+}
+
+/* Whether <p>[i..j) can be a HOSTNAME: host octets, at least one letter or digit, and
+ * no ':' unless it has two or more (IPv6); "word:" is a TAG. */
+static bool is_host(const char *p, size_t i, size_t j)
+{
+    size_t colons = 0;
+    bool alnum = false;
+
+    if (j - i > HOST_MAX)
+        return false;
+    for (size_t k = i; k < j; k++) {
+        if (!is_host_char(p[k]))
+            return false;
+        colons += p[k] == ':';
+        alnum = alnum || is_alnum(p[k]);
+    }
+    return alnum && colons != 1;
+}
+
+/* Reads TAG = NAME ["[" PID "]"] at <p>[i..len). Returns the index after it (at ':' or
+ * SP or the end), or 0 when there is no such TAG there. */
+static size_t scan_tag(const char *p, size_t len, size_t i, struct ing_str *name,
+                       struct ing_str *pid)
+{
+    size_t n = i, k;
+
+    while (n < len && is_tag_char(p[n]))
+        n++;
+    if (n == i || n - i > TAG_MAX)
+        return 0;
+    *name = slice(p, i, n);
+    pid->p = NULL;
+    pid->len = 0;
+    if (n >= len || p[n] != '[')
+        return n;
+    k = n + 1;
+    while (k < len && is_pid_char(p[k]))
+        k++;
+    if (k >= len || p[k] != ']' || k == n + 1 || k - n - 1 > PID_MAX)
+        return 0;
+    *pid = slice(p, n + 1, k);
+    return k + 1;
+}
+
+enum tag_rule {
+    TAG_COLON = 0, /* NAME[PID]: or NAME[PID] SP */
+    TAG_COLON_SP,  /* as TAG_COLON, the ':' followed by SP or the end (after 2 SPs) */
+    TAG_ANY_WORD,  /* also a bare NAME (a word in the HOSTNAME slot that is no host) */
+};
+
+/* The TAG and MSG from <p>[i..len). Without a TAG, MSG starts at <i>. */
+static void tag_and_msg(const char *p, size_t len, size_t i, enum tag_rule rule,
+                        struct ing_syslog_msg *m)
+{
+    struct ing_str name = {NULL, 0}, pid = {NULL, 0};
+    size_t start = i, j;
+
+    if (rule == TAG_COLON_SP) {
+        while (i < len && p[i] == ' ')
+            i++;
+    }
+    j = i < len ? scan_tag(p, len, i, &name, &pid) : 0;
+    if (j != 0 && j < len && p[j] == ':' &&
+        (rule != TAG_COLON_SP || j + 1 == len || p[j + 1] == ' ')) {
+        j++;
+    } else if (j != 0 && (j == len || p[j] == ' ') && (pid.p != NULL || rule == TAG_ANY_WORD)) {
+        /* TAG[PID] without ':' (rsyslog), or a bare word that is not a HOSTNAME */
+    } else {
+        m->msg = slice(p, start, len);
+        return;
+    }
+    m->app_name = name;
+    m->procid = pid;
+    if (j < len && p[j] == ' ')
+        j++;
+    m->msg = slice(p, j, len);
+}
+
+/* What follows a timestamp at <p>[i..len): [HOSTNAME SP] [TAG] MSG. */
+static void host_tag_msg(const char *p, size_t len, size_t i, struct ing_syslog_msg *m)
+{
+    struct ing_str name, pid;
+    size_t w = i, j;
+
+    while (w < len && p[w] != ' ')
+        w++;
+    if (w == i) { /* nothing, or a second SP */
+        m->msg = slice(p, i, len);
+        return;
+    }
+    j = scan_tag(p, len, i, &name, &pid);
+    if (j != 0 && j + 1 == w && p[j] == ':') { /* "word:" or "word[pid]:" is a TAG */
+        tag_and_msg(p, len, i, TAG_COLON, m);
+        return;
+    }
+    if (!is_host(p, i, w)) {
+        /* A word of TAG octets with a letter or digit is the TAG (rsyslog: Snare's
+         * "#001", "%PIX-..."); "---" and control octets start the MSG. */
+        tag_and_msg(p, len, i, j == w && has_alnum(p, i, w) ? TAG_ANY_WORD : TAG_COLON, m);
+        return;
+    }
+    m->hostname = slice(p, i, w);
+    if (w < len)
+        w++;
+    tag_and_msg(p, len, w, w < len && p[w] == ' ' ? TAG_COLON_SP : TAG_COLON, m);
+}
+
+/* A timestamp (BSD or ISO) at <p>[i..len), after an optional Cisco clock flag. */
+struct ts_3164 {
+    size_t start, end, next;
+    int64_t us;
+    int year;
+    char flag;
+};
+
+static bool scan_ts_3164(const char *p, size_t len, size_t i, int64_t now_us, struct ts_3164 *t)
+{
+    t->flag = 0;
+    if (i < len && (p[i] == '*' || p[i] == '.')) {
+        t->flag = p[i];
+        i++;
+    }
+    t->start = i;
+    if (i < len && is_alpha(p[i])) {
+        struct bsd_time b;
+
+        if (!scan_bsd(p, len, i, now_us, &b))
+            return false;
+        t->end = b.end;
+        t->next = b.next;
+        t->us = b.us;
+        t->year = b.year;
+        return true;
+    }
+    if (i < len && is_digit(p[i])) {
+        size_t end, bad;
+        const char *why;
+
+        if (!scan_iso(p, len, i, false, &end, &t->us, &bad, &why))
+            return false;
+        t->end = end;
+        t->year = 0;
+        if (end == len || p[end] == ' ')
+            t->next = end;
+        else if (p[end] == ':' && (end + 1 == len || p[end + 1] == ' '))
+            t->next = end + 1;
+        else
+            return false;
+        return true;
+    }
+    return false;
+}
+
+/* Reads "DIGITS: " (at most 18 digits; none only if <empty_ok>) at <p>[*pi..len). */
+static bool cisco_number(const char *p, size_t len, size_t *pi, bool empty_ok, int64_t *v)
+{
+    size_t i = *pi, s = i;
+    int64_t n = 0;
+
+    while (i < len && is_digit(p[i]) && i - s < 18)
+        n = n * 10 + (p[i++] - '0');
+    if ((i == s && !empty_ok) || i + 1 >= len || p[i] != ':' || p[i + 1] != ' ')
+        return false;
+    *v = n;
+    *pi = i + 2;
+    return true;
+}
+
+/* The header of a BSD message at <p>[*pi..len): Cisco IOS "counter: [sequence: ]
+ * [origin-host: ]" and clock flag, then a timestamp. Fills <m> and moves *pi past it
+ * (and a Cisco ':' after it); false, with <m> untouched, when there is no timestamp. */
+static bool header_3164(const char *p, size_t len, size_t *pi, int64_t now_us,
+                        struct ing_syslog_msg *m)
+{
+    size_t i = *pi, c = i;
+    int64_t count = -1, seq = -1;
+    struct ing_str origin = {NULL, 0};
+    struct ts_3164 t;
+
+    if (cisco_number(p, len, &c, !m->pri_assumed, &count)) {
+        size_t w;
+
+        cisco_number(p, len, &c, false, &seq);
+        for (w = c; w < len && is_host_char(p[w]) && p[w] != ':'; w++)
+            ;
+        if (w > c && is_host(p, c, w) && w + 1 < len && p[w] == ':' && p[w + 1] == ' ' &&
+            scan_ts_3164(p, len, w + 2, now_us, &t)) {
+            origin = slice(p, c, w);
+            c = w + 2;
+        }
+        if (!scan_ts_3164(p, len, c, now_us, &t)) {
+            count = seq = -1;
+            origin.p = NULL;
+            if (!scan_ts_3164(p, len, i, now_us, &t))
+                return false;
+        }
+    } else if (!scan_ts_3164(p, len, i, now_us, &t)) {
+        return false;
+    }
+    m->msgcount = count;
+    m->sequence = seq;
+    m->hostname = origin;
+    m->clock_flag = t.flag;
+    m->timestamp = slice(p, t.start, t.end);
+    m->ts_us = t.us;
+    m->year = t.year;
+    *pi = t.next;
+    return true;
+}
+
+static void parse_3164(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *m)
+{
+    size_t i = 0;
+
+    m->format = ING_SYSLOG_RFC3164;
+    m->pri_assumed = true;
+    set_pri(m, 13); /* RFC 3164 4.3.3: user.notice */
+    if (p[0] == '<') {
+        int pri = 0;
+        size_t k = 1;
+
+        while (k < len && k <= 3 && is_digit(p[k]))
+            pri = pri * 10 + (p[k++] - '0');
+        if (k == 1 || k >= len || p[k] != '>' || pri > 191) {
+            /* an invalid PRI: the whole packet is MSG (RFC 3164 4.3.3, rsyslog) */
+            m->msg = slice(p, 0, len);
+            return;
+        }
+        m->pri_assumed = false;
+        set_pri(m, pri);
+        i = k + 1;
+        while (i < len && p[i] == ' ')
+            i++;
+    }
+    if (header_3164(p, len, &i, now_us, m)) {
+        if (i < len)
+            i++; /* the SP after the timestamp */
+        if (m->hostname.p != NULL)
+            tag_and_msg(p, len, i, i < len && p[i] == ' ' ? TAG_COLON_SP : TAG_COLON, m);
+        else
+            host_tag_msg(p, len, i, m);
+    } else {
+        tag_and_msg(p, len, i, TAG_COLON, m);
+    }
+}
+
+int ing_syslog_parse(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *out,
+                     struct agg_err *err)
+{
+    msg_init(out, p, len);
+    /* frame trailer junk: C strings, LF and CRLF line ends */
+    if (len > 0 && p[len - 1] == '\0')
+        len--;
+    if (len > 0 && p[len - 1] == '\n')
+        len--;
+    if (len > 0 && p[len - 1] == '\r')
+        len--;
+    if (len == 0)
+        return agg_err_set(err, AGG_EINVAL, "empty syslog message");
+    if (shaped_5424(p, len))
+        return parse_5424(p, len, out, err);
+    parse_3164(p, len, now_us, out);
+    return AGG_OK;
+}
+
+/* ---- STRUCTURED-DATA walking ------------------------------------------------- */
+
+void ing_syslog_sd_init(struct ing_syslog_sd_iter *it, struct ing_str sd)
+{
+    it->p = sd.p;
+    it->end = sd.p != NULL ? sd.p + sd.len : NULL;
+    it->in_element = false;
+}
+
+/* Skips a quoted PARAM-VALUE at it->p (after the opening quote); false if unclosed. */
+static bool skip_value(struct ing_syslog_sd_iter *it, const char **vend)
+{
+    const char *q = it->p;
+
+    while (q < it->end) {
+        if (*q == '\\' && q + 1 < it->end) {
+            q += 2;
+        } else if (*q == '"') {
+            *vend = q;
+            it->p = q + 1;
+            return true;
+        } else {
+            q++;
+        }
+    }
+    return false;
+}
+
+bool ing_syslog_sd_next_param(struct ing_syslog_sd_iter *it, struct ing_str *name,
+                              struct ing_str *raw_value)
+{
+    const char *n, *v, *vend;
+
+    if (!it->in_element || it->p == NULL || it->p >= it->end || *it->p != ' ')
+        return false;
+    n = ++it->p;
+    while (it->p < it->end && *it->p != '=')
+        it->p++;
+    if (it->p + 1 >= it->end || it->p[1] != '"')
+        return false;
+    name->p = n;
+    name->len = (size_t)(it->p - n);
+    it->p += 2;
+    v = it->p;
+    if (!skip_value(it, &vend))
+        return false;
+    raw_value->p = v;
+    raw_value->len = (size_t)(vend - v);
+    return true;
+}
+
+bool ing_syslog_sd_next_element(struct ing_syslog_sd_iter *it, struct ing_str *id)
+{
+    struct ing_str name, value;
+    const char *s;
+
+    if (it->p == NULL)
+        return false;
+    if (it->in_element) {
+        while (ing_syslog_sd_next_param(it, &name, &value))
+            ;
+        if (it->p >= it->end || *it->p != ']') {
+            it->p = it->end;
+            return false;
+        }
+        it->p++;
+        it->in_element = false;
+    }
+    if (it->p >= it->end || *it->p != '[')
+        return false;
+    s = ++it->p;
+    while (it->p < it->end && *it->p != ' ' && *it->p != ']')
+        it->p++;
+    if (it->p >= it->end)
+        return false;
+    id->p = s;
+    id->len = (size_t)(it->p - s);
+    it->in_element = true;
+    return true;
+}
+
+int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len)
+{
+    size_t i = 0, run = 0;
+
+    while (i < len) {
+        if (p[i] == '\\' && i + 1 < len &&
+            (p[i + 1] == '"' || p[i + 1] == '\\' || p[i + 1] == ']')) {
+            if (ing_buf_append(out, p + run, i - run) != AGG_OK)
+                return AGG_ENOMEM;
+            run = i + 1; /* keep the escaped octet, drop the backslash */
+            i += 2;
+        } else {
+            i++;
+        }
+    }
+    return ing_buf_append(out, p + run, len - run);
+}
+
+/* ---- record mapping ---------------------------------------------------------- */
+
+struct json {
+    yajl_gen g;
+    struct ing_buf *out;
+    struct ing_buf tmp, fix; /* an unescaped SD value; a repaired string */
+    bool nomem, bad;
+};
+
+static void json_print(void *ctx, const char *s, size_t n)
+{
+    struct json *j = ctx;
+
+    if (!j->nomem && ing_buf_append(j->out, s, n) != AGG_OK)
+        j->nomem = true;
+}
+
+/* A JSON string of <p>[<len>] made valid UTF-8 without NUL (jsonb refuses both). */
+static void json_str(struct json *j, const char *p, size_t len)
+{
+    if (!ing_utf8_is_clean(p, len)) {
+        ing_buf_reset(&j->fix);
+        if (ing_utf8_repair(&j->fix, p, len) != AGG_OK) {
+            j->nomem = true;
+            return;
+        }
+        p = j->fix.data;
+        len = j->fix.len;
+    }
+    if (yajl_gen_string(j->g, (const unsigned char *)(len > 0 ? p : ""), len) != yajl_gen_status_ok)
+        j->bad = true;
+}
+
+static void json_key(struct json *j, const char *key)
+{
+    json_str(j, key, strlen(key));
+}
+
+static void json_opt(struct json *j, const char *key, struct ing_str s)
+{
+    if (s.p != NULL) {
+        json_key(j, key);
+        json_str(j, s.p, s.len);
+    }
+}
+
+static void json_int(struct json *j, const char *key, long long v)
+{
+    json_key(j, key);
+    if (yajl_gen_integer(j->g, v) != yajl_gen_status_ok)
+        j->bad = true;
+}
+
+static void json_status(struct json *j, yajl_gen_status st)
+{
+    if (st != yajl_gen_status_ok)
+        j->bad = true;
+}
+
+static void json_record(struct json *j, const struct ing_syslog_msg *m)
+{
+    struct ing_syslog_sd_iter it;
+    struct ing_str id, name, value;
+
+    json_status(j, yajl_gen_map_open(j->g));
+    json_key(j, "syslog");
+    json_status(j, yajl_gen_map_open(j->g));
+    json_opt(j, "hostname", m->hostname);
+    json_int(j, "facility", m->facility);
+    json_int(j, "severity", m->severity);
+    json_opt(j, "procid", m->procid);
+    json_opt(j, "msgid", m->msgid);
+    if (m->format == ING_SYSLOG_RFC5424 && m->version != 1)
+        json_int(j, "version", m->version);
+    if (m->pri_assumed) {
+        json_key(j, "pri_assumed");
+        json_status(j, yajl_gen_bool(j->g, 1));
+    }
+    if (m->msgcount >= 0)
+        json_int(j, "msgcount", m->msgcount);
+    if (m->sequence >= 0)
+        json_int(j, "sequence", m->sequence);
+    if (m->clock_flag != 0) {
+        json_key(j, "clock_synced");
+        json_status(j, yajl_gen_bool(j->g, m->clock_flag == '.'));
+    }
+    json_status(j, yajl_gen_map_close(j->g));
+    if (m->sd.p != NULL) {
+        json_key(j, "sd");
+        json_status(j, yajl_gen_map_open(j->g));
+        ing_syslog_sd_init(&it, m->sd);
+        while (ing_syslog_sd_next_element(&it, &id)) {
+            json_str(j, id.p, id.len);
+            json_status(j, yajl_gen_map_open(j->g));
+            while (ing_syslog_sd_next_param(&it, &name, &value)) {
+                json_str(j, name.p, name.len);
+                ing_buf_reset(&j->tmp);
+                if (ing_syslog_sd_unescape(&j->tmp, value.p, value.len) != AGG_OK) {
+                    j->nomem = true;
+                    return;
+                }
+                json_str(j, j->tmp.data, j->tmp.len);
+            }
+            json_status(j, yajl_gen_map_close(j->g));
+        }
+        json_status(j, yajl_gen_map_close(j->g));
+    }
+    json_status(j, yajl_gen_map_close(j->g));
+}
+
+/* SD params named like system_logs columns: typed ones are set now, text ones are
+ * unescaped into <scratch> and their offsets noted (<scratch> may still move). */
+static int sd_columns(const struct ing_syslog_msg *m, struct ing_buf *scratch,
+                      struct ing_record *rec, size_t off[], size_t len[], struct agg_err *err)
+{
+    struct ing_syslog_sd_iter it;
+    struct ing_str id, name, value;
+
+    ing_syslog_sd_init(&it, m->sd);
+    while (ing_syslog_sd_next_element(&it, &id)) {
+        while (ing_syslog_sd_next_param(&it, &name, &value)) {
+            int f = ing_field_by_column(name.p, name.len);
+            size_t at = scratch->len;
+
+            if (f < 0)
+                continue;
+            if (ing_syslog_sd_unescape(scratch, value.p, value.len) != AGG_OK)
+                return agg_err_set(err, AGG_ENOMEM, "out of memory");
+            if (f < ING_F_STR_COUNT) {
+                off[f] = at;
+                len[f] = scratch->len - at;
+            } else if (ing_record_set_text(rec, f, scratch->data + at, scratch->len - at, err) !=
+                       AGG_OK) {
+                agg_err_prefix(err, "syslog SD-PARAM %.*s in [%.*s]", (int)name.len, name.p,
+                               (int)id.len, id.p);
+                return AGG_EINVAL;
+            }
+        }
+    }
+    return AGG_OK;
+}
+
+int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch,
+                         struct ing_record *rec, struct agg_err *err)
+{
+    static const char bom[] = "\xEF\xBB\xBF";
+    struct json j;
+    size_t off[ING_F_STR_COUNT], len[ING_F_STR_COUNT], json_len;
+    int rc = AGG_OK;
+
+    ing_record_init(rec);
+    ing_buf_reset(scratch);
+    rec->raw = m->raw;
+    rec->level = ing_level_from_syslog(m->severity);
+    rec->has_level = true;
+    rec->created_us = m->ts_us;
+    rec->str[ING_F_LOGGER_NAME] = m->app_name;
+    rec->str[ING_F_MESSAGE].p = "";
+    if (m->msg.p != NULL) {
+        rec->str[ING_F_MESSAGE] = m->msg;
+        if (m->msg.len >= 3 && memcmp(m->msg.p, bom, 3) == 0) {
+            rec->str[ING_F_MESSAGE].p += 3;
+            rec->str[ING_F_MESSAGE].len -= 3;
+        }
+    }
+
+    memset(&j, 0, sizeof(j));
+    j.out = scratch;
+    ing_buf_init(&j.tmp);
+    ing_buf_init(&j.fix);
+    j.g = yajl_gen_alloc(NULL);
+    if (j.g == NULL)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    if (!yajl_gen_config(j.g, yajl_gen_print_callback, json_print, &j)) {
+        rc = agg_err_set(err, AGG_ERR, "could not set up the JSON generator");
+        goto out_free;
+    }
+    json_record(&j, m);
+    if (j.nomem) {
+        rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
+        goto out_free;
+    }
+    if (j.bad) {
+        rc = agg_err_set(err, AGG_ERR, "could not generate extra_data JSON");
+        goto out_free;
+    }
+    json_len = scratch->len;
+
+    for (int f = 0; f < ING_F_STR_COUNT; f++)
+        off[f] = SIZE_MAX;
+    rc = sd_columns(m, scratch, rec, off, len, err);
+    if (rc != AGG_OK)
+        goto out_free;
+    for (int f = 0; f < ING_F_STR_COUNT; f++) {
+        if (off[f] != SIZE_MAX) {
+            rec->str[f].p = scratch->data + off[f];
+            rec->str[f].len = len[f];
+        }
+    }
+    rec->extra.p = scratch->data;
+    rec->extra.len = json_len;
+
+out_free:
+    yajl_gen_free(j.g);
+    ing_buf_clear(&j.tmp);
+    ing_buf_clear(&j.fix);
+    return rc;
+}

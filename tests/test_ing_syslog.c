@@ -1,0 +1,1058 @@
+/*
+ * tests/test_ing_syslog.c — RFC 5424/3164 parsing against every vector of
+ * tests/data/conformance/rfc5424.jsonl and rfc3164.jsonl (README "How a test should
+ * use this"), and the mapping of messages to records.
+ *
+ * Every parse gets an exact-size heap copy of its input, so ASan reports any read
+ * past the end. The cases where the parser deliberately decides differently from the
+ * corpus are listed below and in docs/conformance.md; the test fails when the two
+ * drift apart.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <yajl/yajl_tree.h>
+
+#include "ingest/syslog.h"
+#include "ingest/time.h"
+#include "src/alloc.h"
+
+/* 2024-06-15T12:00:00Z: the receive time for year-less dates */
+#define NOW_US (INT64_C(1718452800) * ING_US_PER_SEC)
+
+/* ---- conformance file loading (yajl_tree) ----------------------------------- */
+
+/* yajl_tree keeps strings NUL-terminated without a length, so a JSON "\u0000" would
+ * cut them short. Lines are rewritten to carry U+10FFFF (absent from the corpus) in
+ * its place, and jstr() turns that back into a NUL octet. */
+static const char nul_mark[] = "\xF4\x8F\xBF\xBF";
+
+static yajl_val parse_line(const char *line)
+{
+    size_t n = strlen(line), o = 0;
+    char *buf = malloc(n * 3 + 1), errbuf[256];
+    yajl_val v;
+
+    assert_non_null(buf);
+    for (size_t i = 0; i < n; i++) {
+        if (line[i] == '\\' && i + 1 < n) {
+            if (strncmp(line + i + 1, "u0000", 5) == 0) {
+                memcpy(buf + o, "\\udbff\\udfff", 12);
+                o += 12;
+                i += 5;
+                continue;
+            }
+            buf[o++] = line[i++];
+        }
+        buf[o++] = line[i];
+    }
+    buf[o] = '\0';
+    v = yajl_tree_parse(buf, errbuf, sizeof(errbuf));
+    if (v == NULL)
+        fail_msg("bad JSON line: %s", errbuf);
+    free(buf);
+    return v;
+}
+
+/* The bytes of string <v> (NUL marks turned back into NULs): caller frees. */
+static char *jstr(yajl_val v, size_t *len)
+{
+    const char *s = YAJL_GET_STRING(v);
+    size_t n = strlen(s), o = 0;
+    char *out = malloc(n + 1);
+
+    assert_non_null(out);
+    for (size_t i = 0; i < n;) {
+        if (strncmp(s + i, nul_mark, 4) == 0) {
+            out[o++] = '\0';
+            i += 4;
+        } else {
+            out[o++] = s[i++];
+        }
+    }
+    out[o] = '\0';
+    *len = o;
+    return out;
+}
+
+static char *unhex(const char *hex, size_t *len)
+{
+    size_t n = strlen(hex) / 2;
+    char *out = malloc(n + 1);
+
+    assert_non_null(out);
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+
+        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+        out[i] = (char)v;
+    }
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
+static yajl_val key(yajl_val obj, const char *name)
+{
+    const char *path[] = {name, NULL};
+
+    return obj != NULL && YAJL_IS_OBJECT(obj) ? yajl_tree_get(obj, path, yajl_t_any) : NULL;
+}
+
+static bool is_null(yajl_val v)
+{
+    return v == NULL || YAJL_IS_NULL(v);
+}
+
+/* Calls <fn> for every line of tests/data/conformance/<file>. */
+static int for_each_case(const char *file, void (*fn)(yajl_val c, void *arg), void *arg)
+{
+    const char *src = getenv("AGGD_SOURCE_DIR");
+    char path[1024], *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/tests/data/conformance/%s", src != NULL ? src : ".", file);
+    f = fopen(path, "r");
+    if (f == NULL)
+        fail_msg("cannot open %s (set AGGD_SOURCE_DIR)", path);
+    while (getline(&line, &cap, f) > 0) {
+        yajl_val c = parse_line(line);
+
+        fn(c, arg);
+        yajl_tree_free(c);
+        n++;
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+/* ---- parsing helpers ---------------------------------------------------------- */
+
+/* A parse of an exact-size copy; the copy stays alive in <p> until parsed_free. */
+struct parsed {
+    char *p;
+    size_t len;
+    int rc;
+    struct ing_syslog_msg m;
+    struct agg_err err;
+};
+
+static void parse(struct parsed *r, const char *input, size_t len, int64_t now_us)
+{
+    memset(r, 0, sizeof(*r));
+    r->p = malloc(len > 0 ? len : 1);
+    assert_non_null(r->p);
+    if (len > 0)
+        memcpy(r->p, input, len);
+    r->len = len;
+    r->rc = ing_syslog_parse(r->p, len, now_us, &r->m, &r->err);
+    if (r->rc != AGG_OK) {
+        assert_int_equal(r->rc, AGG_EINVAL);
+        assert_true(strlen(r->err.msg) > 0);
+    }
+}
+
+static void parse_str(struct parsed *r, const char *s)
+{
+    parse(r, s, strlen(s), NOW_US);
+}
+
+static void parsed_free(struct parsed *r)
+{
+    free(r->p);
+}
+
+static bool str_is(struct ing_str s, const char *want)
+{
+    return s.p != NULL && s.len == strlen(want) && memcmp(s.p, want, s.len) == 0;
+}
+
+/* Whether <s> equals expectation <v> (null: absent). */
+static bool str_matches(struct ing_str s, yajl_val v)
+{
+    size_t n;
+    char *want;
+    bool ok;
+
+    if (is_null(v))
+        return s.p == NULL;
+    if (s.p == NULL)
+        return false;
+    want = jstr(v, &n);
+    ok = s.len == n && memcmp(s.p, want, n) == 0;
+    free(want);
+    return ok;
+}
+
+/* MSG against "message"/"message_hex" of <e>; an absent MSG equals null. */
+static bool msg_matches(struct ing_str s, yajl_val e)
+{
+    yajl_val hex = key(e, "message_hex");
+    size_t n;
+    char *want;
+    bool ok;
+
+    if (is_null(hex))
+        return str_matches(s, key(e, "message"));
+    want = unhex(YAJL_GET_STRING(hex), &n);
+    ok = s.p != NULL && s.len == n && memcmp(s.p, want, n) == 0;
+    free(want);
+    return ok;
+}
+
+static bool int_matches(long long have, yajl_val v)
+{
+    return !is_null(v) && YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) == have;
+}
+
+/* STRUCTURED-DATA against the expected map (values unescaped). */
+static bool sd_matches(struct ing_str sd, yajl_val want)
+{
+    struct ing_syslog_sd_iter it;
+    struct ing_str id, name, value;
+    struct ing_buf b;
+    size_t nel = 0;
+    bool ok = true;
+
+    if (is_null(want))
+        return sd.p == NULL;
+    if (sd.p == NULL || !YAJL_IS_OBJECT(want))
+        return false;
+    ing_buf_init(&b);
+    ing_syslog_sd_init(&it, sd);
+    while (ok && ing_syslog_sd_next_element(&it, &id)) {
+        yajl_val el = NULL;
+        size_t np = 0;
+
+        for (size_t k = 0; k < YAJL_GET_OBJECT(want)->len; k++) {
+            const char *kk = YAJL_GET_OBJECT(want)->keys[k];
+
+            if (strlen(kk) == id.len && memcmp(kk, id.p, id.len) == 0)
+                el = YAJL_GET_OBJECT(want)->values[k];
+        }
+        ok = el != NULL && YAJL_IS_OBJECT(el);
+        while (ok && ing_syslog_sd_next_param(&it, &name, &value)) {
+            yajl_val wv = NULL;
+
+            for (size_t k = 0; k < YAJL_GET_OBJECT(el)->len; k++) {
+                const char *kk = YAJL_GET_OBJECT(el)->keys[k];
+
+                if (strlen(kk) == name.len && memcmp(kk, name.p, name.len) == 0)
+                    wv = YAJL_GET_OBJECT(el)->values[k];
+            }
+            ing_buf_reset(&b);
+            assert_int_equal(ing_syslog_sd_unescape(&b, value.p, value.len), AGG_OK);
+            ok = wv != NULL && YAJL_IS_STRING(wv) &&
+                 str_matches((struct ing_str){b.len > 0 ? b.data : "", b.len}, wv);
+            np++;
+        }
+        ok = ok && np == YAJL_GET_OBJECT(el)->len;
+        nel++;
+    }
+    ing_buf_clear(&b);
+    return ok && nel == YAJL_GET_OBJECT(want)->len;
+}
+
+static char *case_input(yajl_val c, size_t *len)
+{
+    yajl_val hex = key(c, "input_hex");
+
+    return is_null(hex) ? jstr(key(c, "input"), len) : unhex(YAJL_GET_STRING(hex), len);
+}
+
+/* Whether <id> is in the NULL-terminated <list>. */
+static bool listed(const char *const *list, const char *id)
+{
+    for (; *list != NULL; list++) {
+        if (strcmp(*list, id) == 0)
+            return true;
+    }
+    return false;
+}
+
+struct tally {
+    const char *const *decided; /* the documented deliberate differences */
+    int cases, valid, valid_ok, invalid, rejected, lenient, routed, differs, failed;
+};
+
+static void report(struct tally *t, const char *id, const char *what, const char *detail)
+{
+    if (listed(t->decided, id)) {
+        printf("  %-36s decided differently: %s%s%s\n", id, what, detail ? ": " : "",
+               detail ? detail : "");
+        t->differs++;
+    } else {
+        printf("  %-36s FAIL: %s%s%s\n", id, what, detail ? ": " : "", detail ? detail : "");
+        t->failed++;
+    }
+}
+
+/* ---- rfc5424.jsonl ------------------------------------------------------------ */
+
+/* Deliberate differences (docs/conformance.md): invalid RFC 5424 that is not shaped
+ * "<PRI>VERSION SP", so it is RFC 3164 to us and the lenient path keeps it. */
+static const char *const differs_5424[] = {
+    "influx-5424-011",
+    "influx-5424-012",
+    "influx-5424-013",
+    "influx-5424-014",
+    "influx-5424-015",
+    "influx-5424-018",
+    "influx-5424-019",
+    "influx-5424-021",
+    "influx-5424-024",
+    "influx-5424-025",
+    "influx-5424-026",
+    "syslogng-5424-24",
+    "rfc5424-6.2.2-version-missing",
+    NULL,
+};
+
+static void check_5424(yajl_val c, void *arg)
+{
+    struct tally *t = arg;
+    const char *id = YAJL_GET_STRING(key(c, "id"));
+    yajl_val e = key(c, "expect");
+    bool valid = YAJL_IS_TRUE(key(c, "valid")), lenient = YAJL_IS_TRUE(key(c, "lenient_ok"));
+    struct parsed r;
+    size_t len;
+    char *in = case_input(c, &len);
+
+    t->cases++;
+    parse(&r, in, len, NOW_US);
+    if (valid) {
+        const char *bad = NULL;
+        yajl_val ts = key(e, "timestamp");
+
+        t->valid++;
+        if (r.rc != AGG_OK)
+            bad = r.err.msg;
+        else if (r.m.format != ING_SYSLOG_RFC5424)
+            bad = "not routed to the RFC 5424 parser";
+        else if (!int_matches(r.m.pri, key(e, "pri")) ||
+                 !int_matches(r.m.facility, key(e, "facility")) ||
+                 !int_matches(r.m.severity, key(e, "severity")))
+            bad = "PRI";
+        else if (!int_matches(r.m.version, key(e, "version")))
+            bad = "VERSION";
+        else if (!str_matches(r.m.timestamp, ts))
+            bad = "TIMESTAMP";
+        else if (!str_matches(r.m.hostname, key(e, "hostname")))
+            bad = "HOSTNAME";
+        else if (!str_matches(r.m.app_name, key(e, "app_name")))
+            bad = "APP-NAME";
+        else if (!str_matches(r.m.procid, key(e, "procid")))
+            bad = "PROCID";
+        else if (!str_matches(r.m.msgid, key(e, "msgid")))
+            bad = "MSGID";
+        else if (!sd_matches(r.m.sd, key(e, "structured_data")))
+            bad = "STRUCTURED-DATA";
+        else if (!msg_matches(r.m.msg, e))
+            bad = "MSG";
+        if (bad == NULL && !is_null(ts)) {
+            /* the instant, cross-checked with the general ISO 8601 parser */
+            const char *text = YAJL_GET_STRING(ts);
+            int64_t us;
+
+            assert_non_null(text);
+            assert_true(ing_time_parse_iso8601(text, strlen(text), &us));
+            if (us != r.m.ts_us)
+                bad = "TIMESTAMP instant";
+        } else if (bad == NULL && r.m.ts_us != ING_TIME_NONE) {
+            bad = "ts_us set for NILVALUE";
+        }
+        if (bad == NULL)
+            t->valid_ok++;
+        else
+            report(t, id, "valid case not parsed as expected", bad);
+    } else {
+        t->invalid++;
+        if (r.rc != AGG_OK) {
+            t->rejected++;
+        } else if (r.m.format == ING_SYSLOG_RFC3164) {
+            t->routed++;
+            report(t, id, "not shaped <PRI>VERSION SP: kept by the RFC 3164 path", NULL);
+        } else if (lenient) {
+            t->lenient++;
+            printf("  %-36s lenient_ok, accepted\n", id);
+        } else {
+            report(t, id, "invalid case accepted as RFC 5424", NULL);
+        }
+    }
+    parsed_free(&r);
+    free(in);
+}
+
+static void test_syslog_rfc5424_conformance_vectors(void **state)
+{
+    struct tally t = {.decided = differs_5424};
+
+    (void)state;
+    for_each_case("rfc5424.jsonl", check_5424, &t);
+    printf("rfc5424.jsonl: %d cases: valid %d/%d pass; invalid %d: %d rejected, %d lenient_ok "
+           "accepted, %d kept as RFC 3164; %d decided differently (documented), %d failed\n",
+           t.cases, t.valid_ok, t.valid, t.invalid, t.rejected, t.lenient, t.routed, t.differs,
+           t.failed);
+    assert_int_equal(t.cases, 307);
+    assert_int_equal(t.failed, 0);
+    assert_int_equal(t.differs, (int)(sizeof(differs_5424) / sizeof(differs_5424[0])) - 1);
+}
+
+/* ---- rfc3164.jsonl ------------------------------------------------------------ */
+
+/* Deliberate differences (docs/conformance.md). */
+static const char *const differs_3164[] = {
+    "syslogng-3164-27", /* no TAG without ':' or [PID] when there is no header */
+    NULL,
+};
+
+/* Whether <m> equals the candidate reading <e> in every field <e> has. */
+static const char *candidate_differs(const struct ing_syslog_msg *m, yajl_val e)
+{
+    yajl_val pri = key(e, "pri"), v, mc = key(e, "msgcount"), sq = key(e, "sequence");
+
+    if (is_null(pri) ? !m->pri_assumed : !int_matches(m->pri, pri))
+        return "PRI";
+    if (!is_null(v = key(e, "facility")) && !int_matches(m->facility, v))
+        return "facility";
+    if (!is_null(v = key(e, "severity")) && !int_matches(m->severity, v))
+        return "severity";
+    if (!str_matches(m->timestamp, key(e, "timestamp")))
+        return "TIMESTAMP";
+    if (!str_matches(m->hostname, key(e, "hostname")))
+        return "HOSTNAME";
+    if (!str_matches(m->app_name, key(e, "app_name")))
+        return "TAG";
+    if (!str_matches(m->procid, key(e, "procid")))
+        return "PID";
+    if (!msg_matches(m->msg, e))
+        return "MSG";
+    if (!is_null(v = key(e, "year")) && !int_matches(m->year, v))
+        return "year";
+    /* one Cisco number: go-syslog calls it the message counter, beats the sequence */
+    if (!is_null(mc) != !is_null(sq) && (m->msgcount >= 0) != (m->sequence >= 0)) {
+        yajl_val want = is_null(mc) ? sq : mc;
+
+        if (!int_matches(m->msgcount >= 0 ? m->msgcount : m->sequence, want))
+            return "Cisco counter";
+    } else if ((!is_null(mc) && !int_matches(m->msgcount, mc)) ||
+               (!is_null(sq) && !int_matches(m->sequence, sq))) {
+        return "Cisco counters";
+    }
+    return NULL;
+}
+
+static bool is_digit_start(struct ing_str s)
+{
+    return s.len > 0 && s.p[0] >= '0' && s.p[0] <= '9';
+}
+
+static void check_3164(yajl_val c, void *arg)
+{
+    struct tally *t = arg;
+    const char *id = YAJL_GET_STRING(key(c, "id"));
+    yajl_val e = key(c, "expect"), also = key(c, "accept_also");
+    bool valid = YAJL_IS_TRUE(key(c, "valid")), lenient = YAJL_IS_TRUE(key(c, "lenient_ok"));
+    struct parsed r;
+    size_t len;
+    char *in = case_input(c, &len);
+
+    t->cases++;
+    parse(&r, in, len, NOW_US);
+    if (valid) {
+        const char *bad = NULL;
+
+        t->valid++;
+        if (r.rc != AGG_OK)
+            bad = r.err.msg;
+        else if (r.m.format != ING_SYSLOG_RFC3164)
+            bad = "routed to the RFC 5424 parser";
+        else if ((bad = candidate_differs(&r.m, e)) != NULL && also != NULL) {
+            for (size_t k = 0; bad != NULL && k < YAJL_GET_ARRAY(also)->len; k++) {
+                if (candidate_differs(&r.m, YAJL_GET_ARRAY(also)->values[k]) == NULL)
+                    bad = NULL;
+            }
+        }
+        if (bad == NULL && r.m.timestamp.p != NULL && is_digit_start(r.m.timestamp)) {
+            int64_t us;
+
+            if (ing_time_parse_iso8601(r.m.timestamp.p, r.m.timestamp.len, &us) && us != r.m.ts_us)
+                bad = "TIMESTAMP instant";
+        }
+        if (bad == NULL) {
+            t->valid_ok++;
+        } else {
+            char detail[600];
+
+            snprintf(detail, sizeof(detail), "%s (got host \"%.*s\" tag \"%.*s\" msg \"%.*s\")",
+                     bad, (int)r.m.hostname.len, r.m.hostname.p ? r.m.hostname.p : "",
+                     (int)r.m.app_name.len, r.m.app_name.p ? r.m.app_name.p : "",
+                     (int)(r.m.msg.len > 60 ? 60 : r.m.msg.len), r.m.msg.p ? r.m.msg.p : "");
+            report(t, id, "valid case not parsed as expect or accept_also", detail);
+        }
+    } else {
+        t->invalid++;
+        if (r.rc != AGG_OK) {
+            t->rejected++;
+        } else if (lenient) {
+            t->lenient++;
+            printf("  %-36s lenient_ok, kept: pri %d%s msg \"%.*s\"\n", id, r.m.pri,
+                   r.m.pri_assumed ? " (assumed)" : "", (int)(r.m.msg.len > 50 ? 50 : r.m.msg.len),
+                   r.m.msg.p ? r.m.msg.p : "");
+        } else {
+            report(t, id, "invalid case accepted", NULL);
+        }
+    }
+    parsed_free(&r);
+    free(in);
+}
+
+static void test_syslog_rfc3164_conformance_vectors(void **state)
+{
+    struct tally t = {.decided = differs_3164};
+
+    (void)state;
+    for_each_case("rfc3164.jsonl", check_3164, &t);
+    printf("rfc3164.jsonl: %d cases: valid %d/%d pass (expect or accept_also); invalid %d: %d "
+           "rejected, %d lenient_ok kept as MSG; %d decided differently (documented), %d "
+           "failed\n",
+           t.cases, t.valid_ok, t.valid, t.invalid, t.rejected, t.lenient, t.differs, t.failed);
+    assert_int_equal(t.cases, 194);
+    assert_int_equal(t.failed, 0);
+    assert_int_equal(t.differs, (int)(sizeof(differs_3164) / sizeof(differs_3164[0])) - 1);
+}
+
+/* ---- parsing behaviour -------------------------------------------------------- */
+
+static void test_syslog_parse_rejects_empty_input(void **state)
+{
+    struct parsed r;
+
+    (void)state;
+    parse(&r, "\r\n", 2, NOW_US);
+    assert_int_equal(r.rc, AGG_EINVAL);
+    assert_non_null(strstr(r.err.msg, "empty"));
+    parsed_free(&r);
+}
+
+static void test_syslog_parse_5424_error_names_field_and_offset(void **state)
+{
+    static const struct {
+        const char *in, *needle1, *needle2;
+    } cases[] = {
+        {"<1>1 - host\x01name - - - -", "HOSTNAME", "offset 11"},
+        {"<192>1 - - - - - -", "PRI", "191"},
+        {"<01>1 - - - - - -", "PRI", "leading zero"},
+        {"<1>0 - - - - - -", "VERSION", "offset 3"},
+        {"<1>1 2003-09-31T22:14:15Z - - - - -", "TIMESTAMP", "offset 13"},
+        {"<1>1 2003-09-29T22:14:15.0000001Z - - - - -", "TIMESTAMP", "6 fraction"},
+        {"<1>1 - - - - - [a x=\"1\"][a y=\"2\"]", "duplicate SD-ID", "offset 25"},
+        {"<1>1 - - - - - [a x=\"]\"]", "unescaped ']'", "offset 21"},
+        {"<1>1 - - - - - [a x=\"1\"", "not closed", "offset 15"},
+        {"<1>1 - - - - - -x", "STRUCTURED-DATA", "offset 16"},
+        {"<1>1 - - abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw - - -", "APP-NAME", "48"},
+        {"<1>1 - - - - ", "MSGID", "end of input"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct parsed r;
+
+        parse_str(&r, cases[i].in);
+        if (r.rc != AGG_EINVAL || strstr(r.err.msg, cases[i].needle1) == NULL ||
+            strstr(r.err.msg, cases[i].needle2) == NULL)
+            fail_msg("\"%s\": rc %d \"%s\"", cases[i].in, r.rc, r.err.msg);
+        parsed_free(&r);
+    }
+}
+
+static void test_syslog_parse_5424_converts_offsets_to_utc(void **state)
+{
+    struct parsed r;
+
+    (void)state;
+    parse_str(&r, "<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - x");
+    assert_int_equal(r.rc, AGG_OK);
+    /* 2003-08-24T12:14:15.000003Z */
+    assert_int_equal(r.m.ts_us, INT64_C(1061727255) * ING_US_PER_SEC + 3);
+    parsed_free(&r);
+}
+
+static void test_syslog_parse_5424_keeps_sp_after_separator_and_bom(void **state)
+{
+    struct parsed r;
+
+    (void)state;
+    parse_str(&r, "<13>1 - h a - - -  two\xEF\xBB\xBF");
+    assert_int_equal(r.rc, AGG_OK);
+    assert_true(str_is(r.m.msg, " two\xEF\xBB\xBF"));
+    parsed_free(&r);
+    parse_str(&r, "<13>1 - h a - - - ");
+    assert_int_equal(r.rc, AGG_OK);
+    assert_non_null(r.m.msg.p);
+    assert_int_equal(r.m.msg.len, 0);
+    parsed_free(&r);
+    parse_str(&r, "<13>1 - h a - - -");
+    assert_null(r.m.msg.p);
+    parsed_free(&r);
+}
+
+static void test_syslog_parse_drops_one_trailing_lf_cr_nul(void **state)
+{
+    struct parsed r;
+
+    (void)state;
+    parse(&r, "<13>1 - h a - - - x\r\n\0", 22, NOW_US);
+    assert_int_equal(r.rc, AGG_OK);
+    assert_true(str_is(r.m.msg, "x"));
+    assert_int_equal(r.m.raw.len, 22);
+    parsed_free(&r);
+    parse(&r, "<13>Jan  1 00:00:00 h t: x\n\n", 28, NOW_US);
+    assert_int_equal(r.rc, AGG_OK);
+    assert_true(str_is(r.m.msg, "x\n"));
+    parsed_free(&r);
+}
+
+static void test_syslog_parse_sd_iteration_unescapes_values(void **state)
+{
+    struct parsed r;
+    struct ing_syslog_sd_iter it;
+    struct ing_str id, name, value;
+    struct ing_buf b;
+
+    (void)state;
+    parse_str(&r, "<13>1 - - - - - [a@1 x=\"q\\\"b\\\\s\\]e\\n\" y=\"\"][b] m");
+    assert_int_equal(r.rc, AGG_OK);
+    ing_buf_init(&b);
+    ing_syslog_sd_init(&it, r.m.sd);
+    assert_true(ing_syslog_sd_next_element(&it, &id));
+    assert_true(str_is(id, "a@1"));
+    assert_true(ing_syslog_sd_next_param(&it, &name, &value));
+    assert_true(str_is(name, "x"));
+    assert_int_equal(ing_syslog_sd_unescape(&b, value.p, value.len), AGG_OK);
+    assert_string_equal(b.data, "q\"b\\s]e\\n");
+    assert_true(ing_syslog_sd_next_param(&it, &name, &value));
+    assert_true(str_is(name, "y"));
+    assert_int_equal(value.len, 0);
+    assert_false(ing_syslog_sd_next_param(&it, &name, &value));
+    assert_true(ing_syslog_sd_next_element(&it, &id));
+    assert_true(str_is(id, "b"));
+    assert_false(ing_syslog_sd_next_param(&it, &name, &value));
+    assert_false(ing_syslog_sd_next_element(&it, &id));
+    assert_true(str_is(r.m.msg, "m"));
+    ing_buf_clear(&b);
+    parsed_free(&r);
+}
+
+static void test_syslog_parse_sd_refuses_too_many_elements(void **state)
+{
+    struct ing_buf b;
+    struct parsed r;
+
+    (void)state;
+    ing_buf_init(&b);
+    assert_int_equal(ing_buf_printf(&b, "<13>1 - - - - - "), AGG_OK);
+    for (int i = 0; i <= ING_SYSLOG_MAX_SD_ELEMENTS; i++)
+        assert_int_equal(ing_buf_printf(&b, "[e%d]", i), AGG_OK);
+    parse(&r, b.data, b.len, NOW_US);
+    assert_int_equal(r.rc, AGG_EINVAL);
+    assert_non_null(strstr(r.err.msg, "elements"));
+    parsed_free(&r);
+    ing_buf_clear(&b);
+}
+
+/* Microseconds of <y>-<mo>-<d> <h>:<mi>:<s> UTC. */
+static int64_t utc(int y, unsigned mo, unsigned d, int h, int mi, int s)
+{
+    return (ing_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * ING_US_PER_SEC;
+}
+
+static void test_syslog_parse_3164_dates_are_utc_and_roll_over_new_year(void **state)
+{
+    static const struct {
+        const char *in;
+        int64_t now, want;
+    } cases[] = {
+        {"<13>Jun 15 10:00:00 h t: x", 0, 0},
+        {"<13>Dec 31 23:59:59 h t: x", 1, 0},
+        {"<13>Jan  1 00:00:01 h t: x", 2, 0},
+        {"<13>Jul 20 00:00:00 h t: x", 3, 0},
+        {"<13>Jul 10 00:00:00 h t: x", 4, 0},
+        {"<13>Feb 29 00:00:00 h t: x", 5, 0},
+        {"<13>Apr 15 2007 21:28:13: h t: x", 6, 0},
+        {"<13>Feb 29 17:32:18 h t: x", 7, 0}, /* found by fuzz_syslog */
+        {"<13>Feb 29 17:32:18 h t: x", 8, 0},
+    };
+    int64_t now[] = {
+        utc(2024, 6, 15, 12, 0, 0), utc(2024, 1, 2, 8, 0, 0),   utc(2023, 12, 31, 23, 0, 0),
+        utc(2024, 6, 15, 12, 0, 0), utc(2024, 6, 15, 12, 0, 0), utc(2025, 3, 1, 0, 0, 0),
+        utc(2024, 6, 15, 12, 0, 0), utc(2022, 6, 1, 0, 0, 0),   INT64_MIN};
+    int64_t want[] = {
+        utc(2024, 6, 15, 10, 0, 0),   utc(2023, 12, 31, 23, 59, 59), utc(2024, 1, 1, 0, 0, 1),
+        utc(2023, 7, 20, 0, 0, 0),    utc(2024, 7, 10, 0, 0, 0),     utc(2024, 2, 29, 0, 0, 0),
+        utc(2007, 4, 15, 21, 28, 13), utc(2020, 2, 29, 17, 32, 18),  utc(8, 2, 29, 17, 32, 18)};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct parsed r;
+
+        parse(&r, cases[i].in, strlen(cases[i].in), now[cases[i].now]);
+        assert_int_equal(r.rc, AGG_OK);
+        if (r.m.ts_us != want[i])
+            fail_msg("\"%s\": %lld, want %lld", cases[i].in, (long long)r.m.ts_us,
+                     (long long)want[i]);
+        parsed_free(&r);
+    }
+}
+
+static void test_syslog_parse_3164_reads_cisco_ios_header(void **state)
+{
+    struct parsed r;
+
+    (void)state;
+    parse_str(&r, "<189>269614: 000104: core1: *Apr 11 10:02:08.123: %LINK-3-UPDOWN: down");
+    assert_int_equal(r.rc, AGG_OK);
+    assert_int_equal(r.m.format, ING_SYSLOG_RFC3164);
+    assert_int_equal(r.m.msgcount, 269614);
+    assert_int_equal(r.m.sequence, 104);
+    assert_true(str_is(r.m.hostname, "core1"));
+    assert_int_equal(r.m.clock_flag, '*');
+    assert_true(str_is(r.m.timestamp, "Apr 11 10:02:08.123"));
+    assert_int_equal(r.m.ts_us, utc(2024, 4, 11, 10, 2, 8) + 123000);
+    assert_true(str_is(r.m.app_name, "%LINK-3-UPDOWN"));
+    assert_true(str_is(r.m.msg, "down"));
+    parsed_free(&r);
+}
+
+static void test_syslog_parse_3164_without_pri_assumes_13(void **state)
+{
+    struct parsed r;
+
+    (void)state;
+    parse_str(&r, "Oct 11 22:14:15 mymachine su[7]: hi");
+    assert_int_equal(r.rc, AGG_OK);
+    assert_true(r.m.pri_assumed);
+    assert_int_equal(r.m.pri, 13);
+    assert_int_equal(r.m.facility, 1);
+    assert_int_equal(r.m.severity, 5);
+    assert_true(str_is(r.m.procid, "7"));
+    parsed_free(&r);
+    /* a broken or out-of-range PRI: the whole packet is MSG */
+    parse_str(&r, "<192>Jan  1 00:00:00 h m: msg");
+    assert_int_equal(r.rc, AGG_OK);
+    assert_true(r.m.pri_assumed);
+    assert_true(str_is(r.m.msg, "<192>Jan  1 00:00:00 h m: msg"));
+    assert_null(r.m.timestamp.p);
+    parsed_free(&r);
+}
+
+static void test_syslog_parse_never_reads_past_truncated_input(void **state)
+{
+    static const char *const inputs[] = {
+        "<189>269614: 000104: core1: *Apr 11 10:02:08.123: %LINK-3-UPDOWN: down",
+        ("<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 "
+         "[exampleSDID@32473 iut=\"3\" eventSource=\"App\\]\" eventID=\"1011\"][x@1 a=\"\"] m"),
+        "<190>2018-06-19T02:13:38.635322Z+00:00 super mon[1] message",
+        "<13> Aug 16 12:25:24 10.12.255.2-1 TRAPMGR[53034492]: x",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        for (size_t n = 0; n <= strlen(inputs[i]); n++) {
+            struct parsed r;
+
+            parse(&r, inputs[i], n, NOW_US);
+            parsed_free(&r);
+        }
+    }
+}
+
+/* ---- record mapping ----------------------------------------------------------- */
+
+struct mapped {
+    struct parsed r;
+    struct ing_buf scratch;
+    struct ing_record rec;
+    struct agg_err err;
+    int rc;
+    yajl_val json;
+};
+
+static void map(struct mapped *x, const char *in)
+{
+    memset(x, 0, sizeof(*x));
+    ing_buf_init(&x->scratch);
+    parse_str(&x->r, in);
+    assert_int_equal(x->r.rc, AGG_OK);
+    x->rc = ing_syslog_to_record(&x->r.m, &x->scratch, &x->rec, &x->err);
+    if (x->rc == AGG_OK) {
+        char *text = strndup(x->rec.extra.p, x->rec.extra.len), errbuf[200];
+
+        assert_non_null(text);
+        assert_true(ing_utf8_is_clean(x->rec.extra.p, x->rec.extra.len));
+        x->json = yajl_tree_parse(text, errbuf, sizeof(errbuf));
+        if (x->json == NULL)
+            fail_msg("extra_data is not JSON: %s: %s", errbuf, text);
+        free(text);
+    }
+}
+
+static void mapped_free(struct mapped *x)
+{
+    yajl_tree_free(x->json);
+    ing_buf_clear(&x->scratch);
+    parsed_free(&x->r);
+}
+
+static yajl_val jpath(yajl_val v, const char *a, const char *b, const char *c)
+{
+    const char *path[] = {a, b, c, NULL};
+
+    return yajl_tree_get(v, path, yajl_t_any);
+}
+
+static void test_syslog_to_record_maps_severity_to_level(void **state)
+{
+    static const enum ing_level want[8] = {
+        ING_LEVEL_CRITICAL, ING_LEVEL_CRITICAL, ING_LEVEL_CRITICAL, ING_LEVEL_ERROR,
+        ING_LEVEL_WARNING,  ING_LEVEL_INFO,     ING_LEVEL_INFO,     ING_LEVEL_DEBUG,
+    };
+
+    (void)state;
+    for (int sev = 0; sev < 8; sev++) {
+        struct mapped x;
+        char in[64];
+
+        snprintf(in, sizeof(in), "<%d>1 - - - - - - m", 8 * 3 + sev);
+        map(&x, in);
+        assert_int_equal(x.rc, AGG_OK);
+        assert_true(x.rec.has_level);
+        assert_int_equal(x.rec.level, want[sev]);
+        assert_int_equal(YAJL_GET_INTEGER(jpath(x.json, "syslog", "severity", NULL)), sev);
+        assert_int_equal(YAJL_GET_INTEGER(jpath(x.json, "syslog", "facility", NULL)), 3);
+        mapped_free(&x);
+    }
+}
+
+static void test_syslog_to_record_sets_created_at_in_utc(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    map(&x, "<34>1 2024-02-29T23:30:00.5+05:30 h a - - - m");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_int_equal(x.rec.created_us, utc(2024, 2, 29, 18, 0, 0) + 500000);
+    mapped_free(&x);
+    map(&x, "<34>1 - h a - - - m");
+    assert_int_equal(x.rec.created_us, ING_TIME_NONE);
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_writes_extra_data_json(void **state)
+{
+    struct mapped x;
+    yajl_val sd;
+
+    (void)state;
+    map(&x, "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 42 ID47 "
+            "[exampleSDID@32473 iut=\"3\" eventSource=\"App\\\"lication\"][pri@32473 "
+            "class=\"high\"] An application event");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(str_is(x.rec.str[ING_F_LOGGER_NAME], "evntslog"));
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "An application event"));
+    assert_int_equal(x.rec.raw.len, x.r.len);
+    assert_ptr_equal(x.rec.raw.p, x.r.p);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "syslog", "hostname", NULL)),
+                        "mymachine.example.com");
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.json, "syslog", "facility", NULL)), 20);
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.json, "syslog", "severity", NULL)), 5);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "syslog", "procid", NULL)), "42");
+    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "syslog", "msgid", NULL)), "ID47");
+    assert_null(jpath(x.json, "syslog", "version", NULL));
+    sd = jpath(x.json, "sd", NULL, NULL);
+    assert_non_null(sd);
+    assert_int_equal(YAJL_GET_OBJECT(sd)->len, 2);
+    assert_string_equal(YAJL_GET_STRING(jpath(sd, "exampleSDID@32473", "iut", NULL)), "3");
+    assert_string_equal(YAJL_GET_STRING(jpath(sd, "exampleSDID@32473", "eventSource", NULL)),
+                        "App\"lication");
+    assert_string_equal(YAJL_GET_STRING(jpath(sd, "pri@32473", "class", NULL)), "high");
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_omits_nil_fields(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    map(&x, "<14>1 - - - - - -");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_null(x.rec.str[ING_F_LOGGER_NAME].p);
+    assert_non_null(x.rec.str[ING_F_MESSAGE].p); /* message is NOT NULL: "" */
+    assert_int_equal(x.rec.str[ING_F_MESSAGE].len, 0);
+    assert_int_equal(YAJL_GET_OBJECT(x.json)->len, 1); /* no "sd" */
+    assert_int_equal(YAJL_GET_OBJECT(jpath(x.json, "syslog", NULL, NULL))->len, 2);
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_adds_3164_extras(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    map(&x, "<189>643: *Jan  8 19:46:03.295: %LINEPROTO-5-UPDOWN: Line protocol up");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(str_is(x.rec.str[ING_F_LOGGER_NAME], "%LINEPROTO-5-UPDOWN"));
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.json, "syslog", "msgcount", NULL)), 643);
+    assert_true(YAJL_IS_FALSE(jpath(x.json, "syslog", "clock_synced", NULL)));
+    assert_null(jpath(x.json, "syslog", "hostname", NULL));
+    mapped_free(&x);
+    map(&x, "plain text");
+    assert_true(YAJL_IS_TRUE(jpath(x.json, "syslog", "pri_assumed", NULL)));
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "plain text"));
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_fills_columns_from_sd_params(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    map(&x, "<11>1 - h app - - [req@1 correlation_id=\"c-\\]1\" request_id=\"r1\" "
+            "duration_ms=\"12.4\" user_id=\"7\" other=\"x\"][m@1 request_path=\"/a\"] boom");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(str_is(x.rec.str[ING_F_CORRELATION_ID], "c-]1"));
+    assert_true(str_is(x.rec.str[ING_F_REQUEST_ID], "r1"));
+    assert_true(str_is(x.rec.str[ING_F_REQUEST_PATH], "/a"));
+    assert_true(x.rec.has_duration_ms);
+    assert_int_equal(x.rec.duration_ms, 12);
+    assert_true(x.rec.has_user_id);
+    assert_int_equal(x.rec.user_id, 7);
+    assert_int_equal(x.rec.level, ING_LEVEL_ERROR);
+    /* the params stay in extra_data too */
+    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "req@1", "other")), "x");
+    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "req@1", "request_id")), "r1");
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_rejects_bad_column_value_naming_the_param(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    map(&x, "<11>1 - h app - - [t@1 duration_ms=\"fast\"] m");
+    assert_int_equal(x.rc, AGG_EINVAL);
+    assert_non_null(strstr(x.err.msg, "duration_ms"));
+    assert_non_null(strstr(x.err.msg, "t@1"));
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_strips_bom_from_message(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    map(&x, "<34>1 - h su - ID47 - \xEF\xBB\xBF'su root' failed");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "'su root' failed"));
+    assert_true(str_is(x.r.m.msg, "\xEF\xBB\xBF'su root' failed"));
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json(void **state)
+{
+    struct mapped x;
+    struct ing_buf in;
+
+    (void)state;
+    ing_buf_init(&in);
+    /* a NUL and invalid UTF-8 in an SD value, invalid UTF-8 in MSG */
+    assert_int_equal(ing_buf_append(&in, "<13>1 - h a - - [x@1 v=\"a\0b\xff\"] m\xfe", 34), AGG_OK);
+    memset(&x, 0, sizeof(x));
+    ing_buf_init(&x.scratch);
+    parse(&x.r, in.data, in.len, NOW_US);
+    assert_int_equal(x.r.rc, AGG_OK);
+    x.rc = ing_syslog_to_record(&x.r.m, &x.scratch, &x.rec, &x.err);
+    assert_int_equal(x.rc, AGG_OK);
+    assert_int_equal(x.rec.str[ING_F_MESSAGE].len, 2);
+    assert_memory_equal(x.rec.str[ING_F_MESSAGE].p, "m\xfe", 2);
+    assert_true(ing_utf8_is_clean(x.rec.extra.p, x.rec.extra.len));
+    {
+        char *text = strndup(x.rec.extra.p, x.rec.extra.len);
+
+        x.json = yajl_tree_parse(text, NULL, 0);
+        free(text);
+    }
+    assert_non_null(x.json);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "x@1", "v")), "a\xEF\xBF\xBD"
+                                                                          "b\xEF\xBF\xBD");
+    mapped_free(&x);
+    ing_buf_clear(&in);
+}
+
+static void test_syslog_to_record_survives_allocation_failures(void **state)
+{
+    struct parsed r;
+    long n;
+
+    (void)state;
+    parse_str(&r, "<11>1 - h app - - [req@1 correlation_id=\"c1\" other=\"\\\"x\xff\"] boom");
+    assert_int_equal(r.rc, AGG_OK);
+    for (n = 0;; n++) {
+        struct ing_buf scratch;
+        struct ing_record rec;
+        struct agg_err err = {0};
+        int rc;
+
+        ing_buf_init(&scratch);
+        agg_alloc_fail_after(n);
+        rc = ing_syslog_to_record(&r.m, &scratch, &rec, &err);
+        agg_alloc_fail_after(-1);
+        ing_buf_clear(&scratch);
+        if (rc == AGG_OK)
+            break;
+        assert_int_equal(rc, AGG_ENOMEM);
+        assert_true(n < 100);
+    }
+    assert_true(n > 0);
+    parsed_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_syslog_rfc5424_conformance_vectors),
+        cmocka_unit_test(test_syslog_rfc3164_conformance_vectors),
+        cmocka_unit_test(test_syslog_parse_rejects_empty_input),
+        cmocka_unit_test(test_syslog_parse_5424_error_names_field_and_offset),
+        cmocka_unit_test(test_syslog_parse_5424_converts_offsets_to_utc),
+        cmocka_unit_test(test_syslog_parse_5424_keeps_sp_after_separator_and_bom),
+        cmocka_unit_test(test_syslog_parse_drops_one_trailing_lf_cr_nul),
+        cmocka_unit_test(test_syslog_parse_sd_iteration_unescapes_values),
+        cmocka_unit_test(test_syslog_parse_sd_refuses_too_many_elements),
+        cmocka_unit_test(test_syslog_parse_3164_dates_are_utc_and_roll_over_new_year),
+        cmocka_unit_test(test_syslog_parse_3164_reads_cisco_ios_header),
+        cmocka_unit_test(test_syslog_parse_3164_without_pri_assumes_13),
+        cmocka_unit_test(test_syslog_parse_never_reads_past_truncated_input),
+        cmocka_unit_test(test_syslog_to_record_maps_severity_to_level),
+        cmocka_unit_test(test_syslog_to_record_sets_created_at_in_utc),
+        cmocka_unit_test(test_syslog_to_record_writes_extra_data_json),
+        cmocka_unit_test(test_syslog_to_record_omits_nil_fields),
+        cmocka_unit_test(test_syslog_to_record_adds_3164_extras),
+        cmocka_unit_test(test_syslog_to_record_fills_columns_from_sd_params),
+        cmocka_unit_test(test_syslog_to_record_rejects_bad_column_value_naming_the_param),
+        cmocka_unit_test(test_syslog_to_record_strips_bom_from_message),
+        cmocka_unit_test(test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json),
+        cmocka_unit_test(test_syslog_to_record_survives_allocation_failures),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
