@@ -17,112 +17,10 @@
 #include <cmocka.h>
 #include <yajl/yajl_tree.h>
 
+#include "tests/support/conformance.h"
+
 #include "ingest/framing.h"
 #include "src/err.h"
-
-/* ---- conformance file loading (yajl_tree) ----------------------------------- */
-
-/* yajl_tree keeps strings NUL-terminated without a length, so a JSON "\u0000" would
- * cut them short. Lines are rewritten to carry U+10FFFF (absent from the corpus) in
- * its place, and jstr() turns that back into a NUL octet. */
-static const char nul_mark[] = "\xF4\x8F\xBF\xBF";
-
-static yajl_val parse_line(const char *line)
-{
-    size_t n = strlen(line), o = 0;
-    char *buf = malloc(n * 3 + 1), errbuf[256];
-    yajl_val v;
-
-    assert_non_null(buf);
-    for (size_t i = 0; i < n; i++) {
-        if (line[i] == '\\' && i + 1 < n) {
-            if (strncmp(line + i + 1, "u0000", 5) == 0) {
-                memcpy(buf + o, "\\udbff\\udfff", 12);
-                o += 12;
-                i += 5;
-                continue;
-            }
-            buf[o++] = line[i++];
-        }
-        buf[o++] = line[i];
-    }
-    buf[o] = '\0';
-    v = yajl_tree_parse(buf, errbuf, sizeof(errbuf));
-    if (v == NULL)
-        fail_msg("bad JSON line: %s", errbuf);
-    free(buf);
-    return v;
-}
-
-/* The bytes of string <v> (NUL marks turned back into NULs): caller frees. */
-static char *jstr(yajl_val v, size_t *len)
-{
-    const char *s = YAJL_GET_STRING(v);
-    size_t n = strlen(s), o = 0;
-    char *out = malloc(n + 1);
-
-    assert_non_null(out);
-    for (size_t i = 0; i < n;) {
-        if (strncmp(s + i, nul_mark, 4) == 0) {
-            out[o++] = '\0';
-            i += 4;
-        } else {
-            out[o++] = s[i++];
-        }
-    }
-    out[o] = '\0';
-    *len = o;
-    return out;
-}
-
-static char *unhex(const char *hex, size_t *len)
-{
-    size_t n = strlen(hex) / 2;
-    char *out = malloc(n + 1);
-
-    assert_non_null(out);
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-
-        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-        out[i] = (char)v;
-    }
-    out[n] = '\0';
-    *len = n;
-    return out;
-}
-
-static yajl_val key(yajl_val obj, const char *name)
-{
-    const char *path[] = {name, NULL};
-
-    return yajl_tree_get(obj, path, yajl_t_any);
-}
-
-/* Calls <fn> for every line of tests/data/conformance/<file>. */
-static int for_each_case(const char *file, void (*fn)(yajl_val c, void *arg), void *arg)
-{
-    const char *src = getenv("AGGD_SOURCE_DIR");
-    char path[1024], *line = NULL;
-    size_t cap = 0;
-    int n = 0;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/tests/data/conformance/%s", src != NULL ? src : ".", file);
-    f = fopen(path, "r");
-    if (f == NULL)
-        fail_msg("cannot open %s (set AGGD_SOURCE_DIR)", path);
-    while (getline(&line, &cap, f) > 0) {
-        yajl_val c = parse_line(line);
-
-        fn(c, arg);
-        yajl_tree_free(c);
-        n++;
-    }
-    free(line);
-    fclose(f);
-    return n;
-}
 
 /* ---- a driver that records what the framer does ----------------------------- */
 
@@ -258,31 +156,31 @@ struct vector {
 
 static void vector_load(yajl_val c, struct vector *v)
 {
-    const char *framing = YAJL_GET_STRING(key(c, "framing"));
-    yajl_val msgs = key(c, "messages_crlf_normalised");
-    yajl_val hex = key(c, "messages_hex");
-    yajl_val skip = key(c, "empty_frames_may_be_skipped");
-    yajl_val max = key(c, "max_frame");
+    const char *framing = YAJL_GET_STRING(conf_key(c, "framing"));
+    yajl_val msgs = conf_key(c, "messages_crlf_normalised");
+    yajl_val hex = conf_key(c, "messages_hex");
+    yajl_val skip = conf_key(c, "empty_frames_may_be_skipped");
+    yajl_val max = conf_key(c, "max_frame");
 
     memset(v, 0, sizeof(*v));
-    snprintf(v->id, sizeof(v->id), "%s", YAJL_GET_STRING(key(c, "id")));
+    snprintf(v->id, sizeof(v->id), "%s", YAJL_GET_STRING(conf_key(c, "id")));
     v->mode = strcmp(framing, "octet-counting") == 0 ? ING_FRAMING_OCTET
               : strcmp(framing, "lf") == 0           ? ING_FRAMING_LF
               : strcmp(framing, "nul") == 0          ? ING_FRAMING_NUL
                                                      : ING_FRAMING_AUTO;
     v->max_frame = max != NULL && YAJL_IS_INTEGER(max) ? (size_t)YAJL_GET_INTEGER(max) : 0;
-    if (key(c, "stream_hex") != NULL)
-        v->stream = unhex(YAJL_GET_STRING(key(c, "stream_hex")), &v->len);
+    if (conf_key(c, "stream_hex") != NULL)
+        v->stream = conf_unhex(YAJL_GET_STRING(conf_key(c, "stream_hex")), &v->len);
     else
-        v->stream = jstr(key(c, "stream"), &v->len);
+        v->stream = conf_str(conf_key(c, "stream"), &v->len);
     /* our LF framing strips one trailing CR: compare with the normalised frames */
     if (msgs == NULL)
-        msgs = key(c, "messages");
+        msgs = conf_key(c, "messages");
     for (size_t i = 0; i < YAJL_GET_ARRAY(msgs)->len; i++) {
         yajl_val h = hex != NULL && YAJL_IS_ARRAY(hex) ? YAJL_GET_ARRAY(hex)->values[i] : NULL;
         size_t n;
-        char *m = h != NULL && YAJL_IS_STRING(h) ? unhex(YAJL_GET_STRING(h), &n)
-                                                 : jstr(YAJL_GET_ARRAY(msgs)->values[i], &n);
+        char *m = h != NULL && YAJL_IS_STRING(h) ? conf_unhex(YAJL_GET_STRING(h), &n)
+                                                 : conf_str(YAJL_GET_ARRAY(msgs)->values[i], &n);
 
         if (n == 0 && skip != NULL && YAJL_IS_TRUE(skip)) {
             free(m); /* empty frames are skipped */
@@ -292,7 +190,7 @@ static void vector_load(yajl_val c, struct vector *v)
         v->msg[v->nmsg] = m;
         v->msg_len[v->nmsg++] = n;
     }
-    v->error = !YAJL_IS_NULL(key(c, "error"));
+    v->error = !YAJL_IS_NULL(conf_key(c, "error"));
 }
 
 static void vector_clear(struct vector *v)
@@ -421,7 +319,7 @@ static void test_framing_conformance_vectors_all_pass(void **state)
     struct tally t = {0};
 
     (void)state;
-    for_each_case("framing.jsonl", check_case, &t);
+    conf_for_each_case("framing.jsonl", check_case, &t);
     printf("framing.jsonl: %d cases, %d pass (one piece, %d two-piece splits, byte by byte, "
            "under backpressure), %d resynced after their error\n",
            t.cases, t.passed, t.splits, t.resynced);

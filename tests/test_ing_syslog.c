@@ -19,6 +19,8 @@
 #include <cmocka.h>
 #include <yajl/yajl_tree.h>
 
+#include "tests/support/conformance.h"
+
 #include "ingest/syslog.h"
 #include "ingest/time.h"
 #include "src/alloc.h"
@@ -26,113 +28,9 @@
 /* 2024-06-15T12:00:00Z: the receive time for year-less dates */
 #define NOW_US (INT64_C(1718452800) * ING_US_PER_SEC)
 
-/* ---- conformance file loading (yajl_tree) ----------------------------------- */
-
-/* yajl_tree keeps strings NUL-terminated without a length, so a JSON "\u0000" would
- * cut them short. Lines are rewritten to carry U+10FFFF (absent from the corpus) in
- * its place, and jstr() turns that back into a NUL octet. */
-static const char nul_mark[] = "\xF4\x8F\xBF\xBF";
-
-static yajl_val parse_line(const char *line)
-{
-    size_t n = strlen(line), o = 0;
-    char *buf = malloc(n * 3 + 1), errbuf[256];
-    yajl_val v;
-
-    assert_non_null(buf);
-    for (size_t i = 0; i < n; i++) {
-        if (line[i] == '\\' && i + 1 < n) {
-            if (strncmp(line + i + 1, "u0000", 5) == 0) {
-                memcpy(buf + o, "\\udbff\\udfff", 12);
-                o += 12;
-                i += 5;
-                continue;
-            }
-            buf[o++] = line[i++];
-        }
-        buf[o++] = line[i];
-    }
-    buf[o] = '\0';
-    v = yajl_tree_parse(buf, errbuf, sizeof(errbuf));
-    if (v == NULL)
-        fail_msg("bad JSON line: %s", errbuf);
-    free(buf);
-    return v;
-}
-
-/* The bytes of string <v> (NUL marks turned back into NULs): caller frees. */
-static char *jstr(yajl_val v, size_t *len)
-{
-    const char *s = YAJL_GET_STRING(v);
-    size_t n = strlen(s), o = 0;
-    char *out = malloc(n + 1);
-
-    assert_non_null(out);
-    for (size_t i = 0; i < n;) {
-        if (strncmp(s + i, nul_mark, 4) == 0) {
-            out[o++] = '\0';
-            i += 4;
-        } else {
-            out[o++] = s[i++];
-        }
-    }
-    out[o] = '\0';
-    *len = o;
-    return out;
-}
-
-static char *unhex(const char *hex, size_t *len)
-{
-    size_t n = strlen(hex) / 2;
-    char *out = malloc(n + 1);
-
-    assert_non_null(out);
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-
-        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-        out[i] = (char)v;
-    }
-    out[n] = '\0';
-    *len = n;
-    return out;
-}
-
-static yajl_val key(yajl_val obj, const char *name)
-{
-    const char *path[] = {name, NULL};
-
-    return obj != NULL && YAJL_IS_OBJECT(obj) ? yajl_tree_get(obj, path, yajl_t_any) : NULL;
-}
-
 static bool is_null(yajl_val v)
 {
     return v == NULL || YAJL_IS_NULL(v);
-}
-
-/* Calls <fn> for every line of tests/data/conformance/<file>. */
-static int for_each_case(const char *file, void (*fn)(yajl_val c, void *arg), void *arg)
-{
-    const char *src = getenv("AGGD_SOURCE_DIR");
-    char path[1024], *line = NULL;
-    size_t cap = 0;
-    int n = 0;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/tests/data/conformance/%s", src != NULL ? src : ".", file);
-    f = fopen(path, "r");
-    if (f == NULL)
-        fail_msg("cannot open %s (set AGGD_SOURCE_DIR)", path);
-    while (getline(&line, &cap, f) > 0) {
-        yajl_val c = parse_line(line);
-
-        fn(c, arg);
-        yajl_tree_free(c);
-        n++;
-    }
-    free(line);
-    fclose(f);
-    return n;
 }
 
 /* ---- parsing helpers ---------------------------------------------------------- */
@@ -187,7 +85,7 @@ static bool str_matches(struct ing_str s, yajl_val v)
         return s.p == NULL;
     if (s.p == NULL)
         return false;
-    want = jstr(v, &n);
+    want = conf_str(v, &n);
     ok = s.len == n && memcmp(s.p, want, n) == 0;
     free(want);
     return ok;
@@ -196,14 +94,14 @@ static bool str_matches(struct ing_str s, yajl_val v)
 /* MSG against "message"/"message_hex" of <e>; an absent MSG equals null. */
 static bool msg_matches(struct ing_str s, yajl_val e)
 {
-    yajl_val hex = key(e, "message_hex");
+    yajl_val hex = conf_key(e, "message_hex");
     size_t n;
     char *want;
     bool ok;
 
     if (is_null(hex))
-        return str_matches(s, key(e, "message"));
-    want = unhex(YAJL_GET_STRING(hex), &n);
+        return str_matches(s, conf_key(e, "message"));
+    want = conf_unhex(YAJL_GET_STRING(hex), &n);
     ok = s.p != NULL && s.len == n && memcmp(s.p, want, n) == 0;
     free(want);
     return ok;
@@ -264,9 +162,9 @@ static bool sd_matches(struct ing_str sd, yajl_val want)
 
 static char *case_input(yajl_val c, size_t *len)
 {
-    yajl_val hex = key(c, "input_hex");
+    yajl_val hex = conf_key(c, "input_hex");
 
-    return is_null(hex) ? jstr(key(c, "input"), len) : unhex(YAJL_GET_STRING(hex), len);
+    return is_null(hex) ? conf_str(conf_key(c, "input"), len) : conf_unhex(YAJL_GET_STRING(hex), len);
 }
 
 /* Whether <id> is in the NULL-terminated <list>. */
@@ -320,9 +218,9 @@ static const char *const differs_5424[] = {
 static void check_5424(yajl_val c, void *arg)
 {
     struct tally *t = arg;
-    const char *id = YAJL_GET_STRING(key(c, "id"));
-    yajl_val e = key(c, "expect");
-    bool valid = YAJL_IS_TRUE(key(c, "valid")), lenient = YAJL_IS_TRUE(key(c, "lenient_ok"));
+    const char *id = YAJL_GET_STRING(conf_key(c, "id"));
+    yajl_val e = conf_key(c, "expect");
+    bool valid = YAJL_IS_TRUE(conf_key(c, "valid")), lenient = YAJL_IS_TRUE(conf_key(c, "lenient_ok"));
     struct parsed r;
     size_t len;
     char *in = case_input(c, &len);
@@ -331,30 +229,30 @@ static void check_5424(yajl_val c, void *arg)
     parse(&r, in, len, NOW_US);
     if (valid) {
         const char *bad = NULL;
-        yajl_val ts = key(e, "timestamp");
+        yajl_val ts = conf_key(e, "timestamp");
 
         t->valid++;
         if (r.rc != AGG_OK)
             bad = r.err.msg;
         else if (r.m.format != ING_SYSLOG_RFC5424)
             bad = "not routed to the RFC 5424 parser";
-        else if (!int_matches(r.m.pri, key(e, "pri")) ||
-                 !int_matches(r.m.facility, key(e, "facility")) ||
-                 !int_matches(r.m.severity, key(e, "severity")))
+        else if (!int_matches(r.m.pri, conf_key(e, "pri")) ||
+                 !int_matches(r.m.facility, conf_key(e, "facility")) ||
+                 !int_matches(r.m.severity, conf_key(e, "severity")))
             bad = "PRI";
-        else if (!int_matches(r.m.version, key(e, "version")))
+        else if (!int_matches(r.m.version, conf_key(e, "version")))
             bad = "VERSION";
         else if (!str_matches(r.m.timestamp, ts))
             bad = "TIMESTAMP";
-        else if (!str_matches(r.m.hostname, key(e, "hostname")))
+        else if (!str_matches(r.m.hostname, conf_key(e, "hostname")))
             bad = "HOSTNAME";
-        else if (!str_matches(r.m.app_name, key(e, "app_name")))
+        else if (!str_matches(r.m.app_name, conf_key(e, "app_name")))
             bad = "APP-NAME";
-        else if (!str_matches(r.m.procid, key(e, "procid")))
+        else if (!str_matches(r.m.procid, conf_key(e, "procid")))
             bad = "PROCID";
-        else if (!str_matches(r.m.msgid, key(e, "msgid")))
+        else if (!str_matches(r.m.msgid, conf_key(e, "msgid")))
             bad = "MSGID";
-        else if (!sd_matches(r.m.sd, key(e, "structured_data")))
+        else if (!sd_matches(r.m.sd, conf_key(e, "structured_data")))
             bad = "STRUCTURED-DATA";
         else if (!msg_matches(r.m.msg, e))
             bad = "MSG";
@@ -397,7 +295,7 @@ static void test_syslog_rfc5424_conformance_vectors(void **state)
     struct tally t = {.decided = differs_5424};
 
     (void)state;
-    for_each_case("rfc5424.jsonl", check_5424, &t);
+    conf_for_each_case("rfc5424.jsonl", check_5424, &t);
     printf("rfc5424.jsonl: %d cases: valid %d/%d pass; invalid %d: %d rejected, %d lenient_ok "
            "accepted, %d kept as RFC 3164; %d decided differently (documented), %d failed\n",
            t.cases, t.valid_ok, t.valid, t.invalid, t.rejected, t.lenient, t.routed, t.differs,
@@ -418,25 +316,25 @@ static const char *const differs_3164[] = {
 /* Whether <m> equals the candidate reading <e> in every field <e> has. */
 static const char *candidate_differs(const struct ing_syslog_msg *m, yajl_val e)
 {
-    yajl_val pri = key(e, "pri"), v, mc = key(e, "msgcount"), sq = key(e, "sequence");
+    yajl_val pri = conf_key(e, "pri"), v, mc = conf_key(e, "msgcount"), sq = conf_key(e, "sequence");
 
     if (is_null(pri) ? !m->pri_assumed : !int_matches(m->pri, pri))
         return "PRI";
-    if (!is_null(v = key(e, "facility")) && !int_matches(m->facility, v))
+    if (!is_null(v = conf_key(e, "facility")) && !int_matches(m->facility, v))
         return "facility";
-    if (!is_null(v = key(e, "severity")) && !int_matches(m->severity, v))
+    if (!is_null(v = conf_key(e, "severity")) && !int_matches(m->severity, v))
         return "severity";
-    if (!str_matches(m->timestamp, key(e, "timestamp")))
+    if (!str_matches(m->timestamp, conf_key(e, "timestamp")))
         return "TIMESTAMP";
-    if (!str_matches(m->hostname, key(e, "hostname")))
+    if (!str_matches(m->hostname, conf_key(e, "hostname")))
         return "HOSTNAME";
-    if (!str_matches(m->app_name, key(e, "app_name")))
+    if (!str_matches(m->app_name, conf_key(e, "app_name")))
         return "TAG";
-    if (!str_matches(m->procid, key(e, "procid")))
+    if (!str_matches(m->procid, conf_key(e, "procid")))
         return "PID";
     if (!msg_matches(m->msg, e))
         return "MSG";
-    if (!is_null(v = key(e, "year")) && !int_matches(m->year, v))
+    if (!is_null(v = conf_key(e, "year")) && !int_matches(m->year, v))
         return "year";
     /* one Cisco number: go-syslog calls it the message counter, beats the sequence */
     if (!is_null(mc) != !is_null(sq) && (m->msgcount >= 0) != (m->sequence >= 0)) {
@@ -459,9 +357,9 @@ static bool is_digit_start(struct ing_str s)
 static void check_3164(yajl_val c, void *arg)
 {
     struct tally *t = arg;
-    const char *id = YAJL_GET_STRING(key(c, "id"));
-    yajl_val e = key(c, "expect"), also = key(c, "accept_also");
-    bool valid = YAJL_IS_TRUE(key(c, "valid")), lenient = YAJL_IS_TRUE(key(c, "lenient_ok"));
+    const char *id = YAJL_GET_STRING(conf_key(c, "id"));
+    yajl_val e = conf_key(c, "expect"), also = conf_key(c, "accept_also");
+    bool valid = YAJL_IS_TRUE(conf_key(c, "valid")), lenient = YAJL_IS_TRUE(conf_key(c, "lenient_ok"));
     struct parsed r;
     size_t len;
     char *in = case_input(c, &len);
@@ -521,7 +419,7 @@ static void test_syslog_rfc3164_conformance_vectors(void **state)
     struct tally t = {.decided = differs_3164};
 
     (void)state;
-    for_each_case("rfc3164.jsonl", check_3164, &t);
+    conf_for_each_case("rfc3164.jsonl", check_3164, &t);
     printf("rfc3164.jsonl: %d cases: valid %d/%d pass (expect or accept_also); invalid %d: %d "
            "rejected, %d lenient_ok kept as MSG; %d decided differently (documented), %d "
            "failed\n",
