@@ -1,0 +1,620 @@
+#!/usr/bin/env bash
+# bench/run.sh [N] — aggd's ingest benchmark, all on this machine, in one run:
+#
+#   1. baseline: N rows loaded with `psql \copy` into a migrated system_logs
+#   2. for each mode of BENCH_MODES (default "syslog-tcp http"): aggd serve on a
+#      fresh database, N events from aggd_loadgen, timed from the loadgen start to
+#      the commit of the last row; aggd's peak RSS; every row checked to be there once
+#   3. for each mode: latency at half the peak rate just measured (min(N, 30 s of
+#      events)), p50/p99 of commit time - send time, computed in PostgreSQL
+#   4. a table of the figures
+#
+# N defaults to 1000000. Environment:
+#   BENCH_MODES      modes to run (syslog-tcp, http)            default "syslog-tcp http"
+#   BENCH_BUILD_DIR  cmake build directory (RelWithDebInfo)     default <repo>/build
+#   BENCH_CONNS      loadgen connections                        default 4
+#   BENCH_BATCH      events per HTTP request                    default 1000
+#   BENCH_LATENCY_S  seconds of events in the latency runs      default 30
+#   BENCH_SEED       loadgen seed                               default 1
+#   BENCH_NO_BUILD=1 use the binaries already in BENCH_BUILD_DIR as they are
+#   BENCH_KEEP=1     keep the temp directory (cluster, logs) for inspection
+#   BENCH_TMP        parent of the temp directory               default /tmp
+#   BENCH_LOADGEN_ARGS extra arguments for aggd_loadgen (e.g. "--retry-after-ms 20")
+#   BENCH_AGGD_ARGS  extra arguments for aggd serve, e.g. "--set batch.max_ms=50"
+#                    (the reported figures are then not the defaults': say so)
+#
+# One throw-away PostgreSQL (scripts/pg.sh, unix socket, random port) serves every
+# step, with the same settings for baseline and aggd: track_commit_timestamp = on
+# (the latency figures need it), max_wal_size = 4GB, checkpoint_timeout = 30min,
+# synchronous_commit on. It is stopped and the temp directory removed on any exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly ROOT
+readonly N=${1:-1000000}
+readonly MODES=${BENCH_MODES:-syslog-tcp http}
+readonly BUILD=${BENCH_BUILD_DIR:-$ROOT/build}
+readonly CONNS=${BENCH_CONNS:-4}
+readonly BATCH=${BENCH_BATCH:-1000}
+readonly LATENCY_S=${BENCH_LATENCY_S:-30}
+readonly SEED=${BENCH_SEED:-1}
+readonly PG_SH=$ROOT/scripts/pg.sh
+readonly COLS="level, message, logger_name, module, function_name, line_number, correlation_id, user_id, request_id, request_method, request_path, request_ip, duration_ms, memory_usage_mb, exception_type, exception_message, stack_trace, extra_data, created_at"
+CLK_TCK=$(getconf CLK_TCK)
+readonly CLK_TCK
+# Extra arguments, split on blanks like a command line.
+read -r -a AGGD_EXTRA <<<"${BENCH_AGGD_ARGS:-}"
+read -r -a LOADGEN_EXTRA <<<"${BENCH_LOADGEN_ARGS:-}"
+
+WORK=''
+AGGD_PID=''
+TOP_PID=''
+LG_PID=''
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    printf 'bench: error: %s\n' "$*" >&2
+    exit 1
+}
+
+[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got \"$N\""
+for m in $MODES; do
+    [[ $m == syslog-tcp || $m == http ]] || die "unknown mode \"$m\" in BENCH_MODES (syslog-tcp, http)"
+done
+for t in psql curl ss cmake; do
+    command -v "$t" >/dev/null 2>&1 || die "$t not found (scripts/deps.sh installs it)"
+done
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $AGGD_PID ]] && kill -0 "$AGGD_PID" 2>/dev/null; then
+        kill -TERM "$AGGD_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$AGGD_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$AGGD_PID" 2>/dev/null || true
+    fi
+    [[ -z $TOP_PID ]] || kill "$TOP_PID" 2>/dev/null || true
+    [[ -z $LG_PID ]] || kill "$LG_PID" 2>/dev/null || true
+    if [[ -n $WORK ]]; then
+        "$PG_SH" stop "$WORK/pg" >/dev/null 2>&1 || true
+        if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+            say "kept $WORK"
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+now() { date +%s.%N; }
+# Arithmetic on decimal strings: calc 'EXPR' var=value... prints a float (%.6f);
+# calci prints an integer.
+calcf() {
+    local fmt=$1 expr=$2 kv args=()
+    shift 2
+    for kv in "$@"; do args+=(-v "$kv"); done
+    awk "${args[@]}" "BEGIN { printf \"$fmt\", $expr }" </dev/null
+}
+calc() { calcf '%.6f' "$@"; }
+calci() { calcf '%d' "$@"; }
+
+# ---- build -------------------------------------------------------------------
+
+build() {
+    local type
+    if [[ ${BENCH_NO_BUILD:-0} == 1 ]]; then
+        say "BENCH_NO_BUILD=1: using $BUILD/aggd and $BUILD/bench/aggd_loadgen as they are"
+        return 0
+    fi
+    if [[ -f $BUILD/CMakeCache.txt ]]; then
+        type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+        [[ $type == RelWithDebInfo ]] ||
+            die "$BUILD is a $type build; the benchmark needs RelWithDebInfo (set BENCH_BUILD_DIR)"
+        ! grep -q '^AGGD_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" ||
+            die "$BUILD has sanitizers on; use another BENCH_BUILD_DIR"
+        grep -q '^AGGD_BENCH:BOOL=ON' "$BUILD/CMakeCache.txt" ||
+            cmake -S "$ROOT" -B "$BUILD" -DAGGD_BENCH=ON >/dev/null
+    else
+        cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGGD_BENCH=ON >/dev/null
+    fi
+    say "building aggd and aggd_loadgen in $BUILD"
+    cmake --build "$BUILD" -j"$(nproc)" --target aggd aggd_loadgen >"$WORK/build.log" 2>&1 || {
+        tail -n 40 "$WORK/build.log" >&2
+        die "build failed (see above)"
+    }
+}
+
+# ---- PostgreSQL ----------------------------------------------------------------
+
+start_pg() {
+    "$PG_SH" init "$WORK/pg" >/dev/null
+    cat >>"$WORK/pg/data/postgresql.conf" <<'CONF'
+
+# --- added by bench/run.sh: the same for the COPY baseline and for aggd ---
+track_commit_timestamp = on
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+synchronous_commit = on
+CONF
+    "$PG_SH" start "$WORK/pg" >/dev/null
+    ADMIN_URL=$("$PG_SH" url "$WORK/pg" postgres)
+    PG_VERSION=$(psql -XAtq "$ADMIN_URL" -c 'SHOW server_version')
+    say "PostgreSQL $PG_VERSION in $WORK/pg"
+}
+
+sql() { # sql DB QUERY -> unaligned, tuples only
+    PGOPTIONS='-c client_min_messages=warning' psql -XAtq -v ON_ERROR_STOP=1 "$("$PG_SH" url "$WORK/pg" "$1")" -c "$2"
+}
+
+# A fresh, migrated database with the current month's partition.
+fresh_db() {
+    local db=$1 url
+    sql postgres "DROP DATABASE IF EXISTS $db" >/dev/null
+    sql postgres "CREATE DATABASE $db" >/dev/null
+    url=$("$PG_SH" url "$WORK/pg" "$db")
+    "$AGGD" migrate up --set database.url="$url" >"$WORK/migrate-$db.log" 2>&1 || {
+        cat "$WORK/migrate-$db.log" >&2
+        die "aggd migrate up failed for $db"
+    }
+    sql "$db" "SELECT aggd_create_month_partition('system_logs', now()::date)" >/dev/null
+    # Every measurement starts with no dirty buffers left by the steps before it,
+    # in PostgreSQL or in the page cache (the baseline's input file).
+    sql "$db" "CHECKPOINT" >/dev/null
+    sync
+}
+
+# CPU ticks of the cluster: postmaster (self + reaped children) + live backends.
+pg_ticks() {
+    local pm total=0 pid f
+    pm=$(head -n 1 "$WORK/pg/data/postmaster.pid")
+    read -r -a f <"/proc/$pm/stat"
+    total=$((f[13] + f[14] + f[15] + f[16]))
+    for pid in $(ps -o pid= --ppid "$pm"); do
+        if read -r -a f 2>/dev/null <"/proc/$pid/stat"; then
+            # fields after "(comm)": comm of postgres children has no spaces
+            total=$((total + f[13] + f[14]))
+        fi
+    done
+    echo "$total"
+}
+
+# "busy iowait" ticks of the whole machine (all CPUs): to see other load.
+machine_ticks() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $6; exit }' /proc/stat
+}
+
+proc_ticks() {
+    local f
+    read -r -a f <"/proc/$1/stat"
+    echo $((f[13] + f[14]))
+}
+
+# "tid name ticks" for each thread of process <pid>; name: "main" for the main
+# (event-loop) thread, else comm/tid.
+thread_ticks() {
+    local t line rest name f
+    for t in /proc/"$1"/task/*; do
+        line=$(cat "$t/stat" 2>/dev/null) || continue
+        name=${line#*(}
+        name=${name%)*}
+        name="${name// /_}/${t##*/}"
+        [[ ${t##*/} == "$1" ]] && name=main
+        rest=${line##*) }
+        read -r -a f <<<"$rest"
+        # after "pid (comm) ": state=0 ... utime=11 stime=12
+        echo "${t##*/} $name $((f[11] + f[12]))"
+    done
+}
+
+# Per-thread CPU seconds between two thread_ticks snapshots, busiest first:
+# "name s, name s, ...".
+thread_cpu() {
+    awk -v hz="$CLK_TCK" 'NR == FNR { a[$1] = $3; next }
+        { d = ($3 - a[$1]) / hz; if (d > 0.05) printf "%s %.1f\n", $2, d }' "$1" "$2" |
+        sort -k2,2 -rn | awk '{ printf "%s%s %s s", (NR > 1 ? ", " : ""), $1, $2 }'
+}
+
+# ---- aggd ---------------------------------------------------------------------
+
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$(shuf -i 20000-60000 -n 1)
+        if [[ -z $(ss -Hltun "sport = :$p" 2>/dev/null) ]] && [[ " ${USED_PORTS:-} " != *" $p "* ]]; then
+            USED_PORTS="${USED_PORTS:-} $p"
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free TCP port found"
+}
+
+start_aggd() {
+    local db=$1 tag=$2 url i
+    url=$("$PG_SH" url "$WORK/pg" "$db")
+    HTTP_PORT=$(free_port)
+    SYSLOG_PORT=$(free_port)
+    UDP_PORT=$(free_port)
+    JSON_PORT=$(free_port)
+    mkdir -p "$WORK/spool-$tag" "$WORK/archive-$tag"
+    AGGD_LOG=$WORK/aggd-$tag.log
+    "$AGGD" serve --set database.url="$url" \
+        --set listen.http="127.0.0.1:$HTTP_PORT" \
+        --set listen.syslog_tcp="127.0.0.1:$SYSLOG_PORT" \
+        --set listen.syslog_udp="127.0.0.1:$UDP_PORT" \
+        --set listen.json_tcp="127.0.0.1:$JSON_PORT" \
+        --set ingest.http_auth=none \
+        --set spool.dir="$WORK/spool-$tag" \
+        --set archive.dir="$WORK/archive-$tag" \
+        "${AGGD_EXTRA[@]}" >"$AGGD_LOG" 2>&1 &
+    AGGD_PID=$!
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$AGGD_PID" 2>/dev/null; then
+            tail -n 20 "$AGGD_LOG" >&2
+            AGGD_PID=''
+            die "aggd serve exited at start (log above)"
+        fi
+        if curl -fs -o /dev/null "http://127.0.0.1:$HTTP_PORT/readyz"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$AGGD_LOG" >&2
+    die "aggd not ready within 30 s"
+}
+
+# Stops aggd with SIGTERM; sets AGGD_EXIT (its exit status, or "killed").
+stop_aggd() {
+    local i
+    kill -TERM "$AGGD_PID"
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$AGGD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$AGGD_PID" 2>/dev/null; then
+        kill -KILL "$AGGD_PID" 2>/dev/null || true
+        wait "$AGGD_PID" 2>/dev/null || true
+        AGGD_EXIT=killed
+        say "aggd did not stop within 60 s of SIGTERM: killed"
+    else
+        AGGD_EXIT=0
+        wait "$AGGD_PID" || AGGD_EXIT=$?
+    fi
+    AGGD_PID=''
+    [[ $AGGD_EXIT == 0 ]] || {
+        say "aggd exited with $AGGD_EXIT after SIGTERM; log tail:"
+        tail -n 10 "$AGGD_LOG" >&2
+    }
+}
+
+# aggd_rows_committed_total, or empty. Bash's /dev/tcp rather than curl: it is
+# called every 100 ms during the measurement and must cost next to nothing.
+committed() {
+    local fd line v=''
+    { exec {fd}<>"/dev/tcp/127.0.0.1/$HTTP_PORT"; } 2>/dev/null || return 0
+    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&"$fd" || true
+    while IFS= read -r -t 2 line <&"$fd"; do
+        if [[ $line == 'aggd_rows_committed_total '* ]]; then
+            v=${line##* }
+            v=${v%$'\r'}
+        fi
+    done
+    exec {fd}<&-
+    [[ $v =~ ^[0-9]+$ ]] && echo "$v"
+    return 0
+}
+
+# Waits until <db> holds <want> rows: polls aggd's /metrics every 100 ms (cheap, and
+# adds no load to PostgreSQL), falls back to count(*) every second when the metric is
+# missing, confirms with count(*). Once the loadgen (<lg_pid>, summary in <lg_out>)
+# has exited, waits only for the events it delivered, and gives up when nothing
+# moves for 60 s. 0 when all <want> rows are there.
+wait_rows() {
+    local db=$1 want=$2 lg_pid=$3 lg_out=$4 target=$2 have=0 last=-1 still=0 c i=0 sent
+    while :; do
+        c=$(committed)
+        if [[ -z $c ]]; then
+            if ((i % 10 == 0)); then c=$(sql "$db" "SELECT count(*) FROM system_logs"); else c=$have; fi
+        fi
+        have=$c
+        if ((have >= target)); then
+            have=$(sql "$db" "SELECT count(*) FROM system_logs")
+            if ((have >= target)); then
+                ((have >= want)) && return 0
+                say "only $have of $want rows: the loadgen delivered $target"
+                return 1
+            fi
+        fi
+        if ! kill -0 "$lg_pid" 2>/dev/null; then
+            if ((target == want)); then
+                sent=$(field sent "$lg_out")
+                [[ $sent =~ ^[0-9]+$ ]] || sent=0
+                ((sent < want)) && target=$sent
+                continue
+            fi
+            if ((have == last)); then still=$((still + 1)); else still=0; fi
+            if ((still >= 600)); then
+                say "gave up: $have of $want rows after 60 s without progress"
+                return 1
+            fi
+        fi
+        last=$have
+        i=$((i + 1))
+        sleep 0.1
+    done
+}
+
+# Runs the loadgen in the background; LG_PID, LG_OUT set.
+start_loadgen() {
+    local mode=$1 count=$2 rate=$3 port
+    if [[ $mode == http ]]; then port=$HTTP_PORT; else port=$SYSLOG_PORT; fi
+    LG_OUT=$WORK/loadgen-$mode-$count-$rate.out
+    "$LOADGEN" --mode "$mode" --count "$count" --port "$port" --rate "$rate" \
+        --conns "$CONNS" --batch "$BATCH" --seed "$SEED" "${LOADGEN_EXTRA[@]}" \
+        >"$LG_OUT" 2>"$LG_OUT.err" &
+    LG_PID=$!
+}
+
+field() { # field KEY FILE: value of KEY=value in the loadgen summary line
+    sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p;s/^$1=\([^[:space:]]*\).*/\1/p" "$2" | head -n 1
+}
+
+# "rows distinct": count(*) and count(DISTINCT correlation_id)
+check_rows() {
+    sql "$1" "SELECT count(*) || ' ' || count(DISTINCT correlation_id) FROM system_logs"
+}
+
+# ---- steps --------------------------------------------------------------------
+
+# Baseline for rows shaped like <shape> (json: as stored from http; syslog: from
+# syslog, whose extra_data holds the syslog header and every SD element).
+baseline() {
+    local shape=$1 db=b_copy_$1 file t0 t1 rows distinct mb0 mb1 mw0 mw1 pg0 pg1 other
+    file=$WORK/copy-$shape.tsv
+    say "baseline ($shape rows): generating $N COPY rows"
+    "$LOADGEN" --mode copy --shape "$shape" --count "$N" --seed "$SEED" --out "$file" >/dev/null
+    fresh_db "$db"
+    say "baseline ($shape rows): psql \\copy of $(du -m "$file" | cut -f1) MiB"
+    read -r mb0 mw0 < <(machine_ticks)
+    pg0=$(pg_ticks)
+    t0=$(now)
+    psql -Xq -v ON_ERROR_STOP=1 "$("$PG_SH" url "$WORK/pg" "$db")" \
+        -c "\\copy system_logs ($COLS) FROM '$file'"
+    t1=$(now)
+    sleep 0.5 # the postmaster reaps the finished backend: then its CPU counts
+    pg1=$(pg_ticks)
+    read -r mb1 mw1 < <(machine_ticks)
+    other=$(calcf '%.1f' '((b1 - b0) - (p1 - p0)) / hz' b1="$mb1" b0="$mb0" p1="$pg1" p0="$pg0" hz="$CLK_TCK")
+    COPY_CPU[$shape]="postgres $(ticks_s "$pg0" "$pg1") s; machine busy $(ticks_s "$mb0" "$mb1") s, other processes (psql included) $other s, iowait $(ticks_s "$mw0" "$mw1") s"
+    note_noise "psql COPY ($shape rows)" "$other" "$(calc 't1 - t0' t1="$t1" t0="$t0")"
+    rm -f "$file"
+    read -r rows distinct < <(check_rows "$db")
+    [[ $rows == "$N" && $distinct == "$N" ]] || die "baseline stored $rows rows ($distinct distinct), expected $N"
+    COPY_S[$shape]=$(calc 't1 - t0' t1="$t1" t0="$t0")
+    COPY_RATE[$shape]=$(calc 'n / s' n="$N" s="${COPY_S[$shape]}")
+    say "baseline ($shape rows): $(printf '%.2f' "${COPY_S[$shape]}") s, $(printf '%.0f' "${COPY_RATE[$shape]}") rows/s"
+    sql postgres "DROP DATABASE $db" >/dev/null
+}
+
+# note_noise PHASE OTHER_CPU_S WALL_S: remembers phases of 3 s or more during which
+# processes other than ours (other sessions, kernel threads) used over 10 % of the
+# machine.
+note_noise() {
+    local pct
+    # A phase of a few seconds is dominated by this script's own psql and ps calls.
+    (($(calci 'w' w="$3") >= 3)) || return 0
+    pct=$(calci '100 * o / (w * c)' o="$2" w="$3" c="$(nproc)")
+    ((pct <= 10)) || NOISE+=("$1: ${pct} % of the machine")
+}
+
+ticks_s() { calcf '%.1f' '(b - a) / hz' b="$2" a="$1" hz="$CLK_TCK"; }
+
+throughput() {
+    local mode=$1 db=e2e_${1//-/_} t0 tend rows distinct ag0 ag1 pg0 pg1 hwm lg_errors secs \
+        mb0 mb1 mw0 mw1 lgcpu other t1
+    RESULT_OK[$mode]=yes
+    fresh_db "$db"
+    start_aggd "$db" "$mode"
+    say "$mode: $N events over $CONNS connections"
+    read -r mb0 mw0 < <(machine_ticks)
+    ag0=$(proc_ticks "$AGGD_PID")
+    pg0=$(pg_ticks)
+    thread_ticks "$AGGD_PID" >"$WORK/threads-$mode.0"
+    t0=$(now)
+    start_loadgen "$mode" "$N" 0
+    wait_rows "$db" "$N" "$LG_PID" "$LG_OUT" || RESULT_OK[$mode]=no
+    ag1=$(proc_ticks "$AGGD_PID")
+    pg1=$(pg_ticks)
+    read -r mb1 mw1 < <(machine_ticks)
+    t1=$(now)
+    thread_ticks "$AGGD_PID" >"$WORK/threads-$mode.1"
+    RESULT_THREADS[$mode]=$(thread_cpu "$WORK/threads-$mode.0" "$WORK/threads-$mode.1")
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGGD_PID/status")
+    curl -fs --max-time 2 "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/metrics-$mode.txt" || true
+    wait "$LG_PID" || true
+    cat "$LG_OUT.err" >&2
+    lg_errors=$(field errors "$LG_OUT")
+    stop_aggd
+    read -r rows distinct < <(check_rows "$db")
+    RESULT_ROWS[$mode]="$rows/$distinct"
+    RESULT_EXIT[$mode]=$AGGD_EXIT
+    RESULT_LGERR[$mode]=${lg_errors:-?}
+    RESULT_LG_RATE[$mode]=$(field events_per_s "$LG_OUT")
+    RESULT_RSS[$mode]=$(calcf '%.1f' 'k / 1024' k="$hwm")
+    lgcpu=$(field cpu_s "$LG_OUT")
+    other=$(calcf '%.1f' '(b1 - b0 - (a1 - a0) - (p1 - p0)) / hz - l' b1="$mb1" b0="$mb0" a1="$ag1" a0="$ag0" p1="$pg1" p0="$pg0" l="${lgcpu:-0}" hz="$CLK_TCK")
+    RESULT_CPU[$mode]="aggd $(ticks_s "$ag0" "$ag1") s, postgres $(ticks_s "$pg0" "$pg1") s, loadgen ${lgcpu:-?} s; machine busy $(ticks_s "$mb0" "$mb1") s, other processes $other s, iowait $(ticks_s "$mw0" "$mw1") s"
+    note_noise "aggd $mode" "$other" "$(calc 't1 - t0' t1="$t1" t0="$t0")"
+    [[ $rows == "$N" && $distinct == "$N" && ${lg_errors:-1} == 0 && $AGGD_EXIT == 0 ]] ||
+        RESULT_OK[$mode]=no
+    if ((rows > 0)); then
+        # The end is the commit time of the last row, exact to the µs.
+        tend=$(sql "$db" "SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin))) FROM system_logs")
+        secs=$(calc 'e - s' e="$tend" s="$t0")
+        RESULT_S[$mode]=$secs
+        RESULT_RATE[$mode]=$(calc 'r / s' r="$rows" s="$secs")
+        say "$mode: $rows rows ($distinct distinct) in $(printf '%.2f' "$secs") s = $(printf '%.0f' "${RESULT_RATE[$mode]}") events/s; peak RSS ${RESULT_RSS[$mode]} MiB; CPU ${RESULT_CPU[$mode]}"
+    else
+        say "$mode: no row arrived (aggd log: $AGGD_LOG)"
+    fi
+    sql postgres "DROP DATABASE $db" >/dev/null
+}
+
+latency() {
+    local mode=$1 db=lat_${1//-/_} rate count rows distinct pct p50 p99 pmax t0 t1 \
+        mb0 mb1 ag0 ag1 pg0 pg1 other
+    if [[ -z ${RESULT_RATE[$mode]:-} ]]; then
+        say "$mode latency: skipped (no throughput figure)"
+        return 0
+    fi
+    rate=$(calci 'r / 2' r="${RESULT_RATE[$mode]}")
+    ((rate >= 1)) || rate=1
+    count=$(calci 'r * s' r="$rate" s="$LATENCY_S")
+    ((count <= N)) || count=$N
+    ((count >= 1)) || count=1
+    fresh_db "$db"
+    start_aggd "$db" "$mode-latency"
+    say "$mode latency: $count events at $rate events/s"
+    read -r mb0 _ < <(machine_ticks)
+    ag0=$(proc_ticks "$AGGD_PID")
+    pg0=$(pg_ticks)
+    t0=$(now)
+    start_loadgen "$mode" "$count" "$rate"
+    wait_rows "$db" "$count" "$LG_PID" "$LG_OUT" || RESULT_OK[$mode]=no
+    ag1=$(proc_ticks "$AGGD_PID")
+    pg1=$(pg_ticks)
+    read -r mb1 _ < <(machine_ticks)
+    t1=$(now)
+    wait "$LG_PID" || true
+    other=$(calcf '%.1f' '(b1 - b0 - (a1 - a0) - (p1 - p0)) / hz - l' b1="$mb1" b0="$mb0" a1="$ag1" a0="$ag0" p1="$pg1" p0="$pg0" l="$(field cpu_s "$LG_OUT")" hz="$CLK_TCK")
+    note_noise "aggd $mode latency run" "$other" "$(calc 't1 - t0' t1="$t1" t0="$t0")"
+    cat "$LG_OUT.err" >&2
+    LAT_LG_RATE[$mode]=$(field events_per_s "$LG_OUT")
+    stop_aggd
+    [[ $AGGD_EXIT == 0 ]] || { RESULT_EXIT[$mode]="${RESULT_EXIT[$mode]}, latency run: $AGGD_EXIT"; RESULT_OK[$mode]=no; }
+    read -r rows distinct < <(check_rows "$db")
+    [[ $rows == "$count" && $distinct == "$count" ]] || RESULT_OK[$mode]=no
+    pct=$(sql "$db" "SELECT to_char(p[1], 'FM999990.0') || ' ' || to_char(p[2], 'FM999990.0') || ' ' || to_char(mx, 'FM999990.0')
+        FROM (SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ms) AS p, max(ms) AS mx
+                FROM (SELECT extract(epoch FROM (pg_xact_commit_timestamp(xmin) AT TIME ZONE 'UTC')
+                                                - created_at) * 1000 AS ms
+                        FROM system_logs) s) q")
+    read -r p50 p99 pmax <<<"$pct"
+    LAT_P50[$mode]=${p50:--}
+    LAT_P99[$mode]=${p99:--}
+    LAT_MAX[$mode]=${pmax:--}
+    LAT_RATE[$mode]=$rate
+    LAT_ROWS[$mode]="$rows/$distinct of $count"
+    say "$mode latency: p50 ${LAT_P50[$mode]} ms, p99 ${LAT_P99[$mode]} ms, max ${LAT_MAX[$mode]} ms"
+    sql postgres "DROP DATABASE $db" >/dev/null
+}
+
+# ---- main ---------------------------------------------------------------------
+
+WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/aggd-bench.XXXXXX")
+chmod 755 "$WORK" # as root, the cluster runs as user aggd and must reach $WORK/pg
+build
+AGGD=$BUILD/aggd
+LOADGEN=$BUILD/bench/aggd_loadgen
+[[ -x $AGGD && -x $LOADGEN ]] || die "missing $AGGD or $LOADGEN after the build"
+start_pg
+
+declare -A COPY_S COPY_RATE COPY_CPU RESULT_S RESULT_RATE RESULT_RSS RESULT_ROWS RESULT_EXIT RESULT_OK \
+    RESULT_LGERR RESULT_LG_RATE RESULT_CPU RESULT_THREADS LAT_P50 LAT_P99 LAT_MAX LAT_RATE LAT_ROWS LAT_LG_RATE
+NOISE=()
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+# A record of what else ran on the machine, for when the figures look odd.
+top -b -d 5 -w 200 >"$WORK/top.log" 2>&1 &
+TOP_PID=$!
+T_ALL=$(now)
+
+shape_of() { if [[ $1 == syslog-tcp ]]; then echo syslog; else echo json; fi; }
+
+for m in $MODES; do
+    s=$(shape_of "$m")
+    [[ -n ${COPY_RATE[$s]:-} ]] || baseline "$s"
+done
+for m in $MODES; do
+    throughput "$m"
+done
+for m in $MODES; do
+    latency "$m"
+done
+
+# ---- report -------------------------------------------------------------------
+
+# verdict VALUE TARGET >=|<=  ->  met / NOT met / n/a
+verdict() {
+    [[ $1 =~ ^[0-9.]+$ ]] || { echo n/a; return; }
+    if awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { exit !(op == ">=" ? v >= t : v <= t) }'; then
+        echo met
+    else
+        echo "NOT met"
+    fi
+}
+
+echo
+echo "aggd ingest benchmark — $STARTED — $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), PostgreSQL $PG_VERSION"
+if [[ -n ${BENCH_AGGD_ARGS:-} ]]; then settings="aggd with $BENCH_AGGD_ARGS"; else settings="aggd defaults (batch.max_rows 5000, batch.max_ms 200, writer.threads 2)"; fi
+[[ -z ${BENCH_LOADGEN_ARGS:-} ]] || settings="$settings; loadgen with $BENCH_LOADGEN_ARGS"
+echo "N = $N events; loadgen: $CONNS connections, http batch $BATCH, seed $SEED; $settings"
+echo
+row() { printf '%-24s %9s %8s %10s %8s %8s %8s %8s\n' "$@"; }
+row mode events seconds events/s 'vs COPY' 'RSS MiB' 'p50 ms' 'p99 ms'
+row ------------------------ --------- -------- ---------- -------- -------- -------- --------
+for s in json syslog; do
+    [[ -n ${COPY_RATE[$s]:-} ]] || continue
+    row "psql COPY ($s rows)" "$N" "$(printf '%.2f' "${COPY_S[$s]}")" \
+        "$(printf '%.0f' "${COPY_RATE[$s]}")" 1.00 - - -
+done
+declare -A RATIO
+for m in $MODES; do
+    s=$(shape_of "$m")
+    if [[ -n ${RESULT_RATE[$m]:-} ]]; then
+        RATIO[$m]=$(calcf '%.2f' 'a / c' a="${RESULT_RATE[$m]}" c="${COPY_RATE[$s]}")
+        row "aggd $m" "$N" "$(printf '%.2f' "${RESULT_S[$m]}")" \
+            "$(printf '%.0f' "${RESULT_RATE[$m]}")" "${RATIO[$m]}" "${RESULT_RSS[$m]}" \
+            "${LAT_P50[$m]:--}" "${LAT_P99[$m]:--}"
+    else
+        RATIO[$m]=-
+        row "aggd $m" "$N" FAILED - - "${RESULT_RSS[$m]}" - -
+    fi
+done
+echo
+echo "vs COPY: aggd's events/s over psql \\copy's rows/s for the same rows (extra_data as aggd stores it"
+echo "from that transport). seconds: loadgen start to the commit of the last row."
+echo "p50/p99: commit time - send time of each row, at half the mode's events/s, ${LATENCY_S} s of events (at most N)."
+for s in json syslog; do
+    [[ -n ${COPY_CPU[$s]:-} ]] || continue
+    echo
+    echo "psql COPY ($s rows): CPU time: ${COPY_CPU[$s]}"
+done
+for m in $MODES; do
+    if [[ $m == syslog-tcp ]]; then target=0.9; else target=0.8; fi
+    echo
+    echo "$m:"
+    echo "  rows / distinct correlation_id: ${RESULT_ROWS[$m]} (want $N/$N); loadgen errors: ${RESULT_LGERR[$m]}; aggd exit on SIGTERM: ${RESULT_EXIT[$m]}"
+    echo "  loadgen send rate: ${RESULT_LG_RATE[$m]:-?} events/s; CPU time during the run: ${RESULT_CPU[$m]}"
+    echo "  aggd threads: ${RESULT_THREADS[$m]:-?}"
+    if [[ $m == syslog-tcp && -n ${COPY_RATE[json]:-} && -n ${RESULT_RATE[$m]:-} ]]; then
+        echo "  vs COPY of the smaller json-shaped rows (no syslog extra_data): $(calcf '%.2f' 'a / c' a="${RESULT_RATE[$m]}" c="${COPY_RATE[json]}")"
+    fi
+    if [[ -n ${LAT_RATE[$m]:-} ]]; then
+        echo "  latency run: paced at ${LAT_RATE[$m]} events/s (sent at ${LAT_LG_RATE[$m]:-?}), rows ${LAT_ROWS[$m]}, max ${LAT_MAX[$m]} ms"
+    fi
+    echo "  targets: ratio ${RATIO[$m]} >= $target: $(verdict "${RATIO[$m]}" "$target" '>=');" \
+        "peak RSS ${RESULT_RSS[$m]} MiB <= 128: $(verdict "${RESULT_RSS[$m]}" 128 '<=');" \
+        "p99 ${LAT_P99[$m]:--} ms <= 300: $(verdict "${LAT_P99[$m]:-}" 300 '<=');" \
+        "every row exactly once: ${RESULT_OK[$m]}"
+done
+if ((${#NOISE[@]} > 0)); then
+    echo
+    echo "WARNING: other processes were busy during some measurements; their figures are not clean:"
+    printf '  %s\n' "${NOISE[@]}"
+    echo "  (see top.log in the temp directory with BENCH_KEEP=1)"
+fi
+echo
+echo "total time: $(calcf '%.0f' 'b - a' b="$(now)" a="$T_ALL") s"
