@@ -113,23 +113,9 @@ static void finish(struct request *r, int code, const char *ecode, const char *m
     request_unref(r);
 }
 
-static int sink_emit(void *arg, const struct ing_record *rec)
+/* Reports event <index> in the reply's errors and counts it rejected. */
+static void sink_error(struct request *r, size_t index, const char *why)
 {
-    struct request *r = arg;
-
-    if (ing_pipeline_add(r->h->pipeline, rec, ING_TRANSPORT_HTTP, r->peer, r->received_us) !=
-        AGG_OK) {
-        r->failed = true;
-        return AGG_EFULL;
-    }
-    r->accepted++;
-    return AGG_OK;
-}
-
-static void sink_reject(void *arg, size_t index, const char *why, const char *raw, size_t len)
-{
-    struct request *r = arg;
-
     r->rejected++;
     if (r->nerrors < MAX_REPORTED_ERRORS) {
         yajl_gen_map_open(r->errors);
@@ -140,9 +126,31 @@ static void sink_reject(void *arg, size_t index, const char *why, const char *ra
         yajl_gen_map_close(r->errors);
         r->nerrors++;
     }
-    if (ing_pipeline_reject(r->h->pipeline, ING_TRANSPORT_HTTP, r->peer, r->received_us, why,
-                            raw, len) != AGG_OK)
-        r->failed = true;
+}
+
+static int sink_emit(void *arg, const struct ing_record *rec)
+{
+    struct request *r = arg;
+
+    if (r->failed ||
+        ing_pipeline_add(r->h->pipeline, rec, ING_TRANSPORT_HTTP, r->peer, r->received_us) !=
+            AGG_OK) {
+        r->failed = true; /* this and every later event is reported, not taken */
+        sink_error(r, r->accepted + r->rejected, "not taken: the spool is full; send it again");
+        return AGG_OK;
+    }
+    r->accepted++;
+    return AGG_OK;
+}
+
+static void sink_reject(void *arg, size_t index, const char *why, const char *raw, size_t len)
+{
+    struct request *r = arg;
+
+    sink_error(r, index, why);
+    /* kept in ingest_rejects too; if the spool cannot take it, the reply says why */
+    ing_pipeline_reject(r->h->pipeline, ING_TRANSPORT_HTTP, r->peer, r->received_us, why, raw,
+                        len);
 }
 
 static void on_landed(void *arg, bool landed)
@@ -153,6 +161,18 @@ static void on_landed(void *arg, bool landed)
         finish(r, 200, NULL, NULL);
     else
         finish(r, 503, "unavailable", "aggd stopped before the events were committed");
+}
+
+static void on_spooled(void *arg)
+{
+    struct request *r = arg;
+
+    if (r->req == NULL || !r->wait_commit) {
+        finish(r, 202, NULL, NULL); /* (no reply when the client is gone) */
+        return;
+    }
+    if (ing_pipeline_wait(r->h->pipeline, on_landed, r) != AGG_OK)
+        finish(r, 503, "unavailable", "out of memory");
 }
 
 /* The media type of <ct> without parameters, lower-cased into <out>. */
@@ -199,8 +219,15 @@ static void ingest(struct request *r)
         finish(r, 415, "unsupported_encoding", "Content-Encoding must be gzip, zstd or identity");
         return;
     }
+    if (!ing_pipeline_accepting(h->pipeline)) {
+        finish(r, 503, "starting", "aggd is replaying its spool; retry shortly");
+        return;
+    }
     if (ing_pipeline_is_full(h->pipeline)) {
-        finish(r, 503, "backpressure", "aggd is saturated; retry later");
+        char why[256];
+
+        ing_pipeline_problem(h->pipeline, why, sizeof(why));
+        finish(r, 503, "backpressure", why[0] != '\0' ? why : "aggd is saturated; retry later");
         return;
     }
     data = (const char *)evbuffer_pullup(body, -1);
@@ -232,22 +259,14 @@ static void ingest(struct request *r)
         finish(r, 400, "bad_json", err.msg);
         return;
     }
-    if (r->failed) {
-        AGG_LOG_ERR("http", "out of memory taking a request from %s", r->peer);
-        finish(r, 503, "unavailable", "out of memory; events after the first failure were not taken");
+    if (r->failed && r->accepted == 0) {
+        finish(r, 503, "backpressure", "the spool cannot take events now; retry later");
         return;
     }
-    if (!r->wait_commit) {
-        finish(r, 202, NULL, NULL);
-        return;
-    }
-    r->refs++;
-    if (ing_pipeline_wait(h->pipeline, on_landed, r) != AGG_OK) {
-        r->refs--;
+    /* Acknowledged only once durable in the spool (spool.fsync); the wait holds the
+     * request's own reference from here. */
+    if (ing_pipeline_sync(h->pipeline, on_spooled, r) != AGG_OK)
         finish(r, 503, "unavailable", "out of memory");
-        return;
-    }
-    request_unref(r); /* the wait holds it now */
 }
 
 static void on_auth(void *arg, int status, const struct api_principal *who)

@@ -41,7 +41,10 @@ struct conn {
     size_t seen;    /* bytes of the input buffer already counted */
     size_t index;   /* events read so far, for reject reports */
     int64_t now_us; /* receive time of the current read */
-    bool paused;
+    bool paused;    /* backpressure: the pipeline is full */
+    bool syncing;   /* what was read waits to be durable in the spool */
+    bool closed;    /* the socket is gone; a pending sync still holds a ref */
+    int refs;
     struct conn *prev, *next;
 };
 
@@ -179,7 +182,13 @@ static void on_frame_error(void *arg, int kind, const char *why)
     AGG_LOG_DEBUG("listen", "%s: %s", c->peer, why);
 }
 
-static void conn_free(struct conn *c)
+static void conn_unref(struct conn *c)
+{
+    if (--c->refs == 0)
+        free(c);
+}
+
+static void conn_close(struct conn *c)
 {
     struct ing_listener *l = c->l;
 
@@ -191,17 +200,47 @@ static void conn_free(struct conn *c)
         c->next->prev = c->prev;
     l->nconns--;
     bufferevent_free(c->bev);
-    free(c);
+    c->bev = NULL;
+    c->closed = true;
+    conn_unref(c);
 }
 
-/* Frames and takes what the input buffer holds; pauses reading when the pipeline
- * is full. <eof> delivers an unterminated last frame. */
+/* Reads only while nothing read is waiting for the spool and there is room. */
+static bool update_reading(struct conn *c)
+{
+    bool want = !c->closed && !c->paused && !c->syncing;
+
+    if (c->closed)
+        return false;
+    if (want)
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+    return want;
+}
+
+static void conn_process(struct conn *c, bool eof);
+
+static void on_synced(void *arg)
+{
+    struct conn *c = arg;
+
+    c->syncing = false;
+    if (update_reading(c))
+        conn_process(c, false); /* frames that arrived whole while we waited */
+    conn_unref(c);
+}
+
+/* Frames and takes what the input buffer holds; then waits for the spool before
+ * reading more ("everything read off a socket is spooled before more is read"), and
+ * pauses while the pipeline is full. <eof> delivers an unterminated last frame. */
 static void conn_process(struct conn *c, bool eof)
 {
     struct ing_listener *l = c->l;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct ing_frame_cb cb = {on_frame, on_frame_error, c};
     size_t len = evbuffer_get_length(in);
+    uint64_t frames = c->framer.frames;
     const char *data;
     size_t used;
 
@@ -217,10 +256,19 @@ static void conn_process(struct conn *c, bool eof)
         evbuffer_drain(in, used);
     }
     c->seen = evbuffer_get_length(in);
-    if (!eof && ing_pipeline_is_full(l->pipeline) && !c->paused) {
-        bufferevent_disable(c->bev, EV_READ);
+    if (eof)
+        return;
+    if (ing_pipeline_is_full(l->pipeline))
         c->paused = true;
+    if (c->framer.frames != frames && !c->syncing) {
+        c->syncing = true;
+        c->refs++;
+        if (ing_pipeline_sync(l->pipeline, on_synced, c) != AGG_OK) {
+            c->syncing = false; /* out of memory: read on rather than stall */
+            c->refs--;
+        }
     }
+    update_reading(c);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -241,7 +289,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
         conn_process(c, true);
-        conn_free(c);
+        conn_close(c);
     }
 }
 
@@ -254,8 +302,8 @@ static void on_drain(void *arg)
         if (!c->paused)
             continue;
         c->paused = false;
-        bufferevent_enable(c->bev, EV_READ);
-        conn_process(c, false); /* what arrived before the pause */
+        if (update_reading(c))
+            conn_process(c, false); /* what arrived before the pause */
         if (ing_pipeline_is_full(l->pipeline))
             break;
     }
@@ -281,6 +329,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         return;
     }
     c->l = l;
+    c->refs = 1;
     format_peer(sa, c->peer);
     ing_framer_init(&c->framer,
                     l->kind == ING_LISTEN_JSON_TCP ? ING_FRAMING_LF : ING_FRAMING_AUTO,
@@ -302,10 +351,8 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         l->conns->prev = c;
     l->conns = c;
     l->nconns++;
-    if (ing_pipeline_is_full(l->pipeline))
-        c->paused = true;
-    else
-        bufferevent_enable(c->bev, EV_READ);
+    c->paused = ing_pipeline_is_full(l->pipeline);
+    update_reading(c);
 }
 
 /* ---- UDP ------------------------------------------------------------------- */
@@ -491,7 +538,7 @@ void ing_listener_free(struct ing_listener *l)
         evconnlistener_free(l->tcp);
     while (l->conns != NULL) {
         conn_process(l->conns, true);
-        conn_free(l->conns);
+        conn_close(l->conns);
     }
     if (l->udp_ev != NULL)
         event_free(l->udp_ev);

@@ -1,5 +1,5 @@
 /*
- * ingest/pipeline.c — timestamp policy, batching and backpressure on the loop.
+ * ingest/pipeline.c — timestamp policy, spooling, batching and backpressure.
  *
  * Place: see ingest/pipeline.h.
  * Threads: event-loop thread only.
@@ -7,6 +7,9 @@
  *        [first day of (this month - accept_past_months), now + 1 day] is stored at
  *        its receive time with the original in extra_data.original_timestamp, so a
  *        bogus date never creates a partition far away.
+ *        Batches land out of order with several writers; the FIFO of submitted
+ *        batches turns that into "everything up to X landed" for waiters and into
+ *        the committed spool prefix that lets old segments go.
  */
 #include "ingest/pipeline.h"
 
@@ -22,13 +25,30 @@
 #define SPARE_BATCHES 2
 #define MAX_DRAIN 4
 
+/* A submitted batch, until it and every batch before it are back. */
+struct flight {
+    uint64_t seq;
+    uint64_t end;      /* spool position after its last record */
+    int64_t opened_us; /* when its first event arrived */
+    bool back;         /* landed */
+};
+
+struct waiter {
+    uint64_t seq; /* answered once every batch up to seq has landed */
+    ing_pipeline_wait_fn fn;
+    void *arg;
+};
+
 struct ing_pipeline {
     struct event_base *base;
     struct st_writer *writer;
+    struct st_spool *spool;
+    char stream[48]; /* checkpoint stream of the spool */
     struct st_batch *open;
     struct st_batch *spare[SPARE_BATCHES];
     int nspare;
     struct event *timer;
+    struct event *tick; /* notices a spool that recovered with no batch in flight */
     bool timer_armed;
     bool flush_wanted; /* close the open batch as soon as a writer slot frees */
     bool was_full;
@@ -39,26 +59,27 @@ struct ing_pipeline {
     int64_t window_sec; /* the second the window below was computed for */
     int64_t window_lo_us;
     struct st_copy_scratch scratch;
+    struct ing_buf record; /* the spool record being written */
     struct {
         void (*fn)(void *arg);
         void *arg;
     } drain[MAX_DRAIN];
-    /* Batches land out of order with several writers: waiters wait until every
-     * batch up to theirs is back. */
-    uint64_t landed_upto;  /* every seq < landed_upto is back */
-    uint64_t *back;        /* seqs >= landed_upto already back */
-    size_t nback, cap_back;
-    bool lost;             /* a batch came back not landed (stopping) */
-    struct waiter {
-        uint64_t seq; /* wait until landed_upto > seq */
-        ing_pipeline_wait_fn fn;
-        void *arg;
-    } *waiters;
-    size_t nwaiters, cap_waiters;
     int ndrain;
+    struct flight *flights; /* submitted batches not yet settled, in seq order */
+    size_t nflights, cap_flights;
+    uint64_t landed_upto; /* every seq below it has landed */
+    uint64_t prefix;      /* every spool position below it is committed */
+    bool lost;            /* a batch came back not landed (stopping) */
+    struct waiter *waiters;
+    size_t nwaiters, cap_waiters;
+    /* replay */
+    bool replaying;
+    uint64_t replay_from;
+    void (*replay_done)(void *arg);
+    void *replay_arg;
     _Atomic int64_t *counts[ING_TRANSPORT_COUNT][ING_COUNT_KINDS];
     _Atomic int64_t *accepted[ING_TRANSPORT_COUNT];
-    _Atomic int64_t *out_of_window;
+    _Atomic int64_t *out_of_window, *replayed, *spool_refused;
 };
 
 static const char *const transport_labels[ING_TRANSPORT_COUNT] = {
@@ -76,28 +97,77 @@ static const struct {
                            "Events dropped under backpressure (UDP)."},
     [ING_COUNT_BYTES] = {"aggd_bytes_received_total", "Bytes received."},
     [ING_COUNT_OVERSIZED] = {"aggd_frames_oversized_total",
-                             "Frames over ingest.max_message_bytes, cut off."},
+                             "Frames over ingest.max_message_bytes, refused."},
 };
+
+static void replay_more(struct ing_pipeline *p);
 
 static bool open_at_limit(const struct ing_pipeline *p)
 {
     return p->open != NULL && ((int64_t)(p->open->nrows + p->open->nrejects) >= p->max_rows ||
+                               p->open->copy.len >= BATCH_MAX_BYTES / 4);
+}
+
+static bool writers_busy(const struct ing_pipeline *p)
+{
+    return st_writer_inflight(p->writer) >= p->max_inflight;
+}
+
+/* While every writer is busy, the open batch grows past batch.max_rows, up to four
+ * batches' worth or BATCH_MAX_BYTES: room for bursts, and memory stays bounded. */
+static bool open_overfull(const struct ing_pipeline *p)
+{
+    return p->open != NULL && ((int64_t)(p->open->nrows + p->open->nrejects) >= 4 * p->max_rows ||
                                p->open->copy.len >= BATCH_MAX_BYTES);
 }
 
 bool ing_pipeline_is_full(const struct ing_pipeline *p)
 {
-    return open_at_limit(p) && st_writer_inflight(p->writer) >= p->max_inflight;
+    return (open_overfull(p) && writers_busy(p)) || st_spool_is_full(p->spool);
+}
+
+void ing_pipeline_problem(const struct ing_pipeline *p, char *why, size_t size)
+{
+    if (st_spool_is_full(p->spool))
+        st_spool_problem(p->spool, why, size);
+    else if (open_overfull(p) && writers_busy(p))
+        snprintf(why, size, "every writer is busy and the next batch is full");
+    else if (p->replaying)
+        snprintf(why, size, "replaying the spool");
+    else
+        why[0] = '\0';
+}
+
+bool ing_pipeline_accepting(const struct ing_pipeline *p)
+{
+    return !p->replaying;
+}
+
+static int push_flight(struct ing_pipeline *p, const struct st_batch *b)
+{
+    if (p->nflights == p->cap_flights) {
+        size_t cap = p->cap_flights ? p->cap_flights * 2 : 16;
+        struct flight *f = agg_realloc(p->flights, cap * sizeof(*f));
+
+        if (f == NULL)
+            return AGG_ENOMEM;
+        p->flights = f;
+        p->cap_flights = cap;
+    }
+    p->flights[p->nflights++] = (struct flight){b->seq, b->end, b->opened_us, false};
+    return AGG_OK;
 }
 
 /* Hands the open batch to the writers if a slot is free; else remembers to. */
 static void submit_open(struct ing_pipeline *p)
 {
-    if (p->open == NULL || st_batch_is_empty(p->open)) {
+    struct st_batch *b = p->open;
+
+    if (b == NULL || st_batch_is_empty(b)) {
         p->flush_wanted = false;
         return;
     }
-    if (st_writer_inflight(p->writer) >= p->max_inflight) {
+    if (writers_busy(p) || push_flight(p, b) != AGG_OK) {
         p->flush_wanted = true;
         return;
     }
@@ -105,7 +175,9 @@ static void submit_open(struct ing_pipeline *p)
         evtimer_del(p->timer);
         p->timer_armed = false;
     }
-    st_writer_submit(p->writer, p->open);
+    b->stream = p->stream;
+    b->prefix = p->prefix;
+    st_writer_submit(p->writer, b);
     p->open = NULL;
     p->flush_wanted = false;
 }
@@ -120,35 +192,26 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     submit_open(p);
 }
 
-/* Notes that batch <seq> is back and answers the waiters this completes. */
-static void note_back(struct ing_pipeline *p, uint64_t seq)
+/* Batch <seq> has landed: advance what is settled, release the spool, answer the
+ * waiters this completes. */
+static void note_landed(struct ing_pipeline *p, uint64_t seq)
 {
-    bool moved = true;
-    size_t kept = 0;
+    size_t settled = 0, kept = 0;
 
-    if (p->nback == p->cap_back) {
-        size_t cap = p->cap_back ? p->cap_back * 2 : 16;
-        uint64_t *back = agg_realloc(p->back, cap * sizeof(*back));
-
-        if (back == NULL) { /* cannot track: keep waiters waiting rather than lie */
-            AGG_LOG_ERR("pipeline", "out of memory tracking batch %llu", (unsigned long long)seq);
-            return;
-        }
-        p->back = back;
-        p->cap_back = cap;
+    for (size_t i = 0; i < p->nflights; i++) {
+        if (p->flights[i].seq == seq)
+            p->flights[i].back = true;
     }
-    p->back[p->nback++] = seq;
-    while (moved) {
-        moved = false;
-        for (size_t i = 0; i < p->nback; i++) {
-            if (p->back[i] == p->landed_upto) {
-                p->landed_upto++;
-                p->back[i] = p->back[--p->nback];
-                moved = true;
-                break;
-            }
-        }
+    while (settled < p->nflights && p->flights[settled].back) {
+        p->landed_upto = p->flights[settled].seq + 1;
+        p->prefix = p->flights[settled].end;
+        settled++;
     }
+    if (settled == 0)
+        return;
+    memmove(p->flights, p->flights + settled, (p->nflights - settled) * sizeof(*p->flights));
+    p->nflights -= settled;
+    st_spool_release(p->spool, p->prefix);
     for (size_t i = 0; i < p->nwaiters; i++) {
         struct waiter w = p->waiters[i];
 
@@ -160,14 +223,37 @@ static void note_back(struct ing_pipeline *p, uint64_t seq)
     p->nwaiters = kept;
 }
 
+static void drain_if_free(struct ing_pipeline *p)
+{
+    if (p->was_full && !ing_pipeline_is_full(p)) {
+        p->was_full = false;
+        for (int i = 0; i < p->ndrain; i++)
+            p->drain[i].fn(p->drain[i].arg);
+    }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct ing_pipeline *p = arg;
+
+    (void)fd;
+    (void)what;
+    if (!p->replaying)
+        drain_if_free(p);
+}
+
 static void on_batch_done(void *arg, struct st_batch *b)
 {
     struct ing_pipeline *p = arg;
 
-    p->lost = p->lost || !b->done;
-    note_back(p, b->seq);
-    if (!b->done)
-        AGG_LOG_ERR("pipeline", "stopped with %zu rows not written", b->nrows - b->progress);
+    if (b->done) {
+        note_landed(p, b->seq);
+    } else {
+        /* stopping: its records stay in the spool for the next start */
+        p->lost = true;
+        AGG_LOG_WARN("pipeline", "%zu rows left in the spool for the next start",
+                     b->nrows - b->progress);
+    }
     if (p->nspare < SPARE_BATCHES && b->copy.cap <= 2 * BATCH_MAX_BYTES) {
         st_batch_reset(b);
         p->spare[p->nspare++] = b;
@@ -176,11 +262,11 @@ static void on_batch_done(void *arg, struct st_batch *b)
     }
     if (p->flush_wanted || open_at_limit(p))
         submit_open(p);
-    if (p->was_full && !ing_pipeline_is_full(p)) {
-        p->was_full = false;
-        for (int i = 0; i < p->ndrain; i++)
-            p->drain[i].fn(p->drain[i].arg);
+    if (p->replaying) {
+        replay_more(p);
+        return;
     }
+    drain_if_free(p);
 }
 
 static int64_t window_low(struct ing_pipeline *p, int64_t now_us)
@@ -217,19 +303,39 @@ static int open_batch(struct ing_pipeline *p, int64_t now_us)
     return AGG_OK;
 }
 
+/* Spools the newest row (or reject) of the open batch; undoes it on failure. */
+static int spool_last(struct ing_pipeline *p, bool reject)
+{
+    struct st_batch *b = p->open;
+    size_t i = reject ? b->nrejects - 1 : b->nrows - 1;
+    uint64_t pos, next;
+    int rc = st_batch_record(b, i, reject, &p->record);
+
+    if (rc == AGG_OK)
+        rc = st_spool_append(p->spool, p->record.data, p->record.len, &pos, &next);
+    if (rc != AGG_OK) {
+        st_batch_drop_last(b, reject);
+        if (rc == AGG_EFULL)
+            agg_metric_inc(p->spool_refused, 1);
+        return rc;
+    }
+    st_batch_place_last(b, reject, pos, next);
+    return AGG_OK;
+}
+
 static void after_add(struct ing_pipeline *p)
 {
-    if (open_at_limit(p)) {
+    if (open_at_limit(p))
         submit_open(p);
-        if (ing_pipeline_is_full(p))
-            p->was_full = true;
-    }
+    if (ing_pipeline_is_full(p))
+        p->was_full = true;
 }
 
 int ing_pipeline_add(struct ing_pipeline *p, const struct ing_record *rec,
                      enum ing_transport transport, const char *peer, int64_t received_us)
 {
     int64_t created = rec->created_us, original = ING_TIME_NONE;
+    int rc;
 
     if (created == ING_TIME_NONE) {
         created = received_us;
@@ -237,12 +343,18 @@ int ing_pipeline_add(struct ing_pipeline *p, const struct ing_record *rec,
                created > received_us + 86400 * ING_US_PER_SEC) {
         original = created;
         created = received_us;
-        agg_metric_inc(p->out_of_window, 1);
     }
     if (open_batch(p, received_us) != AGG_OK ||
         st_batch_add(p->open, rec, created, original, transport, peer, received_us,
                      &p->scratch) != AGG_OK)
         return AGG_ENOMEM;
+    rc = spool_last(p, false);
+    if (rc != AGG_OK) {
+        p->was_full = true;
+        return rc;
+    }
+    if (original != ING_TIME_NONE)
+        agg_metric_inc(p->out_of_window, 1);
     agg_metric_inc(p->accepted[transport], 1);
     after_add(p);
     return AGG_OK;
@@ -251,10 +363,17 @@ int ing_pipeline_add(struct ing_pipeline *p, const struct ing_record *rec,
 int ing_pipeline_reject(struct ing_pipeline *p, enum ing_transport transport, const char *peer,
                         int64_t received_us, const char *why, const char *raw, size_t len)
 {
-    agg_metric_inc(p->counts[transport][ING_COUNT_REJECTED], 1);
+    int rc;
+
     if (open_batch(p, received_us) != AGG_OK ||
         st_batch_add_reject(p->open, transport, peer, received_us, why, raw, len) != AGG_OK)
         return AGG_ENOMEM;
+    rc = spool_last(p, true);
+    if (rc != AGG_OK) {
+        p->was_full = true;
+        return rc;
+    }
+    agg_metric_inc(p->counts[transport][ING_COUNT_REJECTED], 1);
     after_add(p);
     return AGG_OK;
 }
@@ -299,6 +418,92 @@ int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg
     return AGG_OK;
 }
 
+int ing_pipeline_sync(struct ing_pipeline *p, void (*fn)(void *arg), void *arg)
+{
+    return st_spool_sync(p->spool, fn, arg);
+}
+
+/* ---- replay ------------------------------------------------------------------ */
+
+static int replay_one(void *arg, uint64_t pos, uint64_t next, const void *rec, size_t len)
+{
+    struct ing_pipeline *p = arg;
+    int rc;
+
+    if (ing_pipeline_is_full(p)) {
+        p->replay_from = pos; /* go on from here when writers free up */
+        return 1;
+    }
+    if (open_batch(p, ing_time_now_us()) != AGG_OK)
+        return -1;
+    p->open->replayed = true;
+    rc = st_batch_add_record(p->open, rec, len, pos, next);
+    if (rc == AGG_EINVAL) {
+        AGG_LOG_WARN("pipeline", "spool record at %llu is not an event; skipped",
+                     (unsigned long long)pos);
+        return 0;
+    }
+    if (rc != AGG_OK) {
+        p->replay_from = pos;
+        return -1;
+    }
+    agg_metric_inc(p->replayed, 1);
+    if (open_at_limit(p))
+        submit_open(p);
+    return 0;
+}
+
+static void replay_more(struct ing_pipeline *p)
+{
+    struct agg_err err = {0};
+    uint64_t from = p->replay_from;
+    int rc;
+
+    p->replay_from = UINT64_MAX;
+    rc = st_spool_read(p->spool, from, replay_one, p, &err);
+    if (rc == 1 || (rc < 0 && p->replay_from != UINT64_MAX))
+        return; /* paused: more after the next batch lands */
+    if (rc < 0)
+        AGG_LOG_ERR("pipeline", "could not read the spool: %s", err.msg);
+    p->replaying = false;
+    submit_open(p);
+    AGG_LOG_INFO("pipeline", "spool replay queued");
+    p->replay_done(p->replay_arg);
+}
+
+void ing_pipeline_replay(struct ing_pipeline *p, void (*done)(void *arg), void *arg)
+{
+    p->replaying = true;
+    p->replay_done = done;
+    p->replay_arg = arg;
+    p->replay_from = 0;
+    replay_more(p);
+}
+
+/* ---- setup ------------------------------------------------------------------- */
+
+static double spool_bytes(void *arg)
+{
+    return (double)st_spool_bytes(arg);
+}
+
+static double spool_segments(void *arg)
+{
+    return (double)st_spool_segments(arg);
+}
+
+static double oldest_age(void *arg)
+{
+    struct ing_pipeline *p = arg;
+    int64_t oldest = 0;
+
+    if (p->nflights > 0)
+        oldest = p->flights[0].opened_us;
+    else if (p->open != NULL && !st_batch_is_empty(p->open))
+        oldest = p->open->opened_us;
+    return oldest == 0 ? 0 : (double)(ing_time_now_us() - oldest) / 1e6;
+}
+
 static int register_metrics(struct ing_pipeline *p, struct agg_metrics *m)
 {
     for (int k = 0; k < ING_COUNT_KINDS; k++) {
@@ -312,36 +517,55 @@ static int register_metrics(struct ing_pipeline *p, struct agg_metrics *m)
     for (int t = 0; t < ING_TRANSPORT_COUNT; t++) {
         p->accepted[t] = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_events_accepted_total",
                                          transport_labels[t],
-                                         "Events accepted into a batch.");
+                                         "Events accepted (spooled and batched).");
         if (p->accepted[t] == NULL)
             return AGG_ENOMEM;
     }
     p->out_of_window = agg_metrics_add(
         m, AGG_METRIC_COUNTER, "aggd_events_out_of_window_total", NULL,
         "Events stored at their receive time because their timestamp was out of range.");
-    return p->out_of_window != NULL ? AGG_OK : AGG_ENOMEM;
+    p->replayed = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_spool_replayed_total", NULL,
+                                  "Spool records replayed at start.");
+    p->spool_refused = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_spool_refused_total", NULL,
+                                       "Events refused because the spool was full or failing.");
+    if (p->out_of_window == NULL || p->replayed == NULL || p->spool_refused == NULL ||
+        agg_metrics_add_fn(m, "aggd_spool_bytes", NULL, "Bytes in the spool.", spool_bytes,
+                           p->spool) != AGG_OK ||
+        agg_metrics_add_fn(m, "aggd_spool_segments", NULL, "Spool segment files.",
+                           spool_segments, p->spool) != AGG_OK ||
+        agg_metrics_add_fn(m, "aggd_oldest_uncommitted_seconds", NULL,
+                           "Age of the oldest event not yet committed.", oldest_age,
+                           p) != AGG_OK)
+        return AGG_ENOMEM;
+    return AGG_OK;
 }
 
 struct ing_pipeline *ing_pipeline_new(struct event_base *base, const struct agg_config *cfg,
-                                      struct st_pool *pool, struct agg_metrics *metrics,
-                                      struct agg_err *err)
+                                      struct st_pool *pool, struct st_spool *spool,
+                                      struct agg_metrics *metrics, struct agg_err *err)
 {
     struct ing_pipeline *p = agg_calloc(1, sizeof(*p));
-    struct st_writer_opts wopts = {.threads = (int)cfg->writer.threads, .grace_ms = 5000};
+    struct st_writer_opts wopts = {.threads = (int)cfg->writer.threads,
+                                   .grace_ms = (int)cfg->writer.grace_seconds * 1000};
 
     if (p == NULL) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
     p->base = base;
+    p->spool = spool;
+    snprintf(p->stream, sizeof(p->stream), "spool-%s", st_spool_id(spool));
     p->max_rows = cfg->batch.max_rows;
     p->max_ms = cfg->batch.max_ms;
     p->max_inflight = (size_t)cfg->writer.threads * 2;
     p->accept_past_months = cfg->partitions.accept_past_months;
     p->window_sec = -1;
     st_copy_scratch_init(&p->scratch);
+    ing_buf_init(&p->record);
     p->timer = evtimer_new(base, on_timer, p);
-    if (p->timer == NULL || register_metrics(p, metrics) != AGG_OK) {
+    p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
+    if (p->timer == NULL || p->tick == NULL || event_add(p->tick, &(struct timeval){1, 0}) != 0 ||
+        register_metrics(p, metrics) != AGG_OK) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto fail;
     }
@@ -359,7 +583,9 @@ void ing_pipeline_shutdown(struct ing_pipeline *p)
 {
     if (p == NULL || p->writer == NULL)
         return;
-    if (p->open != NULL && !st_batch_is_empty(p->open)) {
+    if (p->open != NULL && !st_batch_is_empty(p->open) && push_flight(p, p->open) == AGG_OK) {
+        p->open->stream = p->stream;
+        p->open->prefix = p->prefix;
         st_writer_submit(p->writer, p->open); /* past the slot limit: we are stopping */
         p->open = NULL;
     }
@@ -374,13 +600,16 @@ void ing_pipeline_free(struct ing_pipeline *p)
     st_writer_free(p->writer);
     if (p->timer != NULL)
         event_free(p->timer);
+    if (p->tick != NULL)
+        event_free(p->tick);
     st_batch_free(p->open);
     for (int i = 0; i < p->nspare; i++)
         st_batch_free(p->spare[i]);
     st_copy_scratch_clear(&p->scratch);
+    ing_buf_clear(&p->record);
     for (size_t i = 0; i < p->nwaiters; i++) /* never answered: the writers are gone */
         p->waiters[i].fn(p->waiters[i].arg, false);
     free(p->waiters);
-    free(p->back);
+    free(p->flights);
     free(p);
 }

@@ -1,13 +1,14 @@
 /*
  * ingest/pipeline.h — the loop-side end of ingest: records in, batches to writers.
  *
- * Place: listeners/decoders -> [pipeline: timestamp policy, batching, backpressure,
- *        counters] -> store/writer.
+ * Place: listeners/decoders -> [pipeline: timestamp policy, spooling, batching,
+ *        backpressure, counters] -> store/writer; the spool is replayed through here.
  * Threads: event-loop thread only.
- * Ownership: owns the open batch and the writer; borrows the pool and metrics.
- * Traps: adding never fails for lack of room (producers check ing_pipeline_is_full()
- *        between reads), so an event already read is never dropped; the overshoot
- *        is bounded by one read or one HTTP body.
+ * Ownership: owns the open batch and the writer; borrows the pool, spool, metrics.
+ * Traps: every event is appended to the spool as it is batched; it counts as
+ *        accepted only then (AGG_EFULL otherwise, and the caller keeps it). Batches go
+ *        to writers in spool order, so the committed prefix of the spool is the end of
+ *        the last batch before the first one not yet back.
  */
 #ifndef AGGD_INGEST_PIPELINE_H
 #define AGGD_INGEST_PIPELINE_H
@@ -22,6 +23,7 @@
 #include "src/metrics.h"
 #include "store/batch.h"
 #include "store/pool.h"
+#include "store/spool.h"
 
 struct ing_pipeline;
 
@@ -34,20 +36,21 @@ enum ing_count {
     ING_COUNT_KINDS,
 };
 
-/* Builds the pipeline and its writer threads on <pool> (borrowed until free).
- * Caller owns the result: ing_pipeline_free(). */
+/* Builds the pipeline and its writer threads on <pool>, spooling to <spool> (both
+ * borrowed until free). Caller owns the result: ing_pipeline_free(). */
 struct ing_pipeline *ing_pipeline_new(struct event_base *base, const struct agg_config *cfg,
-                                      struct st_pool *pool, struct agg_metrics *metrics,
-                                      struct agg_err *err);
+                                      struct st_pool *pool, struct st_spool *spool,
+                                      struct agg_metrics *metrics, struct agg_err *err);
 void ing_pipeline_free(struct ing_pipeline *p);
 
 /* Adds one record received over <transport> from <peer> (may be NULL) at
- * <received_us>. AGG_ENOMEM is the only failure. */
+ * <received_us>, and spools it. AGG_EFULL when the spool cannot take it (full, or
+ * the disk failed), AGG_ENOMEM: the event was not taken. */
 int ing_pipeline_add(struct ing_pipeline *p, const struct ing_record *rec,
                      enum ing_transport transport, const char *peer, int64_t received_us);
 
 /* Keeps an event that could not be decoded, with <why>, for ingest_rejects (and
- * counts it rejected). AGG_ENOMEM is the only failure. */
+ * counts it rejected). Fails as ing_pipeline_add. */
 int ing_pipeline_reject(struct ing_pipeline *p, enum ing_transport transport, const char *peer,
                         int64_t received_us, const char *why, const char *raw, size_t len);
 
@@ -69,6 +72,20 @@ typedef void (*ing_pipeline_wait_fn)(void *arg, bool landed);
 /* Calls <fn>(<arg>, …) once every event added so far has landed, closing the open
  * batch now rather than after batch.max_ms. May call <fn> before returning. */
 int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg);
+
+/* Calls <fn>(<arg>) once everything added so far is durable in the spool (per
+ * spool.fsync): the moment an event may be acknowledged. */
+int ing_pipeline_sync(struct ing_pipeline *p, void (*fn)(void *arg), void *arg);
+
+/* Replays the spool: every record on disk goes through the writers again (they skip
+ * what PostgreSQL already has), as fast as the writers take it. Calls <done>(<arg>)
+ * when all is queued; until then ing_pipeline_accepting() is false and nothing else
+ * may be added. */
+void ing_pipeline_replay(struct ing_pipeline *p, void (*done)(void *arg), void *arg);
+bool ing_pipeline_accepting(const struct ing_pipeline *p);
+
+/* Why the pipeline cannot take events now (spool full or failing), "" if it can. */
+void ing_pipeline_problem(const struct ing_pipeline *p, char *why, size_t size);
 
 /* Closes the open batch, lets writers land what they can within the grace period,
  * and stops them. */

@@ -61,10 +61,12 @@ struct agg_config {
     } batch;
     struct {
         int64_t threads;
+        int64_t grace_seconds;
     } writer;
     struct {
         char *dir;
         int64_t max_bytes;
+        int64_t segment_bytes;
         int fsync; /* enum agg_spool_fsync */
     } spool;
     struct {

@@ -33,6 +33,7 @@
 #include "store/jobs.h"
 #include "store/monitor.h"
 #include "store/pool.h"
+#include "store/spool.h"
 
 struct server {
     const struct agg_config *cfg;
@@ -42,6 +43,7 @@ struct server {
     struct agg_metrics *metrics;
     struct st_monitor *monitor;
     struct st_pool *pool;
+    struct st_spool *spool;
     struct ing_pipeline *pipeline;
     struct ing_listener *listeners[3];
     struct st_jobs *jobs;
@@ -72,7 +74,12 @@ static void on_readyz(struct evhttp_request *req, const struct agg_http_match *m
     bool up = st_monitor_is_up(s->monitor);
     int version = st_monitor_schema_version(s->monitor);
     bool schema_ok = version == s->opts->schema_version;
-    bool ready = up && schema_ok;
+    char ingest_why[256] = "";
+    bool ready;
+
+    if (s->pipeline != NULL)
+        ing_pipeline_problem(s->pipeline, ingest_why, sizeof(ingest_why));
+    ready = up && schema_ok && ingest_why[0] == '\0';
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *out;
     size_t len;
@@ -99,6 +106,8 @@ static void on_readyz(struct evhttp_request *req, const struct agg_http_match *m
 
         if (!up)
             snprintf(why, sizeof(why), "database: %s", st_monitor_reason(s->monitor));
+        else if (ingest_why[0] != '\0')
+            snprintf(why, sizeof(why), "ingest: %s", ingest_why);
         else
             snprintf(why, sizeof(why), "database schema version %d, expected %d", version,
                      s->opts->schema_version);
@@ -230,9 +239,33 @@ static double pool_idle(void *arg)
     return st.idle;
 }
 
-/* The pool, the pipeline with its writers, the job runner and the listeners. */
-static int start_ingest(struct server *s, struct agg_err *err)
+static int open_spool(struct server *s, struct agg_err *err)
 {
+    const struct agg_config *cfg = s->cfg;
+    struct st_spool_opts opts = {.dir = cfg->spool.dir,
+                                 .max_bytes = cfg->spool.max_bytes,
+                                 .segment_bytes = cfg->spool.segment_bytes,
+                                 .fsync = cfg->spool.fsync};
+    struct st_spool_report rep = {0};
+
+    s->spool = st_spool_open(s->base, &opts, &rep, err);
+    if (s->spool == NULL)
+        return AGG_ERR;
+    AGG_LOG_INFO("spool", "%s: %d segments, %llu records, positions %llu..%llu",
+                 cfg->spool.dir, rep.segments, (unsigned long long)rep.records,
+                 (unsigned long long)rep.start, (unsigned long long)rep.end);
+    if (rep.damaged > 0 || rep.cut_bytes > 0)
+        AGG_LOG_WARN("spool", "recovered from damage: %llu bytes of a torn tail cut, %llu "
+                              "damaged bytes skipped: %s",
+                     (unsigned long long)rep.cut_bytes, (unsigned long long)rep.skipped_bytes,
+                     rep.detail);
+    return AGG_OK;
+}
+
+/* The listeners, once the spool's old records are queued again. */
+static void start_listeners(void *arg)
+{
+    struct server *s = arg;
     const struct agg_config *cfg = s->cfg;
     const struct {
         enum ing_listen_kind kind;
@@ -243,7 +276,30 @@ static int start_ingest(struct server *s, struct agg_err *err)
         {ING_LISTEN_SYSLOG_TCP, cfg->listen.syslog_tcp, "syslog over TCP"},
         {ING_LISTEN_JSON_TCP, cfg->listen.json_tcp, "JSON lines over TCP"},
     };
+    struct agg_err err = {0};
 
+    for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
+        if (listeners[i].addr[0] == '\0')
+            continue;
+        s->listeners[i] = ing_listener_new(s->base, listeners[i].kind, listeners[i].addr, cfg,
+                                           s->pipeline, s->metrics, &err);
+        if (s->listeners[i] == NULL) {
+            agg_err_set(&s->fatal, err.code, "%s", err.msg);
+            event_base_loopbreak(s->base);
+            return;
+        }
+        AGG_LOG_INFO("server", "%s listening on %s", listeners[i].what, listeners[i].addr);
+    }
+}
+
+/* The spool, the pool, the pipeline with its writers, the job runner; the listeners
+ * follow once the spool is replayed. */
+static int start_ingest(struct server *s, struct agg_err *err)
+{
+    const struct agg_config *cfg = s->cfg;
+
+    if (open_spool(s, err) != AGG_OK)
+        return AGG_ERR;
     s->pool = st_pool_new(cfg->database.url, (int)cfg->database.pool_size,
                           (int)cfg->database.pool_overflow, (int)cfg->database.recycle_seconds,
                           err);
@@ -253,7 +309,7 @@ static int start_ingest(struct server *s, struct agg_err *err)
         agg_metrics_add_fn(s->metrics, "aggd_pool_connections", "state=\"idle\"",
                            "PostgreSQL connections of the pool.", pool_idle, s->pool) != AGG_OK)
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
-    s->pipeline = ing_pipeline_new(s->base, cfg, s->pool, s->metrics, err);
+    s->pipeline = ing_pipeline_new(s->base, cfg, s->pool, s->spool, s->metrics, err);
     if (s->pipeline == NULL)
         return AGG_ERR;
     s->jobs = st_jobs_new(s->base, s->pool, 2, err);
@@ -272,15 +328,7 @@ static int start_ingest(struct server *s, struct agg_err *err)
             AGG_LOG_WARN("server", "ingest.http_auth = none on %s: anyone who reaches it can "
                                    "write logs", cfg->listen.http);
     }
-    for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
-        if (listeners[i].addr[0] == '\0')
-            continue;
-        s->listeners[i] = ing_listener_new(s->base, listeners[i].kind, listeners[i].addr, cfg,
-                                           s->pipeline, s->metrics, err);
-        if (s->listeners[i] == NULL)
-            return AGG_ERR;
-        AGG_LOG_INFO("server", "%s listening on %s", listeners[i].what, listeners[i].addr);
-    }
+    ing_pipeline_replay(s->pipeline, start_listeners, s);
     return AGG_OK;
 }
 
@@ -300,6 +348,8 @@ static void stop_ingest(struct server *s)
     s->sessions = NULL;
     ing_pipeline_free(s->pipeline);
     s->pipeline = NULL;
+    st_spool_free(s->spool); /* after the writers: their callbacks release segments */
+    s->spool = NULL;
 }
 
 static int start_signals(struct server *s, struct agg_err *err)

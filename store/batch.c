@@ -41,11 +41,15 @@ void st_batch_reset(struct st_batch *b)
     b->nmonths = 0;
     b->nrejects = 0;
     b->rejects_stored = 0;
+    b->replayed = false;
+    b->start = b->end = 0;
+    b->prefix = 0;
     b->opened_us = 0;
     b->done = false;
     b->progress = 0;
     b->committed = 0;
     b->rejected = 0;
+    b->skipped = 0;
 }
 
 /* Grows the array at *<p> (element size <size>, capacity *<cap>) to hold <need>. */
@@ -92,34 +96,61 @@ static int note_month(struct st_batch *b, int month)
     return AGG_OK;
 }
 
-int st_batch_add(struct st_batch *b, const struct ing_record *rec, int64_t created_us,
-                 int64_t original_us, enum ing_transport transport, const char *peer,
-                 int64_t received_us, struct st_copy_scratch *scratch)
+/* Records row metadata for the COPY text appended at <copy_mark>; on failure rolls the
+ * batch back to <copy_mark>/<raw_mark>. */
+static int finish_row(struct st_batch *b, size_t copy_mark, int month,
+                      enum ing_transport transport, const char *peer, int64_t received_us,
+                      const char *raw, size_t raw_len)
 {
     size_t peer_len = peer != NULL ? strnlen(peer, UINT16_MAX) : 0;
-    size_t raw_len = rec->raw.p != NULL ? rec->raw.len : 0;
-    size_t copy_mark = b->copy.len, raw_mark = b->raw.len;
+    size_t raw_mark = b->raw.len;
     struct st_row *row;
 
     if (raw_len > UINT32_MAX)
         raw_len = UINT32_MAX;
-    if (grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
-        note_month(b, st_batch_month_of(created_us)) != AGG_OK ||
-        st_copy_encode(&b->copy, rec, created_us, original_us, scratch) != AGG_OK ||
-        ing_buf_append(&b->raw, peer, peer_len) != AGG_OK ||
-        ing_buf_append(&b->raw, rec->raw.p, raw_len) != AGG_OK) {
+    if (note_month(b, month) != AGG_OK || ing_buf_append(&b->raw, peer, peer_len) != AGG_OK ||
+        ing_buf_append(&b->raw, raw, raw_len) != AGG_OK) {
         b->copy.len = copy_mark;
         b->raw.len = raw_mark;
         return AGG_ENOMEM;
     }
     row = &b->rows[b->nrows++];
+    row->pos = row->next = 0;
     row->copy_off = copy_mark;
     row->raw_off = raw_mark;
     row->raw_len = (uint32_t)raw_len;
     row->peer_len = (uint16_t)peer_len;
     row->transport = (uint8_t)transport;
+    row->month = month;
     row->received_us = received_us;
     return AGG_OK;
+}
+
+int st_batch_add(struct st_batch *b, const struct ing_record *rec, int64_t created_us,
+                 int64_t original_us, enum ing_transport transport, const char *peer,
+                 int64_t received_us, struct st_copy_scratch *scratch)
+{
+    size_t copy_mark = b->copy.len;
+
+    if (grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
+        st_copy_encode(&b->copy, rec, created_us, original_us, scratch) != AGG_OK)
+        return AGG_ENOMEM;
+    return finish_row(b, copy_mark, st_batch_month_of(created_us), transport, peer,
+                      received_us, rec->raw.p, rec->raw.p != NULL ? rec->raw.len : 0);
+}
+
+int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int month,
+                      enum ing_transport transport, const char *peer, int64_t received_us,
+                      const char *raw, size_t raw_len)
+{
+    size_t copy_mark = b->copy.len;
+
+    if (len == 0 || text[len - 1] != '\n' || memchr(text, '\n', len - 1) != NULL)
+        return AGG_EINVAL; /* exactly one COPY line, or the row count would drift */
+    if (grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
+        ing_buf_append(&b->copy, text, len) != AGG_OK)
+        return AGG_ENOMEM;
+    return finish_row(b, copy_mark, month, transport, peer, received_us, raw, raw_len);
 }
 
 int st_batch_add_reject(struct st_batch *b, enum ing_transport transport, const char *peer,
@@ -141,6 +172,7 @@ int st_batch_add_reject(struct st_batch *b, enum ing_transport transport, const 
         return AGG_ENOMEM;
     }
     r = &b->rejects[b->nrejects++];
+    r->pos = r->next = 0;
     r->off = mark;
     r->raw_len = (uint32_t)raw_len;
     r->peer_len = (uint16_t)peer_len;
@@ -162,4 +194,144 @@ const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len)
 {
     return st_batch_range(b, i, i + 1, len);
+}
+
+/* Spool record of a row or reject, little-endian header then bytes:
+ * u8 kind (1 row, 2 reject) | u8 transport | u16 peer_len | i64 received_us |
+ * i32 month | u32 text_len (COPY row or reason) | u32 raw_len | peer | text | raw */
+enum { REC_ROW = 1, REC_REJECT = 2, REC_HEAD = 24 };
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct ing_buf *out)
+{
+    unsigned char head[REC_HEAD];
+    const char *peer, *text, *raw;
+    size_t peer_len, text_len, raw_len;
+    int64_t received;
+    int transport, month = 0;
+
+    if (reject) {
+        const struct st_reject *r = &b->rejects[i];
+
+        peer = b->raw.data + r->off;
+        peer_len = r->peer_len;
+        text = peer + peer_len;
+        text_len = r->why_len;
+        raw = text + text_len;
+        raw_len = r->raw_len;
+        transport = r->transport;
+        received = r->received_us;
+    } else {
+        const struct st_row *row = &b->rows[i];
+
+        peer = b->raw.data + row->raw_off;
+        peer_len = row->peer_len;
+        raw = peer + peer_len;
+        raw_len = row->raw_len;
+        text = st_batch_row(b, i, &text_len);
+        transport = row->transport;
+        received = row->received_us;
+        month = row->month;
+    }
+    head[0] = reject ? REC_REJECT : REC_ROW;
+    head[1] = (unsigned char)transport;
+    put_le(head + 2, peer_len, 2);
+    put_le(head + 4, (uint64_t)received, 8);
+    put_le(head + 12, (uint64_t)(uint32_t)month, 4);
+    put_le(head + 16, text_len, 4);
+    put_le(head + 20, raw_len, 4);
+    ing_buf_reset(out);
+    if (ing_buf_append(out, head, REC_HEAD) != AGG_OK ||
+        ing_buf_append(out, peer, peer_len) != AGG_OK ||
+        ing_buf_append(out, text, text_len) != AGG_OK ||
+        ing_buf_append(out, raw, raw_len) != AGG_OK)
+        return AGG_ENOMEM;
+    return AGG_OK;
+}
+
+int st_batch_add_record(struct st_batch *b, const void *rec, size_t len, uint64_t pos,
+                        uint64_t next)
+{
+    const unsigned char *p = rec;
+    size_t peer_len, text_len, raw_len;
+    const char *peer, *text, *raw;
+    char peer_z[UINT16_MAX + 1];
+    int64_t received;
+    int transport, rc;
+
+    if (len < REC_HEAD || (p[0] != REC_ROW && p[0] != REC_REJECT) ||
+        p[1] >= ING_TRANSPORT_COUNT)
+        return AGG_EINVAL;
+    transport = p[1];
+    peer_len = (size_t)get_le(p + 2, 2);
+    received = (int64_t)get_le(p + 4, 8);
+    text_len = (size_t)get_le(p + 16, 4);
+    raw_len = (size_t)get_le(p + 20, 4);
+    if (REC_HEAD + peer_len + text_len + raw_len != len)
+        return AGG_EINVAL;
+    peer = (const char *)p + REC_HEAD;
+    text = peer + peer_len;
+    raw = text + text_len;
+    memcpy(peer_z, peer, peer_len);
+    peer_z[peer_len] = '\0';
+    if (p[0] == REC_REJECT) {
+        char why[UINT16_MAX + 1];
+
+        if (text_len > UINT16_MAX)
+            return AGG_EINVAL;
+        memcpy(why, text, text_len);
+        why[text_len] = '\0';
+        rc = st_batch_add_reject(b, transport, peer_z, received, why, raw, raw_len);
+    } else {
+        rc = st_batch_add_copy(b, text, text_len, (int)(int32_t)get_le(p + 12, 4), transport,
+                               peer_z, received, raw, raw_len);
+    }
+    if (rc == AGG_OK)
+        st_batch_place_last(b, p[0] == REC_REJECT, pos, next);
+    return rc;
+}
+
+void st_batch_place_last(struct st_batch *b, bool reject, uint64_t pos, uint64_t next)
+{
+    if (reject) {
+        b->rejects[b->nrejects - 1].pos = pos;
+        b->rejects[b->nrejects - 1].next = next;
+    } else {
+        b->rows[b->nrows - 1].pos = pos;
+        b->rows[b->nrows - 1].next = next;
+    }
+    if (b->start == b->end) /* nothing placed yet */
+        b->start = pos;
+    if (pos < b->start)
+        b->start = pos;
+    if (next > b->end)
+        b->end = next;
+}
+
+void st_batch_drop_last(struct st_batch *b, bool reject)
+{
+    if (reject) {
+        b->raw.len = b->rejects[--b->nrejects].off;
+    } else {
+        const struct st_row *row = &b->rows[--b->nrows];
+
+        b->copy.len = row->copy_off;
+        b->raw.len = row->raw_off;
+        if (b->copy.data != NULL)
+            b->copy.data[b->copy.len] = '\0';
+    }
 }

@@ -20,16 +20,19 @@
 #include "store/copy.h"
 
 struct st_row {
+    uint64_t pos, next;  /* the row's spool record: [pos, next) */
     size_t copy_off;     /* the row's first byte in copy */
     size_t raw_off;      /* peer then raw bytes in raw */
     uint32_t raw_len;
     uint16_t peer_len;
     uint8_t transport;   /* enum ing_transport */
+    int month;           /* st_batch_month_of(created_at) */
     int64_t received_us;
 };
 
 /* An event that could not be decoded, stored in ingest_rejects with the batch. */
 struct st_reject {
+    uint64_t pos, next; /* the reject's spool record */
     size_t off; /* peer, then reason, then raw bytes, in raw */
     uint32_t raw_len;
     uint16_t peer_len;
@@ -50,11 +53,16 @@ struct st_batch {
     struct st_reject *rejects;
     size_t nrejects, cap_rejects;
     int64_t opened_us;
+    bool replayed;       /* rebuilt from the spool: rows may already be committed */
+    uint64_t start, end; /* spool positions covered: [start, end) */
+    uint64_t prefix;     /* every position before it was committed when submitted */
+    const char *stream;  /* the spool's checkpoint stream name; NULL: no spool */
     /* set by the writer */
     bool done;           /* every row committed or rejected */
     size_t progress;     /* rows [0, progress) are settled */
     size_t committed;    /* rows in system_logs */
     size_t rejected;     /* rows PostgreSQL refused, now in ingest_rejects */
+    size_t skipped;      /* replayed rows found already committed */
     size_t rejects_stored; /* rejects [0, rejects_stored) are in ingest_rejects */
 };
 
@@ -71,6 +79,20 @@ int st_batch_add(struct st_batch *b, const struct ing_record *rec, int64_t creat
                  int64_t original_us, enum ing_transport transport, const char *peer,
                  int64_t received_us, struct st_copy_scratch *scratch);
 
+/* The spool record of row <i> (or, with <reject>, of reject <i>) into <out>. */
+int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct ing_buf *out);
+
+/* Adds a row or reject read back from the spool (a st_batch_record() image) at
+ * positions [<pos>, <next>). AGG_EINVAL for a record that is not one. */
+int st_batch_add_record(struct st_batch *b, const void *rec, size_t len, uint64_t pos,
+                        uint64_t next);
+
+/* Sets the spool positions of the newest row (or reject) and widens [start, end). */
+void st_batch_place_last(struct st_batch *b, bool reject, uint64_t pos, uint64_t next);
+
+/* Removes the newest row (or reject): undoes an add whose spooling failed. */
+void st_batch_drop_last(struct st_batch *b, bool reject);
+
 /* Adds an event that could not be decoded: stored in ingest_rejects with <why>. */
 int st_batch_add_reject(struct st_batch *b, enum ing_transport transport, const char *peer,
                         int64_t received_us, const char *why, const char *raw, size_t raw_len);
@@ -80,6 +102,12 @@ static inline bool st_batch_is_empty(const struct st_batch *b)
 {
     return b->nrows == 0 && b->nrejects == 0;
 }
+
+/* As st_batch_add, for a row already encoded as COPY text <text>[<len>] (one line
+ * with its '\n') whose created_at falls in <month>. */
+int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int month,
+                      enum ing_transport transport, const char *peer, int64_t received_us,
+                      const char *raw, size_t raw_len);
 
 /* Row <i>'s COPY text: <len> bytes at the returned pointer. */
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len);

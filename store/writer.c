@@ -31,6 +31,23 @@
 static const char copy_sql[] = "COPY system_logs (" ST_COPY_COLUMNS ") FROM STDIN";
 static const char reject_sql[] = "INSERT INTO ingest_rejects (received_at, transport, peer, error, "
                                  "raw) VALUES ($1::timestamp, $2, $3, $4, $5)";
+/* Records the spool intervals [$2[i], $3[i]) as committed and moves the committed
+ * prefix of stream $1 to $4, dropping the intervals it now covers. */
+static const char checkpoint_sql[] =
+    "WITH ins AS (INSERT INTO ingest_checkpoints (stream, position, committed_rows) "
+    "  SELECT $1 || ':' || s, e, 0 FROM unnest($2::bigint[], $3::bigint[]) AS t(s, e) "
+    "  ON CONFLICT (stream) DO UPDATE SET position = GREATEST(ingest_checkpoints.position, "
+    "  EXCLUDED.position)), "
+    "pre AS (INSERT INTO ingest_checkpoints (stream, position, committed_rows) "
+    "  VALUES ($1, $4, $5) ON CONFLICT (stream) DO UPDATE SET position = "
+    "  GREATEST(ingest_checkpoints.position, EXCLUDED.position), committed_rows = "
+    "  ingest_checkpoints.committed_rows + EXCLUDED.committed_rows), "
+    "del AS (DELETE FROM ingest_checkpoints WHERE stream LIKE $1 || ':%' AND position <= $4) "
+    "SELECT 1";
+static const char committed_sql[] =
+    "SELECT split_part(stream, ':', 2)::bigint, position FROM ingest_checkpoints "
+    "WHERE stream LIKE $1 || ':%' UNION ALL "
+    "SELECT 0, position FROM ingest_checkpoints WHERE stream = $1";
 static const char *const transport_names[] = {"syslog_udp", "syslog_tcp", "json_tcp", "http"};
 
 struct st_writer {
@@ -58,6 +75,8 @@ struct thread {
     long line; /* COPY line PostgreSQL blamed, 0 if none */
     int64_t last_log_us;
     int suppressed;
+    bool *done; /* replayed batch: rows then rejects already committed; else NULL */
+    size_t cap_done;
 };
 
 static int64_t mono_us(void)
@@ -126,7 +145,119 @@ static enum outcome classify(struct thread *t, PGresult *res)
     return OUT_TRANSIENT;
 }
 
+static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, size_t hi);
+
+/* Appends "n" or ",n" to <b>. */
+static int put_num(struct ing_buf *b, uint64_t n)
+{
+    return ing_buf_printf(b, b->len > 1 ? ",%llu" : "%llu", (unsigned long long)n);
+}
+
+/* Inside the open transaction: marks the spool records [pos[i], next[i]) of the <n>
+ * items as committed (adjacent ones merged into one interval). */
+static enum outcome checkpoint(struct thread *t, const struct st_batch *b, const uint64_t *pos,
+                               const uint64_t *next, size_t n, size_t rows)
+{
+    struct ing_buf starts, ends;
+    char prefix[24], count[24];
+    const char *params[5];
+    PGresult *res;
+    enum outcome out = OUT_OK;
+    bool ok = true;
+
+    if (b->stream == NULL || n == 0)
+        return OUT_OK;
+    ing_buf_init(&starts);
+    ing_buf_init(&ends);
+    ok = ing_buf_putc(&starts, '{') == AGG_OK && ing_buf_putc(&ends, '{') == AGG_OK;
+    for (size_t i = 0; ok && i < n;) {
+        size_t j = i;
+
+        while (j + 1 < n && next[j] == pos[j + 1])
+            j++;
+        ok = put_num(&starts, pos[i]) == AGG_OK && put_num(&ends, next[j]) == AGG_OK;
+        i = j + 1;
+    }
+    ok = ok && ing_buf_putc(&starts, '}') == AGG_OK && ing_buf_putc(&ends, '}') == AGG_OK;
+    if (!ok) {
+        snprintf(t->why, sizeof(t->why), "out of memory");
+        out = OUT_TRANSIENT;
+        goto out;
+    }
+    snprintf(prefix, sizeof(prefix), "%llu", (unsigned long long)b->prefix);
+    snprintf(count, sizeof(count), "%zu", rows);
+    params[0] = b->stream;
+    params[1] = starts.data;
+    params[2] = ends.data;
+    params[3] = prefix;
+    params[4] = count;
+    res = PQexecParams(t->conn, checkpoint_sql, 5, NULL, params, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+        out = OUT_TRANSIENT; /* not the rows' fault: retry the whole transaction */
+    if (out != OUT_OK)
+        classify(t, res);
+    PQclear(res);
+out:
+    ing_buf_clear(&starts);
+    ing_buf_clear(&ends);
+    return out;
+}
+
+static enum outcome exec_simple(struct thread *t, const char *sql)
+{
+    PGresult *res = PQexec(t->conn, sql);
+    enum outcome out = OUT_OK;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        classify(t, res);
+        out = OUT_TRANSIENT;
+    }
+    PQclear(res);
+    return out;
+}
+
+/* Ends the transaction opened for a COPY or a reject: COMMIT when <out> is OK (the
+ * commit failing makes it transient), else ROLLBACK. */
+static enum outcome end_transaction(struct thread *t, enum outcome out)
+{
+    if (out == OUT_OK)
+        return exec_simple(t, "COMMIT");
+    if (PQstatus(t->conn) == CONNECTION_OK && PQtransactionStatus(t->conn) != PQTRANS_IDLE) {
+        char why[sizeof(t->why)];
+
+        memcpy(why, t->why, sizeof(why)); /* keep the first error's words */
+        exec_simple(t, "ROLLBACK");
+        memcpy(t->why, why, sizeof(why));
+    }
+    return out;
+}
+
 static enum outcome copy_rows(struct thread *t, struct st_batch *b, size_t lo, size_t hi)
+{
+    enum outcome out = exec_simple(t, "BEGIN");
+
+    if (out == OUT_OK)
+        out = copy_in(t, b, lo, hi);
+    if (out == OUT_OK && b->stream != NULL) {
+        uint64_t *pos = agg_malloc((hi - lo) * sizeof(*pos) * 2);
+
+        if (pos == NULL) {
+            snprintf(t->why, sizeof(t->why), "out of memory");
+            out = OUT_TRANSIENT;
+        } else {
+            for (size_t i = lo; i < hi; i++) {
+                pos[i - lo] = b->rows[i].pos;
+                pos[hi - lo + i - lo] = b->rows[i].next;
+            }
+            out = checkpoint(t, b, pos, pos + (hi - lo), hi - lo, hi - lo);
+            free(pos);
+        }
+    }
+    return end_transaction(t, out);
+}
+
+/* COPY of rows [lo, hi) inside the open transaction. */
+static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, size_t hi)
 {
     PGresult *res = PQexec(t->conn, copy_sql);
     enum outcome out = OUT_OK;
@@ -165,7 +296,8 @@ static enum outcome copy_rows(struct thread *t, struct st_batch *b, size_t lo, s
 
 /* Stores one event in ingest_rejects: losing the reject would lose the event, so a
  * failure here is transient like any other. */
-static enum outcome store_reject(struct thread *t, int64_t received_us, int transport,
+static enum outcome store_reject(struct thread *t, const struct st_batch *b, uint64_t pos,
+                                 uint64_t next, int64_t received_us, int transport,
                                  const char *peer, size_t peer_len, const char *why,
                                  size_t why_len, const char *raw, size_t raw_len)
 {
@@ -180,13 +312,17 @@ static enum outcome store_reject(struct thread *t, int64_t received_us, int tran
     ing_time_format(received_us, received);
     snprintf(peer_text, sizeof(peer_text), "%.*s", (int)peer_len, peer);
     snprintf(why_text, sizeof(why_text), "%.*s", (int)why_len, why);
+    if (exec_simple(t, "BEGIN") != OUT_OK)
+        return OUT_TRANSIENT;
     res = PQexecParams(t->conn, reject_sql, 5, NULL, values, lengths, formats, 0);
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
         classify(t, res);
         out = OUT_TRANSIENT;
     }
     PQclear(res);
-    return out;
+    if (out == OUT_OK)
+        out = checkpoint(t, b, &pos, &next, 1, 0);
+    return end_transaction(t, out);
 }
 
 static enum outcome reject_row(struct thread *t, struct st_batch *b, size_t i)
@@ -196,8 +332,8 @@ static enum outcome reject_row(struct thread *t, struct st_batch *b, size_t i)
     char why[sizeof(t->why)];
 
     snprintf(why, sizeof(why), "%s", t->why);
-    return store_reject(t, row->received_us, row->transport, peer, row->peer_len, why,
-                        strlen(why), peer + row->peer_len, row->raw_len);
+    return store_reject(t, b, row->pos, row->next, row->received_us, row->transport, peer,
+                        row->peer_len, why, strlen(why), peer + row->peer_len, row->raw_len);
 }
 
 static enum outcome store_decode_rejects(struct thread *t, struct st_batch *b)
@@ -206,8 +342,11 @@ static enum outcome store_decode_rejects(struct thread *t, struct st_batch *b)
         const struct st_reject *r = &b->rejects[b->rejects_stored];
         const char *p = b->raw.data + r->off;
 
-        if (store_reject(t, r->received_us, r->transport, p, r->peer_len, p + r->peer_len,
-                         r->why_len, p + r->peer_len + r->why_len, r->raw_len) != OUT_OK)
+        if (b->replayed && t->done[b->nrows + b->rejects_stored])
+            continue; /* replayed, and already in ingest_rejects */
+        if (store_reject(t, b, r->pos, r->next, r->received_us, r->transport, p, r->peer_len,
+                         p + r->peer_len, r->why_len, p + r->peer_len + r->why_len,
+                         r->raw_len) != OUT_OK)
             return OUT_TRANSIENT;
     }
     return OUT_OK;
@@ -300,6 +439,68 @@ static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b
     return OUT_OK;
 }
 
+/* For a batch rebuilt from the spool: which of its rows and rejects PostgreSQL has
+ * already (their spool record lies inside a committed interval). */
+static enum outcome load_done(struct thread *t, const struct st_batch *b)
+{
+    size_t n = b->nrows + b->nrejects;
+    const char *params[1] = {b->stream};
+    PGresult *res;
+    int nint;
+
+    if (n > t->cap_done) {
+        bool *d = agg_realloc(t->done, n * sizeof(*d));
+
+        if (d == NULL) {
+            snprintf(t->why, sizeof(t->why), "out of memory");
+            return OUT_TRANSIENT;
+        }
+        t->done = d;
+        t->cap_done = n;
+    }
+    res = PQexecParams(t->conn, committed_sql, 1, NULL, params, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        classify(t, res);
+        PQclear(res);
+        return OUT_TRANSIENT;
+    }
+    nint = PQntuples(res);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t pos = i < b->nrows ? b->rows[i].pos : b->rejects[i - b->nrows].pos;
+
+        t->done[i] = false;
+        for (int r = 0; r < nint && !t->done[i]; r++) {
+            uint64_t lo = strtoull(PQgetvalue(res, r, 0), NULL, 10);
+            uint64_t hi = strtoull(PQgetvalue(res, r, 1), NULL, 10);
+
+            t->done[i] = pos >= lo && pos < hi; /* the prefix row has lo = 0 */
+        }
+    }
+    PQclear(res);
+    return OUT_OK;
+}
+
+/* Writes the rows not yet settled, skipping runs a previous life committed. */
+static enum outcome write_rows(struct thread *t, struct st_batch *b)
+{
+    bool *done = b->replayed ? t->done : NULL;
+
+    while (b->progress < b->nrows) {
+        size_t lo = b->progress, hi = lo;
+
+        if (done != NULL && done[lo]) {
+            b->progress++;
+            b->skipped++;
+            continue;
+        }
+        while (hi < b->nrows && !(done != NULL && done[hi]))
+            hi++;
+        if (write_range(t, b, lo, hi) != OUT_OK)
+            return OUT_TRANSIENT;
+    }
+    return OUT_OK;
+}
+
 static void write_batch(struct thread *t, struct st_batch *b)
 {
     struct st_writer *w = t->w;
@@ -320,9 +521,8 @@ static void write_batch(struct thread *t, struct st_batch *b)
             log_trouble(t, line);
             continue;
         }
-        if (ensure_partitions(t, b) == OUT_OK &&
-            write_range(t, b, b->progress, b->nrows) == OUT_OK &&
-            store_decode_rejects(t, b) == OUT_OK)
+        if ((!b->replayed || load_done(t, b) == OUT_OK) && ensure_partitions(t, b) == OUT_OK &&
+            write_rows(t, b) == OUT_OK && store_decode_rejects(t, b) == OUT_OK)
             break;
         snprintf(line, sizeof(line), "batch of %zu rows waits, will retry: %s",
                  b->nrows - b->progress, t->why);
@@ -362,6 +562,7 @@ static void thread_fini(void *arg, void *state)
     if (t->conn != NULL)
         st_pool_put(t->w->pool, t->conn, false);
     free(t->months);
+    free(t->done);
     free(t);
 }
 

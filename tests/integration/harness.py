@@ -140,15 +140,22 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
 class Aggd:
     """The real daemon on free ports, its stderr kept in a file."""
 
-    def __init__(self, db_url, *extra, env=None, wait_healthy=True):
-        self.http_port = free_port()
+    def __init__(self, db_url, *extra, env=None, wait_healthy=True, ports=None, spool=None):
+        """<ports> (dict: http, syslog_udp, syslog_tcp, json_tcp) and <spool> (a dir) let
+        a restarted daemon take over; by default both are fresh."""
+        self.ports = ports or {"http": free_port(), "syslog_udp": free_port(socket.SOCK_DGRAM),
+                               "syslog_tcp": free_port(), "json_tcp": free_port()}
+        self.http_port = self.ports["http"]
+        self.spool = spool or tempfile.mkdtemp(prefix="aggd-spool.")
+        self.own_spool = spool is None
         self.log = tempfile.NamedTemporaryFile(prefix="aggd-log.", suffix=".txt", delete=False)
         args = [aggd_bin(), "serve",
                 "--set", f"database.url={db_url}",
-                "--set", f"listen.http=127.0.0.1:{self.http_port}",
-                "--set", f"listen.syslog_udp=127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
-                "--set", f"listen.syslog_tcp=127.0.0.1:{free_port()}",
-                "--set", f"listen.json_tcp=127.0.0.1:{free_port()}",
+                "--set", f"spool.dir={self.spool}",
+                "--set", f"listen.http=127.0.0.1:{self.ports['http']}",
+                "--set", f"listen.syslog_udp=127.0.0.1:{self.ports['syslog_udp']}",
+                "--set", f"listen.syslog_tcp=127.0.0.1:{self.ports['syslog_tcp']}",
+                "--set", f"listen.json_tcp=127.0.0.1:{self.ports['json_tcp']}",
                 *extra]
         full_env = dict(os.environ)
         full_env.pop("NOTIFY_SOCKET", None)
@@ -184,6 +191,8 @@ class Aggd:
             self.proc.kill()
             self.proc.wait()
         os.unlink(self.log.name)
+        if self.own_spool:
+            shutil.rmtree(self.spool, ignore_errors=True)
 
 
 def main():

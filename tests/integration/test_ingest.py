@@ -44,11 +44,7 @@ class IngestTest(unittest.TestCase):
         h.wait_for(lambda: cls.aggd.get("/readyz")[0] == 200, 15, what="ready")
         cls.conn = psycopg2.connect(cls.db.url)
         cls.conn.autocommit = True
-        cls.ports = {}
-        for arg in cls.aggd.proc.args:
-            for key in ("syslog_udp", "syslog_tcp", "json_tcp"):
-                if arg.startswith(f"listen.{key}="):
-                    cls.ports[key] = int(arg.rsplit(":", 1)[1])
+        cls.ports = cls.aggd.ports
 
     @classmethod
     def tearDownClass(cls):
