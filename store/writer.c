@@ -584,6 +584,14 @@ static void done(void *arg, struct agg_work *item)
 
 static const struct agg_workq_ops writer_ops = {thread_init, thread_fini, work, done};
 
+static double since_commit(void *arg)
+{
+    struct st_writer *w = arg;
+    int64_t last = atomic_load_explicit(w->m_last_commit, memory_order_relaxed);
+
+    return last == 0 ? -1 : (double)(time(NULL) - last);
+}
+
 static double queue_depth(void *arg)
 {
     struct st_writer *w = arg;
@@ -616,7 +624,10 @@ static int register_metrics(struct st_writer *w, struct agg_metrics *m)
         w->m_retries == NULL || w->m_last_commit == NULL || w->h_rows == NULL ||
         w->h_copy == NULL ||
         agg_metrics_add_fn(m, "aggd_writer_queue_depth", NULL, "Batches waiting for a writer.",
-                           queue_depth, w) != AGG_OK)
+                           queue_depth, w) != AGG_OK ||
+        agg_metrics_add_fn(m, "aggd_seconds_since_last_commit", NULL,
+                           "Seconds since a batch last landed (-1: none yet).", since_commit,
+                           w) != AGG_OK)
         return AGG_ENOMEM;
     return AGG_OK;
 }

@@ -150,7 +150,11 @@ class OutageTest(DurabilityBase):
         streamer.stop()
         self.wait_drained(90)
         self.assert_exactly_once(streamer.acked, self.counts(), "across a 20 s outage")
-        self.assertIn("aggd_writer_retries_total", self.aggd.get("/metrics")[2])
+        metrics = self.aggd.get("/metrics")[2]
+        self.assertRegex(metrics, r"aggd_writer_retries_total [1-9]")
+        for name in ("aggd_spool_bytes", "aggd_spool_segments", "aggd_oldest_uncommitted_seconds",
+                     "aggd_spool_replayed_total", "aggd_seconds_since_last_commit"):
+            self.assertRegex(metrics, rf"(?m)^{name} -?[0-9.e+]+$")
         self.assertEqual(self.aggd.stop(), 0)
 
 
