@@ -74,14 +74,20 @@ class IngestTest(unittest.TestCase):
             cur.execute(sql, params)
             return cur.fetchone()[0]
 
-    def post(self, body, ctype="application/x-ndjson", encoding=None, query="?wait=commit",
-             headers=None):
-        hdrs = {"Content-Type": ctype}
+    def post(self, body, ctype="application/x-ndjson", encoding=None, query="?wait=commit"):
+        """POSTs <body> with curl, the client operators use; (status, headers, body)."""
+        if isinstance(body, str):
+            body = body.encode()
+        args = ["curl", "-sS", "-X", "POST", "--data-binary", "@-", "-D", "-",
+                "-H", f"Content-Type: {ctype}"]
         if encoding:
-            hdrs["Content-Encoding"] = encoding
-        hdrs.update(headers or {})
-        return h.request(self.aggd.http_port, "POST", "/v1/logs" + query, body=body,
-                         headers=hdrs)
+            args += ["-H", f"Content-Encoding: {encoding}"]
+        out = subprocess.run(args + [f"http://127.0.0.1:{self.aggd.http_port}/v1/logs{query}"],
+                             input=body, capture_output=True, check=True, timeout=60).stdout
+        head, _, text = out.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+        return int(lines[0].split()[1]), headers, text.decode("utf-8", "replace")
 
     def logger(self, *args, tag):
         subprocess.run(["logger", "--server", "127.0.0.1", *args, f"{tag} hello"],
@@ -400,6 +406,72 @@ class IngestTest(unittest.TestCase):
                      "aggd_writer_queue_depth", 'aggd_pool_connections{state="in_use"}',
                      "aggd_rows_committed_total"):
             self.assertIn(name, text)
+
+
+class ConnectionTest(unittest.TestCase):
+    """Listener limits and addresses, each with a daemon of its own."""
+
+    def setUp(self):
+        self.db = h.Database()
+        out = h.run_aggd("migrate", "up", "--set", f"database.url={self.db.url}")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.aggd = None
+
+    def tearDown(self):
+        if self.aggd is not None:
+            self.assertEqual(self.aggd.stop(), 0, self.aggd.output())
+            self.aggd.close()
+        self.db.close()
+
+    def count(self, message):
+        conn = psycopg2.connect(self.db.url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM system_logs WHERE message = %s", (message,))
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+
+    def test_connection_limit_and_idle_timeout(self):
+        self.aggd = h.Aggd(self.db.url, "--set", "listen.max_connections=2",
+                           "--set", "listen.idle_timeout_seconds=1", "--set", "batch.max_ms=20")
+        port = self.aggd.ports["syslog_tcp"]
+        first = socket.create_connection(("127.0.0.1", port))
+        second = socket.create_connection(("127.0.0.1", port))
+        time.sleep(0.2)
+        third = socket.create_connection(("127.0.0.1", port))
+        third.settimeout(5)
+        self.assertEqual(third.recv(1), b"")  # refused: closed at once
+        third.close()
+        _, _, text = self.aggd.get("/metrics")
+        self.assertIn('aggd_connections_refused_total{transport="syslog_tcp"} 1', text)
+        # silent past the idle timeout: closed by aggd, and a partial line still lands
+        first.sendall(b"<14>1 - h app - - - idle-tail")
+        first.settimeout(5)
+        self.assertEqual(first.recv(1), b"")
+        second.close()
+        first.close()
+        h.wait_for(lambda: self.count("idle-tail") == 1, 10, what="the idle tail")
+        _, _, text = self.aggd.get("/metrics")
+        self.assertRegex(text, r'aggd_connections_idle_closed_total\{transport="syslog_tcp"\} [1-9]')
+
+    def test_ipv6_listeners(self):
+        ports = {"http": h.free_port(), "syslog_udp": h.free_port(socket.SOCK_DGRAM),
+                 "syslog_tcp": h.free_port(), "json_tcp": h.free_port()}
+        self.aggd = h.Aggd(self.db.url, "--set", f"listen.syslog_tcp=[::1]:{ports['syslog_tcp']}",
+                           "--set", f"listen.syslog_udp=[::1]:{ports['syslog_udp']}",
+                           "--set", "batch.max_ms=20", ports=ports)
+        with socket.create_connection(("::1", ports["syslog_tcp"])) as s:
+            s.sendall(b"<14>1 - h app - - - over-ipv6-tcp\n")
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.sendto(b"<14>1 - h app - - - over-ipv6-udp", ("::1", ports["syslog_udp"]))
+        h.wait_for(lambda: self.count("over-ipv6-tcp") == 1 and self.count("over-ipv6-udp") == 1,
+                   10, what="IPv6 events")
+        conn = psycopg2.connect(self.db.url)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM ingest_rejects")
+            self.assertEqual(cur.fetchone()[0], 0)
+        conn.close()
 
 
 class AuthTest(unittest.TestCase):
