@@ -145,15 +145,9 @@ bool ing_pipeline_accepting(const struct ing_pipeline *p)
 
 static int push_flight(struct ing_pipeline *p, const struct st_batch *b)
 {
-    if (p->nflights == p->cap_flights) {
-        size_t cap = p->cap_flights ? p->cap_flights * 2 : 16;
-        struct flight *f = agg_realloc(p->flights, cap * sizeof(*f));
-
-        if (f == NULL)
-            return AGG_ENOMEM;
-        p->flights = f;
-        p->cap_flights = cap;
-    }
+    if (agg_grow((void **)&p->flights, sizeof(*p->flights), &p->cap_flights,
+                 p->nflights + 1) != AGG_OK)
+        return AGG_ENOMEM;
     p->flights[p->nflights++] = (struct flight){b->seq, b->end, b->opened_us, false};
     return AGG_OK;
 }
@@ -403,15 +397,9 @@ int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg
         fn(arg, !p->lost); /* nothing pending: landed already */
         return AGG_OK;
     }
-    if (p->nwaiters == p->cap_waiters) {
-        size_t cap = p->cap_waiters ? p->cap_waiters * 2 : 16;
-        struct waiter *w = agg_realloc(p->waiters, cap * sizeof(*w));
-
-        if (w == NULL)
-            return AGG_ENOMEM;
-        p->waiters = w;
-        p->cap_waiters = cap;
-    }
+    if (agg_grow((void **)&p->waiters, sizeof(*p->waiters), &p->cap_waiters,
+                 p->nwaiters + 1) != AGG_OK)
+        return AGG_ENOMEM;
     p->waiters[p->nwaiters++] = (struct waiter){seq, fn, arg};
     if (open)
         submit_open(p);

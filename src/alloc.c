@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/err.h"
+
 static atomic_long fail_after = -1; /* < 0: never fail */
 static atomic_long ok_count;
 
@@ -70,4 +72,21 @@ char *agg_strndup(const char *s, size_t n)
 char *agg_strdup(const char *s)
 {
     return s == NULL ? NULL : agg_strndup(s, strlen(s));
+}
+
+int agg_grow(void **p, size_t size, size_t *cap, size_t need)
+{
+    size_t n = *cap ? *cap : 16;
+    void *q;
+
+    if (need <= *cap)
+        return AGG_OK;
+    while (n < need)
+        n *= 2;
+    q = agg_realloc(*p, n * size);
+    if (q == NULL)
+        return AGG_ENOMEM;
+    *p = q;
+    *cap = n;
+    return AGG_OK;
 }

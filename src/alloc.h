@@ -19,6 +19,10 @@ char *agg_strdup(const char *s);
 /* Copy of the <n> bytes at <s>, NUL-terminated. Caller owns it: free(). */
 char *agg_strndup(const char *s, size_t n);
 
+/* Grows the array at *<p> (elements of <size> bytes, capacity *<cap>) to hold at least
+ * <need> elements, doubling from 16. AGG_OK, or AGG_ENOMEM leaving it untouched. */
+int agg_grow(void **p, size_t size, size_t *cap, size_t need);
+
 /* Test hook: the <n>th allocation from now on (0 = the next) and every one after it
  * fails, until agg_alloc_fail_after(-1). Returns how many allocations succeeded
  * since the previous call. */

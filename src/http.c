@@ -173,15 +173,8 @@ void agg_http_free(struct agg_http *h)
 int agg_http_route(struct agg_http *h, enum evhttp_cmd_type method, const char *pattern,
                    agg_http_handler fn, void *arg)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        struct route *r = agg_realloc(h->routes, cap * sizeof(*r));
-
-        if (r == NULL)
-            return AGG_ENOMEM;
-        h->routes = r;
-        h->cap = cap;
-    }
+    if (agg_grow((void **)&h->routes, sizeof(*h->routes), &h->cap, h->n + 1) != AGG_OK)
+        return AGG_ENOMEM;
     h->routes[h->n++] = (struct route){method, pattern, fn, arg};
     return AGG_OK;
 }

@@ -76,15 +76,8 @@ static struct series *add(struct agg_metrics *m, enum agg_metric_type type, cons
 {
     struct series *s;
 
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 32;
-        struct series **items = agg_realloc(m->items, cap * sizeof(*items));
-
-        if (items == NULL)
-            return NULL;
-        m->items = items;
-        m->cap = cap;
-    }
+    if (agg_grow((void **)&m->items, sizeof(*m->items), &m->cap, m->n + 1) != AGG_OK)
+        return NULL;
     s = agg_calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;

@@ -52,24 +52,6 @@ void st_batch_reset(struct st_batch *b)
     b->skipped = 0;
 }
 
-/* Grows the array at *<p> (element size <size>, capacity *<cap>) to hold <need>. */
-static int grow(void **p, size_t size, size_t *cap, size_t need)
-{
-    size_t n = *cap ? *cap : 16;
-    void *q;
-
-    if (need <= *cap)
-        return AGG_OK;
-    while (n < need)
-        n *= 2;
-    q = agg_realloc(*p, n * size);
-    if (q == NULL)
-        return AGG_ENOMEM;
-    *p = q;
-    *cap = n;
-    return AGG_OK;
-}
-
 int st_batch_month_of(int64_t us)
 {
     int64_t days = us >= 0 ? us / (86400 * ING_US_PER_SEC)
@@ -89,7 +71,7 @@ static int note_month(struct st_batch *b, int month)
         if (b->months[i] == month)
             return AGG_OK;
     }
-    if (grow((void **)&b->months, sizeof(*b->months), &cap, (size_t)b->nmonths + 1) != AGG_OK)
+    if (agg_grow((void **)&b->months, sizeof(*b->months), &cap, (size_t)b->nmonths + 1) != AGG_OK)
         return AGG_ENOMEM;
     b->cap_months = (int)cap;
     b->months[b->nmonths++] = month;
@@ -132,7 +114,7 @@ int st_batch_add(struct st_batch *b, const struct ing_record *rec, int64_t creat
 {
     size_t copy_mark = b->copy.len;
 
-    if (grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
+    if (agg_grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
         st_copy_encode(&b->copy, rec, created_us, original_us, scratch) != AGG_OK)
         return AGG_ENOMEM;
     return finish_row(b, copy_mark, st_batch_month_of(created_us), transport, peer,
@@ -147,7 +129,7 @@ int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int mont
 
     if (len == 0 || text[len - 1] != '\n' || memchr(text, '\n', len - 1) != NULL)
         return AGG_EINVAL; /* exactly one COPY line, or the row count would drift */
-    if (grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
+    if (agg_grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
         ing_buf_append(&b->copy, text, len) != AGG_OK)
         return AGG_ENOMEM;
     return finish_row(b, copy_mark, month, transport, peer, received_us, raw, raw_len);
@@ -163,7 +145,7 @@ int st_batch_add_reject(struct st_batch *b, enum ing_transport transport, const 
 
     if (raw_len > UINT32_MAX)
         raw_len = UINT32_MAX;
-    if (grow((void **)&b->rejects, sizeof(*b->rejects), &b->cap_rejects, b->nrejects + 1) !=
+    if (agg_grow((void **)&b->rejects, sizeof(*b->rejects), &b->cap_rejects, b->nrejects + 1) !=
             AGG_OK ||
         ing_buf_append(&b->raw, peer, peer_len) != AGG_OK ||
         ing_buf_append(&b->raw, why, why_len) != AGG_OK ||

@@ -70,7 +70,7 @@ struct thread {
     struct st_writer *w;
     PGconn *conn;
     int *months; /* partitions known to exist */
-    int nmonths, cap_months;
+    size_t nmonths, cap_months;
     char why[1024];
     long line; /* COPY line PostgreSQL blamed, 0 if none */
     int64_t last_log_us;
@@ -394,7 +394,7 @@ static enum outcome write_range(struct thread *t, struct st_batch *b, size_t lo,
 
 static bool month_known(const struct thread *t, int month)
 {
-    for (int i = 0; i < t->nmonths; i++) {
+    for (size_t i = 0; i < t->nmonths; i++) {
         if (t->months[i] == month)
             return true;
     }
@@ -425,15 +425,9 @@ static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b
                      err.msg);
             return OUT_TRANSIENT;
         }
-        if (t->nmonths == t->cap_months) {
-            int cap = t->cap_months ? t->cap_months * 2 : 8;
-            int *m = agg_realloc(t->months, (size_t)cap * sizeof(*m));
-
-            if (m == NULL)
-                return OUT_OK; /* uncached: asked again next time */
-            t->months = m;
-            t->cap_months = cap;
-        }
+        if (agg_grow((void **)&t->months, sizeof(*t->months), &t->cap_months,
+                     t->nmonths + 1) != AGG_OK)
+            return OUT_OK; /* uncached: asked again next time */
         t->months[t->nmonths++] = month;
     }
     return OUT_OK;
@@ -448,15 +442,9 @@ static enum outcome load_done(struct thread *t, const struct st_batch *b)
     PGresult *res;
     int nint;
 
-    if (n > t->cap_done) {
-        bool *d = agg_realloc(t->done, n * sizeof(*d));
-
-        if (d == NULL) {
-            snprintf(t->why, sizeof(t->why), "out of memory");
-            return OUT_TRANSIENT;
-        }
-        t->done = d;
-        t->cap_done = n;
+    if (agg_grow((void **)&t->done, sizeof(*t->done), &t->cap_done, n) != AGG_OK) {
+        snprintf(t->why, sizeof(t->why), "out of memory");
+        return OUT_TRANSIENT;
     }
     res = PQexecParams(t->conn, committed_sql, 1, NULL, params, NULL, NULL, 0);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
