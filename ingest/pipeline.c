@@ -70,6 +70,7 @@ struct ing_pipeline {
     uint64_t landed_upto; /* every seq below it has landed */
     uint64_t prefix;      /* every spool position below it is committed */
     bool lost;            /* a batch came back not landed (stopping) */
+    bool stopped;         /* the writers are gone: nothing more is submitted */
     struct waiter *waiters;
     size_t nwaiters, cap_waiters;
     /* replay */
@@ -157,7 +158,7 @@ static void submit_open(struct ing_pipeline *p)
 {
     struct st_batch *b = p->open;
 
-    if (b == NULL || st_batch_is_empty(b)) {
+    if (b == NULL || st_batch_is_empty(b) || p->stopped) {
         p->flush_wanted = false;
         return;
     }
@@ -393,6 +394,10 @@ int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg
     bool open = p->open != NULL && !st_batch_is_empty(p->open);
     uint64_t seq = open ? p->open->seq : p->next_seq - 1;
 
+    if (p->stopped) {
+        fn(arg, false); /* it stays in the spool for the next start */
+        return AGG_OK;
+    }
     if (p->next_seq == 0 || seq < p->landed_upto) {
         fn(arg, !p->lost); /* nothing pending: landed already */
         return AGG_OK;
@@ -569,7 +574,7 @@ fail:
 
 void ing_pipeline_shutdown(struct ing_pipeline *p)
 {
-    if (p == NULL || p->writer == NULL)
+    if (p == NULL || p->writer == NULL || p->stopped)
         return;
     if (p->open != NULL && !st_batch_is_empty(p->open) && push_flight(p, p->open) == AGG_OK) {
         p->open->stream = p->stream;
@@ -578,6 +583,7 @@ void ing_pipeline_shutdown(struct ing_pipeline *p)
         p->open = NULL;
     }
     st_writer_stop(p->writer);
+    p->stopped = true;
 }
 
 void ing_pipeline_free(struct ing_pipeline *p)

@@ -332,24 +332,28 @@ static int start_ingest(struct server *s, struct agg_err *err)
     return AGG_OK;
 }
 
-/* Stops taking events, lets the writers land what was taken, and frees ingest. */
+/* Stops taking events, lets the writers land what was taken, and frees ingest. The
+ * order matters: pending token checks may still ingest (jobs first), pending spool
+ * syncs answer HTTP requests and may wait on the pipeline (spool before pipeline),
+ * and the pipeline's last waiters answer through the HTTP layer (pipeline before
+ * it). */
 static void stop_ingest(struct server *s)
 {
     for (size_t i = 0; i < sizeof(s->listeners) / sizeof(s->listeners[0]); i++) {
         ing_listener_free(s->listeners[i]); /* delivers what connections had read */
         s->listeners[i] = NULL;
     }
-    ing_pipeline_shutdown(s->pipeline);
-    ing_http_free(s->ingest_http);
-    s->ingest_http = NULL;
     st_jobs_free(s->jobs);
     s->jobs = NULL;
-    api_sessions_free(s->sessions);
-    s->sessions = NULL;
+    ing_pipeline_shutdown(s->pipeline);
+    st_spool_free(s->spool);
+    s->spool = NULL;
     ing_pipeline_free(s->pipeline);
     s->pipeline = NULL;
-    st_spool_free(s->spool); /* after the writers: their callbacks release segments */
-    s->spool = NULL;
+    ing_http_free(s->ingest_http);
+    s->ingest_http = NULL;
+    api_sessions_free(s->sessions);
+    s->sessions = NULL;
 }
 
 static int start_signals(struct server *s, struct agg_err *err)

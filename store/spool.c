@@ -87,6 +87,7 @@ struct list {
 struct seg {
     uint64_t base;
     uint64_t bytes; /* file size; for the open segment only as of the last rotation */
+    bool released;  /* st_spool_release took its bytes off s->used already */
 };
 
 struct waiter {
@@ -637,17 +638,12 @@ static int rotate(struct st_spool *s)
     if (s->fsync_mode != AGG_SPOOL_FSYNC_NEVER && s->written > s->synced && sync_now(s) != AGG_OK)
         return AGG_ERR;
     if (s->nsegs == s->cap_segs) {
-        size_t cap = s->cap_segs * 2;
-        struct seg *g;
+        int rc;
 
         pthread_mutex_lock(&s->lock); /* st_spool_read copies the list */
-        g = agg_realloc(s->segs, cap * sizeof(*g));
-        if (g != NULL) {
-            s->segs = g;
-            s->cap_segs = cap;
-        }
+        rc = agg_grow((void **)&s->segs, sizeof(*s->segs), &s->cap_segs, s->nsegs + 1);
         pthread_mutex_unlock(&s->lock);
-        if (g == NULL) {
+        if (rc != AGG_OK) {
             set_problem(s, "could not start a new spool segment in \"%s\": out of memory", s->dir);
             return AGG_ERR;
         }
@@ -672,6 +668,7 @@ static int rotate(struct st_spool *s)
     s->segs[s->nsegs - 1].bytes = s->seg_len;
     s->segs[s->nsegs].base = s->written;
     s->segs[s->nsegs].bytes = 0;
+    s->segs[s->nsegs].released = false;
     s->nsegs++;
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add(&s->nsegments, 1);
@@ -742,16 +739,26 @@ out:
     return rc;
 }
 
-/* Deletes the segments wholly before <pos>, never the open one. */
+/* The segments wholly before <pos> (never the open one): how many. s->segs is only
+ * mutated by the spool thread, under the lock. */
+static size_t releasable(const struct st_spool *s, uint64_t pos)
+{
+    size_t n = 0;
+
+    while (n + 1 < s->nsegs && s->segs[n + 1].base <= pos)
+        n++;
+    return n;
+}
+
+/* Deletes the segments wholly before <pos>. Their bytes left s->used when
+ * st_spool_release marked them; what cannot be deleted gets them back. */
 static void release_segments(struct st_spool *s, uint64_t pos)
 {
     char name[SEG_NAME_BYTES];
-    uint64_t bytes = 0;
-    size_t n = 0, gone = 0;
+    uint64_t bytes = 0, back = 0;
+    size_t n = releasable(s, pos), gone = 0;
 
     s->released = pos;
-    while (n + 1 < s->nsegs && s->segs[n + 1].base <= pos)
-        n++;
     for (; gone < n; gone++) {
         seg_name(name, s->segs[gone].base);
         if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT) {
@@ -759,15 +766,23 @@ static void release_segments(struct st_spool *s, uint64_t pos)
                          strerror(errno));
             break;
         }
-        bytes += s->segs[gone].bytes;
     }
-    if (gone == 0)
-        return;
     pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (i < gone && !s->segs[i].released)
+            bytes += s->segs[i].bytes;
+        if (i >= gone && s->segs[i].released) { /* still there: still counts */
+            s->segs[i].released = false;
+            back += s->segs[i].bytes;
+        }
+    }
     memmove(s->segs, s->segs + gone, (s->nsegs - gone) * sizeof(*s->segs));
     s->nsegs -= gone;
     pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&s->used, back);
     atomic_fetch_sub(&s->used, bytes);
+    if (gone == 0)
+        return;
     atomic_fetch_sub(&s->nsegments, (int)gone);
     atomic_store(&s->refused, REFUSED_NONE);
     s->retry_at_us = 0; /* a full disk may have room now: retry at once */
@@ -1112,12 +1127,28 @@ int st_spool_sync(struct st_spool *s, void (*fn)(void *arg), void *arg)
 
 void st_spool_release(struct st_spool *s, uint64_t pos)
 {
+    uint64_t freed = 0;
+
     pthread_mutex_lock(&s->lock);
     if (pos > s->release_pos) {
+        size_t n = releasable(s, pos);
+
+        /* the room counts at once (the pipeline checks right after releasing); the
+         * files go on the spool thread */
+        for (size_t i = 0; i < n; i++) {
+            if (!s->segs[i].released) {
+                s->segs[i].released = true;
+                freed += s->segs[i].bytes;
+            }
+        }
         s->release_pos = pos;
         pthread_cond_signal(&s->cond);
     }
     pthread_mutex_unlock(&s->lock);
+    if (freed > 0) {
+        atomic_fetch_sub(&s->used, freed);
+        atomic_store(&s->refused, REFUSED_NONE);
+    }
 }
 
 /* ---- open and recovery -------------------------------------------------------------- */
@@ -1224,18 +1255,7 @@ static int load_id(struct st_spool *s, struct agg_err *err)
 
 static int grow_segs(struct st_spool *s)
 {
-    size_t cap;
-    struct seg *g;
-
-    if (s->nsegs < s->cap_segs)
-        return AGG_OK;
-    cap = s->cap_segs != 0 ? s->cap_segs * 2 : 8;
-    g = agg_realloc(s->segs, cap * sizeof(*g));
-    if (g == NULL)
-        return AGG_ENOMEM;
-    s->segs = g;
-    s->cap_segs = cap;
-    return AGG_OK;
+    return agg_grow((void **)&s->segs, sizeof(*s->segs), &s->cap_segs, s->nsegs + 1);
 }
 
 static int cmp_seg(const void *a, const void *b)
@@ -1270,6 +1290,7 @@ static int list_segments(struct st_spool *s, struct agg_err *err)
         }
         s->segs[s->nsegs].base = base;
         s->segs[s->nsegs].bytes = 0;
+        s->segs[s->nsegs].released = false;
         s->nsegs++;
     }
     closedir(d);
@@ -1424,6 +1445,7 @@ static int recover(struct st_spool *s, struct st_spool_report *rep, struct agg_e
                                strerror(errno));
         s->segs[0].base = 0;
         s->segs[0].bytes = 0;
+        s->segs[0].released = false;
         s->nsegs = 1;
     } else {
         for (size_t i = 0; i < s->nsegs && rc == AGG_OK; i++)
