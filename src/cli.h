@@ -33,4 +33,9 @@ const char *agg_cli_option(const struct cli *cli, const char *name, int *dup);
 int agg_cmd_user(const struct cli *cli, struct agg_config *cfg);
 int agg_cmd_token(const struct cli *cli, struct agg_config *cfg);
 
+/* `aggd partitions maintain|list` and `aggd archive list|verify|restore`
+ * (src/cli_partitions.c): exit status 0, 1 or 2. */
+int agg_cmd_partitions(const struct cli *cli, struct agg_config *cfg);
+int agg_cmd_archive(const struct cli *cli, struct agg_config *cfg);
+
 #endif

@@ -514,6 +514,15 @@ struct agg_config *agg_config_build(const char *path, char *const *envp, char *c
             goto fail;
         }
     }
+    if (cfg->partitions.accept_past_months > cfg->partitions.retention_months) {
+        /* else a late row could recreate a month that is already archived */
+        agg_err_set(err, AGG_EINVAL,
+                    "invalid value for \"partitions.accept_past_months\": %lld is more than "
+                    "partitions.retention_months (%lld)",
+                    (long long)cfg->partitions.accept_past_months,
+                    (long long)cfg->partitions.retention_months);
+        goto fail;
+    }
     return cfg;
 
 fail:

@@ -38,8 +38,9 @@ static const char usage_text[] =
     "\n"
     "  serve      [--migrate]                       run the daemon (foreground)\n"
     "  migrate    [up | down N | status]            apply/revert embedded schema migrations\n"
-    "  partitions maintain [--now ISO8601] | list   partition lifecycle, once\n"
-    "  archive    list | verify YYYY-MM | restore YYYY-MM\n"
+    "  partitions maintain [--now ISO8601] [--rearchive] | list\n"
+    "                                               partition lifecycle, once\n"
+    "  archive    list | verify YYYY-MM | restore YYYY-MM  [--table system_logs|alerts]\n"
     "  user       add --email E --role admin|editor|viewer [--name N]  (password on stdin)\n"
     "  token      create --email E --scope ingest|api [--ttl-days N]\n"
     "  config     check                             validate and print the configuration\n"
@@ -237,19 +238,12 @@ static int cmd_serve(const struct cli *cli, struct agg_config *cfg)
     return EXIT_SUCCESS;
 }
 
-static int cmd_later(const struct cli *cli, struct agg_config *cfg)
-{
-    (void)cfg;
-    fprintf(stderr, "aggd: %s: not yet implemented\n", cli->command);
-    return EXIT_FAILURE;
-}
-
 static const struct {
     const char *name;
     int (*fn)(const struct cli *, struct agg_config *);
 } commands[] = {
-    {"serve", cmd_serve},          {"migrate", cmd_migrate}, {"partitions", cmd_later},
-    {"archive", cmd_later},        {"user", agg_cmd_user},   {"token", agg_cmd_token},
+    {"serve", cmd_serve},          {"migrate", cmd_migrate}, {"partitions", agg_cmd_partitions},
+    {"archive", agg_cmd_archive},  {"user", agg_cmd_user},   {"token", agg_cmd_token},
     {"config", cmd_config},        {"version", cmd_version},
 };
 

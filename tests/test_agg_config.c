@@ -188,6 +188,8 @@ static void test_config_errors_name_the_key_and_the_source(void **state)
     expect_error(NULL, NULL, bad_port, 1, "listen.http", "port", NULL);
     expect_error(NULL, NULL, bad_level, 1, "log.level", "loud", NULL);
     expect_error(NULL, NULL, empty_dir, 1, "spool.dir", "empty", NULL);
+    expect_error("partitions.retention_months = 2\npartitions.accept_past_months = 3\n", NULL,
+                 NULL, 0, "partitions.accept_past_months", "retention_months", NULL);
 }
 
 static void test_config_missing_file_is_an_error(void **state)
