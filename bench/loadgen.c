@@ -5,7 +5,9 @@
  * Place: benchmark driver (bench/run.sh); not part of the daemon.
  * Threads: main thread parses the command line; the syslog-tcp and http modes run
  *          one worker thread per connection, each with its own generator and
- *          buffers; the only shared state is the http batch counter (atomic).
+ *          buffers; the only shared state is the http batch counter (atomic) and
+ *          the per-batch ack times (one slot per batch, written by the worker that
+ *          took the batch, read by main after the joins).
  * Ownership: every buffer belongs to one worker (or to main in copy mode).
  * Traps: event n is a pure function of (seed, n), so every mode and every run with
  *        the same seed produces the same rows whatever the connection count; only
@@ -1023,6 +1025,8 @@ static int write_all(int fd, struct iovec *iov, int cnt)
 struct shared {
     const struct options *opt;
     atomic_uint_fast64_t next_batch; /* http: next batch index to send */
+    double *ack_s; /* http: per batch, first send -> its 2xx in s; < 0: no 2xx (each
+                      slot written by the one worker that took that batch) */
 };
 
 struct worker {
@@ -1298,6 +1302,7 @@ static void *http_worker(void *arg)
     for (;;) {
         uint64_t b = atomic_fetch_add(&sh->next_batch, 1), first, last;
         int attempts = 0;
+        double t_send = -1;
 
         if (b >= nbatches)
             break;
@@ -1324,6 +1329,10 @@ static void *http_worker(void *arg)
                 if (fd < 0)
                     goto fatal;
             }
+            /* ack latency runs from the first send of the batch: a resend after a
+             * 503 (and its pause) is part of what the client waits */
+            if (t_send < 0)
+                t_send = mono_s();
             if (write_all(fd, iov, 2) != 0)
                 snprintf(why, sizeof(why), "%s", strerror(errno));
             else if (http_read_response(fd, &in, &r, why, sizeof(why)) == 0)
@@ -1362,6 +1371,8 @@ static void *http_worker(void *arg)
                              (int)body_line(&r.body), r.body.p ? r.body.p : "");
             } else {
                 uint64_t rej = rejected_in(&r.body);
+
+                sh->ack_s[b] = mono_s() - t_send;
 
                 w->rejected += rej;
                 w->sent += last - first - rej;
@@ -1434,6 +1445,28 @@ static int run_copy(const struct options *o, double *secs, uint64_t *sent)
     return rc;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* The <q> quantile of sorted <v>[<n>], <n> > 0: nearest rank. */
+static double percentile(const double *v, size_t n, double q)
+{
+    double x = (double)n * q;
+    size_t rank = (size_t)x; /* ceil(n q), 1-based */
+
+    if ((double)rank < x)
+        rank++;
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return v[rank - 1];
+}
+
 /* User + system CPU seconds of this process so far, all threads. */
 static double cpu_s(void)
 {
@@ -1455,11 +1488,20 @@ static int run_net(const struct options *o)
     struct shared sh = {.opt = o};
     struct worker *w = calloc((size_t)o->conns, sizeof(*w));
     uint64_t sent = 0, errors, requests = 0, non2xx = 0, retries = 0, rejected = 0;
-    double t0, secs;
+    uint64_t nbatches = o->mode == MODE_HTTP ? (o->count + o->batch - 1) / o->batch : 0;
+    double t0, secs, ack[3] = {0, 0, 0};
+    size_t nack = 0;
     int started = 0;
 
     if (w == NULL)
         die_oom();
+    if (nbatches > 0) {
+        sh.ack_s = malloc((size_t)nbatches * sizeof(*sh.ack_s));
+        if (sh.ack_s == NULL)
+            die_oom();
+        for (uint64_t i = 0; i < nbatches; i++)
+            sh.ack_s[i] = -1;
+    }
     atomic_init(&sh.next_batch, 0);
     t0 = mono_s();
     for (int i = 0; i < o->conns; i++) {
@@ -1486,17 +1528,32 @@ static int run_net(const struct options *o)
     }
     /* every event not delivered counts: refused, rejected, or never sent */
     errors = o->count - sent;
+    if (nbatches > 0) {
+        /* ack latency over the batches that got a 2xx (nearest rank) */
+        for (uint64_t i = 0; i < nbatches; i++)
+            if (sh.ack_s[i] >= 0)
+                sh.ack_s[nack++] = sh.ack_s[i];
+        if (nack > 0) {
+            qsort(sh.ack_s, nack, sizeof(*sh.ack_s), cmp_double);
+            ack[0] = percentile(sh.ack_s, nack, 0.50);
+            ack[1] = percentile(sh.ack_s, nack, 0.99);
+            ack[2] = sh.ack_s[nack - 1];
+        }
+    }
     if (o->mode == MODE_HTTP)
         printf("mode=%s events=%" PRIu64 " sent=%" PRIu64 " seconds=%.3f events_per_s=%.0f "
                "errors=%" PRIu64 " conns=%d batch=%" PRIu64 " requests=%" PRIu64 " non2xx=%" PRIu64
-               " retries_503=%" PRIu64 " rejected=%" PRIu64 " cpu_s=%.2f\n",
+               " retries_503=%" PRIu64 " rejected=%" PRIu64 " acks=%zu ack_p50_ms=%.2f"
+               " ack_p99_ms=%.2f ack_max_ms=%.2f cpu_s=%.2f\n",
                mode_name(o->mode), o->count, sent, secs, secs > 0 ? (double)sent / secs : 0, errors,
-               o->conns, o->batch, requests, non2xx, retries, rejected, cpu_s());
+               o->conns, o->batch, requests, non2xx, retries, rejected, nack, ack[0] * 1e3,
+               ack[1] * 1e3, ack[2] * 1e3, cpu_s());
     else
         printf("mode=%s events=%" PRIu64 " sent=%" PRIu64 " seconds=%.3f events_per_s=%.0f "
                "errors=%" PRIu64 " conns=%d cpu_s=%.2f\n",
                mode_name(o->mode), o->count, sent, secs, secs > 0 ? (double)sent / secs : 0, errors,
                o->conns, cpu_s());
+    free(sh.ack_s);
     free(w);
     return started == 0 || sent == 0 ? 1 : 0;
 }

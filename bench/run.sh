@@ -2,15 +2,21 @@
 # bench/run.sh [N] — aggd's ingest benchmark, all on this machine, in one run:
 #
 #   1. baseline: N rows loaded with `psql \copy` into a migrated system_logs
-#   2. for each mode of BENCH_MODES (default "syslog-tcp http"): aggd serve on a
-#      fresh database, N events from aggd_loadgen, timed from the loadgen start to
-#      the commit of the last row; aggd's peak RSS; every row checked to be there once
-#   3. for each mode: latency at half the peak rate just measured (min(N, 30 s of
-#      events)), p50/p99 of commit time - send time, computed in PostgreSQL
-#   4. a table of the figures
+#   2. for each mode of BENCH_MODES (default "syslog-tcp http") and each spool.fsync
+#      of BENCH_FSYNC (default "never batch always"): aggd serve on a fresh database
+#      with a fresh spool dir, N events from aggd_loadgen, timed from the loadgen
+#      start to the commit of the last row; aggd's peak RSS; every row checked to be
+#      there once
+#   3. for each mode: latency with spool.fsync=batch (the default) at half its peak
+#      rate just measured (min(N, 30 s of events)), p50/p99 of commit time - send
+#      time, computed in PostgreSQL; then, for each fsync value, a paced run at one
+#      common rate (half the slowest fsync value's peak): send -> commit as above,
+#      and for http the ack latency (request sent -> its 2xx, from the loadgen)
+#   4. the tables: vs COPY (spool.fsync=batch), and the fsync values vs never
 #
 # N defaults to 1000000. Environment:
 #   BENCH_MODES      modes to run (syslog-tcp, http)            default "syslog-tcp http"
+#   BENCH_FSYNC      spool.fsync values to run; must hold batch  default "never batch always"
 #   BENCH_BUILD_DIR  cmake build directory (RelWithDebInfo)     default <repo>/build
 #   BENCH_CONNS      loadgen connections                        default 4
 #   BENCH_BATCH      events per HTTP request                    default 1000
@@ -21,7 +27,8 @@
 #   BENCH_TMP        parent of the temp directory               default /tmp
 #   BENCH_LOADGEN_ARGS extra arguments for aggd_loadgen (e.g. "--retry-after-ms 20")
 #   BENCH_AGGD_ARGS  extra arguments for aggd serve, e.g. "--set batch.max_ms=50"
-#                    (the reported figures are then not the defaults': say so)
+#                    (the reported figures are then not the defaults': say so);
+#                    not spool.dir or spool.fsync (the script sets those per run)
 #
 # One throw-away PostgreSQL (scripts/pg.sh, unix socket, random port) serves every
 # step, with the same settings for baseline and aggd: track_commit_timestamp = on
@@ -33,6 +40,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
 readonly N=${1:-1000000}
 readonly MODES=${BENCH_MODES:-syslog-tcp http}
+readonly FSYNCS=${BENCH_FSYNC:-never batch always}
 readonly BUILD=${BENCH_BUILD_DIR:-$ROOT/build}
 readonly CONNS=${BENCH_CONNS:-4}
 readonly BATCH=${BENCH_BATCH:-1000}
@@ -42,6 +50,7 @@ readonly PG_SH=$ROOT/scripts/pg.sh
 readonly COLS="level, message, logger_name, module, function_name, line_number, correlation_id, user_id, request_id, request_method, request_path, request_ip, duration_ms, memory_usage_mb, exception_type, exception_message, stack_trace, extra_data, created_at"
 CLK_TCK=$(getconf CLK_TCK)
 readonly CLK_TCK
+readonly POLL_S=0.2
 # Extra arguments, split on blanks like a command line.
 read -r -a AGGD_EXTRA <<<"${BENCH_AGGD_ARGS:-}"
 read -r -a LOADGEN_EXTRA <<<"${BENCH_LOADGEN_ARGS:-}"
@@ -61,6 +70,13 @@ die() {
 for m in $MODES; do
     [[ $m == syslog-tcp || $m == http ]] || die "unknown mode \"$m\" in BENCH_MODES (syslog-tcp, http)"
 done
+for f in $FSYNCS; do
+    [[ $f == never || $f == batch || $f == always ]] ||
+        die "unknown spool.fsync \"$f\" in BENCH_FSYNC (never, batch, always)"
+done
+[[ " $FSYNCS " == *" batch "* ]] || die "BENCH_FSYNC must hold batch (the default, measured against COPY)"
+[[ ${BENCH_AGGD_ARGS:-} != *spool.fsync* && ${BENCH_AGGD_ARGS:-} != *spool.dir* ]] ||
+    die "BENCH_AGGD_ARGS must not set spool.fsync or spool.dir: BENCH_FSYNC chooses the former, the script the latter"
 for t in psql curl ss cmake; do
     command -v "$t" >/dev/null 2>&1 || die "$t not found (scripts/deps.sh installs it)"
 done
@@ -186,26 +202,80 @@ machine_ticks() {
     awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $6; exit }' /proc/stat
 }
 
+# procs FILE: "pid ppid comm self_ticks reaped_children_ticks" of every process.
+procs() {
+    awk '{
+        e = 0
+        for (i = length($0); i > 0; i--) if (substr($0, i, 1) == ")") { e = i; break }
+        c = index($0, "(")
+        comm = substr($0, c + 1, e - c - 1)
+        gsub(/[ \t]/, "_", comm)
+        split(substr($0, e + 2), f, " ")
+        # after "pid (comm) ": state ppid ... utime=12 stime=13 cutime=14 cstime=15
+        print $1, f[2], comm, f[12] + f[13], f[14] + f[15]
+    }' /proc/[0-9]*/stat 2>/dev/null >"$1" || true
+}
+
+# others A B AGGD_PID LG_PID LG_CPU_S: between procs snapshots A and B, the CPU of
+# processes other than aggd, the loadgen, the cluster (postmaster and its children)
+# and this script: the busiest ones first, "comm[pid] s, …" (0.1 s or more; their own
+# time only: what their children did shows when they are reaped, not when it ran,
+# so short-lived processes of others are only in the machine's total), then
+# ", run.sh and its short-lived children (psql, curl, sleep) s". A loadgen that bash
+# reaped already is in this script's children's time: LG_CPU_S is taken off it.
+others() {
+    local a=$1 b=$2 ag=$3 lg=$4 lgcpu=${5:-0} pm
+    pm=$(head -n 1 "$WORK/pg/data/postmaster.pid")
+    [[ $lgcpu =~ ^[0-9.]+$ ]] || lgcpu=0
+    awk -v hz="$CLK_TCK" -v pm="$pm" -v me="$$" -v ag="$ag" -v lg="$lg" -v lgcpu="$lgcpu" '
+        NR == FNR { s[$1] = $4; c[$1] = $5; next }
+        {
+            d = $4 - ($1 in s ? s[$1] : 0)
+            if ($1 == lg) lg_alive = 1
+            if ($1 == me) { mine = d + $5 - ($1 in c ? c[$1] : 0); next }
+            if ($1 == pm || $2 == pm || $1 == ag || $1 == lg) next
+            if (d >= 0.1 * hz) printf "%s[%s] %.1f\n", $3, $1, d / hz
+        }
+        END { printf "~ %.1f\n", (mine - (lg_alive ? 0 : lgcpu * hz)) / hz }' "$a" "$b" |
+        sort -k2,2 -rn | awk '{ if ($1 == "~") r = $2; else { printf "%s%s %s s", (n++ ? ", " : ""), $1, $2 } }
+            END { printf "%srun.sh and its short-lived children (psql, curl, sleep) %s s", (n ? ", " : ""), r }'
+}
+
 proc_ticks() {
     local f
     read -r -a f <"/proc/$1/stat"
     echo $((f[13] + f[14]))
 }
 
-# "tid name ticks" for each thread of process <pid>; name: "main" for the main
-# (event-loop) thread, else comm/tid.
+# "tid name ticks" for each thread of process <pid>. aggd does not name its threads;
+# they are named by start order, as src/server.c starts them: main (event loop),
+# spool (store/spool.c), WRITERS writers, 2 jobs. Another thread count than that:
+# "main" and comm/tid.
 thread_ticks() {
-    local t line rest name f
-    for t in /proc/"$1"/task/*; do
-        line=$(cat "$t/stat" 2>/dev/null) || continue
+    local t line rest name f tids=() rank=0 known=0
+    for t in /proc/"$1"/task/*; do tids+=("${t##*/}"); done
+    ((${#tids[@]} == WRITERS + 4)) && known=1
+    for t in $(printf '%s\n' "${tids[@]}" | sort -n); do
+        line=$(cat "/proc/$1/task/$t/stat" 2>/dev/null) || continue
         name=${line#*(}
         name=${name%)*}
-        name="${name// /_}/${t##*/}"
-        [[ ${t##*/} == "$1" ]] && name=main
+        name="${name// /_}/$t"
+        if [[ $t == "$1" ]]; then
+            name=main
+        elif ((known)); then
+            if ((rank == 1)); then
+                name=spool
+            elif ((rank <= WRITERS + 1)); then
+                name=writer$((rank - 1))
+            else
+                name=jobs$((rank - WRITERS - 1))
+            fi
+        fi
+        rank=$((rank + 1))
         rest=${line##*) }
         read -r -a f <<<"$rest"
         # after "pid (comm) ": state=0 ... utime=11 stime=12
-        echo "${t##*/} $name $((f[11] + f[12]))"
+        echo "$t $name $((f[11] + f[12]))"
     done
 }
 
@@ -219,54 +289,78 @@ thread_cpu() {
 
 # ---- aggd ---------------------------------------------------------------------
 
+# free_port VAR: sets VAR to a port no socket on this machine uses (TCP or UDP, any
+# state), below the ephemeral range so that no outgoing connection (psql, the
+# loadgen, other sessions) takes it before aggd binds it.
 free_port() {
-    local p
+    local p lo=32768 hi _ss
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    hi=$((lo - 1))
+    ((hi >= 21000)) || hi=60000
     for _ in $(seq 1 200); do
-        p=$(shuf -i 20000-60000 -n 1)
-        if [[ -z $(ss -Hltun "sport = :$p" 2>/dev/null) ]] && [[ " ${USED_PORTS:-} " != *" $p "* ]]; then
-            USED_PORTS="${USED_PORTS:-} $p"
-            echo "$p"
+        p=$(shuf -i "20000-$hi" -n 1)
+        [[ " $USED_PORTS " != *" $p "* ]] || continue
+        _ss=$(ss -Hatun "( sport = :$p )" 2>/dev/null) || _ss=''
+        if [[ -z $_ss ]]; then
+            USED_PORTS="$USED_PORTS $p"
+            printf -v "$1" '%s' "$p"
             return 0
         fi
     done
-    die "no free TCP port found"
+    die "no free port found"
 }
+USED_PORTS=''
 
+# start_aggd DB TAG FSYNC: aggd serve on database DB with spool.fsync=FSYNC and a
+# spool and archive dir of its own (stop_aggd removes them). A port taken between
+# the check and aggd's bind: new ports, up to 3 tries.
 start_aggd() {
-    local db=$1 tag=$2 url i
+    local db=$1 tag=$2 fsync=$3 url i try
     url=$("$PG_SH" url "$WORK/pg" "$db")
-    HTTP_PORT=$(free_port)
-    SYSLOG_PORT=$(free_port)
-    UDP_PORT=$(free_port)
-    JSON_PORT=$(free_port)
-    mkdir -p "$WORK/spool-$tag" "$WORK/archive-$tag"
+    SPOOL_DIR=$WORK/spool-$tag
+    ARCHIVE_DIR=$WORK/archive-$tag
     AGGD_LOG=$WORK/aggd-$tag.log
-    "$AGGD" serve --set database.url="$url" \
-        --set listen.http="127.0.0.1:$HTTP_PORT" \
-        --set listen.syslog_tcp="127.0.0.1:$SYSLOG_PORT" \
-        --set listen.syslog_udp="127.0.0.1:$UDP_PORT" \
-        --set listen.json_tcp="127.0.0.1:$JSON_PORT" \
-        --set ingest.http_auth=none \
-        --set spool.dir="$WORK/spool-$tag" \
-        --set archive.dir="$WORK/archive-$tag" \
-        "${AGGD_EXTRA[@]}" >"$AGGD_LOG" 2>&1 &
-    AGGD_PID=$!
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$AGGD_PID" 2>/dev/null; then
-            tail -n 20 "$AGGD_LOG" >&2
-            AGGD_PID=''
-            die "aggd serve exited at start (log above)"
-        fi
-        if curl -fs -o /dev/null "http://127.0.0.1:$HTTP_PORT/readyz"; then
-            return 0
-        fi
-        sleep 0.1
+    for ((try = 1; try <= 3; try++)); do
+        free_port HTTP_PORT
+        free_port SYSLOG_PORT
+        free_port UDP_PORT
+        free_port JSON_PORT
+        rm -rf "$SPOOL_DIR" "$ARCHIVE_DIR"
+        mkdir -p "$SPOOL_DIR" "$ARCHIVE_DIR"
+        "$AGGD" serve --set database.url="$url" \
+            --set listen.http="127.0.0.1:$HTTP_PORT" \
+            --set listen.syslog_tcp="127.0.0.1:$SYSLOG_PORT" \
+            --set listen.syslog_udp="127.0.0.1:$UDP_PORT" \
+            --set listen.json_tcp="127.0.0.1:$JSON_PORT" \
+            --set ingest.http_auth=none \
+            --set spool.dir="$SPOOL_DIR" \
+            --set spool.fsync="$fsync" \
+            --set archive.dir="$ARCHIVE_DIR" \
+            "${AGGD_EXTRA[@]}" >"$AGGD_LOG" 2>&1 &
+        AGGD_PID=$!
+        for ((i = 0; i < 300; i++)); do
+            if ! kill -0 "$AGGD_PID" 2>/dev/null; then
+                wait "$AGGD_PID" 2>/dev/null || true
+                AGGD_PID=''
+                if ((try < 3)) && grep -q 'could not listen' "$AGGD_LOG"; then
+                    say "aggd: $(grep -m 1 'could not listen' "$AGGD_LOG" | sed 's/.*ERROR //'); new ports"
+                    continue 2
+                fi
+                tail -n 20 "$AGGD_LOG" >&2
+                die "aggd serve exited at start (log above)"
+            fi
+            if curl -fs -o /dev/null "http://127.0.0.1:$HTTP_PORT/readyz"; then
+                return 0
+            fi
+            sleep 0.1
+        done
+        tail -n 20 "$AGGD_LOG" >&2
+        die "aggd not ready within 30 s"
     done
-    tail -n 20 "$AGGD_LOG" >&2
-    die "aggd not ready within 30 s"
 }
 
-# Stops aggd with SIGTERM; sets AGGD_EXIT (its exit status, or "killed").
+# Stops aggd with SIGTERM; sets AGGD_EXIT (its exit status, or "killed"); removes
+# its spool and archive dirs.
 stop_aggd() {
     local i
     kill -TERM "$AGGD_PID"
@@ -288,36 +382,39 @@ stop_aggd() {
         say "aggd exited with $AGGD_EXIT after SIGTERM; log tail:"
         tail -n 10 "$AGGD_LOG" >&2
     }
+    rm -rf "$SPOOL_DIR" "$ARCHIVE_DIR"
 }
 
-# aggd_rows_committed_total, or empty. Bash's /dev/tcp rather than curl: it is
-# called every 100 ms during the measurement and must cost next to nothing.
+# aggd_rows_committed_total, or empty. It is called every POLL_S during the
+# measurement and must cost little: bash's /dev/tcp for the request, one sed for the
+# answer (HTTP/1.0: aggd closes when done), ~4 ms of CPU. (Bash's read builtin reads
+# a socket a byte at a time: on /metrics' 7 KB that cost 19 ms per call, a fifth of
+# a core at 10 calls/s.)
 committed() {
-    local fd line v=''
+    local fd
     { exec {fd}<>"/dev/tcp/127.0.0.1/$HTTP_PORT"; } 2>/dev/null || return 0
     printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&"$fd" || true
-    while IFS= read -r -t 2 line <&"$fd"; do
-        if [[ $line == 'aggd_rows_committed_total '* ]]; then
-            v=${line##* }
-            v=${v%$'\r'}
-        fi
-    done
+    timeout 2 sed -n 's/^aggd_rows_committed_total \([0-9][0-9]*\)[^0-9]*$/\1/p' <&"$fd" || true
     exec {fd}<&-
-    [[ $v =~ ^[0-9]+$ ]] && echo "$v"
     return 0
 }
 
-# Waits until <db> holds <want> rows: polls aggd's /metrics every 100 ms (cheap, and
-# adds no load to PostgreSQL), falls back to count(*) every second when the metric is
-# missing, confirms with count(*). Once the loadgen (<lg_pid>, summary in <lg_out>)
-# has exited, waits only for the events it delivered, and gives up when nothing
-# moves for 60 s. 0 when all <want> rows are there.
+# nap SECONDS: sleep without starting a process (a read that times out on a pipe
+# nobody writes to).
+nap() { read -r -t "$1" <&"$NAP_FD" || true; }
+
+# Waits until <db> holds <want> rows: polls aggd's /metrics every POLL_S (cheap, and
+# adds no load to PostgreSQL; the end time is the last commit's timestamp, so the
+# interval does not matter to the figures), falls back to count(*) every 5th poll
+# when the metric is missing, confirms with count(*). Once the loadgen (<lg_pid>,
+# summary in <lg_out>) has exited, waits only for the events it delivered, and gives
+# up when nothing moves for 60 s. 0 when all <want> rows are there.
 wait_rows() {
-    local db=$1 want=$2 lg_pid=$3 lg_out=$4 target=$2 have=0 last=-1 still=0 c i=0 sent
+    local db=$1 want=$2 lg_pid=$3 lg_out=$4 target=$2 have=0 last=-1 still=0 c i=0 sent lg_done=0
     while :; do
         c=$(committed)
         if [[ -z $c ]]; then
-            if ((i % 10 == 0)); then c=$(sql "$db" "SELECT count(*) FROM system_logs"); else c=$have; fi
+            if ((i % 5 == 0)); then c=$(sql "$db" "SELECT count(*) FROM system_logs"); else c=$have; fi
         fi
         have=$c
         if ((have >= target)); then
@@ -328,30 +425,33 @@ wait_rows() {
                 return 1
             fi
         fi
-        if ! kill -0 "$lg_pid" 2>/dev/null; then
-            if ((target == want)); then
-                sent=$(field sent "$lg_out")
-                [[ $sent =~ ^[0-9]+$ ]] || sent=0
-                ((sent < want)) && target=$sent
+        if ((!lg_done)) && ! kill -0 "$lg_pid" 2>/dev/null; then
+            lg_done=1
+            sent=$(field sent "$lg_out")
+            [[ $sent =~ ^[0-9]+$ ]] || sent=0
+            if ((sent < want)); then
+                target=$sent
                 continue
             fi
+        fi
+        if ((lg_done)); then
             if ((have == last)); then still=$((still + 1)); else still=0; fi
-            if ((still >= 600)); then
+            if ((still >= 300)); then
                 say "gave up: $have of $want rows after 60 s without progress"
                 return 1
             fi
         fi
         last=$have
         i=$((i + 1))
-        sleep 0.1
+        nap "$POLL_S"
     done
 }
 
-# Runs the loadgen in the background; LG_PID, LG_OUT set.
+# start_loadgen MODE COUNT RATE TAG: the loadgen in the background; LG_PID, LG_OUT set.
 start_loadgen() {
-    local mode=$1 count=$2 rate=$3 port
+    local mode=$1 count=$2 rate=$3 tag=$4 port
     if [[ $mode == http ]]; then port=$HTTP_PORT; else port=$SYSLOG_PORT; fi
-    LG_OUT=$WORK/loadgen-$mode-$count-$rate.out
+    LG_OUT=$WORK/loadgen-$tag.out
     "$LOADGEN" --mode "$mode" --count "$count" --port "$port" --rate "$rate" \
         --conns "$CONNS" --batch "$BATCH" --seed "$SEED" "${LOADGEN_EXTRA[@]}" \
         >"$LG_OUT" 2>"$LG_OUT.err" &
@@ -412,118 +512,148 @@ note_noise() {
 
 ticks_s() { calcf '%.1f' '(b - a) / hz' b="$2" a="$1" hz="$CLK_TCK"; }
 
+# throughput MODE FSYNC: N events unpaced into aggd with spool.fsync=FSYNC; results
+# under the key MODE/FSYNC.
 throughput() {
-    local mode=$1 db=e2e_${1//-/_} t0 tend rows distinct ag0 ag1 pg0 pg1 hwm lg_errors secs \
-        mb0 mb1 mw0 mw1 lgcpu other t1
-    RESULT_OK[$mode]=yes
+    local mode=$1 fsync=$2 k="$1/$2" db tag t0 tend rows distinct ag0 ag1 pg0 pg1 hwm lg_errors \
+        secs mb0 mb1 mw0 mw1 lgcpu other t1 ag_pid lg_pid
+    db=e2e_${mode//-/_}_$fsync
+    tag=$mode-$fsync
+    RESULT_OK[$k]=yes
     fresh_db "$db"
-    start_aggd "$db" "$mode"
-    say "$mode: $N events over $CONNS connections"
+    start_aggd "$db" "$tag" "$fsync"
+    say "$mode, spool.fsync=$fsync: $N events over $CONNS connections"
     read -r mb0 mw0 < <(machine_ticks)
     ag0=$(proc_ticks "$AGGD_PID")
     pg0=$(pg_ticks)
-    thread_ticks "$AGGD_PID" >"$WORK/threads-$mode.0"
+    thread_ticks "$AGGD_PID" >"$WORK/threads-$tag.0"
+    procs "$WORK/procs-$tag.0"
     t0=$(now)
-    start_loadgen "$mode" "$N" 0
-    wait_rows "$db" "$N" "$LG_PID" "$LG_OUT" || RESULT_OK[$mode]=no
+    start_loadgen "$mode" "$N" 0 "$tag"
+    wait_rows "$db" "$N" "$LG_PID" "$LG_OUT" || RESULT_OK[$k]=no
     ag1=$(proc_ticks "$AGGD_PID")
     pg1=$(pg_ticks)
     read -r mb1 mw1 < <(machine_ticks)
     t1=$(now)
-    thread_ticks "$AGGD_PID" >"$WORK/threads-$mode.1"
-    RESULT_THREADS[$mode]=$(thread_cpu "$WORK/threads-$mode.0" "$WORK/threads-$mode.1")
+    procs "$WORK/procs-$tag.1"
+    ag_pid=$AGGD_PID
+    lg_pid=$LG_PID
+    thread_ticks "$AGGD_PID" >"$WORK/threads-$tag.1"
+    RESULT_THREADS[$k]=$(thread_cpu "$WORK/threads-$tag.0" "$WORK/threads-$tag.1")
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGGD_PID/status")
-    curl -fs --max-time 2 "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/metrics-$mode.txt" || true
+    curl -fs --max-time 2 "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/metrics-$tag.txt" || true
     wait "$LG_PID" || true
     cat "$LG_OUT.err" >&2
     lg_errors=$(field errors "$LG_OUT")
     stop_aggd
     read -r rows distinct < <(check_rows "$db")
-    RESULT_ROWS[$mode]="$rows/$distinct"
-    RESULT_EXIT[$mode]=$AGGD_EXIT
-    RESULT_LGERR[$mode]=${lg_errors:-?}
-    RESULT_LG_RATE[$mode]=$(field events_per_s "$LG_OUT")
-    RESULT_RSS[$mode]=$(calcf '%.1f' 'k / 1024' k="$hwm")
+    RESULT_ROWS[$k]="$rows/$distinct"
+    RESULT_EXIT[$k]=$AGGD_EXIT
+    RESULT_LGERR[$k]=${lg_errors:-?}
+    RESULT_LG_RATE[$k]=$(field events_per_s "$LG_OUT")
+    RESULT_RSS[$k]=$(calcf '%.1f' 'k / 1024' k="$hwm")
+    if [[ $mode == http ]]; then
+        RESULT_HTTP[$k]="requests $(field requests "$LG_OUT"), 503s $(field retries_503 "$LG_OUT"); ack (request sent -> 2xx, unpaced) p50 $(field ack_p50_ms "$LG_OUT") ms, p99 $(field ack_p99_ms "$LG_OUT") ms, max $(field ack_max_ms "$LG_OUT") ms"
+    fi
     lgcpu=$(field cpu_s "$LG_OUT")
+    RESULT_OTHERS[$k]=$(others "$WORK/procs-$tag.0" "$WORK/procs-$tag.1" "$ag_pid" "$lg_pid" "$lgcpu")
     other=$(calcf '%.1f' '(b1 - b0 - (a1 - a0) - (p1 - p0)) / hz - l' b1="$mb1" b0="$mb0" a1="$ag1" a0="$ag0" p1="$pg1" p0="$pg0" l="${lgcpu:-0}" hz="$CLK_TCK")
-    RESULT_CPU[$mode]="aggd $(ticks_s "$ag0" "$ag1") s, postgres $(ticks_s "$pg0" "$pg1") s, loadgen ${lgcpu:-?} s; machine busy $(ticks_s "$mb0" "$mb1") s, other processes $other s, iowait $(ticks_s "$mw0" "$mw1") s"
-    note_noise "aggd $mode" "$other" "$(calc 't1 - t0' t1="$t1" t0="$t0")"
+    RESULT_CPU[$k]="aggd $(ticks_s "$ag0" "$ag1") s, postgres $(ticks_s "$pg0" "$pg1") s, loadgen ${lgcpu:-?} s; machine busy $(ticks_s "$mb0" "$mb1") s, other processes $other s, iowait $(ticks_s "$mw0" "$mw1") s"
+    note_noise "aggd $mode, fsync $fsync" "$other" "$(calc 't1 - t0' t1="$t1" t0="$t0")"
     [[ $rows == "$N" && $distinct == "$N" && ${lg_errors:-1} == 0 && $AGGD_EXIT == 0 ]] ||
-        RESULT_OK[$mode]=no
+        RESULT_OK[$k]=no
     if ((rows > 0)); then
         # The end is the commit time of the last row, exact to the µs.
         tend=$(sql "$db" "SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin))) FROM system_logs")
         secs=$(calc 'e - s' e="$tend" s="$t0")
-        RESULT_S[$mode]=$secs
-        RESULT_RATE[$mode]=$(calc 'r / s' r="$rows" s="$secs")
-        say "$mode: $rows rows ($distinct distinct) in $(printf '%.2f' "$secs") s = $(printf '%.0f' "${RESULT_RATE[$mode]}") events/s; peak RSS ${RESULT_RSS[$mode]} MiB; CPU ${RESULT_CPU[$mode]}"
+        RESULT_S[$k]=$secs
+        RESULT_RATE[$k]=$(calc 'r / s' r="$rows" s="$secs")
+        say "$mode, fsync $fsync: $rows rows ($distinct distinct) in $(printf '%.2f' "$secs") s = $(printf '%.0f' "${RESULT_RATE[$k]}") events/s; peak RSS ${RESULT_RSS[$k]} MiB; CPU ${RESULT_CPU[$k]}"
     else
-        say "$mode: no row arrived (aggd log: $AGGD_LOG)"
+        say "$mode, fsync $fsync: no row arrived (aggd log: $AGGD_LOG)"
     fi
     sql postgres "DROP DATABASE $db" >/dev/null
 }
 
+# latency MODE FSYNC RATE KEY: aggd with spool.fsync=FSYNC, the loadgen paced at RATE
+# events/s for LATENCY_S s of events (at most N); send -> commit p50/p99/max of the
+# rows, and for http the loadgen's ack p50/p99/max; results under KEY. The verdict
+# "every row exactly once" goes to RESULT_OK[MODE/FSYNC].
 latency() {
-    local mode=$1 db=lat_${1//-/_} rate count rows distinct pct p50 p99 pmax t0 t1 \
+    local mode=$1 fsync=$2 rate=$3 k=$4 db tag count rows distinct pct p50 p99 pmax t0 t1 \
         mb0 mb1 ag0 ag1 pg0 pg1 other
-    if [[ -z ${RESULT_RATE[$mode]:-} ]]; then
-        say "$mode latency: skipped (no throughput figure)"
-        return 0
-    fi
-    rate=$(calci 'r / 2' r="${RESULT_RATE[$mode]}")
+    db=lat_${mode//-/_}_$fsync
+    tag=$mode-$fsync-lat-$rate
     ((rate >= 1)) || rate=1
     count=$(calci 'r * s' r="$rate" s="$LATENCY_S")
     ((count <= N)) || count=$N
     ((count >= 1)) || count=1
     fresh_db "$db"
-    start_aggd "$db" "$mode-latency"
-    say "$mode latency: $count events at $rate events/s"
+    start_aggd "$db" "$tag" "$fsync"
+    say "$mode latency, spool.fsync=$fsync: $count events at $rate events/s"
     read -r mb0 _ < <(machine_ticks)
     ag0=$(proc_ticks "$AGGD_PID")
     pg0=$(pg_ticks)
     t0=$(now)
-    start_loadgen "$mode" "$count" "$rate"
-    wait_rows "$db" "$count" "$LG_PID" "$LG_OUT" || RESULT_OK[$mode]=no
+    start_loadgen "$mode" "$count" "$rate" "$tag"
+    wait_rows "$db" "$count" "$LG_PID" "$LG_OUT" || RESULT_OK[$mode/$fsync]=no
     ag1=$(proc_ticks "$AGGD_PID")
     pg1=$(pg_ticks)
     read -r mb1 _ < <(machine_ticks)
     t1=$(now)
     wait "$LG_PID" || true
     other=$(calcf '%.1f' '(b1 - b0 - (a1 - a0) - (p1 - p0)) / hz - l' b1="$mb1" b0="$mb0" a1="$ag1" a0="$ag0" p1="$pg1" p0="$pg0" l="$(field cpu_s "$LG_OUT")" hz="$CLK_TCK")
-    note_noise "aggd $mode latency run" "$other" "$(calc 't1 - t0' t1="$t1" t0="$t0")"
+    note_noise "aggd $mode latency run, fsync $fsync at $rate/s" "$other" "$(calc 't1 - t0' t1="$t1" t0="$t0")"
     cat "$LG_OUT.err" >&2
-    LAT_LG_RATE[$mode]=$(field events_per_s "$LG_OUT")
+    LAT_LG_RATE[$k]=$(field events_per_s "$LG_OUT")
+    if [[ $mode == http ]]; then
+        LAT_ACK50[$k]=$(field ack_p50_ms "$LG_OUT")
+        LAT_ACK99[$k]=$(field ack_p99_ms "$LG_OUT")
+        LAT_ACKMAX[$k]=$(field ack_max_ms "$LG_OUT")
+        LAT_503[$k]=$(field retries_503 "$LG_OUT")
+    fi
     stop_aggd
-    [[ $AGGD_EXIT == 0 ]] || { RESULT_EXIT[$mode]="${RESULT_EXIT[$mode]}, latency run: $AGGD_EXIT"; RESULT_OK[$mode]=no; }
+    [[ $AGGD_EXIT == 0 ]] || {
+        RESULT_EXIT[$mode/$fsync]="${RESULT_EXIT[$mode/$fsync]:-}, latency run at $rate/s: $AGGD_EXIT"
+        RESULT_OK[$mode/$fsync]=no
+    }
     read -r rows distinct < <(check_rows "$db")
-    [[ $rows == "$count" && $distinct == "$count" ]] || RESULT_OK[$mode]=no
+    [[ $rows == "$count" && $distinct == "$count" ]] || RESULT_OK[$mode/$fsync]=no
     pct=$(sql "$db" "SELECT to_char(p[1], 'FM999990.0') || ' ' || to_char(p[2], 'FM999990.0') || ' ' || to_char(mx, 'FM999990.0')
         FROM (SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY ms) AS p, max(ms) AS mx
                 FROM (SELECT extract(epoch FROM (pg_xact_commit_timestamp(xmin) AT TIME ZONE 'UTC')
                                                 - created_at) * 1000 AS ms
                         FROM system_logs) s) q")
     read -r p50 p99 pmax <<<"$pct"
-    LAT_P50[$mode]=${p50:--}
-    LAT_P99[$mode]=${p99:--}
-    LAT_MAX[$mode]=${pmax:--}
-    LAT_RATE[$mode]=$rate
-    LAT_ROWS[$mode]="$rows/$distinct of $count"
-    say "$mode latency: p50 ${LAT_P50[$mode]} ms, p99 ${LAT_P99[$mode]} ms, max ${LAT_MAX[$mode]} ms"
+    LAT_P50[$k]=${p50:--}
+    LAT_P99[$k]=${p99:--}
+    LAT_MAX[$k]=${pmax:--}
+    LAT_RATE[$k]=$rate
+    LAT_ROWS[$k]="$rows/$distinct of $count"
+    say "$mode latency, fsync $fsync at $rate/s: send -> commit p50 ${LAT_P50[$k]} ms, p99 ${LAT_P99[$k]} ms, max ${LAT_MAX[$k]} ms${LAT_ACK99[$k]:+; ack p50 ${LAT_ACK50[$k]} ms, p99 ${LAT_ACK99[$k]} ms}"
     sql postgres "DROP DATABASE $db" >/dev/null
 }
 
 # ---- main ---------------------------------------------------------------------
 
 WORK=$(mktemp -d "${BENCH_TMP:-/tmp}/aggd-bench.XXXXXX")
-chmod 755 "$WORK" # as root, the cluster runs as user aggd and must reach $WORK/pg
+chmod 755 "$WORK"
+exec {NAP_FD}<> <(:) # as root, the cluster runs as user aggd and must reach $WORK/pg
+# What is measured: the commit, and the files that differ from it (the build is of
+# the working tree).
+REVISION=$(git -C "$ROOT" rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
+DIRTY=$({ git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null || true; } | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $2 }')
 build
 AGGD=$BUILD/aggd
 LOADGEN=$BUILD/bench/aggd_loadgen
 [[ -x $AGGD && -x $LOADGEN ]] || die "missing $AGGD or $LOADGEN after the build"
+WRITERS=$("$AGGD" config check "${AGGD_EXTRA[@]}" 2>/dev/null | sed -n 's/^writer\.threads = \([0-9]*\).*/\1/p')
+[[ $WRITERS =~ ^[0-9]+$ ]] || WRITERS=2
 start_pg
 
 declare -A COPY_S COPY_RATE COPY_CPU RESULT_S RESULT_RATE RESULT_RSS RESULT_ROWS RESULT_EXIT RESULT_OK \
-    RESULT_LGERR RESULT_LG_RATE RESULT_CPU RESULT_THREADS LAT_P50 LAT_P99 LAT_MAX LAT_RATE LAT_ROWS LAT_LG_RATE
+    RESULT_LGERR RESULT_LG_RATE RESULT_CPU RESULT_THREADS RESULT_OTHERS RESULT_HTTP LAT_P50 LAT_P99 LAT_MAX LAT_RATE \
+    LAT_ROWS LAT_LG_RATE LAT_ACK50 LAT_ACK99 LAT_ACKMAX LAT_503 COMMON_RATE
 NOISE=()
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 # A record of what else ran on the machine, for when the figures look odd.
@@ -532,16 +662,38 @@ TOP_PID=$!
 T_ALL=$(now)
 
 shape_of() { if [[ $1 == syslog-tcp ]]; then echo syslog; else echo json; fi; }
+nfsync=$(wc -w <<<"$FSYNCS")
 
 for m in $MODES; do
     s=$(shape_of "$m")
     [[ -n ${COPY_RATE[$s]:-} ]] || baseline "$s"
 done
 for m in $MODES; do
-    throughput "$m"
+    for f in $FSYNCS; do
+        throughput "$m" "$f"
+    done
 done
 for m in $MODES; do
-    latency "$m"
+    # The project's latency target: the default (batch) at half its own peak.
+    if [[ -n ${RESULT_RATE[$m/batch]:-} ]]; then
+        latency "$m" batch "$(calci 'r / 2' r="${RESULT_RATE[$m/batch]}")" "$m"
+    else
+        say "$m latency: skipped (no throughput figure with spool.fsync=batch)"
+    fi
+    # The fsync values against each other: one rate for all, half the slowest one's
+    # peak, so that none of them is saturated.
+    ((nfsync > 1)) || continue
+    slowest=''
+    for f in $FSYNCS; do
+        r=${RESULT_RATE[$m/$f]:-}
+        [[ -n $r ]] || continue
+        if [[ -z $slowest ]] || awk -v a="$r" -v b="$slowest" 'BEGIN { exit !(a < b) }'; then slowest=$r; fi
+    done
+    [[ -n $slowest ]] || continue
+    COMMON_RATE[$m]=$(calci 'r / 2' r="$slowest")
+    for f in $FSYNCS; do
+        latency "$m" "$f" "${COMMON_RATE[$m]}" "$m/$f"
+    done
 done
 
 # ---- report -------------------------------------------------------------------
@@ -555,12 +707,24 @@ verdict() {
         echo "NOT met"
     fi
 }
+# ratio A B: A / B with 2 decimals, "-" when either is missing
+ratio() {
+    if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+        calcf '%.2f' 'a / b' a="$1" b="$2"
+    else
+        echo -
+    fi
+}
+int() { if [[ $1 =~ ^[0-9.]+$ ]]; then printf '%.0f' "$1"; else echo -; fi; }
 
 echo
 echo "aggd ingest benchmark — $STARTED — $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), PostgreSQL $PG_VERSION"
+echo "aggd at $REVISION${DIRTY:+, with uncommitted changes to: $DIRTY}"
 if [[ -n ${BENCH_AGGD_ARGS:-} ]]; then settings="aggd with $BENCH_AGGD_ARGS"; else settings="aggd defaults (batch.max_rows 5000, batch.max_ms 200, writer.threads 2)"; fi
 [[ -z ${BENCH_LOADGEN_ARGS:-} ]] || settings="$settings; loadgen with $BENCH_LOADGEN_ARGS"
 echo "N = $N events; loadgen: $CONNS connections, http batch $BATCH, seed $SEED; $settings"
+echo
+echo "vs COPY (aggd with spool.fsync=batch, the default):"
 echo
 row() { printf '%-24s %9s %8s %10s %8s %8s %8s %8s\n' "$@"; }
 row mode events seconds events/s 'vs COPY' 'RSS MiB' 'p50 ms' 'p99 ms'
@@ -573,20 +737,50 @@ done
 declare -A RATIO
 for m in $MODES; do
     s=$(shape_of "$m")
-    if [[ -n ${RESULT_RATE[$m]:-} ]]; then
-        RATIO[$m]=$(calcf '%.2f' 'a / c' a="${RESULT_RATE[$m]}" c="${COPY_RATE[$s]}")
-        row "aggd $m" "$N" "$(printf '%.2f' "${RESULT_S[$m]}")" \
-            "$(printf '%.0f' "${RESULT_RATE[$m]}")" "${RATIO[$m]}" "${RESULT_RSS[$m]}" \
+    k=$m/batch
+    if [[ -n ${RESULT_RATE[$k]:-} ]]; then
+        RATIO[$m]=$(ratio "${RESULT_RATE[$k]}" "${COPY_RATE[$s]}")
+        row "aggd $m" "$N" "$(printf '%.2f' "${RESULT_S[$k]}")" \
+            "$(printf '%.0f' "${RESULT_RATE[$k]}")" "${RATIO[$m]}" "${RESULT_RSS[$k]}" \
             "${LAT_P50[$m]:--}" "${LAT_P99[$m]:--}"
     else
         RATIO[$m]=-
-        row "aggd $m" "$N" FAILED - - "${RESULT_RSS[$m]}" - -
+        row "aggd $m" "$N" FAILED - - "${RESULT_RSS[$k]:--}" - -
     fi
 done
 echo
 echo "vs COPY: aggd's events/s over psql \\copy's rows/s for the same rows (extra_data as aggd stores it"
 echo "from that transport). seconds: loadgen start to the commit of the last row."
 echo "p50/p99: commit time - send time of each row, at half the mode's events/s, ${LATENCY_S} s of events (at most N)."
+
+declare -A VS_NEVER
+if ((nfsync > 1)); then
+    echo
+    echo "spool.fsync (every accepted event is spooled; never = no fsync, the closest to no spool):"
+    echo
+    row2() { printf '%-10s %-6s %9s %6s %6s %6s %8s %7s %7s %6s %7s %7s %6s\n' "$@"; }
+    row2 mode fsync events/s 'vs nvr' 'vs CPY' 'RSS' 'paced/s' 'ack p50' 'ack p99' 'vs nvr' 'com p50' 'com p99' 'vs nvr'
+    row2 ---------- ------ --------- ------ ------ ------ -------- ------- ------- ------ ------- ------- ------
+    for m in $MODES; do
+        s=$(shape_of "$m")
+        for f in $FSYNCS; do
+            k=$m/$f
+            VS_NEVER[$k]=$(ratio "${RESULT_RATE[$k]:-}" "${RESULT_RATE[$m/never]:-}")
+            row2 "$m" "$f" "$(int "${RESULT_RATE[$k]:-}")" "${VS_NEVER[$k]}" \
+                "$(ratio "${RESULT_RATE[$k]:-}" "${COPY_RATE[$s]:-}")" "${RESULT_RSS[$k]:--}" \
+                "${LAT_RATE[$k]:--}" "${LAT_ACK50[$k]:--}" "${LAT_ACK99[$k]:--}" \
+                "$(ratio "${LAT_ACK99[$k]:-}" "${LAT_ACK99[$m/never]:-}")" \
+                "${LAT_P50[$k]:--}" "${LAT_P99[$k]:--}" "$(ratio "${LAT_P99[$k]:-}" "${LAT_P99[$m/never]:-}")"
+        done
+    done
+    echo
+    echo "events/s: N events unpaced, as above; vs nvr: over the same mode with fsync=never; vs CPY: over"
+    echo "psql COPY of the same rows; RSS: aggd's peak, MiB. Latencies in ms, every fsync value of a mode paced"
+    echo "at the same rate (paced/s: half the slowest value's events/s), ${LATENCY_S} s of events (at most N):"
+    echo "ack = request sent -> its 2xx (http; the 2xx comes once the events are durable in the spool; syslog"
+    echo "over TCP has no acknowledgement: there the spool shows only as throughput); com = send -> commit."
+fi
+
 for s in json syslog; do
     [[ -n ${COPY_CPU[$s]:-} ]] || continue
     echo
@@ -596,19 +790,32 @@ for m in $MODES; do
     if [[ $m == syslog-tcp ]]; then target=0.9; else target=0.8; fi
     echo
     echo "$m:"
-    echo "  rows / distinct correlation_id: ${RESULT_ROWS[$m]} (want $N/$N); loadgen errors: ${RESULT_LGERR[$m]}; aggd exit on SIGTERM: ${RESULT_EXIT[$m]}"
-    echo "  loadgen send rate: ${RESULT_LG_RATE[$m]:-?} events/s; CPU time during the run: ${RESULT_CPU[$m]}"
-    echo "  aggd threads: ${RESULT_THREADS[$m]:-?}"
-    if [[ $m == syslog-tcp && -n ${COPY_RATE[json]:-} && -n ${RESULT_RATE[$m]:-} ]]; then
-        echo "  vs COPY of the smaller json-shaped rows (no syslog extra_data): $(calcf '%.2f' 'a / c' a="${RESULT_RATE[$m]}" c="${COPY_RATE[json]}")"
+    rss_max=''
+    for f in $FSYNCS; do
+        k=$m/$f
+        echo "  fsync $f: rows / distinct correlation_id: ${RESULT_ROWS[$k]:-?} (want $N/$N); loadgen errors: ${RESULT_LGERR[$k]:-?}; aggd exit on SIGTERM: ${RESULT_EXIT[$k]:-?}"
+        echo "    loadgen send rate: ${RESULT_LG_RATE[$k]:-?} events/s; CPU time during the run: ${RESULT_CPU[$k]:-?}"
+        echo "    aggd threads: ${RESULT_THREADS[$k]:-?}"
+        echo "    other processes: ${RESULT_OTHERS[$k]:-?}"
+        [[ -z ${RESULT_HTTP[$k]:-} ]] || echo "    http: ${RESULT_HTTP[$k]}"
+        if [[ -n ${LAT_RATE[$k]:-} ]]; then
+            echo "    paced at ${LAT_RATE[$k]} events/s (sent at ${LAT_LG_RATE[$k]:-?}): rows ${LAT_ROWS[$k]}, send -> commit max ${LAT_MAX[$k]} ms${LAT_ACKMAX[$k]:+, ack max ${LAT_ACKMAX[$k]} ms, 503s ${LAT_503[$k]:-?}}"
+        fi
+        if [[ ${RESULT_RSS[$k]:-} =~ ^[0-9.]+$ ]] && { [[ -z $rss_max ]] || awk -v a="${RESULT_RSS[$k]}" -v b="$rss_max" 'BEGIN { exit !(a > b) }'; }; then
+            rss_max=${RESULT_RSS[$k]}
+        fi
+    done
+    if [[ $m == syslog-tcp && -n ${COPY_RATE[json]:-} && -n ${RESULT_RATE[$m/batch]:-} ]]; then
+        echo "  fsync batch vs COPY of the smaller json-shaped rows (no syslog extra_data): $(ratio "${RESULT_RATE[$m/batch]}" "${COPY_RATE[json]}")"
     fi
     if [[ -n ${LAT_RATE[$m]:-} ]]; then
-        echo "  latency run: paced at ${LAT_RATE[$m]} events/s (sent at ${LAT_LG_RATE[$m]:-?}), rows ${LAT_ROWS[$m]}, max ${LAT_MAX[$m]} ms"
+        echo "  latency run (fsync batch): paced at ${LAT_RATE[$m]} events/s (sent at ${LAT_LG_RATE[$m]:-?}), rows ${LAT_ROWS[$m]}, max ${LAT_MAX[$m]} ms${LAT_ACK99[$m]:+, ack p50/p99/max ${LAT_ACK50[$m]}/${LAT_ACK99[$m]}/${LAT_ACKMAX[$m]} ms}"
     fi
     echo "  targets: ratio ${RATIO[$m]} >= $target: $(verdict "${RATIO[$m]}" "$target" '>=');" \
-        "peak RSS ${RESULT_RSS[$m]} MiB <= 128: $(verdict "${RESULT_RSS[$m]}" 128 '<=');" \
+        "peak RSS (every run) ${rss_max:--} MiB <= 128: $(verdict "${rss_max:-}" 128 '<=');" \
         "p99 ${LAT_P99[$m]:--} ms <= 300: $(verdict "${LAT_P99[$m]:-}" 300 '<=');" \
-        "every row exactly once: ${RESULT_OK[$m]}"
+        "${VS_NEVER[$m/batch]:+fsync batch ${VS_NEVER[$m/batch]} x never >= 0.85: $(verdict "${VS_NEVER[$m/batch]}" 0.85 '>=');}" \
+        "every row exactly once: $(ok=yes; for f in $FSYNCS; do [[ ${RESULT_OK[$m/$f]:-no} == yes ]] || ok="no (fsync $f)"; done; echo "$ok")"
 done
 if ((${#NOISE[@]} > 0)); then
     echo

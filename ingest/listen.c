@@ -534,8 +534,10 @@ void ing_listener_free(struct ing_listener *l)
 {
     if (l == NULL)
         return;
-    if (l->tcp != NULL)
+    if (l->tcp != NULL) {
         evconnlistener_free(l->tcp);
+        ing_pipeline_off_drain(l->pipeline, on_drain, l);
+    }
     while (l->conns != NULL) {
         conn_process(l->conns, true);
         conn_close(l->conns);

@@ -389,6 +389,17 @@ int ing_pipeline_on_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *a
     return AGG_OK;
 }
 
+void ing_pipeline_off_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *arg)
+{
+    int kept = 0;
+
+    for (int i = 0; i < p->ndrain; i++) {
+        if (p->drain[i].fn != fn || p->drain[i].arg != arg)
+            p->drain[kept++] = p->drain[i];
+    }
+    p->ndrain = kept;
+}
+
 int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg)
 {
     bool open = p->open != NULL && !st_batch_is_empty(p->open);

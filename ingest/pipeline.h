@@ -65,6 +65,9 @@ bool ing_pipeline_is_full(const struct ing_pipeline *p);
 /* Calls <fn>(<arg>) each time the pipeline stops being full. At most 4. */
 int ing_pipeline_on_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *arg);
 
+/* Forgets a callback given to ing_pipeline_on_drain (its owner is going away). */
+void ing_pipeline_off_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *arg);
+
 /* Called when everything added before ing_pipeline_wait() has landed (<landed>
  * true) or the writers stopped first (false). */
 typedef void (*ing_pipeline_wait_fn)(void *arg, bool landed);
