@@ -32,6 +32,10 @@
 #define UDP_MAX_DATAGRAM 65536
 #define UDP_PER_WAKEUP 512
 #define PEER_MAX 64
+/* A connection reads on while its last reads are being made durable, up to this
+ * many bytes not yet durable: libevent reads 4 KiB at a time, and one fsync per
+ * read would throttle a sender to a few thousand events a second. */
+#define TCP_UNSYNCED_MAX (1024 * 1024)
 
 struct conn {
     struct ing_listener *l;
@@ -42,7 +46,9 @@ struct conn {
     size_t index;   /* events read so far, for reject reports */
     int64_t now_us; /* receive time of the current read */
     bool paused;    /* backpressure: the pipeline is full */
-    bool syncing;   /* what was read waits to be durable in the spool */
+    bool syncing;   /* a spool sync is pending for this connection */
+    size_t unsynced;  /* bytes taken and not yet known durable */
+    size_t requested; /* of those, the ones the pending sync covers */
     bool closed;    /* the socket is gone; a pending sync still holds a ref */
     int refs;
     struct conn *prev, *next;
@@ -208,7 +214,7 @@ static void conn_close(struct conn *c)
 /* Reads only while nothing read is waiting for the spool and there is room. */
 static bool update_reading(struct conn *c)
 {
-    bool want = !c->closed && !c->paused && !c->syncing;
+    bool want = !c->closed && !c->paused && c->unsynced < TCP_UNSYNCED_MAX;
 
     if (c->closed)
         return false;
@@ -221,19 +227,38 @@ static bool update_reading(struct conn *c)
 
 static void conn_process(struct conn *c, bool eof);
 
+static void request_sync(struct conn *c);
+
 static void on_synced(void *arg)
 {
     struct conn *c = arg;
 
     c->syncing = false;
+    c->unsynced -= c->requested;
+    c->requested = 0;
+    if (!c->closed && c->unsynced > 0)
+        request_sync(c); /* what was taken while this sync ran */
     if (update_reading(c))
         conn_process(c, false); /* frames that arrived whole while we waited */
     conn_unref(c);
 }
 
-/* Frames and takes what the input buffer holds; then waits for the spool before
- * reading more ("everything read off a socket is spooled before more is read"), and
- * pauses while the pipeline is full. <eof> delivers an unterminated last frame. */
+static void request_sync(struct conn *c)
+{
+    c->syncing = true;
+    c->requested = c->unsynced;
+    c->refs++;
+    if (ing_pipeline_sync(c->l->pipeline, on_synced, c) != AGG_OK) {
+        c->syncing = false; /* out of memory: read on rather than stall */
+        c->unsynced = 0;
+        c->requested = 0;
+        c->refs--;
+    }
+}
+
+/* Frames and takes what the input buffer holds (each event is appended to the spool
+ * before more is read), asks the spool to make it durable and stops reading while
+ * more than TCP_UNSYNCED_MAX is not; pauses while the pipeline is full. <eof> delivers an unterminated last frame. */
 static void conn_process(struct conn *c, bool eof)
 {
     struct ing_listener *l = c->l;
@@ -242,7 +267,7 @@ static void conn_process(struct conn *c, bool eof)
     size_t len = evbuffer_get_length(in);
     uint64_t frames = c->framer.frames;
     const char *data;
-    size_t used;
+    size_t used = 0;
 
     if (len > c->seen)
         ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_BYTES, (int64_t)(len - c->seen));
@@ -260,13 +285,10 @@ static void conn_process(struct conn *c, bool eof)
         return;
     if (ing_pipeline_is_full(l->pipeline))
         c->paused = true;
-    if (c->framer.frames != frames && !c->syncing) {
-        c->syncing = true;
-        c->refs++;
-        if (ing_pipeline_sync(l->pipeline, on_synced, c) != AGG_OK) {
-            c->syncing = false; /* out of memory: read on rather than stall */
-            c->refs--;
-        }
+    if (c->framer.frames != frames) {
+        c->unsynced += used > 0 ? used : 1;
+        if (!c->syncing)
+            request_sync(c);
     }
     update_reading(c);
 }
