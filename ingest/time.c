@@ -147,26 +147,26 @@ static void split(int64_t us, int64_t *y, unsigned *mo, unsigned *d, int *h, int
     *s = (int)(sod % 60);
 }
 
-size_t ing_time_format(int64_t us, char out[32])
+/* "YYYY-MM-DD<sep>HH:MM:SS.ffffff<suffix>" of <us> into <out>[<size>]. */
+static size_t format(int64_t us, char *out, size_t size, char sep, const char *suffix)
 {
     int64_t y;
     unsigned mo, d;
     int h, mi, s, frac;
 
     split(us, &y, &mo, &d, &h, &mi, &s, &frac);
-    return (size_t)snprintf(out, 32, "%04d-%02u-%02u %02d:%02d:%02d.%06d", (int)y, mo, d, h, mi,
-                            s, frac);
+    return (size_t)snprintf(out, size, "%04d-%02u-%02u%c%02d:%02d:%02d.%06d%s", (int)y, mo, d, sep,
+                            h, mi, s, frac, suffix);
+}
+
+size_t ing_time_format(int64_t us, char out[32])
+{
+    return format(us, out, 32, ' ', "");
 }
 
 size_t ing_time_format_rfc3339(int64_t us, char out[40])
 {
-    int64_t y;
-    unsigned mo, d;
-    int h, mi, s, frac;
-
-    split(us, &y, &mo, &d, &h, &mi, &s, &frac);
-    return (size_t)snprintf(out, 40, "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ", (int)y, mo, d, h, mi,
-                            s, frac);
+    return format(us, out, 40, 'T', "Z");
 }
 
 int64_t ing_time_now_us(void)

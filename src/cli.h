@@ -25,10 +25,6 @@ struct cli {
 /* Prints "aggd: <what> (see `aggd --help`)" and returns AGG_EXIT_USAGE. */
 int agg_cli_usage(const char *what);
 
-/* Finds "--<name> VALUE" or "--<name>=VALUE" in cli->args; NULL when absent.
- * Sets *<dup> when the option is given twice. */
-const char *agg_cli_option(const struct cli *cli, const char *name, int *dup);
-
 /* `aggd user add` and `aggd token create` (src/cli_auth.c): exit status 0, 1 or 2. */
 int agg_cmd_user(const struct cli *cli, struct agg_config *cfg);
 int agg_cmd_token(const struct cli *cli, struct agg_config *cfg);
