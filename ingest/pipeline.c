@@ -24,6 +24,7 @@
 #define BATCH_MAX_BYTES (16 * 1024 * 1024)
 #define SPARE_BATCHES 2
 #define MAX_DRAIN 4
+#define MAX_TAPS 4
 
 /* A submitted batch, until it and every batch before it are back. */
 struct flight {
@@ -65,6 +66,11 @@ struct ing_pipeline {
         void *arg;
     } drain[MAX_DRAIN];
     int ndrain;
+    struct {
+        ing_pipeline_tap_fn fn;
+        void *arg;
+    } taps[MAX_TAPS];
+    int ntaps;
     struct flight *flights; /* submitted batches not yet settled, in seq order */
     size_t nflights, cap_flights;
     uint64_t landed_upto; /* every seq below it has landed */
@@ -351,6 +357,8 @@ int ing_pipeline_add(struct ing_pipeline *p, const struct ing_record *rec,
     if (original != ING_TIME_NONE)
         agg_metric_inc(p->out_of_window, 1);
     agg_metric_inc(p->accepted[transport], 1);
+    for (int i = 0; i < p->ntaps; i++)
+        p->taps[i].fn(p->taps[i].arg, rec, created);
     after_add(p);
     return AGG_OK;
 }
@@ -377,6 +385,26 @@ void ing_pipeline_count(struct ing_pipeline *p, enum ing_transport transport,
                         enum ing_count kind, int64_t n)
 {
     agg_metric_inc(p->counts[transport][kind], n);
+}
+
+int ing_pipeline_tap(struct ing_pipeline *p, ing_pipeline_tap_fn fn, void *arg)
+{
+    if (p->ntaps == MAX_TAPS)
+        return AGG_EFULL;
+    p->taps[p->ntaps].fn = fn;
+    p->taps[p->ntaps].arg = arg;
+    p->ntaps++;
+    return AGG_OK;
+}
+
+void ing_pipeline_untap(struct ing_pipeline *p, ing_pipeline_tap_fn fn, void *arg)
+{
+    int kept = 0;
+
+    for (int i = 0; i < p->ntaps; i++)
+        if (p->taps[i].fn != fn || p->taps[i].arg != arg)
+            p->taps[kept++] = p->taps[i];
+    p->ntaps = kept;
 }
 
 int ing_pipeline_on_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *arg)

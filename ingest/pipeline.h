@@ -68,6 +68,15 @@ int ing_pipeline_on_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *a
 /* Forgets a callback given to ing_pipeline_on_drain (its owner is going away). */
 void ing_pipeline_off_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *arg);
 
+/* Sees each event ing_pipeline_add() accepted, once it is spooled (not replays, not
+ * rejects): <rec> is borrowed for the call, <created_us> is the created_at it lands
+ * with. Taps run on the loop thread, inline on the ingest path: they must be cheap. */
+typedef void (*ing_pipeline_tap_fn)(void *arg, const struct ing_record *rec, int64_t created_us);
+
+/* Adds a tap (at most 4; AGG_EFULL beyond), or removes one given earlier. */
+int ing_pipeline_tap(struct ing_pipeline *p, ing_pipeline_tap_fn fn, void *arg);
+void ing_pipeline_untap(struct ing_pipeline *p, ing_pipeline_tap_fn fn, void *arg);
+
 /* Called when everything added before ing_pipeline_wait() has landed (<landed>
  * true) or the writers stopped first (false). */
 typedef void (*ing_pipeline_wait_fn)(void *arg, bool landed);
