@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <yajl/yajl_gen.h>
@@ -27,6 +28,12 @@
 #include "src/log.h"
 
 #define MAX_REPORTED_ERRORS 100
+/* A request that finds every writer busy waits for room rather than bouncing with a
+ * 503: a client retrying after Retry-After seconds would idle the writers meanwhile.
+ * Bounded in time and in the body bytes held, so memory stays bounded. */
+#define HOLD_MAX_MS 5000
+#define HOLD_MAX_BYTES (32u << 20)
+#define HOLD_CHECK_MS 100
 
 struct ing_http {
     struct ing_pipeline *pipeline;
@@ -35,6 +42,10 @@ struct ing_http {
     bool auth;
     size_t max_body;
     struct ing_buf body; /* decompressed body of the request being decoded */
+    struct request *held, *held_tail; /* waiting for room, oldest first */
+    size_t held_bytes;
+    struct event *hold_timer;
+    bool stopped;
 };
 
 struct request {
@@ -48,6 +59,11 @@ struct request {
     yajl_gen errors; /* the "errors" array being built */
     size_t nerrors;
     bool failed; /* adding to the pipeline failed (out of memory) */
+    bool ndjson;
+    enum ing_encoding enc;
+    struct request *next_held;
+    int64_t held_us;
+    size_t held_len;
 };
 
 static void request_unref(struct request *r)
@@ -189,14 +205,11 @@ static void media_type(const char *ct, char *out, size_t size)
     out[n] = '\0';
 }
 
-static void ingest(struct request *r)
+/* Decodes the body into the pipeline and waits for the spool to acknowledge. */
+static void decode(struct request *r)
 {
     struct ing_http *h = r->h;
-    struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
     struct evbuffer *body = evhttp_request_get_input_buffer(r->req);
-    char type[64];
-    bool ndjson;
-    enum ing_encoding enc;
     const char *data;
     size_t len = evbuffer_get_length(body);
     struct ing_sink sink = {sink_emit, sink_reject, r};
@@ -204,36 +217,10 @@ static void ingest(struct request *r)
     struct agg_err err = {0};
     int rc;
 
-    media_type(evhttp_find_header(in, "Content-Type"), type, sizeof(type));
-    if (strcmp(type, "application/x-ndjson") == 0 || strcmp(type, "application/ndjson") == 0 ||
-        strcmp(type, "application/jsonl") == 0 || strcmp(type, "application/x-jsonlines") == 0)
-        ndjson = true;
-    else if (strcmp(type, "application/json") == 0)
-        ndjson = false;
-    else {
-        finish(r, 415, "unsupported_media_type",
-               "Content-Type must be application/x-ndjson or application/json");
-        return;
-    }
-    if (!ing_encoding_parse(evhttp_find_header(in, "Content-Encoding"), &enc)) {
-        finish(r, 415, "unsupported_encoding", "Content-Encoding must be gzip, zstd or identity");
-        return;
-    }
-    if (!ing_pipeline_accepting(h->pipeline)) {
-        finish(r, 503, "starting", "aggd is replaying its spool; retry shortly");
-        return;
-    }
-    if (ing_pipeline_is_full(h->pipeline)) {
-        char why[256];
-
-        ing_pipeline_problem(h->pipeline, why, sizeof(why));
-        finish(r, 503, "backpressure", why[0] != '\0' ? why : "aggd is saturated; retry later");
-        return;
-    }
     data = (const char *)evbuffer_pullup(body, -1);
-    if (enc != ING_ENCODING_IDENTITY) {
+    if (r->enc != ING_ENCODING_IDENTITY) {
         ing_buf_reset(&h->body);
-        rc = ing_decompress(enc, data, len, h->max_body, &h->body, &err);
+        rc = ing_decompress(r->enc, data, len, h->max_body, &h->body, &err);
         if (rc == AGG_EFULL) {
             finish(r, 413, "too_large", "the decompressed body is over ingest.max_body_bytes");
             return;
@@ -251,7 +238,7 @@ static void ingest(struct request *r)
         return;
     }
     yajl_gen_array_open(r->errors);
-    if (ndjson)
+    if (r->ndjson)
         rc = ing_json_decode_ndjson(h->json, data, len, &sink, &stats, &err);
     else
         rc = ing_json_decode_document(h->json, data, len, &sink, &stats, &err);
@@ -267,6 +254,136 @@ static void ingest(struct request *r)
      * request's own reference from here. */
     if (ing_pipeline_sync(h->pipeline, on_spooled, r) != AGG_OK)
         finish(r, 503, "unavailable", "out of memory");
+}
+
+static size_t body_bytes(const struct request *r)
+{
+    return evbuffer_get_length(evhttp_request_get_input_buffer(r->req));
+}
+
+/* Queues <r> until the pipeline has room; false when the queue is at its limits. */
+static bool hold(struct request *r)
+{
+    struct ing_http *h = r->h;
+    size_t len = body_bytes(r);
+    struct timeval tv = {0, HOLD_CHECK_MS * 1000};
+
+    if (h->stopped || h->held_bytes + len > HOLD_MAX_BYTES)
+        return false;
+    r->held_us = ing_time_now_us();
+    r->held_len = len;
+    r->next_held = NULL;
+    if (h->held_tail != NULL)
+        h->held_tail->next_held = r;
+    else
+        h->held = r;
+    h->held_tail = r;
+    h->held_bytes += len;
+    if (!evtimer_pending(h->hold_timer, NULL))
+        evtimer_add(h->hold_timer, &tv);
+    return true;
+}
+
+static struct request *unhold(struct ing_http *h)
+{
+    struct request *r = h->held;
+
+    h->held = r->next_held;
+    if (h->held == NULL)
+        h->held_tail = NULL;
+    h->held_bytes -= r->held_len;
+    return r;
+}
+
+/* Answers 503 when the pipeline cannot take <r> now and holding is no answer. */
+static void refuse_full(struct request *r)
+{
+    char why[256];
+
+    ing_pipeline_problem(r->h->pipeline, why, sizeof(why));
+    finish(r, 503, "backpressure", why[0] != '\0' ? why : "aggd is saturated; retry later");
+}
+
+/* Admits held requests, oldest first, while the pipeline has room. */
+static void on_drain(void *arg)
+{
+    struct ing_http *h = arg;
+
+    while (h->held != NULL && !ing_pipeline_is_full(h->pipeline)) {
+        struct request *r = unhold(h);
+
+        if (r->req == NULL)
+            request_unref(r); /* the client hung up while waiting */
+        else
+            decode(r);
+    }
+}
+
+/* Answers requests held too long (or all of them once stopping) with a 503. */
+static void expire_held(struct ing_http *h, bool all)
+{
+    int64_t now = ing_time_now_us();
+
+    while (h->held != NULL &&
+           (all || h->held->req == NULL || now - h->held->held_us >= HOLD_MAX_MS * 1000)) {
+        struct request *r = unhold(h);
+
+        if (r->req == NULL)
+            request_unref(r);
+        else
+            refuse_full(r);
+    }
+}
+
+static void on_hold_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct ing_http *h = arg;
+    struct timeval tv = {0, HOLD_CHECK_MS * 1000};
+
+    (void)fd;
+    (void)what;
+    on_drain(h); /* a drain notice may have raced with a new arrival */
+    expire_held(h, false);
+    if (h->held != NULL)
+        evtimer_add(h->hold_timer, &tv);
+}
+
+static void ingest(struct request *r)
+{
+    struct ing_http *h = r->h;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
+    char type[64];
+
+    media_type(evhttp_find_header(in, "Content-Type"), type, sizeof(type));
+    if (strcmp(type, "application/x-ndjson") == 0 || strcmp(type, "application/ndjson") == 0 ||
+        strcmp(type, "application/jsonl") == 0 || strcmp(type, "application/x-jsonlines") == 0)
+        r->ndjson = true;
+    else if (strcmp(type, "application/json") == 0)
+        r->ndjson = false;
+    else {
+        finish(r, 415, "unsupported_media_type",
+               "Content-Type must be application/x-ndjson or application/json");
+        return;
+    }
+    if (!ing_encoding_parse(evhttp_find_header(in, "Content-Encoding"), &r->enc)) {
+        finish(r, 415, "unsupported_encoding", "Content-Encoding must be gzip, zstd or identity");
+        return;
+    }
+    if (!ing_pipeline_accepting(h->pipeline)) {
+        finish(r, 503, "starting", "aggd is replaying its spool; retry shortly");
+        return;
+    }
+    if (ing_pipeline_is_spool_full(h->pipeline)) {
+        refuse_full(r);
+        return;
+    }
+    /* Behind earlier held requests, or no writer free: wait in line. */
+    if (h->held != NULL || ing_pipeline_is_full(h->pipeline)) {
+        if (!hold(r))
+            refuse_full(r);
+        return;
+    }
+    decode(r);
 }
 
 static void on_auth(void *arg, int status, const struct api_principal *who)
@@ -344,6 +461,12 @@ struct ing_http *ing_http_new(struct agg_http *http, const struct agg_config *cf
     h->auth = cfg->ingest.http_auth == AGG_HTTP_AUTH_TOKEN;
     h->max_body = (size_t)cfg->ingest.max_body_bytes;
     ing_buf_init(&h->body);
+    h->hold_timer = evtimer_new(agg_http_base(http), on_hold_timer, h);
+    if (h->hold_timer == NULL ||
+        ing_pipeline_on_drain(pipeline, on_drain, h) != AGG_OK) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        goto fail;
+    }
     h->json = ing_json_new((size_t)cfg->ingest.max_message_bytes, err);
     if (h->json == NULL)
         goto fail;
@@ -359,10 +482,22 @@ fail:
     return NULL;
 }
 
+void ing_http_stop(struct ing_http *h)
+{
+    if (h == NULL || h->stopped)
+        return;
+    h->stopped = true;
+    expire_held(h, true);
+    ing_pipeline_off_drain(h->pipeline, on_drain, h);
+}
+
 void ing_http_free(struct ing_http *h)
 {
     if (h == NULL)
         return;
+    ing_http_stop(h);
+    if (h->hold_timer != NULL)
+        event_free(h->hold_timer);
     ing_json_free(h->json);
     ing_buf_clear(&h->body);
     free(h);

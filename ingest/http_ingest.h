@@ -21,6 +21,9 @@ struct ing_http;
 struct ing_http *ing_http_new(struct agg_http *http, const struct agg_config *cfg,
                               struct ing_pipeline *pipeline, struct api_sessions *sessions,
                               struct agg_err *err);
+/* Answers the requests still waiting for room with 503 and takes no more: call before
+ * the pipeline shuts down. ing_http_free() does it too. */
+void ing_http_stop(struct ing_http *h);
 void ing_http_free(struct ing_http *h);
 
 #endif

@@ -23,7 +23,7 @@
 
 #define BATCH_MAX_BYTES (16 * 1024 * 1024)
 #define SPARE_BATCHES 2
-#define MAX_DRAIN 4
+#define MAX_DRAIN 8
 #define MAX_TAPS 4
 
 /* A submitted batch, until it and every batch before it are back. */
@@ -131,6 +131,11 @@ static bool open_overfull(const struct ing_pipeline *p)
 bool ing_pipeline_is_full(const struct ing_pipeline *p)
 {
     return (open_overfull(p) && writers_busy(p)) || st_spool_is_full(p->spool);
+}
+
+bool ing_pipeline_is_spool_full(const struct ing_pipeline *p)
+{
+    return st_spool_is_full(p->spool);
 }
 
 void ing_pipeline_problem(const struct ing_pipeline *p, char *why, size_t size)

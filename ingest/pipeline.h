@@ -62,7 +62,11 @@ void ing_pipeline_count(struct ing_pipeline *p, enum ing_transport transport,
  * every writer slot is taken. */
 bool ing_pipeline_is_full(const struct ing_pipeline *p);
 
-/* Calls <fn>(<arg>) each time the pipeline stops being full. At most 4. */
+/* True while the spool cannot take events (at spool.max_bytes, or the disk failed):
+ * unlike busy writers, waiting a moment will not help. */
+bool ing_pipeline_is_spool_full(const struct ing_pipeline *p);
+
+/* Calls <fn>(<arg>) each time the pipeline stops being full. At most 8. */
 int ing_pipeline_on_drain(struct ing_pipeline *p, void (*fn)(void *arg), void *arg);
 
 /* Forgets a callback given to ing_pipeline_on_drain (its owner is going away). */

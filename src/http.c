@@ -28,6 +28,7 @@ struct route {
 };
 
 struct agg_http {
+    struct event_base *base;
     struct evhttp *http;
     struct route *routes;
     size_t n, cap;
@@ -138,6 +139,7 @@ struct agg_http *agg_http_new(struct event_base *base, const char *addr, struct 
     }
     if (agg_config_parse_addr(addr, host, sizeof(host), &port, err) != AGG_OK)
         goto fail;
+    h->base = base;
     h->http = evhttp_new(base);
     if (h->http == NULL) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
@@ -158,6 +160,11 @@ struct agg_http *agg_http_new(struct event_base *base, const char *addr, struct 
 fail:
     agg_http_free(h);
     return NULL;
+}
+
+struct event_base *agg_http_base(const struct agg_http *h)
+{
+    return h->base;
 }
 
 void agg_http_free(struct agg_http *h)

@@ -34,6 +34,9 @@ typedef void (*agg_http_handler)(struct evhttp_request *req, const struct agg_ht
 struct agg_http *agg_http_new(struct event_base *base, const char *addr, struct agg_err *err);
 void agg_http_free(struct agg_http *h);
 
+/* The loop <h> runs on. */
+struct event_base *agg_http_base(const struct agg_http *h);
+
 /* Routes <method> (EVHTTP_REQ_GET, ...) on <pattern> ("/api/v1/users/{id}") to <fn>.
  * <pattern> must outlive <h>. Unknown paths answer 404, known paths with another method
  * 405, both as JSON errors. */

@@ -347,6 +347,7 @@ static void stop_ingest(struct server *s)
         ing_listener_free(s->listeners[i]); /* delivers what connections had read */
         s->listeners[i] = NULL;
     }
+    ing_http_stop(s->ingest_http); /* answers requests still waiting for room */
     st_jobs_free(s->jobs);
     s->jobs = NULL;
     ing_pipeline_shutdown(s->pipeline);

@@ -245,6 +245,58 @@ class FullSpoolTest(DurabilityBase):
         self.assertEqual(self.aggd.stop(), 0)
 
 
+class HoldTest(DurabilityBase):
+    """Busy writers make HTTP requests wait for room, not bounce: a 503 comes only
+    when the wait runs out."""
+
+    def post(self, first, n, out):
+        ids = [f"{self.run_id}-{first + i}" for i in range(n)]
+        body = "".join(json.dumps({"message": "hold", "correlation_id": i}) + "\n"
+                       for i in ids)
+        t0 = time.monotonic()
+        status, headers, _ = h.request(self.ports["http"], "POST", "/v1/logs", body=body,
+                                       headers={"Content-Type": "application/x-ndjson"},
+                                       timeout=30)
+        out.update(status=status, headers=headers, seconds=time.monotonic() - t0, ids=ids)
+
+    def test_busy_writers_hold_requests_until_room_or_timeout(self):
+        self.start("--set", "writer.threads=1", "--set", "batch.max_rows=5")
+        blocker = psycopg2.connect(self.db.url)
+        acked = []
+        try:
+            with blocker.cursor() as cur:
+                cur.execute("LOCK TABLE system_logs IN ACCESS EXCLUSIVE MODE")
+            first = {}
+            self.post(0, 100, first)  # fills the only writer and the next batch
+            self.assertEqual(first["status"], 202)
+            acked += first["ids"]
+            held = {}
+            t = threading.Thread(target=self.post, args=(100, 10, held))
+            t.start()
+            t.join(1.5)
+            self.assertTrue(t.is_alive(), f"answered while every writer was busy: {held}")
+            blocker.rollback()  # the writer lands its batch; room appears
+            t.join(10)
+            self.assertEqual(held.get("status"), 202, held)
+            acked += held["ids"]
+            print(f"held request answered 202 after {held['seconds']:.2f} s")
+            with blocker.cursor() as cur:
+                cur.execute("LOCK TABLE system_logs IN ACCESS EXCLUSIVE MODE")
+            self.post(200, 100, first)
+            self.assertEqual(first["status"], 202)
+            acked += first["ids"]
+            late = {}
+            self.post(300, 10, late)
+            self.assertEqual(late["status"], 503)
+            self.assertEqual(late["headers"]["retry-after"], "1")
+            self.assertGreater(late["seconds"], 4.0, "refused without waiting for room")
+        finally:
+            blocker.rollback()
+            blocker.close()
+        self.wait_drained(60)
+        self.assert_exactly_once(acked, self.counts(), "held requests")
+
+
 class TermTest(DurabilityBase):
     def test_sigterm_under_load_exits_zero_and_the_rest_lands_next_start(self):
         self.start("--set", "writer.grace_seconds=3")
