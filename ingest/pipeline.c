@@ -21,7 +21,7 @@
 #include "store/copy.h"
 #include "store/writer.h"
 
-#define BATCH_MAX_BYTES (16 * 1024 * 1024)
+#define BATCH_MAX_BYTES (8 * 1024 * 1024)
 #define SPARE_BATCHES 2
 #define MAX_DRAIN 8
 #define MAX_TAPS 4
@@ -120,11 +120,11 @@ static bool writers_busy(const struct ing_pipeline *p)
     return st_writer_inflight(p->writer) >= p->max_inflight;
 }
 
-/* While every writer is busy, the open batch grows past batch.max_rows, up to four
+/* While every writer is busy, the open batch grows past batch.max_rows, up to two
  * batches' worth or BATCH_MAX_BYTES: room for bursts, and memory stays bounded. */
 static bool open_overfull(const struct ing_pipeline *p)
 {
-    return p->open != NULL && ((int64_t)(p->open->nrows + p->open->nrejects) >= 4 * p->max_rows ||
+    return p->open != NULL && ((int64_t)(p->open->nrows + p->open->nrejects) >= 2 * p->max_rows ||
                                p->open->copy.len >= BATCH_MAX_BYTES);
 }
 
@@ -135,7 +135,7 @@ bool ing_pipeline_is_full(const struct ing_pipeline *p)
 
 bool ing_pipeline_is_spool_full(const struct ing_pipeline *p)
 {
-    return st_spool_is_full(p->spool);
+    return st_spool_is_full(p->spool) && !st_spool_is_behind(p->spool);
 }
 
 void ing_pipeline_problem(const struct ing_pipeline *p, char *why, size_t size)

@@ -50,7 +50,7 @@
 #define CHUNK_BYTES           ((size_t)256 << 10) /* loop buffer handed to the thread when full */
 #define MERGE_MAX_BYTES       (CHUNK_BYTES / 8)   /* smaller hand-offs are copied into the queue */
 #define SPARE_CHUNKS_MAX      8
-#define PENDING_MAX_BYTES     ((uint64_t)64 << 20) /* appended but not yet durable */
+#define PENDING_MAX_BYTES     ((uint64_t)32 << 20) /* appended but not yet durable */
 #define READ_WINDOW_BYTES     ((size_t)1 << 20)
 #define DEFAULT_SEGMENT_BYTES ((int64_t)64 << 20)
 #define MIN_SEGMENT_CAP_BYTES 4096
@@ -1708,7 +1708,25 @@ bool st_spool_is_full(const struct st_spool *s)
 {
     struct st_spool *m = (struct st_spool *)s;
 
-    return atomic_load(&m->failed) || atomic_load(&m->refused) != REFUSED_NONE;
+    if (atomic_load(&m->failed))
+        return true;
+    switch (atomic_load(&m->refused)) {
+    case REFUSED_NONE:
+        return false;
+    case REFUSED_BEHIND:
+        return st_spool_is_behind(s);
+    default:
+        return true;
+    }
+}
+
+bool st_spool_is_behind(const struct st_spool *s)
+{
+    struct st_spool *m = (struct st_spool *)s;
+
+    /* half the limit: readers resume with room for a burst, not one record */
+    return atomic_load(&m->refused) == REFUSED_BEHIND &&
+           s->end - atomic_load(&m->durable) > PENDING_MAX_BYTES / 2;
 }
 
 void st_spool_problem(const struct st_spool *s, char *why, size_t size)

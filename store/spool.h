@@ -94,11 +94,18 @@ int st_spool_sync(struct st_spool *s, void (*fn)(void *arg), void *arg);
  * deleted (on the spool thread). */
 void st_spool_release(struct st_spool *s, uint64_t pos);
 
-/* Gauges for /metrics and /readyz: bytes and segments on disk (and buffered), and
- * whether appends are refused (full, or the disk failed: <why>). Any thread. */
+/* Gauges for /metrics and /readyz: bytes and segments on disk (and buffered). Any
+ * thread. */
 uint64_t st_spool_bytes(const struct st_spool *s);
 int st_spool_segments(const struct st_spool *s);
+
+/* True while appends are refused: full, the disk failed (st_spool_problem says why), or
+ * behind as below. Loop thread. */
 bool st_spool_is_full(const struct st_spool *s);
+
+/* True while appends are refused only because the disk has not caught up with what was
+ * appended (not yet durable): it passes by itself. Loop thread. */
+bool st_spool_is_behind(const struct st_spool *s);
 void st_spool_problem(const struct st_spool *s, char *why, size_t size);
 
 /* Invariant validator for tests: AGG_OK, or AGG_ERR with what is wrong. Loop thread. */
