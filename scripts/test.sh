@@ -199,6 +199,10 @@ with open(os.path.join(src, 'framing.jsonl'), encoding='utf-8') as f:
             v += 1
         seed('fuzz_framing', n, bytes([modes[d['framing']] | v << 2]) + raw(d, 'stream'))
         n += 1
+for e in ('count{level>=ERROR}[5m]', 'p95:duration_ms{module=api}[1m]', 'rate[30s]',
+          'ratio{level>=ERROR,logger_name=billing}[10m]', 'avg:memory_usage_mb{module!="a b"}[24h]'):
+    seed('fuzz_expr', n, e.encode())
+    n += 1
 EOF
         mkdir -p "$fuzz_dir/artifacts"
         fuzz_bad=()
