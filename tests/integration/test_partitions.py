@@ -309,6 +309,46 @@ class PartitionsTest(unittest.TestCase):
         self.assertEqual(self.aggd("archive", "restore", "2026-01").returncode, 0)
         self.assertEqual(self.md5("2026-01", "2026-01"), before)
 
+    def test_interrupted_concurrent_detach_is_finalized(self):
+        """A DETACH … CONCURRENTLY killed between its two transactions leaves the
+        partition pending; the next run finalizes it and archives the month whole."""
+        self.maintain("2026-01-15")
+        self.insert_logs("2026-01", n=5)
+        before = self.md5("2026-01", "2026-01")
+        # July's partitions first, so the run below only has the detach to wait for
+        self.maintain("2026-07-01", "--set", "partitions.retention_months=1200")
+        # an open transaction that has seen system_logs makes the detach wait
+        blocker = psycopg2.connect(self.db.url)
+        with blocker.cursor() as cur:
+            cur.execute("SELECT count(*) FROM system_logs")
+        proc = subprocess.Popen([h.aggd_bin(), "partitions", "maintain", "--now", "2026-07-01",
+                                 "--set", f"database.url={self.db.url}",
+                                 "--set", f"archive.dir={self.archive}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            def waiting():
+                rows = self.q("""SELECT pid FROM pg_stat_activity WHERE query LIKE
+                                 'ALTER TABLE%%DETACH PARTITION%%CONCURRENTLY%%'
+                                 AND pid <> pg_backend_pid()""")
+                pending = self.q("SELECT count(*) FROM pg_inherits WHERE inhdetachpending")
+                return rows[0][0] if rows and pending[0][0] > 0 else None
+            pid = h.wait_for(waiting, 30, interval=0.1, what="a detach waiting")
+            self.q("SELECT pg_terminate_backend(%s)", pid)
+            proc.communicate(timeout=30)
+            self.assertNotEqual(proc.returncode, 0, "the interrupted run reported success")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            blocker.close()
+        self.assertEqual(self.q("SELECT count(*) FROM pg_inherits WHERE inhdetachpending")[0][0], 1)
+        self.assert_safe()
+        out = self.maintain("2026-07-01")
+        self.assertIn("detach finalized", out.stdout + out.stderr)
+        self.assertEqual(self.state("system_logs", "2026-01"), "dropped")
+        self.assertEqual(self.aggd("archive", "restore", "2026-01").returncode, 0)
+        self.assertEqual(self.md5("2026-01", "2026-01"), before)
+
     def test_corrupted_archive_fails_verify_and_restore(self):
         self.maintain("2026-01-15")
         self.insert_logs("2026-01", n=40)
