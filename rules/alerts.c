@@ -101,12 +101,14 @@ int rl_alerts_load_rules(PGconn *conn, struct rl_rule_row **out, size_t *n,
 
 /* ---- outbox ---- */
 
-/* $1 alert id, $2 alert created_at (us), $3 notice, $4 now (us), [$5 channels JSON]. */
+/* $1 alert id, $2 alert created_at (us), $3 notice, $4 now (us), [$5 channels JSON].
+ * Due at once even when <now> is injected in the future (`alerts escalate --now`). */
 #define QUEUE_SQL(targets)                                                                         \
     "INSERT INTO alert_notifications (message_id, alert_id, alert_created_at, rule_id, notice,"    \
     "       channel, endpoint_id, target, next_attempt_at, payload)"                               \
     " SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), a.id, a.created_at,"            \
-    "        a.rule_id, $3::text, t.channel, t.endpoint_id, t.target, " RL_SQL_TS("$4") ","         \
+    "        a.rule_id, $3::text, t.channel, t.endpoint_id, t.target,"                            \
+    "        least(" RL_SQL_TS("$4") ", now() AT TIME ZONE 'UTC'),"                                 \
     "        jsonb_build_object('notice', $3::text,"                                               \
     "          'status', CASE WHEN $3::text = 'resolved' THEN 'resolved' ELSE 'firing' END,"       \
     "          'alert_id', a.id, 'alert_created_at', " ISO("a.created_at") ","                      \
