@@ -137,7 +137,11 @@ int rl_outbox_claim(PGconn *conn, int64_t now_us, int limit, struct rl_outbox_ro
     if (st_db_query(conn, claim_sql, 2, params, PGRES_TUPLES_OK, &res, err) != AGG_OK)
         return AGG_EDB;
     count = PQntuples(res);
-    out = agg_calloc(count > 0 ? (size_t)count : 1, sizeof(*out));
+    if (count == 0) {
+        PQclear(res);
+        return AGG_OK;
+    }
+    out = agg_calloc((size_t)count, sizeof(*out));
     for (int i = 0; out != NULL && i < count && rc == AGG_OK; i++)
         rc = read_row(res, i, &out[i]);
     PQclear(res);
