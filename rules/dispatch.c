@@ -91,13 +91,8 @@ static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cer
     struct rl_dispatch *d = (struct rl_dispatch *)job;
     int64_t now = ing_time_now_us();
 
-    memset(&d->err, 0, sizeof(d->err));
-    if (conn == NULL) {
-        d->rc = AGG_EDB;
-        if (cerr != NULL)
-            d->err = *cerr;
+    if (st_job_no_conn(conn, cerr, &d->rc, &d->err))
         return;
-    }
     d->rc = AGG_OK;
     if (!d->requeued) {
         int n = 0;

@@ -116,13 +116,8 @@ static void rule_work(struct st_job *job, PGconn *conn, const struct agg_err *ce
     const struct rl_rule_row *d = &r->def;
     struct rl_fire f = {d->id, r->now_us, r->value, r->message, r->context};
 
-    memset(&r->err, 0, sizeof(r->err));
-    if (conn == NULL) {
-        r->rc = AGG_EDB;
-        if (cerr != NULL)
-            r->err = *cerr;
+    if (st_job_no_conn(conn, cerr, &r->rc, &r->err))
         return;
-    }
     switch (r->kind) {
     case JOB_PERSIST:
         r->rc = rl_alerts_save_state(conn, d->id, &r->next, d->alert_id, d->alert_created_us,
@@ -328,13 +323,8 @@ static void reload_work(struct st_job *job, PGconn *conn, const struct agg_err *
 {
     struct task *t = (struct task *)job;
 
-    memset(&t->err, 0, sizeof(t->err));
-    if (conn == NULL) {
-        t->rc = AGG_EDB;
-        if (cerr != NULL)
-            t->err = *cerr;
+    if (st_job_no_conn(conn, cerr, &t->rc, &t->err))
         return;
-    }
     t->rc = rl_alerts_load_rules(conn, &t->rows, &t->nrows, &t->err);
 }
 
@@ -519,13 +509,8 @@ static void escalate_work(struct st_job *job, PGconn *conn, const struct agg_err
 {
     struct task *t = (struct task *)job;
 
-    memset(&t->err, 0, sizeof(t->err));
-    if (conn == NULL) {
-        t->rc = AGG_EDB;
-        if (cerr != NULL)
-            t->err = *cerr;
+    if (st_job_no_conn(conn, cerr, &t->rc, &t->err))
         return;
-    }
     t->rc = rl_escalate_pass(conn, ing_time_now_us(), &t->esc, &t->err);
 }
 
