@@ -35,7 +35,7 @@
 #include "src/version.h"
 
 #define STATUS_LINE_MAX 8192
-#define HOST_MAX 256
+#define HOST_MAX        256
 
 struct httpc_req {
     struct rl_httpc *c;
@@ -52,8 +52,7 @@ struct httpc_req {
 
 struct rl_httpc {
     struct event_base *base;
-    struct evdns_base *dns;
-    SSL_CTX *tls;
+    struct rl_httpc_net net;
     int timeout_ms;
     bool closing;
     struct httpc_req *reqs;
@@ -100,6 +99,31 @@ SSL_CTX *rl_httpc_tls_ctx_new(const char *ca_file, struct agg_err *err)
         return NULL;
     }
     return ctx;
+}
+
+int rl_httpc_net_init(struct rl_httpc_net *n, struct event_base *base, const char *ca_file,
+                      struct agg_err *err)
+{
+    n->tls = rl_httpc_tls_ctx_new(ca_file, err);
+    n->dns = NULL;
+    if (n->tls == NULL)
+        return AGG_EINVAL; /* <err> says why */
+    n->dns =
+        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (n->dns == NULL) {
+        rl_httpc_net_clear(n);
+        return agg_err_set(err, AGG_ERR, "could not start the DNS resolver");
+    }
+    return AGG_OK;
+}
+
+void rl_httpc_net_clear(struct rl_httpc_net *n)
+{
+    if (n->dns != NULL)
+        evdns_base_free(n->dns, 0);
+    SSL_CTX_free(n->tls);
+    n->dns = NULL;
+    n->tls = NULL;
 }
 
 bool rl_httpc_host_is_ip(const char *host)
@@ -155,8 +179,8 @@ static SSL *tls_new(SSL_CTX *ctx, const char *host, struct agg_err *err)
     return ssl;
 }
 
-struct bufferevent *rl_httpc_tls_wrap(struct bufferevent *under, SSL_CTX *ctx,
-                                      const char *host, struct agg_err *err)
+struct bufferevent *rl_httpc_tls_wrap(struct bufferevent *under, SSL_CTX *ctx, const char *host,
+                                      struct agg_err *err)
 {
     SSL *ssl = tls_new(ctx, host, err);
     struct bufferevent *bev = NULL;
@@ -309,7 +333,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
         if (!r->tls || r->wrapped)
             return; /* plain: the request is already queued; TLS: handshake done */
-        r->bev = rl_httpc_tls_wrap(bev, r->c->tls, r->host, &err);
+        r->bev = rl_httpc_tls_wrap(bev, r->c->net.tls, r->host, &err);
         r->wrapped = true;
         if (r->bev == NULL) {
             finish(r, 0, "%s: %s", r->where, err.msg);
@@ -347,20 +371,11 @@ struct rl_httpc *rl_httpc_new(struct event_base *base, const char *ca_file, int 
     }
     c->base = base;
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
-    c->tls = rl_httpc_tls_ctx_new(ca_file, err);
-    if (c->tls == NULL)
-        goto fail;
-    c->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                      EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    if (c->dns == NULL) {
-        agg_err_set(err, AGG_ERR, "could not start the DNS resolver");
-        goto fail;
+    if (rl_httpc_net_init(&c->net, base, ca_file, err) != AGG_OK) {
+        free(c);
+        return NULL;
     }
     return c;
-
-fail:
-    rl_httpc_free(c);
-    return NULL;
 }
 
 void rl_httpc_free(struct rl_httpc *c)
@@ -370,9 +385,7 @@ void rl_httpc_free(struct rl_httpc *c)
     c->closing = true;
     while (c->reqs != NULL)
         finish(c->reqs, 0, "cancelled");
-    if (c->dns != NULL)
-        evdns_base_free(c->dns, 0);
-    SSL_CTX_free(c->tls);
+    rl_httpc_net_clear(&c->net);
     free(c);
 }
 
@@ -393,8 +406,8 @@ static int add_headers(struct evbuffer *out, const char *const *headers, struct 
             return agg_err_set(err, AGG_EINVAL, "header %d is not a \"Name: value\" line", i);
         for (size_t k = 0; k < sizeof(ours) / sizeof(ours[0]); k++) {
             if (strlen(ours[k]) == name && strncasecmp(h, ours[k], name) == 0)
-                return agg_err_set(err, AGG_EINVAL, "header %.*s is set by the client",
-                                   (int)name, h);
+                return agg_err_set(err, AGG_EINVAL, "header %.*s is set by the client", (int)name,
+                                   h);
         }
         if (evbuffer_add_printf(out, "%s\r\n", h) < 0)
             return agg_err_set(err, AGG_ENOMEM, "out of memory");
@@ -442,8 +455,8 @@ static int start_request(struct httpc_req *r, const struct evhttp_uri *uri, int 
     return AGG_OK;
 }
 
-int rl_httpc_post(struct rl_httpc *c, const char *url, const char *const *headers,
-                  const char *body, size_t len, rl_httpc_cb cb, void *arg, struct agg_err *err)
+int rl_httpc_post(struct rl_httpc *c, const char *url, const char *const *headers, const char *body,
+                  size_t len, rl_httpc_cb cb, void *arg, struct agg_err *err)
 {
     struct evhttp_uri *uri = NULL;
     struct httpc_req *r;
@@ -485,7 +498,7 @@ int rl_httpc_post(struct rl_httpc *c, const char *url, const char *const *header
         rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto out_free;
     }
-    r->bev = rl_httpc_connect(c->base, c->dns, r->host, port, err);
+    r->bev = rl_httpc_connect(c->base, c->net.dns, r->host, port, err);
     if (r->bev == NULL) {
         rc = AGG_ERR; /* <err> says why */
         goto out_free;

@@ -54,10 +54,23 @@ void rl_httpc_free(struct rl_httpc *c);
  * is not read. AGG_EINVAL (bad URL or header; the message names neither the path, the
  * query nor header values, as they may hold secrets), AGG_ENOMEM, AGG_ERR. Errors call
  * no callback. Details only ever name scheme://host:port. */
-int rl_httpc_post(struct rl_httpc *c, const char *url, const char *const *headers,
-                  const char *body, size_t len, rl_httpc_cb cb, void *arg, struct agg_err *err);
+int rl_httpc_post(struct rl_httpc *c, const char *url, const char *const *headers, const char *body,
+                  size_t len, rl_httpc_cb cb, void *arg, struct agg_err *err);
 
 /* ---- plumbing shared with rules/smtp.c ------------------------------------------ */
+
+/* What a client needs to reach servers: a resolver on its loop and a TLS context. */
+struct rl_httpc_net {
+    struct evdns_base *dns;
+    SSL_CTX *tls;
+};
+
+/* Fills <n> for <base>: evdns (resolv.conf and /etc/hosts read once, here; it does not
+ * keep the loop alive while idle) and rl_httpc_tls_ctx_new(<ca_file>). On error <n> is
+ * left cleared. Undo with rl_httpc_net_clear(), which accepts a zeroed <n>. */
+int rl_httpc_net_init(struct rl_httpc_net *n, struct event_base *base, const char *ca_file,
+                      struct agg_err *err);
+void rl_httpc_net_clear(struct rl_httpc_net *n);
 
 /* A TLS client context: TLS 1.2 or newer, peer verification on, CAs from <ca_file> or
  * the system default paths. Caller owns the result: SSL_CTX_free(). */
@@ -72,8 +85,8 @@ struct bufferevent *rl_httpc_connect(struct event_base *base, struct evdns_base 
 /* Starts a TLS client handshake over the connected <under>, with SNI and certificate
  * name (or IP) verification against <host>. Takes ownership of <under>, even on error.
  * Caller owns the result: bufferevent_free(), which frees <under> too. */
-struct bufferevent *rl_httpc_tls_wrap(struct bufferevent *under, SSL_CTX *ctx,
-                                      const char *host, struct agg_err *err);
+struct bufferevent *rl_httpc_tls_wrap(struct bufferevent *under, SSL_CTX *ctx, const char *host,
+                                      struct agg_err *err);
 
 /* Describes why <bev> reported <what> (BEV_EVENT_ERROR/EOF): DNS, socket, TLS or
  * certificate error, into <out> (<size> bytes). Call from the event callback. */

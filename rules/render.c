@@ -29,14 +29,14 @@
 #include "ingest/time.h"
 #include "src/alloc.h"
 
-#define ZERO_TIME "0001-01-01T00:00:00Z" /* Alertmanager's "not resolved" endsAt */
-#define MAIL_LINE_MAX 990                /* under RFC 5322's 998 */
-#define SUBJECT_MAX 900
+#define ZERO_TIME        "0001-01-01T00:00:00Z" /* Alertmanager's "not resolved" endsAt */
+#define MAIL_LINE_MAX    990                    /* under RFC 5322's 998 */
+#define SUBJECT_MAX      900
 #define SLACK_HEADER_MAX 150
-#define SLACK_FIELD_MAX 1900
-#define SLACK_TEXT_MAX 2900
-#define ADDR_MAX 320
-#define ID_MAX 200
+#define SLACK_FIELD_MAX  1900
+#define SLACK_TEXT_MAX   2900
+#define ADDR_MAX         320
+#define ID_MAX           200
 
 struct facts {
     yajl_val root;
@@ -77,8 +77,7 @@ static int get_str(const struct facts *f, const char *key, bool required, const 
 
     *out = NULL;
     if (v == NULL)
-        return required ? agg_err_set(err, AGG_EINVAL, "notification facts: \"%s\" is missing",
-                                      key)
+        return required ? agg_err_set(err, AGG_EINVAL, "notification facts: \"%s\" is missing", key)
                         : AGG_OK;
     if (!YAJL_IS_STRING(v))
         return agg_err_set(err, AGG_EINVAL, "notification facts: \"%s\" must be a string", key);
@@ -93,8 +92,7 @@ static int get_num(const struct facts *f, const char *key, bool integer, bool re
 
     *out = NULL;
     if (v == NULL)
-        return required ? agg_err_set(err, AGG_EINVAL, "notification facts: \"%s\" is missing",
-                                      key)
+        return required ? agg_err_set(err, AGG_EINVAL, "notification facts: \"%s\" is missing", key)
                         : AGG_OK;
     if (!YAJL_IS_NUMBER(v) || (integer && !YAJL_IS_INTEGER(v)))
         return agg_err_set(err, AGG_EINVAL, "notification facts: \"%s\" must be %s", key,
@@ -517,8 +515,7 @@ static int gen_slack(yajl_gen g, const struct facts *f, struct ing_buf *s)
     ing_buf_init(&head);
     ing_buf_init(&sum);
     /* header: plain text, no escaping, at most 150 characters */
-    if ((rc = put_headline(&head, f)) != AGG_OK ||
-        (rc = put_summary(&sum, f)) != AGG_OK)
+    if ((rc = put_headline(&head, f)) != AGG_OK || (rc = put_summary(&sum, f)) != AGG_OK)
         goto out;
     head.data[utf8_cut(head.data, head.len, SLACK_HEADER_MAX)] = '\0';
     /* fallback text for notifications: "[FIRING] critical: <escaped summary>" */
@@ -626,8 +623,7 @@ static int check_addr(const char *what, const char *a, struct agg_err *err)
         return agg_err_set(err, AGG_EINVAL, "email %s address is empty or too long", what);
     for (size_t i = 0; i < n; i++) {
         if (is_ctl((unsigned char)a[i]))
-            return agg_err_set(err, AGG_EINVAL, "email %s address holds a control character",
-                               what);
+            return agg_err_set(err, AGG_EINVAL, "email %s address holds a control character", what);
     }
     return AGG_OK;
 }
@@ -636,10 +632,11 @@ static int check_id(const char *what, const char *id, struct agg_err *err)
 {
     size_t n = id != NULL ? strlen(id) : 0;
 
-    if (n == 0 || n > ID_MAX || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                           "0123456789-_.+=") != n)
-        return agg_err_set(err, AGG_EINVAL,
-                           "email %s must be 1 to %d letters, digits or \"-_.+=\"", what, ID_MAX);
+    if (n == 0 || n > ID_MAX ||
+        strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789-_.+=") != n)
+        return agg_err_set(err, AGG_EINVAL, "email %s must be 1 to %d letters, digits or \"-_.+=\"",
+                           what, ID_MAX);
     return AGG_OK;
 }
 
@@ -707,8 +704,8 @@ static int put_date(struct ing_buf *b)
     if (gmtime_r(&now, &tm) == NULL)
         return AGG_ERR;
     return ing_buf_printf(b, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", days[tm.tm_wday],
-                          tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-                          tm.tm_min, tm.tm_sec);
+                          tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                          tm.tm_sec);
 }
 
 /* Appends body text: LF becomes CRLF, CR and other control characters (TAB aside)
@@ -821,8 +818,8 @@ static int put_body(struct ing_buf *b, const struct facts *f, const char *headli
     return rc;
 }
 
-static int put_headers(struct ing_buf *b, const struct facts *f, const char *from,
-                       const char *to, const char *message_id, const char *thread_id)
+static int put_headers(struct ing_buf *b, const struct facts *f, const char *from, const char *to,
+                       const char *message_id, const char *thread_id)
 {
     int rc = ing_buf_printf(b, "From: %s\r\nTo: %s\r\n", from, to);
 

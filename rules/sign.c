@@ -16,8 +16,8 @@
 
 #include <sodium.h>
 
-#define SECRET_PREFIX "whsec_"
-#define KEY_MAX 256
+#define SECRET_PREFIX       "whsec_"
+#define KEY_MAX             256
 #define SECRET_RANDOM_BYTES 24
 
 /* Decodes the key of <secret> into <key>; its length in *<klen>. */
@@ -32,8 +32,9 @@ static int decode_key(const char *secret, unsigned char key[KEY_MAX], size_t *kl
         b64 += strlen(SECRET_PREFIX);
         n -= strlen(SECRET_PREFIX);
     }
-    if (n == 0 || sodium_base642bin(key, KEY_MAX, b64, n, NULL, klen, &end,
-                                    sodium_base64_VARIANT_ORIGINAL) != 0 ||
+    if (n == 0 ||
+        sodium_base642bin(key, KEY_MAX, b64, n, NULL, klen, &end, sodium_base64_VARIANT_ORIGINAL) !=
+            0 ||
         end != b64 + n || *klen == 0)
         return agg_err_set(err, AGG_EINVAL,
                            "webhook secret is not \"whsec_\" followed by base64 (at most %d "
@@ -42,8 +43,8 @@ static int decode_key(const char *secret, unsigned char key[KEY_MAX], size_t *kl
     return AGG_OK;
 }
 
-int rl_sign_webhook(const char *secret, const char *msg_id, int64_t timestamp_s,
-                    const char *body, size_t len, char *out, size_t size, struct agg_err *err)
+int rl_sign_webhook(const char *secret, const char *msg_id, int64_t timestamp_s, const char *body,
+                    size_t len, char *out, size_t size, struct agg_err *err)
 {
     unsigned char key[KEY_MAX];
     unsigned char mac[crypto_auth_hmacsha256_BYTES];
@@ -56,8 +57,8 @@ int rl_sign_webhook(const char *secret, const char *msg_id, int64_t timestamp_s,
         return agg_err_set(err, AGG_ERR, "cannot initialise libsodium");
     if (secret == NULL || msg_id == NULL || msg_id[0] == '\0' || (body == NULL && len > 0))
         return agg_err_set(err, AGG_EINVAL, "webhook signature needs a secret and a message id");
-    if (size < sizeof("v1,") - 1 + sodium_base64_ENCODED_LEN(sizeof(mac),
-                                                             sodium_base64_VARIANT_ORIGINAL))
+    if (size <
+        sizeof("v1,") - 1 + sodium_base64_ENCODED_LEN(sizeof(mac), sodium_base64_VARIANT_ORIGINAL))
         return agg_err_set(err, AGG_EFULL, "signature buffer of %zu bytes is too small", size);
     rc = decode_key(secret, key, &klen, err);
     if (rc != AGG_OK)

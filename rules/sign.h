@@ -25,8 +25,8 @@
  * <secret> is "whsec_<base64 key>" or the bare base64 key (standard alphabet, padded).
  * AGG_EINVAL when the secret is not such (or its key is empty or over 256 bytes) or
  * <msg_id> is empty; AGG_EFULL when <out> is too small. The message never quotes the secret. */
-int rl_sign_webhook(const char *secret, const char *msg_id, int64_t timestamp_s,
-                    const char *body, size_t len, char *out, size_t size, struct agg_err *err);
+int rl_sign_webhook(const char *secret, const char *msg_id, int64_t timestamp_s, const char *body,
+                    size_t len, char *out, size_t size, struct agg_err *err);
 
 /* Writes a fresh secret "whsec_" + base64 of 24 random bytes into <out> (<size> bytes,
  * RL_SIGN_SECRET_SIZE is enough). AGG_OK, AGG_EFULL when <out> is too small, AGG_ERR

@@ -31,8 +31,8 @@
 #include "src/alloc.h"
 
 #define REPLY_LINE_MAX 4096
-#define ADDR_MAX 320
-#define CRED_MAX 256
+#define ADDR_MAX       320
+#define CRED_MAX       256
 
 enum step {
     STEP_GREETING = 0,
@@ -49,8 +49,8 @@ enum step {
 };
 
 static const char *const step_names[] = {
-    "greeting", "EHLO", "HELO", "STARTTLS", "TLS handshake", "AUTH", "MAIL FROM",
-    "RCPT TO",  "DATA", "message", "QUIT",
+    "greeting",  "EHLO",    "HELO", "STARTTLS", "TLS handshake", "AUTH",
+    "MAIL FROM", "RCPT TO", "DATA", "message",  "QUIT",
 };
 
 struct smtp_sess {
@@ -71,8 +71,7 @@ struct smtp_sess {
 
 struct rl_smtp {
     struct event_base *base;
-    struct evdns_base *dns;
-    SSL_CTX *tls;
+    struct rl_httpc_net net;
     int timeout_ms;
     bool implicit_tls, closing;
     char host[256];
@@ -215,7 +214,7 @@ static bool start_tls(struct smtp_sess *x)
         finish(x, 0, "%s: server sent data before the TLS handshake", x->s->where);
         return false;
     }
-    x->bev = rl_httpc_tls_wrap(x->bev, x->s->tls, x->s->host, &err);
+    x->bev = rl_httpc_tls_wrap(x->bev, x->s->net.tls, x->s->host, &err);
     if (x->bev == NULL) {
         finish(x, 0, "%s: %s", x->s->where, err.msg);
         return false;
@@ -452,10 +451,10 @@ static int parse_url(struct rl_smtp *s, const char *url, struct agg_err *err)
         goto out;
     }
     /* IPv6 literals come bracketed */
-    snprintf(s->host, sizeof(s->host), "%.*s",
-             (int)strlen(host) - (host[0] == '[' ? 2 : 0), host + (host[0] == '[' ? 1 : 0));
-    snprintf(s->where, sizeof(s->where), "%s://%s:%d", s->implicit_tls ? "smtps" : "smtp",
-             host, s->port);
+    snprintf(s->host, sizeof(s->host), "%.*s", (int)strlen(host) - (host[0] == '[' ? 2 : 0),
+             host + (host[0] == '[' ? 1 : 0));
+    snprintf(s->where, sizeof(s->where), "%s://%s:%d", s->implicit_tls ? "smtps" : "smtp", host,
+             s->port);
     if (user != NULL) {
         const char *colon = strchr(user, ':');
 
@@ -490,15 +489,8 @@ struct rl_smtp *rl_smtp_new(struct event_base *base, const char *smtp_url, const
     }
     if (parse_url(s, smtp_url, err) != AGG_OK)
         goto fail;
-    s->tls = rl_httpc_tls_ctx_new(ca_file, err);
-    if (s->tls == NULL)
+    if (rl_httpc_net_init(&s->net, base, ca_file, err) != AGG_OK)
         goto fail;
-    s->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                      EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    if (s->dns == NULL) {
-        agg_err_set(err, AGG_ERR, "could not start the DNS resolver");
-        goto fail;
-    }
     /* EHLO names us; any hostname will do for the servers we talk to */
     if (gethostname(s->helo, sizeof(s->helo)) != 0 || s->helo[0] == '\0' ||
         strpbrk(s->helo, " \r\n") != NULL)
@@ -518,9 +510,7 @@ void rl_smtp_free(struct rl_smtp *s)
     s->closing = true;
     while (s->sessions != NULL)
         finish(s->sessions, 0, "cancelled");
-    if (s->dns != NULL)
-        evdns_base_free(s->dns, 0);
-    SSL_CTX_free(s->tls);
+    rl_httpc_net_clear(&s->net);
     sodium_memzero(s->user, sizeof(s->user));
     sodium_memzero(s->pass, sizeof(s->pass));
     free(s);
@@ -568,8 +558,7 @@ static int prepare_data(struct evbuffer *out, const char *msg, size_t len)
     return rc == 0 ? AGG_OK : AGG_ENOMEM;
 }
 
-static int copy_envelope(struct smtp_sess *x, const char *from, const char *const *rcpt,
-                         int nrcpt)
+static int copy_envelope(struct smtp_sess *x, const char *from, const char *const *rcpt, int nrcpt)
 {
     x->from = agg_strdup(from);
     x->rcpt = agg_calloc((size_t)nrcpt, sizeof(*x->rcpt));
@@ -597,8 +586,7 @@ int rl_smtp_send(struct rl_smtp *s, const char *from, const char *const *rcpt, i
         return agg_err_set(err, AGG_EINVAL, "sender address is empty, too long or malformed");
     for (int i = 0; i < nrcpt; i++) {
         if (!addr_ok(rcpt[i]))
-            return agg_err_set(err, AGG_EINVAL,
-                               "recipient %d is empty, too long or malformed", i);
+            return agg_err_set(err, AGG_EINVAL, "recipient %d is empty, too long or malformed", i);
     }
     x = agg_calloc(1, sizeof(*x));
     if (x == NULL)
@@ -613,7 +601,7 @@ int rl_smtp_send(struct rl_smtp *s, const char *from, const char *const *rcpt, i
         sess_free(x);
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
     }
-    x->bev = rl_httpc_connect(s->base, s->dns, s->host, s->port, err);
+    x->bev = rl_httpc_connect(s->base, s->net.dns, s->host, s->port, err);
     if (x->bev == NULL) {
         sess_free(x);
         return AGG_ERR;

@@ -92,12 +92,15 @@ static void srv_start(struct server *sv, struct event_base *base, const char *re
     sv->port = ntohs(sin.sin_port);
 }
 
+/* Idempotent; also fine on a zeroed, never started server. */
 static void srv_stop(struct server *sv)
 {
     if (sv->bev != NULL)
         bufferevent_free(sv->bev);
     if (sv->listener != NULL)
         evconnlistener_free(sv->listener);
+    sv->bev = NULL;
+    sv->listener = NULL;
     ing_buf_clear(&sv->request);
 }
 
@@ -137,6 +140,49 @@ static void run_post(struct server *sv, struct event_base *base, int timeout_ms,
     assert_int_equal(o->calls, 1);
 }
 
+/* Per test: a loop, its server, the outcome of the last post. */
+struct hx {
+    struct event_base *base;
+    struct server sv;
+    struct outcome o;
+};
+
+static int hx_setup(void **state)
+{
+    struct hx *x = calloc(1, sizeof(*x));
+
+    if (x == NULL || (x->base = event_base_new()) == NULL) {
+        free(x);
+        return -1;
+    }
+    *state = x;
+    return 0;
+}
+
+static int hx_teardown(void **state)
+{
+    struct hx *x = *state;
+
+    srv_stop(&x->sv);
+    event_base_free(x->base);
+    free(x);
+    return 0;
+}
+
+/* A fresh server answering <response> (closed at once when <closed>), then a POST of
+ * "{}" to <path> on it. */
+static void post_to(struct hx *x, const char *response, bool closed, int timeout_ms,
+                    const char *path)
+{
+    srv_stop(&x->sv);
+    srv_start(&x->sv, x->base, response);
+    if (closed) {
+        evconnlistener_free(x->sv.listener);
+        x->sv.listener = NULL;
+    }
+    run_post(&x->sv, x->base, timeout_ms, path, NULL, "{}", &x->o);
+}
+
 static void test_httpc_posts_json_with_headers_and_reads_status(void **state)
 {
     const char *headers[] = {"webhook-id: msg_1", "webhook-signature: v1,abc=", NULL};
@@ -167,59 +213,37 @@ static void test_httpc_posts_json_with_headers_and_reads_status(void **state)
 
 static void test_httpc_skips_interim_responses(void **state)
 {
-    struct event_base *base = event_base_new();
-    struct server sv;
-    struct outcome o;
+    struct hx *x = *state;
 
-    (void)state;
-    srv_start(&sv, base, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
-    run_post(&sv, base, 5000, "/", NULL, "{}", &o);
-    assert_int_equal(o.r.status, 204);
-    srv_stop(&sv);
-    srv_start(&sv, base, "SSH-2.0-OpenSSH\r\n");
-    run_post(&sv, base, 5000, "/", NULL, "{}", &o);
-    assert_int_equal(o.r.status, 0);
-    assert_non_null(strstr(o.r.detail, "not an HTTP response"));
-    srv_stop(&sv);
-    event_base_free(base);
+    post_to(x, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", false, 5000, "/");
+    assert_int_equal(x->o.r.status, 204);
+    post_to(x, "SSH-2.0-OpenSSH\r\n", false, 5000, "/");
+    assert_int_equal(x->o.r.status, 0);
+    assert_non_null(strstr(x->o.r.detail, "not an HTTP response"));
 }
 
 static void test_httpc_refused_connection_gives_status_0_promptly(void **state)
 {
-    struct event_base *base = event_base_new();
-    struct server sv;
-    struct outcome o;
+    struct hx *x = *state;
     double t0 = now_s();
 
-    (void)state;
-    srv_start(&sv, base, NULL);
-    evconnlistener_free(sv.listener);
-    sv.listener = NULL;
-    run_post(&sv, base, 5000, "/secret-path?k=v", NULL, "{}", &o);
-    assert_int_equal(o.r.status, 0);
-    assert_non_null(strstr(o.r.detail, "http://127.0.0.1:"));
-    assert_non_null(strstr(o.r.detail, "refused"));
-    assert_null(strstr(o.r.detail, "secret-path"));
+    post_to(x, NULL, true, 5000, "/secret-path?k=v");
+    assert_int_equal(x->o.r.status, 0);
+    assert_non_null(strstr(x->o.r.detail, "http://127.0.0.1:"));
+    assert_non_null(strstr(x->o.r.detail, "refused"));
+    assert_null(strstr(x->o.r.detail, "secret-path"));
     assert_true(now_s() - t0 < 2.0);
-    srv_stop(&sv);
-    event_base_free(base);
 }
 
 static void test_httpc_silent_server_times_out(void **state)
 {
-    struct event_base *base = event_base_new();
-    struct server sv;
-    struct outcome o;
+    struct hx *x = *state;
     double t0 = now_s();
 
-    (void)state;
-    srv_start(&sv, base, NULL);
-    run_post(&sv, base, 200, "/", NULL, "{}", &o);
-    assert_int_equal(o.r.status, 0);
-    assert_non_null(strstr(o.r.detail, "timed out after 200 ms"));
+    post_to(x, NULL, false, 200, "/");
+    assert_int_equal(x->o.r.status, 0);
+    assert_non_null(strstr(x->o.r.detail, "timed out after 200 ms"));
     assert_true(now_s() - t0 >= 0.19 && now_s() - t0 < 3.0);
-    srv_stop(&sv);
-    event_base_free(base);
 }
 
 static void test_httpc_free_cancels_requests_once(void **state)
@@ -252,15 +276,12 @@ static void test_httpc_free_cancels_requests_once(void **state)
 static void test_httpc_rejects_bad_urls_and_headers_without_leaking(void **state)
 {
     static const char *const bad_urls[] = {
-        "ftp://example.org/x", "http:///path", "https://user:pw@example.org/",
+        "ftp://example.org/x",   "http:///path",     "https://user:pw@example.org/",
         "http://example.org:0/", "not a url at all", "//example.org/x",
     };
     const char *bad_headers[][2] = {
-        {"X-Token: a\r\nX-Injected: 1", NULL},
-        {"NoColon", NULL},
-        {"Host: evil.example", NULL},
-        {"content-length: 5", NULL},
-        {": value", NULL},
+        {"X-Token: a\r\nX-Injected: 1", NULL}, {"NoColon", NULL}, {"Host: evil.example", NULL},
+        {"content-length: 5", NULL},           {": value", NULL},
     };
     struct event_base *base = event_base_new();
     struct rl_httpc *c = rl_httpc_new(base, NULL, 1000, NULL);
@@ -292,9 +313,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_httpc_posts_json_with_headers_and_reads_status),
-        cmocka_unit_test(test_httpc_skips_interim_responses),
-        cmocka_unit_test(test_httpc_refused_connection_gives_status_0_promptly),
-        cmocka_unit_test(test_httpc_silent_server_times_out),
+        cmocka_unit_test_setup_teardown(test_httpc_skips_interim_responses, hx_setup, hx_teardown),
+        cmocka_unit_test_setup_teardown(test_httpc_refused_connection_gives_status_0_promptly,
+                                        hx_setup, hx_teardown),
+        cmocka_unit_test_setup_teardown(test_httpc_silent_server_times_out, hx_setup, hx_teardown),
         cmocka_unit_test(test_httpc_free_cancels_requests_once),
         cmocka_unit_test(test_httpc_rejects_bad_urls_and_headers_without_leaking),
     };

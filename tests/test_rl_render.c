@@ -92,13 +92,12 @@ static void test_render_webhook_has_alertmanager_v4_shape(void **state)
     assert_string_equal(str_at(a, (const char *const[]){"labels", "alertname", NULL}),
                         "api errors");
     assert_string_equal(str_at(a, (const char *const[]){"labels", "rule_id", NULL}), "7");
-    assert_string_equal(str_at(a, (const char *const[]){"startsAt", NULL}),
-                        "2024-05-01T10:00:00Z");
+    assert_string_equal(str_at(a, (const char *const[]){"startsAt", NULL}), "2024-05-01T10:00:00Z");
     assert_string_equal(str_at(a, (const char *const[]){"endsAt", NULL}), "0001-01-01T00:00:00Z");
     assert_string_equal(str_at(a, (const char *const[]){"annotations", "description", NULL}),
                         "api errors: count{level>=ERROR}[5m] = 12.5 > 0.1");
-    assert_non_null(strstr(str_at(a, (const char *const[]){"annotations", "summary", NULL}),
-                           "12.5 (> 0.1)"));
+    assert_non_null(
+        strstr(str_at(a, (const char *const[]){"annotations", "summary", NULL}), "12.5 (> 0.1)"));
     assert_int_equal(strlen(fp), 16);
     assert_int_equal(strspn(fp, "0123456789abcdef"), 16);
     /* aggd's own fields; numbers keep their original text */
@@ -109,8 +108,8 @@ static void test_render_webhook_has_alertmanager_v4_shape(void **state)
     assert_string_equal(str_at(v, (const char *const[]){"rule", NULL}), "api errors");
     assert_string_equal(str_at(v, (const char *const[]){"notice", NULL}), "firing");
     assert_string_equal(num_at(v, (const char *const[]){"context", "window_s", NULL}), "300");
-    assert_true(YAJL_IS_TRUE(yajl_tree_get(v, (const char *[]){"context", "ok", NULL},
-                                           yajl_t_any)));
+    assert_true(
+        YAJL_IS_TRUE(yajl_tree_get(v, (const char *[]){"context", "ok", NULL}, yajl_t_any)));
     yajl_tree_free(v);
 }
 
@@ -123,8 +122,7 @@ static void test_render_webhook_resolved_has_end_and_same_fingerprint(void **sta
 
     (void)state;
     assert_string_equal(str_at(r, (const char *const[]){"status", NULL}), "resolved");
-    assert_string_equal(str_at(ra, (const char *const[]){"endsAt", NULL}),
-                        "2024-05-01T10:07:00Z");
+    assert_string_equal(str_at(ra, (const char *const[]){"endsAt", NULL}), "2024-05-01T10:07:00Z");
     assert_string_equal(str_at(ra, (const char *const[]){"generatorURL", NULL}),
                         "https://aggd.example/alerts/42");
     assert_string_equal(str_at(first_alert(f), fp), str_at(ra, fp));
@@ -215,8 +213,8 @@ static void test_render_rejects_invalid_facts_naming_the_field(void **state)
         if (strstr(err.msg, bad[i].why) == NULL)
             fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.msg, bad[i].why);
         assert_int_equal(rl_render_slack(bad[i].facts, n, &out, NULL), AGG_EINVAL);
-        assert_int_equal(
-            rl_render_email(bad[i].facts, n, "a@b", "c@d", "m1", NULL, &out, NULL), AGG_EINVAL);
+        assert_int_equal(rl_render_email(bad[i].facts, n, "a@b", "c@d", "m1", NULL, &out, NULL),
+                         AGG_EINVAL);
         ing_buf_clear(&out);
     }
 }
@@ -237,13 +235,15 @@ static void test_render_slack_escapes_markup_and_links_the_alert(void **state)
     assert_int_equal(rl_render_slack(facts, sizeof(facts) - 1, &out, NULL), AGG_OK);
     v = yajl_tree_parse(out.data, NULL, 0);
     assert_non_null(v);
-    assert_non_null(strstr(str_at(v, (const char *const[]){"text", NULL}), "&lt;!channel&gt; &amp; co"));
+    assert_non_null(
+        strstr(str_at(v, (const char *const[]){"text", NULL}), "&lt;!channel&gt; &amp; co"));
     assert_null(strstr(str_at(v, (const char *const[]){"text", NULL}), "<!channel>"));
     blocks = yajl_tree_get(v, (const char *[]){"blocks", NULL}, yajl_t_array);
     assert_non_null(blocks);
     /* the header is plain text: shown as typed, not escaped */
-    assert_string_equal(str_at(blocks->u.array.values[0], (const char *const[]){"text", "text", NULL}),
-                        "ESCALATION high: <!channel> & co");
+    assert_string_equal(
+        str_at(blocks->u.array.values[0], (const char *const[]){"text", "text", NULL}),
+        "ESCALATION high: <!channel> & co");
     for (size_t i = 0; i < blocks->u.array.len; i++) {
         yajl_val b = blocks->u.array.values[i];
         yajl_val fields = yajl_tree_get(b, (const char *[]){"fields", NULL}, yajl_t_array);
@@ -254,10 +254,9 @@ static void test_render_slack_escapes_markup_and_links_the_alert(void **state)
                                                    (const char *const[]){"text", NULL}),
                                             "*Value*\n3 &gt;= 2") == 0;
         for (size_t j = 0; els != NULL && j < els->u.array.len; j++) {
-            yajl_val url = yajl_tree_get(els->u.array.values[j], (const char *[]){"url", NULL},
-                                         yajl_t_string);
-            saw_button = saw_button || (url != NULL && strcmp(url->u.string,
-                                                              "https://x/a/5") == 0);
+            yajl_val url =
+                yajl_tree_get(els->u.array.values[j], (const char *[]){"url", NULL}, yajl_t_string);
+            saw_button = saw_button || (url != NULL && strcmp(url->u.string, "https://x/a/5") == 0);
         }
     }
     assert_true(saw_value);
@@ -349,9 +348,8 @@ static void test_render_email_first_notice_has_headers_and_facts(void **state)
         char wd[4], mon[4];
 
         assert_non_null(d);
-        assert_int_equal(sscanf(d + 8, "%3[^,], %d %3s %d %d:%d:%d +0000", wd, &day, mon, &year, &h,
-                                &m, &s),
-                         7);
+        assert_int_equal(
+            sscanf(d + 8, "%3[^,], %d %3s %d %d:%d:%d +0000", wd, &day, mon, &year, &h, &m, &s), 7);
         assert_true(year >= 2024 && day >= 1 && day <= 31);
         assert_non_null(strstr("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec", mon));
     }
@@ -395,9 +393,8 @@ static void test_render_email_header_injection_is_neutralised(void **state)
 
     (void)state;
     ing_buf_init(&out);
-    assert_int_equal(rl_render_email(facts, sizeof(facts) - 1, "a@b", "c@d", "m1", NULL, &out,
-                                     NULL),
-                     AGG_OK);
+    assert_int_equal(
+        rl_render_email(facts, sizeof(facts) - 1, "a@b", "c@d", "m1", NULL, &out, NULL), AGG_OK);
     assert_crlf_and_short_lines(out.data, out.len);
     headers_of(out.data, head, sizeof(head));
     assert_null(strstr(head, "\r\nBcc:"));
@@ -420,9 +417,8 @@ static void test_render_email_non_ascii_subject_is_rfc2047_encoded(void **state)
     (void)state;
     ing_buf_init(&out);
     ing_buf_init(&decoded);
-    assert_int_equal(rl_render_email(facts, sizeof(facts) - 1, "a@b", "c@d", "m1", NULL, &out,
-                                     NULL),
-                     AGG_OK);
+    assert_int_equal(
+        rl_render_email(facts, sizeof(facts) - 1, "a@b", "c@d", "m1", NULL, &out, NULL), AGG_OK);
     headers_of(out.data, head, sizeof(head));
     p = strstr(head, "Subject: ");
     assert_non_null(p);
@@ -436,8 +432,8 @@ static void test_render_email_non_ascii_subject_is_rfc2047_encoded(void **state)
 
         assert_non_null(end);
         assert_true(end - p + 2 <= 75);
-        assert_int_equal(sodium_base642bin(bin, sizeof(bin), p + 10, (size_t)(end - p - 10),
-                                           NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL),
+        assert_int_equal(sodium_base642bin(bin, sizeof(bin), p + 10, (size_t)(end - p - 10), NULL,
+                                           &n, NULL, sodium_base64_VARIANT_ORIGINAL),
                          0);
         assert_true(ing_utf8_is_clean((const char *)bin, n)); /* words split on characters */
         assert_int_equal(ing_buf_append(&decoded, bin, n), AGG_OK);
@@ -462,11 +458,9 @@ static void test_render_email_rejects_bad_addresses_and_ids(void **state)
     assert_non_null(strstr(err.msg, "sender"));
     assert_int_equal(rl_render_email(firing, n, "a@b", "", "m", NULL, &out, &err), AGG_EINVAL);
     assert_non_null(strstr(err.msg, "recipient"));
-    assert_int_equal(rl_render_email(firing, n, "a@b", "c@d", "m>x", NULL, &out, &err),
-                     AGG_EINVAL);
+    assert_int_equal(rl_render_email(firing, n, "a@b", "c@d", "m>x", NULL, &out, &err), AGG_EINVAL);
     assert_non_null(strstr(err.msg, "message id"));
-    assert_int_equal(rl_render_email(firing, n, "a@b", "c@d", "m", "t\n", &out, &err),
-                     AGG_EINVAL);
+    assert_int_equal(rl_render_email(firing, n, "a@b", "c@d", "m", "t\n", &out, &err), AGG_EINVAL);
     assert_non_null(strstr(err.msg, "thread id"));
     assert_int_equal(out.len, 0);
     ing_buf_clear(&out);

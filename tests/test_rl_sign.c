@@ -72,8 +72,8 @@ static void test_sign_rejects_bad_secrets_without_quoting_them(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct agg_err err = {0};
 
-        assert_int_equal(
-            rl_sign_webhook(bad[i], "msg", 1, "x", 1, sig, sizeof(sig), &err), AGG_EINVAL);
+        assert_int_equal(rl_sign_webhook(bad[i], "msg", 1, "x", 1, sig, sizeof(sig), &err),
+                         AGG_EINVAL);
         assert_non_null(strstr(err.msg, "secret"));
         if (strlen(bad[i]) > 6) /* the key part is never echoed */
             assert_null(strstr(err.msg, bad[i] + 6));
@@ -88,8 +88,7 @@ static void test_sign_rejects_missing_id_and_small_buffer(void **state)
 
     (void)state;
     assert_int_equal(rl_sign_webhook(secret, "", 1, "x", 1, sig, sizeof(sig), &err), AGG_EINVAL);
-    assert_int_equal(rl_sign_webhook(secret, NULL, 1, "x", 1, sig, sizeof(sig), &err),
-                     AGG_EINVAL);
+    assert_int_equal(rl_sign_webhook(secret, NULL, 1, "x", 1, sig, sizeof(sig), &err), AGG_EINVAL);
     assert_int_equal(rl_sign_webhook(NULL, "m", 1, "x", 1, sig, sizeof(sig), &err), AGG_EINVAL);
     assert_int_equal(rl_sign_webhook(secret, "m", 1, "x", 1, sig, RL_SIGN_SIZE - 1, &err),
                      AGG_EFULL);

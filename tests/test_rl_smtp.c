@@ -134,20 +134,51 @@ static void fake_start(struct fake *f, struct event_base *base, const char *cons
     f->listener = evconnlistener_new_bind(base, fake_accept, f, LEV_OPT_CLOSE_ON_FREE, 8,
                                           (struct sockaddr *)&sin, sizeof(sin));
     assert_non_null(f->listener);
-    assert_int_equal(getsockname(evconnlistener_get_fd(f->listener), (struct sockaddr *)&bound,
-                                 &blen),
-                     0);
+    assert_int_equal(
+        getsockname(evconnlistener_get_fd(f->listener), (struct sockaddr *)&bound, &blen), 0);
     f->port = ntohs(bound.sin_port);
 }
 
+/* Idempotent; also fine on a zeroed, never started fake. */
 static void fake_stop(struct fake *f)
 {
     if (f->bev != NULL)
         bufferevent_free(f->bev);
     if (f->listener != NULL)
         evconnlistener_free(f->listener);
+    f->bev = NULL;
+    f->listener = NULL;
     ing_buf_clear(&f->transcript);
     ing_buf_clear(&f->data);
+}
+
+/* Per test: a loop, its fake server, the outcome of the last send. */
+struct fx {
+    struct event_base *base;
+    struct fake f;
+    struct outcome o;
+};
+
+static int fx_setup(void **state)
+{
+    struct fx *x = calloc(1, sizeof(*x));
+
+    if (x == NULL || (x->base = event_base_new()) == NULL) {
+        free(x);
+        return -1;
+    }
+    *state = x;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    struct fx *x = *state;
+
+    fake_stop(&x->f);
+    event_base_free(x->base);
+    free(x);
+    return 0;
 }
 
 static void on_done(void *arg, const struct rl_smtp_result *r)
@@ -171,9 +202,8 @@ static void run_send(struct fake *f, struct event_base *base, const char *url_fm
     s = rl_smtp_new(base, url, NULL, timeout_ms, &err);
     assert_non_null(s);
     memset(o, 0, sizeof(*o));
-    assert_int_equal(rl_smtp_send(s, "a@example.org", rcpt, nrcpt, msg, strlen(msg), on_done, o,
-                                  &err),
-                     AGG_OK);
+    assert_int_equal(
+        rl_smtp_send(s, "a@example.org", rcpt, nrcpt, msg, strlen(msg), on_done, o, &err), AGG_OK);
     assert_int_equal(o->calls, 0); /* never from inside rl_smtp_send */
     while (o->calls == 0)
         event_base_loop(base, EVLOOP_ONCE);
@@ -182,6 +212,17 @@ static void run_send(struct fake *f, struct event_base *base, const char *url_fm
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     rl_smtp_free(s);
     assert_int_equal(o->calls, 1);
+}
+
+/* Starts a fake answering <script> and sends <msg> to ops@example.org through it. */
+static void deliver(struct fx *x, const char *const *script, const char *url_fmt, int timeout_ms,
+                    const char *msg)
+{
+    static const char *const rcpt[] = {"ops@example.org"};
+
+    fake_stop(&x->f);
+    fake_start(&x->f, x->base, script);
+    run_send(&x->f, x->base, url_fmt, timeout_ms, rcpt, 1, msg, &x->o);
 }
 
 static void test_smtp_sends_with_multiline_ehlo_and_dot_stuffing(void **state)
@@ -227,88 +268,66 @@ static void test_smtp_falls_back_to_helo_when_ehlo_is_refused(void **state)
         "220 old server", "502 5.5.1 what?", "250 old server", "250 ok", "250 ok",
         "354 go",         "250 ok",          "221 bye",        END,
     };
-    const char *rcpt[] = {"ops@example.org"};
-    struct event_base *base = event_base_new();
-    struct fake f;
-    struct outcome o;
+    struct fx *x = *state;
 
-    (void)state;
-    fake_start(&f, base, script);
-    run_send(&f, base, "smtp://127.0.0.1:%d", 5000, rcpt, 1, "x\r\n", &o);
-    assert_true(o.r.ok);
-    assert_non_null(strstr(f.transcript.data, "\r\nHELO "));
-    assert_non_null(strstr(f.transcript.data, "\r\nMAIL FROM:<a@example.org>\r\n"));
-    fake_stop(&f);
-    event_base_free(base);
+    deliver(x, script, "smtp://127.0.0.1:%d", 5000, "x\r\n");
+    assert_true(x->o.r.ok);
+    assert_non_null(strstr(x->f.transcript.data, "\r\nHELO "));
+    assert_non_null(strstr(x->f.transcript.data, "\r\nMAIL FROM:<a@example.org>\r\n"));
 }
 
 static void test_smtp_authenticates_with_plain_on_loopback(void **state)
 {
     static const char *const script[] = {
-        "220 fake", "250-fake\r\n250-AUTH LOGIN PLAIN\r\n250 8BITMIME", "235 2.7.0 ok",
-        "250 ok",   "250 ok", "354 go", "250 ok", "221 bye", END,
+        "220 fake",
+        "250-fake\r\n250-AUTH LOGIN PLAIN\r\n250 8BITMIME",
+        "235 2.7.0 ok",
+        "250 ok",
+        "250 ok",
+        "354 go",
+        "250 ok",
+        "221 bye",
+        END,
     };
-    const char *rcpt[] = {"ops@example.org"};
-    struct event_base *base = event_base_new();
-    struct fake f;
-    struct outcome o;
+    struct fx *x = *state;
 
-    (void)state;
-    fake_start(&f, base, script);
-    /* user "me@x" percent-encoded; password "pä ss" */
-    run_send(&f, base, "smtp://me%%40x:p%%C3%%A4%%20ss@127.0.0.1:%d", 5000, rcpt, 1, "x", &o);
-    assert_true(o.r.ok);
-    /* python3 -c 'import base64;print(base64.b64encode("\0me@x\0pä ss".encode()))' */
-    assert_non_null(strstr(f.transcript.data, "\r\nAUTH PLAIN AG1lQHgAcMOkIHNz\r\nMAIL FROM:"));
-    fake_stop(&f);
-    event_base_free(base);
+    /* user "me@x" percent-encoded; password "p\xc3\xa4 ss" */
+    deliver(x, script, "smtp://me%%40x:p%%C3%%A4%%20ss@127.0.0.1:%d", 5000, "x");
+    assert_true(x->o.r.ok);
+    /* python3 -c 'import base64;print(base64.b64encode("\0me@x\0p\xc3\xa4 ss".encode()))' */
+    assert_non_null(strstr(x->f.transcript.data, "\r\nAUTH PLAIN AG1lQHgAcMOkIHNz\r\nMAIL FROM:"));
 }
 
 static void test_smtp_refuses_credentials_without_auth_plain(void **state)
 {
     static const char *const script[] = {"220 fake", "250 fake", "221 bye", END};
-    const char *rcpt[] = {"ops@example.org"};
-    struct event_base *base = event_base_new();
-    struct fake f;
-    struct outcome o;
+    struct fx *x = *state;
 
-    (void)state;
-    fake_start(&f, base, script);
-    run_send(&f, base, "smtp://me:secret@127.0.0.1:%d", 5000, rcpt, 1, "x", &o);
-    assert_false(o.r.ok);
-    assert_non_null(strstr(o.r.detail, "AUTH PLAIN"));
-    assert_null(strstr(o.r.detail, "secret"));
-    assert_null(strstr(f.transcript.data, "MAIL FROM"));
-    fake_stop(&f);
-    event_base_free(base);
+    deliver(x, script, "smtp://me:secret@127.0.0.1:%d", 5000, "x");
+    assert_false(x->o.r.ok);
+    assert_non_null(strstr(x->o.r.detail, "AUTH PLAIN"));
+    assert_null(strstr(x->o.r.detail, "secret"));
+    assert_null(strstr(x->f.transcript.data, "MAIL FROM"));
 }
 
 static void test_smtp_rcpt_550_fails_the_message(void **state)
 {
     static const char *const script[] = {
-        "220 fake", "250 fake", "250 ok", "550 5.1.1 <nobody@example.org>: no such user",
+        "220 fake", "250 fake", "250 ok", "550 5.1.1 <ops@example.org>: no such user",
         "221 bye",  END,
     };
-    const char *rcpt[] = {"nobody@example.org"};
-    struct event_base *base = event_base_new();
-    struct fake f;
-    struct outcome o;
+    struct fx *x = *state;
 
-    (void)state;
-    fake_start(&f, base, script);
-    run_send(&f, base, "smtp://127.0.0.1:%d", 5000, rcpt, 1, "x", &o);
-    assert_false(o.r.ok);
-    assert_int_equal(o.r.code, 550);
-    assert_non_null(strstr(o.r.detail, "RCPT TO refused: 550 5.1.1"));
-    assert_null(strstr(f.transcript.data, "DATA"));
-    fake_stop(&f);
-    event_base_free(base);
+    deliver(x, script, "smtp://127.0.0.1:%d", 5000, "x");
+    assert_false(x->o.r.ok);
+    assert_int_equal(x->o.r.code, 550);
+    assert_non_null(strstr(x->o.r.detail, "RCPT TO refused: 550 5.1.1"));
+    assert_null(strstr(x->f.transcript.data, "DATA"));
 }
 
 static void test_smtp_server_closing_mid_data_fails(void **state)
 {
-    static const char *const script[] = {"220 fake", "250 fake", "250 ok", "250 ok",
-                                         "354 go",   END};
+    static const char *const script[] = {"220 fake", "250 fake", "250 ok", "250 ok", "354 go", END};
     const char *rcpt[] = {"ops@example.org"};
     char msg[4096];
     struct event_base *base = event_base_new();
@@ -334,30 +353,21 @@ static void test_smtp_failed_starttls_never_falls_back_to_plain(void **state)
     /* STARTTLS offered, then refused; and offered, accepted, but no TLS server behind */
     static const char *const refused[] = {"220 fake", "250-fake\r\n250 STARTTLS",
                                           "454 4.7.0 TLS not available", END};
-    static const char *const garbage[] = {"220 fake", "250-fake\r\n250 STARTTLS",
-                                          "220 go ahead", "250 this is not TLS", END};
-    const char *rcpt[] = {"ops@example.org"};
-    struct event_base *base = event_base_new();
-    struct fake f;
-    struct outcome o;
+    static const char *const garbage[] = {"220 fake", "250-fake\r\n250 STARTTLS", "220 go ahead",
+                                          "250 this is not TLS", END};
+    struct fx *x = *state;
 
-    (void)state;
-    fake_start(&f, base, refused);
-    run_send(&f, base, "smtp://127.0.0.1:%d", 5000, rcpt, 1, "x", &o);
-    assert_false(o.r.ok);
-    assert_int_equal(o.r.code, 454);
-    assert_non_null(strstr(o.r.detail, "STARTTLS refused"));
-    assert_null(strstr(f.transcript.data, "MAIL FROM"));
-    fake_stop(&f);
+    deliver(x, refused, "smtp://127.0.0.1:%d", 5000, "x");
+    assert_false(x->o.r.ok);
+    assert_int_equal(x->o.r.code, 454);
+    assert_non_null(strstr(x->o.r.detail, "STARTTLS refused"));
+    assert_null(strstr(x->f.transcript.data, "MAIL FROM"));
 
-    fake_start(&f, base, garbage);
-    run_send(&f, base, "smtp://127.0.0.1:%d", 2000, rcpt, 1, "x", &o);
-    assert_false(o.r.ok);
-    assert_int_equal(o.r.code, 0);
-    assert_null(strstr(f.transcript.data, "MAIL FROM"));
-    assert_non_null(strstr(f.transcript.data, "STARTTLS\r\n"));
-    fake_stop(&f);
-    event_base_free(base);
+    deliver(x, garbage, "smtp://127.0.0.1:%d", 2000, "x");
+    assert_false(x->o.r.ok);
+    assert_int_equal(x->o.r.code, 0);
+    assert_null(strstr(x->f.transcript.data, "MAIL FROM"));
+    assert_non_null(strstr(x->f.transcript.data, "STARTTLS\r\n"));
 }
 
 static double now_s(void)
@@ -371,22 +381,15 @@ static double now_s(void)
 static void test_smtp_silent_server_times_out(void **state)
 {
     static const char *const script[] = {"", END}; /* accepts, never greets */
-    const char *rcpt[] = {"ops@example.org"};
-    struct event_base *base = event_base_new();
-    struct fake f;
-    struct outcome o;
+    struct fx *x = *state;
     double t0 = now_s();
 
-    (void)state;
-    fake_start(&f, base, script);
-    run_send(&f, base, "smtp://127.0.0.1:%d", 200, rcpt, 1, "x", &o);
-    assert_false(o.r.ok);
-    assert_int_equal(o.r.code, 0);
-    assert_non_null(strstr(o.r.detail, "timed out after 200 ms during greeting"));
+    deliver(x, script, "smtp://127.0.0.1:%d", 200, "x");
+    assert_false(x->o.r.ok);
+    assert_int_equal(x->o.r.code, 0);
+    assert_non_null(strstr(x->o.r.detail, "timed out after 200 ms during greeting"));
     assert_true(now_s() - t0 >= 0.19);
     assert_true(now_s() - t0 < 3.0);
-    fake_stop(&f);
-    event_base_free(base);
 }
 
 static void test_smtp_refused_connection_fails_promptly(void **state)
@@ -443,8 +446,8 @@ static void test_smtp_free_cancels_sessions_once(void **state)
 static void test_smtp_rejects_bad_urls_and_arguments(void **state)
 {
     static const char *const bad[] = {
-        "http://127.0.0.1", "smtp://", "smtp://h:0", "smtp://h/path", "smtp://h?q=1",
-        "smtp://user@h",    "not a url",
+        "http://127.0.0.1", "smtp://",       "smtp://h:0", "smtp://h/path",
+        "smtp://h?q=1",     "smtp://user@h", "not a url",
     };
     const char *rcpt[] = {"ops@example.org"};
     const char *bad_rcpt[] = {"ops@example.org>\r\nRCPT TO:<x@y"};
@@ -476,13 +479,18 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_smtp_sends_with_multiline_ehlo_and_dot_stuffing),
-        cmocka_unit_test(test_smtp_falls_back_to_helo_when_ehlo_is_refused),
-        cmocka_unit_test(test_smtp_authenticates_with_plain_on_loopback),
-        cmocka_unit_test(test_smtp_refuses_credentials_without_auth_plain),
-        cmocka_unit_test(test_smtp_rcpt_550_fails_the_message),
+        cmocka_unit_test_setup_teardown(test_smtp_falls_back_to_helo_when_ehlo_is_refused, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_smtp_authenticates_with_plain_on_loopback, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_smtp_refuses_credentials_without_auth_plain, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_smtp_rcpt_550_fails_the_message, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test(test_smtp_server_closing_mid_data_fails),
-        cmocka_unit_test(test_smtp_failed_starttls_never_falls_back_to_plain),
-        cmocka_unit_test(test_smtp_silent_server_times_out),
+        cmocka_unit_test_setup_teardown(test_smtp_failed_starttls_never_falls_back_to_plain,
+                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_smtp_silent_server_times_out, fx_setup, fx_teardown),
         cmocka_unit_test(test_smtp_refused_connection_fails_promptly),
         cmocka_unit_test(test_smtp_free_cancels_sessions_once),
         cmocka_unit_test(test_smtp_rejects_bad_urls_and_arguments),
