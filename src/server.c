@@ -32,6 +32,7 @@
 #include "ingest/listen.h"
 #include "ingest/pipeline.h"
 #include "ingest/time.h"
+#include "rules/engine.h"
 #include "store/jobs.h"
 #include "store/monitor.h"
 #include "store/partitions.h"
@@ -52,6 +53,7 @@ struct server {
     struct st_jobs *jobs;
     struct api_sessions *sessions;
     struct ing_http *ingest_http;
+    struct rl_engine *engine;
     struct maint *maint; /* partition maintenance hook, below */
     struct event *sig_term, *sig_int, *sig_hup;
     _Atomic int64_t *db_up;
@@ -332,6 +334,9 @@ static int start_ingest(struct server *s, struct agg_err *err)
             AGG_LOG_WARN("server", "ingest.http_auth = none on %s: anyone who reaches it can "
                                    "write logs", cfg->listen.http);
     }
+    s->engine = rl_engine_new(s->base, cfg, s->pool, s->pipeline, s->metrics, err);
+    if (s->engine == NULL)
+        return AGG_ERR;
     ing_pipeline_replay(s->pipeline, start_listeners, s);
     return AGG_OK;
 }
@@ -348,6 +353,8 @@ static void stop_ingest(struct server *s)
         s->listeners[i] = NULL;
     }
     ing_http_stop(s->ingest_http); /* answers requests still waiting for room */
+    rl_engine_free(s->engine); /* untaps the pipeline; its queries finish first */
+    s->engine = NULL;
     st_jobs_free(s->jobs);
     s->jobs = NULL;
     ing_pipeline_shutdown(s->pipeline);

@@ -10,6 +10,8 @@
 #ifndef AGGD_STORE_JOBS_H
 #define AGGD_STORE_JOBS_H
 
+#include <stdbool.h>
+
 #include <libpq-fe.h>
 
 #include "src/err.h"
@@ -32,6 +34,20 @@ struct st_job {
 };
 
 struct st_jobs;
+
+/* For work functions: true when <conn> is NULL, after setting *<rc> to AGG_EDB and
+ * copying <cerr> (why there is no connection) into <err>; else clears <err>. */
+static inline bool st_job_no_conn(PGconn *conn, const struct agg_err *cerr, int *rc,
+                                  struct agg_err *err)
+{
+    *err = (struct agg_err){0};
+    if (conn != NULL)
+        return false;
+    *rc = AGG_EDB;
+    if (cerr != NULL)
+        *err = *cerr;
+    return true;
+}
 
 /* <threads> job threads borrowing from <pool> (borrowed until free).
  * Caller owns the result: st_jobs_free(). */
