@@ -3,10 +3,12 @@
  *
  * Place: see rules/aggs.h.
  * Threads: loop thread.
- * Traps: the per-event cost is what 100 rules add to ingest: the level filters of a
- *        rule are folded into one bit mask tested first (most rules filter on level),
- *        then its other filters (strings compared by length first); unmatched events
- *        skip every rule but ratio ones. Rules are sorted by id for lookups.
+ * Traps: the per-event cost is what 100 rules add to ingest. Rules with the same
+ *        expression (a warning and a critical threshold, say) share one window, so
+ *        the cost follows the distinct expressions. Per window, the level filters
+ *        are folded into one bit mask tested first, then the other filters (strings
+ *        compared by length first); unmatched events skip every window but ratio
+ *        ones. Each numeric field's value and sketch key are computed once per event.
  */
 #include "rules/aggs.h"
 
@@ -15,18 +17,30 @@
 
 #include "src/alloc.h"
 
-struct rule {
-    int64_t id;
-    struct rl_expr expr;
+enum { SAMPLE_DURATION = 0, SAMPLE_MEMORY, SAMPLE_FIELDS };
+
+/* One distinct expression and its window. What the per-event loop reads comes first;
+ * the expression (mostly filter values) only when a non-level filter is checked. */
+struct feed {
+    struct rl_window *w;
     unsigned level_mask;
     int nother;                        /* non-level filters: indexes into expr.filters */
     uint8_t other[RL_EXPR_MAX_FILTERS];
-    struct rl_window *w;
+    bool ratio;                        /* every event counts in the total */
+    int8_t sample;                     /* SAMPLE_* of the field, or SAMPLE_FIELDS */
+    struct rl_expr expr;
+};
+
+struct rule {
+    int64_t id;
+    size_t feed;
 };
 
 struct rl_aggs {
     struct rule *r; /* sorted by id */
     size_t n;
+    struct feed *f;
+    size_t nf;
 };
 
 struct rl_aggs *rl_aggs_new(void)
@@ -34,18 +48,19 @@ struct rl_aggs *rl_aggs_new(void)
     return agg_calloc(1, sizeof(struct rl_aggs));
 }
 
-static void free_rules(struct rule *r, size_t n)
+static void free_feeds(struct feed *f, size_t n)
 {
-    for (size_t k = 0; r != NULL && k < n; k++)
-        rl_window_free(r[k].w);
-    free(r);
+    for (size_t k = 0; f != NULL && k < n; k++)
+        rl_window_free(f[k].w);
+    free(f);
 }
 
 void rl_aggs_free(struct rl_aggs *a)
 {
     if (a == NULL)
         return;
-    free_rules(a->r, a->n);
+    free_feeds(a->f, a->nf);
+    free(a->r);
     free(a);
 }
 
@@ -53,7 +68,7 @@ static int by_id(const void *x, const void *y)
 {
     const struct rule *a = x, *b = y;
 
-    return a->id < b->id ? -1 : a->id > b->id;
+    return (a->id > b->id) - (a->id < b->id);
 }
 
 static struct rule *find(const struct rl_aggs *a, int64_t id)
@@ -66,29 +81,53 @@ static struct rule *find(const struct rl_aggs *a, int64_t id)
     return bsearch(&key, a->r, a->n, sizeof(a->r[0]), by_id);
 }
 
-/* Fills <r> from <def>: the expression copy and its split filters. */
-static void prepare(struct rule *r, const struct rl_rule_def *def)
+static struct feed *feed_of(struct feed *f, size_t n, const struct rl_expr *e)
 {
-    memset(r, 0, sizeof(*r));
-    r->id = def->id;
-    r->expr = *def->expr;
-    r->level_mask = rl_expr_level_mask(&r->expr);
-    for (int k = 0; k < r->expr.nfilters; k++) {
-        if (r->expr.filters[k].field != ING_F_LEVEL)
-            r->other[r->nother++] = (uint8_t)k;
+    for (size_t k = 0; k < n; k++) {
+        if (rl_expr_equal(&f[k].expr, e))
+            return &f[k];
     }
+    return NULL;
+}
+
+/* Fills <f> for <e>: the expression copy and its split filters; no window yet. */
+static void prepare(struct feed *f, const struct rl_expr *e)
+{
+    memset(f, 0, sizeof(*f));
+    f->expr = *e;
+    f->level_mask = rl_expr_level_mask(e);
+    for (int k = 0; k < e->nfilters; k++) {
+        if (e->filters[k].field != ING_F_LEVEL)
+            f->other[f->nother++] = (uint8_t)k;
+    }
+    f->ratio = e->agg == RL_AGG_RATIO;
+    f->sample = e->field == ING_F_DURATION_MS     ? SAMPLE_DURATION
+                : e->field == ING_F_MEMORY_USAGE_MB ? SAMPLE_MEMORY
+                                                    : SAMPLE_FIELDS;
 }
 
 int rl_aggs_set(struct rl_aggs *a, const struct rl_rule_def *rules, size_t n, int64_t now_us,
                 struct agg_err *err)
 {
     struct rule *r = agg_calloc(n > 0 ? n : 1, sizeof(*r));
+    struct feed *f = agg_calloc(n > 0 ? n : 1, sizeof(*f));
+    size_t nf = 0;
     int rc;
 
-    if (r == NULL)
-        return agg_err_set(err, AGG_ENOMEM, "out of memory");
-    for (size_t k = 0; k < n; k++)
-        prepare(&r[k], &rules[k]);
+    if (r == NULL || f == NULL) {
+        rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct feed *same = feed_of(f, nf, rules[k].expr);
+
+        if (same == NULL) {
+            same = &f[nf++];
+            prepare(same, rules[k].expr);
+        }
+        r[k].id = rules[k].id;
+        r[k].feed = (size_t)(same - f);
+    }
     qsort(r, n, sizeof(*r), by_id);
     for (size_t k = 0; k + 1 < n; k++) {
         if (r[k].id == r[k + 1].id) {
@@ -97,41 +136,43 @@ int rl_aggs_set(struct rl_aggs *a, const struct rl_rule_def *rules, size_t n, in
         }
     }
     /* new windows first, so that failing leaves the old set whole */
-    for (size_t k = 0; k < n; k++) {
-        const struct rule *old = find(a, r[k].id);
-
-        if (old != NULL && rl_expr_equal(&old->expr, &r[k].expr))
+    for (size_t k = 0; k < nf; k++) {
+        if (feed_of(a->f, a->nf, &f[k].expr) != NULL)
             continue;
-        r[k].w = rl_window_new(&r[k].expr, now_us);
-        if (r[k].w == NULL) {
+        f[k].w = rl_window_new(&f[k].expr, now_us);
+        if (f[k].w == NULL) {
             rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
             goto fail;
         }
     }
-    for (size_t k = 0; k < n; k++) {
-        struct rule *old = find(a, r[k].id);
+    for (size_t k = 0; k < nf; k++) {
+        if (f[k].w == NULL) { /* an expression already fed: its window carries on */
+            struct feed *old = feed_of(a->f, a->nf, &f[k].expr);
 
-        if (r[k].w == NULL) { /* kept: take the old window over */
-            r[k].w = old->w;
+            f[k].w = old->w;
             old->w = NULL;
         }
     }
-    free_rules(a->r, a->n);
+    free_feeds(a->f, a->nf);
+    free(a->r);
     a->r = r;
     a->n = n;
+    a->f = f;
+    a->nf = nf;
     return AGG_OK;
 
 fail:
-    free_rules(r, n);
+    free_feeds(f, nf);
+    free(r);
     return rc;
 }
 
-static bool rule_matches(const struct rule *r, const struct ing_record *rec, unsigned level_bit)
+static bool feed_matches(const struct feed *f, const struct ing_record *rec, unsigned level_bit)
 {
-    if ((r->level_mask & level_bit) == 0)
+    if ((f->level_mask & level_bit) == 0)
         return false;
-    for (int k = 0; k < r->nother; k++) {
-        if (!rl_filter_match(&r->expr.filters[r->other[k]], rec))
+    for (int k = 0; k < f->nother; k++) {
+        if (!rl_filter_match(&f->expr.filters[f->other[k]], rec))
             return false;
     }
     return true;
@@ -140,18 +181,19 @@ static bool rule_matches(const struct rule *r, const struct ing_record *rec, uns
 int rl_aggs_add(struct rl_aggs *a, const struct ing_record *rec, int64_t now_us)
 {
     unsigned level_bit = 1u << (rec->has_level ? rec->level : ING_LEVEL_INFO);
+    struct rl_sample samples[SAMPLE_FIELDS + 1] = {
+        [SAMPLE_DURATION] = {rec->has_duration_ms, false, 0, rec->duration_ms},
+        [SAMPLE_MEMORY] = {rec->has_memory_usage_mb, false, 0, rec->memory_usage_mb},
+    };
     int rc = AGG_OK;
 
-    for (size_t k = 0; k < a->n; k++) {
-        const struct rule *r = &a->r[k];
-        bool m = rule_matches(r, rec, level_bit), has = false;
-        double v = 0;
+    for (size_t k = 0; k < a->nf; k++) {
+        const struct feed *f = &a->f[k];
+        bool m = feed_matches(f, rec, level_bit);
 
-        if (!m && r->expr.agg != RL_AGG_RATIO)
+        if (!m && !f->ratio)
             continue;
-        if (m && r->expr.field >= 0)
-            has = rl_expr_value_of(&r->expr, rec, &v);
-        if (rl_window_add(r->w, now_us, m, has, v) != AGG_OK)
+        if (rl_window_add_sample(f->w, now_us, m, &samples[f->sample]) != AGG_OK)
             rc = AGG_ENOMEM;
     }
     return rc;
@@ -169,7 +211,8 @@ bool rl_aggs_value(struct rl_aggs *a, int64_t rule_id, int64_t now_us, double *v
             memset(fig, 0, sizeof(*fig));
         return false;
     }
-    return rl_window_value(r->w, now_us, v != NULL ? v : &dummy, fig != NULL ? fig : &local);
+    return rl_window_value(a->f[r->feed].w, now_us, v != NULL ? v : &dummy,
+                           fig != NULL ? fig : &local);
 }
 
 bool rl_aggs_has(const struct rl_aggs *a, int64_t rule_id)
@@ -184,9 +227,9 @@ size_t rl_aggs_count(const struct rl_aggs *a)
 
 size_t rl_aggs_memory(const struct rl_aggs *a)
 {
-    size_t n = sizeof(*a) + a->n * sizeof(a->r[0]);
+    size_t n = sizeof(*a) + a->n * sizeof(a->r[0]) + a->nf * sizeof(a->f[0]);
 
-    for (size_t k = 0; k < a->n; k++)
-        n += rl_window_memory(a->r[k].w);
+    for (size_t k = 0; k < a->nf; k++)
+        n += rl_window_memory(a->f[k].w);
     return n;
 }

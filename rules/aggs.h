@@ -4,9 +4,11 @@
  * Place: pipeline tap (accepted events) -> [aggs] -> evaluator (timer) -> alerts.
  * Threads: the loop thread only; no locks.
  * Ownership: caller owns the set (rl_aggs_new/_free); it copies the expressions it
- *            is given and owns one rules/window per rule.
- * Traps: a reload keeps the window of every rule whose id and compiled expression
- *        are unchanged, so editing a rule's threshold or name does not reset it.
+ *            is given and owns one rules/window per distinct expression.
+ * Traps: rules with equal compiled expressions share one window; a reload keeps the
+ *        window of every expression still in use, so editing a rule's threshold or
+ *        name does not reset it, and a new rule over a fed expression starts with its
+ *        history.
  */
 #ifndef AGGD_RULES_AGGS_H
 #define AGGD_RULES_AGGS_H

@@ -103,9 +103,15 @@ struct rl_engine {
 static void on_event(void *arg, const struct ing_record *rec, int64_t created_us)
 {
     struct rl_engine *e = arg;
+    struct timeval tv;
 
     (void)created_us; /* windows run on the receive clock, like the evaluator */
-    rl_aggs_add(e->aggs, rec, ing_time_now_us());
+    if (rl_aggs_count(e->aggs) == 0)
+        return;
+    /* the loop's cached clock: one clock read per loop pass, not per event */
+    if (event_base_gettimeofday_cached(e->base, &tv) != 0)
+        return;
+    rl_aggs_add(e->aggs, rec, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
 }
 
 /* ---- per-rule jobs ---- */

@@ -135,7 +135,12 @@ static int locate(struct rl_sketch *s, int32_t k, uint32_t *idx)
     return AGG_OK;
 }
 
-int rl_sketch_add(struct rl_sketch *s, double x)
+int32_t rl_sketch_key(double x)
+{
+    return isfinite(x) && x > RL_SKETCH_MIN_VALUE ? key_of(x) : 0;
+}
+
+int rl_sketch_add_key(struct rl_sketch *s, double x, int32_t key)
 {
     uint32_t idx;
 
@@ -144,12 +149,17 @@ int rl_sketch_add(struct rl_sketch *s, double x)
     if (x <= RL_SKETCH_MIN_VALUE) {
         s->zero++;
     } else {
-        if (locate(s, key_of(x), &idx) != AGG_OK)
+        if (locate(s, key, &idx) != AGG_OK)
             return AGG_ENOMEM;
         s->bins[idx]++;
     }
     s->count++;
     return AGG_OK;
+}
+
+int rl_sketch_add(struct rl_sketch *s, double x)
+{
+    return rl_sketch_add_key(s, x, rl_sketch_key(x));
 }
 
 int rl_sketch_merge(struct rl_sketch *dst, const struct rl_sketch *src)

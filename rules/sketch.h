@@ -46,6 +46,13 @@ void rl_sketch_reset(struct rl_sketch *s);
  * of values seen grows. */
 int rl_sketch_add(struct rl_sketch *s, double x);
 
+/* The bin key of <x> (finite): what rl_sketch_add() computes, with a log(). Callers
+ * adding one value to several sketches compute it once for rl_sketch_add_key(). */
+int32_t rl_sketch_key(double x);
+
+/* As rl_sketch_add(<x>), given <key> = rl_sketch_key(<x>). */
+int rl_sketch_add_key(struct rl_sketch *s, double x, int32_t key);
+
 /* Adds every value of <src> to <dst>: AGG_OK, or AGG_ENOMEM with <dst>'s counts
  * unchanged. */
 int rl_sketch_merge(struct rl_sketch *dst, const struct rl_sketch *src);

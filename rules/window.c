@@ -127,11 +127,11 @@ void rl_window_free(struct rl_window *w)
     free(w);
 }
 
-int rl_window_add(struct rl_window *w, int64_t now_us, bool matched, bool has_value,
-                  double value)
+int rl_window_add_sample(struct rl_window *w, int64_t now_us, bool matched, struct rl_sample *s)
 {
     uint32_t j;
     struct bucket *b;
+    double value = s->v;
 
     advance(w, now_us);
     j = w->head_j;
@@ -140,15 +140,34 @@ int rl_window_add(struct rl_window *w, int64_t now_us, bool matched, bool has_va
     if (!matched)
         return AGG_OK;
     b->matched++;
-    if (!has_value || !isfinite(value))
+    if (!s->has || !isfinite(value))
         return AGG_OK;
-    if (w->sk != NULL && rl_sketch_add(&w->sk[j], value) != AGG_OK)
-        return AGG_ENOMEM;
+    if (w->sk != NULL) {
+        if (!s->keyed) {
+            s->key = rl_sketch_key(value);
+            s->keyed = true;
+        }
+        if (rl_sketch_add_key(&w->sk[j], value, s->key) != AGG_OK)
+            return AGG_ENOMEM;
+    }
     b->valued++;
     b->sum += value;
     b->min = fmin(b->min, value);
     b->max = fmax(b->max, value);
     return AGG_OK;
+}
+
+int rl_window_add(struct rl_window *w, int64_t now_us, bool matched, bool has_value,
+                  double value)
+{
+    struct rl_sample s = {has_value, false, 0, value};
+
+    return rl_window_add_sample(w, now_us, matched, &s);
+}
+
+bool rl_window_has_sketch(const struct rl_window *w)
+{
+    return w->sk != NULL;
 }
 
 /* The quantile of the whole ring, merged into the scratch sketch. */

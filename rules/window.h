@@ -47,6 +47,20 @@ void rl_window_free(struct rl_window *w);
 int rl_window_add(struct rl_window *w, int64_t now_us, bool matched, bool has_value,
                   double value);
 
+/* One event's value of a numeric field, computed once for every window it goes to. */
+struct rl_sample {
+    bool has;    /* the field is present (and finite) */
+    bool keyed;  /* key is set: rl_window_add_sample() sets it when it needs it */
+    int32_t key; /* rl_sketch_key(v) */
+    double v;
+};
+
+/* As rl_window_add(), with the value in <s> (its sketch key filled in when needed). */
+int rl_window_add_sample(struct rl_window *w, int64_t now_us, bool matched, struct rl_sample *s);
+
+/* True when the window keeps a quantile sketch (a pNN aggregate). */
+bool rl_window_has_sketch(const struct rl_window *w);
+
 /* The aggregate over the last W seconds ending at <now_us> (W rounded up to whole
  * buckets) into <fig> (may be NULL) and <out>: false when there is no data (<out>
  * untouched). count, rate and ratio always have data (0 when empty). Quantiles are

@@ -111,21 +111,49 @@ static void test_aggs_reload_keeps_windows_of_unchanged_rules(void **state)
     assert_int_equal(rl_aggs_add(a, &ev, T0), AGG_OK);
     assert_int_equal(rl_aggs_add(a, &ev, T0), AGG_OK);
 
-    /* 1 unchanged (spelled differently), 2 changed, 3 removed, 4 new */
+    /* 1 unchanged (spelled differently), 2 changed, 3 removed, 4 new over 3's
+     * expression (its window carries on), 5 new */
     rule(&two, 4, "count[5m]");
     rule(&two, 2, "count{module=api}[10m]");
     rule(&two, 1, "count{ level >= error }");
+    rule(&two, 5, "count{module=db}[5m]");
     assert_int_equal(rl_aggs_set(a, two.d, two.n, T0 + SEC, NULL), AGG_OK);
-    assert_int_equal(rl_aggs_count(a), 3);
+    assert_int_equal(rl_aggs_count(a), 4);
     assert_true(value(a, 1, T0 + SEC) == 2);
     assert_true(value(a, 2, T0 + SEC) == 0);
-    assert_true(value(a, 4, T0 + SEC) == 0);
+    assert_true(value(a, 4, T0 + SEC) == 2);
+    assert_true(value(a, 5, T0 + SEC) == 0);
     assert_false(rl_aggs_has(a, 3));
 
     /* an empty set drops everything */
     assert_int_equal(rl_aggs_set(a, NULL, 0, T0, NULL), AGG_OK);
     assert_int_equal(rl_aggs_count(a), 0);
     assert_int_equal(rl_aggs_add(a, &ev, T0), AGG_OK);
+    rl_aggs_free(a);
+}
+
+static void test_aggs_rules_with_one_expression_share_a_window(void **state)
+{
+    struct rl_aggs *a = rl_aggs_new();
+    struct set one = {0}, two = {0};
+    struct ing_record ev = event(ING_LEVEL_ERROR, "api", 10);
+    size_t single, pair;
+
+    (void)state;
+    rule(&one, 1, "p95:duration_ms{module=api}[1m]");
+    assert_int_equal(rl_aggs_set(a, one.d, one.n, T0, NULL), AGG_OK);
+    assert_int_equal(rl_aggs_add(a, &ev, T0), AGG_OK);
+    single = rl_aggs_memory(a);
+    rule(&two, 1, "p95:duration_ms{module=api}[1m]");
+    rule(&two, 2, "p95:duration_ms{ module = api }[60s]");
+    rule(&two, 3, "p95:duration_ms{module=api}[1m]");
+    assert_int_equal(rl_aggs_set(a, two.d, two.n, T0, NULL), AGG_OK);
+    pair = rl_aggs_memory(a);
+    assert_int_equal(rl_aggs_add(a, &ev, T0), AGG_OK);
+    for (int64_t id = 1; id <= 3; id++) /* the sketch's 1 % */
+        assert_true(value(a, id, T0 + SEC) >= 9.9 && value(a, id, T0 + SEC) <= 10.1);
+    /* two more rules cost their ids, not another window */
+    assert_true(pair - single <= 2 * 64);
     rl_aggs_free(a);
 }
 
@@ -220,6 +248,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aggs_feed_each_rule_the_events_it_matches),
         cmocka_unit_test(test_aggs_reload_keeps_windows_of_unchanged_rules),
+        cmocka_unit_test(test_aggs_rules_with_one_expression_share_a_window),
         cmocka_unit_test(test_aggs_refuse_a_duplicate_id_and_keep_the_old_set),
         cmocka_unit_test(test_aggs_set_survives_allocation_failure),
         cmocka_unit_test(test_aggs_memory_counts_every_window),
