@@ -29,79 +29,9 @@
 #define ARCHIVE_USAGE                                                                              \
     "usage: aggd archive list | verify YYYY-MM [--table T] | restore YYYY-MM [--table T]"
 
-static int fail(const char *what, const char *detail)
-{
-    fprintf(stderr, "aggd: %s%s\n", what, detail);
-    return EXIT_FAILURE;
-}
-
-static PGconn *connect_db(const struct agg_config *cfg)
-{
-    struct agg_err err = {0};
-    PGconn *conn = st_db_connect(cfg->database.url, &err);
-
-    if (conn == NULL)
-        fail("could not connect to PostgreSQL: ", err.msg);
-    return conn;
-}
-
-/* Options after the verb (and its <npos> positional arguments): "--name VALUE",
- * "--name=VALUE", or flags (value NULL allowed). Returns false on anything else. */
-struct opt {
-    const char *name;
-    bool flag;
-    const char *value;
-    bool seen;
-};
-
-static bool parse_opts(const struct cli *cli, int first, struct opt *opts, size_t nopts)
-{
-    for (int i = first; i < cli->nargs; i++) {
-        const char *a = cli->args[i];
-        const char *eq = strchr(a, '=');
-        size_t n;
-        struct opt *o = NULL;
-
-        if (strncmp(a, "--", 2) != 0)
-            return false;
-        n = eq != NULL ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-        for (size_t j = 0; j < nopts && o == NULL; j++) {
-            if (strlen(opts[j].name) == n && strncmp(opts[j].name, a + 2, n) == 0)
-                o = &opts[j];
-        }
-        if (o == NULL || o->seen)
-            return false;
-        o->seen = true;
-        if (o->flag) {
-            if (eq != NULL)
-                return false;
-            continue;
-        }
-        if (eq != NULL)
-            o->value = eq + 1;
-        else if (i + 1 < cli->nargs)
-            o->value = cli->args[++i];
-        else
-            return false;
-    }
-    return true;
-}
-
-/* --now: a full ISO 8601 timestamp, or a bare YYYY-MM-DD (midnight UTC). */
-static bool parse_now(const char *s, int64_t *us)
-{
-    char buf[40];
-
-    if (strlen(s) == 10) {
-        snprintf(buf, sizeof(buf), "%sT00:00:00Z", s);
-        s = buf;
-    }
-    return ing_time_parse_iso8601(s, strlen(s), us);
-}
-
 static int maintain(const struct cli *cli, struct agg_config *cfg)
 {
-    struct opt opts[] = {{"now", false, NULL, false}, {"rearchive", true, NULL, false}};
+    struct agg_cli_opt opts[] = {{"now", false, NULL, false}, {"rearchive", true, NULL, false}};
     struct st_partitions_opts po = {0};
     struct st_partitions_result res;
     struct agg_err err = {0};
@@ -109,10 +39,10 @@ static int maintain(const struct cli *cli, struct agg_config *cfg)
     PGconn *conn;
     int rc;
 
-    if (!parse_opts(cli, 1, opts, 2))
+    if (!agg_cli_parse_opts(cli, 1, opts, 2))
         return agg_cli_usage(PARTITIONS_USAGE);
     po.now_us = ing_time_now_us();
-    if (opts[0].value != NULL && !parse_now(opts[0].value, &po.now_us))
+    if (opts[0].value != NULL && !agg_cli_parse_now(opts[0].value, &po.now_us))
         return agg_cli_usage("--now must be an ISO 8601 timestamp");
     po.premake_months = (int)cfg->partitions.premake_months;
     po.retention_months = (int)cfg->partitions.retention_months;
@@ -120,13 +50,13 @@ static int maintain(const struct cli *cli, struct agg_config *cfg)
     po.rearchive = opts[1].seen;
     if (fail_after != NULL && fail_after[0] != '\0')
         po.fail_after = fail_after;
-    conn = connect_db(cfg);
+    conn = agg_cli_connect(cfg);
     if (conn == NULL)
         return EXIT_FAILURE;
     rc = st_partitions_maintain(conn, &po, stdout, &res, &err);
     PQfinish(conn);
     if (rc != AGG_OK)
-        return fail("partition maintenance failed: ", err.msg);
+        return agg_cli_fail("partition maintenance failed: ", err.msg);
     if (!res.skipped)
         printf("maintenance done: %d created, %d archived, %d failed\n", res.created, res.archived,
                res.failed);
@@ -143,17 +73,17 @@ int agg_cmd_partitions(const struct cli *cli, struct agg_config *cfg)
         return maintain(cli, cfg);
     if (cli->nargs != 1 || strcmp(cli->args[0], "list") != 0)
         return agg_cli_usage(PARTITIONS_USAGE);
-    conn = connect_db(cfg);
+    conn = agg_cli_connect(cfg);
     if (conn == NULL)
         return EXIT_FAILURE;
     rc = st_partitions_list(conn, stdout, &err);
     PQfinish(conn);
-    return rc == AGG_OK ? EXIT_SUCCESS : fail("could not list partitions: ", err.msg);
+    return rc == AGG_OK ? EXIT_SUCCESS : agg_cli_fail("could not list partitions: ", err.msg);
 }
 
 int agg_cmd_archive(const struct cli *cli, struct agg_config *cfg)
 {
-    struct opt opts[] = {{"table", false, NULL, false}};
+    struct agg_cli_opt opts[] = {{"table", false, NULL, false}};
     struct agg_err err = {0};
     const char *table;
     bool verify;
@@ -161,16 +91,16 @@ int agg_cmd_archive(const struct cli *cli, struct agg_config *cfg)
     int month, rc;
 
     if (cli->nargs == 1 && strcmp(cli->args[0], "list") == 0) {
-        conn = connect_db(cfg);
+        conn = agg_cli_connect(cfg);
         if (conn == NULL)
             return EXIT_FAILURE;
         rc = st_archive_list(conn, stdout, &err);
         PQfinish(conn);
-        return rc == AGG_OK ? EXIT_SUCCESS : fail("could not list archives: ", err.msg);
+        return rc == AGG_OK ? EXIT_SUCCESS : agg_cli_fail("could not list archives: ", err.msg);
     }
     if (cli->nargs < 2 ||
         (strcmp(cli->args[0], "verify") != 0 && strcmp(cli->args[0], "restore") != 0) ||
-        !parse_opts(cli, 2, opts, 1))
+        !agg_cli_parse_opts(cli, 2, opts, 1))
         return agg_cli_usage(ARCHIVE_USAGE);
     verify = strcmp(cli->args[0], "verify") == 0;
     if (st_archive_month_parse(cli->args[1], &month) != AGG_OK)
@@ -178,7 +108,7 @@ int agg_cmd_archive(const struct cli *cli, struct agg_config *cfg)
     table = opts[0].value != NULL ? opts[0].value : "system_logs";
     if (strcmp(table, "system_logs") != 0 && strcmp(table, "alerts") != 0)
         return agg_cli_usage("--table must be system_logs or alerts");
-    conn = connect_db(cfg);
+    conn = agg_cli_connect(cfg);
     if (conn == NULL)
         return EXIT_FAILURE;
     if (verify)
@@ -187,7 +117,7 @@ int agg_cmd_archive(const struct cli *cli, struct agg_config *cfg)
         rc = st_archive_restore(conn, cfg->archive.dir, table, month, &err);
     PQfinish(conn);
     if (rc != AGG_OK)
-        return fail(verify ? "archive verification failed: " : "restore failed: ", err.msg);
+        return agg_cli_fail(verify ? "archive verification failed: " : "restore failed: ", err.msg);
     printf("%s %s %s: ok\n", table, cli->args[1], verify ? "verified" : "restored");
     return EXIT_SUCCESS;
 }

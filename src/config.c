@@ -22,6 +22,7 @@
 
 enum conf_type {
     CONF_STRING = 0,
+    CONF_OPT_STRING, /* a string that may be empty (empty: feature off / default) */
     CONF_SECRET, /* a URI or conninfo whose password is masked when printed */
     CONF_ADDR,   /* host:port or empty */
     CONF_INT,
@@ -104,6 +105,8 @@ static const struct conf_key keys[] = {
      NULL, "webhook request timeout"},
     {"notify.max_attempts", CONF_INT, "8", 1, 100, OFF(notify.max_attempts), NULL,
      "delivery attempts per notification"},
+    {"notify.ca_file", CONF_OPT_STRING, "", 0, 0, OFF(notify.ca_file), NULL,
+     "PEM file of CA certificates for webhook and SMTP TLS (empty: system store)"},
     {"auth.token_ttl_days", CONF_INT, "30", 1, 3650, OFF(auth.token_ttl_days), NULL,
      "lifetime of tokens issued by login"},
     {"log.level", CONF_LOGLEVEL, "info", 0, 0, OFF(log.level), NULL,
@@ -254,6 +257,7 @@ static int set_key(struct agg_config *cfg, const struct conf_key *k, const char 
         }
         /* fall through */
     case CONF_STRING:
+    case CONF_OPT_STRING:
     case CONF_SECRET:
     case CONF_LOGLEVEL: {
         char *copy;
@@ -335,6 +339,7 @@ void agg_config_free(struct agg_config *cfg)
     for (size_t i = 0; i < NKEYS; i++) {
         switch (keys[i].type) {
         case CONF_STRING:
+        case CONF_OPT_STRING:
         case CONF_SECRET:
         case CONF_ADDR:
         case CONF_LOGLEVEL:
@@ -602,6 +607,7 @@ void agg_config_print(const struct agg_config *cfg, FILE *out)
             agg_config_mask_secret(*(char *const *)field, buf, sizeof(buf));
             break;
         case CONF_STRING:
+        case CONF_OPT_STRING:
         case CONF_ADDR:
         case CONF_LOGLEVEL:
             text = *(char *const *)field;

@@ -85,6 +85,7 @@ struct agg_config {
         char *from;
         int64_t webhook_timeout_ms;
         int64_t max_attempts;
+        char *ca_file; /* PEM CA bundle for webhook/SMTP TLS; empty: system store */
     } notify;
     struct {
         int64_t token_ttl_days;

@@ -43,6 +43,8 @@ static const char usage_text[] =
     "  archive    list | verify YYYY-MM | restore YYYY-MM  [--table system_logs|alerts]\n"
     "  user       add --email E --role admin|editor|viewer [--name N]  (password on stdin)\n"
     "  token      create --email E --scope ingest|api [--ttl-days N]\n"
+    "  alerts     escalate [--now ISO8601] | ack|resolve|close ID [--now ISO8601]\n"
+    "                                               one escalation pass; manual alert actions\n"
     "  config     check                             validate and print the configuration\n"
     "  version\n";
 
@@ -244,7 +246,7 @@ static const struct {
 } commands[] = {
     {"serve", cmd_serve},          {"migrate", cmd_migrate}, {"partitions", agg_cmd_partitions},
     {"archive", agg_cmd_archive},  {"user", agg_cmd_user},   {"token", agg_cmd_token},
-    {"config", cmd_config},        {"version", cmd_version},
+    {"alerts", agg_cmd_alerts},    {"config", cmd_config},   {"version", cmd_version},
 };
 
 int main(int argc, char **argv)

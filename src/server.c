@@ -33,6 +33,7 @@
 #include "ingest/listen.h"
 #include "ingest/pipeline.h"
 #include "ingest/time.h"
+#include "rules/engine.h"
 #include "store/jobs.h"
 #include "store/monitor.h"
 #include "store/partitions.h"
@@ -54,6 +55,7 @@ struct server {
     struct api_sessions *sessions;
     struct ing_http *ingest_http;
     struct api *api;
+    struct rl_engine *engine;
     struct maint *maint; /* partition maintenance hook, below */
     struct event *sig_term, *sig_int, *sig_hup;
     _Atomic int64_t *db_up;
@@ -337,6 +339,9 @@ static int start_ingest(struct server *s, struct agg_err *err)
             AGG_LOG_WARN("server", "ingest.http_auth = none on %s: anyone who reaches it can "
                                    "write logs", cfg->listen.http);
     }
+    s->engine = rl_engine_new(s->base, cfg, s->pool, s->pipeline, s->metrics, err);
+    if (s->engine == NULL)
+        return AGG_ERR;
     ing_pipeline_replay(s->pipeline, start_listeners, s);
     return AGG_OK;
 }
@@ -354,6 +359,8 @@ static void stop_ingest(struct server *s)
     }
     api_free(s->api); /* before the pipeline it taps and the sessions it uses */
     s->api = NULL;
+    rl_engine_free(s->engine); /* untaps the pipeline; its queries finish first */
+    s->engine = NULL;
     st_jobs_free(s->jobs);
     s->jobs = NULL;
     ing_pipeline_shutdown(s->pipeline);

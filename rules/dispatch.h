@@ -1,0 +1,43 @@
+/*
+ * rules/dispatch.h — the notification dispatcher: claims due outbox rows, renders,
+ * signs and sends them (webhook, Slack, email), and records every attempt.
+ *
+ * Place: outbox (rules/outbox.h) -> [dispatch] -> rules/httpc.h, rules/smtp.h.
+ *        Created by the alert engine (rules/engine.c). DESIGN.md, Rules.
+ * Threads: the event-loop thread; database work on the given job runner.
+ * Ownership: borrows <jobs> and <metrics> until rl_dispatch_free().
+ * Traps: one batch at a time: claim → send all → record all, then the next claim.
+ *        Sends cancelled by a shutdown are not recorded: their rows stay 'sending'
+ *        and the next start puts them back to 'pending' (delivered rows never are).
+ * Not here: what a notice says (rules/render.c), which rows exist (rules/alerts.c).
+ */
+#ifndef AGGD_RULES_DISPATCH_H
+#define AGGD_RULES_DISPATCH_H
+
+#include <event2/event.h>
+
+#include "src/config.h"
+#include "src/err.h"
+#include "src/metrics.h"
+#include "store/jobs.h"
+
+struct rl_dispatch;
+
+/* A dispatcher configured by <cfg>'s notify.* keys (borrowed until free), polling the
+ * outbox every <poll_ms>. It first puts rows a crash left 'sending' back to pending.
+ * Caller owns the result: rl_dispatch_stop(), then rl_dispatch_free() once <jobs> has
+ * handed back every job. */
+struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_config *cfg,
+                                    struct st_jobs *jobs, struct agg_metrics *metrics,
+                                    int poll_ms, struct agg_err *err);
+
+/* New rows were queued: claim as soon as the current batch is done. */
+void rl_dispatch_kick(struct rl_dispatch *d);
+
+/* Cancels sends in flight and submits no more jobs. */
+void rl_dispatch_stop(struct rl_dispatch *d);
+
+/* NULL is allowed. */
+void rl_dispatch_free(struct rl_dispatch *d);
+
+#endif

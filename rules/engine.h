@@ -1,0 +1,39 @@
+/*
+ * rules/engine.h — the alert engine inside `aggd serve`: rules loaded and reloaded,
+ * aggregates fed from the ingest path, evaluation on a timer, the lifecycle carried
+ * out in PostgreSQL, escalation passes and the notification dispatcher.
+ *
+ * Place: ing_pipeline_tap -> rl_aggs -> [engine: eval timer -> lifecycle -> alerts]
+ *        -> outbox -> dispatch (DESIGN.md, Data flow and Rules; docs/alerts.md).
+ * Threads: the event-loop thread; every query runs on the engine's own job thread,
+ *          so the loop never waits on PostgreSQL.
+ * Ownership: borrows <cfg>, <pool>, <pipeline> and <metrics> until rl_engine_free().
+ * Traps: a rule's in-memory state changes only once the database has it, and a rule
+ *        with a query in flight is not evaluated: a failed write is retried at the
+ *        next tick. Free the engine before the pipeline and the pool.
+ */
+#ifndef AGGD_RULES_ENGINE_H
+#define AGGD_RULES_ENGINE_H
+
+#include <event2/event.h>
+
+#include "ingest/pipeline.h"
+#include "src/config.h"
+#include "src/err.h"
+#include "src/metrics.h"
+#include "store/pool.h"
+
+struct rl_engine;
+
+/* Starts the engine: loads the rules and their persisted state, taps <pipeline>,
+ * listens for rule changes at cfg->database.url, and starts the timers and the
+ * dispatcher. Caller owns the result: rl_engine_free(). NULL + <err> on failure. */
+struct rl_engine *rl_engine_new(struct event_base *base, const struct agg_config *cfg,
+                                struct st_pool *pool, struct ing_pipeline *pipeline,
+                                struct agg_metrics *metrics, struct agg_err *err);
+
+/* Stops everything, waits for the queries in flight, untaps the pipeline, frees.
+ * NULL is allowed. */
+void rl_engine_free(struct rl_engine *e);
+
+#endif
