@@ -9,7 +9,6 @@
  */
 #include "rules/sketch.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -29,6 +29,8 @@ struct rl_window {
     int window_s, width_s;
     uint32_t n;
     int64_t head;          /* bucket number of the newest bucket */
+    uint32_t head_j;       /* its slot */
+    int64_t head_end_us;   /* where the next bucket begins: the per-event fast path */
     struct bucket *b;      /* n buckets; number h lives at h % n */
     struct rl_sketch *sk;  /* n sketches, pNN rules only; bins grow lazily */
     struct rl_sketch scratch;
@@ -64,16 +66,24 @@ static void empty_bucket(struct rl_window *w, int64_t number)
         rl_sketch_reset(&w->sk[j]);
 }
 
+static void set_head(struct rl_window *w, int64_t number)
+{
+    w->head = number;
+    (void)slot(w, number, &w->head_j);
+    w->head_end_us = (number + 1) * w->width_s * INT64_C(1000000);
+}
+
 /* Moves head to the bucket of <now_us>, emptying the ones that left the window. */
 static void advance(struct rl_window *w, int64_t now_us)
 {
-    int64_t cur = bucket_of(w, now_us);
+    int64_t cur;
 
-    if (cur <= w->head)
+    if (now_us < w->head_end_us)
         return;
+    cur = bucket_of(w, now_us);
     for (int64_t h = w->head + 1; h <= cur && h <= w->head + (int64_t)w->n; h++)
         empty_bucket(w, h);
-    w->head = cur;
+    set_head(w, cur);
 }
 
 struct rl_window *rl_window_new(const struct rl_expr *e, int64_t now_us)
@@ -95,7 +105,7 @@ struct rl_window *rl_window_new(const struct rl_expr *e, int64_t now_us)
         if (w->sk == NULL)
             goto fail;
     }
-    w->head = bucket_of(w, now_us);
+    set_head(w, bucket_of(w, now_us));
     for (uint32_t j = 0; j < w->n; j++)
         empty_bucket(w, (int64_t)j);
     return w;
@@ -124,7 +134,8 @@ int rl_window_add(struct rl_window *w, int64_t now_us, bool matched, bool has_va
     struct bucket *b;
 
     advance(w, now_us);
-    b = slot(w, w->head, &j);
+    j = w->head_j;
+    b = &w->b[j];
     b->total++;
     if (!matched)
         return AGG_OK;
