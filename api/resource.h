@@ -111,8 +111,15 @@ void api_prefs_get_work(struct api_req *r, PGconn *conn);
  * a new, active version (the reply). */
 void api_activate_work(struct api_req *r, PGconn *conn);
 
+/* POST alerts/{id}/acknowledge|resolve|close: by the caller, now; 409 when the alert's
+ * status does not allow it. Replies the alert. */
+void api_alert_ack_work(struct api_req *r, PGconn *conn);
+void api_alert_resolve_work(struct api_req *r, PGconn *conn);
+void api_alert_close_work(struct api_req *r, PGconn *conn);
+
 /* The resources (api/resources.c). */
 extern const struct api_resource api_res_users, api_res_preferences, api_res_pipelines,
-    api_res_versions, api_res_runs, api_res_policies, api_res_endpoints, api_res_alerts;
+    api_res_versions, api_res_runs, api_res_policies, api_res_endpoints, api_res_rules,
+    api_res_alerts;
 
 #endif

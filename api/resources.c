@@ -15,7 +15,11 @@
 #include <sodium.h>
 
 #include "api/auth.h"
+#include "ingest/time.h"
+#include "rules/alerts.h"
+#include "rules/expr.h"
 #include "src/alloc.h"
+#include "src/log.h"
 
 #define TS(name) {name, API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL}
 #define RO_INT(name) {name, API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL}
@@ -26,6 +30,7 @@ static const char *const severities[] = {"low", "medium", "high", "critical", NU
 static const char *const alert_statuses[] = {"active", "acknowledged", "resolved", "closed",
                                              NULL};
 static const char *const endpoint_kinds[] = {"email", "slack", "webhook", NULL};
+static const char *const operators[] = {"gt", "gte", "lt", "lte", "eq", NULL};
 static const char *const themes[] = {"light", "dark", NULL};
 static const char *const time_formats[] = {"12h", "24h", NULL};
 
@@ -101,6 +106,37 @@ static int check_secret(yajl_val v, struct agg_err *err)
         return agg_err_set(err, AGG_EINVAL,
                            "secret must be \"whsec_\" and the base64 of 16 to 256 bytes");
     sodium_memzero(key, sizeof(key));
+    return AGG_OK;
+}
+
+/* The rules parser's verdict; its message says at which character it stopped. */
+static int check_metric(yajl_val v, struct agg_err *err)
+{
+    struct rl_expr e;
+    size_t pos = 0;
+
+    if (rl_expr_compile(text_of(v), &e, &pos, err) != AGG_OK) {
+        agg_err_prefix(err, "invalid metric expression");
+        return AGG_EINVAL;
+    }
+    return AGG_OK;
+}
+
+/* A channel is a kind ("email", "slack", "webhook") or "kind:endpoint-name". */
+static int check_channels(yajl_val v, struct agg_err *err)
+{
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const char *c = text_of(v->u.array.values[i]);
+        size_t k = strcspn(c, ":");
+        bool known = false;
+
+        for (size_t j = 0; endpoint_kinds[j] != NULL; j++)
+            known = known || (strlen(endpoint_kinds[j]) == k &&
+                              strncmp(endpoint_kinds[j], c, k) == 0);
+        if (!known || (c[k] == ':' && c[k + 1] == '\0'))
+            return agg_err_set(err, AGG_EINVAL,
+                               "channel %zu must be email, slack, webhook or kind:name", i);
+    }
     return AGG_OK;
 }
 
@@ -213,6 +249,30 @@ static const struct api_field endpoint_fields[] = {
     {"secret", API_T_STRING, API_F_WRITE | API_F_NULLABLE | API_F_HIDDEN, 0, NULL, 0, 0,
      check_secret, NULL},
     {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
+    RO_INT("owner_id"),
+    TS("created_at"),
+    TS("updated_at"),
+    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct api_field rule_fields[] = {
+    RO_INT("id"),
+    {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, check_not_empty,
+     NULL},
+    {"description", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
+    {"metric", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 100, NULL, 0, 0, check_metric, NULL},
+    {"threshold", API_T_NUMBER, API_F_WRITE | API_F_REQUIRED, 0, NULL, 0, 0, NULL, NULL},
+    {"operator", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 20, operators, 0, 0, NULL, NULL},
+    {"severity", API_T_STRING, API_F_WRITE | API_F_REQUIRED | API_F_FILTER, 20, severities, 0, 0,
+     NULL, NULL},
+    {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
+    {"cooldown_minutes", API_T_INT, API_F_WRITE, 0, NULL, 0, 525600, NULL, NULL},
+    {"notification_channels", API_T_STRINGS, API_F_WRITE | API_F_NULLABLE, 255, NULL, 0, 0,
+     check_channels, NULL},
+    {"escalation_policy_id", API_T_INT, API_F_WRITE | API_F_NULLABLE, 0, NULL, 1, 2147483647,
+     NULL, NULL},
+    {"for_seconds", API_T_INT, API_F_WRITE, 0, NULL, 0, 604800, NULL, NULL},
+    {"keep_firing_seconds", API_T_INT, API_F_WRITE, 0, NULL, 0, 604800, NULL, NULL},
     RO_INT("owner_id"),
     TS("created_at"),
     TS("updated_at"),
@@ -377,9 +437,50 @@ const struct api_resource api_res_endpoints = {
     .soft_delete = true, .owned = true,
 };
 
+const struct api_resource api_res_rules = {
+    .what = "alert rule", .table = "alert_rules", .fields = rule_fields, .soft_delete = true,
+    .owned = true,
+};
+
 const struct api_resource api_res_alerts = {
     .what = "alert", .table = "alerts", .fields = alert_fields,
 };
+
+/* ---- POST alerts/{id}/acknowledge|resolve|close (rules/alerts.c does the work) ---- */
+
+static void alert_action(struct api_req *r, PGconn *conn,
+                         int (*act)(PGconn *, int, int, int64_t, struct agg_err *))
+{
+    struct agg_err err = {0};
+    int rc = act(conn, r->ids[0], r->who.user_id, ing_time_now_us(), &err);
+
+    if (rc == AGG_ENOTFOUND) {
+        api_fail(r, 404, "not_found", NULL, "no such alert");
+    } else if (rc == AGG_EINVAL) {
+        api_fail(r, 409, "invalid_transition", "status", "%s", err.msg);
+    } else if (rc != AGG_OK) {
+        r->job.conn_broken = true;
+        AGG_LOG_WARN("api", "alert %d: %s", r->ids[0], err.msg);
+        api_fail(r, 503, "unavailable", NULL, "the database is not available; retry later");
+    } else {
+        api_res_get_work(r, conn); /* the alert as it is now */
+    }
+}
+
+void api_alert_ack_work(struct api_req *r, PGconn *conn)
+{
+    alert_action(r, conn, rl_alerts_acknowledge);
+}
+
+void api_alert_resolve_work(struct api_req *r, PGconn *conn)
+{
+    alert_action(r, conn, rl_alerts_resolve);
+}
+
+void api_alert_close_work(struct api_req *r, PGconn *conn)
+{
+    alert_action(r, conn, rl_alerts_close);
+}
 
 /* ---- POST pipelines/{id}/versions/{n}/activate ---- */
 

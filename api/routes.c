@@ -55,6 +55,12 @@ const struct api_route api_routes[] = {
     {PATCH,  "/api/v1/pipelines/{id}/runs/{run}", EDITOR, BODY, UPDATE(api_res_runs)},
     {GET,    "/api/v1/pipelines/{id}/runs/{run}/logs", VIEWER, 0, NULL, api_run_logs_prepare, api_run_logs_work, NULL},
 
+    {GET,    "/api/v1/alert-rules", VIEWER, 0, LIST(api_res_rules)},
+    {POST,   "/api/v1/alert-rules", EDITOR, BODY, CREATE(api_res_rules)},
+    {GET,    "/api/v1/alert-rules/{id}", VIEWER, 0, READ(api_res_rules)},
+    {PATCH,  "/api/v1/alert-rules/{id}", EDITOR, BODY, UPDATE(api_res_rules)},
+    {DELETE, "/api/v1/alert-rules/{id}", EDITOR, 0, REMOVE(api_res_rules)},
+
     {GET,    "/api/v1/escalation-policies", VIEWER, 0, LIST(api_res_policies)},
     {POST,   "/api/v1/escalation-policies", EDITOR, BODY, CREATE(api_res_policies)},
     {GET,    "/api/v1/escalation-policies/{id}", VIEWER, 0, READ(api_res_policies)},
@@ -69,6 +75,9 @@ const struct api_route api_routes[] = {
 
     {GET,    "/api/v1/alerts", VIEWER, 0, LIST(api_res_alerts)},
     {GET,    "/api/v1/alerts/{id}", VIEWER, 0, READ(api_res_alerts)},
+    {POST,   "/api/v1/alerts/{id}/acknowledge", EDITOR, 0, &api_res_alerts, NULL, api_alert_ack_work, NULL},
+    {POST,   "/api/v1/alerts/{id}/resolve", EDITOR, 0, &api_res_alerts, NULL, api_alert_resolve_work, NULL},
+    {POST,   "/api/v1/alerts/{id}/close", EDITOR, 0, &api_res_alerts, NULL, api_alert_close_work, NULL},
 
     {GET,    "/api/v1/logs", VIEWER, 0, NULL, api_logs_prepare, api_logs_work, NULL},
     {GET,    "/api/v1/logs/tail", VIEWER, 0, NULL, api_tail_prepare, NULL, NULL},

@@ -15,6 +15,8 @@ RANK = {"viewer": 1, "editor": 2, "admin": 3}
 
 PIPELINE = {"name": "orders", "source_config": {"kind": "s3"},
             "destination_config": {"kind": "pg"}}
+RULE = {"name": "errors", "metric": "count{level>=ERROR}[5m]", "threshold": 10,
+        "operator": "gt", "severity": "high", "notification_channels": ["email", "webhook:ops"]}
 
 
 class Api(unittest.TestCase):
@@ -25,6 +27,11 @@ class Api(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.env.close()
+
+    def new_alert(self, rule, status="active"):
+        return self.env.scalar(
+            "INSERT INTO alerts (rule_id, severity, status, metric_value, message) VALUES "
+            f"({rule}, 'high', '{status}', 11, 'too many errors') RETURNING id")
 
     def new_pipeline(self, **over):
         return self.env.ok("POST", "/api/v1/pipelines", dict(PIPELINE, **over), status=201)
@@ -42,9 +49,8 @@ class Api(unittest.TestCase):
         ep = env.ok("POST", "/api/v1/notification-endpoints",
                     {"name": "matrix", "kind": "email", "target": "ops@example.com"},
                     status=201)["id"]
-        alert = env.scalar(
-            "INSERT INTO alerts (severity, status, metric_value, message) VALUES "
-            "('high', 'active', 1, 'm') RETURNING id")
+        rule = env.ok("POST", "/api/v1/alert-rules", RULE, status=201)["id"]
+        alert = self.new_alert(rule)
         victim = env.add_user("victim@example.com", "viewer")
         return [
             ("GET", "/api/v1/users", None, "admin", 200),
@@ -81,8 +87,17 @@ class Api(unittest.TestCase):
             ("PATCH", f"/api/v1/notification-endpoints/{ep}", {"target": "b@example.com"},
              "editor", 200),
             ("DELETE", f"/api/v1/notification-endpoints/{ep}", None, "editor", 204),
+            ("GET", "/api/v1/alert-rules", None, "viewer", 200),
+            ("POST", "/api/v1/alert-rules", RULE, "editor", 201),
+            ("GET", f"/api/v1/alert-rules/{rule}", None, "viewer", 200),
+            ("PATCH", f"/api/v1/alert-rules/{rule}", {"threshold": 7}, "editor", 200),
+            ("DELETE", f"/api/v1/alert-rules/{rule}", None, "editor", 204),
             ("GET", "/api/v1/alerts", None, "viewer", 200),
             ("GET", f"/api/v1/alerts/{alert}", None, "viewer", 200),
+            ("POST", f"/api/v1/alerts/{alert}/acknowledge", None, "editor", 200),
+            # the second caller finds the first one's work done: 409
+            ("POST", f"/api/v1/alerts/{alert}/resolve", None, "editor", (200, 409)),
+            ("POST", f"/api/v1/alerts/{alert}/close", None, "editor", (200, 409)),
             ("GET", "/api/v1/logs", None, "viewer", 200),
             ("GET", "/api/v1/logs/tail", None, "viewer", 200),
             ("GET", "/api/v1/partitions", None, "admin", 200),
@@ -112,6 +127,9 @@ class Api(unittest.TestCase):
                         want = allowed
                     else:
                         want = 403
+                    if isinstance(want, tuple):
+                        self.assertIn(code, want, doc)
+                        continue
                     self.assertEqual(code, want, doc)
                     if want >= 400 and doc is not None:
                         self.assertIn(doc["error"]["code"], ("unauthorized", "forbidden"))
@@ -250,6 +268,30 @@ class Api(unittest.TestCase):
         code, doc, _ = env.call("GET", "/api/v1/alerts?status=sleeping")
         self.assertEqual((code, doc["error"]["field"]), (400, "status"))
 
+    def test_alert_actions_follow_the_lifecycle(self):
+        env = self.env
+        rule = env.ok("POST", "/api/v1/alert-rules", dict(RULE, name="life"), status=201)
+        self.assertEqual((rule["metric"], rule["for_seconds"], rule["is_active"]),
+                         (RULE["metric"], 0, True))
+        alert = self.new_alert(rule["id"])
+        url = f"/api/v1/alerts/{alert}"
+        code, doc, _ = env.call("POST", url + "/close", who="editor")
+        self.assertEqual((code, doc["error"]["code"]), (409, "invalid_transition"))
+        code, doc, _ = env.call("POST", "/api/v1/alert-rules",
+                                dict(RULE, metric="count{level>=LOUD}[5m]"))
+        self.assertEqual((code, doc["error"]["field"]), (422, "metric"))
+        self.assertIn("at 13", doc["error"]["message"])  # where LOUD starts
+        acked = env.ok("POST", url + "/acknowledge", who="editor")
+        self.assertEqual((acked["status"], acked["acknowledged_by"]),
+                         ("acknowledged", env.ids["editor"]))
+        self.assertIsNotNone(acked["acknowledged_at"])
+        done = env.ok("POST", url + "/resolve", who="admin")
+        self.assertEqual((done["status"], done["resolution_type"], done["resolved_by"]),
+                         ("resolved", "manual", env.ids["admin"]))
+        self.assertEqual(env.ok("POST", url + "/close", who="editor")["status"], "closed")
+        self.assertEqual(env.call("POST", url + "/acknowledge", who="editor")[0], 409)
+        self.assertEqual(env.call("POST", "/api/v1/alerts/999999/resolve")[0], 404)
+
     # ---- malformed bodies ----
 
     def test_malformed_bodies(self):
@@ -331,6 +373,24 @@ class Api(unittest.TestCase):
             ("POST", "/api/v1/notification-endpoints",
              {"name": "s", "kind": "email", "target": "b@example.com", "has_secret": True},
              400, "has_secret"),
+        ]
+        cases += [
+            ("POST", "/api/v1/alert-rules", dict(RULE, metric="count{level>=LOUD}[5m]"), 422,
+             "metric"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, metric="p95:duration_ms[5x]"), 422,
+             "metric"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, metric="c" * 101), 422, "metric"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, operator="ge"), 422, "operator"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, severity="urgent"), 422, "severity"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, threshold="10"), 422, "threshold"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, notification_channels=["pager"]), 422,
+             "notification_channels"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, notification_channels="email"), 422,
+             "notification_channels"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, for_seconds=-1), 422, "for_seconds"),
+            ("POST", "/api/v1/alert-rules", dict(RULE, escalation_policy_id=999999), 422,
+             "escalation_policy_id"),
+            ("POST", "/api/v1/alert-rules", {"name": "x"}, 422, "metric"),
         ]
         for method, path, body, want, field in cases:
             with self.subTest(method=method, path=path, body=body):
