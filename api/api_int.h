@@ -190,7 +190,12 @@ bool api_query_int(struct api_req *r, const char *name, long long lo, long long 
 /* Hands <r> to a job thread: r->route->work runs there, then the reply. Loop thread. */
 void api_submit(struct api_req *r);
 
-/* Login and logout (api/login.c). */
+/* Login and logout (api/login.c). A login's r->data: what the work tells the loop. */
+struct api_login_attempt {
+    char email_key[300]; /* "email:<lower-cased address>" */
+    char ip_key[80];     /* "ip:<client address>" */
+    bool failed;         /* wrong email or password: counts against both keys */
+};
 struct api_login *api_login_new(struct agg_err *err);
 void api_login_free(struct api_login *l);
 bool api_login_prepare(struct api_req *r);

@@ -42,13 +42,6 @@ struct api_login {
     char dummy[API_AUTH_PWHASH_SIZE];
 };
 
-/* What the work tells the loop. */
-struct attempt {
-    char email_key[300];
-    char ip_key[80];
-    bool failed;
-};
-
 static const struct api_field login_fields[] = {
     {"email", API_T_STRING, API_F_CREATE | API_F_REQUIRED, 255, NULL, 0, 0, NULL, NULL},
     {"password", API_T_STRING, API_F_CREATE | API_F_REQUIRED | API_F_HIDDEN, 0, NULL, 0, 0, NULL,
@@ -134,7 +127,7 @@ static const char *body_str(const struct api_req *r, const char *name)
 
 bool api_login_prepare(struct api_req *r)
 {
-    struct attempt *a;
+    struct api_login_attempt *a;
     int64_t now = ing_time_now_us();
     int wait_email, wait_ip;
 
@@ -160,7 +153,7 @@ bool api_login_prepare(struct api_req *r)
 
 void api_login_done(struct api_req *r)
 {
-    struct attempt *a = r->data;
+    struct api_login_attempt *a = r->data;
     struct api_login *l = r->api->login;
     int64_t now = ing_time_now_us();
     struct limit *s;
@@ -261,7 +254,7 @@ static int ttl_days(const struct api_req *r)
 
 void api_login_work(struct api_req *r, PGconn *conn)
 {
-    struct attempt *a = r->data;
+    struct api_login_attempt *a = r->data;
     const char *email = body_str(r, "email"), *pw = body_str(r, "password");
     char id[16], token[API_AUTH_TOKEN_SIZE];
     const char *p[1] = {id};
