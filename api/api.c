@@ -343,6 +343,41 @@ void api_reply_row(struct api_req *r, const PGresult *res, int status, const cha
     r->status = status;
 }
 
+/* Runs r->sql when building it went well (<rc>); NULL with the reply set otherwise. */
+static PGresult *run_built(struct api_req *r, PGconn *conn, int rc)
+{
+    if (rc != AGG_OK) {
+        api_fail(r, 503, "unavailable", NULL, "out of memory");
+        return NULL;
+    }
+    return api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+}
+
+void api_run_list(struct api_req *r, PGconn *conn, int rc, const char *order)
+{
+    char lim[16];
+    PGresult *q;
+
+    snprintf(lim, sizeof(lim), "%d", r->page.limit + 1); /* one more: is there a next page */
+    if (rc == AGG_OK)
+        rc = ing_buf_printf(&r->sql, " ORDER BY %s LIMIT ", order);
+    if (rc == AGG_OK)
+        rc = api_param(r, lim);
+    q = run_built(r, conn, rc);
+    if (q != NULL)
+        api_reply_list(r, q, 1);
+    PQclear(q);
+}
+
+void api_run_row(struct api_req *r, PGconn *conn, int rc, int status, const char *what)
+{
+    PGresult *q = run_built(r, conn, rc);
+
+    if (q != NULL)
+        api_reply_row(r, q, status, what);
+    PQclear(q);
+}
+
 /* ---- query parameters (loop thread) ---- */
 
 const char *api_query_get(struct api_req *r, const char *name)

@@ -179,6 +179,18 @@ void api_reply_list(struct api_req *r, const PGresult *res, int key_col);
 /* Replies <status> with the JSON text of row 0, column 0 of <res>; 404 when no row. */
 void api_reply_row(struct api_req *r, const PGresult *res, int status, const char *what);
 
+/* Ends the statement in r->sql (built so far with result <rc>) with
+ * " ORDER BY <order> LIMIT <limit + 1>", runs it and replies the page; the rows are
+ * (JSON text, cursor key). Job thread. */
+void api_run_list(struct api_req *r, PGconn *conn, int rc, const char *order);
+
+/* Runs the statement in r->sql (built with result <rc>) and replies its first row with
+ * <status>, or 404 naming <what>. Job thread. */
+void api_run_row(struct api_req *r, PGconn *conn, int rc, int status, const char *what);
+
+/* Characters of the UTF-8 text <s> (PostgreSQL counts VARCHAR(n) in characters). */
+size_t api_utf8_chars(const char *s);
+
 /* Rank of a users.role value; API_ROLE_NONE for anything unknown. */
 enum api_role api_role_rank(const char *role);
 

@@ -81,15 +81,6 @@ struct log_filter {
     char q[Q_MAX_BYTES + 1];
 };
 
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s != '\0'; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 static bool parse_time(struct api_req *r, const char *name, int64_t *out)
 {
     const char *s = api_query_get(r, name);
@@ -107,7 +98,7 @@ static bool parse_strings(struct api_req *r, struct log_filter *f)
 
         if (s == NULL)
             continue;
-        if (utf8_chars(s) > ing_field_max_chars(str_filters[i].field) ||
+        if (api_utf8_chars(s) > ing_field_max_chars(str_filters[i].field) ||
             strlen(s) >= sizeof(f->str[i]))
             return api_fail(r, 400, "too_long", str_filters[i].name,
                             "%s is longer than the column", str_filters[i].name);
@@ -269,9 +260,8 @@ static int search_sql(struct api_req *r, const struct log_filter *f)
 
 static void search(struct api_req *r, PGconn *conn, const struct log_filter *f)
 {
-    char ts[32], lim[16];
+    char ts[32];
     const char *id = NULL;
-    PGresult *q;
     int rc;
 
     if (r->page.has_cursor && !split_cursor(r, ts, sizeof(ts), &id))
@@ -288,20 +278,7 @@ static void search(struct api_req *r, PGconn *conn, const struct log_filter *f)
         if (rc == AGG_OK)
             rc = ing_buf_printf(&r->sql, "::bigint)");
     }
-    snprintf(lim, sizeof(lim), "%d", r->page.limit + 1);
-    if (rc == AGG_OK)
-        rc = ing_buf_printf(&r->sql, " ORDER BY created_at DESC, id DESC LIMIT ");
-    if (rc == AGG_OK)
-        rc = api_param(r, lim);
-    if (rc != AGG_OK) {
-        api_fail(r, 503, "unavailable", NULL, "out of memory");
-        return;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
-    if (q == NULL)
-        return;
-    api_reply_list(r, q, 1);
-    PQclear(q);
+    api_run_list(r, conn, rc, "created_at DESC, id DESC");
 }
 
 void api_logs_work(struct api_req *r, PGconn *conn)

@@ -34,12 +34,12 @@ int api_res_field(const struct api_resource *res, const char *name, size_t len)
     return -1;
 }
 
-static size_t utf8_chars(const char *s)
+size_t api_utf8_chars(const char *s)
 {
     size_t n = 0;
 
     for (; *s != '\0'; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
+        n += ((unsigned char)*s & 0xC0) != 0x80; /* bytes that start a character */
     return n;
 }
 
@@ -55,7 +55,7 @@ static const char *type_name(enum api_type t)
 /* A string value (or query text) against the field's length and allowed values. */
 static bool check_string(struct api_req *r, const struct api_field *f, const char *s)
 {
-    if (f->max_chars > 0 && utf8_chars(s) > (size_t)f->max_chars)
+    if (f->max_chars > 0 && api_utf8_chars(s) > (size_t)f->max_chars)
         return api_fail(r, 422, "too_long", f->name, "%s is longer than %d characters", f->name,
                         f->max_chars);
     if (f->values == NULL)
@@ -344,8 +344,7 @@ static bool is_int_text(const char *s)
 void api_res_list_work(struct api_req *r, PGconn *conn)
 {
     const struct api_resource *res = r->route->res;
-    char a[16], lim[16];
-    PGresult *q;
+    char a[16];
     int rc;
 
     if (res->parent != NULL && !parent_exists(r, conn, res))
@@ -380,19 +379,7 @@ void api_res_list_work(struct api_req *r, PGconn *conn)
         if (rc == AGG_OK)
             rc = api_param(r, r->page.cursor);
     }
-    if (rc == AGG_OK)
-        rc = ing_buf_printf(&r->sql, " ORDER BY %s LIMIT ", key_col(res));
-    if (rc == AGG_OK)
-        rc = api_param(r, itoa_buf(r->page.limit + 1, lim));
-    if (rc != AGG_OK) {
-        nomem(r);
-        return;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
-    if (q == NULL)
-        return;
-    api_reply_list(r, q, 1);
-    PQclear(q);
+    api_run_list(r, conn, rc, key_col(res));
 }
 
 /* ---- get ---- */
@@ -400,7 +387,6 @@ void api_res_list_work(struct api_req *r, PGconn *conn)
 void api_res_get_work(struct api_req *r, PGconn *conn)
 {
     const struct api_resource *res = r->route->res;
-    PGresult *q;
     int rc;
 
     api_sql_reset(r);
@@ -411,15 +397,7 @@ void api_res_get_work(struct api_req *r, PGconn *conn)
         rc = ing_buf_printf(&r->sql, " FROM %s", res->table);
     if (rc == AGG_OK)
         rc = where_key(r, res);
-    if (rc != AGG_OK) {
-        nomem(r);
-        return;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
-    if (q == NULL)
-        return;
-    api_reply_row(r, q, 200, res->what);
-    PQclear(q);
+    api_run_row(r, conn, rc, 200, res->what);
 }
 
 /* ---- create ---- */
@@ -485,7 +463,7 @@ void api_res_create_work(struct api_req *r, PGconn *conn)
     const struct api_field *pwf = NULL;
     char hash[API_AUTH_PWHASH_SIZE];
     struct ing_buf cols, vals;
-    PGresult *q = NULL;
+    int rc;
 
     if (!hash_password(r, res, hash, &pwf))
         return;
@@ -494,17 +472,10 @@ void api_res_create_work(struct api_req *r, PGconn *conn)
     ing_buf_init(&cols);
     ing_buf_init(&vals);
     api_sql_reset(r);
-    if (build_insert(r, res, pwf != NULL ? pwf->column : NULL, hash, &cols, &vals) != AGG_OK ||
-        api_res_json_expr(&r->sql, res) != AGG_OK) {
-        nomem(r);
-        goto out;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
-    if (q != NULL)
-        api_reply_row(r, q, 201, res->what);
-
-out:
-    PQclear(q);
+    rc = build_insert(r, res, pwf != NULL ? pwf->column : NULL, hash, &cols, &vals);
+    if (rc == AGG_OK)
+        rc = api_res_json_expr(&r->sql, res);
+    api_run_row(r, conn, rc, 201, res->what);
     sodium_memzero(hash, sizeof(hash));
     ing_buf_clear(&cols);
     ing_buf_clear(&vals);

@@ -23,6 +23,14 @@
 
 #define TS(name) {name, API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL}
 #define RO_INT(name) {name, API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL}
+#define END {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL}
+#define NAME                                                                                  \
+    {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, check_not_empty, NULL}
+#define DESCRIPTION                                                                           \
+    {"description", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL}
+#define ACTIVE {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL}
+/* the columns every owned table ends with, and the table's end */
+#define OWNED_TAIL RO_INT("owner_id"), TS("created_at"), TS("updated_at"), END
 
 static const char *const roles[] = {"admin", "editor", "viewer", NULL};
 static const char *const run_statuses[] = {"pending", "running", "completed", "failed", NULL};
@@ -154,7 +162,7 @@ static const struct api_field user_fields[] = {
      check_password, "hashed_password"},
     TS("created_at"),
     TS("updated_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    END,
 };
 
 const struct api_resource api_res_users = {
@@ -175,27 +183,27 @@ static const struct api_field pref_fields[] = {
     {"custom_settings", API_T_OBJECT, API_F_UPDATE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
     TS("created_at"),
     TS("updated_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    END,
 };
 
 static const struct api_field pipeline_fields[] = {
     RO_INT("id"),
     {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED | API_F_FILTER, 255, NULL, 0, 0,
      check_not_empty, NULL},
-    {"description", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
+    DESCRIPTION,
     {"source_config", API_T_OBJECT, API_F_WRITE | API_F_REQUIRED, 0, NULL, 0, 0, NULL, NULL},
     {"transformation_config", API_T_OBJECT, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL,
      NULL},
     {"destination_config", API_T_OBJECT, API_F_WRITE | API_F_REQUIRED, 0, NULL, 0, 0, NULL,
      NULL},
     {"schedule", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 100, NULL, 0, 0, NULL, NULL},
-    {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
+    ACTIVE,
     {"visual_definition", API_T_OBJECT, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL,
      NULL},
     {"owner_id", API_T_INT, API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
     TS("created_at"),
     TS("updated_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    END,
 };
 
 static const struct api_field version_fields[] = {
@@ -208,7 +216,7 @@ static const struct api_field version_fields[] = {
     {"is_active", API_T_BOOL, 0, 0, NULL, 0, 0, NULL, NULL},
     RO_INT("created_by"),
     TS("created_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    END,
 };
 
 static const struct api_field run_fields[] = {
@@ -221,51 +229,42 @@ static const struct api_field run_fields[] = {
     {"error_message", API_T_STRING, API_F_UPDATE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
     {"execution_log", API_T_OBJECT, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
     TS("created_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    END,
 };
 
 static const struct api_field policy_fields[] = {
     RO_INT("id"),
-    {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, check_not_empty,
-     NULL},
-    {"description", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
+    NAME,
+    DESCRIPTION,
     {"levels", API_T_ARRAY, API_F_WRITE | API_F_REQUIRED, 0, NULL, 0, 0, check_levels, NULL},
     {"repeat_count", API_T_INT, API_F_WRITE, 0, NULL, 0, 1000, NULL, NULL},
-    {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
-    RO_INT("owner_id"),
-    TS("created_at"),
-    TS("updated_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    ACTIVE,
+    OWNED_TAIL,
 };
 
 static const struct api_field endpoint_fields[] = {
     RO_INT("id"),
-    {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, check_not_empty,
-     NULL},
+    NAME,
     {"kind", API_T_STRING, API_F_WRITE | API_F_REQUIRED | API_F_FILTER, 20, endpoint_kinds, 0, 0,
      NULL, NULL},
     {"target", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 2048, NULL, 0, 0, check_not_empty,
      NULL},
     {"secret", API_T_STRING, API_F_WRITE | API_F_NULLABLE | API_F_HIDDEN, 0, NULL, 0, 0,
      check_secret, NULL},
-    {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
-    RO_INT("owner_id"),
-    TS("created_at"),
-    TS("updated_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    ACTIVE,
+    OWNED_TAIL,
 };
 
 static const struct api_field rule_fields[] = {
     RO_INT("id"),
-    {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, check_not_empty,
-     NULL},
-    {"description", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
+    NAME,
+    DESCRIPTION,
     {"metric", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 100, NULL, 0, 0, check_metric, NULL},
     {"threshold", API_T_NUMBER, API_F_WRITE | API_F_REQUIRED, 0, NULL, 0, 0, NULL, NULL},
     {"operator", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 20, operators, 0, 0, NULL, NULL},
     {"severity", API_T_STRING, API_F_WRITE | API_F_REQUIRED | API_F_FILTER, 20, severities, 0, 0,
      NULL, NULL},
-    {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
+    ACTIVE,
     {"cooldown_minutes", API_T_INT, API_F_WRITE, 0, NULL, 0, 525600, NULL, NULL},
     {"notification_channels", API_T_STRINGS, API_F_WRITE | API_F_NULLABLE, 255, NULL, 0, 0,
      check_channels, NULL},
@@ -273,10 +272,7 @@ static const struct api_field rule_fields[] = {
      NULL, NULL},
     {"for_seconds", API_T_INT, API_F_WRITE, 0, NULL, 0, 604800, NULL, NULL},
     {"keep_firing_seconds", API_T_INT, API_F_WRITE, 0, NULL, 0, 604800, NULL, NULL},
-    RO_INT("owner_id"),
-    TS("created_at"),
-    TS("updated_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    OWNED_TAIL,
 };
 
 static const struct api_field alert_fields[] = {
@@ -297,7 +293,7 @@ static const struct api_field alert_fields[] = {
     {"notifications_sent", API_T_ARRAY, 0, 0, NULL, 0, 0, NULL, NULL},
     TS("created_at"),
     TS("updated_at"),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    END,
 };
 /* clang-format on */
 
