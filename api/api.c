@@ -75,22 +75,24 @@ static void req_free(struct api_req *r)
     free(r);
 }
 
-void api_release(struct api_req *r)
-{
-    req_free(r);
-}
-
+/* The client hung up. libevent detaches a request nobody answered yet from its
+ * connection and leaves it to us (freed in api_finish); otherwise it frees it itself. */
 static void on_close(struct evhttp_connection *evcon, void *arg)
 {
     struct api_req *r = arg;
 
     (void)evcon;
+    if (evhttp_request_get_connection(r->req) == NULL)
+        r->orphan = r->req;
     r->req = NULL;
 }
 
 void api_finish(struct api_req *r)
 {
     struct evhttp_request *req = r->req;
+
+    if (r->orphan != NULL)
+        evhttp_request_free(r->orphan);
 
     if (req != NULL) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -507,9 +509,11 @@ static void proceed(struct api_req *r)
     }
     r->slow = (rt->flags & API_R_SLOW) != 0;
     if (rt->prepare != NULL && !rt->prepare(r)) {
-        if (r->ecode[0] != '\0')
+        if (r->taken)
+            req_free(r); /* the HTTP request is the live tail's now */
+        else
             api_finish(r);
-        return; /* else taken over (live tail) */
+        return;
     }
     if (rt->work == NULL) {
         api_finish(r);
@@ -525,7 +529,7 @@ static void on_auth(void *arg, int status, const struct api_principal *who)
     enum api_role rank;
 
     if (r->req == NULL) {
-        req_free(r);
+        api_finish(r); /* nobody to answer */
         return;
     }
     if (status == AGG_ENOTFOUND) {

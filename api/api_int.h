@@ -51,8 +51,8 @@ struct api_route {
     enum api_role role;
     unsigned flags;
     const struct api_resource *res; /* for the generic handlers, else NULL */
-    /* Loop thread, after authentication and body parsing: validates. false when it
-     * has already answered (api_fail + api_finish) or taken the request over. */
+    /* Loop thread, after authentication and body parsing: validates. false stops:
+     * the reply set by api_fail() is sent, or nothing when it set r->taken. */
     bool (*prepare)(struct api_req *r);
     /* Job thread: the SQL. Sets the reply (api_fail or r->out + r->status). NULL for
      * routes that answer from prepare. */
@@ -95,6 +95,7 @@ struct api_req {
     struct api *api;
     const struct api_route *route;
     struct evhttp_request *req; /* NULL once the client hung up */
+    struct evhttp_request *orphan; /* ... and the request libevent left us to free */
     int ids[AGG_HTTP_MAX_PARAMS]; /* {id} path segments, in order */
     int nids;
     struct evkeyvalq query;
@@ -104,6 +105,7 @@ struct api_req {
     yajl_val body;   /* parsed object, or NULL */
     uint64_t present; /* bit i: field i of the resource is in the body */
     bool slow;        /* run on the hashing threads */
+    bool taken;       /* prepare took the HTTP request over (live tail): no reply */
     struct api_page page;
     /* SQL parameters gathered on the loop (filters), owned copies */
     char *params[API_MAX_PARAMS];
@@ -127,8 +129,7 @@ bool api_fail(struct api_req *r, int status, const char *code, const char *field
 /* Sends the reply (unless the client left) and frees <r>. Loop thread. */
 void api_finish(struct api_req *r);
 
-/* Frees <r> without replying: its HTTP request was taken over (live tail). */
-void api_release(struct api_req *r);
+
 
 /* Maps a failed statement to a reply: 409 unique, 422 foreign key / check / bad value,
  * 503 when PostgreSQL is unreachable, else 500. Marks the connection broken when it

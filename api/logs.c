@@ -438,10 +438,16 @@ static void client_unlink(struct tail_client *c)
     free(c);
 }
 
+/* A request still streaming is detached from its closing connection and left to us:
+ * ending the reply frees it. */
 static void on_client_close(struct evhttp_connection *evcon, void *arg)
 {
+    struct tail_client *c = arg;
+
     (void)evcon;
-    client_unlink(arg);
+    if (evhttp_request_get_connection(c->req) == NULL)
+        evhttp_send_reply_end(c->req);
+    client_unlink(c);
 }
 
 static size_t backlog(struct tail_client *c)
@@ -642,8 +648,8 @@ bool api_tail_prepare(struct api_req *r)
     evhttp_add_header(hdr, "Cache-Control", "no-store");
     evhttp_send_reply_start(r->req, 200, "OK");
     chunk(c, ": connected\n\n", 13);
-    api_release(r);
-    return false; /* taken over */
+    r->taken = true;
+    return false;
 }
 
 struct api_tail *api_tail_new(struct api *a, struct agg_err *err)

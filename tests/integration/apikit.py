@@ -30,6 +30,9 @@ class ApiEnv:
         try:
             out = harness.run_aggd("migrate", "up", "--set", f"database.url={self.db.url}")
             assert out.returncode == 0, out.stderr
+            # this month's partitions now, not when aggd's first maintenance pass runs
+            self.db.sql("SELECT aggd_create_month_partition('alerts', current_date);"
+                        "SELECT aggd_create_month_partition('system_logs', current_date)")
             out = harness.run_aggd("user", "add", "--email", "admin@example.com", "--role",
                                    "admin", "--set", f"database.url={self.db.url}",
                                    input=PASSWORD + "\n")
@@ -43,7 +46,10 @@ class ApiEnv:
                            ("admin", "editor", "viewer", "inactive")}
             self.tokens["expired"] = self.add_token(self.ids["admin"], expired=True)
             self.tokens["ingest"] = self.add_token(self.ids["admin"], scope="ingest")
-            self.aggd = harness.Aggd(self.db.url, *extra) if start else None
+            supp = source_path("tests", "integration", "lsan-known.supp")
+            self.aggd = harness.Aggd(self.db.url, *extra,
+                                     env={"LSAN_OPTIONS": f"suppressions={supp}"}
+                                     ) if start else None
         except BaseException:
             self.db.close()
             raise
@@ -98,10 +104,15 @@ class ApiEnv:
         return doc
 
     def close(self):
+        """Stops aggd, which must exit cleanly (sanitizers quiet), and drops the database."""
         try:
             if self.aggd is not None:
-                self.aggd.stop()
+                code = self.aggd.stop()
+                out = self.aggd.output()
                 self.aggd.close()
+                for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
+                    assert bad not in out, out[out.find(bad) - 200:][:4000]
+                assert code == 0, f"aggd exited with {code}:\n{out[-3000:]}"
         finally:
             self.db.close()
 

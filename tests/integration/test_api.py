@@ -487,7 +487,7 @@ class Api(unittest.TestCase):
             line = resp.readline().decode()
             if line.startswith("data: "):
                 got.append(json.loads(line[6:]))
-        conn.close()
+        self.__class__.open_tail = conn  # still streaming when aggd stops
         self.assertEqual([g["message"] for g in got], ["t0", "t1", "t2"])
         self.assertTrue(all(g["level"] == "ERROR" and g["module"] == "tailed" for g in got))
         code, doc, _ = env.call("GET", "/api/v1/logs/tail?limit=5")
