@@ -610,8 +610,11 @@ static void on_keepalive(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    for (struct tail_client *c = t->clients; c != NULL; c = c->next)
-        deliver(c, ": keepalive\n\n", 13);
+    /* only to idle clients: a keepalive is no event to count as lost */
+    for (struct tail_client *c = t->clients; c != NULL; c = c->next) {
+        if (backlog(c) == 0)
+            chunk(c, ": keepalive\n\n", 13);
+    }
 }
 
 bool api_tail_prepare(struct api_req *r)

@@ -25,8 +25,8 @@ class ApiEnv:
     """A database with users admin/editor/viewer (password PASSWORD), an inactive
     user, api tokens for each (plus an expired one), and an ingest token; and aggd."""
 
-    def __init__(self, start=True, extra=()):
-        self.db = harness.Database()
+    def __init__(self, start=True, extra=(), admin=None):
+        self.db = harness.Database(admin)
         try:
             out = harness.run_aggd("migrate", "up", "--set", f"database.url={self.db.url}")
             assert out.returncode == 0, out.stderr

@@ -4,6 +4,8 @@ partitions, and the live tail.
 """
 import http.client
 import json
+import re
+import socket
 import time
 import unittest
 
@@ -492,6 +494,55 @@ class Api(unittest.TestCase):
         self.assertTrue(all(g["level"] == "ERROR" and g["module"] == "tailed" for g in got))
         code, doc, _ = env.call("GET", "/api/v1/logs/tail?limit=5")
         self.assertEqual((code, doc["error"]["field"]), (400, "limit"))
+
+
+    def test_tail_tells_a_slow_client_what_it_lost(self):
+        env = self.env
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", env.aggd.http_port))
+        sock.sendall(b"GET /api/v1/logs/tail?module=flood HTTP/1.1\r\nHost: aggd\r\n"
+                     b"Authorization: Bearer " + env.tokens["viewer"].encode() + b"\r\n\r\n")
+        seen = b""
+        while b": connected" not in seen:
+            seen += sock.recv(4096)
+        sent = 0
+        for _ in range(10):  # ~10 MB of events that this client does not read
+            lines = [json.dumps({"module": "flood", "message": f"{sent + i} " + "x" * 1000})
+                     for i in range(1000)]
+            code, doc, _ = env.call("POST", "/v1/logs", raw="\n".join(lines), who="ingest",
+                                    headers={"Content-Type": "application/x-ndjson"})
+            self.assertEqual(code, 202, doc)
+            sent += 1000
+
+        def drain():
+            data = b""
+            sock.settimeout(1.0)
+            try:
+                while True:
+                    part = sock.recv(1 << 20)
+                    if not part:
+                        break
+                    data += part
+            except socket.timeout:
+                pass
+            return data
+
+        data = seen + drain()
+        # one more event, now that the client keeps up: the drop notice comes before it
+        code, _, _ = env.call("POST", "/v1/logs", raw=json.dumps(
+            {"module": "flood", "message": "last"}), who="ingest")
+        self.assertEqual(code, 202)
+        data += drain()
+        sock.close()
+        text = data.decode("utf-8", "replace")
+        delivered = text.count("event: log\n")
+        dropped = sum(int(n) for n in re.findall(r'event: dropped\ndata: \{"count":(\d+)\}',
+                                                   text))
+        self.assertGreater(dropped, 0, "the flood should have overrun the client")
+        self.assertGreater(delivered, 0)
+        self.assertEqual(delivered + dropped, sent + 1)
+        self.assertIn('"message":"last"', text)
 
 
 if __name__ == "__main__":
