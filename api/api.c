@@ -45,6 +45,19 @@ enum api_role api_role_rank(const char *role)
     return API_ROLE_NONE;
 }
 
+/* Replaces each byte that breaks UTF-8 in <s> by '?': messages quote client text (a
+ * query parameter's name may be any bytes), and truncation may cut a character. */
+static void clean_utf8(char *s)
+{
+    size_t len = strlen(s), ok;
+
+    while ((ok = ing_utf8_valid_prefix(s, len)) < len) {
+        s[ok] = '?';
+        s += ok + 1;
+        len -= ok + 1;
+    }
+}
+
 bool api_fail(struct api_req *r, int status, const char *code, const char *field,
               const char *fmt, ...)
 {
@@ -56,6 +69,8 @@ bool api_fail(struct api_req *r, int status, const char *code, const char *field
     va_start(ap, fmt);
     vsnprintf(r->emsg, sizeof(r->emsg), fmt, ap);
     va_end(ap);
+    clean_utf8(r->efield);
+    clean_utf8(r->emsg);
     return false;
 }
 
@@ -459,6 +474,31 @@ static bool parse_ids(struct api_req *r, const struct agg_http_match *m)
     return true;
 }
 
+/* Deepest nesting of arrays and objects in the JSON text <s>: yajl_tree frees its
+ * trees recursively, so a body of 100 000 '[' must not reach it. */
+static int nesting(const char *s)
+{
+    int depth = 0, deepest = 0;
+    bool in_string = false;
+
+    for (; *s != '\0'; s++) {
+        if (in_string) {
+            if (*s == '\\' && s[1] != '\0')
+                s++;
+            else if (*s == '"')
+                in_string = false;
+        } else if (*s == '"') {
+            in_string = true;
+        } else if (*s == '[' || *s == '{') {
+            if (++depth > deepest)
+                deepest = depth;
+        } else if (*s == ']' || *s == '}') {
+            depth--;
+        }
+    }
+    return deepest;
+}
+
 static bool read_body(struct api_req *r)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
@@ -484,12 +524,16 @@ static bool read_body(struct api_req *r)
         memcpy(r->body_text, "{}", 3), len = 2;
     if (strlen(r->body_text) != len)
         return api_fail(r, 400, "bad_json", NULL, "the body contains a NUL byte");
+    if (nesting(r->body_text) > API_MAX_DEPTH)
+        return api_fail(r, 400, "bad_json", NULL, "the body is nested deeper than %d levels",
+                        API_MAX_DEPTH);
     why[0] = '\0';
     r->body = yajl_tree_parse(r->body_text, why, sizeof(why));
     if (r->body == NULL) {
+        /* yajl quotes the input: keep the message one line of ASCII */
         for (char *p = why; *p != '\0'; p++) {
-            if (*p == '\n')
-                *p = ' ';
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+                *p = (*p == '\n') ? ' ' : '?';
         }
         return api_fail(r, 400, "bad_json", NULL, "the body is not JSON: %s",
                         why[0] != '\0' ? why : "empty");

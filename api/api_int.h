@@ -27,6 +27,8 @@
 #define API_PREFIX "/api/v1"
 /* Largest JSON body the API reads (ingest has its own, larger limit). */
 #define API_MAX_BODY_BYTES (256 * 1024)
+/* Deepest nesting of arrays and objects a body may have. */
+#define API_MAX_DEPTH 32
 #define API_LIMIT_DEFAULT 50
 #define API_LIMIT_MAX 500
 

@@ -230,7 +230,7 @@ class Api(unittest.TestCase):
         self.assertEqual(ids, sorted(ids))
         self.assertGreaterEqual(pages, 3)
         for bad in ("limit=0", "limit=501", "limit=x", "cursor=%%%", "name=" + "n" * 300,
-                    "colour=red", "is_active=maybe"):
+                    "colour=red", "is_active=maybe", "%ff%fe=1", "n%C3%A9" * 30 + "=1"):
             code, doc, _ = env.call("GET", "/api/v1/pipelines?" + bad)
             self.assertIn(code, (400, 422), bad)
             self.assertIsNotNone(doc["error"]["field"], bad)
@@ -403,11 +403,16 @@ class Api(unittest.TestCase):
 
     def test_bodies_that_are_not_json_objects(self):
         env = self.env
-        for raw in ("{not json", "[1,2]", "\"text\"", "{\"name\":\"a\"} trailing"):
+        deep = '{"name":"d","source_config":' + "[" * 50000 + "]" * 50000 + "}"
+        for raw in ("{not json", "[1,2]", "\"text\"", "{\"name\":\"a\"} trailing", deep,
+                    "\xff\xfe{}"):
             with self.subTest(raw=raw):
                 code, doc, _ = env.call("POST", "/api/v1/pipelines", raw=raw)
                 self.assertEqual(code, 400, doc)
                 self.assertEqual(doc["error"]["code"], "bad_json")
+        code, doc, _ = env.call("POST", "/api/v1/pipelines",
+                                raw=json.dumps(dict(PIPELINE, source_config={"k": "a\u0000b"})))
+        self.assertEqual((code, doc["error"]["code"]), (422, "invalid_value"))
         code, _, _ = env.call("POST", "/api/v1/pipelines", raw="{}",
                               headers={"Content-Type": "text/plain"})
         self.assertEqual(code, 415)
