@@ -69,6 +69,15 @@ class Login(unittest.TestCase):
         self.assertGreater(t2 - t1, (t1 - t0) * 0.5)
         self.assertGreater(t1 - t0, (t2 - t1) * 0.5)
 
+    def test_admin_sets_a_new_password(self):
+        uid = self.env.ids["editor"]
+        doc = self.env.ok("PATCH", f"/api/v1/users/{uid}", {"password": "a new one!"})
+        self.assertNotIn("password", doc)
+        stored = self.env.db.sql(f"SELECT hashed_password FROM users WHERE id = {uid}")
+        self.assertTrue(stored.startswith("$argon2id$"))
+        self.assertEqual(self.login("editor@example.com", "a new one!")[0], 200)
+        self.assertEqual(self.login("editor@example.com", apikit.PASSWORD)[0], 401)
+
     def test_inactive_user_cannot_log_in(self):
         code, doc, _ = self.login("gone@example.com", apikit.PASSWORD)
         self.assertEqual((code, doc["error"]["code"]), (401, "invalid_credentials"))
