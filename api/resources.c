@@ -305,6 +305,9 @@ static bool pipeline_snapshot(struct api_req *r, PGconn *conn)
     PGresult *q;
     bool ok;
 
+    if (r->present == 0)
+        return true; /* nothing changes: no version */
+
     api_sql_reset(r);
     snprintf(id, sizeof(id), "%d", r->ids[0]);
     snprintf(uid, sizeof(uid), "%d", r->who.user_id);
