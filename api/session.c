@@ -132,22 +132,42 @@ static void lookup_done(struct st_job *job)
     free(l);
 }
 
+/* The token of "Bearer <token>", or NULL when <authorization> is not one. */
+static const char *bearer(const char *authorization)
+{
+    const char *token;
+
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return NULL;
+    token = authorization + 7;
+    while (*token == ' ')
+        token++;
+    return strlen(token) <= API_AUTH_TOKEN_LEN ? token : NULL;
+}
+
+void api_session_forget(struct api_sessions *s, const char *authorization)
+{
+    const char *token = bearer(authorization);
+    char hash[API_AUTH_TOKEN_HASH_SIZE];
+
+    if (token == NULL)
+        return;
+    api_auth_token_hash(token, hash);
+    for (int i = 0; i < CACHE_SIZE; i++) {
+        if (strcmp(s->cache[i].hash, hash) == 0)
+            s->cache[i].expires_us = 0;
+    }
+}
+
 void api_session_check(struct api_sessions *s, const char *authorization, const char *scope,
                        api_session_cb cb, void *arg)
 {
-    const char *token;
+    const char *token = bearer(authorization);
     char hash[API_AUTH_TOKEN_HASH_SIZE];
     struct entry *e;
     struct lookup *l;
 
-    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0) {
-        cb(arg, AGG_ENOTFOUND, NULL);
-        return;
-    }
-    token = authorization + 7;
-    while (*token == ' ')
-        token++;
-    if (strlen(token) > API_AUTH_TOKEN_LEN || strlen(scope) >= sizeof(l->scope)) {
+    if (token == NULL || strlen(scope) >= sizeof(l->scope)) {
         cb(arg, AGG_ENOTFOUND, NULL);
         return;
     }

@@ -28,4 +28,8 @@ void api_sessions_free(struct api_sessions *s);
 void api_session_check(struct api_sessions *s, const char *authorization, const char *scope,
                        api_session_cb cb, void *arg);
 
+/* Drops the cached answer for the bearer token in <authorization> (after it was
+ * revoked), so that its next use is looked up again. */
+void api_session_forget(struct api_sessions *s, const char *authorization);
+
 #endif

@@ -23,7 +23,7 @@ PACKAGES=(
     postgresql postgresql-client postgresql-contrib
     # tools the scripts and integration tests call (logger, runuser, ss, ps,
     # zstd, a fake SMTP server, a Python DB client)
-    curl bsdutils util-linux python3 python3-psycopg2 python3-aiosmtpd zstd
+    curl bsdutils util-linux python3 python3-psycopg2 python3-aiosmtpd python3-yaml zstd
     ca-certificates procps iproute2 git
 )
 

@@ -27,6 +27,7 @@
 #include "src/metrics.h"
 #include "src/sdnotify.h"
 #include "src/version.h"
+#include "api/api.h"
 #include "api/session.h"
 #include "ingest/http_ingest.h"
 #include "ingest/listen.h"
@@ -53,6 +54,7 @@ struct server {
     struct st_jobs *jobs;
     struct api_sessions *sessions;
     struct ing_http *ingest_http;
+    struct api *api;
     struct rl_engine *engine;
     struct maint *maint; /* partition maintenance hook, below */
     struct event *sig_term, *sig_int, *sig_hup;
@@ -328,6 +330,9 @@ static int start_ingest(struct server *s, struct agg_err *err)
         s->ingest_http = ing_http_new(s->http, cfg, s->pipeline, s->sessions, err);
         if (s->ingest_http == NULL)
             return AGG_ERR;
+        s->api = api_new(s->base, s->http, cfg, s->pool, s->sessions, s->pipeline, err);
+        if (s->api == NULL)
+            return AGG_ERR;
         if (cfg->ingest.http_auth == AGG_HTTP_AUTH_NONE &&
             strncmp(cfg->listen.http, "127.", 4) != 0 && strncmp(cfg->listen.http, "[::1]", 5) != 0 &&
             strncmp(cfg->listen.http, "localhost:", 10) != 0)
@@ -352,6 +357,8 @@ static void stop_ingest(struct server *s)
         ing_listener_free(s->listeners[i]); /* delivers what connections had read */
         s->listeners[i] = NULL;
     }
+    api_free(s->api); /* before the pipeline it taps and the sessions it uses */
+    s->api = NULL;
     ing_http_stop(s->ingest_http); /* answers requests still waiting for room */
     rl_engine_free(s->engine); /* untaps the pipeline; its queries finish first */
     s->engine = NULL;

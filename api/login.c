@@ -1,0 +1,320 @@
+/*
+ * api/login.c — POST auth/login and auth/logout: passwords to bearer tokens, with
+ * failures rate-limited per email and per client address.
+ *
+ * Place: api/routes.c -> [login: limiter on the loop, verify on a hashing thread]
+ *        -> api/auth.c.
+ * Threads: the limiter on the loop thread only (prepare and done); the work on the
+ *          bounded hashing threads (API_R_SLOW), where the dummy hash is made once
+ *          under a mutex.
+ * Ownership: the password lives in the request body, wiped when the request is freed.
+ * Traps: an unknown email is checked against a dummy Argon2id hash so that it costs
+ *        the same second as a wrong password; both answer the same 401. A bcrypt
+ *        user's first login costs one more hash (the upgrade).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "api/api_int.h"
+#include "api/resource.h"
+#include "ingest/time.h"
+#include "src/alloc.h"
+#include "src/log.h"
+
+#define LIMIT_SLOTS 1024
+#define LIMIT_FAILURES 5
+#define LIMIT_WINDOW_US (15 * 60 * ING_US_PER_SEC)
+#define TOKEN_TTL_DAYS_MAX 3650
+
+struct limit {
+    char key[300]; /* "email:<address>" or "ip:<address>" */
+    int failures;
+    int64_t since_us; /* start of the window */
+};
+
+struct api_login {
+    struct limit slots[LIMIT_SLOTS];
+    pthread_mutex_t lock; /* guards dummy */
+    char dummy[API_AUTH_PWHASH_SIZE];
+};
+
+static const struct api_field login_fields[] = {
+    {"email", API_T_STRING, API_F_CREATE | API_F_REQUIRED, 255, NULL, 0, 0, NULL, NULL},
+    {"password", API_T_STRING, API_F_CREATE | API_F_REQUIRED | API_F_HIDDEN, 0, NULL, 0, 0, NULL,
+     NULL},
+    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct api_resource login_res = {.what = "login", .table = "users",
+                                              .fields = login_fields};
+
+struct api_login *api_login_new(struct agg_err *err)
+{
+    struct api_login *l = agg_calloc(1, sizeof(*l));
+
+    if (l == NULL) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&l->lock, NULL);
+    return l;
+}
+
+void api_login_free(struct api_login *l)
+{
+    if (l == NULL)
+        return;
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+/* The slot of <key>, or a free or expired one for it when <create>. */
+static struct limit *slot(struct api_login *l, const char *key, int64_t now, bool create)
+{
+    struct limit *victim = NULL;
+
+    for (int i = 0; i < LIMIT_SLOTS; i++) {
+        struct limit *s = &l->slots[i];
+        bool expired = s->key[0] == '\0' || now - s->since_us >= LIMIT_WINDOW_US;
+
+        if (!expired && strcmp(s->key, key) == 0)
+            return s;
+        if (expired && victim == NULL)
+            victim = s;
+    }
+    if (!create)
+        return NULL;
+    if (victim == NULL) /* all busy: the oldest window goes */
+        for (int i = 0; i < LIMIT_SLOTS; i++) {
+            if (victim == NULL || l->slots[i].since_us < victim->since_us)
+                victim = &l->slots[i];
+        }
+    snprintf(victim->key, sizeof(victim->key), "%s", key);
+    victim->failures = 0;
+    victim->since_us = now;
+    return victim;
+}
+
+/* Seconds until <key> may try again, 0 when it may now. */
+static int blocked_for(struct api_login *l, const char *key, int64_t now)
+{
+    struct limit *s = slot(l, key, now, false);
+
+    if (s == NULL || s->failures < LIMIT_FAILURES)
+        return 0;
+    return (int)((s->since_us + LIMIT_WINDOW_US - now) / ING_US_PER_SEC) + 1;
+}
+
+static void lower(char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s + 32);
+    }
+}
+
+static const char *body_str(const struct api_req *r, const char *name)
+{
+    const char *path[] = {name, NULL};
+    yajl_val v = yajl_tree_get(r->body, path, yajl_t_string);
+
+    return v != NULL ? YAJL_GET_STRING(v) : NULL;
+}
+
+bool api_login_prepare(struct api_req *r)
+{
+    struct api_login_attempt *a;
+    int64_t now = ing_time_now_us();
+    int wait_email, wait_ip;
+
+    if (!api_res_validate(r, &login_res, true))
+        return false;
+    a = agg_calloc(1, sizeof(*a));
+    if (a == NULL)
+        return api_fail(r, 503, "unavailable", NULL, "out of memory");
+    r->data = a;
+    snprintf(a->email_key, sizeof(a->email_key), "email:%s", body_str(r, "email"));
+    lower(a->email_key);
+    snprintf(a->ip_key, sizeof(a->ip_key), "ip:%s", r->peer_ip);
+    wait_email = blocked_for(r->api->login, a->email_key, now);
+    wait_ip = blocked_for(r->api->login, a->ip_key, now);
+    if (wait_email > 0 || wait_ip > 0) {
+        r->retry_after_s = wait_email > wait_ip ? wait_email : wait_ip;
+        AGG_LOG_INFO("auth", "login attempts from %s rate-limited", r->peer_ip);
+        return api_fail(r, 429, "too_many_attempts", NULL,
+                        "too many failed logins; retry in %d seconds", r->retry_after_s);
+    }
+    return true;
+}
+
+void api_login_done(struct api_req *r)
+{
+    struct api_login_attempt *a = r->data;
+    struct api_login *l = r->api->login;
+    int64_t now = ing_time_now_us();
+    struct limit *s;
+
+    if (a == NULL)
+        return;
+    if (!a->failed) {
+        if ((s = slot(l, a->email_key, now, false)) != NULL)
+            s->failures = 0;
+        return;
+    }
+    if ((s = slot(l, a->email_key, now, true)) != NULL)
+        s->failures++;
+    if ((s = slot(l, a->ip_key, now, true)) != NULL)
+        s->failures++;
+}
+
+/* A hash that no password given to the API matches, made once (about a second). */
+static bool dummy_hash(struct api_login *l, char out[API_AUTH_PWHASH_SIZE])
+{
+    bool ok = true;
+
+    pthread_mutex_lock(&l->lock);
+    if (l->dummy[0] == '\0') {
+        char pw[33];
+        unsigned char raw[16];
+
+        randombytes_buf(raw, sizeof(raw));
+        sodium_bin2hex(pw, sizeof(pw), raw, sizeof(raw));
+        ok = api_auth_hash_password(pw, l->dummy, NULL) == AGG_OK;
+    }
+    memcpy(out, l->dummy, API_AUTH_PWHASH_SIZE);
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+/* Replaces a bcrypt (or outdated Argon2id) hash by a fresh one; failure only logs. */
+static void upgrade_hash(struct api_req *r, PGconn *conn, const char *id, const char *pw)
+{
+    char hash[API_AUTH_PWHASH_SIZE];
+    const char *p[2] = {hash, id};
+    struct agg_err err = {0};
+    PGresult *q;
+
+    if (api_auth_hash_password(pw, hash, &err) != AGG_OK) {
+        AGG_LOG_WARN("auth", "could not re-hash the password of user %s: %s", id, err.msg);
+        return;
+    }
+    q = PQexecParams(conn, "UPDATE users SET hashed_password = $1 WHERE id = $2", 2, NULL, p,
+                     NULL, NULL, 0);
+    if (PQresultStatus(q) != PGRES_COMMAND_OK)
+        AGG_LOG_WARN("auth", "could not store the new hash of user %s: %s", id,
+                     PQresultErrorMessage(q));
+    else
+        AGG_LOG_INFO("auth", "user %s: password hash upgraded to Argon2id", id);
+    PQclear(q);
+    sodium_memzero(hash, sizeof(hash));
+    (void)r;
+}
+
+/* Checks the password; fills <id> with the user's id when it matches an active user. */
+static bool verify(struct api_req *r, PGconn *conn, const char *email, const char *pw,
+                   char id[16])
+{
+    const char *p[1] = {email};
+    char dummy[API_AUTH_PWHASH_SIZE];
+    bool ok, rehash = false;
+    PGresult *q = api_exec(r, conn,
+                           "SELECT id, hashed_password, coalesce(is_active, true) FROM users"
+                           " WHERE email = $1",
+                           1, p, PGRES_TUPLES_OK);
+
+    if (q == NULL)
+        return false;
+    if (PQntuples(q) == 0) {
+        PQclear(q);
+        if (dummy_hash(r->api->login, dummy))
+            api_auth_verify_password(dummy, pw, NULL);
+        return api_fail(r, 401, "invalid_credentials", NULL, "wrong email or password");
+    }
+    ok = api_auth_verify_password(PQgetvalue(q, 0, 1), pw, &rehash) &&
+         strcmp(PQgetvalue(q, 0, 2), "t") == 0;
+    snprintf(id, 16, "%s", PQgetvalue(q, 0, 0));
+    PQclear(q);
+    if (!ok)
+        return api_fail(r, 401, "invalid_credentials", NULL, "wrong email or password");
+    if (rehash)
+        upgrade_hash(r, conn, id, pw);
+    return true;
+}
+
+static int ttl_days(const struct api_req *r)
+{
+    int64_t d = r->api->cfg != NULL ? r->api->cfg->auth.token_ttl_days : 30;
+
+    return (int)(d < 1 ? 1 : d > TOKEN_TTL_DAYS_MAX ? TOKEN_TTL_DAYS_MAX : d);
+}
+
+void api_login_work(struct api_req *r, PGconn *conn)
+{
+    struct api_login_attempt *a = r->data;
+    const char *email = body_str(r, "email"), *pw = body_str(r, "password");
+    char id[16], token[API_AUTH_TOKEN_SIZE];
+    const char *p[1] = {id};
+    struct api_token_info info = {0};
+    struct agg_err err = {0};
+    PGresult *q;
+
+    if (!verify(r, conn, email, pw, id)) {
+        a->failed = r->status == 401;
+        return;
+    }
+    if (api_auth_create_token(conn, email, "api", ttl_days(r), "login", token, &info, &err) !=
+        AGG_OK) {
+        AGG_LOG_WARN("auth", "could not create a login token: %s", err.msg);
+        api_fail(r, 503, "unavailable", NULL, "cannot create a token now; retry");
+        return;
+    }
+    api_sql_reset(r);
+    if (ing_buf_printf(&r->sql, "SELECT ") != AGG_OK ||
+        api_res_json_expr(&r->sql, &api_res_users) != AGG_OK ||
+        ing_buf_printf(&r->sql, " FROM users WHERE id = $1") != AGG_OK) {
+        api_fail(r, 503, "unavailable", NULL, "out of memory");
+        goto out;
+    }
+    q = api_exec(r, conn, r->sql.data, 1, p, PGRES_TUPLES_OK);
+    if (q == NULL)
+        goto out;
+    if (PQntuples(q) == 1 &&
+        ing_buf_printf(&r->out, "{\"token\":\"%s\",\"expires_at\":\"%s\",\"user\":%s}", token,
+                       info.expires_at, PQgetvalue(q, 0, 0)) == AGG_OK)
+        r->status = 200;
+    else
+        api_fail(r, 503, "unavailable", NULL, "out of memory");
+    PQclear(q);
+
+out:
+    sodium_memzero(token, sizeof(token));
+}
+
+void api_logout_work(struct api_req *r, PGconn *conn)
+{
+    char id[16];
+    const char *p[1] = {id};
+    PGresult *q;
+
+    snprintf(id, sizeof(id), "%d", r->who.token_id);
+    q = api_exec(r, conn,
+                 "UPDATE api_tokens SET revoked_at = now() AT TIME ZONE 'UTC'"
+                 " WHERE id = $1 AND revoked_at IS NULL",
+                 1, p, PGRES_COMMAND_OK);
+    if (q == NULL)
+        return;
+    PQclear(q);
+    r->status = 204;
+}
+
+void api_logout_done(struct api_req *r)
+{
+    if (r->req != NULL && r->status == 204)
+        api_session_forget(r->api->sessions,
+                           evhttp_find_header(evhttp_request_get_input_headers(r->req),
+                                              "Authorization"));
+}
