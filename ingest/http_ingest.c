@@ -51,6 +51,7 @@ struct ing_http {
 struct request {
     struct ing_http *h;
     struct evhttp_request *req; /* NULL once the client hung up */
+    struct evhttp_request *orphan; /* left to us by libevent when the client hung up */
     int refs;                   /* the request itself + pending async steps */
     bool wait_commit;
     char peer[64];
@@ -70,16 +71,22 @@ static void request_unref(struct request *r)
 {
     if (--r->refs > 0)
         return;
+    if (r->orphan != NULL)
+        evhttp_request_free(r->orphan);
     if (r->errors != NULL)
         yajl_gen_free(r->errors);
     free(r);
 }
 
+/* The client hung up. libevent detaches a request nobody answered yet from its
+ * connection and leaves it to us (freed with the context); otherwise it frees it. */
 static void on_close(struct evhttp_connection *evcon, void *arg)
 {
     struct request *r = arg;
 
     (void)evcon;
+    if (r->req != NULL && evhttp_request_get_connection(r->req) == NULL)
+        r->orphan = r->req;
     r->req = NULL;
 }
 
