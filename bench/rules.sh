@@ -9,6 +9,8 @@
 # from aggd_loadgen over HTTP; the figure is the loadgen's accepted events per second.
 # N defaults to 200000. BENCH_BUILD_DIR (default <repo>/build) holds aggd and
 # bench/aggd_loadgen, built beforehand. BENCH_RULES overrides "0 10 100".
+# BENCH_DISTINCT=1 gives every rule a window of its own length, so no two rules share
+# an expression (rules with equal expressions share one window): the worst case.
 # BENCH_ROUNDS (default 3) rounds run every K in turn; each K keeps its best round, and
 # the aggd main thread's CPU time per million events (where the rules cost shows even
 # when PostgreSQL or the client sets the pace) is printed beside it.
@@ -40,17 +42,21 @@ ADMIN=$("$PG_SH" url "$WORK/pg" postgres)
 # rules_sql K: K rules cycling through the aggregate kinds
 rules_sql() {
     local k=$1 i metric
-    local -a kinds=('count{level>=ERROR}[5m]' 'rate[1m]' 'ratio{level>=WARNING}[10m]'
-                    'avg:duration_ms[1m]' 'p95:duration_ms{module=api}[5m]'
-                    'p99:duration_ms[30s]' 'count{module=db,level>=ERROR}[1h]')
+    local -a kinds=('count{level>=ERROR}' 'rate' 'ratio{level>=WARNING}' 'avg:duration_ms'
+                    'p95:duration_ms{module=api}' 'p99:duration_ms' 'count{module=db,level>=ERROR}')
+    local -a windows=('[5m]' '[1m]' '[10m]' '[1m]' '[5m]' '[30s]' '[1h]')
     for ((i = 0; i < k; i++)); do
         metric=${kinds[i % ${#kinds[@]}]}
+        if [[ ${BENCH_DISTINCT:-0} == 1 ]]; then
+            metric+="[$((60 + i))s]" # every rule its own window: the worst case
+        else
+            metric+=${windows[i % ${#windows[@]}]}
+        fi
         echo "INSERT INTO alert_rules (name, metric, threshold, operator, severity)" \
              "VALUES ('bench $i', '$metric', 1e12, 'gt', 'low');"
     done
 }
 
-# run K: prints the loadgen's events per second with K rules
 run() {
     local k=$1 db url port out
     db=bench_rules_${k}_$RANDOM$RANDOM
