@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import threading
 import time
 import unittest
@@ -56,6 +57,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def tls_dir():
+    return os.path.join(h.source_dir(), "tests", "data", "tls")
+
+
 class Mailbox:
     def __init__(self):
         self.lock = threading.Lock()
@@ -97,6 +102,13 @@ class AlertsTest(unittest.TestCase):
         cls.conn.autocommit = True
         cls.recv = Receiver()
         threading.Thread(target=cls.recv.serve_forever, daemon=True).start()
+        # an HTTPS receiver whose certificate (for 127.0.0.1) comes from a private CA
+        cls.tls_recv = Receiver()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(tls_dir(), "server.pem"),
+                            os.path.join(tls_dir(), "server.key"))
+        cls.tls_recv.socket = ctx.wrap_socket(cls.tls_recv.socket, server_side=True)
+        threading.Thread(target=cls.tls_recv.serve_forever, daemon=True).start()
         cls.mail = Mailbox()
         cls.smtp_port = h.free_port()
         cls.smtp = Controller(cls.mail, hostname="127.0.0.1", port=cls.smtp_port)
@@ -113,11 +125,12 @@ class AlertsTest(unittest.TestCase):
                           "--set", f"notify.smtp_url=smtp://127.0.0.1:{cls.smtp_port}",
                           "--set", "notify.from=aggd@example.test",
                           "--set", "notify.max_attempts=5",
+                          "--set", "notify.ca_file=" + os.path.join(tls_dir(), "ca.pem"),
                           ports=cls.ports, spool=cls.spool)
         cls.ports, cls.spool = cls.aggd.ports, cls.aggd.spool
         cls.aggd.own_spool = False
         # events count only once the rules are loaded
-        h.wait_for(lambda: 'aggd_rules{status="active"} 5' in cls.aggd.get("/metrics")[2], 15,
+        h.wait_for(lambda: 'aggd_rules{status="active"} 6' in cls.aggd.get("/metrics")[2], 15,
                    what="rules loaded")
 
     @classmethod
@@ -127,6 +140,7 @@ class AlertsTest(unittest.TestCase):
         cls.aggd.close()
         cls.smtp.stop()
         cls.recv.shutdown()
+        cls.tls_recv.shutdown()
         cls.conn.close()
         cls.db.close()
         assert rc == 0, output
@@ -146,7 +160,9 @@ class AlertsTest(unittest.TestCase):
                 ("hook", "webhook", base + "/hook", SECRET), ("chat", "slack", base + "/slack", None),
                 ("ops", "email", "ops@example.test", None),
                 ("esc1", "webhook", base + "/esc1", None), ("esc2", "webhook", base + "/esc2", None),
-                ("flaky", "webhook", base + "/flaky", None)]:
+                ("flaky", "webhook", base + "/flaky", None),
+                ("secure", "webhook",
+                 f"https://127.0.0.1:{cls.tls_recv.server_address[1]}/secure", SECRET)]:
             cls.q("INSERT INTO notification_endpoints (name, kind, target, secret, owner_id) "
                   "VALUES (%s, %s, %s, %s, %s)", (name, kind, target, secret, cls.owner))
         levels = [{"after_minutes": 5, "channels": ["webhook:esc1"]},
@@ -160,7 +176,8 @@ class AlertsTest(unittest.TestCase):
                 ("escalating", "esc", ["webhook:hook"], 0, 0, cls.policy),
                 ("spike", "spike", ["webhook:hook"], 60, 0, None),
                 ("flapping", "flap", ["webhook:hook"], 0, 120, None),
-                ("retried", "retry", ["webhook:flaky"], 0, 600, None)]:
+                ("retried", "retry", ["webhook:flaky"], 0, 600, None),
+                ("over tls", "tls", ["webhook:secure"], 0, 600, None)]:
             cls.rules[module] = cls.q(
                 "INSERT INTO alert_rules (name, metric, threshold, operator, severity,"
                 " notification_channels, escalation_policy_id, owner_id, for_seconds,"
@@ -206,6 +223,17 @@ class AlertsTest(unittest.TestCase):
         self.check_retries()
         self.check_flap_and_spike_and_resolve(alpha)
         self.check_restart_delivers_pending_once(alpha)
+
+    def test_https_webhook_verifies_a_private_ca(self):
+        """notify.ca_file: the certificate of a receiver on a private CA is verified
+        and the signed notice arrives over TLS."""
+        self.send("tls")
+        self.wait_alert("tls")
+        posts = h.wait_for(lambda: self.tls_recv.by_path("/secure"), 15,
+                           what="a notice over HTTPS")
+        _, headers, body = posts[0]
+        self.assertTrue(verify_signature(headers, body))
+        self.assertEqual(json.loads(body)["status"], "firing")
 
     def check_firing(self, alpha):
         self.assertEqual(alpha["severity"], "high")
