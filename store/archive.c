@@ -27,6 +27,8 @@
 #include <yajl/yajl_tree.h>
 #include <zstd.h>
 
+#include "src/alloc.h"
+
 #define PATH_CAP 4096
 
 int st_archive_month_parse(const char *s, int *month)
@@ -277,7 +279,7 @@ void st_archive_writer_free(struct st_archive_writer *w)
 
 struct st_archive_writer *st_archive_writer_open(const char *path, struct agg_err *err)
 {
-    struct st_archive_writer *w = calloc(1, sizeof(*w));
+    struct st_archive_writer *w = agg_calloc(1, sizeof(*w));
 
     if (w == NULL) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
@@ -291,7 +293,7 @@ struct st_archive_writer *st_archive_writer_open(const char *path, struct agg_er
     memcpy(w->path, path, strlen(path) + 1);
     meter_init(&w->meter);
     w->outcap = ZSTD_CStreamOutSize();
-    w->out = malloc(w->outcap);
+    w->out = agg_malloc(w->outcap);
     w->zc = ZSTD_createCStream();
     if (w->out == NULL || w->zc == NULL) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
@@ -373,7 +375,7 @@ int st_archive_read(const char *path, st_archive_sink_fn sink, void *arg,
                     struct st_archive_stats *out, struct agg_err *err)
 {
     size_t incap = ZSTD_DStreamInSize(), outcap = ZSTD_DStreamOutSize();
-    unsigned char *ibuf = malloc(incap), *obuf = malloc(outcap);
+    unsigned char *ibuf = agg_malloc(incap), *obuf = agg_malloc(outcap);
     ZSTD_DStream *zd = ZSTD_createDStream();
     struct meter mt;
     uint64_t compressed = 0;

@@ -20,6 +20,7 @@
 
 #include <sodium.h>
 
+#include "src/alloc.h"
 #include "store/archive.h"
 
 static const char csv[] =
@@ -159,6 +160,51 @@ static void test_archive_round_trip_hashes_and_counts_rows(void **state)
     }
     snprintf(tmp, sizeof(tmp), "%s.tmp", f->path);
     assert_int_equal(access(tmp, F_OK), -1);
+}
+
+static void test_archive_survives_allocation_failure(void **state)
+{
+    struct fixture *f = *state;
+    struct st_archive_stats w, r;
+    struct collect c = {{0}, 0};
+    char tmp[160];
+    bool done = false;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", f->path);
+    for (long n = 0; !done && n < 100; n++) {
+        struct agg_err err = {0};
+        struct st_archive_writer *aw;
+        int rc;
+
+        unlink(f->path);
+        agg_alloc_fail_after(n);
+        aw = st_archive_writer_open(f->path, &err);
+        if (aw == NULL) {
+            agg_alloc_fail_after(-1);
+            assert_int_equal(err.code, AGG_ENOMEM);
+            assert_int_equal(access(tmp, F_OK), -1);
+            continue;
+        }
+        rc = st_archive_writer_write(aw, csv, sizeof(csv) - 1, &err);
+        if (rc == AGG_OK)
+            rc = st_archive_writer_commit(aw, &w, &err);
+        else
+            st_archive_writer_free(aw);
+        if (rc == AGG_OK) {
+            c.len = 0;
+            rc = st_archive_read(f->path, collect, &c, &r, &err);
+        }
+        agg_alloc_fail_after(-1);
+        if (rc != AGG_OK) {
+            assert_int_equal(err.code, AGG_ENOMEM);
+            assert_int_equal(access(tmp, F_OK), -1);
+            continue;
+        }
+        assert_string_equal(r.sha256, w.sha256);
+        assert_int_equal(c.len, sizeof(csv) - 1);
+        done = true;
+    }
+    assert_true(done);
 }
 
 static void test_archive_writer_free_removes_temp_file(void **state)
@@ -312,6 +358,8 @@ int main(void)
         cmocka_unit_test(test_archive_month_of_us_handles_boundaries),
         cmocka_unit_test(test_archive_path_names_month_files),
         cmocka_unit_test_setup_teardown(test_archive_round_trip_hashes_and_counts_rows, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_archive_survives_allocation_failure, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_archive_writer_free_removes_temp_file, setup,
                                         teardown),
