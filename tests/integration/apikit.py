@@ -5,6 +5,7 @@ and JSON requests against a running aggd.
 import base64
 import hashlib
 import http.client
+import importlib.util
 import json
 import os
 import secrets
@@ -130,6 +131,15 @@ def all_pages(env, path, limit, who="admin"):
         if cursor is None:
             return items, pages
         assert pages < 1000, "pagination does not end"
+
+
+def registered_routes():
+    """{(method, path)} of api/routes.c, read as scripts/check-openapi.py reads it."""
+    spec = importlib.util.spec_from_file_location(
+        "check_openapi", source_path("scripts", "check-openapi.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.code_routes(source_path("api", "routes.c"))
 
 
 def source_path(*parts):
