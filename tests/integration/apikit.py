@@ -47,10 +47,7 @@ class ApiEnv:
                            ("admin", "editor", "viewer", "inactive")}
             self.tokens["expired"] = self.add_token(self.ids["admin"], expired=True)
             self.tokens["ingest"] = self.add_token(self.ids["admin"], scope="ingest")
-            supp = source_path("tests", "integration", "lsan-known.supp")
-            self.aggd = harness.Aggd(self.db.url, *extra,
-                                     env={"LSAN_OPTIONS": f"suppressions={supp}"}
-                                     ) if start else None
+            self.aggd = harness.Aggd(self.db.url, *extra) if start else None
         except BaseException:
             self.db.close()
             raise
