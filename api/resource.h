@@ -119,7 +119,7 @@ void api_alert_close_work(struct api_req *r, PGconn *conn);
 
 /* The resources (api/resources.c). */
 extern const struct api_resource api_res_users, api_res_preferences, api_res_pipelines,
-    api_res_versions, api_res_runs, api_res_policies, api_res_endpoints, api_res_rules,
-    api_res_alerts;
+    api_res_versions, api_res_runs, api_res_transformations, api_res_policies,
+    api_res_endpoints, api_res_rules, api_res_alerts;
 
 #endif

@@ -232,6 +232,18 @@ static const struct api_field run_fields[] = {
     END,
 };
 
+static const struct api_field transformation_fields[] = {
+    RO_INT("id"),
+    NAME,
+    {"transformation_type", API_T_STRING, API_F_WRITE | API_F_REQUIRED | API_F_FILTER, 100, NULL,
+     0, 0, check_not_empty, NULL},
+    {"transformation_code", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL,
+     NULL},
+    {"config", API_T_OBJECT, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
+    ACTIVE,
+    OWNED_TAIL,
+};
+
 static const struct api_field policy_fields[] = {
     RO_INT("id"),
     NAME,
@@ -338,6 +350,13 @@ const struct api_resource api_res_pipelines = {
 const struct api_resource api_res_versions = {
     .what = "pipeline version", .table = "pipeline_versions", .fields = version_fields,
     .parent = "pipeline_id", .parent_table = "pipelines",
+};
+
+/* ---- transformations: a plain owned table ---- */
+
+const struct api_resource api_res_transformations = {
+    .what = "transformation", .table = "transformations", .fields = transformation_fields,
+    .soft_delete = true, .owned = true,
 };
 
 /* ---- runs: pending -> running -> completed | failed, stamping the times ---- */

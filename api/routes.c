@@ -55,6 +55,12 @@ const struct api_route api_routes[] = {
     {PATCH,  "/api/v1/pipelines/{id}/runs/{run}", EDITOR, BODY, UPDATE(api_res_runs)},
     {GET,    "/api/v1/pipelines/{id}/runs/{run}/logs", VIEWER, 0, NULL, api_run_logs_prepare, api_run_logs_work, NULL},
 
+    {GET,    "/api/v1/transformations", VIEWER, 0, LIST(api_res_transformations)},
+    {POST,   "/api/v1/transformations", EDITOR, BODY, CREATE(api_res_transformations)},
+    {GET,    "/api/v1/transformations/{id}", VIEWER, 0, READ(api_res_transformations)},
+    {PATCH,  "/api/v1/transformations/{id}", EDITOR, BODY, UPDATE(api_res_transformations)},
+    {DELETE, "/api/v1/transformations/{id}", EDITOR, 0, REMOVE(api_res_transformations)},
+
     {GET,    "/api/v1/alert-rules", VIEWER, 0, LIST(api_res_rules)},
     {POST,   "/api/v1/alert-rules", EDITOR, BODY, CREATE(api_res_rules)},
     {GET,    "/api/v1/alert-rules/{id}", VIEWER, 0, READ(api_res_rules)},

@@ -5,9 +5,13 @@
  * Threads: see rules/dispatch.h.
  * Traps: the webhook timestamp is taken per attempt (receivers reject stale ones);
  *        the webhook-id stays the row's message id across attempts.
+ *        A claimed batch (d->rows, even an empty one) is freed by the job_done that
+ *        does not hand it to sends, by the recording's job_done, or, for sends a stop
+ *        cancelled, by rl_dispatch_free: a claim never overwrites a live batch.
  */
 #include "rules/dispatch.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +106,7 @@ static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cer
             AGG_LOG_INFO("notify", "%d notifications interrupted by a stop are pending again",
                          n);
     } else if (d->phase == PHASE_CLAIMING) {
+        assert(d->rows == NULL); /* the previous batch was freed by its job_done */
         d->rc = rl_outbox_claim(conn, now, CLAIM_LIMIT, &d->rows, &d->nrows, &d->err);
     } else {
         for (size_t i = 0; i < d->nrows; i++) {
@@ -129,17 +134,13 @@ static void job_done(struct st_job *job)
         AGG_LOG_WARN("notify", "notification outbox: %s", d->err.msg);
     if (!d->requeued) {
         d->requeued = d->rc == AGG_OK;
-    } else if (was == PHASE_CLAIMING && d->nrows > 0) {
-        if (d->stopping) {
-            batch_free(d);
-            return;
-        }
-        start_sends(d);
+    } else if (was == PHASE_CLAIMING && d->nrows > 0 && !d->stopping) {
+        start_sends(d); /* the batch is the sends' until its record's job_done */
         return;
     } else if (was == PHASE_RECORDING) {
         d->kicked = d->kicked || d->nrows == CLAIM_LIMIT;
-        batch_free(d);
     }
+    batch_free(d); /* recorded, empty, failed or claimed during a stop: nobody sends it */
     if (d->kicked && d->requeued && !d->stopping) {
         d->kicked = false;
         submit(d, PHASE_CLAIMING);

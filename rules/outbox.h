@@ -44,7 +44,8 @@ struct rl_outbox_row {
 
 /* Claims up to <limit> pending rows due at <now_us> (FOR UPDATE SKIP LOCKED: several
  * daemons may share the outbox), marking them 'sending' and counting the attempt.
- * Caller owns *<rows> (*<n> of them): rl_outbox_rows_free(). */
+ * Caller owns *<rows> (*<n> of them): rl_outbox_rows_free(); *<rows> is NULL when
+ * nothing was claimed or on error (a half-read claim frees what it read). */
 int rl_outbox_claim(PGconn *conn, int64_t now_us, int limit, struct rl_outbox_row **rows,
                     size_t *n, struct agg_err *err);
 

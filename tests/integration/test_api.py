@@ -17,6 +17,8 @@ RANK = {"viewer": 1, "editor": 2, "admin": 3}
 
 PIPELINE = {"name": "orders", "source_config": {"kind": "s3"},
             "destination_config": {"kind": "pg"}}
+TRANSFORMATION = {"name": "drop debug", "transformation_type": "filter",
+                  "transformation_code": "level != 'DEBUG'", "config": {"field": "level"}}
 RULE = {"name": "errors", "metric": "count{level>=ERROR}[5m]", "threshold": 10,
         "operator": "gt", "severity": "high", "notification_channels": ["email", "webhook:ops"]}
 
@@ -51,6 +53,7 @@ class Api(unittest.TestCase):
         ep = env.ok("POST", "/api/v1/notification-endpoints",
                     {"name": "matrix", "kind": "email", "target": "ops@example.com"},
                     status=201)["id"]
+        tr = env.ok("POST", "/api/v1/transformations", TRANSFORMATION, status=201)["id"]
         rule = env.ok("POST", "/api/v1/alert-rules", RULE, status=201)["id"]
         alert = self.new_alert(rule)
         victim = env.add_user("victim@example.com", "viewer")
@@ -76,6 +79,11 @@ class Api(unittest.TestCase):
             ("PATCH", f"/api/v1/pipelines/{p}/runs/{run}", {"records_processed": 3}, "editor",
              200),
             ("GET", f"/api/v1/pipelines/{p}/runs/{run}/logs", None, "viewer", 200),
+            ("GET", "/api/v1/transformations", None, "viewer", 200),
+            ("POST", "/api/v1/transformations", TRANSFORMATION, "editor", 201),
+            ("GET", f"/api/v1/transformations/{tr}", None, "viewer", 200),
+            ("PATCH", f"/api/v1/transformations/{tr}", {"config": None}, "editor", 200),
+            ("DELETE", f"/api/v1/transformations/{tr}", None, "editor", 204),
             ("GET", "/api/v1/escalation-policies", None, "viewer", 200),
             ("POST", "/api/v1/escalation-policies", {"name": "x", "levels": []}, "editor", 201),
             ("GET", f"/api/v1/escalation-policies/{pol}", None, "viewer", 200),
@@ -119,7 +127,18 @@ class Api(unittest.TestCase):
         return code, doc
 
     def test_role_matrix(self):
-        for method, path, body, least, allowed in self.matrix():
+        matrix = self.matrix()
+
+        def shape(path):
+            return re.sub(r"/(\{[^}]+\}|\d+)(?=/|$)", "/{}", path)
+
+        # login and logout have their own tests (test_api_login.py)
+        registered = {(m.upper(), shape(p)) for m, p in apikit.registered_routes()
+                      if "/auth/" not in p}
+        self.assertGreater(len(registered), 40)
+        self.assertEqual(registered - {(m, shape(p)) for m, p, _, _, _ in matrix}, set(),
+                         "routes missing from the matrix")
+        for method, path, body, least, allowed in matrix:
             for who in ("none", "expired", "inactive") + ROLES:
                 with self.subTest(route=f"{method} {path}", who=who):
                     code, doc = self.status_of(method, path, body, who)
@@ -294,6 +313,33 @@ class Api(unittest.TestCase):
         self.assertEqual(env.call("POST", url + "/acknowledge", who="editor")[0], 409)
         self.assertEqual(env.call("POST", "/api/v1/alerts/999999/resolve")[0], 404)
 
+    def test_transformation_round_trip(self):
+        env = self.env
+        made = env.ok("POST", "/api/v1/transformations", TRANSFORMATION, who="editor",
+                      status=201)
+        tid = made["id"]
+        for k, v in TRANSFORMATION.items():
+            self.assertEqual(made[k], v, k)
+        self.assertEqual(made["owner_id"], env.ids["editor"])
+        self.assertTrue(made["is_active"])
+        self.assertEqual(env.ok("GET", f"/api/v1/transformations/{tid}", who="viewer"), made)
+        changed = env.ok("PATCH", f"/api/v1/transformations/{tid}",
+                         {"transformation_type": "map", "transformation_code": None},
+                         who="editor")
+        self.assertEqual((changed["transformation_type"], changed["transformation_code"]),
+                         ("map", None))
+        self.assertEqual((changed["name"], changed["config"]),
+                         (TRANSFORMATION["name"], TRANSFORMATION["config"]))
+        listed = env.ok("GET", "/api/v1/transformations?transformation_type=map")["items"]
+        self.assertIn(tid, [t["id"] for t in listed])
+        self.assertTrue(all(t["transformation_type"] == "map" for t in listed))
+        env.ok("DELETE", f"/api/v1/transformations/{tid}", who="editor", status=204)
+        self.assertFalse(env.ok("GET", f"/api/v1/transformations/{tid}")["is_active"])
+        self.assertEqual(env.scalar("SELECT count(*) FROM transformations WHERE id = "
+                                    f"{tid} AND NOT is_active"), 1)
+        self.assertEqual(env.call("PATCH", "/api/v1/transformations/999999",
+                                  {"name": "x"})[0], 404)
+
     # ---- malformed bodies ----
 
     def test_malformed_bodies(self):
@@ -375,6 +421,30 @@ class Api(unittest.TestCase):
             ("POST", "/api/v1/notification-endpoints",
              {"name": "s", "kind": "email", "target": "b@example.com", "has_secret": True},
              400, "has_secret"),
+        ]
+        tr = env.ok("POST", "/api/v1/transformations", TRANSFORMATION, status=201)["id"]
+        cases += [
+            ("POST", "/api/v1/transformations", dict(TRANSFORMATION, name=7), 422, "name"),
+            ("POST", "/api/v1/transformations", dict(TRANSFORMATION, name="n" * 256), 422,
+             "name"),
+            ("POST", "/api/v1/transformations",
+             dict(TRANSFORMATION, transformation_type="t" * 101), 422, "transformation_type"),
+            ("POST", "/api/v1/transformations", dict(TRANSFORMATION, transformation_type=""),
+             422, "transformation_type"),
+            ("POST", "/api/v1/transformations", dict(TRANSFORMATION, config="level"), 422,
+             "config"),
+            ("POST", "/api/v1/transformations", dict(TRANSFORMATION, transformation_code=[1]),
+             422, "transformation_code"),
+            ("POST", "/api/v1/transformations", dict(TRANSFORMATION, language="python"), 400,
+             "language"),
+            ("POST", "/api/v1/transformations", dict(TRANSFORMATION, owner_id=1), 400,
+             "owner_id"),
+            ("POST", "/api/v1/transformations", {"name": "t"}, 422, "transformation_type"),
+            ("POST", "/api/v1/transformations", {"transformation_type": "map"}, 422, "name"),
+            ("PATCH", f"/api/v1/transformations/{tr}", {"is_active": "no"}, 422, "is_active"),
+            ("PATCH", f"/api/v1/transformations/{tr}", {"name": None}, 422, "name"),
+            ("PATCH", f"/api/v1/transformations/{tr}", {"updated_at": "2020-01-01"}, 400,
+             "updated_at"),
         ]
         cases += [
             ("POST", "/api/v1/alert-rules", dict(RULE, metric="count{level>=LOUD}[5m]"), 422,
