@@ -64,6 +64,7 @@ struct ing_listener {
     int idle_s;
     struct evconnlistener *tcp;
     evutil_socket_t udp_fd;
+    evutil_socket_t passed_fd; /* a socket given by the caller, until it is udp_fd or tcp's */
     struct event *udp_ev;
     char *udp_buf; /* UDP_BATCH datagram buffers */
     struct conn *conns;
@@ -454,23 +455,31 @@ static int resolve(const char *addr, int socktype, struct addrinfo **out, struct
     return AGG_OK;
 }
 
-static int bind_udp(struct ing_listener *l, const char *addr, struct agg_err *err)
+static int bind_udp(struct ing_listener *l, const char *addr, int fd, struct agg_err *err)
 {
     struct addrinfo *ai;
     int one = 1, rcvbuf = 8 * 1024 * 1024;
 
-    if (resolve(addr, SOCK_DGRAM, &ai, err) != AGG_OK)
-        return AGG_EINVAL;
-    l->udp_fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (l->udp_fd < 0 ||
-        setsockopt(l->udp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(l->udp_fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        agg_err_set(err, AGG_EINVAL, "could not listen for UDP on \"%s\": %s", addr,
-                    strerror(errno));
+    if (fd >= 0) {
+        l->udp_fd = fd;
+        l->passed_fd = -1;
+        if (evutil_make_socket_nonblocking(fd) != 0)
+            return agg_err_set(err, AGG_EINVAL, "could not use the UDP socket for \"%s\": %s",
+                               addr, strerror(errno));
+    } else {
+        if (resolve(addr, SOCK_DGRAM, &ai, err) != AGG_OK)
+            return AGG_EINVAL;
+        l->udp_fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (l->udp_fd < 0 ||
+            setsockopt(l->udp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            bind(l->udp_fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            agg_err_set(err, AGG_EINVAL, "could not listen for UDP on \"%s\": %s", addr,
+                        strerror(errno));
+            freeaddrinfo(ai);
+            return AGG_EINVAL;
+        }
         freeaddrinfo(ai);
-        return AGG_EINVAL;
     }
-    freeaddrinfo(ai);
     /* a larger kernel queue rides out bursts; the kernel caps it at rmem_max */
     setsockopt(l->udp_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     l->udp_buf = agg_malloc((size_t)UDP_BATCH * UDP_MAX_DATAGRAM);
@@ -480,17 +489,26 @@ static int bind_udp(struct ing_listener *l, const char *addr, struct agg_err *er
     return AGG_OK;
 }
 
-static int bind_tcp(struct ing_listener *l, const char *addr, struct agg_err *err)
+static int bind_tcp(struct ing_listener *l, const char *addr, int fd, struct agg_err *err)
 {
     struct addrinfo *ai;
 
-    if (resolve(addr, SOCK_STREAM, &ai, err) != AGG_OK)
-        return AGG_EINVAL;
-    l->tcp = evconnlistener_new_bind(l->base, on_accept, l,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                         LEV_OPT_CLOSE_ON_EXEC,
-                                     1024, ai->ai_addr, (int)ai->ai_addrlen);
-    freeaddrinfo(ai);
+    if (fd >= 0) {
+        /* already listening (systemd's backlog): -1 keeps it */
+        if (evutil_make_socket_nonblocking(fd) == 0)
+            l->tcp = evconnlistener_new(l->base, on_accept, l,
+                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+        if (l->tcp != NULL)
+            l->passed_fd = -1;
+    } else {
+        if (resolve(addr, SOCK_STREAM, &ai, err) != AGG_OK)
+            return AGG_EINVAL;
+        l->tcp = evconnlistener_new_bind(l->base, on_accept, l,
+                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                             LEV_OPT_CLOSE_ON_EXEC,
+                                         1024, ai->ai_addr, (int)ai->ai_addrlen);
+        freeaddrinfo(ai);
+    }
     if (l->tcp == NULL)
         return agg_err_set(err, AGG_EINVAL, "could not listen for TCP on \"%s\": %s", addr,
                            strerror(errno));
@@ -503,7 +521,7 @@ static double conn_count(void *arg)
 }
 
 struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_kind kind,
-                                      const char *addr, const struct agg_config *cfg,
+                                      const char *addr, int fd, const struct agg_config *cfg,
                                       struct ing_pipeline *pipeline,
                                       struct agg_metrics *metrics, struct agg_err *err)
 {
@@ -511,9 +529,12 @@ struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_k
     const char *label = kinds[kind].label;
 
     if (l == NULL) {
+        if (fd >= 0)
+            evutil_closesocket(fd);
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
+    l->passed_fd = fd;
     l->kind = kind;
     l->transport = kinds[kind].transport;
     l->base = base;
@@ -542,8 +563,8 @@ struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_k
             goto fail;
         }
     }
-    if ((kind == ING_LISTEN_SYSLOG_UDP ? bind_udp(l, addr, err) : bind_tcp(l, addr, err)) !=
-        AGG_OK)
+    if ((kind == ING_LISTEN_SYSLOG_UDP ? bind_udp(l, addr, fd, err)
+                                       : bind_tcp(l, addr, fd, err)) != AGG_OK)
         goto fail;
     return l;
 
@@ -556,6 +577,8 @@ void ing_listener_free(struct ing_listener *l)
 {
     if (l == NULL)
         return;
+    if (l->passed_fd >= 0)
+        evutil_closesocket(l->passed_fd);
     if (l->tcp != NULL) {
         evconnlistener_free(l->tcp);
         ing_pipeline_off_drain(l->pipeline, on_drain, l);

@@ -26,9 +26,11 @@ enum ing_listen_kind {
 struct ing_listener;
 
 /* Binds <addr> ("host:port", "[v6]:port") for <kind> and feeds <pipeline>
- * (borrowed until free). Caller owns the result: ing_listener_free(). */
+ * (borrowed until free); with <fd> >= 0, uses that socket, already bound to <addr>
+ * (and listening, for TCP), instead: the listener owns it from here, even on error.
+ * Caller owns the result: ing_listener_free(). */
 struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_kind kind,
-                                      const char *addr, const struct agg_config *cfg,
+                                      const char *addr, int fd, const struct agg_config *cfg,
                                       struct ing_pipeline *pipeline,
                                       struct agg_metrics *metrics, struct agg_err *err);
 

@@ -237,11 +237,11 @@ fi
 # anything else it prints (unknown keys, bad values, ...) fails the run.
 if command -v systemd-analyze >/dev/null 2>&1; then
     unit=$ROOT/contrib/systemd/aggd.service
-    verify_out=$(systemd-analyze verify "$unit" 2>&1 || true)
+    verify_out=$(systemd-analyze verify "$unit" "$ROOT/contrib/systemd/aggd.socket" 2>&1 || true)
     unexpected=$(printf '%s\n' "$verify_out" |
         grep -vE '^$|Command /usr/bin/aggd is not executable|(user|group).*aggd.*(not found|No such|resolve)' || true)
     if [[ -n $unexpected ]]; then
-        echo "aggd: systemd-analyze verify reported problems in $unit:" >&2
+        echo "aggd: systemd-analyze verify reported problems in $unit or aggd.socket:" >&2
         printf '%s\n' "$unexpected" >&2
         summaries+=("aggd: systemd unit: FAILED")
         failed=1

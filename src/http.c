@@ -127,13 +127,16 @@ static void dispatch(struct evhttp_request *req, void *arg)
     agg_http_reply_error(req, 404, "not_found", "no such route", NULL);
 }
 
-struct agg_http *agg_http_new(struct event_base *base, const char *addr, struct agg_err *err)
+struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
+                              struct agg_err *err)
 {
     struct agg_http *h = agg_calloc(1, sizeof(*h));
     char host[256];
     int port;
 
     if (h == NULL) {
+        if (fd >= 0)
+            evutil_closesocket(fd);
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
@@ -151,13 +154,22 @@ struct agg_http *agg_http_new(struct event_base *base, const char *addr, struct 
     evhttp_set_max_headers_size(h->http, 64 * 1024);
     evhttp_set_timeout(h->http, 60);
     evhttp_set_gencb(h->http, dispatch, h);
-    if (evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port) == NULL) {
+    if (fd >= 0) {
+        if (evutil_make_socket_nonblocking(fd) != 0 ||
+            evhttp_accept_socket_with_handle(h->http, fd) == NULL) {
+            agg_err_set(err, AGG_EINVAL, "could not use the HTTP socket for \"%s\"", addr);
+            goto fail;
+        }
+        fd = -1; /* evhttp's now */
+    } else if (evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port) == NULL) {
         agg_err_set(err, AGG_EINVAL, "could not listen for HTTP on \"%s\"", addr);
         goto fail;
     }
     return h;
 
 fail:
+    if (fd >= 0)
+        evutil_closesocket(fd);
     agg_http_free(h);
     return NULL;
 }

@@ -29,9 +29,11 @@ struct agg_http_match {
 typedef void (*agg_http_handler)(struct evhttp_request *req, const struct agg_http_match *m,
                                  void *arg);
 
-/* Listens on <addr> ("host:port", "[v6]:port"). Caller owns the result:
- * agg_http_free(). NULL + <err> when the address cannot be bound. */
-struct agg_http *agg_http_new(struct event_base *base, const char *addr, struct agg_err *err);
+/* Listens on <addr> ("host:port", "[v6]:port"), or with <fd> >= 0 on that socket,
+ * already bound to <addr> and listening (owned from here, even on error). Caller owns
+ * the result: agg_http_free(). NULL + <err> when the address cannot be bound. */
+struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
+                              struct agg_err *err);
 void agg_http_free(struct agg_http *h);
 
 /* The loop <h> runs on. */

@@ -218,6 +218,8 @@ static int cmd_serve(const struct cli *cli, struct agg_config *cfg)
 {
     struct agg_serve_opts opts = {
         .notify_socket = getenv("NOTIFY_SOCKET"),
+        .listen_pid = getenv("LISTEN_PID"),
+        .listen_fds = getenv("LISTEN_FDS"),
         .schema_version = st_migrate_latest(),
         .health_interval_ms = 1000,
     };

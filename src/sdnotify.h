@@ -3,7 +3,7 @@
  *
  * Place: `aggd serve` says READY=1 once listening and STOPPING=1 on shutdown.
  * Threads: any; no state.
- * Not here: socket activation.
+ * Not here: socket activation (src/sockets.c).
  */
 #ifndef AGGD_SRC_SDNOTIFY_H
 #define AGGD_SRC_SDNOTIFY_H

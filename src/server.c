@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -26,6 +28,7 @@
 #include "src/log.h"
 #include "src/metrics.h"
 #include "src/sdnotify.h"
+#include "src/sockets.h"
 #include "src/version.h"
 #include "api/api.h"
 #include "api/session.h"
@@ -42,6 +45,7 @@
 
 struct server {
     const struct agg_config *cfg;
+    struct agg_sockets sockets; /* passed by systemd, until the listeners take them */
     const struct agg_serve_opts *opts;
     struct event_base *base;
     struct agg_http *http;
@@ -220,7 +224,8 @@ static int start_http(struct server *s, struct agg_err *err)
 {
     if (s->cfg->listen.http[0] == '\0')
         return AGG_OK;
-    s->http = agg_http_new(s->base, s->cfg->listen.http, err);
+    s->http = agg_http_new(s->base, s->cfg->listen.http,
+                           agg_sockets_take(&s->sockets, s->cfg->listen.http, SOCK_STREAM), err);
     if (s->http == NULL)
         return err != NULL ? err->code : AGG_ERR;
     if (agg_http_route(s->http, EVHTTP_REQ_GET, "/healthz", on_healthz, s) != AGG_OK ||
@@ -278,19 +283,22 @@ static void start_listeners(void *arg)
     const struct {
         enum ing_listen_kind kind;
         const char *addr;
+        int socktype;
         const char *what;
     } listeners[] = {
-        {ING_LISTEN_SYSLOG_UDP, cfg->listen.syslog_udp, "syslog over UDP"},
-        {ING_LISTEN_SYSLOG_TCP, cfg->listen.syslog_tcp, "syslog over TCP"},
-        {ING_LISTEN_JSON_TCP, cfg->listen.json_tcp, "JSON lines over TCP"},
+        {ING_LISTEN_SYSLOG_UDP, cfg->listen.syslog_udp, SOCK_DGRAM, "syslog over UDP"},
+        {ING_LISTEN_SYSLOG_TCP, cfg->listen.syslog_tcp, SOCK_STREAM, "syslog over TCP"},
+        {ING_LISTEN_JSON_TCP, cfg->listen.json_tcp, SOCK_STREAM, "JSON lines over TCP"},
     };
     struct agg_err err = {0};
 
     for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
         if (listeners[i].addr[0] == '\0')
             continue;
-        s->listeners[i] = ing_listener_new(s->base, listeners[i].kind, listeners[i].addr, cfg,
-                                           s->pipeline, s->metrics, &err);
+        s->listeners[i] = ing_listener_new(
+            s->base, listeners[i].kind, listeners[i].addr,
+            agg_sockets_take(&s->sockets, listeners[i].addr, listeners[i].socktype), cfg,
+            s->pipeline, s->metrics, &err);
         if (s->listeners[i] == NULL) {
             agg_err_set(&s->fatal, err.code, "%s", err.msg);
             event_base_loopbreak(s->base);
@@ -298,6 +306,7 @@ static void start_listeners(void *arg)
         }
         AGG_LOG_INFO("server", "%s listening on %s", listeners[i].what, listeners[i].addr);
     }
+    agg_sockets_clear(&s->sockets); /* what no listen.* key asked for */
 }
 
 /* The spool, the pool, the pipeline with its writers, the job runner; the listeners
@@ -539,6 +548,11 @@ int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *op
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
+    if (agg_sockets_init(&s.sockets, opts->listen_pid, opts->listen_fds, getpid(), err) !=
+        AGG_OK) {
+        rc = AGG_EINVAL;
+        goto out;
+    }
     /* writer and job threads wake the loop with event_active() */
     if (evthread_use_pthreads() != 0) {
         rc = agg_err_set(err, AGG_ERR, "could not enable libevent threading");
@@ -577,6 +591,7 @@ int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *op
     }
 
 out:
+    agg_sockets_clear(&s.sockets);
     server_clear(&s);
     return rc;
 }

@@ -13,6 +13,8 @@
 
 struct agg_serve_opts {
     const char *notify_socket; /* NOTIFY_SOCKET, or NULL */
+    const char *listen_pid;    /* LISTEN_PID and LISTEN_FDS (socket activation), or NULL */
+    const char *listen_fds;
     int schema_version;        /* the schema version this binary needs */
     int health_interval_ms;    /* how often PostgreSQL is probed */
 };

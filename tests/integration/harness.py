@@ -5,6 +5,7 @@ Environment (set by scripts/test.sh): AGGD_TEST_DATABASE_URL (admin database of 
 running cluster), AGGD_BIN (the binary), AGGD_TEST_PG_SH (scripts/pg.sh). Without
 them a test exits 77 (skipped), which scripts/test.sh counts as a failure.
 """
+import fcntl
 import http.client
 import os
 import shutil
@@ -137,12 +138,22 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def pass_sockets(fds):
+    """In the child before exec: <fds> onto descriptors 3, 4, ... (sd_listen_fds)."""
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100 + len(fds)) for fd in fds]
+    for i, fd in enumerate(high):
+        os.dup2(fd, 3 + i)
+
+
 class Aggd:
     """The real daemon on free ports, its stderr kept in a file."""
 
-    def __init__(self, db_url, *extra, env=None, wait_healthy=True, ports=None, spool=None):
+    def __init__(self, db_url, *extra, env=None, wait_healthy=True, ports=None, spool=None,
+                 sockets=None):
         """<ports> (dict: http, syslog_udp, syslog_tcp, json_tcp) and <spool> (a dir) let
-        a restarted daemon take over; by default both are fresh."""
+        a restarted daemon take over; by default both are fresh. <sockets> (a list of
+        socket objects) are passed as systemd's socket activation does: descriptors 3
+        onwards, LISTEN_FDS, LISTEN_PID."""
         self.ports = ports or {"http": free_port(), "syslog_udp": free_port(socket.SOCK_DGRAM),
                                "syslog_tcp": free_port(), "json_tcp": free_port()}
         self.http_port = self.ports["http"]
@@ -161,8 +172,16 @@ class Aggd:
         full_env.pop("NOTIFY_SOCKET", None)
         full_env.pop("JOURNAL_STREAM", None)
         full_env.update(env or {})
+        launch = {}
+        if sockets:
+            fds = [sk.fileno() for sk in sockets]
+            full_env["LISTEN_FDS"] = str(len(fds))
+            # LISTEN_PID must be aggd's own pid: the shell's, which exec keeps
+            args = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', *args]
+            launch = {"preexec_fn": lambda: pass_sockets(fds),
+                      "pass_fds": tuple(range(3, 3 + len(fds)))}
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=full_env)
+                                     env=full_env, **launch)
         if wait_healthy:
             wait_for(self.healthy, 15, what="aggd /healthz")
 

@@ -99,6 +99,45 @@ class ServeTest(unittest.TestCase):
             os.unlink(path)
             os.rmdir(os.path.dirname(path))
 
+    def test_socket_activation_uses_the_sockets_passed_in(self):
+        """Sockets bound by "systemd" (this test) are used for the listen.* addresses
+        they are bound to; aggd could not bind those ports itself while they are held.
+        One socket no key asks for is closed with a warning."""
+        def bound(kind, listen=True):
+            sk = socket.socket(socket.AF_INET, kind)
+            sk.bind(("127.0.0.1", 0))
+            if listen and kind == socket.SOCK_STREAM:
+                sk.listen(16)
+            return sk
+        socks = {"http": bound(socket.SOCK_STREAM), "syslog_udp": bound(socket.SOCK_DGRAM),
+                 "syslog_tcp": bound(socket.SOCK_STREAM), "json_tcp": bound(socket.SOCK_STREAM)}
+        stray = bound(socket.SOCK_DGRAM)
+        ports = {k: sk.getsockname()[1] for k, sk in socks.items()}
+        try:
+            a = self.start("--set", "ingest.http_auth=none", "--set", "batch.max_ms=20",
+                           ports=ports, sockets=[stray, *socks.values()])
+        finally:
+            for sk in [stray, *socks.values()]:
+                sk.close()  # aggd holds its own copies
+        tag = "act-" + os.urandom(4).hex()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(f"<14>1 - h app - - - {tag} udp".encode(), ("127.0.0.1", ports["syslog_udp"]))
+        with socket.create_connection(("127.0.0.1", ports["syslog_tcp"])) as t:
+            t.sendall(f"<14>1 - h app - - - {tag} tcp\n".encode())
+        with socket.create_connection(("127.0.0.1", ports["json_tcp"])) as j:
+            j.sendall(json.dumps({"message": f"{tag} json"}).encode() + b"\n")
+        status, _, _ = h.request(ports["http"], "POST", "/v1/logs",
+                                 body=json.dumps({"message": f"{tag} http"}),
+                                 headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 202)
+        h.wait_for(lambda: self.db.sql(
+            f"SELECT count(*) FROM system_logs WHERE message LIKE '{tag} %'") == "4", 15,
+            what="one event per socket")
+        self.assertEqual(a.stop(), 0)
+        out = a.output()
+        self.assertEqual(out.count("using the socket passed by systemd"), 4, out)
+        self.assertIn("matches no listen.* address: closed", out)
+
     def test_journal_stream_gets_priority_prefixes(self):
         a = self.start(env={"JOURNAL_STREAM": "8:12345"})
         a.stop()
