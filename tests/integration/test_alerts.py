@@ -401,7 +401,7 @@ class AlertsTest(unittest.TestCase):
     def check_restart_delivers_pending_once(self, alpha):
         self.assertEqual(self.aggd.stop(), 0, self.aggd.output())
         self.aggd.close()
-        # a notice queued while aggd was down, and one a crash left mid-send
+        # a notice queued while aggd was down, and one a crash left mid-send (lease over)
         for mid, status in (("msg_restart_pending", "pending"), ("msg_restart_sending", "sending")):
             self.q("INSERT INTO alert_notifications (message_id, alert_id, alert_created_at,"
                    " rule_id, notice, channel, endpoint_id, target, status, next_attempt_at,"
