@@ -246,9 +246,9 @@ static int fire_in_tx(PGconn *conn, const struct rl_fire *f, struct rl_alert_ref
     snprintf(val, sizeof(val), "%.17g", f->value);
     if (st_db_query(conn, lock_rule_sql, 1, params, PGRES_TUPLES_OK, &res, err) != AGG_OK)
         return AGG_EDB;
-    rc = PQntuples(res) == 1 ? AGG_OK
-                             : agg_err_set(err, AGG_ENOTFOUND, "rule %d is gone or inactive",
-                                           f->rule_id);
+    rc = PQntuples(res) == 1
+             ? AGG_OK
+             : agg_err_set(err, AGG_ENOTFOUND, "rule %d is gone or inactive", f->rule_id);
     PQclear(res);
     if (rc != AGG_OK ||
         st_db_query(conn, open_alert_sql, 1, params, PGRES_TUPLES_OK, &res, err) != AGG_OK)
@@ -329,10 +329,9 @@ struct auto_resolve {
 static int resolve_auto_in_tx(PGconn *conn, const struct auto_resolve *a, struct agg_err *err)
 {
     char aid[24], created[24], now[24], val[40];
-    const char *params[5] = {rl_alerts_i64(a->alert_id, aid),
-                             rl_alerts_i64(a->alert_created_us, created),
-                             rl_alerts_i64(a->now_us, now), a->value != NULL ? val : NULL,
-                             a->reason};
+    const char *params[5] = {
+        rl_alerts_i64(a->alert_id, aid), rl_alerts_i64(a->alert_created_us, created),
+        rl_alerts_i64(a->now_us, now), a->value != NULL ? val : NULL, a->reason};
     struct rl_lifecycle ok = {RL_STATE_OK, a->now_us};
     PGresult *res;
     bool was_open;

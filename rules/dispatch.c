@@ -135,8 +135,7 @@ static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cer
         assert(d->rows == NULL); /* the previous batch was freed by its job_done */
         if (atomic_load(&d->halting))
             return;
-        d->rc = rl_outbox_claim(conn, now, d->lease_us, CLAIM_LIMIT, &d->rows, &d->nrows,
-                                &d->err);
+        d->rc = rl_outbox_claim(conn, now, d->lease_us, CLAIM_LIMIT, &d->rows, &d->nrows, &d->err);
         if (atomic_load(&d->halting)) /* nobody will send them */
             settle_batch(d, conn, now);
     } else {
@@ -305,8 +304,10 @@ static void start_sends(struct rl_dispatch *d)
 
     d->attempts = agg_calloc(d->nrows, sizeof(*d->attempts));
     if (d->attempts == NULL) {
-        AGG_LOG_WARN("notify", "out of memory sending %zu notifications; they stay "
-                               "claimed until their lease ends", d->nrows);
+        AGG_LOG_WARN("notify",
+                     "out of memory sending %zu notifications; they stay "
+                     "claimed until their lease ends",
+                     d->nrows);
         batch_free(d);
         return;
     }

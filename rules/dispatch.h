@@ -25,8 +25,8 @@
 struct rl_dispatch;
 
 /* A dispatcher configured by <cfg>'s notify.* keys (borrowed until free), polling the
- * outbox every <poll_ms>. Caller owns the result: rl_dispatch_stop(), then rl_dispatch_free() once <jobs> has
- * handed back every job. */
+ * outbox every <poll_ms>. Caller owns the result: rl_dispatch_stop(), then
+ * rl_dispatch_free() once <jobs> has handed back every job. */
 struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_config *cfg,
                                     struct st_jobs *jobs, struct agg_metrics *metrics,
                                     int poll_ms, struct agg_err *err);

@@ -336,11 +336,10 @@ static void reload_work(struct st_job *job, PGconn *conn, const struct agg_err *
     if (st_job_no_conn(conn, cerr, &t->rc, &t->err))
         return;
     /* first, so that a rule deactivated while firing leaves no alert open */
-    t->retire_rc = rl_alerts_retire_inactive(conn, ing_time_now_us(), &t->retired,
-                                             &t->retire_err);
+    t->retire_rc = rl_alerts_retire_inactive(conn, ing_time_now_us(), &t->retired, &t->retire_err);
     t->rc = rl_alerts_load_rules(conn, &t->rows, &t->nrows, &t->err);
-    job->conn_broken = (t->rc == AGG_EDB || t->retire_rc == AGG_EDB) &&
-                       PQstatus(conn) != CONNECTION_OK;
+    job->conn_broken =
+        (t->rc == AGG_EDB || t->retire_rc == AGG_EDB) && PQstatus(conn) != CONNECTION_OK;
 }
 
 /* Compiles <r>'s expression and operator; logs what is wrong once per text. */

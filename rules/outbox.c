@@ -192,8 +192,8 @@ static const char release_sql[] =
     "UPDATE alert_notifications SET status = 'pending', next_attempt_at = " RL_SQL_TS("$3")
     " WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int";
 
-int rl_outbox_release(PGconn *conn, const struct rl_outbox_row *row, int64_t now_us,
-                      bool *released, struct agg_err *err)
+int rl_outbox_release(PGconn *conn, const struct rl_outbox_row *row, int64_t now_us, bool *released,
+                      struct agg_err *err)
 {
     char id[24], attempts[24], now[24];
     const char *params[3] = {rl_alerts_i64(row->id, id), rl_alerts_i64(row->attempts, attempts),
@@ -232,14 +232,13 @@ static int record_in_tx(PGconn *conn, const struct rl_outbox_row *row,
                                                               "failed"};
     char id[24], next[24], st[24], aid[24], created[24], now[24], attempt[24], eid[24];
     char target[256];
-    const char *p[6] = {rl_alerts_i64(row->id, id),
-                        row_status[o->delivery],
-                        rl_alerts_i64(o->delivery == RL_DELIVERY_RETRY ? o->next_attempt_us
-                                                                        : now_us,
-                                      next),
-                        o->detail,
-                        rl_alerts_i64(o->status, st),
-                        rl_alerts_i64(row->attempts, attempt)};
+    const char *p[6] = {
+        rl_alerts_i64(row->id, id),
+        row_status[o->delivery],
+        rl_alerts_i64(o->delivery == RL_DELIVERY_RETRY ? o->next_attempt_us : now_us, next),
+        o->detail,
+        rl_alerts_i64(o->status, st),
+        rl_alerts_i64(row->attempts, attempt)};
     const char *q[10] = {rl_alerts_i64(row->alert_id, aid),
                          rl_alerts_i64(row->alert_created_us, created),
                          row->message_id,

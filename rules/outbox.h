@@ -64,8 +64,8 @@ void rl_outbox_rows_free(struct rl_outbox_row *rows, size_t n);
 /* Hands back a claimed <row> that was not sent (a stop): pending, due at <now_us>.
  * *<released> is false when the row is no longer this claim's (another daemon took
  * it over after the lease ended, or it was recorded). */
-int rl_outbox_release(PGconn *conn, const struct rl_outbox_row *row, int64_t now_us,
-                      bool *released, struct agg_err *err);
+int rl_outbox_release(PGconn *conn, const struct rl_outbox_row *row, int64_t now_us, bool *released,
+                      struct agg_err *err);
 
 enum rl_delivery {
     RL_DELIVERY_DELIVERED = 0,
