@@ -187,8 +187,10 @@ int rl_alerts_save_state(PGconn *conn, int rule_id, const struct rl_lifecycle *l
 
 /* ---- firing ---- */
 
+/* An inactive rule never fires: a deactivation that commits first wins, and one that
+ * commits after this lock is followed by a reload that resolves the alert. */
 static const char lock_rule_sql[] =
-    "SELECT 1 FROM alert_rules WHERE id = $1::int FOR UPDATE";
+    "SELECT 1 FROM alert_rules WHERE id = $1::int AND is_active IS NOT FALSE FOR UPDATE";
 
 static const char open_alert_sql[] =
     "SELECT id, " RL_SQL_US("created_at") " FROM alerts"
@@ -244,8 +246,9 @@ static int fire_in_tx(PGconn *conn, const struct rl_fire *f, struct rl_alert_ref
     snprintf(val, sizeof(val), "%.17g", f->value);
     if (st_db_query(conn, lock_rule_sql, 1, params, PGRES_TUPLES_OK, &res, err) != AGG_OK)
         return AGG_EDB;
-    rc = PQntuples(res) == 1 ? AGG_OK
-                             : agg_err_set(err, AGG_ENOTFOUND, "rule %d is gone", f->rule_id);
+    rc = PQntuples(res) == 1
+             ? AGG_OK
+             : agg_err_set(err, AGG_ENOTFOUND, "rule %d is gone or inactive", f->rule_id);
     PQclear(res);
     if (rc != AGG_OK ||
         st_db_query(conn, open_alert_sql, 1, params, PGRES_TUPLES_OK, &res, err) != AGG_OK)
@@ -303,47 +306,101 @@ int rl_alerts_follow(PGconn *conn, int alert_id, int64_t alert_created_us, doubl
     return AGG_OK;
 }
 
+/* $4 NULL keeps the value; $5 (NULL: none) says why, in context.resolved_reason. */
 static const char resolve_auto_sql[] =
     "UPDATE alerts SET status = 'resolved', resolution_type = 'auto',"
-    "       resolved_at = " RL_SQL_TS("$3") ", metric_value = $4::float8"
+    "       resolved_at = " RL_SQL_TS("$3") ", metric_value = coalesce($4::float8, metric_value),"
+    "       context = CASE WHEN $5::text IS NULL THEN context"
+    "                 ELSE coalesce(context, '{}'::jsonb)"
+    "                      || jsonb_build_object('resolved_reason', $5::text) END"
     " WHERE id = $1::int AND created_at = " RL_SQL_TS("$2") " AND " OPEN_STATUS;
 
-static int resolve_auto_in_tx(PGconn *conn, int rule_id, int alert_id, int64_t alert_created_us,
-                              double value, int64_t now_us, struct agg_err *err)
+/* An automatic resolve of a rule's alert (<alert_id> 0: none, only the state) with
+ * <value> (NULL: keep the alert's) and <reason> (NULL: none). */
+struct auto_resolve {
+    int rule_id;
+    int alert_id;
+    int64_t alert_created_us;
+    const double *value;
+    const char *reason;
+    int64_t now_us;
+};
+
+static int resolve_auto_in_tx(PGconn *conn, const struct auto_resolve *a, struct agg_err *err)
 {
     char aid[24], created[24], now[24], val[40];
-    const char *params[4] = {rl_alerts_i64(alert_id, aid),
-                             rl_alerts_i64(alert_created_us, created), rl_alerts_i64(now_us, now),
-                             val};
-    struct rl_lifecycle ok = {RL_STATE_OK, now_us};
+    const char *params[5] = {
+        rl_alerts_i64(a->alert_id, aid), rl_alerts_i64(a->alert_created_us, created),
+        rl_alerts_i64(a->now_us, now), a->value != NULL ? val : NULL, a->reason};
+    struct rl_lifecycle ok = {RL_STATE_OK, a->now_us};
     PGresult *res;
     bool was_open;
     int rc = AGG_OK;
 
-    snprintf(val, sizeof(val), "%.17g", value);
-    if (st_db_query(conn, resolve_auto_sql, 4, params, PGRES_COMMAND_OK, &res, err) != AGG_OK)
+    if (a->value != NULL)
+        snprintf(val, sizeof(val), "%.17g", *a->value);
+    if (st_db_query(conn, resolve_auto_sql, 5, params, PGRES_COMMAND_OK, &res, err) != AGG_OK)
         return AGG_EDB;
     was_open = strcmp(PQcmdTuples(res), "0") != 0;
     PQclear(res);
     if (was_open)
-        rc = rl_alerts_queue(conn, alert_id, alert_created_us, "resolved", RL_TARGETS_NOTIFIED,
-                             NULL, now_us, NULL, err);
+        rc = rl_alerts_queue(conn, a->alert_id, a->alert_created_us, "resolved",
+                             RL_TARGETS_NOTIFIED, NULL, a->now_us, NULL, err);
     if (rc != AGG_OK)
         return rc;
-    return rl_alerts_save_state(conn, rule_id, &ok, 0, 0, true, value, now_us, err);
+    return rl_alerts_save_state(conn, a->rule_id, &ok, 0, 0, a->value != NULL,
+                                a->value != NULL ? *a->value : 0, a->now_us, err);
 }
 
 int rl_alerts_resolve_auto(PGconn *conn, int rule_id, int alert_id, int64_t alert_created_us,
                            double value, int64_t now_us, struct agg_err *err)
 {
+    struct auto_resolve a = {rule_id, alert_id, alert_created_us, &value, NULL, now_us};
     int rc = rl_alerts_begin(conn, err);
 
     if (rc != AGG_OK)
         return rc;
-    return rl_alerts_end(conn,
-                         resolve_auto_in_tx(conn, rule_id, alert_id, alert_created_us, value,
-                                            now_us, err),
-                         err);
+    return rl_alerts_end(conn, resolve_auto_in_tx(conn, &a, err), err);
+}
+
+/* States of inactive rules that are not at rest; SKIP LOCKED: another daemon's reload
+ * is retiring them. */
+static const char inactive_states_sql[] =
+    "SELECT s.rule_id, coalesce(s.alert_id, 0), coalesce(" RL_SQL_US("s.alert_created_at") ", 0)"
+    "  FROM alert_rule_state s JOIN alert_rules r ON r.id = s.rule_id"
+    " WHERE r.is_active IS FALSE AND (s.state <> 'ok' OR s.alert_id IS NOT NULL)"
+    " ORDER BY s.rule_id FOR UPDATE OF s SKIP LOCKED";
+
+static int retire_in_tx(PGconn *conn, int64_t now_us, int *retired, struct agg_err *err)
+{
+    PGresult *res;
+    int rc = AGG_OK;
+
+    if (st_db_query(conn, inactive_states_sql, 0, NULL, PGRES_TUPLES_OK, &res, err) != AGG_OK)
+        return AGG_EDB;
+    for (int i = 0; i < PQntuples(res) && rc == AGG_OK; i++) {
+        struct auto_resolve a = {(int)strtol(PQgetvalue(res, i, 0), NULL, 10),
+                                 (int)strtol(PQgetvalue(res, i, 1), NULL, 10),
+                                 strtoll(PQgetvalue(res, i, 2), NULL, 10), NULL,
+                                 RL_RESOLVED_DEACTIVATED, now_us};
+
+        rc = resolve_auto_in_tx(conn, &a, err);
+        *retired += a.alert_id != 0;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int rl_alerts_retire_inactive(PGconn *conn, int64_t now_us, int *retired, struct agg_err *err)
+{
+    int n = 0;
+    int rc = rl_alerts_begin(conn, err);
+
+    if (rc == AGG_OK)
+        rc = rl_alerts_end(conn, retire_in_tx(conn, now_us, &n, err), err);
+    if (retired != NULL)
+        *retired = rc == AGG_OK ? n : 0;
+    return rc;
 }
 
 /* ---- manual actions ---- */

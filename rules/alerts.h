@@ -73,7 +73,7 @@ struct rl_fire {
  * snapshotted into context.escalation_policy), queues a firing notice for every target
  * of the rule's channels and records the rule state firing, in one transaction. When
  * the rule already has an open alert, adopts it instead (never a second one).
- * AGG_ENOTFOUND when the rule is gone. */
+ * AGG_ENOTFOUND when the rule is gone or inactive. */
 int rl_alerts_fire(PGconn *conn, const struct rl_fire *f, struct rl_alert_ref *out,
                    struct agg_err *err);
 
@@ -87,6 +87,16 @@ int rl_alerts_follow(PGconn *conn, int alert_id, int64_t alert_created_us, doubl
  * state ok, in one transaction. An alert no longer open is left as it is (no notice). */
 int rl_alerts_resolve_auto(PGconn *conn, int rule_id, int alert_id, int64_t alert_created_us,
                            double value, int64_t now_us, struct agg_err *err);
+
+/* context.resolved_reason of an alert resolved because its rule was deactivated. */
+#define RL_RESOLVED_DEACTIVATED "rule deactivated"
+
+/* For every rule no longer active (is_active false) whose state is not ok: resolves
+ * its open alert as rl_alerts_resolve_auto() does, keeping metric_value and setting
+ * context.resolved_reason, and records the state ok, in one transaction. A deleted
+ * rule needs nothing: its state cascades away, and alerts keep a rule from deletion.
+ * *<retired> (may be NULL) gets the number of alerts resolved. */
+int rl_alerts_retire_inactive(PGconn *conn, int64_t now_us, int *retired, struct agg_err *err);
 
 /* Records the rule's state (upsert of alert_rule_state): <life>, the open alert
  * (<alert_id> 0: none), and the last value and evaluation time (<has_value> false:

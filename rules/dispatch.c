@@ -6,13 +6,17 @@
  * Traps: the webhook timestamp is taken per attempt (receivers reject stale ones);
  *        the webhook-id stays the row's message id across attempts.
  *        A claimed batch (d->rows, even an empty one) is freed by the job_done that
- *        does not hand it to sends, by the recording's job_done, or, for sends a stop
- *        cancelled, by rl_dispatch_free: a claim never overwrites a live batch.
+ *        does not hand it to sends, by the recording's (or the stop's release) job_done,
+ *        or by rl_dispatch_free: a claim never overwrites a live batch.
+ *        A stop cancels the sends, records the attempts that have an outcome and hands
+ *        the others back (pending), so that a restart or another daemon sends them at
+ *        once; only a crash leaves rows 'sending', until their lease ends.
  */
 #include "rules/dispatch.h"
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,15 +38,17 @@
 
 enum phase {
     PHASE_IDLE = 0,
-    PHASE_CLAIMING, /* a claim (or the start's requeue) job runs */
+    PHASE_CLAIMING,
     PHASE_SENDING,
     PHASE_RECORDING,
+    PHASE_RELEASING, /* the stop's: record what has an outcome, hand back the rest */
 };
 
 struct attempt {
     struct rl_dispatch *d;
     struct rl_outbox_row *row;
     struct rl_outbox_outcome o;
+    bool settled; /* o is the outcome */
 };
 
 struct rl_dispatch {
@@ -54,9 +60,11 @@ struct rl_dispatch {
     struct rl_smtp *smtp;
     struct event *timer;
     enum phase phase;
-    bool requeued;  /* the start's requeue is done */
     bool kicked;    /* claim again right after this batch */
     bool stopping;
+    atomic_bool halting; /* stopping, as the job thread sees it */
+    int64_t lease_us;
+    int released;
     struct rl_outbox_row *rows;
     size_t nrows;
     struct attempt *attempts;
@@ -88,36 +96,50 @@ static void batch_free(struct rl_dispatch *d)
     d->nrows = 0;
 }
 
-/* ---- the job: requeue at start, claim, or record a batch ---- */
+/* ---- the job: claim, record a batch, or release it at a stop ---- */
+
+static void keep_error(struct rl_dispatch *d, const struct agg_err *err)
+{
+    d->rc = err->code;
+    d->err = *err; /* that row stays 'sending' until its lease ends */
+}
+
+/* Hands back the claimed rows that have no outcome, records those that have one. */
+static void settle_batch(struct rl_dispatch *d, PGconn *conn, int64_t now)
+{
+    d->released = 0;
+    for (size_t i = 0; i < d->nrows; i++) {
+        const struct attempt *a = d->attempts != NULL ? &d->attempts[i] : NULL;
+        struct agg_err err = {0};
+        bool released = false;
+        int rc = a != NULL && a->settled
+                     ? rl_outbox_record(conn, a->row, &a->o, now, &err)
+                     : rl_outbox_release(conn, &d->rows[i], now, &released, &err);
+
+        if (rc != AGG_OK)
+            keep_error(d, &err);
+        d->released += released;
+    }
+}
 
 static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cerr)
 {
     struct rl_dispatch *d = (struct rl_dispatch *)job;
     int64_t now = ing_time_now_us();
 
+    d->released = 0;
     if (st_job_no_conn(conn, cerr, &d->rc, &d->err))
         return;
     d->rc = AGG_OK;
-    if (!d->requeued) {
-        int n = 0;
-
-        d->rc = rl_outbox_requeue(conn, &n, &d->err);
-        if (d->rc == AGG_OK && n > 0)
-            AGG_LOG_INFO("notify", "%d notifications interrupted by a stop are pending again",
-                         n);
-    } else if (d->phase == PHASE_CLAIMING) {
+    if (d->phase == PHASE_CLAIMING) {
         assert(d->rows == NULL); /* the previous batch was freed by its job_done */
-        d->rc = rl_outbox_claim(conn, now, CLAIM_LIMIT, &d->rows, &d->nrows, &d->err);
+        if (atomic_load(&d->halting))
+            return;
+        d->rc = rl_outbox_claim(conn, now, d->lease_us, CLAIM_LIMIT, &d->rows, &d->nrows, &d->err);
+        if (atomic_load(&d->halting)) /* nobody will send them */
+            settle_batch(d, conn, now);
     } else {
-        for (size_t i = 0; i < d->nrows; i++) {
-            struct agg_err err = {0};
-
-            if (rl_outbox_record(conn, d->attempts[i].row, &d->attempts[i].o, now, &err) !=
-                AGG_OK) {
-                d->rc = err.code;
-                d->err = err; /* that row stays 'sending' until the next start */
-            }
-        }
+        settle_batch(d, conn, now);
     }
     job->conn_broken = d->rc == AGG_EDB;
 }
@@ -132,16 +154,17 @@ static void job_done(struct st_job *job)
     d->phase = PHASE_IDLE;
     if (d->rc != AGG_OK)
         AGG_LOG_WARN("notify", "notification outbox: %s", d->err.msg);
-    if (!d->requeued) {
-        d->requeued = d->rc == AGG_OK;
-    } else if (was == PHASE_CLAIMING && d->nrows > 0 && !d->stopping) {
+    if (d->stopping && d->released > 0)
+        AGG_LOG_INFO("notify", "%d notifications in flight at the stop are pending again",
+                     d->released);
+    if (was == PHASE_CLAIMING && d->nrows > 0 && !d->stopping) {
         start_sends(d); /* the batch is the sends' until its record's job_done */
         return;
-    } else if (was == PHASE_RECORDING) {
-        d->kicked = d->kicked || d->nrows == CLAIM_LIMIT;
     }
-    batch_free(d); /* recorded, empty, failed or claimed during a stop: nobody sends it */
-    if (d->kicked && d->requeued && !d->stopping) {
+    if (was == PHASE_RECORDING)
+        d->kicked = d->kicked || d->nrows == CLAIM_LIMIT;
+    batch_free(d); /* recorded, released, empty or failed: nobody sends it */
+    if (d->kicked && !d->stopping) {
         d->kicked = false;
         submit(d, PHASE_CLAIMING);
     }
@@ -170,6 +193,7 @@ static void settle(struct attempt *a)
 {
     struct rl_dispatch *d = a->d;
 
+    a->settled = true;
     if (a->o.delivery == RL_DELIVERY_RETRY)
         a->o.next_attempt_us = ing_time_now_us() + rl_outbox_backoff_us(a->row->attempts,
                                                                          randombytes_random());
@@ -280,8 +304,10 @@ static void start_sends(struct rl_dispatch *d)
 
     d->attempts = agg_calloc(d->nrows, sizeof(*d->attempts));
     if (d->attempts == NULL) {
-        AGG_LOG_WARN("notify", "out of memory sending %zu notifications; they stay "
-                               "claimed until the next start", d->nrows);
+        AGG_LOG_WARN("notify",
+                     "out of memory sending %zu notifications; they stay "
+                     "claimed until their lease ends",
+                     d->nrows);
         batch_free(d);
         return;
     }
@@ -316,14 +342,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         d->kicked = true;
         return;
     }
-    submit(d, PHASE_CLAIMING); /* before the requeue is done this retries the requeue */
+    submit(d, PHASE_CLAIMING);
 }
 
 void rl_dispatch_kick(struct rl_dispatch *d)
 {
     if (d == NULL || d->stopping)
         return;
-    if (d->phase != PHASE_IDLE || !d->requeued)
+    if (d->phase != PHASE_IDLE)
         d->kicked = true;
     else
         submit(d, PHASE_CLAIMING);
@@ -363,6 +389,7 @@ struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_co
     d->jobs = jobs;
     d->job.fn = job_work;
     d->job.done = job_done;
+    d->lease_us = rl_outbox_lease_us(cfg->notify.webhook_timeout_ms); /* SMTP's too */
     d->http = rl_httpc_new(base, cfg->notify.ca_file, (int)cfg->notify.webhook_timeout_ms, err);
     if (d->http == NULL)
         goto fail;
@@ -376,7 +403,7 @@ struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_co
         agg_err_set(err, AGG_ENOMEM, "could not start the notification dispatcher");
         goto fail;
     }
-    submit(d, PHASE_CLAIMING); /* the requeue first */
+    submit(d, PHASE_CLAIMING);
     return d;
 
 fail:
@@ -390,12 +417,17 @@ void rl_dispatch_stop(struct rl_dispatch *d)
     if (d == NULL || d->stopping)
         return;
     d->stopping = true;
+    atomic_store(&d->halting, true);
     if (d->timer != NULL)
         event_del(d->timer);
     rl_httpc_free(d->http); /* cancelled callbacks see stopping and record nothing */
     rl_smtp_free(d->smtp);
     d->http = NULL;
     d->smtp = NULL;
+    if (d->phase == PHASE_SENDING) { /* runs before st_jobs_free() returns */
+        d->phase = PHASE_RELEASING;
+        st_jobs_run(d->jobs, &d->job);
+    }
 }
 
 void rl_dispatch_free(struct rl_dispatch *d)

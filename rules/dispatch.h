@@ -7,8 +7,9 @@
  * Threads: the event-loop thread; database work on the given job runner.
  * Ownership: borrows <jobs> and <metrics> until rl_dispatch_free().
  * Traps: one batch at a time: claim → send all → record all, then the next claim.
- *        Sends cancelled by a shutdown are not recorded: their rows stay 'sending'
- *        and the next start puts them back to 'pending' (delivered rows never are).
+ *        Claimed rows are leased (rules/outbox.h): a shutdown records the attempts
+ *        that have an outcome and hands the cancelled ones back to 'pending'; rows a
+ *        crash leaves 'sending' are claimed again, by any daemon, once the lease ends.
  * Not here: what a notice says (rules/render.c), which rows exist (rules/alerts.c).
  */
 #ifndef AGGD_RULES_DISPATCH_H
@@ -24,9 +25,8 @@
 struct rl_dispatch;
 
 /* A dispatcher configured by <cfg>'s notify.* keys (borrowed until free), polling the
- * outbox every <poll_ms>. It first puts rows a crash left 'sending' back to pending.
- * Caller owns the result: rl_dispatch_stop(), then rl_dispatch_free() once <jobs> has
- * handed back every job. */
+ * outbox every <poll_ms>. Caller owns the result: rl_dispatch_stop(), then
+ * rl_dispatch_free() once <jobs> has handed back every job. */
 struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_config *cfg,
                                     struct st_jobs *jobs, struct agg_metrics *metrics,
                                     int poll_ms, struct agg_err *err);
@@ -34,7 +34,8 @@ struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_co
 /* New rows were queued: claim as soon as the current batch is done. */
 void rl_dispatch_kick(struct rl_dispatch *d);
 
-/* Cancels sends in flight and submits no more jobs. */
+/* Cancels sends in flight; submits one last job, before <jobs> stops, that records
+ * the batch's outcomes and hands its cancelled rows back. No job after that. */
 void rl_dispatch_stop(struct rl_dispatch *d);
 
 /* NULL is allowed. */

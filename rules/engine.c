@@ -78,6 +78,8 @@ struct task { /* reload or escalation: one at a time each */
     struct agg_err err;
     struct rl_rule_row *rows;
     size_t nrows;
+    int retired, retire_rc; /* the reload's retiring of deactivated rules */
+    struct agg_err retire_err;
     struct rl_escalate_result esc;
 };
 
@@ -329,9 +331,15 @@ static void reload_work(struct st_job *job, PGconn *conn, const struct agg_err *
 {
     struct task *t = (struct task *)job;
 
+    t->retired = 0;
+    t->retire_rc = AGG_OK;
     if (st_job_no_conn(conn, cerr, &t->rc, &t->err))
         return;
+    /* first, so that a rule deactivated while firing leaves no alert open */
+    t->retire_rc = rl_alerts_retire_inactive(conn, ing_time_now_us(), &t->retired, &t->retire_err);
     t->rc = rl_alerts_load_rules(conn, &t->rows, &t->nrows, &t->err);
+    job->conn_broken =
+        (t->rc == AGG_EDB || t->retire_rc == AGG_EDB) && PQstatus(conn) != CONNECTION_OK;
 }
 
 /* Compiles <r>'s expression and operator; logs what is wrong once per text. */
@@ -481,6 +489,13 @@ static void reload_done(struct st_job *job)
     struct agg_err err = {0};
 
     t->running = false;
+    if (t->retire_rc != AGG_OK)
+        AGG_LOG_WARN("rules", "could not resolve the alerts of deactivated rules: %s",
+                     t->retire_err.msg);
+    if (t->retired > 0) {
+        AGG_LOG_INFO("rules", "%d alerts resolved: their rules were deactivated", t->retired);
+        rl_dispatch_kick(e->dispatch);
+    }
     if (t->rc != AGG_OK) {
         AGG_LOG_WARN("rules", "could not load alert rules: %s", t->err.msg);
     } else if (!e->stopping) {

@@ -18,6 +18,11 @@
 
 #define BACKOFF_BASE_US INT64_C(1000000)
 #define BACKOFF_MAX_US INT64_C(3600000000)
+/* A send ends within one timeout; the rest covers its recording queued behind other
+ * jobs and clock differences between daemons. */
+#define LEASE_TIMEOUTS 4
+#define LEASE_MARGIN_US INT64_C(10000000)
+#define LEASE_TIMEOUT_MAX_MS INT64_C(86400000)
 
 static const char *const delivery_names[RL_DELIVERY_COUNT] = {"delivered", "retry", "failed"};
 
@@ -85,10 +90,14 @@ void rl_outbox_redact(const char *channel, const char *target, char *out, size_t
              host);
 }
 
+/* Due pending rows, and 'sending' rows whose lease (next_attempt_at) has run out: their
+ * daemon died or stalled. The claim stamps the new lease and counts the attempt. */
 static const char claim_sql[] =
-    "UPDATE alert_notifications n SET status = 'sending', attempts = n.attempts + 1"
+    "UPDATE alert_notifications n SET status = 'sending', attempts = n.attempts + 1,"
+    "       next_attempt_at = " RL_SQL_TS("$3")
     " WHERE n.id IN (SELECT id FROM alert_notifications"
-    "                 WHERE status = 'pending' AND next_attempt_at <= " RL_SQL_TS("$1")
+    "                 WHERE status IN ('pending', 'sending')"
+    "                   AND next_attempt_at <= " RL_SQL_TS("$1")
     "                 ORDER BY next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED)"
     " RETURNING n.id, n.alert_id, " RL_SQL_US("n.alert_created_at") ","
     "       coalesce(n.endpoint_id, 0), n.attempts, n.message_id, n.channel, n.target,"
@@ -123,18 +132,28 @@ static int read_row(const PGresult *res, int i, struct rl_outbox_row *r)
     return AGG_OK;
 }
 
-int rl_outbox_claim(PGconn *conn, int64_t now_us, int limit, struct rl_outbox_row **rows,
-                    size_t *n, struct agg_err *err)
+int64_t rl_outbox_lease_us(int64_t send_timeout_ms)
 {
-    char now[24], lim[24];
-    const char *params[2] = {rl_alerts_i64(now_us, now), rl_alerts_i64(limit, lim)};
+    if (send_timeout_ms < 0)
+        send_timeout_ms = 0;
+    if (send_timeout_ms > LEASE_TIMEOUT_MAX_MS)
+        send_timeout_ms = LEASE_TIMEOUT_MAX_MS;
+    return LEASE_TIMEOUTS * send_timeout_ms * 1000 + LEASE_MARGIN_US;
+}
+
+int rl_outbox_claim(PGconn *conn, int64_t now_us, int64_t lease_us, int limit,
+                    struct rl_outbox_row **rows, size_t *n, struct agg_err *err)
+{
+    char now[24], lim[24], until[24];
+    const char *params[3] = {rl_alerts_i64(now_us, now), rl_alerts_i64(limit, lim),
+                             rl_alerts_i64(now_us + lease_us, until)};
     struct rl_outbox_row *out;
     PGresult *res;
     int count, rc = AGG_OK;
 
     *rows = NULL;
     *n = 0;
-    if (st_db_query(conn, claim_sql, 2, params, PGRES_TUPLES_OK, &res, err) != AGG_OK)
+    if (st_db_query(conn, claim_sql, 3, params, PGRES_TUPLES_OK, &res, err) != AGG_OK)
         return AGG_EDB;
     count = PQntuples(res);
     if (count == 0) {
@@ -147,7 +166,7 @@ int rl_outbox_claim(PGconn *conn, int64_t now_us, int limit, struct rl_outbox_ro
     PQclear(res);
     if (out == NULL || rc != AGG_OK) {
         rl_outbox_rows_free(out, (size_t)count);
-        /* the claimed rows stay 'sending' until the next start puts them back */
+        /* the claimed rows stay 'sending' until their lease runs out */
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
     }
     *rows = out;
@@ -168,23 +187,32 @@ void rl_outbox_rows_free(struct rl_outbox_row *rows, size_t n)
     free(rows);
 }
 
-int rl_outbox_requeue(PGconn *conn, int *n, struct agg_err *err)
+/* Fenced by the attempt count: a row another daemon reclaimed is no longer ours. */
+static const char release_sql[] =
+    "UPDATE alert_notifications SET status = 'pending', next_attempt_at = " RL_SQL_TS("$3")
+    " WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int";
+
+int rl_outbox_release(PGconn *conn, const struct rl_outbox_row *row, int64_t now_us, bool *released,
+                      struct agg_err *err)
 {
+    char id[24], attempts[24], now[24];
+    const char *params[3] = {rl_alerts_i64(row->id, id), rl_alerts_i64(row->attempts, attempts),
+                             rl_alerts_i64(now_us, now)};
     PGresult *res;
 
-    if (st_db_query(conn, "UPDATE alert_notifications SET status = 'pending'"
-                          " WHERE status = 'sending'",
-                    0, NULL, PGRES_COMMAND_OK, &res, err) != AGG_OK)
+    *released = false;
+    if (st_db_query(conn, release_sql, 3, params, PGRES_COMMAND_OK, &res, err) != AGG_OK)
         return AGG_EDB;
-    if (n != NULL)
-        *n = (int)strtol(PQcmdTuples(res), NULL, 10);
+    *released = strcmp(PQcmdTuples(res), "0") != 0;
     PQclear(res);
     return AGG_OK;
 }
 
+/* Fenced like release_sql: once another daemon reclaimed the row, its outcome wins. */
 static const char record_sql[] =
     "UPDATE alert_notifications SET status = $2, next_attempt_at = " RL_SQL_TS("$3") ","
-    "       last_result = $4, last_status = NULLIF($5::int, 0) WHERE id = $1::bigint";
+    "       last_result = $4, last_status = NULLIF($5::int, 0)"
+    " WHERE id = $1::bigint AND status = 'sending' AND attempts = $6::int";
 
 static const char sent_sql[] =
     "UPDATE alerts SET notifications_sent = coalesce(notifications_sent, '[]'::jsonb)"
@@ -204,25 +232,27 @@ static int record_in_tx(PGconn *conn, const struct rl_outbox_row *row,
                                                               "failed"};
     char id[24], next[24], st[24], aid[24], created[24], now[24], attempt[24], eid[24];
     char target[256];
-    const char *p[5] = {rl_alerts_i64(row->id, id), row_status[o->delivery],
-                        rl_alerts_i64(o->delivery == RL_DELIVERY_RETRY ? o->next_attempt_us
-                                                                        : now_us,
-                                      next),
-                        o->detail, rl_alerts_i64(o->status, st)};
+    const char *p[6] = {
+        rl_alerts_i64(row->id, id),
+        row_status[o->delivery],
+        rl_alerts_i64(o->delivery == RL_DELIVERY_RETRY ? o->next_attempt_us : now_us, next),
+        o->detail,
+        rl_alerts_i64(o->status, st),
+        rl_alerts_i64(row->attempts, attempt)};
     const char *q[10] = {rl_alerts_i64(row->alert_id, aid),
                          rl_alerts_i64(row->alert_created_us, created),
                          row->message_id,
                          row->channel,
                          target,
                          rl_alerts_i64(now_us, now),
-                         rl_alerts_i64(row->attempts, attempt),
+                         p[5],
                          rl_delivery_name(o->delivery),
                          p[4],
                          o->detail};
     const char *e[1] = {rl_alerts_i64(row->endpoint_id, eid)};
 
     rl_outbox_redact(row->channel, row->target, target, sizeof(target));
-    if (st_db_query(conn, record_sql, 5, p, PGRES_COMMAND_OK, NULL, err) != AGG_OK ||
+    if (st_db_query(conn, record_sql, 6, p, PGRES_COMMAND_OK, NULL, err) != AGG_OK ||
         st_db_query(conn, sent_sql, 10, q, PGRES_COMMAND_OK, NULL, err) != AGG_OK)
         return AGG_EDB;
     if (o->disable_endpoint && row->endpoint_id > 0)

@@ -7,10 +7,13 @@
  * Threads: the rl_outbox_* queries are blocking libpq (job threads); the policy
  *          functions are pure.
  * Ownership: claimed rows are the caller's: rl_outbox_rows_free().
- * Traps: a claimed row is in status 'sending' until its attempt is recorded; rows a
- *        crash left there go back to 'pending' at start (rl_outbox_requeue). A row
- *        once 'delivered' is never claimed again: each notice is sent at least once
- *        and, barring a crash between a receiver's 2xx and the record, exactly once.
+ * Traps: a claimed row is in status 'sending' under a lease: next_attempt_at holds
+ *        its end, after which any daemon may claim it again (its claimer died or
+ *        stalled); a stop hands its unsent rows back (rl_outbox_release). Recording
+ *        and releasing are fenced by the attempt count, so a daemon whose lease was
+ *        taken over changes nothing. A row once 'delivered' is never claimed again:
+ *        each notice is sent at least once and, barring a crash between a receiver's
+ *        2xx and the record, exactly once.
  * Not here: rendering and signing (rules/render.h, rules/sign.h).
  */
 #ifndef AGGD_RULES_OUTBOX_H
@@ -42,18 +45,27 @@ struct rl_outbox_row {
     char *thread_id; /* email: the alert's first message id to this address, NULL if this is it */
 };
 
-/* Claims up to <limit> pending rows due at <now_us> (FOR UPDATE SKIP LOCKED: several
- * daemons may share the outbox), marking them 'sending' and counting the attempt.
- * Caller owns *<rows> (*<n> of them): rl_outbox_rows_free(); *<rows> is NULL when
- * nothing was claimed or on error (a half-read claim frees what it read). */
-int rl_outbox_claim(PGconn *conn, int64_t now_us, int limit, struct rl_outbox_row **rows,
-                    size_t *n, struct agg_err *err);
+/* How long a claim holds its rows: a few times <send_timeout_ms> (the webhook and SMTP
+ * timeout; each send of a batch is bounded by it) plus a margin for the recording and
+ * for clock differences between daemons. */
+int64_t rl_outbox_lease_us(int64_t send_timeout_ms);
+
+/* Claims up to <limit> rows due at <now_us> (FOR UPDATE SKIP LOCKED: several daemons
+ * may share the outbox): pending rows whose next attempt is due and 'sending' rows
+ * whose lease has ended. Marks them 'sending' with a lease until <now_us> + <lease_us>
+ * and counts the attempt. Caller owns *<rows> (*<n> of them): rl_outbox_rows_free();
+ * *<rows> is NULL when nothing was claimed or on error (a half-read claim frees what
+ * it read; its rows wait for their lease to end). */
+int rl_outbox_claim(PGconn *conn, int64_t now_us, int64_t lease_us, int limit,
+                    struct rl_outbox_row **rows, size_t *n, struct agg_err *err);
 
 void rl_outbox_rows_free(struct rl_outbox_row *rows, size_t n);
 
-/* Puts rows left 'sending' back to 'pending' (at start: a crash interrupted them).
- * *<n> (may be NULL) gets how many. */
-int rl_outbox_requeue(PGconn *conn, int *n, struct agg_err *err);
+/* Hands back a claimed <row> that was not sent (a stop): pending, due at <now_us>.
+ * *<released> is false when the row is no longer this claim's (another daemon took
+ * it over after the lease ended, or it was recorded). */
+int rl_outbox_release(PGconn *conn, const struct rl_outbox_row *row, int64_t now_us, bool *released,
+                      struct agg_err *err);
 
 enum rl_delivery {
     RL_DELIVERY_DELIVERED = 0,
@@ -73,7 +85,8 @@ struct rl_outbox_outcome {
 
 /* Records <o> for <row> at <now_us> in one transaction: the row's status, next attempt
  * and last result; the attempt appended to the alert's notifications_sent (channel,
- * target redacted, at, result, status); the endpoint disabled on 410. */
+ * target redacted, at, result, status); the endpoint disabled on 410. The row keeps
+ * its status when it is no longer this claim's (the attempt is still appended). */
 int rl_outbox_record(PGconn *conn, const struct rl_outbox_row *row,
                      const struct rl_outbox_outcome *o, int64_t now_us, struct agg_err *err);
 

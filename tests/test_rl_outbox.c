@@ -1,6 +1,6 @@
 /*
  * tests/test_rl_outbox.c — the retry policy (which results retry, which are final),
- * the backoff bounds, and target redaction for notifications_sent.
+ * the backoff bounds, the claim lease, and target redaction for notifications_sent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -62,6 +62,29 @@ static void test_outbox_backoff_doubles_with_bounded_jitter(void **state)
     }
 }
 
+/* A lease outlasts a few sends at the timeout with room for the recording, grows with
+ * the timeout, and stays positive whatever the configuration says. */
+static void test_outbox_lease_outlasts_a_few_send_timeouts(void **state)
+{
+    const int64_t timeouts_ms[] = {100, 1000, 5000, 60000, 600000};
+    int64_t prev = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(timeouts_ms) / sizeof(timeouts_ms[0]); i++) {
+        int64_t lease = rl_outbox_lease_us(timeouts_ms[i]);
+        int64_t send_us = timeouts_ms[i] * 1000;
+
+        assert_true(lease >= 3 * send_us);
+        assert_true(lease - send_us >= INT64_C(5000000)); /* the recording's margin */
+        assert_true(lease > prev);
+        prev = lease;
+    }
+    assert_true(rl_outbox_lease_us(0) > 0);
+    assert_true(rl_outbox_lease_us(-5) == rl_outbox_lease_us(0));
+    assert_true(rl_outbox_lease_us(INT64_MAX) >= rl_outbox_lease_us(600000));
+    assert_true(rl_outbox_lease_us(INT64_MAX) < INT64_MAX / 2); /* now + lease never wraps */
+}
+
 static void test_outbox_redact_keeps_scheme_and_host_only(void **state)
 {
     char out[128];
@@ -87,6 +110,7 @@ int main(void)
         cmocka_unit_test(test_outbox_http_statuses),
         cmocka_unit_test(test_outbox_smtp_replies),
         cmocka_unit_test(test_outbox_backoff_doubles_with_bounded_jitter),
+        cmocka_unit_test(test_outbox_lease_outlasts_a_few_send_timeouts),
         cmocka_unit_test(test_outbox_redact_keeps_scheme_and_host_only),
     };
 

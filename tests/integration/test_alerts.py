@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import ssl
 import threading
 import time
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extras
 from aiosmtpd.controller import Controller
 
@@ -224,6 +226,41 @@ class AlertsTest(unittest.TestCase):
         self.check_flap_and_spike_and_resolve(alpha)
         self.check_restart_delivers_pending_once(alpha)
 
+    def active_rules(self):
+        m = re.search(r'aggd_rules\{status="active"\} (\d+)', self.aggd.get("/metrics")[2])
+        return int(m.group(1)) if m else None
+
+    def test_deactivated_rule_resolves_its_open_alert(self):
+        """A rule deactivated while its alert is open: the reload resolves the alert
+        (auto, with the reason) and notifies who was notified; the state is ok again."""
+        before = self.active_rules()
+        rule = self.rules["gone"] = self.q(
+            "INSERT INTO alert_rules (name, metric, threshold, operator, severity,"
+            " notification_channels, owner_id, keep_firing_seconds) VALUES ('retired',"
+            " 'count{module=gone}[30s]', 3, 'gt', 'low', %s, %s, 600) RETURNING id",
+            (["webhook:hook"], self.owner))[0]["id"]
+        h.wait_for(lambda: self.active_rules() == before + 1, 10, what="rule loaded")
+        self.send("gone")
+        alert = self.wait_alert("gone")[0]
+        h.wait_for(lambda: self.hook_notices("gone"), 10, what="firing hook")
+        with self.assertRaises(psycopg2.errors.ForeignKeyViolation):  # alerts keep their rule
+            self.q("DELETE FROM alert_rules WHERE id = %s", (rule,))
+        self.q("UPDATE alert_rules SET is_active = false WHERE id = %s", (rule,))
+        done = self.wait_alert("gone", status=("resolved",), timeout=10)[0]
+        self.assertEqual(done["id"], alert["id"])
+        self.assertEqual(done["resolution_type"], "auto")
+        self.assertIsNotNone(done["resolved_at"])
+        self.assertEqual(done["metric_value"], alert["metric_value"])
+        self.assertEqual(done["context"]["resolved_reason"], "rule deactivated")
+        state = self.q("SELECT state, alert_id FROM alert_rule_state WHERE rule_id = %s",
+                       (rule,))[0]
+        self.assertEqual((state["state"], state["alert_id"]), ("ok", None))
+        notices = h.wait_for(lambda: [n for n in self.hook_notices("gone")
+                                      if n["status"] == "resolved"], 10, what="resolved hook")
+        self.assertEqual(len(notices), 1)
+        self.assertEqual(notices[0]["context"]["resolved_reason"], "rule deactivated")
+        h.wait_for(lambda: self.active_rules() == before, 10, what="rule unloaded")
+
     def test_https_webhook_verifies_a_private_ca(self):
         """notify.ca_file: the certificate of a receiver on a private CA is verified
         and the signed notice arrives over TLS."""
@@ -364,7 +401,7 @@ class AlertsTest(unittest.TestCase):
     def check_restart_delivers_pending_once(self, alpha):
         self.assertEqual(self.aggd.stop(), 0, self.aggd.output())
         self.aggd.close()
-        # a notice queued while aggd was down, and one a crash left mid-send
+        # a notice queued while aggd was down, and one a crash left mid-send (lease over)
         for mid, status in (("msg_restart_pending", "pending"), ("msg_restart_sending", "sending")):
             self.q("INSERT INTO alert_notifications (message_id, alert_id, alert_created_at,"
                    " rule_id, notice, channel, endpoint_id, target, status, next_attempt_at,"

@@ -1,7 +1,9 @@
 """The notification dispatcher across a stop, against the real binary: idle polls
 (empty claims) and webhook sends still in flight at SIGTERM leave nothing behind
-(under ASan/LSan: no leak report, exit 0); the cancelled sends stay 'sending' and the
-next start puts them back to 'pending' and sends them again.
+(under ASan/LSan: no leak report, exit 0); the stop hands the cancelled sends back to
+'pending' and the next start sends them at once. Claimed rows are leased: a second
+daemon on the same database leaves a live daemon's sends alone, takes over those whose
+lease ended, and the first daemon, once taken over, changes nothing of them.
 """
 import json
 import socket
@@ -79,6 +81,19 @@ class NotifyStop(unittest.TestCase):
                               " FROM alert_notifications")
         return out.split(",") if out else []
 
+    def attempts(self):
+        out = self.env.db.sql("SELECT string_agg(attempts::text, ',' ORDER BY id)"
+                              " FROM alert_notifications")
+        return [int(a) for a in out.split(",")] if out else []
+
+    def stop_clean(self, aggd):
+        code = aggd.stop()
+        out = aggd.output()
+        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
+            self.assertNotIn(bad, out)
+        self.assertEqual(code, 0, out[-3000:])
+        return out
+
     def test_sends_in_flight_at_stop_are_cancelled_and_resumed(self):
         env = self.env
         time.sleep(2)  # several empty polls first
@@ -86,18 +101,39 @@ class NotifyStop(unittest.TestCase):
         harness.wait_for(lambda: self.recv.accepted() >= SENDS, 15, what="sends in flight")
         self.assertEqual(self.statuses(), ["sending"] * SENDS)
 
-        code = env.aggd.stop()
-        out = env.aggd.output()
-        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
-            self.assertNotIn(bad, out)
-        self.assertEqual(code, 0, out[-3000:])
-        self.assertEqual(self.statuses(), ["sending"] * SENDS)  # not recorded as failed
+        out = self.stop_clean(env.aggd)
+        self.assertEqual(self.statuses(), ["pending"] * SENDS)  # handed back, not failed
+        self.assertEqual(env.db.sql("SELECT count(*) FROM alert_notifications"
+                                    " WHERE last_result IS NOT NULL"), "0")
+        self.assertIn(f"{SENDS} notifications in flight at the stop are pending again", out)
 
         env.aggd.close()
+        # the lease (minutes with a 60 s timeout) does not delay a restart
         env.aggd = harness.Aggd(env.db.url, "--set", "notify.webhook_timeout_ms=60000")
         harness.wait_for(lambda: self.recv.accepted() >= 2 * SENDS, 15, what="sends again")
-        self.assertIn(f"{SENDS} notifications interrupted by a stop are pending again",
-                      env.aggd.output())
+
+    def test_a_live_daemons_sends_are_leased(self):
+        env = self.env
+        self.queue_webhooks()
+        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 15, what="sends in flight")
+        other = harness.Aggd(env.db.url, "--set", "notify.webhook_timeout_ms=60000")
+        try:
+            time.sleep(2)  # several polls of the second daemon
+            self.assertEqual(self.recv.accepted(), SENDS)
+            self.assertEqual(self.attempts(), [1] * SENDS)
+            # the first daemon stalls past its lease: any daemon may take the rows over
+            env.db.sql("UPDATE alert_notifications SET next_attempt_at ="
+                       " now() AT TIME ZONE 'UTC' - interval '1 second'")
+            harness.wait_for(lambda: self.recv.accepted() >= 2 * SENDS, 15, what="taken over")
+            harness.wait_for(lambda: self.attempts() == [2] * SENDS, 5, what="attempts")
+            # the first daemon's stop hands back nothing it lost
+            out = self.stop_clean(env.aggd)
+            self.assertNotIn("in flight at the stop", out)
+            self.assertEqual(self.statuses(), ["sending"] * SENDS)
+            self.stop_clean(other)
+            self.assertEqual(self.statuses(), ["pending"] * SENDS)
+        finally:
+            other.close()
 
 
 if __name__ == "__main__":
