@@ -30,6 +30,7 @@
  */
 #include "ingest/json.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -198,9 +199,60 @@ static void ya_free(void *ctx, void *p)
 
 enum tok { T_NULL = 0, T_FALSE, T_TRUE, T_NUMBER, T_STRING, T_MAP, T_ARRAY };
 
-enum vkind { V_NONE = 0, V_FIELD, V_EXTRA };
+enum vkind { V_NONE = 0, V_FIELD, V_EXTRA, V_PENDING };
 
 enum pmode { P_LINE = 0, P_DOC, P_SCAN, P_TREE };
+
+/* Keys that are not column names (docs/json-mapping.md, "Aliases"). An alias's value
+ * is held until the event ends: a column given by its own name wins over its
+ * aliases whatever the order, and the first alias of this table (per column) over
+ * the others; every value that fills no column goes to extra_data. */
+#define KF_ALIAS  1 /* a string (or number, unless KF_SOFT) held for its column */
+#define KF_SOFT   2 /* a value that does not fit goes to extra_data, never rejects */
+#define KF_ERROBJ 4 /* an object value is an error object */
+static const struct {
+    const char *name;
+    unsigned char flags;
+} json_aliases[] = {
+    {"msg", KF_ALIAS},
+    {"timestamp", KF_ALIAS},
+    {"time", KF_ALIAS},
+    {"@timestamp", KF_ALIAS},
+    {"severity", KF_ALIAS},
+    {"levelname", KF_ALIAS | KF_SOFT},
+    {"name", KF_ALIAS | KF_SOFT},
+    {"logger", KF_ALIAS | KF_SOFT},
+    {"stack", KF_ALIAS | KF_SOFT},
+    {"exc_info", KF_ALIAS | KF_SOFT},
+    {"err", KF_ERROBJ},
+    {"error", KF_ERROBJ},
+    {"exception", KF_ALIAS | KF_SOFT | KF_ERROBJ},
+};
+#define N_ALIASES (sizeof(json_aliases) / sizeof(json_aliases[0]))
+_Static_assert(N_ALIASES <= 32 && ING_F_COUNT <= 32, "the event's bit masks are 32 bits");
+
+/* Members of an error object that fill a column, in order of preference. */
+enum errm { EM_TYPE = 0, EM_NAME, EM_MESSAGE, EM_STACK, EM_STACK_TRACE, EM_TRACEBACK, EM_COUNT };
+#define N_ERROBJ 3 /* err, error, exception: in this order of preference */
+
+struct held {
+    enum tok t;
+    const char *s; /* stable: in the input or in j->strs */
+    size_t n;
+    bool in_extra; /* a wrong type, streamed to extra_data already */
+};
+
+/* An error object in j->extra: its member's range, and the string members that
+ * may fill a column (a used one is cut out of extra_data when the event ends). */
+struct errobj {
+    size_t start, end;
+    unsigned set, used; /* bit per enum errm */
+    struct {
+        size_t start, end;
+        const char *s;
+        size_t n;
+    } m[EM_COUNT];
+};
 
 struct event {
     size_t index;
@@ -209,6 +261,15 @@ struct event {
     bool done; /* line mode: complete, emitted once the parse has succeeded */
     enum vkind vk;
     int field;
+    const struct keyname *pending; /* V_PENDING: the alias whose value decides */
+    uint32_t explicit_set;         /* bit per field set under its own name */
+    uint32_t held_mask;            /* bit per json_aliases entry held */
+    struct held held[N_ALIASES];
+    unsigned err_mask; /* bit per error object seen */
+    int err_cur;       /* the error object being read, or -1 */
+    int err_member;    /* its member whose value comes next, or -1 */
+    size_t err_member_start;
+    struct errobj errs[N_ERROBJ];
     char why[256];
     struct ing_record rec;
 };
@@ -235,7 +296,10 @@ struct gen_out {
 struct keyname {
     const char *name;
     size_t len;
-    int field;
+    int field;            /* -1: an error object key only */
+    unsigned char flags;  /* KF_*; 0 for a column name */
+    unsigned char slot;   /* the json_aliases entry */
+    unsigned char errslot; /* KF_ERROBJ: the error object, in order of preference */
     struct keyname *next;
 };
 
@@ -250,14 +314,16 @@ struct ing_json {
     struct gen_out ox, orw, ob;
     yajl_gen_status gen_status; /* first generator error of an OTLP composition */
     struct ing_buf extra, raw, body, tmp, strs, res, scope;
-    struct keyname keys[ING_F_COUNT + 8];
+    struct ing_buf fix; /* the input with its unpaired surrogate escapes replaced */
+    struct keyname keys[ING_F_COUNT + N_ALIASES];
     size_t n_keys;
     struct keyname *keys_by_len[KEY_LEN_MAX];
 
     /* the NDJSON / TCP line parser, kept between lines and calls while it is between
      * values (yajl_allow_multiple_values); replaced after a bad line */
     yajl_handle lh;
-    size_t line_end; /* where the line's object ended */
+    const char *line_raw; /* the line as received (j->in may be its repaired copy) */
+    size_t line_end;      /* where the line's object ended */
     bool line_extra; /* a second value started on the line */
 
     /* the call in progress */
@@ -340,6 +406,12 @@ static void ev_reset(struct ing_json *j, size_t index)
     ev->extra_open = false;
     ev->done = false;
     ev->vk = V_NONE;
+    ev->pending = NULL;
+    ev->explicit_set = 0;
+    ev->held_mask = 0;
+    ev->err_mask = 0;
+    ev->err_cur = -1;
+    ev->err_member = -1;
     ev->why[0] = '\0';
     ing_record_init(&ev->rec);
 }
@@ -367,42 +439,6 @@ static int do_emit(struct ing_json *j, const struct ing_record *rec)
 
 /* ---- generators ------------------------------------------------------------------ */
 
-/* Whether PostgreSQL's numeric (jsonb numbers) takes the JSON number <s>[<n>]:
- * exponent within +-1000, at most 16383 digits after the point once scaled,
- * at most 131072 before it. */
-static bool jsonb_number_ok(const char *s, size_t n)
-{
-    size_t i = 0, int_digits = 0, frac_digits = 0;
-    long exp = 0;
-    bool neg_exp = false;
-
-    if (i < n && s[i] == '-')
-        i++;
-    while (i < n && s[i] >= '0' && s[i] <= '9') {
-        i++;
-        int_digits++;
-    }
-    if (i < n && s[i] == '.') {
-        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
-            frac_digits++;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            neg_exp = s[i++] == '-';
-        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-            exp = exp * 10 + (s[i] - '0');
-            if (exp > 1000)
-                return false;
-        }
-        if (neg_exp)
-            exp = -exp;
-    }
-    if ((long)frac_digits - exp > 16383)
-        return false;
-    return (long)int_digits + exp <= 131072;
-}
-
 /* A string into <g>; <clean>: made valid UTF-8 without NUL first (extra_data goes to
  * jsonb, which refuses \u0000). */
 static yajl_gen_status gen_str(struct ing_json *j, yajl_gen g, const char *s, size_t n, bool clean)
@@ -422,7 +458,7 @@ static yajl_gen_status gen_str(struct ing_json *j, yajl_gen g, const char *s, si
 /* A number literal into <g>; <clean>: one jsonb cannot hold is kept as a string. */
 static yajl_gen_status gen_num(struct ing_json *j, yajl_gen g, const char *s, size_t n, bool clean)
 {
-    if (clean && !jsonb_number_ok(s, n))
+    if (clean && !ing_jsonb_number_ok(s, n))
         return gen_str(j, g, s, n, false);
     return yajl_gen_number(g, s, n);
 }
@@ -457,15 +493,15 @@ static void gb_target(struct ing_json *j, struct ing_buf *b)
 
 /* ---- plain JSON events (NDJSON lines, documents) ------------------------------ */
 
-static int key_field(const struct ing_json *j, const char *s, size_t n)
+static const struct keyname *key_find(const struct ing_json *j, const char *s, size_t n)
 {
     if (n >= KEY_LEN_MAX)
-        return -1;
+        return NULL;
     for (const struct keyname *k = j->keys_by_len[n]; k != NULL; k = k->next) {
         if (k->name[0] == s[0] && memcmp(k->name, s, n) == 0)
-            return k->field;
+            return k;
     }
-    return -1;
+    return NULL;
 }
 
 static const char *tok_name(enum tok t)
@@ -487,25 +523,41 @@ static const char *field_wants(int f)
     return "a number";
 }
 
-/* A text column from a string yajl gave: kept in place when it points into the input,
- * else copied (yajl's decode buffer is reused by the next escaped string) into <strs>,
- * whose capacity was made to hold a whole event, so the copies never move. */
-static void text_set(struct ing_json *j, int f, const char *s, size_t n)
+static bool in_strs(const struct ing_json *j, const char *s, size_t n)
 {
-    struct ing_str *t = &j->ev.rec.str[f];
+    uintptr_t a = (uintptr_t)s, lo = (uintptr_t)j->strs.data;
 
-    if (in_input(j, s, n)) {
-        *t = (struct ing_str){s, n};
-        return;
-    }
+    return lo != 0 && a >= lo && a - lo <= j->strs.len && n <= j->strs.len - (a - lo);
+}
+
+/* <s>[<n>] from yajl where it stays put until the event ends: in place when it is in
+ * the input (or was copied already), else copied (yajl's decode buffer is reused by
+ * the next escaped string) into <strs>, whose capacity was made to hold a whole
+ * event, so the copies never move. NULL, the event bad, if it would not fit. */
+static const char *stable(struct ing_json *j, const char *s, size_t n)
+{
+    char *p;
+
+    if (n == 0)
+        return "";
+    if (in_input(j, s, n) || in_strs(j, s, n))
+        return s;
     if (j->strs.cap - j->strs.len <= n) {
         /* cannot happen: the raw size check comes first */
         set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
-        return;
+        return NULL;
     }
-    *t = (struct ing_str){j->strs.data + j->strs.len, n};
-    memcpy(j->strs.data + j->strs.len, s, n);
+    p = j->strs.data + j->strs.len;
+    memcpy(p, s, n);
     j->strs.len += n;
+    return p;
+}
+
+static void text_set(struct ing_json *j, int f, const char *s, size_t n)
+{
+    s = stable(j, s, n);
+    if (s != NULL)
+        j->ev.rec.str[f] = (struct ing_str){s, n};
 }
 
 static void field_clear(struct ing_json *j, int f)
@@ -518,6 +570,7 @@ static void field_clear(struct ing_json *j, int f)
         break;
     case ING_F_USER_ID:
         rec->has_user_id = false;
+        rec->user_id_orig = (struct ing_str){NULL, 0};
         break;
     case ING_F_DURATION_MS:
         rec->has_duration_ms = false;
@@ -550,41 +603,313 @@ static bool bunyan_level(const char *s, size_t n, enum ing_level *out)
     return true;
 }
 
-static void field_value(struct ing_json *j, enum tok t, const char *s, size_t n)
+/* Sets column <f> from scalar <t>. False, the reason in <e>, when it does not fit. */
+static bool field_set(struct ing_json *j, int f, enum tok t, const char *s, size_t n,
+                      struct agg_err *e)
 {
-    struct event *ev = &j->ev;
-    int f = ev->field;
-    struct agg_err e; /* written only on failure */
+    struct ing_record *rec = &j->ev.rec;
 
     switch (t) {
     case T_NULL:
         field_clear(j, f);
-        return;
+        return true;
     case T_STRING:
-        if (f < ING_F_STR_COUNT)
-            text_set(j, f, s, n);
-        else if (ing_record_set_text(&ev->rec, f, s, n, &e) != AGG_OK)
-            set_bad(j, "%s", e.msg);
-        return;
     case T_NUMBER:
         if (f < ING_F_STR_COUNT) {
             text_set(j, f, s, n); /* a number in a text column: its literal */
-        } else if (f == ING_F_LEVEL && bunyan_level(s, n, &ev->rec.level)) {
-            ev->rec.has_level = true;
-        } else if (ing_record_set_number(&ev->rec, f, s, n, &e) != AGG_OK) {
-            set_bad(j, "%s", e.msg);
+            return true;
         }
-        return;
+        if (t == T_NUMBER && f == ING_F_LEVEL && bunyan_level(s, n, &rec->level)) {
+            rec->has_level = true;
+            return true;
+        }
+        /* a user_id that is not an INTEGER is kept as it came, for extra_data */
+        if (f == ING_F_USER_ID && (s = stable(j, s, n)) == NULL)
+            return true; /* the event is bad already */
+        return (t == T_STRING ? ing_record_set_text(rec, f, s, n, e)
+                              : ing_record_set_number(rec, f, s, n, e)) == AGG_OK;
+    case T_TRUE:
+    case T_FALSE:
+        if (f == ING_F_USER_ID) {
+            ing_record_keep_user_id(rec, t == T_TRUE ? "true" : "false", t == T_TRUE ? 4 : 5,
+                                    false);
+            return true;
+        }
+        break;
     default:
-        set_bad(j, "%s must be %s, not %s", ing_field_name(f), field_wants(f), tok_name(t));
-        return;
+        break;
     }
+    agg_err_set(e, AGG_EINVAL, "%s must be %s, not %s", ing_field_name(f), field_wants(f),
+                tok_name(t));
+    return false;
 }
 
 static void extra_put(struct ing_json *j, enum tok t, const char *s, size_t n)
 {
     if (gen_tok(j, j->gx, t, s, n, true) != yajl_gen_status_ok)
         set_bad(j, "could not re-encode the value for extra_data");
+}
+
+/* Member name <k>[<n>] into extra_data, opened if need be; *<start> (unless NULL):
+ * where the member begins (at the comma before it, if any). */
+static void extra_key(struct ing_json *j, const char *k, size_t n, size_t *start)
+{
+    struct event *ev = &j->ev;
+
+    if (!ev->extra_open) {
+        ev->extra_open = true;
+        if (yajl_gen_map_open(j->gx) != yajl_gen_status_ok)
+            set_bad(j, "could not re-encode extra_data");
+    }
+    if (start != NULL)
+        *start = j->extra.len;
+    extra_put(j, T_STRING, k, n);
+}
+
+/* The value of a column's own key. */
+static void field_value(struct ing_json *j, enum tok t, const char *s, size_t n)
+{
+    struct event *ev = &j->ev;
+    int f = ev->field;
+    struct agg_err e; /* written only on failure */
+
+    if (f == ING_F_USER_ID && t >= T_MAP) {
+        /* an application's user id of any shape is kept, as extra_data.user_id */
+        field_clear(j, f);
+        extra_key(j, "user_id", 7, NULL);
+        ev->vk = V_EXTRA;
+        extra_put(j, t, s, n);
+        return;
+    }
+    if (!field_set(j, f, t, s, n, &e)) {
+        set_bad(j, "%s", e.msg);
+        return;
+    }
+    if (t == T_NULL)
+        ev->explicit_set &= ~(UINT32_C(1) << f);
+    else
+        ev->explicit_set |= UINT32_C(1) << f;
+}
+
+/* ---- error objects: pino/bunyan err, ECS error, an exception object -------------- */
+
+static const char *const errm_names[EM_COUNT] = {
+    [EM_TYPE] = "type",   [EM_NAME] = "name",          [EM_MESSAGE] = "message",
+    [EM_STACK] = "stack", [EM_STACK_TRACE] = "stack_trace", [EM_TRACEBACK] = "traceback",
+};
+
+static int errm_find(const char *s, size_t n)
+{
+    for (int m = 0; m < EM_COUNT; m++) {
+        if (strlen(errm_names[m]) == n && memcmp(errm_names[m], s, n) == 0)
+            return m;
+    }
+    return -1;
+}
+
+/* Top-level key <k> opens an error object: it goes to extra_data as it is, its
+ * members noted as they pass. The last object under one key counts (as in jsonb). */
+static void errobj_begin(struct ing_json *j, const struct keyname *k)
+{
+    struct event *ev = &j->ev;
+    struct errobj *o = &ev->errs[k->errslot];
+
+    if (k->flags & KF_ALIAS)
+        ev->held_mask &= ~(UINT32_C(1) << k->slot); /* the key's last value counts */
+    extra_key(j, k->name, k->len, &o->start);
+    o->end = o->start;
+    o->set = o->used = 0;
+    ev->err_mask |= 1u << k->errslot;
+    ev->err_cur = k->errslot;
+    ev->err_member = -1;
+    ev->vk = V_EXTRA;
+    extra_put(j, T_MAP, NULL, 0);
+}
+
+/* A value directly inside the error object being read. */
+static void errobj_value(struct ing_json *j, enum tok t, const char *s, size_t n)
+{
+    struct event *ev = &j->ev;
+    struct errobj *o = &ev->errs[ev->err_cur];
+    int m = ev->err_member;
+
+    ev->err_member = -1;
+    if (m < 0 || t != T_STRING) {
+        extra_put(j, t, s, n);
+        return;
+    }
+    s = stable(j, s, n);
+    if (s == NULL)
+        return;
+    o->m[m].start = ev->err_member_start;
+    o->m[m].s = s;
+    o->m[m].n = n;
+    extra_put(j, t, s, n);
+    o->m[m].end = j->extra.len;
+    o->set |= 1u << m;
+}
+
+/* Columns still empty after the event's own keys and aliases, from the error
+ * objects (err, then error, then exception; within one, in enum errm order). */
+static void errobjs_fill(struct ing_json *j)
+{
+    static const struct {
+        int field;
+        enum errm first, last;
+    } fills[] = {
+        {ING_F_EXCEPTION_TYPE, EM_TYPE, EM_NAME},
+        {ING_F_EXCEPTION_MESSAGE, EM_MESSAGE, EM_MESSAGE},
+        {ING_F_STACK_TRACE, EM_STACK, EM_TRACEBACK},
+    };
+    struct event *ev = &j->ev;
+
+    for (size_t i = 0; i < sizeof(fills) / sizeof(fills[0]); i++) {
+        struct ing_str *col = &ev->rec.str[fills[i].field];
+
+        for (int k = 0; k < N_ERROBJ && col->p == NULL; k++) {
+            struct errobj *o = &ev->errs[k];
+
+            if (!(ev->err_mask & (1u << k)))
+                continue;
+            for (int m = fills[i].first; m <= (int)fills[i].last && col->p == NULL; m++) {
+                if (o->set & (1u << m)) {
+                    *col = (struct ing_str){o->m[m].s, o->m[m].n};
+                    o->used |= 1u << m;
+                }
+            }
+        }
+    }
+}
+
+/* Removes from the compact JSON object text in <b> the member that spans [<a>,<e>)
+ * (<a> may be at the comma before it) with one comma next to it: the bytes removed. */
+static size_t cut_member(struct ing_buf *b, size_t a, size_t e)
+{
+    if (b->data[a] == ',')
+        a++;
+    if (b->data[a - 1] == ',')
+        a--;
+    else if (e < b->len && b->data[e] == ',')
+        e++;
+    memmove(b->data + a, b->data + e, b->len - e + 1); /* with the NUL */
+    b->len -= e - a;
+    return e - a;
+}
+
+/* Cuts the error object members that filled a column out of the finished
+ * extra_data text, and an object left empty; from the end of the text backwards,
+ * so that the offsets still to use stay right. */
+static void errobjs_cut(struct ing_json *j)
+{
+    struct event *ev = &j->ev;
+    unsigned objs = 0;
+
+    for (int k = 0; k < N_ERROBJ; k++) {
+        if ((ev->err_mask & (1u << k)) && ev->errs[k].used != 0)
+            objs |= 1u << k;
+    }
+    while (objs != 0) {
+        struct errobj *o = NULL;
+        size_t removed = 0;
+        int pick = -1;
+
+        for (int k = 0; k < N_ERROBJ; k++) {
+            if ((objs & (1u << k)) && (o == NULL || ev->errs[k].start > o->start)) {
+                o = &ev->errs[k];
+                pick = k;
+            }
+        }
+        objs &= ~(1u << pick);
+        while (o->used != 0) {
+            int last = -1;
+
+            for (int m = 0; m < EM_COUNT; m++) {
+                if ((o->used & (1u << m)) && (last < 0 || o->m[m].start > o->m[last].start))
+                    last = m;
+            }
+            o->used &= ~(1u << last);
+            removed += cut_member(&j->extra, o->m[last].start, o->m[last].end);
+        }
+        if (memcmp(j->extra.data + o->end - removed - 2, "{}", 2) == 0)
+            cut_member(&j->extra, o->start, o->end - removed);
+    }
+}
+
+/* ---- aliases --------------------------------------------------------------------- */
+
+/* The value of an alias or error-object key (V_PENDING): held, an error object, or
+ * to extra_data. */
+static void pending_value(struct ing_json *j, enum tok t, const char *s, size_t n)
+{
+    struct event *ev = &j->ev;
+    const struct keyname *k = ev->pending;
+    uint32_t bit = UINT32_C(1) << k->slot;
+
+    if ((k->flags & KF_ERROBJ) && t == T_MAP) {
+        errobj_begin(j, k);
+        return;
+    }
+    if (k->flags & KF_ALIAS) {
+        struct held *h = &ev->held[k->slot];
+
+        ev->held_mask &= ~bit;
+        if (t == T_NULL)
+            return;
+        if (t == T_STRING || (t == T_NUMBER && !(k->flags & KF_SOFT))) {
+            s = stable(j, s, n);
+            if (s == NULL)
+                return;
+            *h = (struct held){t, s, n, false};
+            ev->held_mask |= bit;
+            return;
+        }
+        if (!(k->flags & KF_SOFT)) {
+            /* a wrong type: rejects the event if it is the value the column gets */
+            *h = (struct held){t, NULL, 0, true};
+            ev->held_mask |= bit;
+        }
+    }
+    extra_key(j, k->name, k->len, NULL);
+    ev->vk = V_EXTRA;
+    extra_put(j, t, s, n);
+}
+
+/* Fills the columns from the held alias values, unless given under their own name:
+ * the first alias of json_aliases wins; the others go to extra_data. */
+static void aliases_resolve(struct ing_json *j)
+{
+    struct event *ev = &j->ev;
+    uint32_t filled = ev->explicit_set;
+    struct agg_err e;
+
+    for (size_t i = 0; i < N_ALIASES; i++) {
+        const struct keyname *k = &j->keys[ING_F_COUNT + i];
+        const struct held *h = &ev->held[i];
+        uint32_t fbit;
+
+        if (!(ev->held_mask & (UINT32_C(1) << i)))
+            continue;
+        fbit = UINT32_C(1) << k->field;
+        if (!(filled & fbit)) {
+            if (h->in_extra) {
+                set_bad(j, "%s must be %s, not %s", ing_field_name(k->field),
+                        field_wants(k->field), tok_name(h->t));
+                return;
+            }
+            if (field_set(j, k->field, h->t, h->s, h->n, &e)) {
+                filled |= fbit;
+                continue;
+            }
+            if (!(k->flags & KF_SOFT)) {
+                set_bad(j, "%s", e.msg);
+                return;
+            }
+        }
+        if (!h->in_extra) {
+            extra_key(j, k->name, k->len, NULL);
+            extra_put(j, h->t, h->s, h->n);
+        }
+    }
 }
 
 static void raw_check(struct ing_json *j, yajl_gen_status st)
@@ -621,10 +946,14 @@ static void event_finish(struct ing_json *j)
 {
     struct event *ev = &j->ev;
     struct ing_record *rec = &ev->rec;
-    const char *raw = j->mode == P_LINE ? j->in : j->raw.data;
+    const char *raw = j->mode == P_LINE ? j->line_raw : j->raw.data;
     size_t rawlen = j->mode == P_LINE ? j->in_len : j->raw.len;
     int rc;
 
+    if (!ev->bad && ev->held_mask != 0)
+        aliases_resolve(j);
+    if (!ev->bad && ev->err_mask != 0)
+        errobjs_fill(j);
     if (!ev->bad && ev->extra_open && yajl_gen_map_close(j->gx) != yajl_gen_status_ok)
         set_bad(j, "could not re-encode extra_data");
     if (j->oom)
@@ -633,9 +962,12 @@ static void event_finish(struct ing_json *j)
         do_reject(j, ev->index, ev->why, raw, rawlen);
         return;
     }
+    if (ev->err_mask != 0)
+        errobjs_cut(j);
+    ing_record_derive_exception(rec);
     if (rec->str[ING_F_MESSAGE].p == NULL)
         rec->str[ING_F_MESSAGE] = (struct ing_str){"", 0}; /* NOT NULL column */
-    if (ev->extra_open)
+    if (ev->extra_open && j->extra.len > 2) /* "{}": every member filled a column */
         rec->extra = (struct ing_str){j->extra.data, j->extra.len};
     rec->raw = (struct ing_str){raw, rawlen};
     rc = do_emit(j, rec);
@@ -665,12 +997,17 @@ static void event_value(struct ing_json *j, int d, enum tok t, const char *s, si
     if (d == j->elem_level + 1) {
         if (ev->vk == V_FIELD)
             field_value(j, t, s, n);
+        else if (ev->vk == V_PENDING)
+            pending_value(j, t, s, n);
         else if (ev->vk == V_EXTRA)
             extra_put(j, t, s, n);
         if (t < T_MAP)
             ev->vk = V_NONE;
     } else if (ev->vk == V_EXTRA) {
-        extra_put(j, t, s, n);
+        if (ev->err_cur >= 0 && d == j->elem_level + 2)
+            errobj_value(j, t, s, n);
+        else
+            extra_put(j, t, s, n);
     }
 }
 
@@ -724,21 +1061,23 @@ static int s_key(void *ctx, const unsigned char *key, size_t n)
         raw_check(j, yajl_gen_string(j->gr, key, n));
     if (j->elem_is_event && !ev->bad) {
         if (j->depth == j->elem_level + 1) {
-            int f = key_field(j, s, n);
+            const struct keyname *k = key_find(j, s, n);
 
-            if (f >= 0) {
-                ev->vk = V_FIELD;
-                ev->field = f;
-            } else {
+            if (k == NULL) {
                 ev->vk = V_EXTRA;
-                if (!ev->extra_open) {
-                    ev->extra_open = true;
-                    if (yajl_gen_map_open(j->gx) != yajl_gen_status_ok)
-                        set_bad(j, "could not re-encode extra_data");
-                }
-                extra_put(j, T_STRING, s, n);
+                extra_key(j, s, n, NULL);
+            } else if (k->flags == 0) {
+                ev->vk = V_FIELD;
+                ev->field = k->field;
+            } else {
+                ev->vk = V_PENDING;
+                ev->pending = k;
             }
         } else if (ev->vk == V_EXTRA) {
+            if (ev->err_cur >= 0 && j->depth == j->elem_level + 2) {
+                ev->err_member = errm_find(s, n);
+                ev->err_member_start = j->extra.len;
+            }
             extra_put(j, T_STRING, s, n);
         }
     }
@@ -759,8 +1098,13 @@ static int s_close(void *ctx, enum tok t)
         if (ev->vk == V_EXTRA && (t == T_MAP ? yajl_gen_map_close(j->gx)
                                              : yajl_gen_array_close(j->gx)) != yajl_gen_status_ok)
             set_bad(j, "could not re-encode extra_data");
-        if (d == j->elem_level + 1)
+        if (d == j->elem_level + 1) {
             ev->vk = V_NONE;
+            if (ev->err_cur >= 0) {
+                ev->errs[ev->err_cur].end = j->extra.len;
+                ev->err_cur = -1;
+            }
+        }
     }
     if (d == j->elem_level)
         elem_end(j);
@@ -925,6 +1269,64 @@ static void call_begin(struct ing_json *j, enum pmode mode, const char *in, size
     j->ev.bad = false;
 }
 
+/* ---- unpaired surrogates ------------------------------------------------------------ */
+
+/* The code unit of the \uXXXX escape at <p>, or -1 when there is none before <end>. */
+static long u_escape(const char *p, const char *end)
+{
+    long v = 0;
+
+    if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+        return -1;
+    for (int i = 2; i < 6; i++) {
+        char c = p[i];
+
+        if (c >= '0' && c <= '9')
+            v = v * 16 + (c - '0');
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            v = v * 16 + ((c | 0x20) - 'a' + 10);
+        else
+            return -1;
+    }
+    return v;
+}
+
+/* yajl 2.1 joins a high surrogate escape with whatever \u escape follows it
+ * ("\ud800\u0041" became U+10041, the A lost), turns one followed by anything else
+ * into '?', and passes a lone low surrogate through as invalid UTF-8. So each
+ * unpaired surrogate escape of <in>[<len>] is rewritten as \ufffd, in a copy made
+ * (into j->fix) only when there is one; same length, so offsets do not move. Only
+ * backslashes are looked at: the common input costs one memchr. The input to parse,
+ * or NULL when out of memory. */
+static const char *surrogates_fix(struct ing_json *j, const char *in, size_t len)
+{
+    const char *p = in, *end = in + len;
+    char *w = NULL;
+
+    while (p < end && (p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        long u = u_escape(p, end), lo;
+
+        if (u < 0xD800 || u > 0xDFFF) {
+            p += 2; /* past the escaped character, which may be a backslash */
+            continue;
+        }
+        lo = u <= 0xDBFF ? u_escape(p + 6, end) : -1;
+        if (lo >= 0xDC00 && lo <= 0xDFFF) {
+            p += 12; /* a pair, which yajl decodes right */
+            continue;
+        }
+        if (w == NULL) {
+            ing_buf_reset(&j->fix);
+            if (ing_buf_append(&j->fix, in, len) != AGG_OK)
+                return NULL;
+            w = j->fix.data;
+        }
+        memcpy(w + (p - in) + 2, "fffd", 4);
+        p += 6;
+    }
+    return w != NULL ? w : in;
+}
+
 /* ---- lines ------------------------------------------------------------------------ */
 
 static bool is_blank(const char *s, size_t n)
@@ -960,9 +1362,11 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
     yajl_status st;
     size_t offset;
     char msg[160];
+    const char *in;
 
     j->mode = P_LINE;
     j->in = line;
+    j->line_raw = line;
     j->in_len = n;
     j->depth = 0;
     j->elem_level = 0;
@@ -978,6 +1382,10 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
     }
     if (strs_ready(j) != AGG_OK)
         return AGG_ENOMEM;
+    in = surrogates_fix(j, line, n + (term ? 1 : 0));
+    if (in == NULL)
+        return AGG_ENOMEM;
+    j->in = in;
     if (j->lh == NULL) {
         if (pool_reserve(&j->pool, j->big_keep) != AGG_OK)
             return AGG_ENOMEM;
@@ -988,7 +1396,7 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
     }
     /* Whitespace after the line ends its last token, so nothing is left half-read
      * for the next line. */
-    st = yajl_parse(j->lh, (const unsigned char *)line, n + (term ? 1 : 0));
+    st = yajl_parse(j->lh, (const unsigned char *)in, n + (term ? 1 : 0));
     offset = yajl_get_bytes_consumed(j->lh);
     if (st == yajl_status_ok && !term)
         st = yajl_parse(j->lh, (const unsigned char *)" ", 1);
@@ -997,7 +1405,7 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
         return AGG_ENOMEM;
     }
     if (st == yajl_status_ok && j->ev.done && !j->ev.bad && !j->line_extra &&
-        is_blank(line + j->line_end, n - j->line_end)) {
+        is_blank(in + j->line_end, n - j->line_end)) {
         event_finish(j); /* the parser is between values: it stays */
         if (j->oom)
             return AGG_ENOMEM;
@@ -1545,8 +1953,8 @@ static void attr_column(struct ing_json *j, uint32_t key, uint32_t v)
     s = nval(j, p, &n);
     if (f < ING_F_STR_COUNT)
         rec->str[f] = (struct ing_str){s, n};
-    else if (ntype(j, p) == T_NUMBER)
-        (void)ing_record_set_number(rec, f, s, n, NULL);
+    else if (ntype(j, p) == T_NUMBER || (kind == AK_INT && is_int_literal(s, n)))
+        (void)ing_record_set_number(rec, f, s, n, NULL); /* an int64 sent as a string too */
     else
         (void)ing_record_set_text(rec, f, s, n, NULL);
 }
@@ -1712,6 +2120,7 @@ static void otlp_fill(struct ing_json *j, uint32_t lr)
     }
     if (rec->str[ING_F_LOGGER_NAME].p == NULL && j->scope_name != NULL)
         rec->str[ING_F_LOGGER_NAME] = (struct ing_str){j->scope_name, j->scope_name_len};
+    ing_record_derive_exception(rec); /* exception.stacktrace without exception.type */
 
     if (!otlp_nanos(j, m[LR_TIME], "timeUnixNano", &t_ns) ||
         !otlp_nanos(j, m[LR_OBSERVED], "observedTimeUnixNano", &o_ns))
@@ -2010,6 +2419,12 @@ int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
     }
     if (len > UINT32_MAX - 1)
         return agg_err_set(err, AGG_EINVAL, "body larger than 4 GiB");
+    body = surrogates_fix(j, body, len);
+    if (body == NULL) {
+        rc = stop_error(AGG_ENOMEM, err);
+        goto out;
+    }
+    j->in = body;
     if (pool_reserve(&j->pool, len * 2 + 4096 > j->big_keep ? len * 2 + 4096 : j->big_keep) !=
         AGG_OK)
         return stop_error(AGG_ENOMEM, err);
@@ -2062,6 +2477,8 @@ out:
     }
     if (j->strs.cap > j->big_keep)
         ing_buf_clear(&j->strs);
+    if (j->fix.cap > j->big_keep)
+        ing_buf_clear(&j->fix);
     return rc;
 }
 
@@ -2081,8 +2498,8 @@ static yajl_gen gen_new(struct ing_json *j, struct gen_out *o, struct ing_buf *b
 
 struct ing_json *ing_json_new(size_t max_event_bytes, struct agg_err *err)
 {
-    static const char *const aliases[] = {"timestamp", "time", "@timestamp", "msg", "severity"};
     struct ing_json *j;
+    unsigned char errslot = 0;
 
     if (max_event_bytes == 0 || max_event_bytes > MAX_EVENT_BYTES_LIMIT) {
         agg_err_set(err, AGG_EINVAL, "event size limit %zu is out of range (1 to %zu)",
@@ -2104,16 +2521,20 @@ struct ing_json *ing_json_new(size_t max_event_bytes, struct agg_err *err)
     ing_buf_init(&j->strs);
     ing_buf_init(&j->res);
     ing_buf_init(&j->scope);
+    ing_buf_init(&j->fix);
     for (int f = 0; f < ING_F_COUNT; f++) {
         const char *name = ing_field_name(f);
 
-        j->keys[j->n_keys++] = (struct keyname){name, strlen(name), f, NULL};
+        j->keys[j->n_keys++] = (struct keyname){name, strlen(name), f, 0, 0, 0, NULL};
     }
-    for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
-        size_t n = strlen(aliases[i]);
+    for (size_t i = 0; i < N_ALIASES; i++) {
+        const char *name = json_aliases[i].name;
+        size_t n = strlen(name);
+        unsigned char flags = json_aliases[i].flags;
 
-        j->keys[j->n_keys++] =
-            (struct keyname){aliases[i], n, ing_field_by_json_key(aliases[i], n), NULL};
+        j->keys[j->n_keys++] = (struct keyname){
+            name, n, ing_field_by_json_key(name, n), flags, (unsigned char)i,
+            (unsigned char)(flags & KF_ERROBJ ? errslot++ : 0), NULL};
     }
     for (size_t i = 0; i < j->n_keys; i++) {
         struct keyname *k = &j->keys[i];
@@ -2123,6 +2544,7 @@ struct ing_json *ing_json_new(size_t max_event_bytes, struct agg_err *err)
             j->keys_by_len[k->len] = k;
         }
     }
+    assert(errslot == N_ERROBJ);
     if (pool_reserve(&j->pool, j->big_keep) != AGG_OK)
         goto fail;
     /* the generators come out of the reserve, which cannot fail */
@@ -2158,6 +2580,7 @@ void ing_json_free(struct ing_json *j)
     ing_buf_clear(&j->strs);
     ing_buf_clear(&j->res);
     ing_buf_clear(&j->scope);
+    ing_buf_clear(&j->fix);
     free(j->nodes);
     free(j);
 }

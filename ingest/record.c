@@ -71,8 +71,13 @@ int ing_field_by_json_key(const char *name, size_t len)
         return ING_F_CREATED_AT;
     if (name_is(name, len, "msg"))
         return ING_F_MESSAGE;
-    if (name_is(name, len, "severity"))
+    if (name_is(name, len, "severity") || name_is(name, len, "levelname"))
         return ING_F_LEVEL;
+    if (name_is(name, len, "name") || name_is(name, len, "logger"))
+        return ING_F_LOGGER_NAME;
+    if (name_is(name, len, "stack") || name_is(name, len, "exc_info") ||
+        name_is(name, len, "exception"))
+        return ING_F_STACK_TRACE;
     return -1;
 }
 
@@ -164,23 +169,110 @@ bool ing_time_from_epoch(double v, int64_t *us)
     return true;
 }
 
-/* Parses the whole of <p>[<len>] as a finite number. */
-static bool parse_double(const char *p, size_t len, double *out)
+enum num { NUM_OK = 0, NUM_BAD, NUM_HUGE };
+
+/* Parses the whole of <p>[<len>] as a finite number. A subnormal result, or one
+ * that underflows to 0 (5e-324, 1e-400), is a number; NUM_HUGE: beyond a double. */
+static enum num parse_double(const char *p, size_t len, double *out)
 {
     char buf[64], *end;
 
     if (len == 0 || len >= sizeof(buf) || isspace((unsigned char)p[0]))
-        return false;
+        return NUM_BAD;
     memcpy(buf, p, len);
     buf[len] = '\0';
     errno = 0;
     *out = strtod(buf, &end);
-    return errno == 0 && *end == '\0' && isfinite(*out);
+    if (*end != '\0')
+        return NUM_BAD;
+    if (!isfinite(*out)) /* overflow gives +-HUGE_VAL and ERANGE; "inf", "nan" no ERANGE */
+        return errno == ERANGE ? NUM_HUGE : NUM_BAD;
+    /* ERANGE with a finite result is underflow: the nearest double (subnormal or 0) */
+    return NUM_OK;
+}
+
+/* Whether <s>[<n>] is a JSON number literal (RFC 8259 grammar). */
+static bool json_number_syntax(const char *s, size_t n)
+{
+    size_t i = 0, d;
+
+    if (i < n && s[i] == '-')
+        i++;
+    if (i < n && s[i] == '0') {
+        i++;
+    } else {
+        for (d = i; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            ;
+        if (i == d || s[d] == '0')
+            return false;
+    }
+    if (i < n && s[i] == '.') {
+        for (d = ++i; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            ;
+        if (i == d)
+            return false;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        for (d = i; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            ;
+        if (i == d)
+            return false;
+    }
+    return i == n;
+}
+
+void ing_record_keep_user_id(struct ing_record *rec, const char *p, size_t len, bool is_string)
+{
+    /* written verbatim into extra_data: only what jsonb takes stays a literal */
+    if (!is_string && !(len == 4 && memcmp(p, "true", 4) == 0) &&
+        !(len == 5 && memcmp(p, "false", 5) == 0) &&
+        !(json_number_syntax(p, len) && ing_jsonb_number_ok(p, len)))
+        is_string = true;
+    rec->has_user_id = false;
+    rec->user_id_orig = (struct ing_str){p, len};
+    rec->user_id_orig_is_string = is_string;
+}
+
+bool ing_jsonb_number_ok(const char *s, size_t n)
+{
+    size_t i = 0, int_digits = 0, frac_digits = 0;
+    long exp = 0;
+    bool neg_exp = false;
+
+    if (i < n && s[i] == '-')
+        i++;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        i++;
+        int_digits++;
+    }
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            frac_digits++;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            neg_exp = s[i++] == '-';
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            exp = exp * 10 + (s[i] - '0');
+            if (exp > 1000)
+                return false;
+        }
+        if (neg_exp)
+            exp = -exp;
+    }
+    if ((long)frac_digits - exp > 16383)
+        return false;
+    return (long)int_digits + exp <= 131072;
 }
 
 static int set_typed(struct ing_record *rec, int field, const char *p, size_t len, bool from_text,
                      struct agg_err *err)
 {
+    enum num parsed;
     double v;
 
     if (field == ING_F_LEVEL) {
@@ -195,12 +287,22 @@ static int set_typed(struct ing_record *rec, int field, const char *p, size_t le
     if (field == ING_F_CREATED_AT) {
         if (from_text && ing_time_parse_iso8601(p, len, &rec->created_us))
             return AGG_OK;
-        if (parse_double(p, len, &v) && ing_time_from_epoch(v, &rec->created_us))
+        if (parse_double(p, len, &v) == NUM_OK && ing_time_from_epoch(v, &rec->created_us))
             return AGG_OK;
         return agg_err_set(err, AGG_EINVAL, "%s: \"%.*s\" is not a timestamp",
                            ing_field_name(field), (int)(len > 40 ? 40 : len), p);
     }
-    if (!parse_double(p, len, &v))
+    parsed = parse_double(p, len, &v);
+    if (field == ING_F_USER_ID &&
+        (parsed != NUM_OK || v != floor(v) || v < INT32_MIN || v > INT32_MAX)) {
+        /* an application's own id: never a reason to refuse the event */
+        ing_record_keep_user_id(rec, p, len, from_text);
+        return AGG_OK;
+    }
+    if (parsed == NUM_HUGE)
+        return agg_err_set(err, AGG_EINVAL, "%s: %.*s is out of range", ing_field_name(field),
+                           (int)(len > 40 ? 40 : len), p);
+    if (parsed != NUM_OK)
         return agg_err_set(err, AGG_EINVAL, "%s: \"%.*s\" is not a number",
                            ing_field_name(field), (int)(len > 40 ? 40 : len), p);
     if (field == ING_F_MEMORY_USAGE_MB) {
@@ -224,6 +326,7 @@ static int set_typed(struct ing_record *rec, int field, const char *p, size_t le
     case ING_F_USER_ID:
         rec->user_id = (int32_t)v;
         rec->has_user_id = true;
+        rec->user_id_orig = (struct ing_str){NULL, 0};
         break;
     default:
         rec->duration_ms = (int32_t)v;
@@ -257,7 +360,7 @@ int ing_record_set_number(struct ing_record *rec, int field, const char *text, s
     if (field == ING_F_LEVEL) {
         double v;
 
-        if (!parse_double(text, len, &v) || v != floor(v) || v < 0 || v > 7)
+        if (parse_double(text, len, &v) != NUM_OK || v != floor(v) || v < 0 || v > 7)
             return agg_err_set(err, AGG_EINVAL,
                                "level: %.*s is not a syslog severity (0-7) or a level name",
                                (int)(len > 40 ? 40 : len), text);
@@ -266,4 +369,110 @@ int ing_record_set_number(struct ing_record *rec, int field, const char *text, s
         return AGG_OK;
     }
     return set_typed(rec, field, text, len, false, err);
+}
+
+/* ---- exception type and message from a stack trace ---------------------------- */
+
+static bool type_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == '$' || c == '.';
+}
+
+/* Whether <p>[<n>] reads "<Type>: <message>" or "<Type>" (Node.js also writes
+ * "<Type> [<code>]: <message>"): the type into *<type>, the message, when there is
+ * a non-blank one, into *<msg>. */
+static bool exception_header(const char *p, size_t n, struct ing_str *type, struct ing_str *msg)
+{
+    size_t i = 0;
+
+    while (n > 0 && isspace((unsigned char)p[n - 1]))
+        n--;
+    if (n == 0 || !(isalpha((unsigned char)p[0]) || p[0] == '_' || p[0] == '$'))
+        return false;
+    while (i < n && type_char(p[i]))
+        i++;
+    if (p[i - 1] == '.')
+        return false;
+    *type = (struct ing_str){p, i};
+    *msg = (struct ing_str){NULL, 0};
+    if (i + 1 < n && p[i] == ' ' && p[i + 1] == '[') {
+        const char *close = memchr(p + i, ']', n - i);
+
+        if (close == NULL || memchr(p + i, '\n', (size_t)(close - (p + i))) != NULL)
+            return false;
+        i = (size_t)(close - p) + 1;
+    }
+    if (i == n)
+        return true;
+    if (p[i] != ':')
+        return false;
+    for (i++; i < n && (p[i] == ' ' || p[i] == '\t'); i++)
+        ;
+    if (n > i)
+        *msg = (struct ing_str){p + i, n - i};
+    return true;
+}
+
+/* The exception part of Python traceback <p>[<n>]: from the first unindented line
+ * after the last "  File" frame to the end. */
+static bool python_exception(const char *p, size_t n, struct ing_str *out)
+{
+    static const char head[] = "Traceback (most recent call last):";
+    static const char frame[] = "\n  File \"";
+    const char *end = p + n, *last = NULL, *q;
+
+    while (p < end && isspace((unsigned char)*p))
+        p++;
+    if ((size_t)(end - p) < sizeof(head) - 1 || memcmp(p, head, sizeof(head) - 1) != 0)
+        return false;
+    for (q = p; (q = memmem(q, (size_t)(end - q), frame, sizeof(frame) - 1)) != NULL; q++)
+        last = q;
+    if (last == NULL)
+        return false;
+    /* the frame's own line, then its indented source and caret lines */
+    for (q = last + 1; q < end;) {
+        const char *nl = memchr(q, '\n', (size_t)(end - q));
+
+        if (q != last + 1 && *q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
+            *out = (struct ing_str){q, (size_t)(end - q)};
+            return true;
+        }
+        if (nl == NULL)
+            break;
+        q = nl + 1;
+    }
+    return false;
+}
+
+/* The header of V8 stack <p>[<n>]: the text before the first "\n    at " frame
+ * (or a Java one, "\n\tat "). */
+static bool frames_header(const char *p, size_t n, struct ing_str *out)
+{
+    const char *at = memmem(p, n, "\n    at ", 8);
+    const char *java = memmem(p, at != NULL ? (size_t)(at - p) : n, "\n\tat ", 5);
+
+    if (java != NULL)
+        at = java;
+    if (at == NULL || at == p || isspace((unsigned char)p[0]))
+        return false;
+    *out = (struct ing_str){p, (size_t)(at - p)};
+    return true;
+}
+
+void ing_record_derive_exception(struct ing_record *rec)
+{
+    struct ing_str st = rec->str[ING_F_STACK_TRACE], *type = &rec->str[ING_F_EXCEPTION_TYPE],
+                   *msg = &rec->str[ING_F_EXCEPTION_MESSAGE], head, t, m;
+
+    if (st.p == NULL || (type->p != NULL && msg->p != NULL))
+        return;
+    if (!python_exception(st.p, st.len, &head) && !frames_header(st.p, st.len, &head))
+        return;
+    if (!exception_header(head.p, head.len, &t, &m))
+        return;
+    if (type->p != NULL && (type->len != t.len || memcmp(type->p, t.p, t.len) != 0))
+        return; /* the message would be another exception's */
+    *type = t;
+    if (msg->p == NULL && m.p != NULL)
+        *msg = m;
 }

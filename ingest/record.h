@@ -75,6 +75,10 @@ struct ing_record {
     int32_t user_id;
     int32_t duration_ms;
     double memory_usage_mb;
+    /* A user_id that is not an INTEGER ("u-123", a UUID, 2147483648), as sent: the
+     * column stays NULL and store/copy.c adds it to extra_data as "user_id". */
+    struct ing_str user_id_orig;
+    bool user_id_orig_is_string; /* a JSON string; else a JSON literal (number, boolean) */
     struct ing_str extra; /* a JSON object's text for extra_data, or absent */
     struct ing_str raw;   /* the event as received, for ingest_rejects */
 };
@@ -96,8 +100,9 @@ void ing_record_init(struct ing_record *rec);
  * Used for syslog SD parameters. */
 int ing_field_by_column(const char *name, size_t len);
 
-/* As ing_field_by_column, plus the JSON aliases of DESIGN.md: timestamp, time,
- * @timestamp -> created_at; msg -> message; severity -> level. */
+/* As ing_field_by_column, plus the JSON aliases (docs/json-mapping.md): timestamp,
+ * time, @timestamp -> created_at; msg -> message; severity, levelname -> level;
+ * name, logger -> logger_name; stack, exc_info, exception -> stack_trace. */
 int ing_field_by_json_key(const char *name, size_t len);
 
 /* The column name of <field>. */
@@ -111,14 +116,38 @@ size_t ing_field_max_chars(int field);
  * integer in range ("12.0" allowed; duration_ms rounds fractions); memory_usage_mb
  * a number; level a level name (ing_level_parse) or a syslog severity digit 0-7;
  * created_at an ISO 8601 timestamp or epoch seconds/milliseconds/micro/nanoseconds.
+ * user_id never fails: text that is not an INTEGER is kept as user_id_orig (a
+ * string; <p> must then live as long as the record). Numbers may be subnormal or
+ * underflow to 0; a finite number beyond a double is out of range.
  * AGG_EINVAL + <err> naming the field on a bad value. */
 int ing_record_set_text(struct ing_record *rec, int field, const char *p, size_t len,
                         struct agg_err *err);
 
 /* Sets <field> from a JSON number (<text> is its literal). Text columns refuse
- * numbers; level takes a syslog severity 0-7. AGG_EINVAL naming the field. */
+ * numbers; level takes a syslog severity 0-7; user_id keeps a number that is not
+ * an INTEGER as user_id_orig (a JSON literal if jsonb can hold it, else a string;
+ * <text> must live as long as the record). AGG_EINVAL naming the field. */
 int ing_record_set_number(struct ing_record *rec, int field, const char *text, size_t len,
                           struct agg_err *err);
+
+/* Keeps <p>[<len>] as the original of a user_id that is not an INTEGER: the column
+ * becomes NULL. <is_string>: a JSON string; else a JSON literal, written as is when
+ * it is true, false or a JSON number jsonb can hold, else kept as a string.
+ * Borrows <p> for the record's life. */
+void ing_record_keep_user_id(struct ing_record *rec, const char *p, size_t len, bool is_string);
+
+/* Fills exception_type and exception_message, each only when absent, from the
+ * stack_trace: the exception line of a Python traceback ("ValueError: bad", after
+ * the last "  File" frame) or the text before the frames of a V8 (Node.js) stack
+ * ("TypeError: x is not a function" before "    at" lines) or a Java one ("\tat"
+ * lines). Nothing when stack_trace is in none of these shapes, or when a present
+ * exception_type differs from the derived one. The strings point into stack_trace. */
+void ing_record_derive_exception(struct ing_record *rec);
+
+/* Whether PostgreSQL's numeric (jsonb numbers) takes the JSON number <s>[<n>]:
+ * exponent within +-1000, at most 16383 digits after the point once scaled, at
+ * most 131072 before it. */
+bool ing_jsonb_number_ok(const char *s, size_t n);
 
 /* Parses a level name, case-insensitive: trace/debug -> DEBUG; info, information,
  * informational, notice -> INFO; warn, warning -> WARNING; err, error -> ERROR;

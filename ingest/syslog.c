@@ -1130,7 +1130,8 @@ static void json_record(struct json *j, const struct ing_syslog_msg *m)
 }
 
 /* SD params named like system_logs columns: typed ones are set now, text ones are
- * unescaped into <scratch> and their offsets noted (<scratch> may still move). */
+ * unescaped into <scratch> and their offsets noted (<scratch> may still move); so is
+ * a user_id that is not an INTEGER, at off[ING_F_STR_COUNT]. */
 static int sd_columns(const struct ing_syslog_msg *m, struct ing_buf *scratch,
                       struct ing_record *rec, size_t off[], size_t len[], struct agg_err *err)
 {
@@ -1155,6 +1156,9 @@ static int sd_columns(const struct ing_syslog_msg *m, struct ing_buf *scratch,
                 agg_err_prefix(err, "syslog SD-PARAM %.*s in [%.*s]", (int)name.len, name.p,
                                (int)id.len, id.p);
                 return AGG_EINVAL;
+            } else if (f == ING_F_USER_ID) {
+                /* a user_id that is not an INTEGER, kept for extra_data: an offset too */
+                off[ING_F_STR_COUNT] = rec->user_id_orig.p != NULL ? at : SIZE_MAX;
             }
         }
     }
@@ -1166,7 +1170,7 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch
 {
     static const char bom[] = "\xEF\xBB\xBF";
     struct json j;
-    size_t off[ING_F_STR_COUNT], len[ING_F_STR_COUNT], json_len;
+    size_t off[ING_F_STR_COUNT + 1], len[ING_F_STR_COUNT], json_len; /* + user_id_orig */
     int rc = AGG_OK;
 
     ing_record_init(rec);
@@ -1207,7 +1211,7 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch
     }
     json_len = scratch->len;
 
-    for (int f = 0; f < ING_F_STR_COUNT; f++)
+    for (int f = 0; f <= ING_F_STR_COUNT; f++)
         off[f] = SIZE_MAX;
     rc = sd_columns(m, scratch, rec, off, len, err);
     if (rc != AGG_OK)
@@ -1218,6 +1222,8 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch
             rec->str[f].len = len[f];
         }
     }
+    if (off[ING_F_STR_COUNT] != SIZE_MAX)
+        rec->user_id_orig.p = scratch->data + off[ING_F_STR_COUNT];
     rec->extra.p = scratch->data;
     rec->extra.len = json_len;
 

@@ -105,8 +105,44 @@ static int json_string(struct ing_buf *b, const char *s)
     return ing_buf_printf(b, "\"%s\"", s);
 }
 
-/* Builds extra_data: the record's object with original_timestamp and truncated[]
- * added when there is something to add. */
+/* <p>[<len>] as a JSON string into <b>. NUL becomes U+FFFD (jsonb refuses \u0000);
+ * invalid UTF-8 is left for put_field's repair of the whole object. */
+static int json_string_n(struct ing_buf *b, const char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    if (ing_buf_reserve(b, len * 6 + 2) != AGG_OK)
+        return AGG_ENOMEM;
+    b->data[b->len++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        char *w = b->data + b->len;
+
+        if (c == '"' || c == '\\') {
+            w[0] = '\\';
+            w[1] = (char)c;
+            b->len += 2;
+        } else if (c == 0) {
+            memcpy(w, "\\ufffd", 6);
+            b->len += 6;
+        } else if (c < 0x20) {
+            memcpy(w, "\\u00", 4);
+            w[4] = hex[c >> 4];
+            w[5] = hex[c & 15];
+            b->len += 6;
+        } else {
+            w[0] = (char)c;
+            b->len++;
+        }
+    }
+    b->data[b->len++] = '"';
+    b->data[b->len] = '\0';
+    return AGG_OK;
+}
+
+/* Builds extra_data: the record's object with original_timestamp, truncated[] and
+ * user_id (the original of a user_id that is not an INTEGER) added when there is
+ * something to add. user_id comes last: of duplicate keys jsonb keeps the last. */
 static int build_extra(const struct ing_record *rec, int64_t original_us,
                        const bool *truncated, struct st_copy_scratch *scratch,
                        struct ing_str *result)
@@ -118,7 +154,7 @@ static int build_extra(const struct ing_record *rec, int64_t original_us,
 
     for (int f = 0; f < ING_F_STR_COUNT; f++)
         any_trunc = any_trunc || truncated[f];
-    if (original_us == ING_TIME_NONE && !any_trunc) {
+    if (original_us == ING_TIME_NONE && !any_trunc && rec->user_id_orig.p == NULL) {
         *result = rec->extra;
         return AGG_OK;
     }
@@ -163,9 +199,20 @@ static int build_extra(const struct ing_record *rec, int64_t original_us,
         if (ing_buf_putc(b, ']') != AGG_OK)
             return AGG_ENOMEM;
     }
-    if (body_len > 0 &&
-        (ing_buf_putc(b, ',') != AGG_OK || ing_buf_append(b, body, body_len) != AGG_OK))
+    if (body_len > 0 && ((b->len > 1 && ing_buf_putc(b, ',') != AGG_OK) ||
+                         ing_buf_append(b, body, body_len) != AGG_OK))
         return AGG_ENOMEM;
+    if (rec->user_id_orig.p != NULL) {
+        struct ing_str u = rec->user_id_orig;
+
+        if (ing_buf_append(b, b->len > 1 ? ",\"user_id\":" : "\"user_id\":",
+                           b->len > 1 ? 11 : 10) != AGG_OK)
+            return AGG_ENOMEM;
+        /* a literal was checked by ing_record_keep_user_id */
+        if (rec->user_id_orig_is_string ? json_string_n(b, u.p, u.len) != AGG_OK
+                                        : ing_buf_append(b, u.p, u.len) != AGG_OK)
+            return AGG_ENOMEM;
+    }
     if (ing_buf_putc(b, '}') != AGG_OK)
         return AGG_ENOMEM;
     result->p = b->data;

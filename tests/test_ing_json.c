@@ -25,6 +25,7 @@ struct got {
     size_t len[ING_F_STR_COUNT];
     char *extra, *raw;
     size_t raw_len;
+    char *user_id_orig; /* rec.user_id_orig, or NULL */
 };
 
 struct rej {
@@ -70,6 +71,9 @@ static int sink_emit(void *arg, const struct ing_record *rec)
     }
     if (rec->extra.p != NULL)
         g->extra = copy(rec->extra.p, rec->extra.len);
+    if (rec->user_id_orig.p != NULL)
+        g->user_id_orig = copy(rec->user_id_orig.p, rec->user_id_orig.len);
+    g->rec.user_id_orig = (struct ing_str){NULL, 0};
     assert_non_null(rec->raw.p);
     g->raw = copy(rec->raw.p, rec->raw.len);
     g->raw_len = rec->raw.len;
@@ -97,6 +101,7 @@ static void sink_reset(struct sink *s)
             free(s->ev[i].str[f]);
         free(s->ev[i].extra);
         free(s->ev[i].raw);
+        free(s->ev[i].user_id_orig);
     }
     for (size_t i = 0; i < s->n_rej; i++) {
         free(s->rej[i].why);
@@ -287,7 +292,7 @@ static void test_json_ndjson_bad_line_keeps_its_neighbours(void **state)
     assert_int_equal(nd(f, "{\"msg\":\"one\"}\n"
                            "{\"msg\":\"two\",\n"
                            "{\"msg\":\"three\"}\n"
-                           "{\"user_id\":\"abc\",\"msg\":\"four\"}\n"
+                           "{\"line_number\":\"abc\",\"msg\":\"four\"}\n"
                            "[1,2]\n"
                            "\"just a string\"\n"
                            "{\"msg\":\"five\"} {\"msg\":\"six\"}\n"
@@ -302,7 +307,7 @@ static void test_json_ndjson_bad_line_keeps_its_neighbours(void **state)
     assert_non_null(strstr(f->s.rej[0].why, "invalid JSON at byte"));
     assert_string_equal(f->s.rej[0].raw, "{\"msg\":\"two\",");
     assert_int_equal(f->s.rej[1].index, 3);
-    assert_non_null(strstr(f->s.rej[1].why, "user_id"));
+    assert_non_null(strstr(f->s.rej[1].why, "line_number"));
     assert_int_equal(f->s.rej[2].index, 4);
     assert_string_equal(f->s.rej[2].why, "event is not a JSON object");
     assert_int_equal(f->s.rej[3].index, 5);
@@ -363,13 +368,34 @@ static void test_json_aliases_fill_their_columns(void **state)
     g = one(f, "{\"@timestamp\":\"2024-01-02 03:04:05.123456+01:00\"}");
     assert_true(g->rec.created_us == INT64_C(1704164645123456) - INT64_C(3600000000));
     assert_null(g->extra);
-    /* last wins, across an alias and its column */
+    /* the column's own name wins over its aliases, in any order; the alias's value
+     * stays in extra_data */
     g = one(f,
             "{\"message\":\"first\",\"msg\":\"second\",\"level\":\"debug\",\"severity\":\"info\"}");
-    assert_string_equal(g->str[ING_F_MESSAGE], "second");
-    assert_int_equal(g->rec.level, ING_LEVEL_INFO);
-    g = one(f, "{\"msg\":\"second\",\"message\":\"first\"}");
     assert_string_equal(g->str[ING_F_MESSAGE], "first");
+    assert_int_equal(g->rec.level, ING_LEVEL_DEBUG);
+    assert_string_equal(g->extra, "{\"msg\":\"second\",\"severity\":\"info\"}");
+    g = one(f, "{\"msg\":\"second\",\"message\":\"first\",\"time\":\"not a time\","
+               "\"created_at\":1704164645}");
+    assert_string_equal(g->str[ING_F_MESSAGE], "first");
+    assert_true(g->rec.created_us == INT64_C(1704164645000000));
+    assert_string_equal(g->extra, "{\"msg\":\"second\",\"time\":\"not a time\"}");
+    /* between aliases, the first of the documented list: timestamp before time */
+    g = one(f, "{\"time\":1,\"timestamp\":1704164645}");
+    assert_true(g->rec.created_us == INT64_C(1704164645000000));
+    assert_string_equal(g->extra, "{\"time\":1}");
+    /* an alias given twice: the last; null takes it back */
+    g = one(f, "{\"msg\":\"a\",\"msg\":\"b\",\"severity\":\"error\",\"severity\":null}");
+    assert_string_equal(g->str[ING_F_MESSAGE], "b");
+    assert_false(g->rec.has_level);
+    assert_null(g->extra);
+    /* a column's own null leaves it to an alias */
+    g = one(f, "{\"msg\":\"a\",\"message\":null}");
+    assert_string_equal(g->str[ING_F_MESSAGE], "a");
+    /* a strict alias of the wrong type rejects only when the column would take it */
+    assert_non_null(strstr(why(f, "{\"time\":true}"), "created_at"));
+    g = one(f, "{\"time\":{\"s\":1},\"created_at\":1704164645}");
+    assert_string_equal(g->extra, "{\"time\":{\"s\":1}}");
 }
 
 static void test_json_unknown_keys_go_to_extra_data(void **state)
@@ -415,9 +441,9 @@ static void test_json_wrong_types_reject_the_event_naming_the_field(void **state
         {"{\"message\":{\"a\":1}}", "message"},
         {"{\"msg\":[\"x\"]}", "message"},
         {"{\"message\":true}", "message"},
-        {"{\"user_id\":true}", "user_id"},
-        {"{\"user_id\":\"seven\"}", "user_id"},
-        {"{\"user_id\":1.5}", "user_id"},
+        {"{\"line_number\":true}", "line_number"},
+        {"{\"line_number\":\"seven\"}", "line_number"},
+        {"{\"line_number\":1.5}", "line_number"},
         {"{\"duration_ms\":\"fast\"}", "duration_ms"},
         {"{\"duration_ms\":{}}", "duration_ms"},
         {"{\"line_number\":[]}", "line_number"},
@@ -439,7 +465,7 @@ static void test_json_wrong_types_reject_the_event_naming_the_field(void **state
         assert_string_equal(f->s.rej[0].raw, cases[i].line);
     }
     assert_non_null(strstr(why(f, "{\"message\":{\"a\":1}}"), "not an object"));
-    assert_non_null(strstr(why(f, "{\"user_id\":true}"), "not a boolean"));
+    assert_non_null(strstr(why(f, "{\"line_number\":true}"), "not a boolean"));
 }
 
 static void test_json_numbers_fill_text_columns_with_their_literal(void **state)
@@ -457,8 +483,8 @@ static void test_json_integers_out_of_range_reject_the_event(void **state)
     struct fixture *f = *state;
     const struct got *g;
 
-    assert_non_null(strstr(why(f, "{\"user_id\":99999999999999999999999}"), "user_id"));
-    assert_non_null(strstr(why(f, "{\"user_id\":2147483648}"), "out of range"));
+    assert_non_null(strstr(why(f, "{\"line_number\":99999999999999999999999}"), "line_number"));
+    assert_non_null(strstr(why(f, "{\"duration_ms\":2147483648}"), "out of range"));
     assert_non_null(strstr(why(f, "{\"line_number\":-2147483649}"), "line_number"));
     g = one(f, "{\"user_id\":2147483647,\"line_number\":-2147483648,\"duration_ms\":\"15\"}");
     assert_int_equal(g->rec.user_id, INT32_MAX);
@@ -676,6 +702,320 @@ static void test_json_deep_nesting_is_bounded(void **state)
     free(text);
 }
 
+/* ---- senders' error objects, logger names, user ids, escapes, numbers ----------- */
+
+#define PINO_STACK                                                                                \
+    "TypeError: Cannot read properties of undefined (reading 'id')\\n    at charge "             \
+    "(/app/pay.js:12:19)\\n    at process.processTicksAndRejections "                            \
+    "(node:internal/process/task_queues:95:5)"
+
+static void test_json_pino_err_and_name_fill_exception_and_logger_columns(void **state)
+{
+    struct fixture *f = *state;
+    const struct got *g = one(
+        f, "{\"level\":50,\"time\":1704164645123,\"pid\":4242,\"hostname\":\"web-1\","
+           "\"name\":\"checkout\",\"err\":{\"type\":\"TypeError\",\"message\":\"Cannot read "
+           "properties of undefined (reading 'id')\",\"stack\":\"" PINO_STACK "\","
+           "\"code\":\"E_PAY\"},\"msg\":\"Cannot read properties of undefined (reading 'id')\"}");
+
+    assert_int_equal(g->rec.level, ING_LEVEL_ERROR);
+    assert_true(g->rec.created_us == INT64_C(1704164645123000));
+    assert_string_equal(g->str[ING_F_LOGGER_NAME], "checkout");
+    assert_string_equal(g->str[ING_F_MESSAGE], "Cannot read properties of undefined (reading 'id')");
+    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "TypeError");
+    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE],
+                        "Cannot read properties of undefined (reading 'id')");
+    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "\n    at charge (/app/pay.js:12:19)"));
+    /* what of err filled no column stays, under err */
+    assert_string_equal(g->extra, "{\"pid\":4242,\"hostname\":\"web-1\",\"err\":{\"code\":\"E_PAY\"}}");
+}
+
+static void test_json_bunyan_err_name_is_the_exception_type(void **state)
+{
+    struct fixture *f = *state;
+    const struct got *g =
+        one(f, "{\"name\":\"billing\",\"hostname\":\"web-2\",\"pid\":77,\"level\":50,"
+               "\"err\":{\"message\":\"connect ECONNREFUSED 127.0.0.1:5432\",\"name\":\"Error\","
+               "\"stack\":\"Error: connect ECONNREFUSED 127.0.0.1:5432\\n    at "
+               "TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)\","
+               "\"code\":\"ECONNREFUSED\"},\"msg\":\"db down\","
+               "\"time\":\"2024-01-02T03:04:05.123Z\",\"v\":0}");
+
+    assert_string_equal(g->str[ING_F_LOGGER_NAME], "billing");
+    assert_string_equal(g->str[ING_F_MESSAGE], "db down");
+    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "Error");
+    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "connect ECONNREFUSED 127.0.0.1:5432");
+    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "afterConnect"));
+    assert_true(g->rec.created_us == INT64_C(1704164645123000));
+    assert_string_equal(g->extra, "{\"hostname\":\"web-2\",\"pid\":77,"
+                                  "\"err\":{\"code\":\"ECONNREFUSED\"},\"v\":0}");
+}
+
+static void test_json_winston_stack_gives_type_and_message(void **state)
+{
+    struct fixture *f = *state;
+    const struct got *g = one(
+        f, "{\"level\":\"error\",\"message\":\"boom\",\"stack\":\"Error: boom\\n    at "
+           "Object.<anonymous> (/app/index.js:5:14)\\n    at Module._compile "
+           "(node:internal/modules/cjs/loader:1256:14)\",\"timestamp\":\"2024-01-02T03:04:05.123Z\"}");
+
+    assert_int_equal(g->rec.level, ING_LEVEL_ERROR);
+    assert_string_equal(g->str[ING_F_MESSAGE], "boom");
+    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "Error");
+    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "boom");
+    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "Error: boom\n    at Object"));
+    assert_null(g->extra);
+}
+
+#define PY_TRACEBACK                                                                              \
+    "Traceback (most recent call last):\\n  File \\\"/app/pay.py\\\", line 10, in charge\\n    " \
+    "amount = int(raw)\\nValueError: invalid literal for int() with base 10: 'abc'"
+
+static void test_json_python_tracebacks_fill_the_exception_columns(void **state)
+{
+    struct fixture *f = *state;
+    const struct got *g;
+
+    /* python-json-logger, "%(asctime)s %(levelname)s %(name)s %(message)s" */
+    g = one(f, "{\"asctime\": \"2024-01-02 03:04:05,123\", \"levelname\": \"ERROR\", "
+               "\"name\": \"shop.payments\", \"message\": \"payment failed\", "
+               "\"exc_info\": \"" PY_TRACEBACK "\"}");
+    assert_int_equal(g->rec.level, ING_LEVEL_ERROR);
+    assert_string_equal(g->str[ING_F_LOGGER_NAME], "shop.payments");
+    assert_string_equal(g->str[ING_F_MESSAGE], "payment failed");
+    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "line 10, in charge"));
+    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "ValueError");
+    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE],
+                        "invalid literal for int() with base 10: 'abc'");
+    assert_string_equal(g->extra, "{\"asctime\":\"2024-01-02 03:04:05,123\"}");
+    /* structlog: format_exc_info's exception string, add_logger_name's logger */
+    g = one(f, "{\"event\": \"payment failed\", \"logger\": \"shop\", \"level\": \"error\", "
+               "\"exception\": \"Traceback (most recent call last):\\n  File \\\"/app/pay.py\\\", "
+               "line 3, in <module>\\n    1/0\\n    ~^~\\nZeroDivisionError: division by zero\\n\"}");
+    assert_string_equal(g->str[ING_F_LOGGER_NAME], "shop");
+    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "ZeroDivisionError");
+    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "division by zero");
+    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "1/0"));
+    assert_string_equal(g->extra, "{\"event\":\"payment failed\"}");
+    /* a levelname that is no level stays in extra_data, never rejects */
+    g = one(f, "{\"levelname\":\"VERBOSE\",\"name\":{\"first\":\"x\"}}");
+    assert_false(g->rec.has_level);
+    assert_null(g->str[ING_F_LOGGER_NAME]);
+    assert_string_equal(g->extra, "{\"name\":{\"first\":\"x\"},\"levelname\":\"VERBOSE\"}");
+}
+
+static void test_json_columns_by_name_win_over_error_objects_and_aliases(void **state)
+{
+    struct fixture *f = *state;
+    const struct got *g;
+
+    g = one(f, "{\"err\":{\"type\":\"TypeError\",\"message\":\"m\",\"stack\":\"s\"},"
+               "\"exception_type\":\"Mine\",\"logger_name\":\"own\",\"name\":\"pino-name\"}");
+    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "Mine");
+    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "m");
+    assert_string_equal(g->str[ING_F_STACK_TRACE], "s");
+    assert_string_equal(g->str[ING_F_LOGGER_NAME], "own");
+    assert_string_equal(g->extra, "{\"err\":{\"type\":\"TypeError\"},\"name\":\"pino-name\"}");
+    /* a top-level stack (winston) before an err.stack; the first error object before
+     * the next */
+    g = one(f, "{\"a\":1,\"err\":{\"message\":\"m1\",\"stack\":\"s1\"},\"b\":2,"
+               "\"error\":{\"message\":\"m2\",\"x\":1},\"stack\":\"top\"}");
+    assert_string_equal(g->str[ING_F_STACK_TRACE], "top");
+    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "m1");
+    assert_string_equal(g->extra, "{\"a\":1,\"err\":{\"stack\":\"s1\"},\"b\":2,"
+                                  "\"error\":{\"message\":\"m2\",\"x\":1}}");
+}
+
+static void test_json_error_objects_keep_what_fills_no_column(void **state)
+{
+    static const struct {
+        const char *line, *extra, *type;
+    } cases[] = {
+        {"{\"err\":{\"type\":\"E\"}}", NULL, "E"},
+        {"{\"err\":{\"type\":\"E\",\"code\":1}}", "{\"err\":{\"code\":1}}", "E"},
+        {"{\"err\":{\"code\":1,\"type\":\"E\"}}", "{\"err\":{\"code\":1}}", "E"},
+        {"{\"err\":{\"code\":1,\"type\":\"E\",\"errno\":2}}", "{\"err\":{\"code\":1,\"errno\":2}}",
+         "E"},
+        {"{\"x\":0,\"err\":{\"name\":\"E\",\"message\":\"m\"},\"y\":[]}", "{\"x\":0,\"y\":[]}", "E"},
+        /* not strings: kept, no column */
+        {"{\"err\":{\"type\":5,\"message\":{\"a\":1}}}",
+         "{\"err\":{\"type\":5,\"message\":{\"a\":1}}}", NULL},
+        {"{\"err\":\"boom\",\"error\":[1]}", "{\"err\":\"boom\",\"error\":[1]}", NULL},
+        /* ECS error and nested causes */
+        {"{\"error\":{\"type\":\"E\",\"cause\":{\"type\":\"C\",\"message\":\"inner\"}}}",
+         "{\"error\":{\"cause\":{\"type\":\"C\",\"message\":\"inner\"}}}", "E"},
+        /* type wins over name; the unused one stays */
+        {"{\"err\":{\"name\":\"N\",\"type\":\"T\"}}", "{\"err\":{\"name\":\"N\"}}", "T"},
+        /* the key given twice: the last object counts, the first is kept */
+        {"{\"err\":{\"type\":\"A\"},\"err\":{\"type\":\"B\"}}", "{\"err\":{\"type\":\"A\"}}", "B"},
+        {"{\"exception\":{\"type\":\"E\",\"traceback\":\"tb\"}}", NULL, "E"},
+    };
+    struct fixture *f = *state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct got *g = one(f, cases[i].line);
+
+        if (cases[i].extra == NULL ? g->extra != NULL
+                                   : g->extra == NULL || strcmp(g->extra, cases[i].extra) != 0)
+            fail_msg("%s: extra_data %s, not %s", cases[i].line, g->extra ? g->extra : "NULL",
+                     cases[i].extra ? cases[i].extra : "NULL");
+        if (cases[i].type == NULL)
+            assert_null(g->str[ING_F_EXCEPTION_TYPE]);
+        else
+            assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], cases[i].type);
+    }
+    /* the same through a document, whose strings stay in the input */
+    assert_int_equal(doc(f, "[{\"err\":{\"type\":\"E\",\"message\":\"m\\u00e9\",\"n\":1}}]"), AGG_OK);
+    assert_int_equal(f->s.n_ev, 1);
+    assert_string_equal(f->s.ev[0].str[ING_F_EXCEPTION_TYPE], "E");
+    assert_string_equal(f->s.ev[0].str[ING_F_EXCEPTION_MESSAGE], "m\xC3\xA9");
+    assert_string_equal(f->s.ev[0].extra, "{\"err\":{\"n\":1}}");
+}
+
+static void test_json_user_id_that_is_not_an_integer_is_kept_as_sent(void **state)
+{
+    static const struct {
+        const char *line, *orig;
+        bool is_string;
+    } cases[] = {
+        {"{\"user_id\":\"u-123\"}", "u-123", true},
+        {"{\"user_id\":\"550e8400-e29b-41d4-a716-446655440000\"}",
+         "550e8400-e29b-41d4-a716-446655440000", true},
+        {"{\"user_id\":\"\"}", "", true},
+        {"{\"user_id\":\"u-\\u00e9\\n\"}", "u-\xC3\xA9\n", true},
+        {"{\"user_id\":2147483648}", "2147483648", false},
+        {"{\"user_id\":-99999999999999999999}", "-99999999999999999999", false},
+        {"{\"user_id\":12.5}", "12.5", false},
+        {"{\"user_id\":1e5000}", "1e5000", true}, /* jsonb cannot hold it as a number */
+        {"{\"user_id\":true}", "true", false},
+        {"{\"user_id\":7,\"user_id\":\"x\"}", "x", true},
+    };
+    struct fixture *f = *state;
+    const struct got *g;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        g = one(f, cases[i].line);
+        assert_false(g->rec.has_user_id);
+        assert_non_null(g->user_id_orig);
+        assert_string_equal(g->user_id_orig, cases[i].orig);
+        assert_int_equal(g->rec.user_id_orig_is_string, cases[i].is_string);
+        assert_null(g->extra);
+    }
+    g = one(f, "{\"user_id\":\"x\",\"user_id\":7}");
+    assert_true(g->rec.has_user_id);
+    assert_int_equal(g->rec.user_id, 7);
+    assert_null(g->user_id_orig);
+    g = one(f, "{\"user_id\":\"x\",\"user_id\":null}");
+    assert_false(g->rec.has_user_id);
+    assert_null(g->user_id_orig);
+    g = one(f, "{\"user_id\":\"42\"}");
+    assert_int_equal(g->rec.user_id, 42);
+    /* any other shape: extra_data.user_id as it came */
+    g = one(f, "{\"user_id\":{\"id\":7,\"org\":[1]}}");
+    assert_false(g->rec.has_user_id);
+    assert_null(g->user_id_orig);
+    assert_string_equal(g->extra, "{\"user_id\":{\"id\":7,\"org\":[1]}}");
+}
+
+static void test_json_unpaired_surrogates_become_replacement_characters(void **state)
+{
+    static const struct {
+        const char *line, *msg;
+    } cases[] = {
+        {"{\"msg\":\"\\ud800\\u0041\"}", "\xEF\xBF\xBD" "A"},
+        {"{\"msg\":\"x\\udc00y\"}", "x\xEF\xBF\xBDy"},
+        {"{\"msg\":\"a\\ud800\"}", "a\xEF\xBF\xBD"},
+        {"{\"msg\":\"\\uD800\\n\"}", "\xEF\xBF\xBD\n"},
+        {"{\"msg\":\"\\ud800x\"}", "\xEF\xBF\xBDx"},
+        {"{\"msg\":\"\\ud83d\\ude00\"}", "\xF0\x9F\x98\x80"},
+        {"{\"msg\":\"\\\\ud800\"}", "\\ud800"},
+        {"{\"msg\":\"\\\\\\ud800\"}", "\\\xEF\xBF\xBD"},
+        {"{\"msg\":\"\\ud800\\ud800\\udc00\"}", "\xEF\xBF\xBD\xF0\x90\x80\x80"},
+        {"{\"msg\":\"\\udbff\\udfff\\udfff\"}", "\xF4\x8F\xBF\xBF\xEF\xBF\xBD"},
+    };
+    struct fixture *f = *state;
+    const struct got *g;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        g = one(f, cases[i].line);
+        if (strcmp(g->str[ING_F_MESSAGE], cases[i].msg) != 0)
+            fail_msg("%s gave \"%s\"", cases[i].line, g->str[ING_F_MESSAGE]);
+        assert_string_equal(g->raw, cases[i].line); /* the line as received */
+    }
+    g = one(f, "{\"k\\udfff\":\"v\\ud800\\u0041\"}");
+    assert_string_equal(g->extra, "{\"k\xEF\xBF\xBD\":\"v\xEF\xBF\xBD" "A\"}");
+    /* the next line is read as sent */
+    assert_int_equal(nd(f, "{\"msg\":\"\\ud800\\u0041\"}\n{\"msg\":\"\\u0041\"}\n"), AGG_OK);
+    assert_int_equal(f->s.n_ev, 2);
+    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "\xEF\xBF\xBD" "A");
+    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "A");
+    /* documents and OTLP */
+    assert_int_equal(doc(f, "[{\"msg\":\"\\ud800\\u0041\"},{\"msg\":\"ok\\udc00\"}]"), AGG_OK);
+    assert_int_equal(f->s.n_ev, 2);
+    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "\xEF\xBF\xBD" "A");
+    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "ok\xEF\xBF\xBD");
+    assert_int_equal(doc(f, "{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":[{\"body\":"
+                            "{\"stringValue\":\"\\ud800\\u0041\"}}]}]}]}"),
+                     AGG_OK);
+    assert_int_equal(f->s.n_ev, 1);
+    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "\xEF\xBF\xBD" "A");
+    /* a body error still names the offset of the bytes as sent */
+    assert_int_equal(doc(f, "{\"msg\":\"\\ud800\" x}"), AGG_EINVAL);
+    assert_non_null(strstr(f->err.msg, "at byte"));
+}
+
+static void test_json_subnormal_numbers_are_numbers(void **state)
+{
+    struct fixture *f = *state;
+    const struct got *g;
+
+    g = one(f, "{\"memory_usage_mb\":5e-324,\"duration_ms\":5e-324,\"x\":5e-324}");
+    assert_true(g->rec.has_memory_usage_mb);
+    assert_true(g->rec.memory_usage_mb > 0 && g->rec.memory_usage_mb < 1e-323);
+    assert_true(g->rec.has_duration_ms);
+    assert_int_equal(g->rec.duration_ms, 0);
+    assert_string_equal(g->extra, "{\"x\":5e-324}");
+    g = one(f, "{\"memory_usage_mb\":\"2.2250738585072011e-308\"}");
+    assert_true(g->rec.memory_usage_mb > 0);
+    g = one(f, "{\"memory_usage_mb\":1e-400}"); /* underflows to 0: a number all the same */
+    assert_true(g->rec.has_memory_usage_mb);
+    assert_true(g->rec.memory_usage_mb == 0.0);
+    /* beyond a double: out of range, as integers beyond INTEGER */
+    assert_non_null(strstr(why(f, "{\"memory_usage_mb\":1e400}"), "memory_usage_mb: 1e400 is out of range"));
+    assert_non_null(strstr(why(f, "{\"memory_usage_mb\":\"inf\"}"), "not a number"));
+}
+
+static void test_json_otlp_exception_attributes_and_foreign_user_ids(void **state)
+{
+    struct fixture *f = *state;
+    const struct got *g;
+
+    assert_int_equal(
+        doc(f, "{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":[{\"attributes\":["
+               "{\"key\":\"exception.stacktrace\",\"value\":{\"stringValue\":\"Traceback (most "
+               "recent call last):\\n  File \\\"a.py\\\", line 1, in <module>\\n    f()\\n"
+               "KeyError: 'k'\\n\"}},"
+               "{\"key\":\"enduser.id\",\"value\":{\"stringValue\":\"alice\"}}]},"
+               "{\"attributes\":["
+               "{\"key\":\"exception.type\",\"value\":{\"stringValue\":\"Own\"}},"
+               "{\"key\":\"exception.stacktrace\",\"value\":{\"stringValue\":\"RangeError: x\\n"
+               "    at f (a.js:1:1)\"}},"
+               "{\"key\":\"user.id\",\"value\":{\"intValue\":\"9007199254740993\"}}]}]}]}]}"),
+        AGG_OK);
+    assert_int_equal(f->s.n_ev, 2);
+    g = &f->s.ev[0];
+    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "KeyError");
+    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "'k'");
+    assert_false(g->rec.has_user_id);
+    assert_string_equal(g->user_id_orig, "alice");
+    assert_true(g->rec.user_id_orig_is_string);
+    g = &f->s.ev[1];
+    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "Own");
+    assert_null(g->str[ING_F_EXCEPTION_MESSAGE]); /* another exception's message: not taken */
+    assert_string_equal(g->user_id_orig, "9007199254740993");
+    assert_false(g->rec.user_id_orig_is_string); /* an int64: a number */
+}
+
 /* ---- documents ------------------------------------------------------------------- */
 
 static void test_json_document_single_object_is_event_zero(void **state)
@@ -687,7 +1027,7 @@ static void test_json_document_single_object_is_event_zero(void **state)
     assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "solo");
     assert_string_equal(f->s.ev[0].extra, "{\"x\":{\"y\":[1,2]}}");
     assert_string_equal(f->s.ev[0].raw, "{\"msg\":\"solo\",\"x\":{\"y\":[1,2]}}");
-    assert_int_equal(doc(f, "{\"user_id\":\"x\"}"), AGG_OK);
+    assert_int_equal(doc(f, "{\"line_number\":\"x\"}"), AGG_OK);
     assert_int_equal(f->s.n_rej, 1);
     assert_int_equal(f->s.rej[0].index, 0);
     /* a top-level scalar is JSON, but not an event */
@@ -1148,7 +1488,8 @@ static int sweep_ndjson(struct ing_json *j, struct sink *s)
 {
     static const char body[] =
         "{\"msg\":\"a\\u0000\",\"k\":{\"n\":[1,2,\"\\u00e9\"]},\"user_id\":3}\n"
-        "bad\n{\"msg\":\"b\",\"level\":\"error\",\"e\\n\":\"x\\ty\"}\n";
+        "bad\n{\"msg\":\"b\\ud800\",\"level\":\"error\",\"e\\n\":\"x\\ty\","
+        "\"err\":{\"type\":\"E\",\"code\":1},\"user_id\":\"u-1\"}\n";
     struct ing_sink sink = {sink_emit, sink_reject, s};
     struct ing_json_stats st;
 
@@ -1211,6 +1552,25 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_invalid_utf8_rejects_the_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_oversized_events_are_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_deep_nesting_is_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_json_pino_err_and_name_fill_exception_and_logger_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_bunyan_err_name_is_the_exception_type, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_json_winston_stack_gives_type_and_message, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_json_python_tracebacks_fill_the_exception_columns,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_json_columns_by_name_win_over_error_objects_and_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_error_objects_keep_what_fills_no_column, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_json_user_id_that_is_not_an_integer_is_kept_as_sent,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_json_unpaired_surrogates_become_replacement_characters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_subnormal_numbers_are_numbers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_otlp_exception_attributes_and_foreign_user_ids,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_document_single_object_is_event_zero, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_json_document_array_rejects_non_object_elements, setup,

@@ -841,6 +841,32 @@ static void test_syslog_to_record_fills_columns_from_sd_params(void **state)
     mapped_free(&x);
 }
 
+static void test_syslog_to_record_keeps_a_user_id_that_is_not_an_integer(void **state)
+{
+    struct mapped x;
+    char *in = malloc(20000);
+    int n;
+
+    (void)state;
+    /* a long param after it: the scratch buffer moves while the params are read */
+    n = snprintf(in, 20000, "<14>1 - h app - - [u@1 user_id=\"u-\\]987\" stack_trace=\"");
+    memset(in + n, 's', 16000);
+    snprintf(in + n + 16000, 20000 - (size_t)n - 16000, "\"] paid");
+    map(&x, in);
+    assert_int_equal(x.rc, AGG_OK);
+    assert_false(x.rec.has_user_id);
+    assert_true(str_is(x.rec.user_id_orig, "u-]987"));
+    assert_true(x.rec.user_id_orig_is_string);
+    assert_int_equal(x.rec.str[ING_F_STACK_TRACE].len, 16000);
+    mapped_free(&x);
+    free(in);
+    map(&x, "<14>1 - h app - - [u@1 user_id=\"987654\"] paid");
+    assert_true(x.rec.has_user_id);
+    assert_int_equal(x.rec.user_id, 987654);
+    assert_null(x.rec.user_id_orig.p);
+    mapped_free(&x);
+}
+
 static void test_syslog_to_record_rejects_bad_column_value_naming_the_param(void **state)
 {
     struct mapped x;
@@ -946,6 +972,7 @@ int main(void)
         cmocka_unit_test(test_syslog_to_record_omits_nil_fields),
         cmocka_unit_test(test_syslog_to_record_adds_3164_extras),
         cmocka_unit_test(test_syslog_to_record_fills_columns_from_sd_params),
+        cmocka_unit_test(test_syslog_to_record_keeps_a_user_id_that_is_not_an_integer),
         cmocka_unit_test(test_syslog_to_record_rejects_bad_column_value_naming_the_param),
         cmocka_unit_test(test_syslog_to_record_strips_bom_from_message),
         cmocka_unit_test(test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json),

@@ -151,6 +151,40 @@ static void test_copy_extra_splice_keeps_members_and_escapes(void **state)
     assert_string_equal(f[17], "{\"path\":\"C:\\\\\\\\dir\",\"nl\":\"a\\\\nb\"}");
 }
 
+static void test_copy_user_id_that_is_not_an_integer_goes_to_extra_data(void **state)
+{
+    static const char odd[] = "a\"b\\c\x01\0d\xFF";
+    struct ing_record rec;
+    char *f[19];
+
+    (void)state;
+    ing_record_init(&rec);
+    ing_record_keep_user_id(&rec, "u-123", 5, true);
+    encode_fields(&rec, ING_TIME_NONE, f);
+    assert_string_equal(f[7], "\\N");
+    assert_string_equal(f[17], "{\"user_id\":\"u-123\"}");
+    /* a number stays a number; the other additions and the record's own members stay */
+    rec.has_user_id = true; /* cleared by keeping an original */
+    ing_record_keep_user_id(&rec, "2147483648", 10, false);
+    rec.extra = str("{\"k\":1}");
+    encode_fields(&rec, INT64_C(0), f);
+    assert_string_equal(f[7], "\\N");
+    assert_string_equal(f[17], "{\"original_timestamp\":\"1970-01-01T00:00:00.000000Z\",\"k\":1,"
+                               "\"user_id\":2147483648}");
+    /* JSON-escaped, NUL and invalid UTF-8 made U+FFFD, then COPY-escaped */
+    ing_record_keep_user_id(&rec, odd, sizeof(odd) - 1, true);
+    rec.extra = str("{}");
+    encode_fields(&rec, ING_TIME_NONE, f);
+    assert_string_equal(f[17], "{\"user_id\":\"a\\\\\"b\\\\\\\\c\\\\u0001\\\\ufffdd\xEF\xBF\xBD\"}");
+    /* a literal jsonb would refuse is written as a string */
+    ing_record_keep_user_id(&rec, "1e5000", 6, false);
+    assert_true(rec.user_id_orig_is_string);
+    ing_record_keep_user_id(&rec, "01", 2, false);
+    assert_true(rec.user_id_orig_is_string);
+    ing_record_keep_user_id(&rec, "false", 5, false);
+    assert_false(rec.user_id_orig_is_string);
+}
+
 static void test_copy_64k_message_is_one_field(void **state)
 {
     size_t n = 65536;
@@ -179,6 +213,7 @@ static void test_copy_allocation_failure_leaves_buffer_unchanged(void **state)
     rec.str[ING_F_MESSAGE] = str("bad \xFF byte");
     rec.str[ING_F_LOGGER_NAME] = str("svc");
     rec.extra = str("{\"a\":1}");
+    ing_record_keep_user_id(&rec, "u-\"1\"", 5, true);
     for (n = 0;; n++) {
         int rc;
 
@@ -211,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_copy_truncates_varchar_at_character_boundary),
         cmocka_unit_test(test_copy_numbers_and_original_timestamp),
         cmocka_unit_test(test_copy_extra_splice_keeps_members_and_escapes),
+        cmocka_unit_test(test_copy_user_id_that_is_not_an_integer_goes_to_extra_data),
         cmocka_unit_test(test_copy_64k_message_is_one_field),
         cmocka_unit_test(test_copy_allocation_failure_leaves_buffer_unchanged),
     };

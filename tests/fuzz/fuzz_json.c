@@ -4,8 +4,8 @@
  * Feeds the input (an exact-size buffer: any read past it is an ASan report) to the
  * NDJSON, document and single-line decoders, with a large and a small event limit,
  * and once more with a sink that fills up. The sink checks every record: message
- * present, extra_data a jsonb-safe JSON object (valid UTF-8, no \u0000), raw present
- * and within the limit; every reject has a reason. After each call the decoder's
+ * present, extra_data a jsonb-safe JSON object (valid UTF-8, no \u0000), a kept
+ * user_id literal valid JSON, raw present and within the limit; every reject has a reason. After each call the decoder's
  * own invariants must hold (ing_json_check: yajl never outgrew the reserve).
  * Seeds: any JSON, NDJSON or OTLP/HTTP JSON logs bodies.
  */
@@ -86,6 +86,24 @@ static int emit(void *arg, const struct ing_record *rec)
     touch(rec->raw.p, rec->raw.len);
     CHECK(rec->level >= ING_LEVEL_DEBUG && rec->level <= ING_LEVEL_CRITICAL);
     check_extra(rec->extra);
+    if (rec->user_id_orig.p != NULL) {
+        /* a kept user_id: no INTEGER beside it; a literal is JSON store/copy.c can write */
+        CHECK(!rec->has_user_id);
+        touch(rec->user_id_orig.p, rec->user_id_orig.len);
+        if (!rec->user_id_orig_is_string) {
+            char *text = malloc(rec->user_id_orig.len + 3);
+            yajl_val v;
+
+            CHECK(text != NULL);
+            text[0] = '[';
+            memcpy(text + 1, rec->user_id_orig.p, rec->user_id_orig.len);
+            memcpy(text + 1 + rec->user_id_orig.len, "]", 2);
+            v = yajl_tree_parse(text, NULL, 0);
+            CHECK(v != NULL);
+            yajl_tree_free(v);
+            free(text);
+        }
+    }
     s->emitted++;
     return AGG_OK;
 }
