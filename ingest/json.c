@@ -26,6 +26,12 @@
  *        flat node array (one reusable buffer) and then walked.
  *        yajl_gen_number() prints its text verbatim: it is how pre-built JSON
  *        (the resource and scope objects) is spliced into extra_data.
+ *        A column's own key beats its aliases in any key order, so alias values are
+ *        held (stable copies) until the event ends and only then set or sent to
+ *        extra_data; error objects (err, error) stream into extra_data as they come
+ *        and the members that filled a column are cut out of its finished text.
+ *        yajl 2.1 mis-decodes unpaired surrogate escapes; surrogates_fix() rewrites
+ *        them as \ufffd (same length) in a copy of the input before parsing.
  * Not here: HTTP status mapping, decompression, COPY encoding (store/copy.c).
  */
 #include "ingest/json.h"
