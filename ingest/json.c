@@ -855,6 +855,8 @@ static void pending_value(struct ing_json *j, enum tok t, const char *s, size_t 
         errobj_begin(j, k);
         return;
     }
+    if (k->flags & KF_ERROBJ)
+        ev->err_mask &= ~(1u << k->errslot); /* the key's last value is no object */
     if (k->flags & KF_ALIAS) {
         struct held *h = &ev->held[k->slot];
 

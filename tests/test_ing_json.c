@@ -849,6 +849,9 @@ static void test_json_error_objects_keep_what_fills_no_column(void **state)
         /* the key given twice: the last object counts, the first is kept */
         {"{\"err\":{\"type\":\"A\"},\"err\":{\"type\":\"B\"}}", "{\"err\":{\"type\":\"A\"}}", "B"},
         {"{\"exception\":{\"type\":\"E\",\"traceback\":\"tb\"}}", NULL, "E"},
+        /* the key's last value is a string: the object before it counts no more */
+        {"{\"exception\":{\"type\":\"E\",\"x\":1},\"exception\":\"tb\"}",
+         "{\"exception\":{\"type\":\"E\",\"x\":1}}", NULL},
     };
     struct fixture *f = *state;
 

@@ -289,14 +289,14 @@ class IngestTest(unittest.TestCase):
                                     ctype="application/json")
         self.assertEqual(status, 200, text)
         self.assertEqual(json.loads(text)["accepted"], 1)
-        array = [{"message": f"{tag} a"}, {"message": f"{tag} b", "user_id": "oops"},
+        array = [{"message": f"{tag} a"}, {"message": f"{tag} b", "line_number": "oops"},
                  "not an object", {"message": f"{tag} c", "severity": 3}]
         status, _, text = self.post(json.dumps(array), ctype="application/json; charset=utf-8")
         self.assertEqual(status, 200, text)
         doc = json.loads(text)
         self.assertEqual((doc["accepted"], doc["rejected"]), (2, 2))
         self.assertEqual([e["index"] for e in doc["errors"]], [1, 2])
-        self.assertIn("user_id", doc["errors"][0]["error"])
+        self.assertIn("line_number", doc["errors"][0]["error"])
         rows = self.rows("message LIKE %s", (f"{tag} %",), n=3)
         self.assertEqual([r["message"] for r in rows], [f"{tag} one", f"{tag} a", f"{tag} c"])
         self.assertEqual(rows[2]["level"], "ERROR")  # syslog severity 3
