@@ -9,6 +9,7 @@ import random
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -242,6 +243,55 @@ class FullSpoolTest(DurabilityBase):
                         (f"last-{self.run_id}",))
             self.assertEqual(cur.fetchone()[0], 1)
         conn.close()
+        self.assertEqual(self.aggd.stop(), 0)
+
+
+class DiskFullTest(DurabilityBase):
+    """A request whose events meet a full disk is answered (503 + Retry-After) within
+    a bound, not when space returns."""
+
+    def test_request_caught_by_a_full_disk_is_answered_in_time(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a small tmpfs")
+        mnt = tempfile.mkdtemp(prefix="aggd-disk.")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt], check=True)
+        self.addCleanup(os.rmdir, mnt)
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt], check=False)
+        self.spool = os.path.join(mnt, "spool")
+        self.cluster.stop()  # nothing leaves the spool
+        self.start("--set", "spool.segment_bytes=256KiB")
+        answers, acked, n = [], [], 0
+        while len([a for a in answers if a[0] == 503]) < 3 and n < 20000:
+            ids = [f"{self.run_id}-{n + i}" for i in range(50)]
+            n += 50
+            body = "".join(json.dumps({"message": "z" * 1000, "correlation_id": i}) + "\n"
+                           for i in ids)
+            t0 = time.monotonic()
+            status, headers, text = h.request(self.ports["http"], "POST", "/v1/logs",
+                                              body=body, timeout=10,
+                                              headers={"Content-Type": "application/x-ndjson"})
+            answers.append((status, time.monotonic() - t0))
+            if status == 202:
+                taken = len(ids) - len(json.loads(text)["errors"])
+                acked.extend(ids[:taken])
+            else:
+                self.assertEqual(status, 503, text)
+                self.assertEqual(headers["retry-after"], "1")
+        slowest = max(t for _, t in answers)
+        print(f"full disk: {len(answers)} requests, {len(acked)} events acknowledged, "
+              f"slowest answer {slowest:.2f} s")
+        self.assertGreaterEqual(len([a for a in answers if a[0] == 503]), 3, answers[-5:])
+        self.assertLess(slowest, 5.0, "a request waited for space to return")
+        # space returns: aggd resumes by itself, and nothing acknowledged is lost
+        self.cluster.start()  # batches land, segments go, space returns
+        def accepting():
+            status, _, _ = h.request(self.ports["http"], "POST", "/v1/logs",
+                                     body=json.dumps({"message": "after"}) + "\n",
+                                     headers={"Content-Type": "application/x-ndjson"})
+            return status == 202
+        h.wait_for(accepting, 60, interval=0.5, what="ingest to resume once space returned")
+        self.wait_drained(60)
+        self.assert_exactly_once(acked, self.counts(), "full disk")
         self.assertEqual(self.aggd.stop(), 0)
 
 
