@@ -820,8 +820,8 @@ void ing_pipeline_shutdown(struct ing_pipeline *p)
     if (p->open != NULL && !st_batch_is_empty(p->open) && !p->spilling &&
         submit(p, p->open) == AGG_OK)
         p->open = NULL;
+    p->stopped = true; /* batches coming back while the writers stop start nothing new */
     st_writer_stop(p->writer);
-    p->stopped = true;
 }
 
 void ing_pipeline_free(struct ing_pipeline *p)
