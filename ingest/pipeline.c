@@ -96,6 +96,7 @@ struct ing_pipeline {
     _Atomic int64_t *counts[ING_TRANSPORT_COUNT][ING_COUNT_KINDS];
     _Atomic int64_t *accepted[ING_TRANSPORT_COUNT];
     _Atomic int64_t *out_of_window, *replayed, *spool_refused, *spilled;
+    _Atomic int64_t *user_id_kept; /* a user_id that is not an INTEGER, kept in extra_data */
 };
 
 static const char *const transport_labels[ING_TRANSPORT_COUNT] = {
@@ -439,6 +440,8 @@ int ing_pipeline_add(struct ing_pipeline *p, const struct ing_record *rec,
     }
     if (original != ING_TIME_NONE)
         agg_metric_inc(p->out_of_window, 1);
+    if (rec->user_id_orig.p != NULL)
+        agg_metric_inc(p->user_id_kept, 1);
     agg_metric_inc(p->accepted[transport], 1);
     for (int i = 0; i < p->ntaps; i++)
         p->taps[i].fn(p->taps[i].arg, rec, created);
@@ -748,6 +751,10 @@ static int register_metrics(struct ing_pipeline *p, struct agg_metrics *m)
     p->out_of_window = agg_metrics_add(
         m, AGG_METRIC_COUNTER, "aggd_events_out_of_window_total", NULL,
         "Events stored at their receive time because their timestamp was out of range.");
+    p->user_id_kept = agg_metrics_add(
+        m, AGG_METRIC_COUNTER, "aggd_events_user_id_not_integer_total", NULL,
+        "Events whose user_id is not an INTEGER: stored with user_id NULL, the value in "
+        "extra_data.user_id.");
     p->replayed = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_spool_replayed_total", NULL,
                                   "Spool records replayed at start.");
     p->spool_refused = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_spool_refused_total", NULL,
@@ -756,7 +763,7 @@ static int register_metrics(struct ing_pipeline *p, struct agg_metrics *m)
                                  "Events left only in the spool while the writers were behind, "
                                  "read back later.");
     if (p->out_of_window == NULL || p->replayed == NULL || p->spool_refused == NULL ||
-        p->spilled == NULL ||
+        p->spilled == NULL || p->user_id_kept == NULL ||
         agg_metrics_add_fn(m, "aggd_spool_backlog_bytes", NULL,
                            "Spool bytes waiting to be read back for the writers.", backlog_bytes,
                            p) != AGG_OK ||
