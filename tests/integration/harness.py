@@ -196,6 +196,14 @@ class Aggd:
     def get(self, path, **kw):
         return request(self.http_port, "GET", path, **kw)
 
+    def metric(self, name):
+        """The value of the unlabelled metric <name> in /metrics."""
+        _, _, text = self.get("/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in /metrics")
+
     def output(self):
         with open(self.log.name, encoding="utf-8", errors="replace") as f:
             return f.read()

@@ -63,11 +63,7 @@ class UserIdTest(unittest.TestCase):
             return cur.fetchone()[0]
 
     def metric(self, name):
-        _, _, text = self.aggd.get("/metrics")
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise AssertionError(f"{name} not in /metrics")
+        return self.aggd.metric(name)
 
     def test_json_user_id_of_the_application_is_kept_in_extra_data(self):
         tag = uuid.uuid4().hex

@@ -312,11 +312,7 @@ class SpillTest(DurabilityBase):
                    text=text)
 
     def metric(self, name):
-        _, _, text = self.aggd.get("/metrics")
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise AssertionError(f"{name} not in /metrics")
+        return self.aggd.metric(name)
 
     def test_busy_writers_spill_to_the_spool_and_read_back_in_order(self):
         self.start("--set", "writer.threads=1", "--set", "batch.max_rows=5")

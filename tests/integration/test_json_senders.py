@@ -210,22 +210,15 @@ class JsonSendersTest(unittest.TestCase):
 
     # ---- user ids that are not aggd users' --------------------------------------------
 
-    def metric(self, name):
-        _, _, text = self.aggd.get("/metrics")
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise AssertionError(f"{name} not in /metrics")
-
     def test_user_id_that_is_not_an_integer_is_kept_in_extra_data(self):
         tag = uuid.uuid4().hex
         values = ["u-123", "550e8400-e29b-41d4-a716-446655440000", 2147483648, 7.5,
                   -99999999999999999999]
         body = "".join(json.dumps({"msg": f"{tag} {i}", "user_id": v}) + "\n"
                        for i, v in enumerate(values))
-        before = self.metric("aggd_events_user_id_not_integer_total")
+        before = self.aggd.metric("aggd_events_user_id_not_integer_total")
         self.post(body, want_accepted=len(values))
-        self.assertEqual(self.metric("aggd_events_user_id_not_integer_total") - before,
+        self.assertEqual(self.aggd.metric("aggd_events_user_id_not_integer_total") - before,
                          len(values))
         for i, v in enumerate(values):
             row = self.row("message = %s", (f"{tag} {i}",))
