@@ -12,6 +12,9 @@
  *        DETACH, but the detached table keeps the data until "verified", so a month is
  *        never both missing from the database and absent from the archive.
  *        DETACH … CONCURRENTLY refuses a transaction block: no BEGIN around it.
+ *        A "dropped" month can have a table again (ingest re-created it after a
+ *        clock jump): its archived rows are merged back before anything is
+ *        exported over the old file, which holds the only copy of them.
  * Not here: file format (store/archive.c), the timer (src/server.c).
  */
 #include "store/partitions.h"

@@ -10,7 +10,9 @@
  *        (committed or rejected), so a retry after a lost connection resumes there
  *        and never sends a committed row twice. PostgreSQL names the bad COPY line
  *        for data errors; constraint errors found at statement end (foreign keys)
- *        name none, and those ranges are bisected.
+ *        name none, and those ranges are bisected. Before a COPY into a month the
+ *        thread notes it in partition_activity (once a minute per month, its own
+ *        transaction): maintenance never archives a month still being written.
  */
 #include "store/writer.h"
 
