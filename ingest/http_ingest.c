@@ -34,8 +34,12 @@
 #define HOLD_MAX_MS 5000
 #define HOLD_MAX_BYTES (32u << 20)
 #define HOLD_CHECK_MS 100
+/* A request whose events cannot reach the disk (full, failing) is answered 503 after
+ * this long rather than when space returns; its events may still land later. */
+#define SYNC_MAX_MS 2000
 
 struct ing_http {
+    struct agg_http *http;
     struct ing_pipeline *pipeline;
     struct api_sessions *sessions;
     struct ing_json *json;
@@ -57,6 +61,10 @@ struct request {
     char peer[64];
     int64_t received_us;
     size_t accepted, rejected;
+    size_t refused;      /* ?wait=commit: rows PostgreSQL refused (in ingest_rejects) */
+    uint64_t from;       /* the spool position before its first event */
+    struct event *sync_timer; /* answers 503 when the spool is stuck */
+    bool answered;
     yajl_gen errors; /* the "errors" array being built */
     size_t nerrors;
     bool failed; /* adding to the pipeline failed (out of memory) */
@@ -73,6 +81,8 @@ static void request_unref(struct request *r)
         return;
     if (r->orphan != NULL)
         evhttp_request_free(r->orphan);
+    if (r->sync_timer != NULL)
+        event_free(r->sync_timer);
     if (r->errors != NULL)
         yajl_gen_free(r->errors);
     free(r);
@@ -93,6 +103,7 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
 /* Sends the reply (if the client is still there) and ends the request's own ref. */
 static void finish(struct request *r, int code, const char *ecode, const char *message)
 {
+    r->answered = true;
     if (r->req != NULL) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
 
@@ -109,13 +120,20 @@ static void finish(struct request *r, int code, const char *ecode, const char *m
             const unsigned char *buf;
             size_t len;
             yajl_gen g = r->errors;
-            char head[96];
+            char head[128];
 
-            /* {"accepted":N,"rejected":M,"errors":[...]} around the errors array */
+            /* {"accepted":N,"rejected":M,"errors":[...]} around the errors array; once
+             * committed, accepted counts rows in system_logs and refused those
+             * PostgreSQL refused (among the rejected) */
             yajl_gen_array_close(g);
             yajl_gen_get_buf(g, &buf, &len);
-            snprintf(head, sizeof(head), "{\"accepted\":%zu,\"rejected\":%zu,\"errors\":",
-                     r->accepted, r->rejected);
+            if (code == 200)
+                snprintf(head, sizeof(head),
+                         "{\"accepted\":%zu,\"rejected\":%zu,\"refused\":%zu,\"errors\":",
+                         r->accepted - r->refused, r->rejected + r->refused, r->refused);
+            else
+                snprintf(head, sizeof(head), "{\"accepted\":%zu,\"rejected\":%zu,\"errors\":",
+                         r->accepted, r->rejected);
             {
                 struct evbuffer *out = evbuffer_new();
                 struct evkeyvalq *hdr = evhttp_request_get_output_headers(r->req);
@@ -176,10 +194,11 @@ static void sink_reject(void *arg, size_t index, const char *why, const char *ra
                         len);
 }
 
-static void on_landed(void *arg, bool landed)
+static void on_landed(void *arg, bool landed, size_t refused)
 {
     struct request *r = arg;
 
+    r->refused = refused < r->accepted ? refused : r->accepted;
     if (landed)
         finish(r, 200, NULL, NULL);
     else
@@ -190,12 +209,40 @@ static void on_spooled(void *arg)
 {
     struct request *r = arg;
 
+    if (r->sync_timer != NULL)
+        evtimer_del(r->sync_timer);
+    if (r->answered) { /* a 503 went out already: only the wait's reference is left */
+        request_unref(r);
+        return;
+    }
+    request_unref(r); /* the wait's reference; the request's own one stays */
     if (r->req == NULL || !r->wait_commit) {
         finish(r, 202, NULL, NULL); /* (no reply when the client is gone) */
         return;
     }
-    if (ing_pipeline_wait(r->h->pipeline, on_landed, r) != AGG_OK)
+    if (ing_pipeline_wait(r->h->pipeline, r->from, on_landed, r) != AGG_OK)
         finish(r, 503, "unavailable", "out of memory");
+}
+
+/* The spool has not made the events durable for SYNC_MAX_MS: when it is stuck (a full
+ * or failing disk) the client hears so now, not when space returns. */
+static void on_sync_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct request *r = arg;
+    struct timeval tv = {SYNC_MAX_MS / 1000, (SYNC_MAX_MS % 1000) * 1000};
+    char why[256];
+
+    (void)fd;
+    (void)what;
+    if (r->answered)
+        return;
+    if (!ing_pipeline_is_full(r->h->pipeline)) {
+        evtimer_add(r->sync_timer, &tv); /* slow, not stuck */
+        return;
+    }
+    ing_pipeline_problem(r->h->pipeline, why, sizeof(why));
+    finish(r, 503, "unavailable",
+           why[0] != '\0' ? why : "the spool cannot make the events durable now");
 }
 
 /* The media type of <ct> without parameters, lower-cased into <out>. */
@@ -245,6 +292,7 @@ static void decode(struct request *r)
         return;
     }
     yajl_gen_array_open(r->errors);
+    r->from = ing_pipeline_tail(h->pipeline);
     if (r->ndjson)
         rc = ing_json_decode_ndjson(h->json, data, len, &sink, &stats, &err);
     else
@@ -257,10 +305,23 @@ static void decode(struct request *r)
         finish(r, 503, "backpressure", "the spool cannot take events now; retry later");
         return;
     }
-    /* Acknowledged only once durable in the spool (spool.fsync); the wait holds the
-     * request's own reference from here. */
-    if (ing_pipeline_sync(h->pipeline, on_spooled, r) != AGG_OK)
+    /* Acknowledged only once durable in the spool (spool.fsync); the wait holds a
+     * reference of its own, so a 503 for a stuck disk may answer first. */
+    r->sync_timer = evtimer_new(agg_http_base(h->http), on_sync_timer, r);
+    if (r->sync_timer == NULL) {
         finish(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    r->refs += 2; /* the wait's, and ours across the call: on_spooled may run inside */
+    if (ing_pipeline_sync(h->pipeline, on_spooled, r) != AGG_OK) {
+        r->refs--;
+        finish(r, 503, "unavailable", "out of memory");
+    } else if (!r->answered) {
+        struct timeval tv = {SYNC_MAX_MS / 1000, (SYNC_MAX_MS % 1000) * 1000};
+
+        evtimer_add(r->sync_timer, &tv);
+    }
+    request_unref(r);
 }
 
 static size_t body_bytes(const struct request *r)
@@ -463,6 +524,7 @@ struct ing_http *ing_http_new(struct agg_http *http, const struct agg_config *cf
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
+    h->http = http;
     h->pipeline = pipeline;
     h->sessions = sessions;
     h->auth = cfg->ingest.http_auth == AGG_HTTP_AUTH_TOKEN;

@@ -35,7 +35,8 @@ struct flight {
 };
 
 struct waiter {
-    uint64_t seq; /* answered once every batch up to seq has landed */
+    uint64_t from, to; /* answered once the spool records [from, to) have landed */
+    size_t refused;    /* of those, rows PostgreSQL refused */
     ing_pipeline_wait_fn fn;
     void *arg;
 };
@@ -50,6 +51,7 @@ struct ing_pipeline {
     int nspare;
     struct event *timer;
     struct event *tick; /* notices a spool that recovered with no batch in flight */
+    struct event *readback_timer; /* waits for spilled records to reach the disk */
     bool timer_armed;
     bool flush_wanted; /* close the open batch as soon as a writer slot frees */
     bool was_full;
@@ -73,8 +75,15 @@ struct ing_pipeline {
     int ntaps;
     struct flight *flights; /* submitted batches not yet settled, in seq order */
     size_t nflights, cap_flights;
-    uint64_t landed_upto; /* every seq below it has landed */
     uint64_t prefix;      /* every spool position below it is committed */
+    uint64_t tail;        /* the spool position after the newest record */
+    /* Spilled: while the writers are behind, records [spill_from, spill_to) live only
+     * in the spool; they are read back, in order, before the open batch goes out. */
+    bool spilling;
+    uint64_t spill_from, spill_to;
+    int64_t spill_since_us;
+    struct st_batch *rb; /* the batch being read back into */
+    uint64_t rb_limit, rb_next;
     bool lost;            /* a batch came back not landed (stopping) */
     bool stopped;         /* the writers are gone: nothing more is submitted */
     struct waiter *waiters;
@@ -86,7 +95,7 @@ struct ing_pipeline {
     void *replay_arg;
     _Atomic int64_t *counts[ING_TRANSPORT_COUNT][ING_COUNT_KINDS];
     _Atomic int64_t *accepted[ING_TRANSPORT_COUNT];
-    _Atomic int64_t *out_of_window, *replayed, *spool_refused;
+    _Atomic int64_t *out_of_window, *replayed, *spool_refused, *spilled;
 };
 
 static const char *const transport_labels[ING_TRANSPORT_COUNT] = {
@@ -108,11 +117,17 @@ static const struct {
 };
 
 static void replay_more(struct ing_pipeline *p);
+static void read_back(struct ing_pipeline *p);
+
+static bool open_at_limit_of(const struct ing_pipeline *p, const struct st_batch *b)
+{
+    return b != NULL && ((int64_t)(b->nrows + b->nrejects) >= p->max_rows ||
+                         b->copy.len >= BATCH_MAX_BYTES / 4);
+}
 
 static bool open_at_limit(const struct ing_pipeline *p)
 {
-    return p->open != NULL && ((int64_t)(p->open->nrows + p->open->nrejects) >= p->max_rows ||
-                               p->open->copy.len >= BATCH_MAX_BYTES / 4);
+    return open_at_limit_of(p, p->open);
 }
 
 static bool writers_busy(const struct ing_pipeline *p)
@@ -128,9 +143,16 @@ static bool open_overfull(const struct ing_pipeline *p)
                                p->open->copy.len >= BATCH_MAX_BYTES);
 }
 
+/* More in memory would be too much: the writers are behind and the open batch is
+ * at its largest. */
+static bool backlogged(const struct ing_pipeline *p)
+{
+    return open_overfull(p) && writers_busy(p);
+}
+
 bool ing_pipeline_is_full(const struct ing_pipeline *p)
 {
-    return (open_overfull(p) && writers_busy(p)) || st_spool_is_full(p->spool);
+    return st_spool_is_full(p->spool);
 }
 
 bool ing_pipeline_is_spool_full(const struct ing_pipeline *p)
@@ -142,8 +164,6 @@ void ing_pipeline_problem(const struct ing_pipeline *p, char *why, size_t size)
 {
     if (st_spool_is_full(p->spool))
         st_spool_problem(p->spool, why, size);
-    else if (open_overfull(p) && writers_busy(p))
-        snprintf(why, size, "every writer is busy and the next batch is full");
     else if (p->replaying)
         snprintf(why, size, "replaying the spool");
     else
@@ -164,7 +184,19 @@ static int push_flight(struct ing_pipeline *p, const struct st_batch *b)
     return AGG_OK;
 }
 
-/* Hands the open batch to the writers if a slot is free; else remembers to. */
+/* Hands <b> to the writers, after every batch before it. */
+static int submit(struct ing_pipeline *p, struct st_batch *b)
+{
+    if (push_flight(p, b) != AGG_OK)
+        return AGG_ENOMEM;
+    b->stream = p->stream;
+    b->prefix = p->prefix;
+    st_writer_submit(p->writer, b);
+    return AGG_OK;
+}
+
+/* Hands the open batch to the writers if a slot is free and nothing spilled is
+ * before it; else remembers to. */
 static void submit_open(struct ing_pipeline *p)
 {
     struct st_batch *b = p->open;
@@ -173,7 +205,7 @@ static void submit_open(struct ing_pipeline *p)
         p->flush_wanted = false;
         return;
     }
-    if (writers_busy(p) || push_flight(p, b) != AGG_OK) {
+    if (p->spilling || writers_busy(p) || submit(p, b) != AGG_OK) {
         p->flush_wanted = true;
         return;
     }
@@ -181,9 +213,6 @@ static void submit_open(struct ing_pipeline *p)
         evtimer_del(p->timer);
         p->timer_armed = false;
     }
-    b->stream = p->stream;
-    b->prefix = p->prefix;
-    st_writer_submit(p->writer, b);
     p->open = NULL;
     p->flush_wanted = false;
 }
@@ -198,18 +227,46 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     submit_open(p);
 }
 
-/* Batch <seq> has landed: advance what is settled, release the spool, answer the
- * waiters this completes. */
-static void note_landed(struct ing_pipeline *p, uint64_t seq)
+/* Something added is not landed yet. */
+static bool pending(const struct ing_pipeline *p)
 {
-    size_t settled = 0, kept = 0;
+    return p->nflights > 0 || p->spilling || (p->open != NULL && !st_batch_is_empty(p->open));
+}
 
+/* Answers the waiters whose records have all landed. */
+static void answer_waiters(struct ing_pipeline *p)
+{
+    size_t kept = 0;
+    bool all = !pending(p);
+
+    for (size_t i = 0; i < p->nwaiters; i++) {
+        struct waiter w = p->waiters[i];
+
+        if (all || w.to <= p->prefix)
+            w.fn(w.arg, !p->lost, w.refused);
+        else
+            p->waiters[kept++] = w;
+    }
+    p->nwaiters = kept;
+}
+
+/* Batch <b> has landed: count its refused rows for their waiters, advance what is
+ * settled, release the spool, answer the waiters this completes. */
+static void note_landed(struct ing_pipeline *p, const struct st_batch *b)
+{
+    size_t settled = 0;
+
+    for (size_t i = 0; b->rejected > 0 && i < b->nrows; i++) {
+        for (size_t k = 0; b->rows[i].refused && k < p->nwaiters; k++) {
+            if (b->rows[i].pos >= p->waiters[k].from && b->rows[i].pos < p->waiters[k].to)
+                p->waiters[k].refused++;
+        }
+    }
     for (size_t i = 0; i < p->nflights; i++) {
-        if (p->flights[i].seq == seq)
+        if (p->flights[i].seq == b->seq)
             p->flights[i].back = true;
     }
     while (settled < p->nflights && p->flights[settled].back) {
-        p->landed_upto = p->flights[settled].seq + 1;
         p->prefix = p->flights[settled].end;
         settled++;
     }
@@ -218,15 +275,7 @@ static void note_landed(struct ing_pipeline *p, uint64_t seq)
     memmove(p->flights, p->flights + settled, (p->nflights - settled) * sizeof(*p->flights));
     p->nflights -= settled;
     st_spool_release(p->spool, p->prefix);
-    for (size_t i = 0; i < p->nwaiters; i++) {
-        struct waiter w = p->waiters[i];
-
-        if (w.seq < p->landed_upto)
-            w.fn(w.arg, !p->lost);
-        else
-            p->waiters[kept++] = w;
-    }
-    p->nwaiters = kept;
+    answer_waiters(p);
 }
 
 static void drain_if_free(struct ing_pipeline *p)
@@ -244,8 +293,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (!p->replaying)
-        drain_if_free(p);
+    if (p->replaying)
+        return;
+    read_back(p); /* after a failed read */
+    drain_if_free(p);
 }
 
 static void on_batch_done(void *arg, struct st_batch *b)
@@ -253,7 +304,7 @@ static void on_batch_done(void *arg, struct st_batch *b)
     struct ing_pipeline *p = arg;
 
     if (b->done) {
-        note_landed(p, b->seq);
+        note_landed(p, b);
     } else {
         /* stopping: its records stay in the spool for the next start */
         p->lost = true;
@@ -266,12 +317,15 @@ static void on_batch_done(void *arg, struct st_batch *b)
     } else {
         st_batch_free(b);
     }
-    if (p->flush_wanted || open_at_limit(p))
-        submit_open(p);
     if (p->replaying) {
+        if (p->flush_wanted || open_at_limit(p))
+            submit_open(p);
         replay_more(p);
         return;
     }
+    read_back(p);
+    if (p->flush_wanted || open_at_limit(p))
+        submit_open(p);
     drain_if_free(p);
 }
 
@@ -326,13 +380,37 @@ static int spool_last(struct ing_pipeline *p, bool reject)
         return rc;
     }
     st_batch_place_last(b, reject, pos, next);
+    p->tail = next;
     return AGG_OK;
+}
+
+/* The writers are behind: the open batch leaves memory; its records stay in the spool
+ * and are read back when a writer is free. */
+static void spill_open(struct ing_pipeline *p)
+{
+    struct st_batch *b = p->open;
+
+    if (!p->spilling) {
+        p->spilling = true;
+        p->spill_from = b->start;
+        p->spill_since_us = b->opened_us;
+        AGG_LOG_DEBUG("pipeline", "writers are behind: events wait in the spool");
+    }
+    p->spill_to = b->end;
+    agg_metric_inc(p->spilled, (int64_t)(b->nrows + b->nrejects));
+    if (p->timer_armed) {
+        evtimer_del(p->timer);
+        p->timer_armed = false;
+    }
+    st_batch_reset(b);
 }
 
 static void after_add(struct ing_pipeline *p)
 {
     if (open_at_limit(p))
         submit_open(p);
+    if ((p->spilling && open_at_limit(p)) || backlogged(p))
+        spill_open(p);
     if (ing_pipeline_is_full(p))
         p->was_full = true;
 }
@@ -433,25 +511,26 @@ void ing_pipeline_off_drain(struct ing_pipeline *p, void (*fn)(void *arg), void 
     p->ndrain = kept;
 }
 
-int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg)
+uint64_t ing_pipeline_tail(const struct ing_pipeline *p)
 {
-    bool open = p->open != NULL && !st_batch_is_empty(p->open);
-    uint64_t seq = open ? p->open->seq : p->next_seq - 1;
+    return p->tail;
+}
 
+int ing_pipeline_wait(struct ing_pipeline *p, uint64_t from, ing_pipeline_wait_fn fn, void *arg)
+{
     if (p->stopped) {
-        fn(arg, false); /* it stays in the spool for the next start */
+        fn(arg, false, 0); /* it stays in the spool for the next start */
         return AGG_OK;
     }
-    if (p->next_seq == 0 || seq < p->landed_upto) {
-        fn(arg, !p->lost); /* nothing pending: landed already */
+    if (!pending(p) || p->tail <= p->prefix) {
+        fn(arg, !p->lost, 0); /* landed already */
         return AGG_OK;
     }
     if (agg_grow((void **)&p->waiters, sizeof(*p->waiters), &p->cap_waiters,
                  p->nwaiters + 1) != AGG_OK)
         return AGG_ENOMEM;
-    p->waiters[p->nwaiters++] = (struct waiter){seq, fn, arg};
-    if (open)
-        submit_open(p);
+    p->waiters[p->nwaiters++] = (struct waiter){from, p->tail, 0, fn, arg};
+    submit_open(p);
     return AGG_OK;
 }
 
@@ -467,7 +546,7 @@ static int replay_one(void *arg, uint64_t pos, uint64_t next, const void *rec, s
     struct ing_pipeline *p = arg;
     int rc;
 
-    if (ing_pipeline_is_full(p)) {
+    if (backlogged(p)) {
         p->replay_from = pos; /* go on from here when writers free up */
         return 1;
     }
@@ -484,6 +563,7 @@ static int replay_one(void *arg, uint64_t pos, uint64_t next, const void *rec, s
         p->replay_from = pos;
         return -1;
     }
+    p->tail = next;
     agg_metric_inc(p->replayed, 1);
     if (open_at_limit(p))
         submit_open(p);
@@ -517,6 +597,104 @@ void ing_pipeline_replay(struct ing_pipeline *p, void (*done)(void *arg), void *
     replay_more(p);
 }
 
+/* ---- reading spilled records back -------------------------------------------- */
+
+#define READBACK_WAIT_MS 5
+
+static int readback_one(void *arg, uint64_t pos, uint64_t next, const void *rec, size_t len)
+{
+    struct ing_pipeline *p = arg;
+    struct st_batch *b = p->rb;
+    int rc;
+
+    if (pos >= p->rb_limit || open_at_limit_of(p, b)) {
+        p->rb_next = pos;
+        return 1;
+    }
+    rc = st_batch_add_record(b, rec, len, pos, next);
+    if (rc == AGG_EINVAL) {
+        AGG_LOG_WARN("pipeline", "spool record at %llu is not an event; skipped",
+                     (unsigned long long)pos);
+    } else if (rc != AGG_OK) {
+        return -1;
+    } else if (b->opened_us == 0) {
+        b->opened_us = b->nrows > 0 ? b->rows[0].received_us : b->rejects[0].received_us;
+    }
+    p->rb_next = next;
+    return 0;
+}
+
+static void on_readback_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    read_back(arg);
+}
+
+static void end_spill(struct ing_pipeline *p)
+{
+    p->spilling = false;
+    AGG_LOG_DEBUG("pipeline", "writers caught up with the spool");
+    if (p->flush_wanted || open_at_limit(p))
+        submit_open(p);
+}
+
+/* While writer slots are free, reads spilled records back from the spool into batches
+ * and submits them, in spool order; records not yet on disk are waited for. */
+static void read_back(struct ing_pipeline *p)
+{
+    while (p->spilling && !p->stopped && !writers_busy(p)) {
+        uint64_t durable = st_spool_durable(p->spool);
+        uint64_t limit = durable < p->spill_to ? durable : p->spill_to;
+        struct agg_err err = {0};
+        struct st_batch *b;
+        int rc;
+
+        if (p->spill_from >= p->spill_to) {
+            end_spill(p);
+            return;
+        }
+        if (p->spill_from >= limit) {
+            struct timeval tv = {0, READBACK_WAIT_MS * 1000};
+
+            if (!evtimer_pending(p->readback_timer, NULL))
+                evtimer_add(p->readback_timer, &tv);
+            return;
+        }
+        b = p->nspare > 0 ? p->spare[--p->nspare] : st_batch_new();
+        if (b == NULL)
+            return; /* the tick tries again */
+        b->seq = p->next_seq++;
+        p->rb = b;
+        p->rb_limit = limit;
+        p->rb_next = p->spill_from;
+        rc = st_spool_read(p->spool, p->spill_from, readback_one, p, &err);
+        p->rb = NULL;
+        p->spill_from = p->rb_next;
+        if (rc == AGG_OK && limit == p->spill_to)
+            p->spill_from = p->spill_to; /* the rest was damage, passed over */
+        if (rc < 0 && err.msg[0] != '\0')
+            AGG_LOG_ERR("pipeline", "could not read spilled events back: %s", err.msg);
+        if (!st_batch_is_empty(b) && submit(p, b) == AGG_OK)
+            continue;
+        if (!st_batch_is_empty(b))
+            p->spill_from = b->start; /* not submitted: read again */
+        st_batch_reset(b);
+        if (p->nspare < SPARE_BATCHES)
+            p->spare[p->nspare++] = b;
+        else
+            st_batch_free(b);
+        if (rc < 0)
+            return; /* the tick tries again */
+        if (rc == AGG_OK && p->spill_from < p->spill_to) {
+            struct timeval tv = {0, READBACK_WAIT_MS * 1000};
+
+            evtimer_add(p->readback_timer, &tv); /* nothing readable yet */
+            return;
+        }
+    }
+}
+
 /* ---- setup ------------------------------------------------------------------- */
 
 static double spool_bytes(void *arg)
@@ -536,9 +714,18 @@ static double oldest_age(void *arg)
 
     if (p->nflights > 0)
         oldest = p->flights[0].opened_us;
+    else if (p->spilling)
+        oldest = p->spill_since_us;
     else if (p->open != NULL && !st_batch_is_empty(p->open))
         oldest = p->open->opened_us;
     return oldest == 0 ? 0 : (double)(ing_time_now_us() - oldest) / 1e6;
+}
+
+static double backlog_bytes(void *arg)
+{
+    const struct ing_pipeline *p = arg;
+
+    return p->spilling ? (double)(p->spill_to - p->spill_from) : 0;
 }
 
 static int register_metrics(struct ing_pipeline *p, struct agg_metrics *m)
@@ -565,7 +752,14 @@ static int register_metrics(struct ing_pipeline *p, struct agg_metrics *m)
                                   "Spool records replayed at start.");
     p->spool_refused = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_spool_refused_total", NULL,
                                        "Events refused because the spool was full or failing.");
+    p->spilled = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_spool_spilled_total", NULL,
+                                 "Events left only in the spool while the writers were behind, "
+                                 "read back later.");
     if (p->out_of_window == NULL || p->replayed == NULL || p->spool_refused == NULL ||
+        p->spilled == NULL ||
+        agg_metrics_add_fn(m, "aggd_spool_backlog_bytes", NULL,
+                           "Spool bytes waiting to be read back for the writers.", backlog_bytes,
+                           p) != AGG_OK ||
         agg_metrics_add_fn(m, "aggd_spool_bytes", NULL, "Bytes in the spool.", spool_bytes,
                            p->spool) != AGG_OK ||
         agg_metrics_add_fn(m, "aggd_spool_segments", NULL, "Spool segment files.",
@@ -601,7 +795,8 @@ struct ing_pipeline *ing_pipeline_new(struct event_base *base, const struct agg_
     ing_buf_init(&p->record);
     p->timer = evtimer_new(base, on_timer, p);
     p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
-    if (p->timer == NULL || p->tick == NULL || event_add(p->tick, &(struct timeval){1, 0}) != 0 ||
+    p->readback_timer = evtimer_new(base, on_readback_timer, p);
+    if (p->timer == NULL || p->tick == NULL || p->readback_timer == NULL || event_add(p->tick, &(struct timeval){1, 0}) != 0 ||
         register_metrics(p, metrics) != AGG_OK) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto fail;
@@ -620,14 +815,13 @@ void ing_pipeline_shutdown(struct ing_pipeline *p)
 {
     if (p == NULL || p->writer == NULL || p->stopped)
         return;
-    if (p->open != NULL && !st_batch_is_empty(p->open) && push_flight(p, p->open) == AGG_OK) {
-        p->open->stream = p->stream;
-        p->open->prefix = p->prefix;
-        st_writer_submit(p->writer, p->open); /* past the slot limit: we are stopping */
+    /* past the slot limit: we are stopping; behind spilled records it waits in the
+     * spool for the next start like them */
+    if (p->open != NULL && !st_batch_is_empty(p->open) && !p->spilling &&
+        submit(p, p->open) == AGG_OK)
         p->open = NULL;
-    }
+    p->stopped = true; /* batches coming back while the writers stop start nothing new */
     st_writer_stop(p->writer);
-    p->stopped = true;
 }
 
 void ing_pipeline_free(struct ing_pipeline *p)
@@ -640,13 +834,15 @@ void ing_pipeline_free(struct ing_pipeline *p)
         event_free(p->timer);
     if (p->tick != NULL)
         event_free(p->tick);
+    if (p->readback_timer != NULL)
+        event_free(p->readback_timer);
     st_batch_free(p->open);
     for (int i = 0; i < p->nspare; i++)
         st_batch_free(p->spare[i]);
     st_copy_scratch_clear(&p->scratch);
     ing_buf_clear(&p->record);
     for (size_t i = 0; i < p->nwaiters; i++) /* never answered: the writers are gone */
-        p->waiters[i].fn(p->waiters[i].arg, false);
+        p->waiters[i].fn(p->waiters[i].arg, false, 0);
     free(p->waiters);
     free(p->flights);
     free(p);

@@ -8,7 +8,10 @@
  * Traps: every event is appended to the spool as it is batched; it counts as
  *        accepted only then (AGG_EFULL otherwise, and the caller keeps it). Batches go
  *        to writers in spool order, so the committed prefix of the spool is the end of
- *        the last batch before the first one not yet back.
+ *        the last batch before the first one not yet back. While every writer is
+ *        busy and the open batch is at its largest, the batch leaves memory (spilled):
+ *        its records are read back from the spool, still in order, once a writer is
+ *        free, so a database outage costs spool space, not memory.
  */
 #ifndef AGGD_INGEST_PIPELINE_H
 #define AGGD_INGEST_PIPELINE_H
@@ -58,8 +61,9 @@ int ing_pipeline_reject(struct ing_pipeline *p, enum ing_transport transport, co
 void ing_pipeline_count(struct ing_pipeline *p, enum ing_transport transport,
                         enum ing_count kind, int64_t n);
 
-/* True while producers should stop reading: the open batch is at its limit and
- * every writer slot is taken. */
+/* True while producers should stop reading: the spool cannot take events (full,
+ * failing, or the disk is behind). Busy writers are no reason: while they are behind,
+ * batches leave memory and are read back from the spool when a writer is free. */
 bool ing_pipeline_is_full(const struct ing_pipeline *p);
 
 /* True while the spool cannot take events (at spool.max_bytes, or the disk failed):
@@ -82,12 +86,18 @@ int ing_pipeline_tap(struct ing_pipeline *p, ing_pipeline_tap_fn fn, void *arg);
 void ing_pipeline_untap(struct ing_pipeline *p, ing_pipeline_tap_fn fn, void *arg);
 
 /* Called when everything added before ing_pipeline_wait() has landed (<landed>
- * true) or the writers stopped first (false). */
-typedef void (*ing_pipeline_wait_fn)(void *arg, bool landed);
+ * true) or the writers stopped first (false); <refused> of the events added since
+ * <from> went to ingest_rejects because PostgreSQL refused them. */
+typedef void (*ing_pipeline_wait_fn)(void *arg, bool landed, size_t refused);
+
+/* The spool position after the newest event: pass it, taken before adding, as the
+ * <from> of ing_pipeline_wait. */
+uint64_t ing_pipeline_tail(const struct ing_pipeline *p);
 
 /* Calls <fn>(<arg>, …) once every event added so far has landed, closing the open
  * batch now rather than after batch.max_ms. May call <fn> before returning. */
-int ing_pipeline_wait(struct ing_pipeline *p, ing_pipeline_wait_fn fn, void *arg);
+int ing_pipeline_wait(struct ing_pipeline *p, uint64_t from, ing_pipeline_wait_fn fn,
+                      void *arg);
 
 /* Calls <fn>(<arg>) once everything added so far is durable in the spool (per
  * spool.fsync): the moment an event may be acknowledged. */

@@ -103,6 +103,7 @@ static int finish_row(struct st_batch *b, size_t copy_mark, int month,
     row->raw_len = (uint32_t)raw_len;
     row->peer_len = (uint16_t)peer_len;
     row->transport = (uint8_t)transport;
+    row->refused = false;
     row->month = month;
     row->received_us = received_us;
     return AGG_OK;
@@ -171,6 +172,44 @@ const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_
 
     *len = end - start;
     return b->copy.data + start;
+}
+
+int st_batch_rewrite(struct st_batch *b, size_t lo, size_t hi, st_batch_rewrite_fn fn,
+                     void *arg, struct ing_buf *scratch)
+{
+    size_t start, end, len, *offs;
+    int rc;
+
+    if (lo >= hi)
+        return AGG_OK;
+    ing_buf_reset(scratch);
+    offs = agg_malloc((hi - lo) * sizeof(*offs));
+    if (offs == NULL)
+        return AGG_ENOMEM;
+    start = b->rows[lo].copy_off;
+    end = hi < b->nrows ? b->rows[hi].copy_off : b->copy.len;
+    rc = ing_buf_append(scratch, b->copy.data, start);
+    for (size_t i = lo; rc == AGG_OK && i < hi; i++) {
+        const char *row = st_batch_row(b, i, &len);
+
+        offs[i - lo] = scratch->len;
+        rc = fn(arg, i, row, len, scratch);
+    }
+    if (rc == AGG_OK)
+        rc = ing_buf_append(scratch, b->copy.data + end, b->copy.len - end);
+    if (rc == AGG_OK) {
+        struct ing_buf old = b->copy;
+        size_t shift = scratch->len - b->copy.len; /* modulo 2^N: may shrink */
+
+        for (size_t i = lo; i < hi; i++)
+            b->rows[i].copy_off = offs[i - lo];
+        for (size_t i = hi; i < b->nrows; i++)
+            b->rows[i].copy_off += shift;
+        b->copy = *scratch;
+        *scratch = old;
+    }
+    free(offs);
+    return rc;
 }
 
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len)

@@ -26,6 +26,7 @@ struct st_row {
     uint32_t raw_len;
     uint16_t peer_len;
     uint8_t transport;   /* enum ing_transport */
+    bool refused;        /* set by the writer: PostgreSQL refused it, in ingest_rejects */
     int month;           /* st_batch_month_of(created_at) */
     int64_t received_us;
 };
@@ -108,6 +109,17 @@ static inline bool st_batch_is_empty(const struct st_batch *b)
 int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int month,
                       enum ing_transport transport, const char *peer, int64_t received_us,
                       const char *raw, size_t raw_len);
+
+/* Appends the new COPY text of row <i> (one line with its '\n'), given its current
+ * text <row>[<len>], to <out>. AGG_OK, or an error that st_batch_rewrite returns. */
+typedef int (*st_batch_rewrite_fn)(void *arg, size_t i, const char *row, size_t len,
+                                   struct ing_buf *out);
+
+/* Replaces the COPY text of rows [<lo>, <hi>) by what <fn> makes of each, building the
+ * new text in <scratch> (caller's, swapped with the batch's: it gets the old buffer
+ * back). On error the batch is as it was. */
+int st_batch_rewrite(struct st_batch *b, size_t lo, size_t hi, st_batch_rewrite_fn fn,
+                     void *arg, struct ing_buf *scratch);
 
 /* Row <i>'s COPY text: <len> bytes at the returned pointer. */
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len);

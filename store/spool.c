@@ -1699,6 +1699,11 @@ uint64_t st_spool_bytes(const struct st_spool *s)
     return atomic_load(&((struct st_spool *)s)->used);
 }
 
+uint64_t st_spool_durable(const struct st_spool *s)
+{
+    return atomic_load(&((struct st_spool *)s)->durable);
+}
+
 int st_spool_segments(const struct st_spool *s)
 {
     return atomic_load(&((struct st_spool *)s)->nsegments);

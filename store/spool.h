@@ -74,7 +74,8 @@ const char *st_spool_id(const struct st_spool *s);
 /* Reads every intact record at or after <from>, in order, calling <fn> with its
  * position, the position after it and its payload (valid during the call); stops
  * early when <fn> returns non-zero (and returns that). Damage is passed over silently
- * (st_spool_open reported it). Only before appends start. */
+ * (st_spool_open reported it). Once appends have started, only records before
+ * st_spool_durable() are whole on disk: <fn> must stop at that position. Loop thread. */
 int st_spool_read(struct st_spool *s, uint64_t from,
                   int (*fn)(void *arg, uint64_t pos, uint64_t next, const void *rec, size_t len),
                   void *arg, struct agg_err *err);
@@ -93,6 +94,10 @@ int st_spool_sync(struct st_spool *s, void (*fn)(void *arg), void *arg);
 /* Everything before <pos> is committed in PostgreSQL: segments wholly before it are
  * deleted (on the spool thread). */
 void st_spool_release(struct st_spool *s, uint64_t pos);
+
+/* Every record before this position is on disk (written, and fsynced unless
+ * fsync=never) and can be read back. Any thread. */
+uint64_t st_spool_durable(const struct st_spool *s);
 
 /* Gauges for /metrics and /readyz: bytes and segments on disk (and buffered). Any
  * thread. */

@@ -31,6 +31,9 @@
 #define COPY_CHUNK (1024 * 1024)
 /* How often a thread notes again that a month receives rows (partition_activity). */
 #define NOTE_EVERY_US (60 * INT64_C(1000000))
+/* Fields of a COPY row (ST_COPY_COLUMNS order). */
+#define COL_USER_ID    7
+#define COL_EXTRA_DATA 17
 
 static const char copy_sql[] = "COPY system_logs (" ST_COPY_COLUMNS ") FROM STDIN";
 static const char reject_sql[] = "INSERT INTO ingest_rejects (received_at, transport, peer, error, "
@@ -55,6 +58,8 @@ static const char committed_sql[] =
 /* Creates a month's partition when missing; notes that the month receives rows. */
 static const char create_sql[] = "SELECT aggd_create_month_partition('system_logs', $1::date)";
 static const char note_sql[] = "SELECT aggd_note_received('system_logs', $1::date)";
+/* The ids of a batch that are users; locked so that none goes away before COMMIT. */
+static const char users_sql[] = "SELECT id FROM users WHERE id = ANY($1::int[]) FOR KEY SHARE";
 static const char *const transport_names[] = {"syslog_udp", "syslog_tcp", "json_tcp", "http"};
 
 struct st_writer {
@@ -64,6 +69,7 @@ struct st_writer {
     void *arg;
     int grace_ms;
     _Atomic int64_t *m_rows, *m_rejected, *m_batches, *m_retries, *m_last_commit;
+    _Atomic int64_t *m_user_unknown;
     struct agg_histogram *h_rows, *h_copy;
 };
 
@@ -91,6 +97,10 @@ struct thread {
     int suppressed;
     bool *done; /* replayed batch: rows then rejects already committed; else NULL */
     size_t cap_done;
+    int32_t *ids; /* user ids of a range being written */
+    size_t cap_ids;
+    struct ing_buf idtext;  /* the same as a PostgreSQL array literal */
+    struct ing_buf rewrite; /* rows rebuilt without an unknown user_id */
 };
 
 static int64_t mono_us(void)
@@ -246,10 +256,152 @@ static enum outcome end_transaction(struct thread *t, enum outcome out)
     return out;
 }
 
+/* Field <col> of the COPY row <row>[<len>] (ending in '\n'): *<off>, *<flen>. Raw
+ * tabs only separate fields: the encoder escapes those inside values. */
+static bool copy_field(const char *row, size_t len, int col, size_t *off, size_t *flen)
+{
+    size_t i = 0;
+    const char *tab;
+
+    for (int c = 0; c < col; c++) {
+        tab = memchr(row + i, '\t', len - i);
+        if (tab == NULL)
+            return false;
+        i = (size_t)(tab - row) + 1;
+    }
+    tab = memchr(row + i, '\t', len - i);
+    *off = i;
+    *flen = (tab != NULL ? (size_t)(tab - row) : len - 1) - i;
+    return true;
+}
+
+/* The user_id of COPY row <row>[<len>]; false when it is NULL. */
+static bool row_user_id(const char *row, size_t len, int32_t *id)
+{
+    size_t off, n;
+    char text[16], *end;
+    long v;
+
+    if (!copy_field(row, len, COL_USER_ID, &off, &n) || n == 0 || n >= sizeof(text) ||
+        row[off] == '\\')
+        return false;
+    memcpy(text, row + off, n);
+    text[n] = '\0';
+    v = strtol(text, &end, 10);
+    if (*end != '\0' || v < INT32_MIN || v > INT32_MAX)
+        return false;
+    *id = (int32_t)v;
+    return true;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+struct vetting {
+    const int32_t *known; /* sorted */
+    size_t nknown;
+    size_t unlinked;
+};
+
+/* st_batch_rewrite_fn: a row whose user_id is no user's gets user_id NULL and the id
+ * as extra_data.user_id (DESIGN.md: never refused for a foreign key). */
+static int unlink_user(void *arg, size_t i, const char *row, size_t len, struct ing_buf *out)
+{
+    struct vetting *v = arg;
+    size_t uoff, ulen, eoff, elen;
+    char key[32];
+    int32_t id;
+    int n, rc;
+
+    (void)i;
+    if (!row_user_id(row, len, &id) ||
+        bsearch(&id, v->known, v->nknown, sizeof(id), cmp_id) != NULL ||
+        !copy_field(row, len, COL_USER_ID, &uoff, &ulen) ||
+        !copy_field(row, len, COL_EXTRA_DATA, &eoff, &elen) ||
+        !((elen == 2 && memcmp(row + eoff, "\\N", 2) == 0) || (elen >= 2 && row[eoff] == '{')))
+        return ing_buf_append(out, row, len);
+    n = snprintf(key, sizeof(key), "{\"user_id\":%ld", (long)id);
+    rc = ing_buf_append(out, row, uoff);
+    rc = rc == AGG_OK ? ing_buf_append(out, "\\N", 2) : rc;
+    rc = rc == AGG_OK ? ing_buf_append(out, row + uoff + ulen, eoff - uoff - ulen) : rc;
+    rc = rc == AGG_OK ? ing_buf_append(out, key, (size_t)n) : rc;
+    if (row[eoff] == '\\' || (elen == 2 && row[eoff + 1] == '}')) { /* \N or {} */
+        rc = rc == AGG_OK ? ing_buf_putc(out, '}') : rc;
+    } else {
+        rc = rc == AGG_OK ? ing_buf_putc(out, ',') : rc;
+        rc = rc == AGG_OK ? ing_buf_append(out, row + eoff + 1, elen - 1) : rc;
+    }
+    rc = rc == AGG_OK ? ing_buf_append(out, row + eoff + elen, len - eoff - elen) : rc;
+    v->unlinked++;
+    return rc;
+}
+
+/* Inside the open transaction: rows [lo, hi) whose user_id is no user's are rewritten
+ * (unlink_user); the users of the others are locked until COMMIT, so the foreign key
+ * holds. */
+static enum outcome vet_users(struct thread *t, struct st_batch *b, size_t lo, size_t hi)
+{
+    struct vetting v = {0};
+    const char *params[1];
+    size_t n = 0, m = 0, len;
+    PGresult *res;
+    bool ok;
+
+    if (agg_grow((void **)&t->ids, sizeof(*t->ids), &t->cap_ids, hi - lo) != AGG_OK)
+        goto oom;
+    for (size_t i = lo; i < hi; i++) {
+        const char *row = st_batch_row(b, i, &len);
+
+        if (row_user_id(row, len, &t->ids[n]))
+            n++;
+    }
+    if (n == 0)
+        return OUT_OK;
+    qsort(t->ids, n, sizeof(*t->ids), cmp_id);
+    ing_buf_reset(&t->idtext);
+    ok = ing_buf_putc(&t->idtext, '{') == AGG_OK;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (i > 0 && t->ids[i] == t->ids[i - 1])
+            continue;
+        ok = ing_buf_printf(&t->idtext, m++ > 0 ? ",%ld" : "%ld", (long)t->ids[i]) == AGG_OK;
+    }
+    if (!ok || ing_buf_putc(&t->idtext, '}') != AGG_OK)
+        goto oom;
+    params[0] = t->idtext.data;
+    res = PQexecParams(t->conn, users_sql, 1, NULL, params, NULL, NULL, 0);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        classify(t, res);
+        PQclear(res);
+        return OUT_TRANSIENT; /* not the rows' fault */
+    }
+    v.nknown = (size_t)PQntuples(res);
+    for (size_t i = 0; i < v.nknown; i++) /* at most the m <= n ids asked for */
+        t->ids[i] = (int32_t)strtol(PQgetvalue(res, (int)i, 0), NULL, 10);
+    PQclear(res);
+    if (v.nknown == m)
+        return OUT_OK;
+    qsort(t->ids, v.nknown, sizeof(*t->ids), cmp_id);
+    v.known = t->ids;
+    if (st_batch_rewrite(b, lo, hi, unlink_user, &v, &t->rewrite) != AGG_OK)
+        goto oom;
+    agg_metric_inc(t->w->m_user_unknown, (int64_t)v.unlinked);
+    return OUT_OK;
+
+oom:
+    snprintf(t->why, sizeof(t->why), "out of memory");
+    return OUT_TRANSIENT;
+}
+
 static enum outcome copy_rows(struct thread *t, struct st_batch *b, size_t lo, size_t hi)
 {
     enum outcome out = exec_simple(t, "BEGIN");
 
+    if (out == OUT_OK)
+        out = vet_users(t, b, lo, hi);
     if (out == OUT_OK)
         out = copy_in(t, b, lo, hi);
     if (out == OUT_OK && b->stream != NULL) {
@@ -384,6 +536,7 @@ static enum outcome write_range(struct thread *t, struct st_batch *b, size_t lo,
         if (hi - lo == 1) {
             if (reject_row(t, b, lo) != OUT_OK)
                 return OUT_TRANSIENT;
+            b->rows[lo].refused = true;
             b->rejected++;
             b->progress = hi;
             return OUT_OK;
@@ -566,8 +719,11 @@ static void *thread_init(void *arg)
 {
     struct thread *t = agg_calloc(1, sizeof(*t));
 
-    if (t != NULL)
+    if (t != NULL) {
         t->w = arg;
+        ing_buf_init(&t->idtext);
+        ing_buf_init(&t->rewrite);
+    }
     return t;
 }
 
@@ -582,6 +738,9 @@ static void thread_fini(void *arg, void *state)
         st_pool_put(t->w->pool, t->conn, false);
     free(t->months);
     free(t->done);
+    free(t->ids);
+    ing_buf_clear(&t->idtext);
+    ing_buf_clear(&t->rewrite);
     free(t);
 }
 
@@ -632,6 +791,10 @@ static int register_metrics(struct st_writer *w, struct agg_metrics *m)
                                    "Batches written.");
     w->m_retries = agg_metrics_add(m, AGG_METRIC_COUNTER, "aggd_writer_retries_total", NULL,
                                    "Batch attempts retried after a database failure.");
+    w->m_user_unknown = agg_metrics_add(
+        m, AGG_METRIC_COUNTER, "aggd_events_user_id_unknown_total", NULL,
+        "Events whose user_id is no user's: stored with user_id NULL, the id in "
+        "extra_data.user_id.");
     w->m_last_commit = agg_metrics_add(m, AGG_METRIC_GAUGE, "aggd_last_commit_timestamp_seconds",
                                        NULL, "When a batch last landed (unix time).");
     w->h_rows = agg_metrics_add_histogram(m, "aggd_batch_rows", NULL, "Rows per batch.", rows,
@@ -640,7 +803,8 @@ static int register_metrics(struct st_writer *w, struct agg_metrics *m)
                                           "Duration of one COPY statement.", secs,
                                           (int)(sizeof(secs) / sizeof(secs[0])));
     if (w->m_rows == NULL || w->m_rejected == NULL || w->m_batches == NULL ||
-        w->m_retries == NULL || w->m_last_commit == NULL || w->h_rows == NULL ||
+        w->m_retries == NULL || w->m_last_commit == NULL || w->m_user_unknown == NULL ||
+        w->h_rows == NULL ||
         w->h_copy == NULL ||
         agg_metrics_add_fn(m, "aggd_writer_queue_depth", NULL, "Batches waiting for a writer.",
                            queue_depth, w) != AGG_OK ||

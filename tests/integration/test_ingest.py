@@ -265,7 +265,8 @@ class IngestTest(unittest.TestCase):
                                       capture_output=True).stdout
             status, _, text = self.post(body, encoding=encoding)
             self.assertEqual(status, 200, text)
-            self.assertEqual(json.loads(text), {"accepted": 3, "rejected": 0, "errors": []})
+            self.assertEqual(json.loads(text),
+                             {"accepted": 3, "rejected": 0, "refused": 0, "errors": []})
             self.check_ndjson_rows(tag)
 
     def test_curl_posts_ndjson(self):
@@ -329,11 +330,24 @@ class IngestTest(unittest.TestCase):
         self.assertEqual(row["extra_data"]["attributes"]["retries"], 3)
 
     def test_poison_row_goes_to_rejects_and_neighbours_land(self):
+        # A constraint an operator added is one PostgreSQL checks at COPY time; the
+        # foreign key on user_id is not one (an unknown user_id is stored NULL).
         tag = uuid.uuid4().hex
-        lines = [json.dumps({"message": f"{tag} {i}", "user_id": 999999 if i == 7 else None})
-                 for i in range(20)]
-        status, _, text = self.post(("\n".join(lines) + "\n").encode())
+        with self.conn.cursor() as cur:
+            cur.execute(f"ALTER TABLE system_logs ADD CONSTRAINT poison_{tag} "
+                        f"CHECK (message <> '{tag} 7') NOT VALID")
+        self.conn.commit()
+        try:
+            lines = [json.dumps({"message": f"{tag} {i}"}) for i in range(20)]
+            status, _, text = self.post(("\n".join(lines) + "\n").encode())
+        finally:
+            with self.conn.cursor() as cur:
+                cur.execute(f"ALTER TABLE system_logs DROP CONSTRAINT poison_{tag}")
+            self.conn.commit()
+        # committed: 200, but only the 19 rows in system_logs count as accepted
         self.assertEqual(status, 200, text)
+        self.assertEqual(json.loads(text),
+                         {"accepted": 19, "rejected": 1, "refused": 1, "errors": []})
         rows = self.rows("message LIKE %s", (f"{tag} %",), n=19)
         self.assertEqual(len(rows), 19)
         self.assertNotIn(f"{tag} 7", [r["message"] for r in rows])
@@ -344,8 +358,8 @@ class IngestTest(unittest.TestCase):
             found = cur.fetchall()
         self.assertEqual(len(found), 1)
         error, raw, transport, peer = found[0]
-        self.assertIn("foreign key", error)
-        self.assertEqual(json.loads(raw)["user_id"], 999999)
+        self.assertIn("check constraint", error)
+        self.assertEqual(json.loads(raw)["message"], f"{tag} 7")
         self.assertEqual(transport, "http")
         self.assertTrue(peer.startswith("127.0.0.1:"))
 
