@@ -210,9 +210,12 @@ static const char insert_alert_sql[] =
     " RETURNING id, " RL_SQL_US("created_at");
 
 static const char partition_sql[] =
-    "SELECT aggd_create_month_partition('alerts', (" RL_SQL_TS("$1") ")::date)";
+    "SELECT aggd_create_month_partition('alerts', (" RL_SQL_TS("$1") ")::date),"
+    "       aggd_note_received('alerts', (" RL_SQL_TS("$1") ")::date)";
 
-/* The month's partition, in its own short transaction: creating one locks the parent. */
+/* The month's partition, in its own short transaction: creating one locks the parent.
+ * Also notes the month as receiving rows (partition_activity): maintenance does not
+ * archive it within partitions.archive_grace_hours (docs/partitions.md). */
 static int ensure_partition(PGconn *conn, int64_t now_us, struct agg_err *err)
 {
     char now[24];

@@ -48,6 +48,7 @@ static int maintain(const struct cli *cli, struct agg_config *cfg)
     po.retention_months = (int)cfg->partitions.retention_months;
     po.archive_dir = cfg->archive.dir;
     po.rearchive = opts[1].seen;
+    po.archive_grace_hours = (int)cfg->partitions.archive_grace_hours;
     if (fail_after != NULL && fail_after[0] != '\0')
         po.fail_after = fail_after;
     conn = agg_cli_connect(cfg);
@@ -58,8 +59,8 @@ static int maintain(const struct cli *cli, struct agg_config *cfg)
     if (rc != AGG_OK)
         return agg_cli_fail("partition maintenance failed: ", err.msg);
     if (!res.skipped)
-        printf("maintenance done: %d created, %d archived, %d failed\n", res.created, res.archived,
-               res.failed);
+        printf("maintenance done: %d created, %d archived, %d failed, %d postponed\n", res.created,
+               res.archived, res.failed, res.postponed);
     return EXIT_SUCCESS;
 }
 
@@ -84,6 +85,7 @@ int agg_cmd_partitions(const struct cli *cli, struct agg_config *cfg)
 int agg_cmd_archive(const struct cli *cli, struct agg_config *cfg)
 {
     struct agg_cli_opt opts[] = {{"table", false, NULL, false}};
+    struct st_archive_restored restored = {0};
     struct agg_err err = {0};
     const char *table;
     bool verify;
@@ -114,10 +116,16 @@ int agg_cmd_archive(const struct cli *cli, struct agg_config *cfg)
     if (verify)
         rc = st_archive_verify(conn, cfg->archive.dir, table, month, &err);
     else
-        rc = st_archive_restore(conn, cfg->archive.dir, table, month, &err);
+        rc = st_archive_restore(conn, cfg->archive.dir, table, month, &restored, &err);
     PQfinish(conn);
     if (rc != AGG_OK)
         return agg_cli_fail(verify ? "archive verification failed: " : "restore failed: ", err.msg);
-    printf("%s %s %s: ok\n", table, cli->args[1], verify ? "verified" : "restored");
+    if (restored.merged)
+        printf("%s %s restored: ok, merged into the re-created partition: %llu of %llu archived "
+               "rows added, the others were there\n",
+               table, cli->args[1], (unsigned long long)restored.added_rows,
+               (unsigned long long)restored.archived_rows);
+    else
+        printf("%s %s %s: ok\n", table, cli->args[1], verify ? "verified" : "restored");
     return EXIT_SUCCESS;
 }

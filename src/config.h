@@ -73,6 +73,7 @@ struct agg_config {
         int64_t premake_months;
         int64_t retention_months;
         int64_t accept_past_months;
+        int64_t archive_grace_hours;
     } partitions;
     struct {
         char *dir;

@@ -412,6 +412,8 @@ static void maint_work(struct st_job *job, PGconn *conn, const struct agg_err *c
     struct st_partitions_opts po = {.now_us = ing_time_now_us(),
                                     .premake_months = (int)cfg->partitions.premake_months,
                                     .retention_months = (int)cfg->partitions.retention_months,
+                                    .archive_grace_hours =
+                                        (int)cfg->partitions.archive_grace_hours,
                                     .archive_dir = cfg->archive.dir};
 
     memset(&m->err, 0, sizeof(m->err));

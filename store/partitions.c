@@ -12,6 +12,9 @@
  *        DETACH, but the detached table keeps the data until "verified", so a month is
  *        never both missing from the database and absent from the archive.
  *        DETACH … CONCURRENTLY refuses a transaction block: no BEGIN around it.
+ *        A "dropped" month can have a table again (ingest re-created it after a
+ *        clock jump): its archived rows are merged back before anything is
+ *        exported over the old file, which holds the only copy of them.
  * Not here: file format (store/archive.c), the timer (src/server.c).
  */
 #include "store/partitions.h"
@@ -86,6 +89,7 @@ struct month_ctx {
     char *qpart;
     char file[PATH_CAP];
     char manifest[PATH_CAP];
+    bool postponed; /* received rows within the grace: left attached */
 };
 
 static void say(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -440,22 +444,263 @@ static int do_verify(struct month_ctx *c, struct agg_err *err)
     return AGG_OK;
 }
 
-/* Records a failed step: the table stays detached, the next run exports again. */
-static int fail_month(struct month_ctx *c, const struct agg_err *why, struct agg_err *err)
+/* Reports a month the pass gives up on for now: <left> says how it stays. */
+static void report_failure(struct month_ctx *c, const char *left, const struct agg_err *why)
 {
-    struct agg_err ignored = {0};
-
     /* The pass goes on with other months: this is the only report of this one (serve
      * passes no <log>; the CLI prints it on stdout and the first error on stderr). */
     if (c->log != NULL)
         say(c->log, "%s %s: failed: %s", c->table, c->ym, why->msg);
     else
-        AGG_LOG_WARN("partitions", "could not archive %s %s, left detached: %s", c->table, c->ym,
+        AGG_LOG_WARN("partitions", "could not archive %s %s, %s: %s", c->table, c->ym, left,
                      why->msg);
+}
+
+/* Records a failed step: the table stays detached, the next run exports again. */
+static int fail_month(struct month_ctx *c, const struct agg_err *why, struct agg_err *err)
+{
+    struct agg_err ignored = {0};
+
+    report_failure(c, "left detached", why);
     set_state(c, STATE_FAILED, why->msg, &ignored);
     if (err != NULL && err != why)
         *err = *why;
     return AGG_ERR;
+}
+
+/* Whether the attached month of <c> may be detached now: not an alerts month with
+ * alerts still open, nor a month noted receiving rows within the grace (measured on
+ * PostgreSQL's clock, the one the notes are written with: --now and the clock of
+ * aggd's host play no part). Sets c->postponed for the latter. */
+static int may_detach(struct month_ctx *c, bool *go, struct agg_err *err)
+{
+    char sql[SQL_CAP], hours[16];
+    const char *p[] = {c->table, c->date, hours};
+    PGresult *res;
+
+    *go = false;
+    if (strcmp(c->table, "alerts") == 0) {
+        long open_alerts;
+
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM %s WHERE status NOT IN ('resolved', 'closed')", c->qpart);
+        if (st_db_query(c->conn, sql, 0, NULL, PGRES_TUPLES_OK, &res, err) != AGG_OK)
+            return AGG_EDB;
+        open_alerts = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        if (open_alerts > 0) {
+            say(c->log, "%s %s: kept: %ld alerts not resolved or closed", c->table, c->ym,
+                open_alerts);
+            return AGG_OK;
+        }
+    }
+    if (c->opts->archive_grace_hours > 0) {
+        snprintf(hours, sizeof(hours), "%d", c->opts->archive_grace_hours);
+        if (st_db_query(c->conn,
+                        "SELECT greatest(0, extract(epoch FROM (now() AT TIME ZONE 'UTC') - "
+                        "       last_received_at) / 3600)::float8"
+                        "  FROM partition_activity WHERE table_name = $1 AND month = $2::date"
+                        "   AND last_received_at > (now() AT TIME ZONE 'UTC') - "
+                        "       $3::int * interval '1 hour'",
+                        3, p, PGRES_TUPLES_OK, &res, err) != AGG_OK)
+            return AGG_EDB;
+        if (PQntuples(res) > 0) {
+            double ago = strtod(PQgetvalue(res, 0, 0), NULL);
+
+            if (c->log != NULL)
+                say(c->log,
+                    "%s %s: received rows %.1f hours ago (partitions.archive_grace_hours %d): "
+                    "archiving postponed",
+                    c->table, c->ym, ago, c->opts->archive_grace_hours);
+            else
+                AGG_LOG_INFO("partitions",
+                             "%s %s received rows %.1f hours ago "
+                             "(partitions.archive_grace_hours %d): archiving postponed",
+                             c->table, c->ym, ago, c->opts->archive_grace_hours);
+            c->postponed = true;
+        }
+        PQclear(res);
+        if (c->postponed)
+            return AGG_OK;
+    }
+    *go = true;
+    return AGG_OK;
+}
+
+/* The columns of manifest <m> as a quoted, comma-separated list. */
+static int manifest_columns(PGconn *conn, const struct st_archive_manifest *m, char *cols,
+                            size_t cap, struct agg_err *err)
+{
+    size_t used = 0;
+
+    cols[0] = '\0';
+    for (int i = 0; i < m->ncolumns; i++) {
+        char *q = PQescapeIdentifier(conn, m->columns[i], strlen(m->columns[i]));
+        int n = q == NULL ? -1 : snprintf(cols + used, cap - used, "%s%s", i ? ", " : "", q);
+
+        PQfreemem(q);
+        if (n < 0 || (size_t)n >= cap - used)
+            return agg_err_set(err, AGG_EINVAL, "column list of \"%s\" is too long", m->table);
+        used += (size_t)n;
+    }
+    return AGG_OK;
+}
+
+struct restore_sink {
+    PGconn *conn;
+};
+
+static int restore_put(void *arg, const void *buf, size_t len, struct agg_err *err)
+{
+    struct restore_sink *s = arg;
+
+    while (len > 0) {
+        int n = len > (1 << 20) ? (1 << 20) : (int)len;
+
+        if (PQputCopyData(s->conn, buf, n) != 1)
+            return st_db_error(s->conn, NULL, err);
+        buf = (const char *)buf + n;
+        len -= (size_t)n;
+    }
+    return AGG_OK;
+}
+
+/* COPY <target> (<cols>) FROM the archive file of <c>, re-hashing on the way: a hash or
+ * row count other than <m>'s aborts the COPY. Inside the caller's transaction. */
+static int load_archive(struct month_ctx *c, const char *target, const char *cols,
+                        const struct st_archive_manifest *m, struct agg_err *err)
+{
+    struct restore_sink sink = {c->conn};
+    struct st_archive_stats st;
+    char sql[SQL_CAP];
+    PGresult *res;
+    int rc, n;
+
+    n = snprintf(sql, sizeof(sql), "COPY %s (%s) FROM STDIN (FORMAT csv, HEADER)", target, cols);
+    if (n < 0 || (size_t)n >= sizeof(sql))
+        return agg_err_set(err, AGG_EINVAL, "statement is too long");
+    res = PQexec(c->conn, sql);
+    if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN) {
+        rc = st_db_error(c->conn, res, err);
+        PQclear(res);
+        return rc;
+    }
+    PQclear(res);
+    rc = st_archive_read(c->file, restore_put, &sink, &st, err);
+    if (rc == AGG_OK && (strcmp(st.sha256, m->sha256) != 0 || st.rows != m->rows))
+        rc = agg_err_set(err, AGG_EINVAL, "archive %s %s changed while restoring", c->table, c->ym);
+    PQputCopyEnd(c->conn, rc == AGG_OK ? NULL : "archive rejected");
+    while ((res = PQgetResult(c->conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            if (rc == AGG_OK)
+                rc = st_db_error(c->conn, res, err);
+        } else if (rc == AGG_OK && strtoull(PQcmdTuples(res), NULL, 10) != m->rows) {
+            rc = agg_err_set(err, AGG_EINVAL, "restore of %s %s loaded %s rows, expected %" PRIu64,
+                             c->table, c->ym, PQcmdTuples(res), m->rows);
+        }
+        PQclear(res);
+    }
+    return rc;
+}
+
+/* For a month archived and then re-created: inserts into its existing table the
+ * archived rows it lacks (same (id, created_at): the primary key), through a staging
+ * table, so a merge done twice adds nothing the second time. Inside the caller's
+ * transaction; <added> gets how many were inserted. Fills <m> from the verified file. */
+static int merge_archive(struct month_ctx *c, struct st_archive_manifest *m, uint64_t *added,
+                         struct agg_err *err)
+{
+    char cols[SQL_CAP / 2];
+    PGresult *res;
+    int rc;
+
+    /* Check the whole file first: a bad archive fails before any change. */
+    rc = verify_files(c->table, c->month, c->file, c->manifest, m, err);
+    if (rc != AGG_OK)
+        return rc;
+    rc = manifest_columns(c->conn, m, cols, sizeof(cols), err);
+    if (rc != AGG_OK)
+        return rc;
+    /* Only the archive's columns, no constraints: the table's own apply on insert. */
+    rc = exec_fmt(c->conn, err,
+                  "CREATE TEMP TABLE aggd_restore_staging ON COMMIT DROP AS SELECT %s FROM %s "
+                  "WITH NO DATA",
+                  cols, c->qtable);
+    if (rc == AGG_OK)
+        rc = load_archive(c, "pg_temp.aggd_restore_staging", cols, m, err);
+    if (rc != AGG_OK)
+        return rc;
+    {
+        char sql[SQL_CAP];
+        int n = snprintf(sql, sizeof(sql),
+                         "INSERT INTO %s (%s) SELECT * FROM pg_temp.aggd_restore_staging "
+                         "ON CONFLICT DO NOTHING",
+                         c->qpart, cols);
+
+        if (n < 0 || (size_t)n >= sizeof(sql))
+            return agg_err_set(err, AGG_EINVAL, "statement is too long");
+        if (st_db_query(c->conn, sql, 0, NULL, PGRES_COMMAND_OK, &res, err) != AGG_OK)
+            return AGG_EDB;
+        *added = strtoull(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+    }
+    return AGG_OK;
+}
+
+/* dropped, and the table is back (rows written into the month after its archive): puts
+ * the archived rows back into it, in one transaction, so that the next export holds
+ * both. The state stays "dropped" until the detach: a crash before it merges again
+ * (adding nothing). The old file stays authoritative until the new one is verified. */
+static int merge_recreated(struct month_ctx *c, struct agg_err *err)
+{
+    struct st_archive_manifest m;
+    uint64_t added = 0;
+    int rc = st_db_exec(c->conn, "BEGIN", err);
+
+    if (rc != AGG_OK)
+        return rc;
+    rc = merge_archive(c, &m, &added, err);
+    if (rc == AGG_OK)
+        rc = st_db_exec(c->conn, "COMMIT", err);
+    if (rc != AGG_OK) {
+        st_db_exec(c->conn, "ROLLBACK", NULL);
+        return rc;
+    }
+    say(c->log,
+        "%s %s: re-created after its archive: merged %" PRIu64 " of its %" PRIu64
+        " archived rows back",
+        c->table, c->ym, added, m.rows);
+    return AGG_OK;
+}
+
+/* Detaches the month's table (or finalizes a detach) when still attached, records
+ * "detached" unless <st> already says so, and exports it. */
+static int detach_export(struct month_ctx *c, enum state st, bool attached, bool pending,
+                         uint64_t *bytes, struct agg_err *err)
+{
+    struct agg_err e = {0};
+
+    if (pending) {
+        if (exec_fmt(c->conn, err, "ALTER TABLE %s DETACH PARTITION %s FINALIZE", c->qtable,
+                     c->qpart) != AGG_OK)
+            return AGG_EDB;
+        say(c->log, "%s %s: detach finalized", c->table, c->ym);
+    } else if (attached) {
+        if (exec_fmt(c->conn, err, "ALTER TABLE %s DETACH PARTITION %s CONCURRENTLY", c->qtable,
+                     c->qpart) != AGG_OK)
+            return AGG_EDB;
+        say(c->log, "%s %s: detached", c->table, c->ym);
+    }
+    if (st != STATE_DETACHED && st != STATE_FAILED) {
+        if (set_state(c, STATE_DETACHED, NULL, err) != AGG_OK)
+            return AGG_EDB;
+        if (injected(c, STATE_DETACHED, err) != AGG_OK)
+            return AGG_ERR;
+    }
+    if (do_export(c, bytes, &e) != AGG_OK)
+        return fail_month(c, &e, err);
+    say(c->log, "%s %s: exported to %s", c->table, c->ym, c->file);
+    return injected(c, STATE_EXPORTED, err);
 }
 
 /* Drives one month through detached -> exported -> verified -> dropped, from whatever
@@ -467,7 +712,8 @@ static int archive_month(struct month_ctx *c, bool *done, uint64_t *bytes, struc
     *done = false;
     for (;;) {
         enum state st;
-        bool exists, attached, pending;
+        bool exists, attached, pending, go = true;
+        int rc;
 
         if (read_state(c, &st, err) != AGG_OK ||
             read_rel(c, &exists, &attached, &pending, err) != AGG_OK)
@@ -478,56 +724,36 @@ static int archive_month(struct month_ctx *c, bool *done, uint64_t *bytes, struc
                 return AGG_OK;
             /* fall through */
         case STATE_NONE:
+        case STATE_DROPPED:
             if (!exists)
                 return AGG_OK;
-            if (attached && !pending && strcmp(c->table, "alerts") == 0) {
-                char sql[SQL_CAP];
-                PGresult *res;
-                long open_alerts;
-
-                snprintf(sql, sizeof(sql),
-                         "SELECT count(*) FROM %s WHERE status NOT IN ('resolved', 'closed')",
-                         c->qpart);
-                if (st_db_query(c->conn, sql, 0, NULL, PGRES_TUPLES_OK, &res, err) != AGG_OK)
-                    return AGG_EDB;
-                open_alerts = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-                PQclear(res);
-                if (open_alerts > 0) {
-                    say(c->log, "%s %s: kept: %ld alerts not resolved or closed", c->table, c->ym,
-                        open_alerts);
-                    return AGG_OK;
+            if (attached && !pending && may_detach(c, &go, err) != AGG_OK)
+                return AGG_EDB;
+            if (!go)
+                return AGG_OK;
+            if (st == STATE_DROPPED) {
+                /* Re-created after its archive: never export over the old file
+                 * without its rows. A failure leaves the month as it is (attached,
+                 * "dropped"): the next pass tries again. */
+                if (merge_recreated(c, &e) != AGG_OK) {
+                    report_failure(c, "left as it is", &e);
+                    if (err != NULL)
+                        *err = e;
+                    return AGG_ERR;
                 }
             }
-            /* fall through */
+            rc = detach_export(c, st, attached, pending, bytes, err);
+            if (rc != AGG_OK)
+                return rc;
+            break;
         case STATE_FAILED:
         case STATE_DETACHED:
-            if (st == STATE_FAILED || st == STATE_DETACHED) {
-                if (!exists)
-                    return agg_err_set(err, AGG_ERR, "%s %s is %s but its table \"%s\" is missing",
-                                       c->table, c->ym, state_names[st], c->part);
-            }
-            if (pending) {
-                if (exec_fmt(c->conn, err, "ALTER TABLE %s DETACH PARTITION %s FINALIZE", c->qtable,
-                             c->qpart) != AGG_OK)
-                    return AGG_EDB;
-                say(c->log, "%s %s: detach finalized", c->table, c->ym);
-            } else if (attached) {
-                if (exec_fmt(c->conn, err, "ALTER TABLE %s DETACH PARTITION %s CONCURRENTLY",
-                             c->qtable, c->qpart) != AGG_OK)
-                    return AGG_EDB;
-                say(c->log, "%s %s: detached", c->table, c->ym);
-            }
-            if (st != STATE_DETACHED && st != STATE_FAILED) {
-                if (set_state(c, STATE_DETACHED, NULL, err) != AGG_OK)
-                    return AGG_EDB;
-                if (injected(c, STATE_DETACHED, err) != AGG_OK)
-                    return AGG_ERR;
-            }
-            if (do_export(c, bytes, &e) != AGG_OK)
-                return fail_month(c, &e, err);
-            say(c->log, "%s %s: exported to %s", c->table, c->ym, c->file);
-            if (injected(c, STATE_EXPORTED, err) != AGG_OK)
-                return AGG_ERR;
+            if (!exists)
+                return agg_err_set(err, AGG_ERR, "%s %s is %s but its table \"%s\" is missing",
+                                   c->table, c->ym, state_names[st], c->part);
+            rc = detach_export(c, st, attached, pending, bytes, err);
+            if (rc != AGG_OK)
+                return rc;
             break;
         case STATE_EXPORTED:
             if (!exists)
@@ -555,8 +781,6 @@ static int archive_month(struct month_ctx *c, bool *done, uint64_t *bytes, struc
                 return AGG_EDB;
             say(c->log, "%s %s: dropped", c->table, c->ym);
             *done = true;
-            return AGG_OK;
-        case STATE_DROPPED:
             return AGG_OK;
         }
     }
@@ -691,6 +915,7 @@ int st_partitions_maintain(PGconn *conn, const struct st_partitions_opts *opts, 
                 c.log = log;
                 if (archive_month(&c, &done, &res->archived_bytes, &e) == AGG_OK) {
                     res->archived += done ? 1 : 0;
+                    res->postponed += c.postponed ? 1 : 0;
                 } else {
                     res->failed++;
                     if (rc == AGG_OK) {
@@ -866,40 +1091,19 @@ static int attach_loaded(struct month_ctx *c, struct agg_err *err)
     return exec_server_format(c->conn, "ALTER TABLE %I DROP CONSTRAINT %I", 2, p, err);
 }
 
-struct restore_sink {
-    PGconn *conn;
-};
-
-static int restore_put(void *arg, const void *buf, size_t len, struct agg_err *err)
-{
-    struct restore_sink *s = arg;
-
-    while (len > 0) {
-        int n = len > (1 << 20) ? (1 << 20) : (int)len;
-
-        if (PQputCopyData(s->conn, buf, n) != 1)
-            return st_db_error(s->conn, NULL, err);
-        buf = (const char *)buf + n;
-        len -= (size_t)n;
-    }
-    return AGG_OK;
-}
-
 int st_archive_restore(PGconn *conn, const char *dir, const char *table, int month,
-                       struct agg_err *err)
+                       struct st_archive_restored *out, struct agg_err *err)
 {
+    struct st_archive_restored done = {0};
     struct st_archive_manifest m;
-    struct st_archive_stats st;
-    struct restore_sink sink = {conn};
     struct month_ctx c;
-    char cols[SQL_CAP / 2], sql[SQL_CAP];
+    char cols[SQL_CAP / 2];
     const char *p[2];
     PGresult *res;
     enum state state;
     char key[32];
     const char *kp[1];
-    bool locked;
-    size_t used = 0;
+    bool locked, exists, attached, pending;
     int rc;
 
     if (!known_table(table))
@@ -925,6 +1129,8 @@ int st_archive_restore(PGconn *conn, const char *dir, const char *table, int mon
         goto out_rollback;
     }
     rc = read_state(&c, &state, err);
+    if (rc == AGG_OK)
+        rc = read_rel(&c, &exists, &attached, &pending, err);
     if (rc != AGG_OK)
         goto out_rollback;
     if (state != STATE_DROPPED) {
@@ -932,59 +1138,45 @@ int st_archive_restore(PGconn *conn, const char *dir, const char *table, int mon
                          c.ym, state == STATE_NONE ? "not archived" : state_names[state]);
         goto out_rollback;
     }
-    /* Check the whole file first: a bad archive fails before any DDL. */
-    rc = verify_files(table, month, c.file, c.manifest, &m, err);
-    if (rc != AGG_OK)
+    if (pending) {
+        rc = agg_err_set(err, AGG_EINVAL,
+                         "%s %s was re-created and is being detached: run partition "
+                         "maintenance first",
+                         table, c.ym);
         goto out_rollback;
-    cols[0] = '\0';
-    for (int i = 0; i < m.ncolumns; i++) {
-        char *q = PQescapeIdentifier(conn, m.columns[i], strlen(m.columns[i]));
-        int n =
-            q == NULL ? -1 : snprintf(cols + used, sizeof(cols) - used, "%s%s", i ? ", " : "", q);
-
-        PQfreemem(q);
-        if (n < 0 || (size_t)n >= sizeof(cols) - used) {
-            rc = agg_err_set(err, AGG_EINVAL, "column list of \"%s\" is too long", table);
-            goto out_rollback;
-        }
-        used += (size_t)n;
     }
+    if (exists) {
+        /* Re-created since its archive (late rows): merge, keeping its rows. */
+        done.merged = true;
+        rc = merge_archive(&c, &m, &done.added_rows, err);
+        if (rc == AGG_OK && !attached)
+            rc = attach_loaded(&c, err);
+        if (rc != AGG_OK)
+            goto out_rollback;
+    } else {
+        /* Check the whole file first: a bad archive fails before any DDL. */
+        rc = verify_files(table, month, c.file, c.manifest, &m, err);
+        if (rc == AGG_OK)
+            rc = manifest_columns(conn, &m, cols, sizeof(cols), err);
+        if (rc != AGG_OK)
+            goto out_rollback;
+        /* Load a standalone table and ATTACH it, rather than CREATE … PARTITION OF: the
+         * parent is then locked SHARE UPDATE EXCLUSIVE (ingest goes on) instead of ACCESS
+         * EXCLUSIVE for the whole load. */
+        rc = exec_fmt(conn, err,
+                      "CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", c.qpart,
+                      c.qtable);
+        if (rc == AGG_OK)
+            rc = load_archive(&c, c.qpart, cols, &m, err);
+        if (rc == AGG_OK)
+            rc = attach_loaded(&c, err);
+        if (rc != AGG_OK)
+            goto out_rollback;
+        done.added_rows = m.rows;
+    }
+    done.archived_rows = m.rows;
     p[0] = table;
     p[1] = c.date;
-    /* Load a standalone table and ATTACH it, rather than CREATE … PARTITION OF: the
-     * parent is then locked SHARE UPDATE EXCLUSIVE (ingest goes on) instead of ACCESS
-     * EXCLUSIVE for the whole load. */
-    rc = exec_fmt(conn, err, "CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
-                  c.qpart, c.qtable);
-    if (rc != AGG_OK)
-        goto out_rollback;
-    snprintf(sql, sizeof(sql), "COPY %s (%s) FROM STDIN (FORMAT csv, HEADER)", c.qpart, cols);
-    res = PQexec(conn, sql);
-    if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN) {
-        rc = st_db_error(conn, res, err);
-        PQclear(res);
-        goto out_rollback;
-    }
-    PQclear(res);
-    rc = st_archive_read(c.file, restore_put, &sink, &st, err);
-    if (rc == AGG_OK && (strcmp(st.sha256, m.sha256) != 0 || st.rows != m.rows))
-        rc = agg_err_set(err, AGG_EINVAL, "archive %s %s changed while restoring", table, c.ym);
-    PQputCopyEnd(conn, rc == AGG_OK ? NULL : "archive rejected");
-    while ((res = PQgetResult(conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            if (rc == AGG_OK)
-                rc = st_db_error(conn, res, err);
-        } else if (rc == AGG_OK && strtoull(PQcmdTuples(res), NULL, 10) != m.rows) {
-            rc = agg_err_set(err, AGG_EINVAL, "restore of %s %s loaded %s rows, expected %" PRIu64,
-                             table, c.ym, PQcmdTuples(res), m.rows);
-        }
-        PQclear(res);
-    }
-    if (rc != AGG_OK)
-        goto out_rollback;
-    rc = attach_loaded(&c, err);
-    if (rc != AGG_OK)
-        goto out_rollback;
     rc = st_db_query(conn,
                      "UPDATE partition_archives SET state = 'restored', error = NULL "
                      "WHERE table_name = $1 AND month = $2::date",
@@ -992,6 +1184,8 @@ int st_archive_restore(PGconn *conn, const char *dir, const char *table, int mon
     if (rc != AGG_OK)
         goto out_rollback;
     rc = st_db_exec(conn, "COMMIT", err);
+    if (rc == AGG_OK && out != NULL)
+        *out = done;
     goto out;
 
 out_rollback:

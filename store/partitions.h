@@ -32,8 +32,9 @@ struct st_partitions_opts {
     int premake_months;   /* months created ahead of the current one */
     int retention_months; /* months kept before the current one */
     const char *archive_dir;
-    bool rearchive;         /* archive restored months again */
-    const char *fail_after; /* tests only: "detached", "exported" or "verified" */
+    bool rearchive;          /* archive restored months again */
+    int archive_grace_hours; /* not a month noted receiving rows this recently (0: no check) */
+    const char *fail_after;  /* tests only: "detached", "exported" or "verified" */
 };
 
 struct st_partitions_result {
@@ -41,15 +42,19 @@ struct st_partitions_result {
     int created;             /* partitions created */
     int archived;            /* months that reached "dropped" */
     int failed;              /* months left detached after an error */
+    int postponed;           /* months past retention that received rows within the grace */
     uint64_t archived_bytes; /* compressed bytes written by this run */
 };
 
 /* One maintenance pass (issue contract 1 and 2): under pg_try_advisory_lock, creates the
  * current month and <premake_months> ahead for every table, then archives and drops every
  * month wholly older than <retention_months>, resuming interrupted archives first.
+ * A month noted in partition_activity within <archive_grace_hours> of PostgreSQL's
+ * clock (never <now_us>) is not detached: postponed to a later pass. A month archived
+ * and then re-created gets its archived rows merged back and is archived again, whole.
  * A month that fails is left detached (state "failed" with the error) and the run goes
- * on; the first such error is in <err> and the result is AGG_ERR. <log> (NULL: none)
- * gets one line per action. */
+ * on; the first such error is in <err> and the result is AGG_ERR. <log> (NULL: the
+ * daemon's log) gets one line per action. */
 int st_partitions_maintain(PGconn *conn, const struct st_partitions_opts *opts, FILE *log,
                            struct st_partitions_result *res, struct agg_err *err);
 
@@ -67,12 +72,21 @@ int st_archive_list(PGconn *conn, FILE *out, struct agg_err *err);
 int st_archive_verify(PGconn *conn, const char *dir, const char *table, int month,
                       struct agg_err *err);
 
+/* What a restore did. */
+struct st_archive_restored {
+    uint64_t archived_rows; /* rows in the archive */
+    uint64_t added_rows;    /* of those, inserted (fewer when merged) */
+    bool merged;            /* the month had been re-created: merged into its partition */
+};
+
 /* Loads the archive of <table>'s <month> into a new table and attaches it as the
  * month's partition, in one transaction, checking row count and hash before commit, and
- * marks the month "restored". Refuses (AGG_EINVAL) a corrupt or mismatching archive, and a month that is
- * not in state "dropped". */
+ * marks the month "restored". When the month's partition was re-created since (late
+ * rows), merges instead: inserts the archived rows it lacks (same (id, created_at)) and
+ * keeps the rest. Fills <out> (NULL: not wanted). Refuses (AGG_EINVAL) a corrupt or
+ * mismatching archive, and a month that is not in state "dropped". */
 int st_archive_restore(PGconn *conn, const char *dir, const char *table, int month,
-                       struct agg_err *err);
+                       struct st_archive_restored *out, struct agg_err *err);
 
 /* Gauges for /metrics. */
 struct st_partitions_stats {

@@ -10,7 +10,9 @@
  *        (committed or rejected), so a retry after a lost connection resumes there
  *        and never sends a committed row twice. PostgreSQL names the bad COPY line
  *        for data errors; constraint errors found at statement end (foreign keys)
- *        name none, and those ranges are bisected.
+ *        name none, and those ranges are bisected. Before a COPY into a month the
+ *        thread notes it in partition_activity (once a minute per month, its own
+ *        transaction): maintenance never archives a month still being written.
  */
 #include "store/writer.h"
 
@@ -27,6 +29,8 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define COPY_CHUNK (1024 * 1024)
+/* How often a thread notes again that a month receives rows (partition_activity). */
+#define NOTE_EVERY_US (60 * INT64_C(1000000))
 /* Fields of a COPY row (ST_COPY_COLUMNS order). */
 #define COL_USER_ID    7
 #define COL_EXTRA_DATA 17
@@ -51,6 +55,9 @@ static const char committed_sql[] =
     "SELECT split_part(stream, ':', 2)::bigint, position FROM ingest_checkpoints "
     "WHERE stream LIKE $1 || ':%' UNION ALL "
     "SELECT 0, position FROM ingest_checkpoints WHERE stream = $1";
+/* Creates a month's partition when missing; notes that the month receives rows. */
+static const char create_sql[] = "SELECT aggd_create_month_partition('system_logs', $1::date)";
+static const char note_sql[] = "SELECT aggd_note_received('system_logs', $1::date)";
 /* The ids of a batch that are users; locked so that none goes away before COMMIT. */
 static const char users_sql[] = "SELECT id FROM users WHERE id = ANY($1::int[]) FOR KEY SHARE";
 static const char *const transport_names[] = {"syslog_udp", "syslog_tcp", "json_tcp", "http"};
@@ -72,10 +79,17 @@ enum outcome {
     OUT_TRANSIENT, /* the connection or the server: retry later */
 };
 
+/* A month whose partition this thread knows to exist, and when (monotonic) it last
+ * noted the month as receiving rows. */
+struct seen_month {
+    int month;
+    int64_t noted_us;
+};
+
 struct thread {
     struct st_writer *w;
     PGconn *conn;
-    int *months; /* partitions known to exist */
+    struct seen_month *months;
     size_t nmonths, cap_months;
     char why[1024];
     long line; /* COPY line PostgreSQL blamed, 0 if none */
@@ -545,33 +559,48 @@ static enum outcome write_range(struct thread *t, struct st_batch *b, size_t lo,
     return OUT_OK;
 }
 
-static bool month_known(const struct thread *t, int month)
+static struct seen_month *month_seen(struct thread *t, int month)
 {
     for (size_t i = 0; i < t->nmonths; i++) {
-        if (t->months[i] == month)
-            return true;
+        if (t->months[i].month == month)
+            return &t->months[i];
     }
-    return false;
+    return NULL;
 }
 
-/* Makes sure the partition of every month in <b> exists (cached per thread). */
+/* Makes sure the partition of every month in <b> exists (cached per thread) and notes,
+ * before the COPY and at most once a minute per month, that the month receives rows:
+ * maintenance does not archive a month noted within partitions.archive_grace_hours.
+ * The note is its own short transaction, not part of the COPY's: a row lock on
+ * partition_activity held until the COPY commits would serialize the writers. */
 static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b)
 {
+    int64_t now = mono_us();
+
     for (int i = 0; i < b->nmonths; i++) {
         int month = b->months[i];
+        struct seen_month *seen = month_seen(t, month);
         char date[32];
         const char *params[1] = {date};
         struct agg_err err = {0};
 
-        if (month_known(t, month))
+        if (seen != NULL && now - seen->noted_us < NOTE_EVERY_US)
             continue;
         snprintf(date, sizeof(date), "%04d-%02d-01", month / 12, month % 12 + 1);
+        if (seen != NULL) {
+            if (st_db_query(t->conn, note_sql, 1, params, PGRES_TUPLES_OK, NULL, &err) != AGG_OK) {
+                snprintf(t->why, sizeof(t->why), "could not note rows for %s: %s", date, err.msg);
+                return OUT_TRANSIENT;
+            }
+            seen->noted_us = now;
+            continue;
+        }
         /* Creating a partition locks the parent: bounded, so a long reader cannot
          * queue every writer behind this lock. */
         if (st_db_exec(t->conn, "BEGIN", &err) != AGG_OK ||
             st_db_exec(t->conn, "SET LOCAL lock_timeout = '5s'", &err) != AGG_OK ||
-            st_db_query(t->conn, "SELECT aggd_create_month_partition('system_logs', $1::date)",
-                        1, params, PGRES_TUPLES_OK, NULL, &err) != AGG_OK ||
+            st_db_query(t->conn, create_sql, 1, params, PGRES_TUPLES_OK, NULL, &err) != AGG_OK ||
+            st_db_query(t->conn, note_sql, 1, params, PGRES_TUPLES_OK, NULL, &err) != AGG_OK ||
             st_db_exec(t->conn, "COMMIT", &err) != AGG_OK) {
             st_db_exec(t->conn, "ROLLBACK", NULL);
             snprintf(t->why, sizeof(t->why), "could not create the partition for %s: %s", date,
@@ -581,7 +610,9 @@ static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b
         if (agg_grow((void **)&t->months, sizeof(*t->months), &t->cap_months,
                      t->nmonths + 1) != AGG_OK)
             return OUT_OK; /* uncached: asked again next time */
-        t->months[t->nmonths++] = month;
+        t->months[t->nmonths].month = month;
+        t->months[t->nmonths].noted_us = now;
+        t->nmonths++;
     }
     return OUT_OK;
 }

@@ -80,6 +80,7 @@ static void test_config_defaults_match_design(void **state)
     assert_int_equal(cfg->partitions.premake_months, 2);
     assert_int_equal(cfg->partitions.retention_months, 3);
     assert_int_equal(cfg->partitions.accept_past_months, 3);
+    assert_int_equal(cfg->partitions.archive_grace_hours, 24);
     assert_string_equal(cfg->archive.dir, "./var/archive");
     assert_int_equal(cfg->alerts.eval_interval_ms, 1000);
     assert_string_equal(cfg->notify.smtp_url, "smtp://127.0.0.1:25");

@@ -4,8 +4,10 @@ tests/integration/test_partitions.py — `aggd partitions maintain|list` and `ag
 list|verify|restore` against a real PostgreSQL: partitions created from the clock
 (--now) across a year boundary, the archive round trip (files, manifests, zstd -dc,
 verify, restore to identical rows), crash safety at every archive state
-(AGGD_TEST_FAIL_AFTER), corrupted archives, alerts kept while open, and two maintainers
-at once.
+(AGGD_TEST_FAIL_AFTER), corrupted archives, alerts kept while open, two maintainers
+at once, and a clock jump: a month still receiving rows is not archived
+(partitions.archive_grace_hours), and a month archived and then re-created by ingest is
+restored and archived again by merging.
 
 Environment: see harness.py (AGGD_TEST_DATABASE_URL, AGGD_BIN); exits 77 without them.
 Prints "N passed, M failed" last.
@@ -502,6 +504,160 @@ class PartitionsTest(unittest.TestCase):
         finally:
             other.close()
         self.assertEqual(self.aggd("archive", "restore", "2026-01").returncode, 0)
+
+    # ---- a clock jump: grace, and months re-created after their archive ----
+
+    def serve(self):
+        """The daemon on the real clock, ingesting over HTTP without tokens, once its
+        maintenance at start is over (it holds the maintenance lock meanwhile)."""
+        a = h.Aggd(self.db.url, "--set", f"archive.dir={self.archive}",
+                   "--set", "ingest.http_auth=none", "--set", "batch.max_ms=20")
+        h.wait_for(lambda: "\naggd_partition_maintenance_last_success 1\n"
+                   in a.get("/metrics")[2], 20, what="maintenance at start")
+        return a
+
+    def send(self, a, ym, tag, n):
+        """<n> events dated in month <ym>, each message "<tag> <i>", acknowledged once
+        committed."""
+        body = "".join(json.dumps({"timestamp": f"{ym}-01T00:{i // 60:02d}:{i % 60:02d}Z",
+                                   "level": "info", "message": f"{tag} {i}"}) + "\n"
+                       for i in range(n))
+        status, _, text = h.request(a.http_port, "POST", "/v1/logs?wait=commit",
+                                    body=body.encode(),
+                                    headers={"Content-Type": "application/x-ndjson"},
+                                    timeout=30)
+        self.assertEqual(status, 200, text + a.output()[-2000:])
+        return [f"{tag} {i}" for i in range(n)]
+
+    def month_messages(self, ym):
+        return sorted(r[0] for r in self.q(
+            "SELECT message FROM system_logs WHERE created_at >= %s::date "
+            "AND created_at < %s::date + interval '1 month'", ym + "-01", ym + "-01"))
+
+    def archived_messages(self, ym):
+        data, manifest = self.files("system_logs", ym)
+        plain = subprocess.run(["zstd", "-dc", data], check=True, capture_output=True).stdout
+        rows = list(csv.DictReader(io.StringIO(plain.decode("utf-8"), newline="")))
+        self.assertEqual(len(rows), load_json(manifest)["rows"])
+        return sorted(r["message"] for r in rows)
+
+    def test_month_receiving_rows_is_not_archived_and_recreated_month_merges(self):
+        ym = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m")
+        ahead = month_add(ym, 4) + "-15"
+        no_grace = ("--set", "partitions.archive_grace_hours=0")
+        a = self.serve()
+        try:
+            before = self.send(a, ym, "before", 5)
+            # the clock jumps four months ahead: the month ingest writes is past retention,
+            # but it received rows moments ago, on the real clock
+            out = self.maintain(ahead)
+            self.assertRegex(out.stdout, rf"system_logs {ym}: received rows 0\.\d hours ago "
+                                         r".*archiving postponed")
+            self.assertIn("1 postponed", out.stdout)
+            self.assertIn(ym, self.attached("system_logs"))
+            self.assertIsNone(self.state("system_logs", ym))
+            # without the grace, the jump archives and drops it (what happened before)
+            out = self.maintain(ahead, *no_grace)
+            self.assertIn("0 postponed", out.stdout)
+            self.assertEqual(self.state("system_logs", ym), "dropped")
+            self.assertFalse(self.exists("system_logs", ym))
+            self.assertEqual(self.archived_messages(ym), sorted(before))
+            # ingest on the real clock goes on writing the month: it re-creates it
+            after = self.send(a, ym, "after", 4)
+            self.assertIn(ym, self.attached("system_logs"))
+            self.assertEqual(self.month_messages(ym), sorted(after))
+            # restore merges the archive into the re-created partition
+            out = self.aggd("archive", "restore", ym)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("merged", out.stdout)
+            self.assertIn("5 of 5 archived rows added", out.stdout)
+            self.assertEqual(self.state("system_logs", ym), "restored")
+            self.assertEqual(self.month_messages(ym), sorted(before + after))
+            # a second restore is refused, changing nothing
+            self.assertEqual(self.aggd("archive", "restore", ym).returncode, 1)
+            self.assertEqual(self.month_messages(ym), sorted(before + after))
+            more = self.send(a, ym, "more", 3)
+            everything = sorted(before + after + more)
+            # archived again, whole: one file holds every row
+            out = self.maintain(ahead, "--rearchive", *no_grace)
+            self.assertEqual(self.state("system_logs", ym), "dropped")
+            self.assertFalse(self.exists("system_logs", ym))
+            out = self.aggd("archive", "verify", ym)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(self.archived_messages(ym), everything)
+            self.assertEqual(self.q("SELECT row_count FROM partition_archives WHERE "
+                                    "table_name = 'system_logs' AND month = %s::date",
+                                    ym + "-01")[0][0], len(everything))
+            # and restored once more: every row exactly once
+            out = self.aggd("archive", "restore", ym)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(self.month_messages(ym), everything)
+            self.assertEqual(a.stop(), 0)
+        finally:
+            a.close()
+        self.assert_safe()
+
+    def test_recreated_month_is_archived_again_with_its_archived_rows(self):
+        ym = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m")
+        ahead = month_add(ym, 4) + "-15"
+        a = self.serve()
+        try:
+            before = self.send(a, ym, "before", 6)
+            self.maintain(ahead, "--set", "partitions.archive_grace_hours=0")
+            self.assertEqual(self.state("system_logs", ym), "dropped")
+            after = self.send(a, ym, "after", 2)
+            self.assertEqual(a.stop(), 0)
+        finally:
+            a.close()
+        # the re-created month is still within the grace: left as it is
+        out = self.maintain(ahead)
+        self.assertIn("archiving postponed", out.stdout)
+        self.assertEqual(self.month_messages(ym), sorted(after))
+        self.assertEqual(self.archived_messages(ym), sorted(before))
+        # a day later (on the database's clock: --now plays no part) it goes again,
+        # taking the rows of its first archive along
+        self.q("UPDATE partition_activity SET last_received_at = last_received_at - "
+               "interval '25 hours'")
+        out = self.maintain(ahead)
+        self.assertIn(f"system_logs {ym}: re-created after its archive: merged 6 of its 6 "
+                      "archived rows back", out.stdout)
+        self.assertIn("1 archived, 0 failed, 0 postponed", out.stdout)
+        self.assertEqual(self.state("system_logs", ym), "dropped")
+        self.assertFalse(self.exists("system_logs", ym))
+        self.assertEqual(self.aggd("archive", "verify", ym).returncode, 0)
+        self.assertEqual(self.archived_messages(ym), sorted(before + after))
+        # nothing left to do
+        out = self.maintain(ahead)
+        self.assertIn("0 archived, 0 failed, 0 postponed", out.stdout)
+        out = self.aggd("archive", "restore", ym)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(self.month_messages(ym), sorted(before + after))
+        self.assert_safe()
+
+    def test_recreated_month_with_a_missing_archive_is_left_as_it_is(self):
+        """The old archive is the only copy of its rows: without it, the month is not
+        exported over it, and nothing changes."""
+        self.maintain("2026-01-15")
+        self.insert_logs("2026-01", n=3)
+        self.maintain("2026-07-01")
+        self.assertEqual(self.state("system_logs", "2026-01"), "dropped")
+        self.q("SELECT aggd_create_month_partition('system_logs', '2026-01-01')")
+        self.q("INSERT INTO system_logs (level, message, created_at) "
+               "VALUES ('INFO', 'late', '2026-01-20')")
+        data, manifest = self.files("system_logs", "2026-01")
+        os.rename(data, data + ".away")
+        out = self.maintain("2026-07-01", ok=False)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("2026-01", out.stderr)
+        self.assertEqual(self.state("system_logs", "2026-01"), "dropped")
+        self.assertIn("2026-01", self.attached("system_logs"))
+        self.assertEqual(self.month_messages("2026-01"), ["late"])
+        os.rename(data + ".away", data)
+        out = self.maintain("2026-07-01")
+        self.assertIn("merged 5 of its 5 archived rows back", out.stdout)
+        self.assertEqual(self.state("system_logs", "2026-01"), "dropped")
+        self.assertEqual(load_json(manifest)["rows"], 6)
+        self.assertEqual(self.aggd("archive", "verify", "2026-01").returncode, 0)
 
     def test_usage_errors_exit_2(self):
         for args in (["partitions"], ["partitions", "maintain", "--now", "yesterday"],

@@ -104,6 +104,9 @@ AGGD_TABLES = {
         "min_created_at": (TS, False), "max_created_at": (TS, False),
         "min_id": ("bigint", False), "max_id": ("bigint", False), "error": ("text", False),
         "created_at": (TS, True), "updated_at": (TS, True)},
+    "partition_activity": {
+        "table_name": (V + "(63)", True), "month": ("date", True),
+        "last_received_at": (TS, True)},
     "schema_migrations": {
         "version": ("integer", True), "name": (V + "(255)", True), "applied_at": (TS, True)},
 }
@@ -112,6 +115,7 @@ AGGD_UNIQUES = {
     "api_tokens": [["token_hash"]],
     "alert_notifications": [["message_id"]],
     "partition_archives": [["table_name", "month"]],
+    "partition_activity": [["table_name", "month"]],
 }
 AGGD_INDEXES = {
     "idx_pipeline_runs_pipeline_id_status": ("pipeline_runs", ["pipeline_id", "status"]),
@@ -695,6 +699,17 @@ class T2Conformance(DatabaseCase):
         r = query(self.url, "SELECT tableoid::regclass::text AS part,"
                             " updated_at > '2000-01-01' AS bumped FROM alerts WHERE message = 'm'")
         self.assertEqual(r, [{"part": "alerts_2026_02", "bumped": True}])
+
+    def test_note_received_keeps_one_row_per_month_at_utc_now(self):
+        psql(self.url, "SELECT aggd_note_received('system_logs', '2026-03-17');")
+        psql(self.url, "UPDATE partition_activity SET last_received_at = '2000-01-01';")
+        psql(self.url, "SELECT aggd_note_received('system_logs', '2026-03-02');")
+        r = query(self.url, "SELECT to_char(month, 'YYYY-MM-DD') AS month,"
+                            " abs(extract(epoch FROM last_received_at -"
+                            "     (now() AT TIME ZONE 'UTC'))) < 300 AS utc_now"
+                            " FROM partition_activity WHERE table_name = 'system_logs'"
+                            " AND month BETWEEN '2026-03-01' AND '2026-03-31'")
+        self.assertEqual(r, [{"month": "2026-03-01", "utc_now": True}])
 
     def test_month_partition_covers_exactly_the_month(self):
         make = "SELECT aggd_create_month_partition('system_logs', '2026-02-17')"
