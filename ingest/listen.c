@@ -36,10 +36,21 @@
  * many bytes not yet durable: libevent reads 4 KiB at a time, and one fsync per
  * read would throttle a sender to a few thousand events a second. */
 #define TCP_UNSYNCED_MAX (1024 * 1024)
+/* How long a frame that may end at a NUL (framing.h, nul_pending) waits for the next
+ * octet before the NUL is taken as its trailer: a sender writes a message and its
+ * NUL together, so a pause after a NUL means the message is complete. */
+#define NUL_PAUSE_MS 200
+
+enum conn_step {
+    STEP_FEED = 0, /* frame what is complete */
+    STEP_FLUSH,    /* also a frame held at a NUL (the sender paused) */
+    STEP_FINISH,   /* end of stream: also an unterminated last frame */
+};
 
 struct conn {
     struct ing_listener *l;
     struct bufferevent *bev;
+    struct event *nul_timer; /* flushes a frame held at a NUL after NUL_PAUSE_MS */
     struct ing_framer framer;
     char peer[PEER_MAX];
     size_t seen;    /* bytes of the input buffer already counted */
@@ -206,6 +217,8 @@ static void conn_close(struct conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     l->nconns--;
+    event_free(c->nul_timer);
+    c->nul_timer = NULL;
     bufferevent_free(c->bev);
     c->bev = NULL;
     c->closed = true;
@@ -226,7 +239,7 @@ static bool update_reading(struct conn *c)
     return want;
 }
 
-static void conn_process(struct conn *c, bool eof);
+static void conn_process(struct conn *c, enum conn_step step);
 
 static void request_sync(struct conn *c);
 
@@ -240,7 +253,7 @@ static void on_synced(void *arg)
     if (!c->closed && c->unsynced > 0)
         request_sync(c); /* what was taken while this sync ran */
     if (update_reading(c))
-        conn_process(c, false); /* frames that arrived whole while we waited */
+        conn_process(c, STEP_FEED); /* frames that arrived whole while we waited */
     conn_unref(c);
 }
 
@@ -259,8 +272,9 @@ static void request_sync(struct conn *c)
 
 /* Frames and takes what the input buffer holds (each event is appended to the spool
  * before more is read), asks the spool to make it durable and stops reading while
- * more than TCP_UNSYNCED_MAX is not; pauses while the pipeline is full. <eof> delivers an unterminated last frame. */
-static void conn_process(struct conn *c, bool eof)
+ * more than TCP_UNSYNCED_MAX is not; pauses while the pipeline is full. <step> says
+ * what else counts as a frame (enum conn_step). */
+static void conn_process(struct conn *c, enum conn_step step)
 {
     struct ing_listener *l = c->l;
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -275,15 +289,24 @@ static void conn_process(struct conn *c, bool eof)
     c->now_us = ing_time_now_us();
     if (len > 0) {
         data = (const char *)evbuffer_pullup(in, -1);
-        if (eof)
+        if (step == STEP_FINISH)
             used = ing_framer_finish(&c->framer, data, len, &cb);
+        else if (step == STEP_FLUSH)
+            used = ing_framer_flush(&c->framer, data, len, &cb);
         else
             used = ing_framer_feed(&c->framer, data, len, &cb);
         evbuffer_drain(in, used);
     }
     c->seen = evbuffer_get_length(in);
-    if (eof)
+    if (step == STEP_FINISH)
         return;
+    if (c->framer.nul_pending) {
+        struct timeval pause = {0, NUL_PAUSE_MS * 1000};
+
+        evtimer_add(c->nul_timer, &pause); /* restarts the wait */
+    } else {
+        evtimer_del(c->nul_timer);
+    }
     if (ing_pipeline_is_full(l->pipeline))
         c->paused = true;
     if (c->framer.frames != frames) {
@@ -297,7 +320,14 @@ static void conn_process(struct conn *c, bool eof)
 static void on_read(struct bufferevent *bev, void *arg)
 {
     (void)bev;
-    conn_process(arg, false);
+    conn_process(arg, STEP_FEED);
+}
+
+static void on_nul_pause(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_process(arg, STEP_FLUSH);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -311,7 +341,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         AGG_LOG_DEBUG("listen", "%s: %s", c->peer,
                       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        conn_process(c, true);
+        conn_process(c, STEP_FINISH);
         conn_close(c);
     }
 }
@@ -326,7 +356,7 @@ static void on_drain(void *arg)
             continue;
         c->paused = false;
         if (update_reading(c))
-            conn_process(c, false); /* what arrived before the pause */
+            conn_process(c, STEP_FEED); /* what arrived before the pause */
         if (ing_pipeline_is_full(l->pipeline))
             break;
     }
@@ -357,8 +387,14 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     ing_framer_init(&c->framer,
                     l->kind == ING_LISTEN_JSON_TCP ? ING_FRAMING_LF : ING_FRAMING_AUTO,
                     l->max_message);
-    c->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    /* JSON lines: a NUL is never a delimiter there */
+    c->framer.nul_detect = l->kind != ING_LISTEN_JSON_TCP;
+    c->nul_timer = evtimer_new(l->base, on_nul_pause, c);
+    c->bev = c->nul_timer != NULL ? bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE)
+                                  : NULL;
     if (c->bev == NULL) {
+        if (c->nul_timer != NULL)
+            event_free(c->nul_timer);
         evutil_closesocket(fd);
         free(c);
         return;
@@ -584,7 +620,7 @@ void ing_listener_free(struct ing_listener *l)
         ing_pipeline_off_drain(l->pipeline, on_drain, l);
     }
     while (l->conns != NULL) {
-        conn_process(l->conns, true);
+        conn_process(l->conns, STEP_FINISH);
         conn_close(l->conns);
     }
     if (l->udp_ev != NULL)

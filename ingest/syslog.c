@@ -733,8 +733,66 @@ static void tag_and_msg(const char *p, size_t len, size_t i, enum tag_rule rule,
     m->msg = slice(p, j, len);
 }
 
-/* What follows a timestamp at <p>[i..len): [HOSTNAME SP] [TAG] MSG. */
-static void host_tag_msg(const char *p, size_t len, size_t i, struct ing_syslog_msg *m)
+/* English words that start prose, never a program's name: a bare word after the
+ * HOSTNAME that is one of them starts the MSG even in rsyslog's header shape. */
+static bool is_prose_word(const char *p, size_t n)
+{
+    static const char *const words[] = {
+        "a",    "an",   "the",   "this",   "that",  "these", "those", "it",   "its",
+        "i",    "we",   "you",   "he",     "she",   "they",  "my",    "our",  "your",
+        "their", "there", "here", "just",  "not",   "no",    "all",   "some", "any",
+        "each", "every", "only", "also",   "and",   "or",    "but",   "if",   "when",
+        "then", "so",   "is",    "was",    "are",   "were",  "has",   "have", "had",
+        "do",   "does", "did",   "can",    "could", "will",  "would", "should", "may",
+        "might", "must", "please",
+    };
+
+    for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++) {
+        if (strlen(words[k]) == n && memcmp(words[k], p, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+#define RSYSLOG_TAG_MAX 32 /* RSYSLOG_TraditionalForwardFormat: %syslogtag:1:32% */
+
+/* rsyslog relaying an RFC 5424 message in its traditional format writes the TAG it
+ * emulates from APP-NAME without a ':' ("<14>Dec  3 10:00:00 web01 myapp hello").
+ * Called with the HOSTNAME <p>[h..w) of such a header (rsyslog_shape()); takes the
+ * word after it as TAG when it is as an APP-NAME looks and the message does not
+ * look like prose: HOSTNAME without upper case and not a number, one SP, a word of 1-32 lower-case
+ * letters, digits and ".-_/" starting with a letter and not an English function word
+ * (is_prose_word), one SP, a non-empty MSG. */
+static bool rsyslog_bare_tag(const char *p, size_t len, size_t h, size_t w,
+                             struct ing_syslog_msg *m)
+{
+    size_t j = w + 1, k;
+    bool number = true;
+
+    for (size_t x = h; x < w; x++) {
+        if (p[x] >= 'A' && p[x] <= 'Z')
+            return false;
+        number = number && is_digit(p[x]);
+    }
+    /* a number is no host name rsyslog writes: "Apr 15 21:28:13 2007 host app: x" */
+    if (number || j >= len || p[w] != ' ' || p[j] < 'a' || p[j] > 'z')
+        return false;
+    for (k = j; k < len && p[k] != ' '; k++) {
+        if (!((p[k] >= 'a' && p[k] <= 'z') || is_digit(p[k]) || p[k] == '.' || p[k] == '-' ||
+              p[k] == '_' || p[k] == '/'))
+            return false;
+    }
+    if (k - j > RSYSLOG_TAG_MAX || k + 1 >= len || is_prose_word(p + j, k - j))
+        return false;
+    m->app_name = slice(p, j, k);
+    m->msg = slice(p, k + 1, len);
+    return true;
+}
+
+/* What follows a timestamp at <p>[i..len): [HOSTNAME SP] [TAG] MSG. <rsyslog>: the
+ * header so far is exactly as rsyslog's traditional forwarding format writes it. */
+static void host_tag_msg(const char *p, size_t len, size_t i, bool rsyslog,
+                         struct ing_syslog_msg *m)
 {
     struct ing_str name, pid;
     size_t w = i, j;
@@ -757,6 +815,8 @@ static void host_tag_msg(const char *p, size_t len, size_t i, struct ing_syslog_
         return;
     }
     m->hostname = slice(p, i, w);
+    if (rsyslog && rsyslog_bare_tag(p, len, i, w, m))
+        return;
     if (w < len)
         w++;
     tag_and_msg(p, len, w, w < len && p[w] == ' ' ? TAG_COLON_SP : TAG_COLON, m);
@@ -865,9 +925,24 @@ static bool header_3164(const char *p, size_t len, size_t *pi, int64_t now_us,
     return true;
 }
 
+/* Whether the header <m> read from <p>, ending at <i> (the SP after the timestamp), is
+ * exactly as rsyslog's RSYSLOG_TraditionalForwardFormat writes it: "<PRI>Mmm dd
+ * hh:mm:ss SP", the day space-padded or two digits, nothing else (no SP after PRI,
+ * year, fraction, Cisco counter or clock flag). <ts_at> is where the PRI ended. */
+static bool rsyslog_shape(const char *p, size_t len, size_t ts_at, size_t i,
+                          const struct ing_syslog_msg *m)
+{
+    const char *t = m->timestamp.p;
+
+    return !m->pri_assumed && m->msgcount < 0 && m->sequence < 0 && m->hostname.p == NULL &&
+           m->clock_flag == 0 && m->year == 0 && t == p + ts_at && m->timestamp.len == 15 &&
+           t[0] >= 'A' && t[0] <= 'Z' && t[1] >= 'a' && t[1] <= 'z' && t[2] >= 'a' &&
+           t[2] <= 'z' && (size_t)(t - p) + 15 == i && i < len && p[i] == ' ';
+}
+
 static void parse_3164(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *m)
 {
-    size_t i = 0;
+    size_t i = 0, ts_at = 0;
 
     m->format = ING_SYSLOG_RFC3164;
     m->pri_assumed = true;
@@ -885,17 +960,19 @@ static void parse_3164(const char *p, size_t len, int64_t now_us, struct ing_sys
         }
         m->pri_assumed = false;
         set_pri(m, pri);
-        i = k + 1;
+        i = ts_at = k + 1;
         while (i < len && p[i] == ' ')
             i++;
     }
     if (header_3164(p, len, &i, now_us, m)) {
+        bool rsyslog = rsyslog_shape(p, len, ts_at, i, m);
+
         if (i < len)
             i++; /* the SP after the timestamp */
         if (m->hostname.p != NULL)
             tag_and_msg(p, len, i, i < len && p[i] == ' ' ? TAG_COLON_SP : TAG_COLON, m);
         else
-            host_tag_msg(p, len, i, m);
+            host_tag_msg(p, len, i, rsyslog, m);
     } else {
         tag_and_msg(p, len, i, TAG_COLON, m);
     }
@@ -1178,10 +1255,18 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch
     rec->str[ING_F_LOGGER_NAME] = m->app_name;
     rec->str[ING_F_MESSAGE].p = "";
     if (m->msg.p != NULL) {
-        rec->str[ING_F_MESSAGE] = m->msg;
-        if (m->msg.len >= 3 && memcmp(m->msg.p, bom, 3) == 0) {
-            rec->str[ING_F_MESSAGE].p += 3;
-            rec->str[ING_F_MESSAGE].len -= 3;
+        struct ing_str *msg = &rec->str[ING_F_MESSAGE];
+
+        *msg = m->msg;
+        if (msg->len >= 3 && memcmp(msg->p, bom, 3) == 0) {
+            msg->p += 3;
+            msg->len -= 3;
+        } else if (m->format == ING_SYSLOG_RFC5424 && msg->len >= 1 && msg->p[0] == ' ') {
+            /* rsyslog's RFC 5424 templates write "%STRUCTURED-DATA% %msg%", and the
+             * %msg% of a message it took from a local socket keeps the SP that
+             * followed the TAG's colon: one SP is that, not the sender's text */
+            msg->p++;
+            msg->len--;
         }
     }
 

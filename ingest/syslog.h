@@ -87,8 +87,9 @@ bool ing_syslog_sd_next_param(struct ing_syslog_sd_iter *it, struct ing_str *nam
 int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len);
 
 /* Maps <m> to <rec> (DESIGN.md, Record mapping): severity -> level, APP-NAME ->
- * logger_name, MSG -> message (a leading UTF-8 BOM stripped; "" when absent; other
- * bytes as received, the COPY encoder repairs them), TIMESTAMP -> created_us,
+ * logger_name, MSG -> message (a leading UTF-8 BOM stripped, else in RFC 5424 one
+ * leading SP (rsyslog's templates); "" when absent; other bytes as received, the
+ * COPY encoder repairs them), TIMESTAMP -> created_us,
  * raw -> the whole input; hostname, facility, severity, procid, msgid (3164: PRI
  * assumed, Cisco counters and clock flag) -> extra_data {"syslog":{...},"sd":{"id":
  * {"param":"value"}}} as valid UTF-8 JSON without NUL. An SD param named like a
