@@ -25,6 +25,7 @@
 #include "ingest/framing.h"
 #include "ingest/json.h"
 #include "ingest/syslog.h"
+#include "ingest/tz.h"
 #include "src/alloc.h"
 #include "src/log.h"
 
@@ -82,6 +83,7 @@ struct ing_listener {
     size_t nconns;
     struct ing_buf scratch;
     struct ing_json *json;
+    struct ing_tz *zone; /* syslog: the zone of RFC 3164 times */
     _Atomic int64_t *m_refused, *m_idle_closed;
 };
 
@@ -131,7 +133,7 @@ static int take_syslog(struct ing_listener *l, const char *p, size_t n, const ch
     ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
     ing_buf_reset(&l->scratch);
     ing_record_init(&rec);
-    if (ing_syslog_parse(p, n, now_us, &msg, &err) != AGG_OK ||
+    if (ing_syslog_parse(p, n, now_us, l->zone, &msg, &err) != AGG_OK ||
         ing_syslog_to_record(&msg, &l->scratch, &rec, &err) != AGG_OK)
         rc = ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, err.msg, p, n);
     else
@@ -584,6 +586,12 @@ struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_k
         l->json = ing_json_new(l->max_message, err);
         if (l->json == NULL)
             goto fail;
+    } else {
+        l->zone = ing_tz_load(cfg->listen.syslog_3164_timezone, err);
+        if (l->zone == NULL) {
+            agg_err_prefix(err, "listen.syslog_3164_timezone");
+            goto fail;
+        }
     }
     if (kind != ING_LISTEN_SYSLOG_UDP) {
         l->m_refused = agg_metrics_add(metrics, AGG_METRIC_COUNTER,
@@ -629,6 +637,7 @@ void ing_listener_free(struct ing_listener *l)
         close(l->udp_fd);
     free(l->udp_buf);
     ing_json_free(l->json);
+    ing_tz_free(l->zone);
     ing_buf_clear(&l->scratch);
     free(l);
 }

@@ -20,6 +20,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "ingest/time.h"
+#include "ingest/tz.h"
 
 /* ---- octets ------------------------------------------------------------------ */
 
@@ -104,11 +105,11 @@ static size_t fraction(const char *p, size_t len, size_t i, int64_t *frac, size_
 /* Scans an ISO 8601 date-time at <p>[i..len). <strict>: exactly an RFC 5424 TIMESTAMP
  * (FULL-DATE "T" FULL-TIME, 1-6 fraction digits, "Z" or +hh:mm, no leap second).
  * Otherwise also "t" or SP as separator, any number of fraction digits, no zone
- * (UTC), "z", +hh, +hhmm and "Z" followed by an offset. On success *end is the index
- * after it and *us the instant; on failure *bad is the offending index and *why says
- * what was wrong. */
+ * (*<zoned> false: *us is then the wall-clock time counted as UTC), "z", +hh, +hhmm
+ * and "Z" followed by an offset. On success *end is the index after it and *us the
+ * instant; on failure *bad is the offending index and *why says what was wrong. */
 static bool scan_iso(const char *p, size_t len, size_t i, bool strict, size_t *end, int64_t *us,
-                     size_t *bad, const char **why)
+                     bool *zoned, size_t *bad, const char **why)
 {
     static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
     int y, mo, d, h, mi, s, off_s = 0;
@@ -177,6 +178,7 @@ static bool scan_iso(const char *p, size_t len, size_t i, bool strict, size_t *e
             return false;
         }
     }
+    *zoned = j < len && (p[j] == 'Z' || p[j] == 'z' || p[j] == '+' || p[j] == '-');
     if (j < len && (p[j] == 'Z' || (!strict && p[j] == 'z'))) {
         j++;
         if (strict || j >= len || (p[j] != '+' && p[j] != '-'))
@@ -218,6 +220,20 @@ done:
     *end = j;
     *us = civil_us(y, (unsigned)mo, (unsigned)d, h, mi, s, frac) - off_s * ING_US_PER_SEC;
     return true;
+}
+
+/* When the zone-less times of RFC 3164 are read: the receive time and the sender's
+ * zone (NULL: UTC). */
+struct clock {
+    int64_t now_us;
+    const struct ing_tz *zone;
+};
+
+/* The instant at which <c>'s zone reads the wall-clock time <local_us>. */
+static int64_t from_local(const struct clock *c, int64_t local_us)
+{
+    return c->zone != NULL && local_us != ING_TIME_NONE ? ing_tz_local_to_utc(c->zone, local_us)
+                                                         : local_us;
 }
 
 /* The instant of a year-less date nearest to <now_us>, not more than 31 days ahead of
@@ -276,7 +292,8 @@ struct bsd_time {
     int year;
 };
 
-static bool scan_bsd(const char *p, size_t len, size_t i, int64_t now_us, struct bsd_time *t)
+static bool scan_bsd(const char *p, size_t len, size_t i, const struct clock *ck,
+                     struct bsd_time *t)
 {
     int mo = -1, d, h, mi, s, year = 0;
     int64_t frac = 0;
@@ -335,11 +352,17 @@ static bool scan_bsd(const char *p, size_t len, size_t i, int64_t now_us, struct
     else
         return false;
     t->year = year;
-    if (year != 0)
-        t->us = civil_us(year, (unsigned)mo, (unsigned)d, h, mi, s, frac);
-    else
-        t->us = resolve_year((unsigned)mo, (unsigned)d,
-                             (h * INT64_C(3600) + mi * 60 + s) * ING_US_PER_SEC + frac, now_us);
+    if (year != 0) {
+        t->us = from_local(ck, civil_us(year, (unsigned)mo, (unsigned)d, h, mi, s, frac));
+    } else {
+        /* the year nearest to the sender's wall clock now */
+        int64_t now = ck->zone != NULL ? ing_tz_utc_to_local(ck->zone, ck->now_us) : ck->now_us;
+
+        t->us = from_local(ck, resolve_year((unsigned)mo, (unsigned)d,
+                                            (h * INT64_C(3600) + mi * 60 + s) * ING_US_PER_SEC +
+                                                frac,
+                                            now));
+    }
     return true;
 }
 
@@ -571,8 +594,9 @@ static int parse_5424(const char *p, size_t len, struct ing_syslog_msg *m, struc
     } else {
         size_t end, bad;
         const char *why;
+        bool zoned;
 
-        if (!scan_iso(p, len, i, true, &end, &m->ts_us, &bad, &why))
+        if (!scan_iso(p, len, i, true, &end, &m->ts_us, &zoned, &bad, &why))
             return agg_err_set(err, AGG_EINVAL,
                                "RFC 5424 TIMESTAMP is not an RFC 3339 date-time (%s) at offset %zu",
                                why, bad);
@@ -830,7 +854,8 @@ struct ts_3164 {
     char flag;
 };
 
-static bool scan_ts_3164(const char *p, size_t len, size_t i, int64_t now_us, struct ts_3164 *t)
+static bool scan_ts_3164(const char *p, size_t len, size_t i, const struct clock *ck,
+                         struct ts_3164 *t)
 {
     t->flag = 0;
     if (i < len && (p[i] == '*' || p[i] == '.')) {
@@ -841,7 +866,7 @@ static bool scan_ts_3164(const char *p, size_t len, size_t i, int64_t now_us, st
     if (i < len && is_alpha(p[i])) {
         struct bsd_time b;
 
-        if (!scan_bsd(p, len, i, now_us, &b))
+        if (!scan_bsd(p, len, i, ck, &b))
             return false;
         t->end = b.end;
         t->next = b.next;
@@ -852,9 +877,12 @@ static bool scan_ts_3164(const char *p, size_t len, size_t i, int64_t now_us, st
     if (i < len && is_digit(p[i])) {
         size_t end, bad;
         const char *why;
+        bool zoned;
 
-        if (!scan_iso(p, len, i, false, &end, &t->us, &bad, &why))
+        if (!scan_iso(p, len, i, false, &end, &t->us, &zoned, &bad, &why))
             return false;
+        if (!zoned)
+            t->us = from_local(ck, t->us);
         t->end = end;
         t->year = 0;
         if (end == len || p[end] == ' ')
@@ -886,7 +914,7 @@ static bool cisco_number(const char *p, size_t len, size_t *pi, bool empty_ok, i
 /* The header of a BSD message at <p>[*pi..len): Cisco IOS "counter: [sequence: ]
  * [origin-host: ]" and clock flag, then a timestamp. Fills <m> and moves *pi past it
  * (and a Cisco ':' after it); false, with <m> untouched, when there is no timestamp. */
-static bool header_3164(const char *p, size_t len, size_t *pi, int64_t now_us,
+static bool header_3164(const char *p, size_t len, size_t *pi, const struct clock *ck,
                         struct ing_syslog_msg *m)
 {
     size_t i = *pi, c = i;
@@ -901,17 +929,17 @@ static bool header_3164(const char *p, size_t len, size_t *pi, int64_t now_us,
         for (w = c; w < len && is_host_char(p[w]) && p[w] != ':'; w++)
             ;
         if (w > c && is_host(p, c, w) && w + 1 < len && p[w] == ':' && p[w + 1] == ' ' &&
-            scan_ts_3164(p, len, w + 2, now_us, &t)) {
+            scan_ts_3164(p, len, w + 2, ck, &t)) {
             origin = slice(p, c, w);
             c = w + 2;
         }
-        if (!scan_ts_3164(p, len, c, now_us, &t)) {
+        if (!scan_ts_3164(p, len, c, ck, &t)) {
             count = seq = -1;
             origin.p = NULL;
-            if (!scan_ts_3164(p, len, i, now_us, &t))
+            if (!scan_ts_3164(p, len, i, ck, &t))
                 return false;
         }
-    } else if (!scan_ts_3164(p, len, i, now_us, &t)) {
+    } else if (!scan_ts_3164(p, len, i, ck, &t)) {
         return false;
     }
     m->msgcount = count;
@@ -940,7 +968,8 @@ static bool rsyslog_shape(const char *p, size_t len, size_t ts_at, size_t i,
            t[2] <= 'z' && (size_t)(t - p) + 15 == i && i < len && p[i] == ' ';
 }
 
-static void parse_3164(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *m)
+static void parse_3164(const char *p, size_t len, const struct clock *ck,
+                       struct ing_syslog_msg *m)
 {
     size_t i = 0, ts_at = 0;
 
@@ -964,7 +993,7 @@ static void parse_3164(const char *p, size_t len, int64_t now_us, struct ing_sys
         while (i < len && p[i] == ' ')
             i++;
     }
-    if (header_3164(p, len, &i, now_us, m)) {
+    if (header_3164(p, len, &i, ck, m)) {
         bool rsyslog = rsyslog_shape(p, len, ts_at, i, m);
 
         if (i < len)
@@ -978,9 +1007,11 @@ static void parse_3164(const char *p, size_t len, int64_t now_us, struct ing_sys
     }
 }
 
-int ing_syslog_parse(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *out,
-                     struct agg_err *err)
+int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct ing_tz *zone,
+                     struct ing_syslog_msg *out, struct agg_err *err)
 {
+    const struct clock ck = {now_us, zone};
+
     msg_init(out, p, len);
     /* frame trailer junk: C strings, LF and CRLF line ends */
     if (len > 0 && p[len - 1] == '\0')
@@ -993,7 +1024,7 @@ int ing_syslog_parse(const char *p, size_t len, int64_t now_us, struct ing_syslo
         return agg_err_set(err, AGG_EINVAL, "empty syslog message");
     if (shaped_5424(p, len))
         return parse_5424(p, len, out, err);
-    parse_3164(p, len, now_us, out);
+    parse_3164(p, len, &ck, out);
     return AGG_OK;
 }
 

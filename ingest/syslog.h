@@ -25,6 +25,8 @@
 #include "ingest/record.h"
 #include "src/err.h"
 
+struct ing_tz; /* ingest/tz.h */
+
 #define ING_SYSLOG_RFC5424 5424
 #define ING_SYSLOG_RFC3164 3164
 
@@ -57,12 +59,14 @@ struct ing_syslog_msg {
 
 /* Parses one frame or datagram <p>[<len>]. One trailing NUL, then LF, then CR are
  * dropped first. RFC 5424 when shaped "<PRI>VERSION SP" (strict), else RFC 3164
- * (lenient). <now_us> resolves the year of year-less RFC 3164 dates (read as UTC:
- * a date more than 31 days ahead of <now_us> is of the previous year). Returns
- * AGG_OK, or AGG_EINVAL + <err> (the reason and the byte offset) for input that
- * cannot be parsed; <out> is always initialised and points into <p>. */
-int ing_syslog_parse(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *out,
-                     struct agg_err *err);
+ * (lenient). RFC 3164 times without an offset (BSD dates, ISO dates without zone) are
+ * wall-clock times of <zone> (borrowed for the call; NULL: UTC), DST included.
+ * <now_us> resolves the year of year-less dates: the one nearest to <zone>'s wall
+ * clock at <now_us>, not more than 31 days ahead of it. Returns AGG_OK, or
+ * AGG_EINVAL + <err> (the reason and the byte offset) for input that cannot be
+ * parsed; <out> is always initialised and points into <p>. */
+int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct ing_tz *zone,
+                     struct ing_syslog_msg *out, struct agg_err *err);
 
 /* Walks STRUCTURED-DATA text as accepted by ing_syslog_parse (ing_syslog_msg.sd).
  * Plain data; points into that text. */

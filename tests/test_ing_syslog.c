@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <yajl/yajl_tree.h>
@@ -23,6 +24,7 @@
 
 #include "ingest/syslog.h"
 #include "ingest/time.h"
+#include "ingest/tz.h"
 #include "src/alloc.h"
 
 /* 2024-06-15T12:00:00Z: the receive time for year-less dates */
@@ -44,7 +46,8 @@ struct parsed {
     struct agg_err err;
 };
 
-static void parse(struct parsed *r, const char *input, size_t len, int64_t now_us)
+static void parse_in(struct parsed *r, const char *input, size_t len, int64_t now_us,
+                     const struct ing_tz *zone)
 {
     memset(r, 0, sizeof(*r));
     r->p = malloc(len > 0 ? len : 1);
@@ -52,11 +55,16 @@ static void parse(struct parsed *r, const char *input, size_t len, int64_t now_u
     if (len > 0)
         memcpy(r->p, input, len);
     r->len = len;
-    r->rc = ing_syslog_parse(r->p, len, now_us, &r->m, &r->err);
+    r->rc = ing_syslog_parse(r->p, len, now_us, zone, &r->m, &r->err);
     if (r->rc != AGG_OK) {
         assert_int_equal(r->rc, AGG_EINVAL);
         assert_true(strlen(r->err.msg) > 0);
     }
+}
+
+static void parse(struct parsed *r, const char *input, size_t len, int64_t now_us)
+{
+    parse_in(r, input, len, now_us, NULL);
 }
 
 static void parse_str(struct parsed *r, const char *s)
@@ -612,6 +620,115 @@ static void test_syslog_parse_3164_dates_are_utc_and_roll_over_new_year(void **s
     }
 }
 
+static void test_syslog_parse_3164_reads_zone_less_times_in_the_configured_zone(void **state)
+{
+    static const struct {
+        const char *in;
+        int64_t want;
+    } cases[] = {
+        /* CEST in summer, CET in winter: the offset of that date, not of today */
+        {"<13>Jul  1 12:00:00 h t: x", 0},
+        {"<13>Jan 15 12:00:00 h t: x", 1},
+        {"<13>Jul  1 2019 12:00:00 h t: x", 2},
+        {"<13>2024-07-01T12:00:00 h t: x", 0},
+        {"<13>2024-07-01 12:00:00.25 h t: x", 3},
+        /* an offset written in the message wins */
+        {"<13>2024-07-01T12:00:00Z h t: x", 4},
+        {"<13>2024-07-01T12:00:00+05:30 h t: x", 5},
+        /* the hour skipped on 2024-03-31 and the hour repeated on 2024-10-27 */
+        {"<13>Mar 31 02:30:00 h t: x", 6},
+        {"<13>Oct 27 2024 02:30:00 h t: x", 7},
+    };
+    const int64_t want[] = {
+        utc(2024, 7, 1, 10, 0, 0),           utc(2024, 1, 15, 11, 0, 0),
+        utc(2019, 7, 1, 10, 0, 0),           utc(2024, 7, 1, 10, 0, 0) + 250000,
+        utc(2024, 7, 1, 12, 0, 0),           utc(2024, 7, 1, 6, 30, 0),
+        utc(2024, 3, 31, 1, 30, 0),          utc(2024, 10, 27, 0, 30, 0),
+    };
+    struct agg_err err = {0};
+    struct ing_tz *berlin;
+    struct parsed r;
+
+    (void)state;
+    if (access(ING_TZ_DIR "/Europe/Berlin", R_OK) != 0)
+        skip();
+    berlin = ing_tz_load("Europe/Berlin", &err);
+    assert_non_null(berlin);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        parse_in(&r, cases[i].in, strlen(cases[i].in), NOW_US, berlin);
+        assert_int_equal(r.rc, AGG_OK);
+        if (r.m.ts_us != want[cases[i].want])
+            fail_msg("\"%s\": %lld, want %lld", cases[i].in, (long long)r.m.ts_us,
+                     (long long)want[cases[i].want]);
+        parsed_free(&r);
+    }
+    /* RFC 5424 always has an offset: the zone does not apply */
+    parse_in(&r, "<13>1 2024-07-01T12:00:00Z h a - - - x", 39, NOW_US, berlin);
+    assert_int_equal(r.m.ts_us, utc(2024, 7, 1, 12, 0, 0));
+    parsed_free(&r);
+    /* the year is the one nearest to the sender's wall clock: at 23:30 UTC on Dec 31 it
+     * is already Jan 1 in Berlin, so "Jan  1 00:10:00" is of the new year there */
+    parse_in(&r, "<13>Jan  1 00:10:00 h t: x", 26, utc(2023, 12, 31, 23, 30, 0), berlin);
+    assert_int_equal(r.m.ts_us, utc(2023, 12, 31, 23, 10, 0));
+    parsed_free(&r);
+    /* receive times at the limits do not overflow */
+    parse_in(&r, "<13>Feb 29 17:32:18 h t: x", 26, INT64_MIN, berlin);
+    assert_int_equal(r.rc, AGG_OK);
+    parsed_free(&r);
+    parse_in(&r, "<13>Dec 31 23:59:59 h t: x", 26, INT64_MAX, berlin);
+    assert_int_equal(r.rc, AGG_OK);
+    parsed_free(&r);
+    ing_tz_free(berlin);
+}
+
+static void test_syslog_parse_3164_takes_rsyslogs_colon_less_tag_in_its_header_shape(void **state)
+{
+    static const struct {
+        const char *in, *host, *tag, *procid, *msg;
+    } cases[] = {
+        /* rsyslog's traditional forwarding of RFC 5424 messages */
+        {"<14>Dec  3 10:00:00 web01 myapp hello world", "web01", "myapp", NULL, "hello world"},
+        {"<14>Dec  3 10:00:00 web01 myapp[123] hello world", "web01", "myapp", "123",
+         "hello world"},
+        {"<14>Dec 13 10:00:00 10.1.2.3 my-svc.worker_2 {\"a\":1}", "10.1.2.3",
+         "my-svc.worker_2", NULL, "{\"a\":1}"},
+        /* not that shape: the text stays the message */
+        {"<34>Jan  1 00:00:00 host just a message", "host", NULL, NULL, "just a message"},
+        {"<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!", "10.0.0.99", NULL, NULL, "Use the BFG!"},
+        {"<14>Dec  3 10:00:00 Web01 myapp hello", "Web01", NULL, NULL, "myapp hello"},
+        {"<14>Dec  3 10:00:00  web01 myapp hello", NULL, NULL, NULL, " web01 myapp hello"},
+        {"<14>Dec  3 10:00:00 web01  myapp hello", "web01", NULL, NULL, " myapp hello"},
+        {"<14>Dec  3 10:00:00 web01 myapp", "web01", NULL, NULL, "myapp"},
+        {"<14>Dec  3 10:00:00.5 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"<14>Dec  3 2026 10:00:00 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"<14>DEC  3 10:00:00 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"<14> Dec  3 10:00:00 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"Dec  3 10:00:00 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"<14>Dec  3 10:00:00 web01 abcdefghijklmnopqrstuvwxyz0123456 hello", "web01", NULL,
+         NULL, "abcdefghijklmnopqrstuvwxyz0123456 hello"},
+        {"<14>Dec  3 10:00:00 2007 myapp hello", "2007", NULL, NULL, "myapp hello"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct parsed r;
+
+        parse_str(&r, cases[i].in);
+        assert_int_equal(r.rc, AGG_OK);
+        if ((cases[i].host == NULL ? r.m.hostname.p != NULL
+                                   : !str_is(r.m.hostname, cases[i].host)) ||
+            (cases[i].tag == NULL ? r.m.app_name.p != NULL : !str_is(r.m.app_name, cases[i].tag)) ||
+            (cases[i].procid == NULL ? r.m.procid.p != NULL
+                                     : !str_is(r.m.procid, cases[i].procid)) ||
+            !str_is(r.m.msg, cases[i].msg))
+            fail_msg("\"%s\": host \"%.*s\" tag \"%.*s\" msg \"%.*s\"", cases[i].in,
+                     (int)r.m.hostname.len, r.m.hostname.p ? r.m.hostname.p : "",
+                     (int)r.m.app_name.len, r.m.app_name.p ? r.m.app_name.p : "",
+                     (int)r.m.msg.len, r.m.msg.p ? r.m.msg.p : "");
+        parsed_free(&r);
+    }
+}
+
 static void test_syslog_parse_3164_reads_cisco_ios_header(void **state)
 {
     struct parsed r;
@@ -865,6 +982,27 @@ static void test_syslog_to_record_strips_bom_from_message(void **state)
     mapped_free(&x);
 }
 
+static void test_syslog_to_record_drops_the_sp_rsyslog_puts_before_a_5424_msg(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    /* RSYSLOG_SyslogProtocol23Format of a message logged through the local socket */
+    map(&x, "<13>1 2026-12-03T10:00:00.000000+00:00 web01 myapp - - -  hello world");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(str_is(x.r.m.msg, " hello world")); /* the parse keeps it (RFC 5424) */
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "hello world"));
+    mapped_free(&x);
+    /* only one SP: of the three, one separates and one is rsyslog's */
+    map(&x, "<13>1 - h a - - [x@1 a=\"b\"]   indented");
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], " indented"));
+    mapped_free(&x);
+    /* RFC 3164 keeps what follows the SP after its TAG */
+    map(&x, "<129>Mar 10 01:00:00 host tag:  msgnum:2");
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], " msgnum:2"));
+    mapped_free(&x);
+}
+
 static void test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json(void **state)
 {
     struct mapped x;
@@ -937,6 +1075,8 @@ int main(void)
         cmocka_unit_test(test_syslog_parse_sd_iteration_unescapes_values),
         cmocka_unit_test(test_syslog_parse_sd_refuses_too_many_elements),
         cmocka_unit_test(test_syslog_parse_3164_dates_are_utc_and_roll_over_new_year),
+        cmocka_unit_test(test_syslog_parse_3164_reads_zone_less_times_in_the_configured_zone),
+        cmocka_unit_test(test_syslog_parse_3164_takes_rsyslogs_colon_less_tag_in_its_header_shape),
         cmocka_unit_test(test_syslog_parse_3164_reads_cisco_ios_header),
         cmocka_unit_test(test_syslog_parse_3164_without_pri_assumes_13),
         cmocka_unit_test(test_syslog_parse_never_reads_past_truncated_input),
@@ -948,6 +1088,7 @@ int main(void)
         cmocka_unit_test(test_syslog_to_record_fills_columns_from_sd_params),
         cmocka_unit_test(test_syslog_to_record_rejects_bad_column_value_naming_the_param),
         cmocka_unit_test(test_syslog_to_record_strips_bom_from_message),
+        cmocka_unit_test(test_syslog_to_record_drops_the_sp_rsyslog_puts_before_a_5424_msg),
         cmocka_unit_test(test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json),
         cmocka_unit_test(test_syslog_to_record_survives_allocation_failures),
     };

@@ -2,11 +2,13 @@
  * tests/fuzz/fuzz_syslog.c — libFuzzer target for ingest/syslog.c.
  *
  * Parses the input (an exact-size buffer: any read past it is an ASan report) with
- * several receive times, checks the parsed message's invariants, walks its
+ * several receive times, in UTC and in a zone with DST (Europe/Berlin, when tzdata is
+ * installed), checks the parsed message's invariants, walks its
  * STRUCTURED-DATA and maps it to a record, whose extra_data must be valid UTF-8 JSON.
  * Seeds: the inputs of tests/data/conformance/rfc5424.jsonl and rfc3164.jsonl
  * (scripts/test.sh writes them).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 
 #include "ingest/syslog.h"
 #include "ingest/time.h"
+#include "ingest/tz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -133,21 +136,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         INT64_MIN,
         INT64_MAX,
     };
+    static struct ing_tz *zones[2]; /* UTC (NULL) and Berlin, loaded once */
+    static bool loaded;
     const char *p = (const char *)data;
 
-    for (size_t i = 0; i < sizeof(nows) / sizeof(nows[0]); i++) {
-        struct ing_syslog_msg m;
-        struct agg_err err = {0};
-        int rc = ing_syslog_parse(p, size, nows[i], &m, &err);
+    if (!loaded) {
+        zones[1] = ing_tz_load("Europe/Berlin", NULL);
+        loaded = true;
+    }
+    for (size_t z = 0; z < 2; z++) {
+        if (z == 1 && zones[1] == NULL)
+            break;
+        for (size_t i = 0; i < sizeof(nows) / sizeof(nows[0]); i++) {
+            struct ing_syslog_msg m;
+            struct agg_err err = {0};
+            int rc = ing_syslog_parse(p, size, nows[i], zones[z], &m, &err);
 
-        CHECK(rc == AGG_OK || rc == AGG_EINVAL);
-        if (rc != AGG_OK) {
-            CHECK(err.code == AGG_EINVAL && err.msg[0] != '\0');
-            return 0;
+            CHECK(rc == AGG_OK || rc == AGG_EINVAL);
+            if (rc != AGG_OK) {
+                CHECK(err.code == AGG_EINVAL && err.msg[0] != '\0');
+                return 0;
+            }
+            check_message(p, size, &m);
+            if (i == 0 && z == 0)
+                check_record(&m);
         }
-        check_message(p, size, &m);
-        if (i == 0)
-            check_record(&m);
     }
     return 0;
 }
