@@ -82,6 +82,7 @@ struct ing_listener {
     struct conn *conns;
     size_t nconns;
     struct ing_buf scratch;
+    struct ing_buf merged; /* syslog: extra_data of a JSON MSG and the syslog fields */
     struct ing_json *json;
     struct ing_tz *zone; /* syslog: the zone of RFC 3164 times */
     _Atomic int64_t *m_refused, *m_idle_closed;
@@ -120,27 +121,6 @@ static void format_peer(const struct sockaddr *sa, char out[PEER_MAX])
 
 /* ---- turning one frame into a record ---------------------------------------- */
 
-/* One syslog message (a TCP frame or a datagram) into the pipeline. AGG_EFULL when
- * the pipeline could not take it (out of memory): the caller keeps the bytes. */
-static int take_syslog(struct ing_listener *l, const char *p, size_t n, const char *peer,
-                       int64_t now_us)
-{
-    struct ing_syslog_msg msg;
-    struct ing_record rec;
-    struct agg_err err = {0};
-    int rc;
-
-    ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
-    ing_buf_reset(&l->scratch);
-    ing_record_init(&rec);
-    if (ing_syslog_parse(p, n, now_us, l->zone, &msg, &err) != AGG_OK ||
-        ing_syslog_to_record(&msg, &l->scratch, &rec, &err) != AGG_OK)
-        rc = ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, err.msg, p, n);
-    else
-        rc = ing_pipeline_add(l->pipeline, &rec, l->transport, peer, now_us);
-    return rc == AGG_OK ? AGG_OK : AGG_EFULL;
-}
-
 struct json_ctx {
     struct ing_listener *l;
     const char *peer;
@@ -165,6 +145,41 @@ static void json_reject(void *arg, size_t index, const char *why, const char *ra
     if (ing_pipeline_reject(c->l->pipeline, c->l->transport, c->peer, c->now_us, why, raw,
                             len) != AGG_OK)
         c->rc = AGG_EFULL;
+}
+
+/* One syslog message (a TCP frame or a datagram) into the pipeline; a MSG that is a
+ * JSON object is decoded as JSON ingest would, over the syslog fields (the text is
+ * kept when it is not valid JSON). AGG_EFULL when the pipeline could not take it (out
+ * of memory): the caller keeps the bytes. */
+static int take_syslog(struct ing_listener *l, const char *p, size_t n, const char *peer,
+                       int64_t now_us)
+{
+    struct ing_syslog_msg msg;
+    struct ing_record rec;
+    struct ing_str obj;
+    struct agg_err err = {0};
+    int rc;
+
+    ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
+    ing_buf_reset(&l->scratch);
+    ing_record_init(&rec);
+    if (ing_syslog_parse(p, n, now_us, l->zone, &msg, &err) != AGG_OK ||
+        ing_syslog_to_record(&msg, &l->scratch, &rec, &err) != AGG_OK)
+        return ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, err.msg, p, n) ==
+                       AGG_OK
+                   ? AGG_OK
+                   : AGG_EFULL;
+    if (ing_syslog_json_msg(rec.str[ING_F_MESSAGE], &obj)) {
+        struct json_ctx ctx = {l, peer, now_us, AGG_OK};
+        struct ing_sink sink = {json_emit, NULL, &ctx};
+
+        rc = ing_json_decode_over(l->json, obj.p, obj.len, &rec, &l->merged, &sink, &err);
+        if (rc == AGG_OK || ctx.rc != AGG_OK)
+            return ctx.rc == AGG_OK ? AGG_OK : AGG_EFULL;
+        /* not a JSON object after all, or out of memory: the text as it is */
+    }
+    rc = ing_pipeline_add(l->pipeline, &rec, l->transport, peer, now_us);
+    return rc == AGG_OK ? AGG_OK : AGG_EFULL;
 }
 
 static int take_json_line(struct conn *c, const char *p, size_t n)
@@ -582,11 +597,11 @@ struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_k
     l->idle_s = (int)cfg->listen.idle_timeout_seconds;
     l->udp_fd = -1;
     ing_buf_init(&l->scratch);
-    if (kind == ING_LISTEN_JSON_TCP) {
-        l->json = ing_json_new(l->max_message, err);
-        if (l->json == NULL)
-            goto fail;
-    } else {
+    ing_buf_init(&l->merged);
+    l->json = ing_json_new(l->max_message, err);
+    if (l->json == NULL)
+        goto fail;
+    if (kind != ING_LISTEN_JSON_TCP) {
         l->zone = ing_tz_load(cfg->listen.syslog_3164_timezone, err);
         if (l->zone == NULL) {
             agg_err_prefix(err, "listen.syslog_3164_timezone");
@@ -639,5 +654,6 @@ void ing_listener_free(struct ing_listener *l)
     ing_json_free(l->json);
     ing_tz_free(l->zone);
     ing_buf_clear(&l->scratch);
+    ing_buf_clear(&l->merged);
     free(l);
 }

@@ -1343,3 +1343,23 @@ out_free:
     ing_buf_clear(&j.fix);
     return rc;
 }
+
+bool ing_syslog_json_msg(struct ing_str msg, struct ing_str *obj)
+{
+    static const char cookie[] = "@cee:";
+    const char *p = msg.p, *end = msg.p + msg.len;
+
+    if (p == NULL)
+        return false;
+    if ((size_t)(end - p) >= sizeof(cookie) - 1 && memcmp(p, cookie, sizeof(cookie) - 1) == 0)
+        p += sizeof(cookie) - 1;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    if (end - p < 2 || *p != '{' || end[-1] != '}')
+        return false;
+    obj->p = p;
+    obj->len = (size_t)(end - p);
+    return true;
+}

@@ -105,4 +105,12 @@ int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len);
 int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch,
                          struct ing_record *rec, struct agg_err *err);
 
+/* Whether the message <msg> (a record's, as ing_syslog_to_record made it: BOM and
+ * rsyslog's SP already stripped) carries a JSON object, as winston-syslog,
+ * pino-syslog, bunyan-syslog and nginx's escape=json formats send: after an optional
+ * "@cee:" cookie (CEE / rsyslog mmjsonparse) and SP/TABs, text that starts with '{'
+ * and ends with '}' (trailing SP, TAB, CR, LF aside). Sets <obj> to that text, which
+ * points into <msg>. Whether it is valid JSON is for the JSON decoder to say. */
+bool ing_syslog_json_msg(struct ing_str msg, struct ing_str *obj);
+
 #endif

@@ -22,6 +22,7 @@
 
 #include "tests/support/conformance.h"
 
+#include "ingest/json.h"
 #include "ingest/syslog.h"
 #include "ingest/time.h"
 #include "ingest/tz.h"
@@ -1034,6 +1035,199 @@ static void test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json(vo
     ing_buf_clear(&in);
 }
 
+/* ---- JSON in MSG -------------------------------------------------------------- */
+
+/* What the listener does with one message: the record, then, when MSG is a JSON
+ * object, that object decoded over it. */
+struct json_msg {
+    struct parsed r;
+    struct ing_buf scratch, merged;
+    struct ing_record rec; /* the syslog record */
+    int rc;                /* ing_json_decode_over's, or -100 when MSG is no object */
+    struct agg_err err;
+    int emitted;
+    struct ing_record out; /* what was emitted; strings copied into <copies> */
+    char *copies[ING_F_STR_COUNT + 2];
+    yajl_val extra;
+};
+
+static char *copy_str(struct json_msg *x, int slot, struct ing_str *s)
+{
+    if (s->p == NULL)
+        return NULL;
+    x->copies[slot] = strndup(s->p, s->len);
+    assert_non_null(x->copies[slot]);
+    s->p = x->copies[slot];
+    return x->copies[slot];
+}
+
+static int capture(void *arg, const struct ing_record *rec)
+{
+    struct json_msg *x = arg;
+    char errbuf[200];
+
+    x->emitted++;
+    x->out = *rec;
+    for (int f = 0; f < ING_F_STR_COUNT; f++)
+        copy_str(x, f, &x->out.str[f]);
+    copy_str(x, ING_F_STR_COUNT, &x->out.raw);
+    if (copy_str(x, ING_F_STR_COUNT + 1, &x->out.extra) != NULL) {
+        x->extra = yajl_tree_parse(x->copies[ING_F_STR_COUNT + 1], errbuf, sizeof(errbuf));
+        if (x->extra == NULL)
+            fail_msg("extra_data is not JSON: %s", x->copies[ING_F_STR_COUNT + 1]);
+    }
+    return AGG_OK;
+}
+
+static void json_msg(struct json_msg *x, struct ing_json *j, const char *in)
+{
+    struct ing_sink sink = {capture, NULL, x};
+    struct ing_str obj;
+
+    memset(x, 0, sizeof(*x));
+    ing_buf_init(&x->scratch);
+    ing_buf_init(&x->merged);
+    parse_str(&x->r, in);
+    assert_int_equal(x->r.rc, AGG_OK);
+    assert_int_equal(ing_syslog_to_record(&x->r.m, &x->scratch, &x->rec, &x->err), AGG_OK);
+    x->rc = -100;
+    if (ing_syslog_json_msg(x->rec.str[ING_F_MESSAGE], &obj))
+        x->rc = ing_json_decode_over(j, obj.p, obj.len, &x->rec, &x->merged, &sink, &x->err);
+    assert_true(x->rc == AGG_OK ? x->emitted == 1 : x->emitted == 0);
+}
+
+static void json_msg_free(struct json_msg *x)
+{
+    for (size_t i = 0; i < sizeof(x->copies) / sizeof(x->copies[0]); i++)
+        free(x->copies[i]);
+    yajl_tree_free(x->extra);
+    ing_buf_clear(&x->scratch);
+    ing_buf_clear(&x->merged);
+    parsed_free(&x->r);
+}
+
+static bool out_is(const struct json_msg *x, int f, const char *want)
+{
+    return want == NULL ? x->out.str[f].p == NULL : str_is(x->out.str[f], want);
+}
+
+static void test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header(void **state)
+{
+    struct agg_err err = {0};
+    struct ing_json *j = ing_json_new(65536, &err);
+    struct json_msg x;
+
+    (void)state;
+    assert_non_null(j);
+    /* pino-syslog: RFC 5424, the JSON's time and level win over the header's */
+    json_msg(&x, j,
+             "<134>1 2026-12-03T10:00:00.000Z host app 1234 - - {\"level\":50,\"time\":"
+             "1764756000000,\"pid\":1234,\"hostname\":\"host\",\"msg\":\"hello\"}");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(out_is(&x, ING_F_MESSAGE, "hello"));
+    assert_true(out_is(&x, ING_F_LOGGER_NAME, "app")); /* APP-NAME: the JSON has none */
+    assert_int_equal(x.out.level, ING_LEVEL_ERROR);
+    assert_int_equal(x.out.created_us, utc(2025, 12, 3, 10, 0, 0));
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.extra, "pid", NULL, NULL)), 1234);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "hostname", NULL, NULL)), "host");
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "syslog", "hostname", NULL)), "host");
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.extra, "syslog", "facility", NULL)), 16);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "syslog", "procid", NULL)), "1234");
+    /* raw: the whole syslog message */
+    assert_int_equal(x.out.raw.len, x.r.len);
+    assert_memory_equal(x.out.raw.p, x.r.p, x.r.len);
+    json_msg_free(&x);
+
+    /* nginx escape=json: RFC 3164, no message, time or level in the JSON */
+    json_msg(&x, j,
+             "<190>Dec  3 10:00:00 web nginx: {\"remote_addr\":\"1.2.3.4\",\"request\":"
+             "\"GET / HTTP/1.1\",\"status\":200}");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(out_is(&x, ING_F_MESSAGE, ""));
+    assert_true(out_is(&x, ING_F_LOGGER_NAME, "nginx"));
+    assert_int_equal(x.out.level, ING_LEVEL_INFO); /* PRI 190: local7.info */
+    assert_true(x.out.has_level);
+    assert_int_equal(x.out.created_us, x.r.m.ts_us);
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.extra, "status", NULL, NULL)), 200);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "remote_addr", NULL, NULL)), "1.2.3.4");
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "syslog", "hostname", NULL)), "web");
+    json_msg_free(&x);
+
+    /* columns, aliases and SD params: JSON first, then the syslog values */
+    json_msg(&x, j,
+             "<11>1 2026-12-03T10:00:00Z h app - - [x@1 request_id=\"sd-req\" module=\"sd\"] "
+             "\xEF\xBB\xBF@cee: {\"message\":\"m\",\"logger_name\":\"json.logger\","
+             "\"module\":\"json\",\"severity\":\"warning\",\"syslog\":\"mine\"} ");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(out_is(&x, ING_F_MESSAGE, "m"));
+    assert_true(out_is(&x, ING_F_LOGGER_NAME, "json.logger"));
+    assert_true(out_is(&x, ING_F_MODULE, "json"));
+    assert_true(out_is(&x, ING_F_REQUEST_ID, "sd-req"));
+    assert_int_equal(x.out.level, ING_LEVEL_WARNING);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "sd", "x@1", "request_id")), "sd-req");
+    /* a JSON member named like the syslog key: the header's wins (jsonb keeps the last) */
+    assert_true(strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":\"mine\"") != NULL);
+    assert_true(strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":\"mine\"") <
+                strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":{"));
+    json_msg_free(&x);
+
+    ing_json_free(j);
+}
+
+static void test_syslog_json_msg_that_is_not_an_object_stays_text(void **state)
+{
+    static const char *const texts[] = {
+        "<14>Dec  3 10:00:00 web app: {not json}",
+        "<14>Dec  3 10:00:00 web app: {\"a\":1} trailing",
+        "<14>Dec  3 10:00:00 web app: {\"a\":1}{\"b\":2}",
+        "<14>Dec  3 10:00:00 web app: {\"user_id\":\"abc\"}",  /* a type the column refuses */
+        "<14>Dec  3 10:00:00 web app: {\"a\":\"\xff\"}",      /* invalid UTF-8 */
+        "<14>1 - h app - - - {\"a\":",
+        "<14>1 - h app - - - [1,2]",
+        "<14>1 - h app - - - \"string\"",
+        "<14>1 - h app - - - 42",
+        "<14>1 - h app - - - {}x",
+        "<14>1 - h app - - - @cee:",
+    };
+    struct agg_err err = {0};
+    struct ing_json *j = ing_json_new(65536, &err);
+    struct json_msg x;
+
+    (void)state;
+    assert_non_null(j);
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        json_msg(&x, j, texts[i]);
+        if (x.rc == AGG_OK)
+            fail_msg("\"%s\" was decoded as JSON", texts[i]);
+        assert_true(x.rc == -100 || x.rc == AGG_EINVAL);
+        assert_true(x.rc == -100 || strlen(x.err.msg) > 0);
+        json_msg_free(&x);
+    }
+    /* the decoder is fine afterwards */
+    json_msg(&x, j, "<14>1 - h app - - - {}");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(out_is(&x, ING_F_MESSAGE, ""));
+    assert_non_null(jpath(x.extra, "syslog", "facility", NULL));
+    json_msg_free(&x);
+    assert_true(ing_json_check(j));
+    ing_json_free(j);
+}
+
+static void test_syslog_json_msg_finds_the_object(void **state)
+{
+    struct ing_str obj;
+
+    (void)state;
+    assert_true(ing_syslog_json_msg((struct ing_str){"@cee:{\"a\":1}\r\n", 14}, &obj));
+    assert_true(str_is(obj, "{\"a\":1}"));
+    assert_true(ing_syslog_json_msg((struct ing_str){" \t{} ", 5}, &obj));
+    assert_true(str_is(obj, "{}"));
+    assert_false(ing_syslog_json_msg((struct ing_str){"{", 1}, &obj));
+    assert_false(ing_syslog_json_msg((struct ing_str){"x {}", 4}, &obj));
+    assert_false(ing_syslog_json_msg((struct ing_str){NULL, 0}, &obj));
+    assert_false(ing_syslog_json_msg((struct ing_str){"@cee", 4}, &obj));
+}
+
 static void test_syslog_to_record_survives_allocation_failures(void **state)
 {
     struct parsed r;
@@ -1091,6 +1285,9 @@ int main(void)
         cmocka_unit_test(test_syslog_to_record_drops_the_sp_rsyslog_puts_before_a_5424_msg),
         cmocka_unit_test(test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json),
         cmocka_unit_test(test_syslog_to_record_survives_allocation_failures),
+        cmocka_unit_test(test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header),
+        cmocka_unit_test(test_syslog_json_msg_that_is_not_an_object_stays_text),
+        cmocka_unit_test(test_syslog_json_msg_finds_the_object),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
