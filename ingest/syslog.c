@@ -1347,10 +1347,11 @@ out_free:
 bool ing_syslog_json_msg(struct ing_str msg, struct ing_str *obj)
 {
     static const char cookie[] = "@cee:";
-    const char *p = msg.p, *end = msg.p + msg.len;
+    const char *p = msg.p, *end;
 
     if (p == NULL)
         return false;
+    end = p + msg.len;
     if ((size_t)(end - p) >= sizeof(cookie) - 1 && memcmp(p, cookie, sizeof(cookie) - 1) == 0)
         p += sizeof(cookie) - 1;
     while (p < end && (*p == ' ' || *p == '\t'))
