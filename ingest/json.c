@@ -2206,6 +2206,15 @@ static int over_extra(struct over *o, struct ing_str ev, struct ing_str *out)
     return AGG_OK;
 }
 
+/* An integer column the event left unset takes the base's value. */
+static void keep_int(bool *has, int32_t *v, bool base_has, int32_t base_v)
+{
+    if (!*has && base_has) {
+        *has = true;
+        *v = base_v;
+    }
+}
+
 static int over_emit(void *arg, const struct ing_record *rec)
 {
     struct over *o = arg;
@@ -2216,18 +2225,9 @@ static int over_emit(void *arg, const struct ing_record *rec)
         if (f != ING_F_MESSAGE && r.str[f].p == NULL)
             r.str[f] = b->str[f];
     }
-    if (!r.has_line_number && b->has_line_number) {
-        r.has_line_number = true;
-        r.line_number = b->line_number;
-    }
-    if (!r.has_user_id && b->has_user_id) {
-        r.has_user_id = true;
-        r.user_id = b->user_id;
-    }
-    if (!r.has_duration_ms && b->has_duration_ms) {
-        r.has_duration_ms = true;
-        r.duration_ms = b->duration_ms;
-    }
+    keep_int(&r.has_line_number, &r.line_number, b->has_line_number, b->line_number);
+    keep_int(&r.has_user_id, &r.user_id, b->has_user_id, b->user_id);
+    keep_int(&r.has_duration_ms, &r.duration_ms, b->has_duration_ms, b->duration_ms);
     if (!r.has_memory_usage_mb && b->has_memory_usage_mb) {
         r.has_memory_usage_mb = true;
         r.memory_usage_mb = b->memory_usage_mb;

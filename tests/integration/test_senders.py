@@ -14,9 +14,6 @@ import unittest
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import psycopg2
-import psycopg2.extras
-
 import harness as h
 
 # Inside the accept window (partitions.accept_past_months) whatever today is.
@@ -33,48 +30,21 @@ def iso(dt):
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-class Daemon:
-    """A database and the real aggd serving it, with <sets> added to its config."""
+COLUMNS = "level, message, logger_name, module, request_id, extra_data, created_at"
+
+
+class Daemon(h.Served):
+    """A daemon for these tests: fast batches, <sets> added to its config."""
 
     def __init__(self, *sets):
-        self.db = h.Database()
-        out = h.run_aggd("migrate", "up", "--set", f"database.url={self.db.url}")
-        assert out.returncode == 0, out.stderr
         args = ["--set", "batch.max_ms=50"]
         for s in sets:
             args += ["--set", s]
-        self.aggd = h.Aggd(self.db.url, *args)
-        h.wait_for(lambda: self.aggd.get("/readyz")[0] == 200, 15, what="ready")
-        self.conn = psycopg2.connect(self.db.url)
-        self.conn.autocommit = True
+        super().__init__(*args)
         self.ports = self.aggd.ports
 
-    def close(self):
-        self.conn.close()
-        rc = self.aggd.stop()
-        output = self.aggd.output()
-        self.aggd.close()
-        self.db.close()
-        assert rc == 0, output
-
     def rows(self, where, params=(), n=1, timeout=10):
-        """Waits until the query finds at least <n> rows; returns them as dicts."""
-        def fetch():
-            with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute("SELECT level, message, logger_name, module, request_id, extra_data, "
-                            "created_at FROM system_logs WHERE " + where + " ORDER BY id", params)
-                found = cur.fetchall()
-            return found if len(found) >= n else None
-        try:
-            return h.wait_for(fetch, timeout, what=f"{n} rows where {where}")
-        except AssertionError:
-            raise AssertionError(f"no {n} rows where {where} {params}; aggd said:\n"
-                                 f"{self.aggd.output()[-3000:]}")
-
-    def count(self, sql, params=()):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchone()[0]
+        return super().rows(COLUMNS, where, params, n, timeout)
 
     def tcp(self, data):
         with socket.create_connection(("127.0.0.1", self.ports["syslog_tcp"])) as s:
