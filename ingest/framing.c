@@ -6,9 +6,13 @@
  * Ownership: keeps no pointer into the data after return.
  * Traps: the caller re-feeds unconsumed bytes, so everything about a frame that is
  *        not complete yet is re-derived from the bytes on the next call, except
- *        <scanned> (how far the LF search got) and the skip states. Every length
- *        check is done before the bytes are looked at: fuzz_framing splits inputs
- *        at arbitrary points and ASan sees any read past <len>.
+ *        <scanned> (how far the trailer search got), <nul_framed> and the skip
+ *        states. Whether a NUL ends a frame depends on the octet after it, so a NUL
+ *        that ends the data is left unconsumed (<scanned> stops before it) and
+ *        looked at again: that keeps the frames independent of how the stream was
+ *        split. Every length check is done before the bytes are looked at:
+ *        fuzz_framing splits inputs at arbitrary points and ASan sees any read past
+ *        <len>.
  * Not here: frame contents (ingest/syslog.c).
  */
 #include "ingest/framing.h"
