@@ -6,9 +6,13 @@
  * Ownership: keeps no pointer into the data after return.
  * Traps: the caller re-feeds unconsumed bytes, so everything about a frame that is
  *        not complete yet is re-derived from the bytes on the next call, except
- *        <scanned> (how far the LF search got) and the skip states. Every length
- *        check is done before the bytes are looked at: fuzz_framing splits inputs
- *        at arbitrary points and ASan sees any read past <len>.
+ *        <scanned> (how far the trailer search got), <nul_framed> and the skip
+ *        states. Whether a NUL ends a frame depends on the octet after it, so a NUL
+ *        that ends the data is left unconsumed (<scanned> stops before it) and
+ *        looked at again: that keeps the frames independent of how the stream was
+ *        split. Every length check is done before the bytes are looked at:
+ *        fuzz_framing splits inputs at arbitrary points and ASan sees any read past
+ *        <len>.
  * Not here: frame contents (ingest/syslog.c).
  */
 #include "ingest/framing.h"
@@ -30,6 +34,7 @@ void ing_framer_init(struct ing_framer *f, enum ing_framing_mode mode, size_t ma
     f->mode = mode;
     f->max_frame = max_frame != 0 ? max_frame : ING_FRAMING_DEFAULT_MAX;
     f->cisco_asa_fix = true;
+    f->nul_detect = true;
     f->state = ING_FRAMER_AT_FRAME;
 }
 
@@ -112,17 +117,71 @@ static void report_long_line(struct ing_framer *f, const struct ing_frame_cb *cb
     report(f, cb, ING_FRAMING_E_OVERSIZE, why);
 }
 
-static char trailer(const struct ing_framer *f)
+enum trail {
+    TRAIL_NONE = 0, /* no trailer in the data yet */
+    TRAIL_LF,       /* an LF ends the frame */
+    TRAIL_NUL,      /* a NUL ends the frame */
+    TRAIL_HOLD,     /* the data ends with a NUL that may or may not end the frame */
+};
+
+/* Whether non-transparent frames end at NUL only (LF is data). */
+static bool nul_only(const struct ing_framer *f)
 {
-    return f->mode == ING_FRAMING_NUL ? '\0' : '\n';
+    return f->mode == ING_FRAMING_NUL || f->nul_framed;
+}
+
+/* The first trailer in <data>[<from>..<len>): its kind and index (*<at>). In LF and
+ * auto mode (nul_detect) a NUL followed by '<' (the PRI of the next message) also
+ * ends a frame, and from then on the connection is NUL-framed; a NUL followed by
+ * anything else is data. A NUL that ends the data is undecided (TRAIL_HOLD) unless
+ * <flush>: then it is a trailer. */
+static enum trail find_trailer(const struct ing_framer *f, const char *data, size_t len,
+                               size_t from, bool flush, size_t *at)
+{
+    const char *lf;
+    size_t stop;
+
+    if (from >= len)
+        return TRAIL_NONE;
+    if (nul_only(f)) {
+        const char *z = memchr(data + from, '\0', len - from);
+
+        if (z == NULL)
+            return TRAIL_NONE;
+        *at = (size_t)(z - data);
+        return TRAIL_NUL;
+    }
+    lf = memchr(data + from, '\n', len - from);
+    stop = lf != NULL ? (size_t)(lf - data) : len;
+    if (f->nul_detect && f->mode != ING_FRAMING_OCTET) {
+        for (size_t i = from; i < stop; i++) {
+            const char *z = memchr(data + i, '\0', stop - i);
+
+            if (z == NULL)
+                break;
+            i = (size_t)(z - data);
+            if (i + 1 == len) { /* only when no LF follows: stop == len */
+                *at = i;
+                return flush ? TRAIL_NUL : TRAIL_HOLD;
+            }
+            if (data[i + 1] == '<') {
+                *at = i;
+                return TRAIL_NUL;
+            }
+        }
+    }
+    if (lf == NULL)
+        return TRAIL_NONE;
+    *at = stop;
+    return TRAIL_LF;
 }
 
 /* Length of the payload <p>[<n>] of a non-transparent frame once its trailer junk is
- * stripped: LF framing drops one CR (CRLF senders) and then one NUL (senders that
- * end their C strings with both). */
-static size_t strip_payload(const struct ing_framer *f, const char *p, size_t n)
+ * stripped: a frame that ended at an LF drops one CR (CRLF senders) and then one NUL
+ * (senders that end their C strings with both); a NUL-terminated one keeps all. */
+static size_t strip_payload(const char *p, size_t n, bool lf)
 {
-    if (f->mode == ING_FRAMING_NUL)
+    if (!lf)
         return n;
     if (n > 0 && p[n - 1] == '\r')
         n--;
@@ -137,14 +196,16 @@ static bool octet_counted(const struct ing_framer *f, char c)
     return f->mode == ING_FRAMING_OCTET || (f->mode == ING_FRAMING_AUTO && is_digit(c));
 }
 
-/* The work of feed. Sets *<full> when cb->frame refused a frame. */
+/* The work of feed. Sets *<full> when cb->frame refused a frame. <flush>: a NUL that
+ * ends the data is a trailer (find_trailer). */
 static size_t feed(struct ing_framer *f, const char *data, size_t len,
-                   const struct ing_frame_cb *cb, bool *full)
+                   const struct ing_frame_cb *cb, bool flush, bool *full)
 {
     size_t pos = 0;
     char why[160];
 
     *full = false;
+    f->nul_pending = false;
     for (;;) {
         if (f->state == ING_FRAMER_SKIP_COUNT) {
             uint64_t n = len - pos < f->skip_left ? len - pos : f->skip_left;
@@ -158,13 +219,17 @@ static size_t feed(struct ing_framer *f, const char *data, size_t len,
             continue;
         }
         if (f->state == ING_FRAMER_SKIP_LINE) {
-            const char *t = pos < len ? memchr(data + pos, trailer(f), len - pos) : NULL;
-            size_t end = t != NULL ? (size_t)(t - data) + 1 : len;
+            size_t at = 0;
+            enum trail tr = find_trailer(f, data, len, pos, flush, &at);
+            size_t end = tr == TRAIL_NONE ? len : tr == TRAIL_HOLD ? at : at + 1;
 
             f->skipped_bytes += end - pos;
             pos = end;
-            if (t == NULL)
+            if (tr == TRAIL_NONE || tr == TRAIL_HOLD) {
+                f->nul_pending = tr == TRAIL_HOLD;
                 break;
+            }
+            f->nul_framed = f->nul_framed || (tr == TRAIL_NUL && f->mode != ING_FRAMING_NUL);
             f->state = ING_FRAMER_AT_FRAME;
             continue;
         }
@@ -220,34 +285,40 @@ static size_t feed(struct ing_framer *f, const char *data, size_t len,
             /* auto: a digit-led line that is not MSG-LEN SP is an LF frame */
         }
         {
-            size_t from = pos + f->scanned;
-            const char *t = from < len ? memchr(data + from, trailer(f), len - from) : NULL;
+            size_t at = 0;
+            enum trail tr = find_trailer(f, data, len, pos + f->scanned, flush, &at);
             size_t n;
 
-            if (t == NULL) {
+            if (tr == TRAIL_NONE || tr == TRAIL_HOLD) {
+                size_t have = len - pos;
+
                 /* a payload of max_frame may still get a CR and a NUL before its LF */
-                if (len - pos > f->max_frame + 2) {
+                if (have > f->max_frame + 2) {
                     report_long_line(f, cb, f->offset + pos);
                     f->scanned = 0;
                     f->state = ING_FRAMER_SKIP_LINE;
                     continue;
                 }
-                f->scanned = len - pos;
+                /* a held NUL is looked at again when the next octet is there */
+                f->scanned = tr == TRAIL_HOLD ? at - pos : have;
+                f->nul_pending = tr == TRAIL_HOLD;
                 break;
             }
-            n = strip_payload(f, data + pos, (size_t)(t - (data + pos)));
+            if (tr == TRAIL_NUL && f->mode != ING_FRAMING_NUL)
+                f->nul_framed = true;
+            n = strip_payload(data + pos, at - pos, tr == TRAIL_LF);
             if (n > f->max_frame) {
                 report_long_line(f, cb, f->offset + pos);
-                f->skipped_bytes += (size_t)(t - data) + 1 - pos;
+                f->skipped_bytes += at + 1 - pos;
             } else if (n > 0) {
                 if (cb->frame(cb->arg, data + pos, n) == AGG_EFULL) {
-                    f->scanned = (size_t)(t - (data + pos));
+                    f->scanned = at - pos;
                     *full = true;
                     break;
                 }
                 f->frames++;
             }
-            pos = (size_t)(t - data) + 1;
+            pos = at + 1;
             f->scanned = 0;
         }
     }
@@ -260,7 +331,15 @@ size_t ing_framer_feed(struct ing_framer *f, const char *data, size_t len,
 {
     bool full;
 
-    return feed(f, data, len, cb, &full);
+    return feed(f, data, len, cb, false, &full);
+}
+
+size_t ing_framer_flush(struct ing_framer *f, const char *data, size_t len,
+                        const struct ing_frame_cb *cb)
+{
+    bool full;
+
+    return feed(f, data, len, cb, true, &full);
 }
 
 static void reset_stream(struct ing_framer *f)
@@ -269,13 +348,15 @@ static void reset_stream(struct ing_framer *f)
     f->skip_left = 0;
     f->scanned = 0;
     f->offset = 0;
+    f->nul_framed = false;
+    f->nul_pending = false;
 }
 
 size_t ing_framer_finish(struct ing_framer *f, const char *data, size_t len,
                          const struct ing_frame_cb *cb)
 {
     bool full;
-    size_t pos = feed(f, data, len, cb, &full);
+    size_t pos = feed(f, data, len, cb, false, &full);
     const char *p = data + pos;
     size_t n = len - pos;
     char why[160];
@@ -313,7 +394,7 @@ size_t ing_framer_finish(struct ing_framer *f, const char *data, size_t len,
         /* auto mode, not MSG-LEN SP: an LF tail (octet mode never stops at COUNT_BAD) */
     }
     {
-        size_t m = strip_payload(f, p, n);
+        size_t m = strip_payload(p, n, !nul_only(f));
 
         if (m > f->max_frame) {
             report_long_line(f, cb, f->offset);

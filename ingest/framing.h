@@ -10,13 +10,18 @@
  *
  * Methods (see docs/conformance.md for the decisions and the test vectors):
  *   octet counting  MSG-LEN SP MSG, MSG-LEN = NONZERO-DIGIT *DIGIT (at most 9 digits)
- *   LF              MSG LF; one trailing CR and then one trailing NUL are stripped
- *   NUL             MSG NUL
+ *   LF              MSG LF; one trailing CR and then one trailing NUL are stripped.
+ *                   Also MSG NUL when the NUL is followed by '<' (the next message's
+ *                   PRI): from that frame on the connection is NUL-framed and LF is
+ *                   data (Python's SysLogHandler over TCP, syslog-ng). Any other NUL
+ *                   is data (rsyslog imtcp). A NUL that ends the bytes received so
+ *                   far is undecided until the next octet arrives (nul_pending), or
+ *                   the caller flushes it after a pause (ing_framer_flush).
+ *   NUL             MSG NUL; LF is data
  *   auto            per frame, as rsyslog: a first octet that is a digit means octet
- *                   counting, anything else LF. A digit-led frame whose MSG-LEN is
- *                   malformed (no SP, leading zero, too long) is read as an LF frame.
- * NUL is data, not a trailer, in LF and auto mode (rsyslog imtcp: NUL is a frame
- * delimiter only when configured as one).
+ *                   counting, anything else LF (with the NUL rule above). A digit-led
+ *                   frame whose MSG-LEN is malformed (no SP, leading zero, too long)
+ *                   is read as an LF frame.
  */
 #ifndef AGGD_INGEST_FRAMING_H
 #define AGGD_INGEST_FRAMING_H
@@ -54,10 +59,15 @@ struct ing_framer {
     size_t max_frame;   /* largest payload delivered, in octets */
     bool cisco_asa_fix; /* LF/NUL/auto: skip SPs in front of a frame (rsyslog
                          * framingfix.cisco.asa); on after init */
+    bool nul_detect;    /* LF/auto: a NUL before '<' ends a frame (see above); on after
+                         * init */
 
     enum ing_framer_state state;
     uint64_t skip_left; /* SKIP_COUNT: octets still to drop */
     size_t scanned;     /* octets at the head of the pending data known to hold no trailer */
+    bool nul_framed;    /* LF/auto: a NUL trailer was seen; frames end at NUL only now */
+    bool nul_pending;   /* the last feed stopped at a NUL that ends the data: flush
+                         * (ing_framer_flush) if nothing more arrives soon */
 
     uint64_t offset;        /* stream octets consumed so far */
     uint64_t frames;        /* frames delivered */
@@ -89,6 +99,11 @@ void ing_framer_init(struct ing_framer *f, enum ing_framing_mode mode, size_t ma
  * cb->frame returns AGG_EFULL. */
 size_t ing_framer_feed(struct ing_framer *f, const char *data, size_t len,
                        const struct ing_frame_cb *cb);
+
+/* The sender paused while nul_pending: as feed, but a NUL that ends <data> is a
+ * trailer (the connection is NUL-framed from here on). Returns the bytes consumed. */
+size_t ing_framer_flush(struct ing_framer *f, const char *data, size_t len,
+                        const struct ing_frame_cb *cb);
 
 /* At end of stream: as feed, then an unterminated LF/NUL-framed tail is delivered as
  * a last frame and an incomplete octet-counted frame is reported

@@ -2605,3 +2605,102 @@ bool ing_json_check(const struct ing_json *j)
         return j->pool.lent > gens && j->pool.lent <= gens + 7;
     return j->pool.lent == gens;
 }
+
+/* ---- one object over a base record (JSON in a syslog MSG) ------------------------ */
+
+struct over {
+    const struct ing_record *base;
+    struct ing_buf *extra;
+    const struct ing_sink *sink;
+    bool rejected;
+    char why[256];
+};
+
+/* <o>->base's extra_data object merged after the event's own <ev>: "{ev members,
+ * base members}", into <o>->extra. */
+static int over_extra(struct over *o, struct ing_str ev, struct ing_str *out)
+{
+    struct ing_str b = o->base->extra;
+    bool b_empty = b.p == NULL || b.len < 2 || (b.len == 2 && b.p[0] == '{');
+
+    if (ev.p == NULL || b_empty) {
+        *out = ev.p != NULL ? ev : b;
+        return AGG_OK;
+    }
+    /* both are objects written by yajl: "{...}" */
+    ing_buf_reset(o->extra);
+    if (ing_buf_append(o->extra, ev.p, ev.len - 1) != AGG_OK ||
+        ing_buf_putc(o->extra, ',') != AGG_OK ||
+        ing_buf_append(o->extra, b.p + 1, b.len - 1) != AGG_OK)
+        return AGG_ENOMEM;
+    *out = (struct ing_str){o->extra->data, o->extra->len};
+    return AGG_OK;
+}
+
+/* An integer column the event left unset takes the base's value. */
+static void keep_int(bool *has, int32_t *v, bool base_has, int32_t base_v)
+{
+    if (!*has && base_has) {
+        *has = true;
+        *v = base_v;
+    }
+}
+
+static int over_emit(void *arg, const struct ing_record *rec)
+{
+    struct over *o = arg;
+    const struct ing_record *b = o->base;
+    struct ing_record r = *rec;
+
+    for (int f = 0; f < ING_F_STR_COUNT; f++) {
+        if (f != ING_F_MESSAGE && r.str[f].p == NULL)
+            r.str[f] = b->str[f];
+    }
+    keep_int(&r.has_line_number, &r.line_number, b->has_line_number, b->line_number);
+    keep_int(&r.has_user_id, &r.user_id, b->has_user_id, b->user_id);
+    keep_int(&r.has_duration_ms, &r.duration_ms, b->has_duration_ms, b->duration_ms);
+    if (!r.has_memory_usage_mb && b->has_memory_usage_mb) {
+        r.has_memory_usage_mb = true;
+        r.memory_usage_mb = b->memory_usage_mb;
+    }
+    if (!r.has_level) {
+        r.has_level = b->has_level;
+        r.level = b->level;
+    }
+    if (r.created_us == ING_TIME_NONE)
+        r.created_us = b->created_us;
+    if (over_extra(o, rec->extra, &r.extra) != AGG_OK)
+        return AGG_ENOMEM;
+    r.raw = b->raw;
+    return o->sink->emit(o->sink->arg, &r);
+}
+
+static void over_reject(void *arg, size_t index, const char *why, const char *raw, size_t rawlen)
+{
+    struct over *o = arg;
+
+    (void)index;
+    (void)raw;
+    (void)rawlen;
+    o->rejected = true;
+    snprintf(o->why, sizeof(o->why), "%s", why);
+}
+
+int ing_json_decode_over(struct ing_json *j, const char *obj, size_t len,
+                         const struct ing_record *base, struct ing_buf *extra_out,
+                         const struct ing_sink *sink, struct agg_err *err)
+{
+    struct over o = {base, extra_out, sink, false, ""};
+    const struct ing_sink inner = {over_emit, over_reject, &o};
+    int rc;
+
+    call_begin(j, P_LINE, obj, len, &inner, NULL);
+    if (is_blank(obj, len))
+        return agg_err_set(err, AGG_EINVAL, "no JSON object");
+    rc = line_decode(j, obj, len, false, 0);
+    if (rc == AGG_EINVAL || o.rejected)
+        return agg_err_set(err, AGG_EINVAL, "%s", o.why[0] != '\0' ? o.why : "not a JSON object");
+    if (rc != AGG_OK)
+        return stop_error(rc, err);
+    return AGG_OK;
+}

@@ -79,6 +79,23 @@ int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
 int ing_json_decode_line(struct ing_json *j, const char *line, size_t len, size_t index,
                          const struct ing_sink *sink, struct agg_err *err);
 
+struct ing_buf; /* ingest/buf.h */
+
+/* Decodes <obj>[<len>], one JSON object carried by another format (the MSG of a
+ * syslog message), as one event laid over <base>: the object's members set columns
+ * and extra_data exactly as ing_json_decode_line does; each column the object leaves
+ * unset keeps <base>'s value, except message ("" as in JSON ingest); <base>->extra, a
+ * JSON object, is merged into extra_data after the object's own members (jsonb keeps
+ * the last of a repeated key: <base>'s); raw is <base>->raw. The merged extra_data is
+ * written into <extra_out> (reset first). The record goes to sink->emit; sink->reject
+ * is never called. Returns AGG_OK when emitted; AGG_EINVAL + <err> (the reason) when
+ * <obj> is not one JSON object or a member has a type its column refuses: nothing
+ * was emitted and the caller keeps the text; AGG_EFULL (or what emit returned) or
+ * AGG_ENOMEM. Borrows <obj>, <base>, <extra_out> and <sink> for the call. */
+int ing_json_decode_over(struct ing_json *j, const char *obj, size_t len,
+                         const struct ing_record *base, struct ing_buf *extra_out,
+                         const struct ing_sink *sink, struct agg_err *err);
+
 /* Invariant validator for tests: between calls no memory is lent to yajl beyond the
  * decoder's own generators, and yajl never needed memory the decoder had not
  * reserved. */

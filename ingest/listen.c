@@ -25,6 +25,7 @@
 #include "ingest/framing.h"
 #include "ingest/json.h"
 #include "ingest/syslog.h"
+#include "ingest/tz.h"
 #include "src/alloc.h"
 #include "src/log.h"
 
@@ -36,10 +37,21 @@
  * many bytes not yet durable: libevent reads 4 KiB at a time, and one fsync per
  * read would throttle a sender to a few thousand events a second. */
 #define TCP_UNSYNCED_MAX (1024 * 1024)
+/* How long a frame that may end at a NUL (framing.h, nul_pending) waits for the next
+ * octet before the NUL is taken as its trailer: a sender writes a message and its
+ * NUL together, so a pause after a NUL means the message is complete. */
+#define NUL_PAUSE_MS 200
+
+enum conn_step {
+    STEP_FEED = 0, /* frame what is complete */
+    STEP_FLUSH,    /* also a frame held at a NUL (the sender paused) */
+    STEP_FINISH,   /* end of stream: also an unterminated last frame */
+};
 
 struct conn {
     struct ing_listener *l;
     struct bufferevent *bev;
+    struct event *nul_timer; /* flushes a frame held at a NUL after NUL_PAUSE_MS */
     struct ing_framer framer;
     char peer[PEER_MAX];
     size_t seen;    /* bytes of the input buffer already counted */
@@ -70,7 +82,9 @@ struct ing_listener {
     struct conn *conns;
     size_t nconns;
     struct ing_buf scratch;
+    struct ing_buf merged; /* syslog: extra_data of a JSON MSG and the syslog fields */
     struct ing_json *json;
+    struct ing_tz *zone; /* syslog: the zone of RFC 3164 times */
     _Atomic int64_t *m_refused, *m_idle_closed;
 };
 
@@ -107,27 +121,6 @@ static void format_peer(const struct sockaddr *sa, char out[PEER_MAX])
 
 /* ---- turning one frame into a record ---------------------------------------- */
 
-/* One syslog message (a TCP frame or a datagram) into the pipeline. AGG_EFULL when
- * the pipeline could not take it (out of memory): the caller keeps the bytes. */
-static int take_syslog(struct ing_listener *l, const char *p, size_t n, const char *peer,
-                       int64_t now_us)
-{
-    struct ing_syslog_msg msg;
-    struct ing_record rec;
-    struct agg_err err = {0};
-    int rc;
-
-    ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
-    ing_buf_reset(&l->scratch);
-    ing_record_init(&rec);
-    if (ing_syslog_parse(p, n, now_us, &msg, &err) != AGG_OK ||
-        ing_syslog_to_record(&msg, &l->scratch, &rec, &err) != AGG_OK)
-        rc = ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, err.msg, p, n);
-    else
-        rc = ing_pipeline_add(l->pipeline, &rec, l->transport, peer, now_us);
-    return rc == AGG_OK ? AGG_OK : AGG_EFULL;
-}
-
 struct json_ctx {
     struct ing_listener *l;
     const char *peer;
@@ -152,6 +145,41 @@ static void json_reject(void *arg, size_t index, const char *why, const char *ra
     if (ing_pipeline_reject(c->l->pipeline, c->l->transport, c->peer, c->now_us, why, raw,
                             len) != AGG_OK)
         c->rc = AGG_EFULL;
+}
+
+/* One syslog message (a TCP frame or a datagram) into the pipeline; a MSG that is a
+ * JSON object is decoded as JSON ingest would, over the syslog fields (the text is
+ * kept when it is not valid JSON). AGG_EFULL when the pipeline could not take it (out
+ * of memory): the caller keeps the bytes. */
+static int take_syslog(struct ing_listener *l, const char *p, size_t n, const char *peer,
+                       int64_t now_us)
+{
+    struct ing_syslog_msg msg;
+    struct ing_record rec;
+    struct ing_str obj;
+    struct agg_err err = {0};
+    int rc;
+
+    ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
+    ing_buf_reset(&l->scratch);
+    ing_record_init(&rec);
+    if (ing_syslog_parse(p, n, now_us, l->zone, &msg, &err) != AGG_OK ||
+        ing_syslog_to_record(&msg, &l->scratch, &rec, &err) != AGG_OK)
+        return ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, err.msg, p, n) ==
+                       AGG_OK
+                   ? AGG_OK
+                   : AGG_EFULL;
+    if (ing_syslog_json_msg(rec.str[ING_F_MESSAGE], &obj)) {
+        struct json_ctx ctx = {l, peer, now_us, AGG_OK};
+        struct ing_sink sink = {json_emit, NULL, &ctx};
+
+        rc = ing_json_decode_over(l->json, obj.p, obj.len, &rec, &l->merged, &sink, &err);
+        if (rc == AGG_OK || ctx.rc != AGG_OK)
+            return ctx.rc == AGG_OK ? AGG_OK : AGG_EFULL;
+        /* not a JSON object after all, or out of memory: the text as it is */
+    }
+    rc = ing_pipeline_add(l->pipeline, &rec, l->transport, peer, now_us);
+    return rc == AGG_OK ? AGG_OK : AGG_EFULL;
 }
 
 static int take_json_line(struct conn *c, const char *p, size_t n)
@@ -206,6 +234,8 @@ static void conn_close(struct conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     l->nconns--;
+    event_free(c->nul_timer);
+    c->nul_timer = NULL;
     bufferevent_free(c->bev);
     c->bev = NULL;
     c->closed = true;
@@ -226,7 +256,7 @@ static bool update_reading(struct conn *c)
     return want;
 }
 
-static void conn_process(struct conn *c, bool eof);
+static void conn_process(struct conn *c, enum conn_step step);
 
 static void request_sync(struct conn *c);
 
@@ -240,7 +270,7 @@ static void on_synced(void *arg)
     if (!c->closed && c->unsynced > 0)
         request_sync(c); /* what was taken while this sync ran */
     if (update_reading(c))
-        conn_process(c, false); /* frames that arrived whole while we waited */
+        conn_process(c, STEP_FEED); /* frames that arrived whole while we waited */
     conn_unref(c);
 }
 
@@ -259,8 +289,9 @@ static void request_sync(struct conn *c)
 
 /* Frames and takes what the input buffer holds (each event is appended to the spool
  * before more is read), asks the spool to make it durable and stops reading while
- * more than TCP_UNSYNCED_MAX is not; pauses while the pipeline is full. <eof> delivers an unterminated last frame. */
-static void conn_process(struct conn *c, bool eof)
+ * more than TCP_UNSYNCED_MAX is not; pauses while the pipeline is full. <step> says
+ * what else counts as a frame (enum conn_step). */
+static void conn_process(struct conn *c, enum conn_step step)
 {
     struct ing_listener *l = c->l;
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -275,15 +306,24 @@ static void conn_process(struct conn *c, bool eof)
     c->now_us = ing_time_now_us();
     if (len > 0) {
         data = (const char *)evbuffer_pullup(in, -1);
-        if (eof)
+        if (step == STEP_FINISH)
             used = ing_framer_finish(&c->framer, data, len, &cb);
+        else if (step == STEP_FLUSH)
+            used = ing_framer_flush(&c->framer, data, len, &cb);
         else
             used = ing_framer_feed(&c->framer, data, len, &cb);
         evbuffer_drain(in, used);
     }
     c->seen = evbuffer_get_length(in);
-    if (eof)
+    if (step == STEP_FINISH)
         return;
+    if (c->framer.nul_pending) {
+        struct timeval pause = {0, NUL_PAUSE_MS * 1000};
+
+        evtimer_add(c->nul_timer, &pause); /* restarts the wait */
+    } else {
+        evtimer_del(c->nul_timer);
+    }
     if (ing_pipeline_is_full(l->pipeline))
         c->paused = true;
     if (c->framer.frames != frames) {
@@ -297,7 +337,14 @@ static void conn_process(struct conn *c, bool eof)
 static void on_read(struct bufferevent *bev, void *arg)
 {
     (void)bev;
-    conn_process(arg, false);
+    conn_process(arg, STEP_FEED);
+}
+
+static void on_nul_pause(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_process(arg, STEP_FLUSH);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -311,7 +358,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         AGG_LOG_DEBUG("listen", "%s: %s", c->peer,
                       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        conn_process(c, true);
+        conn_process(c, STEP_FINISH);
         conn_close(c);
     }
 }
@@ -326,7 +373,7 @@ static void on_drain(void *arg)
             continue;
         c->paused = false;
         if (update_reading(c))
-            conn_process(c, false); /* what arrived before the pause */
+            conn_process(c, STEP_FEED); /* what arrived before the pause */
         if (ing_pipeline_is_full(l->pipeline))
             break;
     }
@@ -357,8 +404,14 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     ing_framer_init(&c->framer,
                     l->kind == ING_LISTEN_JSON_TCP ? ING_FRAMING_LF : ING_FRAMING_AUTO,
                     l->max_message);
-    c->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    /* JSON lines: a NUL is never a delimiter there */
+    c->framer.nul_detect = l->kind != ING_LISTEN_JSON_TCP;
+    c->nul_timer = evtimer_new(l->base, on_nul_pause, c);
+    c->bev = c->nul_timer != NULL ? bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE)
+                                  : NULL;
     if (c->bev == NULL) {
+        if (c->nul_timer != NULL)
+            event_free(c->nul_timer);
         evutil_closesocket(fd);
         free(c);
         return;
@@ -544,10 +597,16 @@ struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_k
     l->idle_s = (int)cfg->listen.idle_timeout_seconds;
     l->udp_fd = -1;
     ing_buf_init(&l->scratch);
-    if (kind == ING_LISTEN_JSON_TCP) {
-        l->json = ing_json_new(l->max_message, err);
-        if (l->json == NULL)
+    ing_buf_init(&l->merged);
+    l->json = ing_json_new(l->max_message, err);
+    if (l->json == NULL)
+        goto fail;
+    if (kind != ING_LISTEN_JSON_TCP) {
+        l->zone = ing_tz_load(cfg->listen.syslog_3164_timezone, err);
+        if (l->zone == NULL) {
+            agg_err_prefix(err, "listen.syslog_3164_timezone");
             goto fail;
+        }
     }
     if (kind != ING_LISTEN_SYSLOG_UDP) {
         l->m_refused = agg_metrics_add(metrics, AGG_METRIC_COUNTER,
@@ -584,7 +643,7 @@ void ing_listener_free(struct ing_listener *l)
         ing_pipeline_off_drain(l->pipeline, on_drain, l);
     }
     while (l->conns != NULL) {
-        conn_process(l->conns, true);
+        conn_process(l->conns, STEP_FINISH);
         conn_close(l->conns);
     }
     if (l->udp_ev != NULL)
@@ -593,6 +652,8 @@ void ing_listener_free(struct ing_listener *l)
         close(l->udp_fd);
     free(l->udp_buf);
     ing_json_free(l->json);
+    ing_tz_free(l->zone);
     ing_buf_clear(&l->scratch);
+    ing_buf_clear(&l->merged);
     free(l);
 }

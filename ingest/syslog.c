@@ -20,6 +20,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "ingest/time.h"
+#include "ingest/tz.h"
 
 /* ---- octets ------------------------------------------------------------------ */
 
@@ -104,11 +105,11 @@ static size_t fraction(const char *p, size_t len, size_t i, int64_t *frac, size_
 /* Scans an ISO 8601 date-time at <p>[i..len). <strict>: exactly an RFC 5424 TIMESTAMP
  * (FULL-DATE "T" FULL-TIME, 1-6 fraction digits, "Z" or +hh:mm, no leap second).
  * Otherwise also "t" or SP as separator, any number of fraction digits, no zone
- * (UTC), "z", +hh, +hhmm and "Z" followed by an offset. On success *end is the index
- * after it and *us the instant; on failure *bad is the offending index and *why says
- * what was wrong. */
+ * (*<zoned> false: *us is then the wall-clock time counted as UTC), "z", +hh, +hhmm
+ * and "Z" followed by an offset. On success *end is the index after it and *us the
+ * instant; on failure *bad is the offending index and *why says what was wrong. */
 static bool scan_iso(const char *p, size_t len, size_t i, bool strict, size_t *end, int64_t *us,
-                     size_t *bad, const char **why)
+                     bool *zoned, size_t *bad, const char **why)
 {
     static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
     int y, mo, d, h, mi, s, off_s = 0;
@@ -177,6 +178,7 @@ static bool scan_iso(const char *p, size_t len, size_t i, bool strict, size_t *e
             return false;
         }
     }
+    *zoned = j < len && (p[j] == 'Z' || p[j] == 'z' || p[j] == '+' || p[j] == '-');
     if (j < len && (p[j] == 'Z' || (!strict && p[j] == 'z'))) {
         j++;
         if (strict || j >= len || (p[j] != '+' && p[j] != '-'))
@@ -218,6 +220,20 @@ done:
     *end = j;
     *us = civil_us(y, (unsigned)mo, (unsigned)d, h, mi, s, frac) - off_s * ING_US_PER_SEC;
     return true;
+}
+
+/* When the zone-less times of RFC 3164 are read: the receive time and the sender's
+ * zone (NULL: UTC). */
+struct clock {
+    int64_t now_us;
+    const struct ing_tz *zone;
+};
+
+/* The instant at which <c>'s zone reads the wall-clock time <local_us>. */
+static int64_t from_local(const struct clock *c, int64_t local_us)
+{
+    return c->zone != NULL && local_us != ING_TIME_NONE ? ing_tz_local_to_utc(c->zone, local_us)
+                                                         : local_us;
 }
 
 /* The instant of a year-less date nearest to <now_us>, not more than 31 days ahead of
@@ -276,7 +292,8 @@ struct bsd_time {
     int year;
 };
 
-static bool scan_bsd(const char *p, size_t len, size_t i, int64_t now_us, struct bsd_time *t)
+static bool scan_bsd(const char *p, size_t len, size_t i, const struct clock *ck,
+                     struct bsd_time *t)
 {
     int mo = -1, d, h, mi, s, year = 0;
     int64_t frac = 0;
@@ -335,11 +352,17 @@ static bool scan_bsd(const char *p, size_t len, size_t i, int64_t now_us, struct
     else
         return false;
     t->year = year;
-    if (year != 0)
-        t->us = civil_us(year, (unsigned)mo, (unsigned)d, h, mi, s, frac);
-    else
-        t->us = resolve_year((unsigned)mo, (unsigned)d,
-                             (h * INT64_C(3600) + mi * 60 + s) * ING_US_PER_SEC + frac, now_us);
+    if (year != 0) {
+        t->us = from_local(ck, civil_us(year, (unsigned)mo, (unsigned)d, h, mi, s, frac));
+    } else {
+        /* the year nearest to the sender's wall clock now */
+        int64_t now = ck->zone != NULL ? ing_tz_utc_to_local(ck->zone, ck->now_us) : ck->now_us;
+
+        t->us = from_local(ck, resolve_year((unsigned)mo, (unsigned)d,
+                                            (h * INT64_C(3600) + mi * 60 + s) * ING_US_PER_SEC +
+                                                frac,
+                                            now));
+    }
     return true;
 }
 
@@ -571,8 +594,9 @@ static int parse_5424(const char *p, size_t len, struct ing_syslog_msg *m, struc
     } else {
         size_t end, bad;
         const char *why;
+        bool zoned;
 
-        if (!scan_iso(p, len, i, true, &end, &m->ts_us, &bad, &why))
+        if (!scan_iso(p, len, i, true, &end, &m->ts_us, &zoned, &bad, &why))
             return agg_err_set(err, AGG_EINVAL,
                                "RFC 5424 TIMESTAMP is not an RFC 3339 date-time (%s) at offset %zu",
                                why, bad);
@@ -733,8 +757,66 @@ static void tag_and_msg(const char *p, size_t len, size_t i, enum tag_rule rule,
     m->msg = slice(p, j, len);
 }
 
-/* What follows a timestamp at <p>[i..len): [HOSTNAME SP] [TAG] MSG. */
-static void host_tag_msg(const char *p, size_t len, size_t i, struct ing_syslog_msg *m)
+/* English words that start prose, never a program's name: a bare word after the
+ * HOSTNAME that is one of them starts the MSG even in rsyslog's header shape. */
+static bool is_prose_word(const char *p, size_t n)
+{
+    static const char *const words[] = {
+        "a",    "an",   "the",   "this",   "that",  "these", "those", "it",   "its",
+        "i",    "we",   "you",   "he",     "she",   "they",  "my",    "our",  "your",
+        "their", "there", "here", "just",  "not",   "no",    "all",   "some", "any",
+        "each", "every", "only", "also",   "and",   "or",    "but",   "if",   "when",
+        "then", "so",   "is",    "was",    "are",   "were",  "has",   "have", "had",
+        "do",   "does", "did",   "can",    "could", "will",  "would", "should", "may",
+        "might", "must", "please",
+    };
+
+    for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++) {
+        if (strlen(words[k]) == n && memcmp(words[k], p, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+#define RSYSLOG_TAG_MAX 32 /* RSYSLOG_TraditionalForwardFormat: %syslogtag:1:32% */
+
+/* rsyslog relaying an RFC 5424 message in its traditional format writes the TAG it
+ * emulates from APP-NAME without a ':' ("<14>Dec  3 10:00:00 web01 myapp hello").
+ * Called with the HOSTNAME <p>[h..w) of such a header (rsyslog_shape()); takes the
+ * word after it as TAG when it is as an APP-NAME looks and the message does not
+ * look like prose: HOSTNAME without upper case and not a number, one SP, a word of 1-32 lower-case
+ * letters, digits and ".-_/" starting with a letter and not an English function word
+ * (is_prose_word), one SP, a non-empty MSG. */
+static bool rsyslog_bare_tag(const char *p, size_t len, size_t h, size_t w,
+                             struct ing_syslog_msg *m)
+{
+    size_t j = w + 1, k;
+    bool number = true;
+
+    for (size_t x = h; x < w; x++) {
+        if (p[x] >= 'A' && p[x] <= 'Z')
+            return false;
+        number = number && is_digit(p[x]);
+    }
+    /* a number is no host name rsyslog writes: "Apr 15 21:28:13 2007 host app: x" */
+    if (number || j >= len || p[w] != ' ' || p[j] < 'a' || p[j] > 'z')
+        return false;
+    for (k = j; k < len && p[k] != ' '; k++) {
+        if (!((p[k] >= 'a' && p[k] <= 'z') || is_digit(p[k]) || p[k] == '.' || p[k] == '-' ||
+              p[k] == '_' || p[k] == '/'))
+            return false;
+    }
+    if (k - j > RSYSLOG_TAG_MAX || k + 1 >= len || is_prose_word(p + j, k - j))
+        return false;
+    m->app_name = slice(p, j, k);
+    m->msg = slice(p, k + 1, len);
+    return true;
+}
+
+/* What follows a timestamp at <p>[i..len): [HOSTNAME SP] [TAG] MSG. <rsyslog>: the
+ * header so far is exactly as rsyslog's traditional forwarding format writes it. */
+static void host_tag_msg(const char *p, size_t len, size_t i, bool rsyslog,
+                         struct ing_syslog_msg *m)
 {
     struct ing_str name, pid;
     size_t w = i, j;
@@ -757,6 +839,8 @@ static void host_tag_msg(const char *p, size_t len, size_t i, struct ing_syslog_
         return;
     }
     m->hostname = slice(p, i, w);
+    if (rsyslog && rsyslog_bare_tag(p, len, i, w, m))
+        return;
     if (w < len)
         w++;
     tag_and_msg(p, len, w, w < len && p[w] == ' ' ? TAG_COLON_SP : TAG_COLON, m);
@@ -770,7 +854,8 @@ struct ts_3164 {
     char flag;
 };
 
-static bool scan_ts_3164(const char *p, size_t len, size_t i, int64_t now_us, struct ts_3164 *t)
+static bool scan_ts_3164(const char *p, size_t len, size_t i, const struct clock *ck,
+                         struct ts_3164 *t)
 {
     t->flag = 0;
     if (i < len && (p[i] == '*' || p[i] == '.')) {
@@ -781,7 +866,7 @@ static bool scan_ts_3164(const char *p, size_t len, size_t i, int64_t now_us, st
     if (i < len && is_alpha(p[i])) {
         struct bsd_time b;
 
-        if (!scan_bsd(p, len, i, now_us, &b))
+        if (!scan_bsd(p, len, i, ck, &b))
             return false;
         t->end = b.end;
         t->next = b.next;
@@ -792,9 +877,12 @@ static bool scan_ts_3164(const char *p, size_t len, size_t i, int64_t now_us, st
     if (i < len && is_digit(p[i])) {
         size_t end, bad;
         const char *why;
+        bool zoned;
 
-        if (!scan_iso(p, len, i, false, &end, &t->us, &bad, &why))
+        if (!scan_iso(p, len, i, false, &end, &t->us, &zoned, &bad, &why))
             return false;
+        if (!zoned)
+            t->us = from_local(ck, t->us);
         t->end = end;
         t->year = 0;
         if (end == len || p[end] == ' ')
@@ -826,7 +914,7 @@ static bool cisco_number(const char *p, size_t len, size_t *pi, bool empty_ok, i
 /* The header of a BSD message at <p>[*pi..len): Cisco IOS "counter: [sequence: ]
  * [origin-host: ]" and clock flag, then a timestamp. Fills <m> and moves *pi past it
  * (and a Cisco ':' after it); false, with <m> untouched, when there is no timestamp. */
-static bool header_3164(const char *p, size_t len, size_t *pi, int64_t now_us,
+static bool header_3164(const char *p, size_t len, size_t *pi, const struct clock *ck,
                         struct ing_syslog_msg *m)
 {
     size_t i = *pi, c = i;
@@ -841,17 +929,17 @@ static bool header_3164(const char *p, size_t len, size_t *pi, int64_t now_us,
         for (w = c; w < len && is_host_char(p[w]) && p[w] != ':'; w++)
             ;
         if (w > c && is_host(p, c, w) && w + 1 < len && p[w] == ':' && p[w + 1] == ' ' &&
-            scan_ts_3164(p, len, w + 2, now_us, &t)) {
+            scan_ts_3164(p, len, w + 2, ck, &t)) {
             origin = slice(p, c, w);
             c = w + 2;
         }
-        if (!scan_ts_3164(p, len, c, now_us, &t)) {
+        if (!scan_ts_3164(p, len, c, ck, &t)) {
             count = seq = -1;
             origin.p = NULL;
-            if (!scan_ts_3164(p, len, i, now_us, &t))
+            if (!scan_ts_3164(p, len, i, ck, &t))
                 return false;
         }
-    } else if (!scan_ts_3164(p, len, i, now_us, &t)) {
+    } else if (!scan_ts_3164(p, len, i, ck, &t)) {
         return false;
     }
     m->msgcount = count;
@@ -865,9 +953,25 @@ static bool header_3164(const char *p, size_t len, size_t *pi, int64_t now_us,
     return true;
 }
 
-static void parse_3164(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *m)
+/* Whether the header <m> read from <p>, ending at <i> (the SP after the timestamp), is
+ * exactly as rsyslog's RSYSLOG_TraditionalForwardFormat writes it: "<PRI>Mmm dd
+ * hh:mm:ss SP", the day space-padded or two digits, nothing else (no SP after PRI,
+ * year, fraction, Cisco counter or clock flag). <ts_at> is where the PRI ended. */
+static bool rsyslog_shape(const char *p, size_t len, size_t ts_at, size_t i,
+                          const struct ing_syslog_msg *m)
 {
-    size_t i = 0;
+    const char *t = m->timestamp.p;
+
+    return !m->pri_assumed && m->msgcount < 0 && m->sequence < 0 && m->hostname.p == NULL &&
+           m->clock_flag == 0 && m->year == 0 && t == p + ts_at && m->timestamp.len == 15 &&
+           t[0] >= 'A' && t[0] <= 'Z' && t[1] >= 'a' && t[1] <= 'z' && t[2] >= 'a' &&
+           t[2] <= 'z' && (size_t)(t - p) + 15 == i && i < len && p[i] == ' ';
+}
+
+static void parse_3164(const char *p, size_t len, const struct clock *ck,
+                       struct ing_syslog_msg *m)
+{
+    size_t i = 0, ts_at = 0;
 
     m->format = ING_SYSLOG_RFC3164;
     m->pri_assumed = true;
@@ -885,25 +989,29 @@ static void parse_3164(const char *p, size_t len, int64_t now_us, struct ing_sys
         }
         m->pri_assumed = false;
         set_pri(m, pri);
-        i = k + 1;
+        i = ts_at = k + 1;
         while (i < len && p[i] == ' ')
             i++;
     }
-    if (header_3164(p, len, &i, now_us, m)) {
+    if (header_3164(p, len, &i, ck, m)) {
+        bool rsyslog = rsyslog_shape(p, len, ts_at, i, m);
+
         if (i < len)
             i++; /* the SP after the timestamp */
         if (m->hostname.p != NULL)
             tag_and_msg(p, len, i, i < len && p[i] == ' ' ? TAG_COLON_SP : TAG_COLON, m);
         else
-            host_tag_msg(p, len, i, m);
+            host_tag_msg(p, len, i, rsyslog, m);
     } else {
         tag_and_msg(p, len, i, TAG_COLON, m);
     }
 }
 
-int ing_syslog_parse(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *out,
-                     struct agg_err *err)
+int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct ing_tz *zone,
+                     struct ing_syslog_msg *out, struct agg_err *err)
 {
+    const struct clock ck = {now_us, zone};
+
     msg_init(out, p, len);
     /* frame trailer junk: C strings, LF and CRLF line ends */
     if (len > 0 && p[len - 1] == '\0')
@@ -916,7 +1024,7 @@ int ing_syslog_parse(const char *p, size_t len, int64_t now_us, struct ing_syslo
         return agg_err_set(err, AGG_EINVAL, "empty syslog message");
     if (shaped_5424(p, len))
         return parse_5424(p, len, out, err);
-    parse_3164(p, len, now_us, out);
+    parse_3164(p, len, &ck, out);
     return AGG_OK;
 }
 
@@ -1182,10 +1290,18 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch
     rec->str[ING_F_LOGGER_NAME] = m->app_name;
     rec->str[ING_F_MESSAGE].p = "";
     if (m->msg.p != NULL) {
-        rec->str[ING_F_MESSAGE] = m->msg;
-        if (m->msg.len >= 3 && memcmp(m->msg.p, bom, 3) == 0) {
-            rec->str[ING_F_MESSAGE].p += 3;
-            rec->str[ING_F_MESSAGE].len -= 3;
+        struct ing_str *msg = &rec->str[ING_F_MESSAGE];
+
+        *msg = m->msg;
+        if (msg->len >= 3 && memcmp(msg->p, bom, 3) == 0) {
+            msg->p += 3;
+            msg->len -= 3;
+        } else if (m->format == ING_SYSLOG_RFC5424 && msg->len >= 1 && msg->p[0] == ' ') {
+            /* rsyslog's RFC 5424 templates write "%STRUCTURED-DATA% %msg%", and the
+             * %msg% of a message it took from a local socket keeps the SP that
+             * followed the TAG's colon: one SP is that, not the sender's text */
+            msg->p++;
+            msg->len--;
         }
     }
 
@@ -1232,4 +1348,25 @@ out_free:
     ing_buf_clear(&j.tmp);
     ing_buf_clear(&j.fix);
     return rc;
+}
+
+bool ing_syslog_json_msg(struct ing_str msg, struct ing_str *obj)
+{
+    static const char cookie[] = "@cee:";
+    const char *p = msg.p, *end;
+
+    if (p == NULL)
+        return false;
+    end = p + msg.len;
+    if ((size_t)(end - p) >= sizeof(cookie) - 1 && memcmp(p, cookie, sizeof(cookie) - 1) == 0)
+        p += sizeof(cookie) - 1;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    if (end - p < 2 || *p != '{' || end[-1] != '}')
+        return false;
+    obj->p = p;
+    obj->len = (size_t)(end - p);
+    return true;
 }

@@ -25,6 +25,8 @@
 #include "ingest/record.h"
 #include "src/err.h"
 
+struct ing_tz; /* ingest/tz.h */
+
 #define ING_SYSLOG_RFC5424 5424
 #define ING_SYSLOG_RFC3164 3164
 
@@ -57,12 +59,14 @@ struct ing_syslog_msg {
 
 /* Parses one frame or datagram <p>[<len>]. One trailing NUL, then LF, then CR are
  * dropped first. RFC 5424 when shaped "<PRI>VERSION SP" (strict), else RFC 3164
- * (lenient). <now_us> resolves the year of year-less RFC 3164 dates (read as UTC:
- * a date more than 31 days ahead of <now_us> is of the previous year). Returns
- * AGG_OK, or AGG_EINVAL + <err> (the reason and the byte offset) for input that
- * cannot be parsed; <out> is always initialised and points into <p>. */
-int ing_syslog_parse(const char *p, size_t len, int64_t now_us, struct ing_syslog_msg *out,
-                     struct agg_err *err);
+ * (lenient). RFC 3164 times without an offset (BSD dates, ISO dates without zone) are
+ * wall-clock times of <zone> (borrowed for the call; NULL: UTC), DST included.
+ * <now_us> resolves the year of year-less dates: the one nearest to <zone>'s wall
+ * clock at <now_us>, not more than 31 days ahead of it. Returns AGG_OK, or
+ * AGG_EINVAL + <err> (the reason and the byte offset) for input that cannot be
+ * parsed; <out> is always initialised and points into <p>. */
+int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct ing_tz *zone,
+                     struct ing_syslog_msg *out, struct agg_err *err);
 
 /* Walks STRUCTURED-DATA text as accepted by ing_syslog_parse (ing_syslog_msg.sd).
  * Plain data; points into that text. */
@@ -87,8 +91,9 @@ bool ing_syslog_sd_next_param(struct ing_syslog_sd_iter *it, struct ing_str *nam
 int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len);
 
 /* Maps <m> to <rec> (DESIGN.md, Record mapping): severity -> level, APP-NAME ->
- * logger_name, MSG -> message (a leading UTF-8 BOM stripped; "" when absent; other
- * bytes as received, the COPY encoder repairs them), TIMESTAMP -> created_us,
+ * logger_name, MSG -> message (a leading UTF-8 BOM stripped, else in RFC 5424 one
+ * leading SP (rsyslog's templates); "" when absent; other bytes as received, the
+ * COPY encoder repairs them), TIMESTAMP -> created_us,
  * raw -> the whole input; hostname, facility, severity, procid, msgid (3164: PRI
  * assumed, Cisco counters and clock flag) -> extra_data {"syslog":{...},"sd":{"id":
  * {"param":"value"}}} as valid UTF-8 JSON without NUL. An SD param named like a
@@ -99,5 +104,13 @@ int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len);
  * AGG_ENOMEM. */
 int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch,
                          struct ing_record *rec, struct agg_err *err);
+
+/* Whether the message <msg> (a record's, as ing_syslog_to_record made it: BOM and
+ * rsyslog's SP already stripped) carries a JSON object, as winston-syslog,
+ * pino-syslog, bunyan-syslog and nginx's escape=json formats send: after an optional
+ * "@cee:" cookie (CEE / rsyslog mmjsonparse) and SP/TABs, text that starts with '{'
+ * and ends with '}' (trailing SP, TAB, CR, LF aside). Sets <obj> to that text, which
+ * points into <msg>. Whether it is valid JSON is for the JSON decoder to say. */
+bool ing_syslog_json_msg(struct ing_str msg, struct ing_str *obj);
 
 #endif

@@ -174,7 +174,8 @@ if [[ $quick -eq 0 ]]; then
     else
         seeds=$LOGDIR/fuzz-seeds
         # fuzz_syslog takes one message; fuzz_framing one configuration octet
-        # (bits 0-1 mode, bits 2-7 v with max_frame v*v, 0 = default) + a stream.
+        # (bits 0-1 mode, bits 2-7 v with max_frame v*v, 0 = default) + a stream;
+        # fuzz_tz a TZif file.
         python3 - "$ROOT/tests/data/conformance" "$seeds" <<'EOF'
 import json, os, sys
 src, out = sys.argv[1], sys.argv[2]
@@ -198,6 +199,13 @@ with open(os.path.join(src, 'framing.jsonl'), encoding='utf-8') as f:
         while d.get('max_frame') and v * v < d['max_frame'] and v < 63:
             v += 1
         seed('fuzz_framing', n, bytes([modes[d['framing']] | v << 2]) + raw(d, 'stream'))
+        n += 1
+# fuzz_tz: a few zone files of the system's tzdata, when it is there
+for z in ('Europe/Berlin', 'America/New_York', 'Australia/Sydney', 'Asia/Kolkata', 'UTC'):
+    path = os.path.join('/usr/share/zoneinfo', z)
+    if os.path.isfile(path):
+        with open(path, 'rb') as f:
+            seed('fuzz_tz', n, f.read())
         n += 1
 for e in ('count{level>=ERROR}[5m]', 'p95:duration_ms{module=api}[1m]', 'rate[30s]',
           'ratio{level>=ERROR,logger_name=billing}[10m]', 'avg:memory_usage_mb{module!="a b"}[24h]'):

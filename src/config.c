@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest/tz.h"
 #include "src/alloc.h"
 #include "src/log.h"
 
@@ -29,6 +30,7 @@ enum conf_type {
     CONF_SIZE,
     CONF_ENUM,
     CONF_LOGLEVEL,
+    CONF_TIMEZONE, /* an IANA time zone name, checked by loading the zone */
 };
 
 struct conf_key {
@@ -66,6 +68,8 @@ static const struct conf_key keys[] = {
      "open TCP connections per listener; more are refused"},
     {"listen.idle_timeout_seconds", CONF_INT, "600", 0, 86400 * 7,
      OFF(listen.idle_timeout_seconds), NULL, "close TCP connections silent this long (0: never)"},
+    {"listen.syslog_3164_timezone", CONF_TIMEZONE, "UTC", 0, 0, OFF(listen.syslog_3164_timezone),
+     NULL, "IANA time zone of RFC 3164 timestamps, which carry no offset"},
     {"ingest.max_message_bytes", CONF_SIZE, "65536", 256, 64 * KIB * KIB,
      OFF(ingest.max_message_bytes), NULL, "largest accepted event"},
     {"ingest.max_body_bytes", CONF_SIZE, "16MiB", 1024, 1024 * KIB * KIB,
@@ -259,6 +263,15 @@ static int set_key(struct agg_config *cfg, const struct conf_key *k, const char 
                 return AGG_EINVAL;
         }
         /* fall through */
+    case CONF_TIMEZONE:
+        if (k->type == CONF_TIMEZONE) {
+            struct ing_tz *tz = ing_tz_load(value, err);
+
+            if (tz == NULL)
+                return err != NULL ? err->code : AGG_EINVAL;
+            ing_tz_free(tz);
+        }
+        /* fall through */
     case CONF_STRING:
     case CONF_OPT_STRING:
     case CONF_SECRET:
@@ -346,6 +359,7 @@ void agg_config_free(struct agg_config *cfg)
         case CONF_SECRET:
         case CONF_ADDR:
         case CONF_LOGLEVEL:
+        case CONF_TIMEZONE:
             free(*(char **)((char *)cfg + keys[i].offset));
             break;
         default:
@@ -613,6 +627,7 @@ void agg_config_print(const struct agg_config *cfg, FILE *out)
         case CONF_OPT_STRING:
         case CONF_ADDR:
         case CONF_LOGLEVEL:
+        case CONF_TIMEZONE:
             text = *(char *const *)field;
             break;
         case CONF_INT:

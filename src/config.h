@@ -49,6 +49,7 @@ struct agg_config {
         char *http;
         int64_t max_connections;
         int64_t idle_timeout_seconds;
+        char *syslog_3164_timezone; /* IANA zone of RFC 3164 times without offset */
     } listen;
     struct {
         int64_t max_message_bytes;

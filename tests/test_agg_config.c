@@ -295,6 +295,33 @@ static void test_config_survives_every_allocation_failure(void **state)
     assert_true(n > 10);
 }
 
+static void test_config_syslog_3164_timezone_is_checked_by_loading_the_zone(void **state)
+{
+    char *unknown[] = {"listen.syslog_3164_timezone=Mars/Olympus"};
+    char *path[] = {"listen.syslog_3164_timezone=../../etc/passwd"};
+    struct agg_err err = {0};
+    struct agg_config *cfg = agg_config_new(&err);
+
+    (void)state;
+    assert_non_null(cfg);
+    assert_string_equal(cfg->listen.syslog_3164_timezone, "UTC");
+    agg_config_free(cfg);
+    expect_error(NULL, NULL, unknown, 1, "listen.syslog_3164_timezone", "unknown time zone",
+                 "Mars/Olympus", NULL);
+    expect_error(NULL, NULL, path, 1, "listen.syslog_3164_timezone", "not a time zone name",
+                 NULL);
+    expect_error("listen.syslog_3164_timezone = Europe/Nowhere\n", NULL, NULL, 0, ":1",
+                 "listen.syslog_3164_timezone", "Europe/Nowhere", NULL);
+    if (access("/usr/share/zoneinfo/Europe/Berlin", R_OK) == 0) {
+        char *ok[] = {"listen.syslog_3164_timezone=Europe/Berlin"};
+
+        cfg = agg_config_build(NULL, NULL, ok, 1, &err);
+        assert_non_null(cfg);
+        assert_string_equal(cfg->listen.syslog_3164_timezone, "Europe/Berlin");
+        agg_config_free(cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_config_print_is_rereadable_and_masked),
         cmocka_unit_test(test_config_parse_addr_accepts_v4_v6_and_names),
         cmocka_unit_test(test_config_survives_every_allocation_failure),
+        cmocka_unit_test(test_config_syslog_3164_timezone_is_checked_by_loading_the_zone),
     };
 
     return cmocka_run_group_tests_name("agg_config", tests, NULL, NULL);

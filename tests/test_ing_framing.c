@@ -542,6 +542,9 @@ static void test_framing_reports_do_not_depend_on_how_the_stream_is_split(void *
         STREAM("0123456789abc\nok\n0123456789\r\nabcdefghij\r\x00\nx"),
         STREAM("12 abcdefghijkl5 hello3 abc\n16<1>\n4 abcd"),
         STREAM("x\x00yyyyyyyyyyyyyy\x00z\x00"),
+        /* NUL before '<' ends a frame and makes LF data; held NULs, oversized frames */
+        STREAM("<1>a\x00b\n<2>cccccccccccccccc\x00<3>d\ne\x00\x00<4>\x00\n<5>f\x00"),
+        STREAM("<1>aaaaaaaaaaaaaaaaaaaa\x00<2>b\n\x00<3>c\r\x00"),
     };
 
     (void)state;
@@ -585,6 +588,117 @@ static void test_framing_feed_consumes_nothing_of_an_incomplete_frame(void **sta
     assert_int_equal(f.max_frame, ING_FRAMING_DEFAULT_MAX);
 }
 
+/* Python's logging.handlers.SysLogHandler over TCP: "<PRI>text\0", no LF. */
+static const char python_stream[] =
+    "<14>started\0"
+    "<11>boom\nTraceback (most recent call last):\n  File \"app.py\", line 3, in <module>\n"
+    "ValueError: x\0"
+    "<12>careful\0<14>fourth\0<15>fifth\0";
+
+static void check_python_frames(const struct driver *d)
+{
+    static const char traceback[] =
+        "<11>boom\nTraceback (most recent call last):\n  File \"app.py\", line 3, in <module>\n"
+        "ValueError: x";
+
+    assert_int_equal(d->nev, 5);
+    assert_int_equal(d->ev[0].len, 11);
+    assert_memory_equal(d->ev[0].data, "<14>started", 11);
+    assert_int_equal(d->ev[1].len, sizeof(traceback) - 1);
+    assert_memory_equal(d->ev[1].data, traceback, sizeof(traceback) - 1);
+    assert_int_equal(d->ev[4].len, 9);
+    assert_memory_equal(d->ev[4].data, "<15>fifth", 9);
+}
+
+static void test_framing_lf_mode_takes_nul_before_pri_as_trailer_then_lf_as_data(void **state)
+{
+    struct driver ref, d;
+
+    (void)state;
+    for (int mode = ING_FRAMING_AUTO; mode <= ING_FRAMING_LF; mode++) {
+        if (mode == ING_FRAMING_OCTET)
+            continue;
+        driver_init(&ref, (enum ing_framing_mode)mode, 0);
+        drive(&ref, python_stream, sizeof(python_stream) - 1, false);
+        assert_true(ref.f.nul_framed);
+        drive(&ref, NULL, 0, true);
+        check_python_frames(&ref);
+        assert_false(ref.f.nul_framed); /* a new stream starts undecided */
+        for (size_t k = 0; k <= sizeof(python_stream) - 1; k++) {
+            driver_init(&d, (enum ing_framing_mode)mode, 0);
+            drive(&d, python_stream, k, false);
+            drive(&d, python_stream + k, sizeof(python_stream) - 1 - k, false);
+            drive(&d, NULL, 0, true);
+            if (!same_events(&ref, &d))
+                fail_msg("mode %d: split at %zu differs", mode, k);
+            driver_clear(&d);
+        }
+        driver_clear(&ref);
+    }
+}
+
+static void test_framing_nul_ending_the_data_waits_for_the_next_octet_or_a_flush(void **state)
+{
+    const struct ing_frame_cb cb = {on_frame, on_error, NULL};
+    struct driver d;
+    size_t used;
+
+    (void)state;
+    driver_init(&d, ING_FRAMING_AUTO, 0);
+    drive(&d, "<14>started\0", 12, false);
+    assert_int_equal(d.nev, 0);
+    assert_true(d.f.nul_pending);
+    assert_int_equal(d.plen, 12);
+    /* the sender paused: the listener flushes */
+    used = ing_framer_flush(&d.f, d.pending, d.plen, &(struct ing_frame_cb){on_frame, on_error,
+                                                                            &d});
+    assert_int_equal(used, 12);
+    d.plen = 0;
+    assert_int_equal(d.nev, 1);
+    assert_memory_equal(d.ev[0].data, "<14>started", 11);
+    assert_false(d.f.nul_pending);
+    assert_true(d.f.nul_framed);
+    /* NUL-framed now: a multi-line message is one frame, delivered at once */
+    drive(&d, "<11>boom\n  at x\0", 16, false);
+    assert_int_equal(d.nev, 2);
+    assert_int_equal(d.ev[1].len, 15);
+    assert_memory_equal(d.ev[1].data, "<11>boom\n  at x", 15);
+    assert_false(d.f.nul_pending);
+    driver_clear(&d);
+
+    /* a NUL followed by anything but '<' is data, also once it was held */
+    driver_init(&d, ING_FRAMING_LF, 0);
+    drive(&d, "<1>msg\0", 7, false);
+    assert_true(d.f.nul_pending);
+    drive(&d, "content\n", 8, false);
+    assert_false(d.f.nul_pending);
+    assert_false(d.f.nul_framed);
+    assert_int_equal(d.nev, 1);
+    assert_int_equal(d.ev[0].len, 14);
+    assert_memory_equal(d.ev[0].data, "<1>msg\0content", 14);
+    /* flushing with no held NUL is a feed */
+    assert_int_equal(ing_framer_flush(&d.f, "<2>x", 4, &cb), 0);
+    assert_int_equal(d.nev, 1);
+    driver_clear(&d);
+}
+
+static void test_framing_nul_detection_can_be_turned_off(void **state)
+{
+    static const char s[] = "{\"a\":1}\0<b\n";
+    struct driver d;
+
+    (void)state;
+    driver_init(&d, ING_FRAMING_LF, 0);
+    d.f.nul_detect = false;
+    drive(&d, s, 6, false);
+    assert_false(d.f.nul_pending);
+    drive(&d, s + 6, sizeof(s) - 1 - 6, false);
+    drive(&d, NULL, 0, true);
+    assert_int_equal(d.nev, 1);
+    assert_int_equal(d.ev[0].len, sizeof(s) - 2);
+    driver_clear(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -601,6 +715,9 @@ int main(void)
         cmocka_unit_test(test_framing_finish_reports_incomplete_octet_frame),
         cmocka_unit_test(test_framing_reports_do_not_depend_on_how_the_stream_is_split),
         cmocka_unit_test(test_framing_feed_consumes_nothing_of_an_incomplete_frame),
+        cmocka_unit_test(test_framing_lf_mode_takes_nul_before_pri_as_trailer_then_lf_as_data),
+        cmocka_unit_test(test_framing_nul_ending_the_data_waits_for_the_next_octet_or_a_flush),
+        cmocka_unit_test(test_framing_nul_detection_can_be_turned_off),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

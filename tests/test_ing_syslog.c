@@ -15,14 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <yajl/yajl_tree.h>
 
 #include "tests/support/conformance.h"
 
+#include "ingest/json.h"
 #include "ingest/syslog.h"
 #include "ingest/time.h"
+#include "ingest/tz.h"
 #include "src/alloc.h"
 
 /* 2024-06-15T12:00:00Z: the receive time for year-less dates */
@@ -44,7 +47,8 @@ struct parsed {
     struct agg_err err;
 };
 
-static void parse(struct parsed *r, const char *input, size_t len, int64_t now_us)
+static void parse_in(struct parsed *r, const char *input, size_t len, int64_t now_us,
+                     const struct ing_tz *zone)
 {
     memset(r, 0, sizeof(*r));
     r->p = malloc(len > 0 ? len : 1);
@@ -52,11 +56,16 @@ static void parse(struct parsed *r, const char *input, size_t len, int64_t now_u
     if (len > 0)
         memcpy(r->p, input, len);
     r->len = len;
-    r->rc = ing_syslog_parse(r->p, len, now_us, &r->m, &r->err);
+    r->rc = ing_syslog_parse(r->p, len, now_us, zone, &r->m, &r->err);
     if (r->rc != AGG_OK) {
         assert_int_equal(r->rc, AGG_EINVAL);
         assert_true(strlen(r->err.msg) > 0);
     }
+}
+
+static void parse(struct parsed *r, const char *input, size_t len, int64_t now_us)
+{
+    parse_in(r, input, len, now_us, NULL);
 }
 
 static void parse_str(struct parsed *r, const char *s)
@@ -612,6 +621,115 @@ static void test_syslog_parse_3164_dates_are_utc_and_roll_over_new_year(void **s
     }
 }
 
+static void test_syslog_parse_3164_reads_zone_less_times_in_the_configured_zone(void **state)
+{
+    static const struct {
+        const char *in;
+        int64_t want;
+    } cases[] = {
+        /* CEST in summer, CET in winter: the offset of that date, not of today */
+        {"<13>Jul  1 12:00:00 h t: x", 0},
+        {"<13>Jan 15 12:00:00 h t: x", 1},
+        {"<13>Jul  1 2019 12:00:00 h t: x", 2},
+        {"<13>2024-07-01T12:00:00 h t: x", 0},
+        {"<13>2024-07-01 12:00:00.25 h t: x", 3},
+        /* an offset written in the message wins */
+        {"<13>2024-07-01T12:00:00Z h t: x", 4},
+        {"<13>2024-07-01T12:00:00+05:30 h t: x", 5},
+        /* the hour skipped on 2024-03-31 and the hour repeated on 2024-10-27 */
+        {"<13>Mar 31 02:30:00 h t: x", 6},
+        {"<13>Oct 27 2024 02:30:00 h t: x", 7},
+    };
+    const int64_t want[] = {
+        utc(2024, 7, 1, 10, 0, 0),           utc(2024, 1, 15, 11, 0, 0),
+        utc(2019, 7, 1, 10, 0, 0),           utc(2024, 7, 1, 10, 0, 0) + 250000,
+        utc(2024, 7, 1, 12, 0, 0),           utc(2024, 7, 1, 6, 30, 0),
+        utc(2024, 3, 31, 1, 30, 0),          utc(2024, 10, 27, 0, 30, 0),
+    };
+    struct agg_err err = {0};
+    struct ing_tz *berlin;
+    struct parsed r;
+
+    (void)state;
+    if (access(ING_TZ_DIR "/Europe/Berlin", R_OK) != 0)
+        skip();
+    berlin = ing_tz_load("Europe/Berlin", &err);
+    assert_non_null(berlin);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        parse_in(&r, cases[i].in, strlen(cases[i].in), NOW_US, berlin);
+        assert_int_equal(r.rc, AGG_OK);
+        if (r.m.ts_us != want[cases[i].want])
+            fail_msg("\"%s\": %lld, want %lld", cases[i].in, (long long)r.m.ts_us,
+                     (long long)want[cases[i].want]);
+        parsed_free(&r);
+    }
+    /* RFC 5424 always has an offset: the zone does not apply */
+    parse_in(&r, "<13>1 2024-07-01T12:00:00Z h a - - - x", 39, NOW_US, berlin);
+    assert_int_equal(r.m.ts_us, utc(2024, 7, 1, 12, 0, 0));
+    parsed_free(&r);
+    /* the year is the one nearest to the sender's wall clock: at 23:30 UTC on Dec 31 it
+     * is already Jan 1 in Berlin, so "Jan  1 00:10:00" is of the new year there */
+    parse_in(&r, "<13>Jan  1 00:10:00 h t: x", 26, utc(2023, 12, 31, 23, 30, 0), berlin);
+    assert_int_equal(r.m.ts_us, utc(2023, 12, 31, 23, 10, 0));
+    parsed_free(&r);
+    /* receive times at the limits do not overflow */
+    parse_in(&r, "<13>Feb 29 17:32:18 h t: x", 26, INT64_MIN, berlin);
+    assert_int_equal(r.rc, AGG_OK);
+    parsed_free(&r);
+    parse_in(&r, "<13>Dec 31 23:59:59 h t: x", 26, INT64_MAX, berlin);
+    assert_int_equal(r.rc, AGG_OK);
+    parsed_free(&r);
+    ing_tz_free(berlin);
+}
+
+static void test_syslog_parse_3164_takes_rsyslogs_colon_less_tag_in_its_header_shape(void **state)
+{
+    static const struct {
+        const char *in, *host, *tag, *procid, *msg;
+    } cases[] = {
+        /* rsyslog's traditional forwarding of RFC 5424 messages */
+        {"<14>Dec  3 10:00:00 web01 myapp hello world", "web01", "myapp", NULL, "hello world"},
+        {"<14>Dec  3 10:00:00 web01 myapp[123] hello world", "web01", "myapp", "123",
+         "hello world"},
+        {"<14>Dec 13 10:00:00 10.1.2.3 my-svc.worker_2 {\"a\":1}", "10.1.2.3",
+         "my-svc.worker_2", NULL, "{\"a\":1}"},
+        /* not that shape: the text stays the message */
+        {"<34>Jan  1 00:00:00 host just a message", "host", NULL, NULL, "just a message"},
+        {"<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!", "10.0.0.99", NULL, NULL, "Use the BFG!"},
+        {"<14>Dec  3 10:00:00 Web01 myapp hello", "Web01", NULL, NULL, "myapp hello"},
+        {"<14>Dec  3 10:00:00  web01 myapp hello", NULL, NULL, NULL, " web01 myapp hello"},
+        {"<14>Dec  3 10:00:00 web01  myapp hello", "web01", NULL, NULL, " myapp hello"},
+        {"<14>Dec  3 10:00:00 web01 myapp", "web01", NULL, NULL, "myapp"},
+        {"<14>Dec  3 10:00:00.5 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"<14>Dec  3 2026 10:00:00 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"<14>DEC  3 10:00:00 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"<14> Dec  3 10:00:00 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"Dec  3 10:00:00 web01 myapp hello", "web01", NULL, NULL, "myapp hello"},
+        {"<14>Dec  3 10:00:00 web01 abcdefghijklmnopqrstuvwxyz0123456 hello", "web01", NULL,
+         NULL, "abcdefghijklmnopqrstuvwxyz0123456 hello"},
+        {"<14>Dec  3 10:00:00 2007 myapp hello", "2007", NULL, NULL, "myapp hello"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct parsed r;
+
+        parse_str(&r, cases[i].in);
+        assert_int_equal(r.rc, AGG_OK);
+        if ((cases[i].host == NULL ? r.m.hostname.p != NULL
+                                   : !str_is(r.m.hostname, cases[i].host)) ||
+            (cases[i].tag == NULL ? r.m.app_name.p != NULL : !str_is(r.m.app_name, cases[i].tag)) ||
+            (cases[i].procid == NULL ? r.m.procid.p != NULL
+                                     : !str_is(r.m.procid, cases[i].procid)) ||
+            !str_is(r.m.msg, cases[i].msg))
+            fail_msg("\"%s\": host \"%.*s\" tag \"%.*s\" msg \"%.*s\"", cases[i].in,
+                     (int)r.m.hostname.len, r.m.hostname.p ? r.m.hostname.p : "",
+                     (int)r.m.app_name.len, r.m.app_name.p ? r.m.app_name.p : "",
+                     (int)r.m.msg.len, r.m.msg.p ? r.m.msg.p : "");
+        parsed_free(&r);
+    }
+}
+
 static void test_syslog_parse_3164_reads_cisco_ios_header(void **state)
 {
     struct parsed r;
@@ -891,6 +1009,27 @@ static void test_syslog_to_record_strips_bom_from_message(void **state)
     mapped_free(&x);
 }
 
+static void test_syslog_to_record_drops_the_sp_rsyslog_puts_before_a_5424_msg(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    /* RSYSLOG_SyslogProtocol23Format of a message logged through the local socket */
+    map(&x, "<13>1 2026-12-03T10:00:00.000000+00:00 web01 myapp - - -  hello world");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(str_is(x.r.m.msg, " hello world")); /* the parse keeps it (RFC 5424) */
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "hello world"));
+    mapped_free(&x);
+    /* only one SP: of the three, one separates and one is rsyslog's */
+    map(&x, "<13>1 - h a - - [x@1 a=\"b\"]   indented");
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], " indented"));
+    mapped_free(&x);
+    /* RFC 3164 keeps what follows the SP after its TAG */
+    map(&x, "<129>Mar 10 01:00:00 host tag:  msgnum:2");
+    assert_true(str_is(x.rec.str[ING_F_MESSAGE], " msgnum:2"));
+    mapped_free(&x);
+}
+
 static void test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json(void **state)
 {
     struct mapped x;
@@ -920,6 +1059,199 @@ static void test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json(vo
                                                                           "b\xEF\xBF\xBD");
     mapped_free(&x);
     ing_buf_clear(&in);
+}
+
+/* ---- JSON in MSG -------------------------------------------------------------- */
+
+/* What the listener does with one message: the record, then, when MSG is a JSON
+ * object, that object decoded over it. */
+struct json_msg {
+    struct parsed r;
+    struct ing_buf scratch, merged;
+    struct ing_record rec; /* the syslog record */
+    int rc;                /* ing_json_decode_over's, or -100 when MSG is no object */
+    struct agg_err err;
+    int emitted;
+    struct ing_record out; /* what was emitted; strings copied into <copies> */
+    char *copies[ING_F_STR_COUNT + 2];
+    yajl_val extra;
+};
+
+static char *copy_str(struct json_msg *x, int slot, struct ing_str *s)
+{
+    if (s->p == NULL)
+        return NULL;
+    x->copies[slot] = strndup(s->p, s->len);
+    assert_non_null(x->copies[slot]);
+    s->p = x->copies[slot];
+    return x->copies[slot];
+}
+
+static int capture(void *arg, const struct ing_record *rec)
+{
+    struct json_msg *x = arg;
+    char errbuf[200];
+
+    x->emitted++;
+    x->out = *rec;
+    for (int f = 0; f < ING_F_STR_COUNT; f++)
+        copy_str(x, f, &x->out.str[f]);
+    copy_str(x, ING_F_STR_COUNT, &x->out.raw);
+    if (copy_str(x, ING_F_STR_COUNT + 1, &x->out.extra) != NULL) {
+        x->extra = yajl_tree_parse(x->copies[ING_F_STR_COUNT + 1], errbuf, sizeof(errbuf));
+        if (x->extra == NULL)
+            fail_msg("extra_data is not JSON: %s", x->copies[ING_F_STR_COUNT + 1]);
+    }
+    return AGG_OK;
+}
+
+static void json_msg(struct json_msg *x, struct ing_json *j, const char *in)
+{
+    struct ing_sink sink = {capture, NULL, x};
+    struct ing_str obj;
+
+    memset(x, 0, sizeof(*x));
+    ing_buf_init(&x->scratch);
+    ing_buf_init(&x->merged);
+    parse_str(&x->r, in);
+    assert_int_equal(x->r.rc, AGG_OK);
+    assert_int_equal(ing_syslog_to_record(&x->r.m, &x->scratch, &x->rec, &x->err), AGG_OK);
+    x->rc = -100;
+    if (ing_syslog_json_msg(x->rec.str[ING_F_MESSAGE], &obj))
+        x->rc = ing_json_decode_over(j, obj.p, obj.len, &x->rec, &x->merged, &sink, &x->err);
+    assert_true(x->rc == AGG_OK ? x->emitted == 1 : x->emitted == 0);
+}
+
+static void json_msg_free(struct json_msg *x)
+{
+    for (size_t i = 0; i < sizeof(x->copies) / sizeof(x->copies[0]); i++)
+        free(x->copies[i]);
+    yajl_tree_free(x->extra);
+    ing_buf_clear(&x->scratch);
+    ing_buf_clear(&x->merged);
+    parsed_free(&x->r);
+}
+
+static bool out_is(const struct json_msg *x, int f, const char *want)
+{
+    return want == NULL ? x->out.str[f].p == NULL : str_is(x->out.str[f], want);
+}
+
+static void test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header(void **state)
+{
+    struct agg_err err = {0};
+    struct ing_json *j = ing_json_new(65536, &err);
+    struct json_msg x;
+
+    (void)state;
+    assert_non_null(j);
+    /* pino-syslog: RFC 5424, the JSON's time and level win over the header's */
+    json_msg(&x, j,
+             "<134>1 2026-12-03T10:00:00.000Z host app 1234 - - {\"level\":50,\"time\":"
+             "1764756000000,\"pid\":1234,\"hostname\":\"host\",\"msg\":\"hello\"}");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(out_is(&x, ING_F_MESSAGE, "hello"));
+    assert_true(out_is(&x, ING_F_LOGGER_NAME, "app")); /* APP-NAME: the JSON has none */
+    assert_int_equal(x.out.level, ING_LEVEL_ERROR);
+    assert_int_equal(x.out.created_us, utc(2025, 12, 3, 10, 0, 0));
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.extra, "pid", NULL, NULL)), 1234);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "hostname", NULL, NULL)), "host");
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "syslog", "hostname", NULL)), "host");
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.extra, "syslog", "facility", NULL)), 16);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "syslog", "procid", NULL)), "1234");
+    /* raw: the whole syslog message */
+    assert_int_equal(x.out.raw.len, x.r.len);
+    assert_memory_equal(x.out.raw.p, x.r.p, x.r.len);
+    json_msg_free(&x);
+
+    /* nginx escape=json: RFC 3164, no message, time or level in the JSON */
+    json_msg(&x, j,
+             "<190>Dec  3 10:00:00 web nginx: {\"remote_addr\":\"1.2.3.4\",\"request\":"
+             "\"GET / HTTP/1.1\",\"status\":200}");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(out_is(&x, ING_F_MESSAGE, ""));
+    assert_true(out_is(&x, ING_F_LOGGER_NAME, "nginx"));
+    assert_int_equal(x.out.level, ING_LEVEL_INFO); /* PRI 190: local7.info */
+    assert_true(x.out.has_level);
+    assert_int_equal(x.out.created_us, x.r.m.ts_us);
+    assert_int_equal(YAJL_GET_INTEGER(jpath(x.extra, "status", NULL, NULL)), 200);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "remote_addr", NULL, NULL)), "1.2.3.4");
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "syslog", "hostname", NULL)), "web");
+    json_msg_free(&x);
+
+    /* columns, aliases and SD params: JSON first, then the syslog values */
+    json_msg(&x, j,
+             "<11>1 2026-12-03T10:00:00Z h app - - [x@1 request_id=\"sd-req\" module=\"sd\"] "
+             "\xEF\xBB\xBF@cee: {\"message\":\"m\",\"logger_name\":\"json.logger\","
+             "\"module\":\"json\",\"severity\":\"warning\",\"syslog\":\"mine\"} ");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(out_is(&x, ING_F_MESSAGE, "m"));
+    assert_true(out_is(&x, ING_F_LOGGER_NAME, "json.logger"));
+    assert_true(out_is(&x, ING_F_MODULE, "json"));
+    assert_true(out_is(&x, ING_F_REQUEST_ID, "sd-req"));
+    assert_int_equal(x.out.level, ING_LEVEL_WARNING);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "sd", "x@1", "request_id")), "sd-req");
+    /* a JSON member named like the syslog key: the header's wins (jsonb keeps the last) */
+    assert_true(strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":\"mine\"") != NULL);
+    assert_true(strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":\"mine\"") <
+                strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":{"));
+    json_msg_free(&x);
+
+    ing_json_free(j);
+}
+
+static void test_syslog_json_msg_that_is_not_an_object_stays_text(void **state)
+{
+    static const char *const texts[] = {
+        "<14>Dec  3 10:00:00 web app: {not json}",
+        "<14>Dec  3 10:00:00 web app: {\"a\":1} trailing",
+        "<14>Dec  3 10:00:00 web app: {\"a\":1}{\"b\":2}",
+        "<14>Dec  3 10:00:00 web app: {\"user_id\":\"abc\"}",  /* a type the column refuses */
+        "<14>Dec  3 10:00:00 web app: {\"a\":\"\xff\"}",      /* invalid UTF-8 */
+        "<14>1 - h app - - - {\"a\":",
+        "<14>1 - h app - - - [1,2]",
+        "<14>1 - h app - - - \"string\"",
+        "<14>1 - h app - - - 42",
+        "<14>1 - h app - - - {}x",
+        "<14>1 - h app - - - @cee:",
+    };
+    struct agg_err err = {0};
+    struct ing_json *j = ing_json_new(65536, &err);
+    struct json_msg x;
+
+    (void)state;
+    assert_non_null(j);
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        json_msg(&x, j, texts[i]);
+        if (x.rc == AGG_OK)
+            fail_msg("\"%s\" was decoded as JSON", texts[i]);
+        assert_true(x.rc == -100 || x.rc == AGG_EINVAL);
+        assert_true(x.rc == -100 || strlen(x.err.msg) > 0);
+        json_msg_free(&x);
+    }
+    /* the decoder is fine afterwards */
+    json_msg(&x, j, "<14>1 - h app - - - {}");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(out_is(&x, ING_F_MESSAGE, ""));
+    assert_non_null(jpath(x.extra, "syslog", "facility", NULL));
+    json_msg_free(&x);
+    assert_true(ing_json_check(j));
+    ing_json_free(j);
+}
+
+static void test_syslog_json_msg_finds_the_object(void **state)
+{
+    struct ing_str obj;
+
+    (void)state;
+    assert_true(ing_syslog_json_msg((struct ing_str){"@cee:{\"a\":1}\r\n", 14}, &obj));
+    assert_true(str_is(obj, "{\"a\":1}"));
+    assert_true(ing_syslog_json_msg((struct ing_str){" \t{} ", 5}, &obj));
+    assert_true(str_is(obj, "{}"));
+    assert_false(ing_syslog_json_msg((struct ing_str){"{", 1}, &obj));
+    assert_false(ing_syslog_json_msg((struct ing_str){"x {}", 4}, &obj));
+    assert_false(ing_syslog_json_msg((struct ing_str){NULL, 0}, &obj));
+    assert_false(ing_syslog_json_msg((struct ing_str){"@cee", 4}, &obj));
 }
 
 static void test_syslog_to_record_survives_allocation_failures(void **state)
@@ -963,6 +1295,8 @@ int main(void)
         cmocka_unit_test(test_syslog_parse_sd_iteration_unescapes_values),
         cmocka_unit_test(test_syslog_parse_sd_refuses_too_many_elements),
         cmocka_unit_test(test_syslog_parse_3164_dates_are_utc_and_roll_over_new_year),
+        cmocka_unit_test(test_syslog_parse_3164_reads_zone_less_times_in_the_configured_zone),
+        cmocka_unit_test(test_syslog_parse_3164_takes_rsyslogs_colon_less_tag_in_its_header_shape),
         cmocka_unit_test(test_syslog_parse_3164_reads_cisco_ios_header),
         cmocka_unit_test(test_syslog_parse_3164_without_pri_assumes_13),
         cmocka_unit_test(test_syslog_parse_never_reads_past_truncated_input),
@@ -975,8 +1309,12 @@ int main(void)
         cmocka_unit_test(test_syslog_to_record_keeps_a_user_id_that_is_not_an_integer),
         cmocka_unit_test(test_syslog_to_record_rejects_bad_column_value_naming_the_param),
         cmocka_unit_test(test_syslog_to_record_strips_bom_from_message),
+        cmocka_unit_test(test_syslog_to_record_drops_the_sp_rsyslog_puts_before_a_5424_msg),
         cmocka_unit_test(test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json),
         cmocka_unit_test(test_syslog_to_record_survives_allocation_failures),
+        cmocka_unit_test(test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header),
+        cmocka_unit_test(test_syslog_json_msg_that_is_not_an_object_stays_text),
+        cmocka_unit_test(test_syslog_json_msg_finds_the_object),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,7 +5,8 @@
  * v * v, 0 meaning the default), then the stream. The stream is framed in one piece,
  * then split in two at an offset derived from the data, then fed in three pieces with
  * every second frame refused (backpressure): every run must deliver the same frames
- * and report the same errors. Every feed gets an exact-size heap copy of its bytes.
+ * and report the same errors. A fourth run flushes a held NUL after the first piece
+ * (invariants only). Every feed gets an exact-size heap copy of its bytes.
  * Seeds: the streams of tests/data/conformance/framing.jsonl (scripts/test.sh).
  */
 #include <stdint.h>
@@ -62,7 +63,8 @@ static void on_error(void *arg, int kind, const char *why)
     CHECK(ing_buf_printf(&r->log, "E%d:%s", kind, why) == AGG_OK);
 }
 
-/* Appends <p>[<n>] to the pending bytes and feeds (or finishes) as a listener would. */
+/* Appends <p>[<n>] to the pending bytes and feeds (or finishes, or with <eof> < 0
+ * flushes) as a listener would. */
 static void drive(struct run *r, const char *p, size_t n, int eof)
 {
     const struct ing_frame_cb cb = {on_frame, on_error, r};
@@ -76,16 +78,19 @@ static void drive(struct run *r, const char *p, size_t n, int eof)
         if (len > 0)
             memcpy(exact, r->pending.data, len);
         r->refused = 0;
-        used = eof ? ing_framer_finish(&r->f, exact, len, &cb)
-                   : ing_framer_feed(&r->f, exact, len, &cb);
+        used = eof > 0   ? ing_framer_finish(&r->f, exact, len, &cb)
+               : eof < 0 ? ing_framer_flush(&r->f, exact, len, &cb)
+                         : ing_framer_feed(&r->f, exact, len, &cb);
         free(exact);
         CHECK(used <= len);
         memmove(r->pending.data, r->pending.data + used, len - used);
         r->pending.len -= used;
         r->pending.data[r->pending.len] = '\0';
     } while (r->refused);
-    if (eof)
+    if (eof > 0)
         CHECK(r->pending.len == 0);
+    if (eof < 0)
+        CHECK(!r->f.nul_pending);
     /* what stays unconsumed is bounded: max_frame + MSG-LEN SP (+ CR NUL) */
     CHECK(r->pending.len <= r->f.max_frame + ING_FRAMING_MAX_DIGITS + 3);
 }
@@ -115,7 +120,7 @@ static int same(const struct run *a, const struct run *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct run one, two, three;
+    struct run one, two, three, four;
     const char *s;
     size_t n, k, k2;
     uint32_t h = 2166136261u;
@@ -154,8 +159,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     drive(&three, NULL, 0, 1);
     CHECK(same(&one, &three));
 
+    /* a pause after the first piece: a held NUL is flushed as a trailer (the frames
+     * may then differ from the unpaused stream; only the invariants are checked) */
+    run_init(&four, data[0]);
+    drive(&four, s, k, 0);
+    if (four.f.nul_pending)
+        drive(&four, NULL, 0, -1);
+    drive(&four, s + k, n - k, 0);
+    drive(&four, NULL, 0, 1);
+
     run_clear(&one);
     run_clear(&two);
     run_clear(&three);
+    run_clear(&four);
     return 0;
 }

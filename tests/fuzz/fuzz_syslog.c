@@ -2,11 +2,14 @@
  * tests/fuzz/fuzz_syslog.c — libFuzzer target for ingest/syslog.c.
  *
  * Parses the input (an exact-size buffer: any read past it is an ASan report) with
- * several receive times, checks the parsed message's invariants, walks its
- * STRUCTURED-DATA and maps it to a record, whose extra_data must be valid UTF-8 JSON.
+ * several receive times, in UTC and in a zone with DST (Europe/Berlin, when tzdata is
+ * installed), checks the parsed message's invariants, walks its
+ * STRUCTURED-DATA and maps it to a record, whose extra_data must be valid UTF-8 JSON;
+ * a MSG that is a JSON object is decoded over that record, as the listener does.
  * Seeds: the inputs of tests/data/conformance/rfc5424.jsonl and rfc3164.jsonl
  * (scripts/test.sh writes them).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +17,10 @@
 
 #include <yajl/yajl_tree.h>
 
+#include "ingest/json.h"
 #include "ingest/syslog.h"
 #include "ingest/time.h"
+#include "ingest/tz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -92,6 +97,53 @@ static void check_message(const char *p, size_t len, const struct ing_syslog_msg
     ing_buf_clear(&b);
 }
 
+/* extra_data <p>[<len>]: valid UTF-8, a JSON object. */
+static void check_extra(const char *p, size_t len)
+{
+    char *text = malloc(len + 1);
+    yajl_val v;
+
+    CHECK(text != NULL);
+    CHECK(p != NULL && len >= 2);
+    CHECK(ing_utf8_is_clean(p, len));
+    memcpy(text, p, len);
+    text[len] = '\0';
+    v = yajl_tree_parse(text, NULL, 0);
+    CHECK(v != NULL && YAJL_IS_OBJECT(v));
+    yajl_tree_free(v);
+    free(text);
+}
+
+static int json_emitted(void *arg, const struct ing_record *rec)
+{
+    (void)arg;
+    check_extra(rec->extra.p, rec->extra.len);
+    CHECK(rec->str[ING_F_MESSAGE].p != NULL && rec->has_level);
+    return AGG_OK;
+}
+
+/* A MSG that is a JSON object, decoded over the record as the listener does. */
+static void check_json_msg(const struct ing_record *rec)
+{
+    static struct ing_json *j;
+    struct ing_sink sink = {json_emitted, NULL, NULL};
+    struct ing_buf merged;
+    struct ing_str obj;
+    struct agg_err err = {0};
+    int rc;
+
+    if (!ing_syslog_json_msg(rec->str[ING_F_MESSAGE], &obj))
+        return;
+    if (j == NULL)
+        j = ing_json_new(1 << 20, NULL);
+    CHECK(j != NULL);
+    ing_buf_init(&merged);
+    rc = ing_json_decode_over(j, obj.p, obj.len, rec, &merged, &sink, &err);
+    CHECK(rc == AGG_OK || (rc == AGG_EINVAL && err.msg[0] != '\0'));
+    CHECK(ing_json_check(j));
+    ing_buf_clear(&merged);
+}
+
 static void check_record(const struct ing_syslog_msg *m)
 {
     struct ing_buf scratch;
@@ -104,22 +156,12 @@ static void check_record(const struct ing_syslog_msg *m)
     /* only an SD param naming a typed column can be refused */
     CHECK(rc == AGG_OK || (rc == AGG_EINVAL && m->sd.p != NULL));
     if (rc == AGG_OK) {
-        char *text = malloc(rec.extra.len + 1);
-        yajl_val v;
-
-        CHECK(text != NULL);
-        CHECK(rec.extra.p != NULL && rec.extra.len >= 2);
-        CHECK(ing_utf8_is_clean(rec.extra.p, rec.extra.len));
-        memcpy(text, rec.extra.p, rec.extra.len);
-        text[rec.extra.len] = '\0';
-        v = yajl_tree_parse(text, NULL, 0);
-        CHECK(v != NULL && YAJL_IS_OBJECT(v));
-        yajl_tree_free(v);
-        free(text);
+        check_extra(rec.extra.p, rec.extra.len);
         CHECK(rec.str[ING_F_MESSAGE].p != NULL);
         /* an SD param "level" may set the level instead of the severity */
         CHECK(rec.has_level);
         CHECK(m->sd.p != NULL || rec.level == ing_level_from_syslog(m->severity));
+        check_json_msg(&rec);
     }
     ing_buf_clear(&scratch);
 }
@@ -133,21 +175,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         INT64_MIN,
         INT64_MAX,
     };
+    static struct ing_tz *zones[2]; /* UTC (NULL) and Berlin, loaded once */
+    static bool loaded;
     const char *p = (const char *)data;
 
-    for (size_t i = 0; i < sizeof(nows) / sizeof(nows[0]); i++) {
-        struct ing_syslog_msg m;
-        struct agg_err err = {0};
-        int rc = ing_syslog_parse(p, size, nows[i], &m, &err);
+    if (!loaded) {
+        zones[1] = ing_tz_load("Europe/Berlin", NULL);
+        loaded = true;
+    }
+    for (size_t z = 0; z < 2; z++) {
+        if (z == 1 && zones[1] == NULL)
+            break;
+        for (size_t i = 0; i < sizeof(nows) / sizeof(nows[0]); i++) {
+            struct ing_syslog_msg m;
+            struct agg_err err = {0};
+            int rc = ing_syslog_parse(p, size, nows[i], zones[z], &m, &err);
 
-        CHECK(rc == AGG_OK || rc == AGG_EINVAL);
-        if (rc != AGG_OK) {
-            CHECK(err.code == AGG_EINVAL && err.msg[0] != '\0');
-            return 0;
+            CHECK(rc == AGG_OK || rc == AGG_EINVAL);
+            if (rc != AGG_OK) {
+                CHECK(err.code == AGG_EINVAL && err.msg[0] != '\0');
+                return 0;
+            }
+            check_message(p, size, &m);
+            if (i == 0 && z == 0)
+                check_record(&m);
         }
-        check_message(p, size, &m);
-        if (i == 0)
-            check_record(&m);
     }
     return 0;
 }

@@ -222,6 +222,53 @@ class Aggd:
             shutil.rmtree(self.spool, ignore_errors=True)
 
 
+class Served:
+    """A fresh migrated database and the real aggd serving it (ready for ingest), with
+    an autocommit psycopg2 connection to the database. <args> go to Aggd."""
+
+    def __init__(self, *args):
+        import psycopg2  # only the tests that use a connection need it
+
+        self.db = Database()
+        out = run_aggd("migrate", "up", "--set", f"database.url={self.db.url}")
+        assert out.returncode == 0, out.stderr
+        self.aggd = Aggd(self.db.url, *args)
+        wait_for(lambda: self.aggd.get("/readyz")[0] == 200, 15, what="ready")
+        self.conn = psycopg2.connect(self.db.url)
+        self.conn.autocommit = True
+
+    def rows(self, columns, where, params=(), n=1, timeout=10):
+        """Waits until SELECT <columns> FROM system_logs WHERE <where> finds at least
+        <n> rows; returns them (ordered by id) as dicts."""
+        import psycopg2.extras
+
+        def fetch():
+            with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute(f"SELECT {columns} FROM system_logs WHERE {where} ORDER BY id",
+                            params)
+                found = cur.fetchall()
+            return found if len(found) >= n else None
+        try:
+            return wait_for(fetch, timeout, what=f"{n} rows where {where}")
+        except AssertionError:
+            raise AssertionError(f"no {n} rows where {where} {params}; aggd said:\n"
+                                 f"{self.aggd.output()[-3000:]}")
+
+    def count(self, sql, params=()):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchone()[0]
+
+    def close(self):
+        """Stops aggd (it must exit 0) and drops the database."""
+        self.conn.close()
+        rc = self.aggd.stop()
+        output = self.aggd.output()
+        self.aggd.close()
+        self.db.close()
+        assert rc == 0, output
+
+
 def main():
     """unittest.main, ending with the 'N passed, N failed' line."""
     program = unittest.main(exit=False, verbosity=2)

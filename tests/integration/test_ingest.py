@@ -12,7 +12,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg2
-import psycopg2.extras
 
 import harness as h
 
@@ -36,43 +35,21 @@ class IngestTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.db = h.Database()
-        out = h.run_aggd("migrate", "up", "--set", f"database.url={cls.db.url}")
-        assert out.returncode == 0, out.stderr
-        cls.aggd = h.Aggd(cls.db.url, "--set", "ingest.http_auth=none",
-                          "--set", "batch.max_ms=50", "--set", "ingest.max_message_bytes=80000")
-        h.wait_for(lambda: cls.aggd.get("/readyz")[0] == 200, 15, what="ready")
-        cls.conn = psycopg2.connect(cls.db.url)
-        cls.conn.autocommit = True
+        cls.served = h.Served("--set", "ingest.http_auth=none", "--set", "batch.max_ms=50",
+                              "--set", "ingest.max_message_bytes=80000")
+        cls.db, cls.aggd, cls.conn = cls.served.db, cls.served.aggd, cls.served.conn
         cls.ports = cls.aggd.ports
 
     @classmethod
     def tearDownClass(cls):
-        cls.conn.close()
-        rc = cls.aggd.stop()
-        output = cls.aggd.output()
-        cls.aggd.close()
-        cls.db.close()
-        assert rc == 0, output
+        cls.served.close()
 
     def rows(self, where, params=(), n=1, timeout=10):
         """Waits until the query finds at least <n> rows; returns them as dicts."""
-        def fetch():
-            with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute(f"SELECT {COLUMNS} FROM system_logs WHERE {where} ORDER BY id",
-                            params)
-                found = cur.fetchall()
-            return found if len(found) >= n else None
-        try:
-            return h.wait_for(fetch, timeout, what=f"{n} rows where {where}")
-        except AssertionError:
-            raise AssertionError(f"no rows where {where} {params}; aggd said:\n"
-                                 f"{self.aggd.output()[-3000:]}")
+        return self.served.rows(COLUMNS, where, params, n, timeout)
 
     def count(self, sql, params=()):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchone()[0]
+        return self.served.count(sql, params)
 
     def post(self, body, ctype="application/x-ndjson", encoding=None, query="?wait=commit"):
         """POSTs <body> with curl, the client operators use; (status, headers, body)."""
