@@ -205,6 +205,7 @@ enum pmode { P_LINE = 0, P_DOC, P_SCAN, P_TREE };
 struct event {
     size_t index;
     bool bad;
+    bool too_large; /* why[] says it is over max_event_bytes */
     bool extra_open;
     bool done; /* line mode: complete, emitted once the parse has succeeded */
     enum vkind vk;
@@ -324,6 +325,14 @@ static void set_bad(struct ing_json *j, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Marks the current event bad for being over max_event_bytes (counted apart). */
+static void set_too_large(struct ing_json *j)
+{
+    if (!j->ev.bad)
+        j->ev.too_large = true;
+    set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+}
+
 static bool in_input(const struct ing_json *j, const char *s, size_t n)
 {
     uintptr_t a = (uintptr_t)s, lo = (uintptr_t)j->in;
@@ -337,6 +346,7 @@ static void ev_reset(struct ing_json *j, size_t index)
 
     ev->index = index;
     ev->bad = false;
+    ev->too_large = false;
     ev->extra_open = false;
     ev->done = false;
     ev->vk = V_NONE;
@@ -354,6 +364,8 @@ static void do_reject(struct ing_json *j, size_t index, const char *why, const c
     if (j->sink->reject != NULL)
         j->sink->reject(j->sink->arg, index, why, raw, rawlen);
     j->stats->rejected++;
+    if (why == j->ev.why && j->ev.too_large)
+        j->stats->oversized++;
 }
 
 static int do_emit(struct ing_json *j, const struct ing_record *rec)
@@ -500,7 +512,7 @@ static void text_set(struct ing_json *j, int f, const char *s, size_t n)
     }
     if (j->strs.cap - j->strs.len <= n) {
         /* cannot happen: the raw size check comes first */
-        set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+        set_too_large(j);
         return;
     }
     *t = (struct ing_str){j->strs.data + j->strs.len, n};
@@ -597,7 +609,7 @@ static void raw_check(struct ing_json *j, yajl_gen_status st)
     if (st != yajl_gen_status_ok)
         set_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
     else
-        set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+        set_too_large(j);
 }
 
 static void elem_begin(struct ing_json *j, enum tok t)
@@ -914,6 +926,7 @@ static void call_begin(struct ing_json *j, enum pmode mode, const char *in, size
     j->stats = stats != NULL ? stats : &j->line_stats;
     j->stats->accepted = 0;
     j->stats->rejected = 0;
+    j->stats->oversized = 0;
     j->oom = false;
     j->status = AGG_OK;
     j->depth = 0;
@@ -923,6 +936,7 @@ static void call_begin(struct ing_json *j, enum pmode mode, const char *in, size
     j->raw_lost = false;
     j->next_index = 0;
     j->ev.bad = false;
+    j->ev.too_large = false;
 }
 
 /* ---- lines ------------------------------------------------------------------------ */
@@ -972,7 +986,7 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
     j->line_extra = false;
     ev_reset(j, index);
     if (n > j->max_event_bytes) {
-        set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+        set_too_large(j);
         do_reject(j, index, j->ev.why, line, n);
         return AGG_EINVAL;
     }
@@ -1868,7 +1882,7 @@ static int otlp_event(struct ing_json *j, uint32_t lr, size_t index)
     else if (j->gen_status != yajl_gen_status_ok)
         set_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
     else if (j->raw.len > j->max_event_bytes)
-        set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+        set_too_large(j);
     else if (j->ctx_why[0] != '\0')
         set_bad(j, "%s", j->ctx_why);
     if (!ev->bad)

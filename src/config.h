@@ -49,6 +49,7 @@ struct agg_config {
         char *http;
         int64_t max_connections;
         int64_t idle_timeout_seconds;
+        int64_t udp_rcvbuf; /* bytes; 0: the kernel's default */
     } listen;
     struct {
         int64_t max_message_bytes;
