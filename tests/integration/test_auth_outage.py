@@ -11,8 +11,6 @@ import time
 import unittest
 import uuid
 
-import psycopg2
-
 import harness as h
 
 OUTAGE_S = float(os.environ.get("AGGD_TEST_OUTAGE_S", "60"))
@@ -75,14 +73,7 @@ class AuthOutage(unittest.TestCase):
         return status, headers
 
     def stored(self):
-        conn = psycopg2.connect(self.db.url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT correlation_id, count(*) FROM system_logs "
-                            "WHERE correlation_id LIKE %s GROUP BY 1", (self.run_id + "-%",))
-                return dict(cur.fetchall())
-        finally:
-            conn.close()
+        return h.correlation_counts(self.db.url, self.run_id + "-")
 
     def test_a_token_seen_valid_keeps_ingesting_while_postgresql_is_down(self):
         unknown = "aggd_" + (uuid.uuid4().hex + uuid.uuid4().hex)[:43]
