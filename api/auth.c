@@ -285,6 +285,12 @@ int api_auth_token_new(char out[API_AUTH_TOKEN_SIZE], struct agg_err *err)
     return AGG_OK;
 }
 
+bool api_auth_is_token_shaped(const char *token)
+{
+    return token != NULL && strlen(token) == API_AUTH_TOKEN_LEN &&
+           strncmp(token, API_AUTH_TOKEN_PREFIX, PREFIX_LEN) == 0;
+}
+
 void api_auth_token_hash(const char *token, char hex[API_AUTH_TOKEN_HASH_SIZE])
 {
     unsigned char digest[crypto_hash_sha256_BYTES];
@@ -306,7 +312,8 @@ static const char lookup_sql[] =
     "       coalesce(u.is_active, true),"
     "       t.last_used_at IS NULL OR t.last_used_at < " NOW_UTC
     "           - interval '" STR(API_AUTH_LAST_USED_SLACK_S) " seconds',"
-    "       " ISO_UTC("t.expires_at") " "
+    "       " ISO_UTC("t.expires_at") ","
+    "       coalesce(extract(epoch FROM t.expires_at)::bigint, 0)"
     "  FROM api_tokens t JOIN users u ON u.id = t.user_id"
     " WHERE t.token_hash = $1";
 /* clang-format on */
@@ -334,7 +341,7 @@ static int check_token_row(const PGresult *res, const char *scope, struct api_pr
 
     if (PQntuples(res) != 1)
         return agg_err_set(err, AGG_ENOTFOUND, "unknown token");
-    if (PQnfields(res) != 10 || !parse_int(PQgetvalue(res, 0, 0), &id) ||
+    if (PQnfields(res) != 11 || !parse_int(PQgetvalue(res, 0, 0), &id) ||
         !parse_int(PQgetvalue(res, 0, 1), &out->user_id))
         return agg_err_set(err, AGG_EDB, "unexpected reply to the token lookup");
     if (is_true(res, 4))
@@ -352,6 +359,7 @@ static int check_token_row(const PGresult *res, const char *scope, struct api_pr
         return agg_err_set(err, AGG_EDB, "email or role of user %d is too long for aggd",
                            out->user_id);
     out->token_id = id;
+    out->token_expires_s = strtoll(PQgetvalue(res, 0, 10), NULL, 10);
     *touch = is_true(res, 8);
     return AGG_OK;
 }
@@ -368,8 +376,7 @@ int api_auth_lookup_token(PGconn *conn, const char *token, const char *scope,
     assert(conn != NULL && scope != NULL && out != NULL);
     memset(out, 0, sizeof(*out));
     /* The format is public; refusing junk early spares PostgreSQL a query. */
-    if (token == NULL || strlen(token) != API_AUTH_TOKEN_LEN ||
-        strncmp(token, API_AUTH_TOKEN_PREFIX, PREFIX_LEN) != 0)
+    if (!api_auth_is_token_shaped(token))
         return agg_err_set(err, AGG_ENOTFOUND, "malformed token");
     api_auth_token_hash(token, hash);
     rc = st_db_query(conn, lookup_sql, 2, params, PGRES_TUPLES_OK, &res, err);

@@ -40,6 +40,7 @@ struct api_principal {
     char email[256];
     char role[51];
     int token_id;
+    long long token_expires_s; /* the token's expires_at, Unix seconds; 0: never */
 };
 
 /* What api_auth_create_token() stored, besides the token itself. Plain data. */
@@ -80,6 +81,10 @@ bool api_auth_verify_password(const char *stored_hash, const char *password, boo
 /* Makes a new random token ("aggd_" + 43 base64url characters) in <out>. AGG_OK, or
  * AGG_ERR + <err> when libsodium cannot start. */
 int api_auth_token_new(char out[API_AUTH_TOKEN_SIZE], struct agg_err *err);
+
+/* True when <token> has the shape of a token ("aggd_" and 43 more characters), so
+ * that junk is refused without asking PostgreSQL. */
+bool api_auth_is_token_shaped(const char *token);
 
 /* Writes the lower-case hex SHA-256 of the NUL-terminated <token> into <hex>. */
 void api_auth_token_hash(const char *token, char hex[API_AUTH_TOKEN_HASH_SIZE]);

@@ -4,6 +4,9 @@
  * Place: see api/session.h.
  * Threads: event-loop thread; the lookup itself on a job thread.
  * Ownership: each pending lookup owns a copy of the token, wiped when done.
+ * Traps: while PostgreSQL cannot be reached, one lookup at a time probes it (the
+ *        others answer at once from the cache, or 503): without that, each request
+ *        would queue a job that waits out the connect timeout.
  */
 #include "api/session.h"
 
@@ -14,25 +17,17 @@
 
 #include <sodium.h>
 
+#include "api/token_cache.h"
 #include "src/alloc.h"
 #include "src/log.h"
 
-#define CACHE_SIZE 128
-#define TTL_VALID_US (30 * INT64_C(1000000))
-#define TTL_INVALID_US (5 * INT64_C(1000000))
-
-struct entry {
-    char hash[API_AUTH_TOKEN_HASH_SIZE];
-    char scope[16];
-    int status; /* AGG_OK or AGG_ENOTFOUND */
-    struct api_principal who;
-    int64_t expires_us;
-};
+#define SCOPE_SIZE 16
 
 struct api_sessions {
     struct st_jobs *jobs;
-    struct entry cache[CACHE_SIZE];
-    unsigned next; /* round-robin replacement */
+    struct api_token_cache *cache;
+    bool db_down; /* the last lookup could not reach PostgreSQL */
+    bool probing; /* a lookup is out while db_down */
 };
 
 struct lookup {
@@ -40,9 +35,10 @@ struct lookup {
     struct api_sessions *s;
     char token[API_AUTH_TOKEN_SIZE + 1];
     char hash[API_AUTH_TOKEN_HASH_SIZE];
-    char scope[16];
-    api_session_cb cb;
+    char scope[SCOPE_SIZE];
+    api_session_cb cb; /* NULL for a probe nobody waits for */
     void *arg;
+    bool probe;
     int status;
     struct api_principal who;
     char why[AGG_ERR_MSG_MAX];
@@ -65,38 +61,20 @@ struct api_sessions *api_sessions_new(struct st_jobs *jobs, struct agg_err *err)
         return NULL;
     }
     s->jobs = jobs;
+    s->cache = api_token_cache_new(API_TOKEN_CACHE_SIZE, err);
+    if (s->cache == NULL) {
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
 void api_sessions_free(struct api_sessions *s)
 {
-    if (s != NULL)
-        sodium_memzero(s, sizeof(*s));
+    if (s == NULL)
+        return;
+    api_token_cache_free(s->cache);
     free(s);
-}
-
-static struct entry *find(struct api_sessions *s, const char *hash, const char *scope)
-{
-    int64_t now = mono_us();
-
-    for (int i = 0; i < CACHE_SIZE; i++) {
-        struct entry *e = &s->cache[i];
-
-        if (e->expires_us > now && strcmp(e->hash, hash) == 0 && strcmp(e->scope, scope) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-static void remember(struct api_sessions *s, const struct lookup *l)
-{
-    struct entry *e = &s->cache[s->next++ % CACHE_SIZE];
-
-    memcpy(e->hash, l->hash, sizeof(e->hash));
-    memcpy(e->scope, l->scope, sizeof(e->scope));
-    e->status = l->status;
-    e->who = l->who;
-    e->expires_us = mono_us() + (l->status == AGG_OK ? TTL_VALID_US : TTL_INVALID_US);
 }
 
 static void lookup_work(struct st_job *job, PGconn *conn, const struct agg_err *cerr)
@@ -117,18 +95,40 @@ static void lookup_work(struct st_job *job, PGconn *conn, const struct agg_err *
     snprintf(l->why, sizeof(l->why), "%s", err.msg);
 }
 
+/* Notes whether PostgreSQL answered <l>, logging the moments it stops and starts. */
+static void note_database(struct api_sessions *s, const struct lookup *l)
+{
+    bool down = l->status == AGG_EDB;
+
+    if (down && !s->db_down)
+        AGG_LOG_WARN("auth", "could not check a bearer token: %s; until PostgreSQL answers, "
+                     "tokens seen valid before are accepted and others get 503", l->why);
+    else if (down)
+        AGG_LOG_DEBUG("auth", "could not check a bearer token: %s", l->why);
+    else if (s->db_down)
+        AGG_LOG_INFO("auth", "PostgreSQL answers token checks again");
+    s->db_down = down;
+    if (l->probe)
+        s->probing = false;
+}
+
 static void lookup_done(struct st_job *job)
 {
     struct lookup *l = (struct lookup *)job;
+    struct api_sessions *s = l->s;
+    int status = l->status;
 
-    if (l->status != AGG_EDB)
-        remember(l->s, l);
+    note_database(s, l);
+    if (status != AGG_EDB)
+        api_token_cache_put(s->cache, l->hash, l->scope, status, &l->who, mono_us());
+    else if (api_token_cache_get_stale(s->cache, l->hash, l->scope, time(NULL), &l->who) ==
+             AGG_OK)
+        status = AGG_OK; /* seen valid before the database went away */
     if (l->status == AGG_ENOTFOUND)
         AGG_LOG_INFO("auth", "refused a bearer token: %s", l->why);
-    else if (l->status == AGG_EDB)
-        AGG_LOG_WARN("auth", "could not check a bearer token: %s", l->why);
-    l->cb(l->arg, l->status, l->status == AGG_OK ? &l->who : NULL);
-    sodium_memzero(l->token, sizeof(l->token));
+    if (l->cb != NULL)
+        l->cb(l->arg, status, status == AGG_OK ? &l->who : NULL);
+    sodium_memzero(l, sizeof(*l));
     free(l);
 }
 
@@ -142,7 +142,7 @@ static const char *bearer(const char *authorization)
     token = authorization + 7;
     while (*token == ' ')
         token++;
-    return strlen(token) <= API_AUTH_TOKEN_LEN ? token : NULL;
+    return token;
 }
 
 void api_session_forget(struct api_sessions *s, const char *authorization)
@@ -150,13 +150,33 @@ void api_session_forget(struct api_sessions *s, const char *authorization)
     const char *token = bearer(authorization);
     char hash[API_AUTH_TOKEN_HASH_SIZE];
 
-    if (token == NULL)
+    if (!api_auth_is_token_shaped(token))
         return;
     api_auth_token_hash(token, hash);
-    for (int i = 0; i < CACHE_SIZE; i++) {
-        if (strcmp(s->cache[i].hash, hash) == 0)
-            s->cache[i].expires_us = 0;
-    }
+    api_token_cache_forget(s->cache, hash);
+}
+
+/* Looks <token> up on a job thread; <cb> NULL for a probe. AGG_ENOMEM when it cannot. */
+static int start_lookup(struct api_sessions *s, const char *token, const char *hash,
+                        const char *scope, api_session_cb cb, void *arg)
+{
+    struct lookup *l = agg_calloc(1, sizeof(*l));
+
+    if (l == NULL)
+        return AGG_ENOMEM;
+    l->job.fn = lookup_work;
+    l->job.done = lookup_done;
+    l->s = s;
+    snprintf(l->token, sizeof(l->token), "%s", token);
+    memcpy(l->hash, hash, sizeof(l->hash));
+    snprintf(l->scope, sizeof(l->scope), "%s", scope);
+    l->cb = cb;
+    l->arg = arg;
+    l->probe = cb == NULL;
+    if (l->probe)
+        s->probing = true;
+    st_jobs_run(s->jobs, &l->job);
+    return AGG_OK;
 }
 
 void api_session_check(struct api_sessions *s, const char *authorization, const char *scope,
@@ -164,31 +184,23 @@ void api_session_check(struct api_sessions *s, const char *authorization, const 
 {
     const char *token = bearer(authorization);
     char hash[API_AUTH_TOKEN_HASH_SIZE];
-    struct entry *e;
-    struct lookup *l;
+    struct api_principal who;
+    int status;
 
-    if (token == NULL || strlen(scope) >= sizeof(l->scope)) {
+    if (!api_auth_is_token_shaped(token) || strlen(scope) >= SCOPE_SIZE) {
         cb(arg, AGG_ENOTFOUND, NULL);
         return;
     }
     api_auth_token_hash(token, hash);
-    e = find(s, hash, scope);
-    if (e != NULL) {
-        cb(arg, e->status, e->status == AGG_OK ? &e->who : NULL);
-        return;
+    status = api_token_cache_get(s->cache, hash, scope, mono_us(), &who);
+    if (status == AGG_EAGAIN && s->db_down) {
+        /* answer now; one lookup at a time tells when PostgreSQL is back */
+        status = api_token_cache_get_stale(s->cache, hash, scope, time(NULL), &who);
+        if (!s->probing)
+            (void)start_lookup(s, token, hash, scope, NULL, NULL);
     }
-    l = agg_calloc(1, sizeof(*l));
-    if (l == NULL) {
-        cb(arg, AGG_EDB, NULL);
-        return;
-    }
-    l->job.fn = lookup_work;
-    l->job.done = lookup_done;
-    l->s = s;
-    snprintf(l->token, sizeof(l->token), "%s", token);
-    memcpy(l->hash, hash, sizeof(hash));
-    snprintf(l->scope, sizeof(l->scope), "%s", scope);
-    l->cb = cb;
-    l->arg = arg;
-    st_jobs_run(s->jobs, &l->job);
+    if (status == AGG_EAGAIN && start_lookup(s, token, hash, scope, cb, arg) != AGG_OK)
+        status = AGG_EDB;
+    if (status != AGG_EAGAIN)
+        cb(arg, status, status == AGG_OK ? &who : NULL);
 }

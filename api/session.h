@@ -5,7 +5,9 @@
  * Threads: event-loop thread; lookups run on job threads.
  * Ownership: borrows the job runner; the callback's <who> is borrowed for the call.
  * Traps: answers are cached (30 s when valid, 5 s when not) keyed by the token's
- *        hash, so a revoked token may work for up to 30 s more.
+ *        hash, so a revoked token may work for up to 30 s more. While PostgreSQL
+ *        cannot answer, a token it last said valid stays valid (api/token_cache.h
+ *        says how long); any other gets AGG_EDB, at once.
  */
 #ifndef AGGD_API_SESSION_H
 #define AGGD_API_SESSION_H
@@ -16,7 +18,8 @@
 struct api_sessions;
 
 /* <status>: AGG_OK (valid; <who> filled), AGG_ENOTFOUND (no valid token: 401),
- * AGG_EDB (cannot check now: 503). */
+ * AGG_EDB (cannot check now: 503 with Retry-After; PostgreSQL is unreachable and the
+ * token was not seen valid just before). */
 typedef void (*api_session_cb)(void *arg, int status, const struct api_principal *who);
 
 /* Caller owns the result: api_sessions_free(). <jobs> is borrowed until then. */

@@ -177,6 +177,7 @@ static int sink_emit(void *arg, const struct ing_record *rec)
         ing_pipeline_add(r->h->pipeline, rec, ING_TRANSPORT_HTTP, r->peer, r->received_us) !=
             AGG_OK) {
         r->failed = true; /* this and every later event is reported, not taken */
+        ing_pipeline_dropped(r->h->pipeline, ING_TRANSPORT_HTTP, 1);
         sink_error(r, r->accepted + r->rejected, "not taken: the spool is full; send it again");
         return AGG_OK;
     }
@@ -190,8 +191,9 @@ static void sink_reject(void *arg, size_t index, const char *why, const char *ra
 
     sink_error(r, index, why);
     /* kept in ingest_rejects too; if the spool cannot take it, the reply says why */
-    ing_pipeline_reject(r->h->pipeline, ING_TRANSPORT_HTTP, r->peer, r->received_us, why, raw,
-                        len);
+    if (ing_pipeline_reject(r->h->pipeline, ING_TRANSPORT_HTTP, r->peer, r->received_us, why,
+                            raw, len) != AGG_OK)
+        ing_pipeline_dropped(r->h->pipeline, ING_TRANSPORT_HTTP, 1);
 }
 
 static void on_landed(void *arg, bool landed, size_t refused)
@@ -297,6 +299,8 @@ static void decode(struct request *r)
         rc = ing_json_decode_ndjson(h->json, data, len, &sink, &stats, &err);
     else
         rc = ing_json_decode_document(h->json, data, len, &sink, &stats, &err);
+    ing_pipeline_count(h->pipeline, ING_TRANSPORT_HTTP, ING_COUNT_OVERSIZED,
+                       (int64_t)stats.oversized);
     if (rc != AGG_OK && !r->failed && r->accepted == 0 && r->rejected == 0) {
         finish(r, 400, "bad_json", err.msg);
         return;
@@ -502,6 +506,9 @@ static void on_post(struct evhttp_request *req, const struct agg_http_match *m, 
     r->refs = 1;
     r->received_us = ing_time_now_us();
     r->wait_commit = wants_commit(req);
+    /* every body that reached the route, as sent: whatever its fate */
+    ing_pipeline_count(h->pipeline, ING_TRANSPORT_HTTP, ING_COUNT_BYTES,
+                       (int64_t)evbuffer_get_length(evhttp_request_get_input_buffer(req)));
     agg_http_peer(req, r->peer, sizeof(r->peer));
     if (evcon != NULL)
         evhttp_connection_set_closecb(evcon, on_close, r);

@@ -263,6 +263,7 @@ struct errobj {
 struct event {
     size_t index;
     bool bad;
+    bool too_large; /* why[] says it is over max_event_bytes */
     bool extra_open;
     bool done; /* line mode: complete, emitted once the parse has succeeded */
     enum vkind vk;
@@ -396,6 +397,14 @@ static void set_bad(struct ing_json *j, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Marks the current event bad for being over max_event_bytes (counted apart). */
+static void set_too_large(struct ing_json *j)
+{
+    if (!j->ev.bad)
+        j->ev.too_large = true;
+    set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+}
+
 static bool in_input(const struct ing_json *j, const char *s, size_t n)
 {
     uintptr_t a = (uintptr_t)s, lo = (uintptr_t)j->in;
@@ -409,6 +418,7 @@ static void ev_reset(struct ing_json *j, size_t index)
 
     ev->index = index;
     ev->bad = false;
+    ev->too_large = false;
     ev->extra_open = false;
     ev->done = false;
     ev->vk = V_NONE;
@@ -432,6 +442,8 @@ static void do_reject(struct ing_json *j, size_t index, const char *why, const c
     if (j->sink->reject != NULL)
         j->sink->reject(j->sink->arg, index, why, raw, rawlen);
     j->stats->rejected++;
+    if (why == j->ev.why && j->ev.too_large)
+        j->stats->oversized++;
 }
 
 static int do_emit(struct ing_json *j, const struct ing_record *rec)
@@ -550,7 +562,7 @@ static const char *stable(struct ing_json *j, const char *s, size_t n)
         return s;
     if (j->strs.cap - j->strs.len <= n) {
         /* cannot happen: the raw size check comes first */
-        set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+        set_too_large(j);
         return NULL;
     }
     p = j->strs.data + j->strs.len;
@@ -930,7 +942,7 @@ static void raw_check(struct ing_json *j, yajl_gen_status st)
     if (st != yajl_gen_status_ok)
         set_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
     else
-        set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+        set_too_large(j);
 }
 
 static void elem_begin(struct ing_json *j, enum tok t)
@@ -1266,6 +1278,7 @@ static void call_begin(struct ing_json *j, enum pmode mode, const char *in, size
     j->stats = stats != NULL ? stats : &j->line_stats;
     j->stats->accepted = 0;
     j->stats->rejected = 0;
+    j->stats->oversized = 0;
     j->oom = false;
     j->status = AGG_OK;
     j->depth = 0;
@@ -1275,6 +1288,7 @@ static void call_begin(struct ing_json *j, enum pmode mode, const char *in, size
     j->raw_lost = false;
     j->next_index = 0;
     j->ev.bad = false;
+    j->ev.too_large = false;
 }
 
 /* ---- unpaired surrogates ------------------------------------------------------------ */
@@ -1384,7 +1398,7 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
     j->line_extra = false;
     ev_reset(j, index);
     if (n > j->max_event_bytes) {
-        set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+        set_too_large(j);
         do_reject(j, index, j->ev.why, line, n);
         return AGG_EINVAL;
     }
@@ -2285,7 +2299,7 @@ static int otlp_event(struct ing_json *j, uint32_t lr, size_t index)
     else if (j->gen_status != yajl_gen_status_ok)
         set_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
     else if (j->raw.len > j->max_event_bytes)
-        set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+        set_too_large(j);
     else if (j->ctx_why[0] != '\0')
         set_bad(j, "%s", j->ctx_why);
     if (!ev->bad)

@@ -32,6 +32,7 @@ struct ing_json; /* opaque */
 struct ing_json_stats {
     size_t accepted; /* events the sink took (emit returned AGG_OK) */
     size_t rejected; /* events handed to sink->reject */
+    size_t oversized; /* of those, events over max_event_bytes */
 };
 
 /* A decoder for events of at most <max_event_bytes> bytes each (the raw line, or the

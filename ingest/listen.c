@@ -6,7 +6,12 @@
  * Ownership: the listener owns its connections; a connection owns its bufferevent.
  * Traps: the input buffer of a connection is bounded by a read high-watermark, so a
  *        peer that sends faster than we take is held back by TCP itself. The UDP
- *        path reads up to BATCH datagrams per recvmmsg call.
+ *        path reads up to BATCH datagrams per recvmmsg call. An event counts as
+ *        received when its fate is known (the pipeline counts accepted and rejected
+ *        ones; a frame the pipeline could not take is read again, not counted twice).
+ *        The kernel's UDP drops are read with SO_MEMINFO when /metrics is rendered:
+ *        SO_RXQ_OVFL would report them only with the next datagram, so the drops at
+ *        the end of a burst would stay unseen until traffic resumed.
  */
 #include "ingest/listen.h"
 
@@ -17,6 +22,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <linux/sock_diag.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -86,6 +93,8 @@ struct ing_listener {
     struct ing_json *json;
     struct ing_tz *zone; /* syslog: the zone of RFC 3164 times */
     _Atomic int64_t *m_refused, *m_idle_closed;
+    int64_t kernel_drops;       /* UDP: datagrams the kernel dropped, as counted */
+    uint32_t kernel_drops_last; /* UDP: the socket's own (wrapping) counter, last read */
 };
 
 static const struct {
@@ -160,7 +169,6 @@ static int take_syslog(struct ing_listener *l, const char *p, size_t n, const ch
     struct agg_err err = {0};
     int rc;
 
-    ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
     ing_buf_reset(&l->scratch);
     ing_record_init(&rec);
     if (ing_syslog_parse(p, n, now_us, l->zone, &msg, &err) != AGG_OK ||
@@ -188,7 +196,6 @@ static int take_json_line(struct conn *c, const char *p, size_t n)
     struct ing_sink sink = {json_emit, json_reject, &ctx};
     struct agg_err err = {0};
 
-    ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_RECEIVED, 1);
     ing_json_decode_line(c->l->json, p, n, c->index++, &sink, &err);
     return ctx.rc;
 }
@@ -212,8 +219,9 @@ static void on_frame_error(void *arg, int kind, const char *why)
 
     if (kind == ING_FRAMING_E_OVERSIZE)
         ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_OVERSIZED, 1);
-    ing_pipeline_count(c->l->pipeline, c->l->transport, ING_COUNT_RECEIVED, 1);
-    ing_pipeline_reject(c->l->pipeline, c->l->transport, c->peer, c->now_us, why, "", 0);
+    if (ing_pipeline_reject(c->l->pipeline, c->l->transport, c->peer, c->now_us, why, "", 0) !=
+        AGG_OK)
+        ing_pipeline_dropped(c->l->pipeline, c->l->transport, 1); /* already skipped */
     AGG_LOG_DEBUG("listen", "%s: %s", c->peer, why);
 }
 
@@ -465,8 +473,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
 
             ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_BYTES, (int64_t)len);
             if (ing_pipeline_is_full(l->pipeline)) {
-                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
-                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_DROPPED, 1);
+                ing_pipeline_dropped(l->pipeline, l->transport, 1);
                 continue;
             }
             format_peer((struct sockaddr *)&from[i], peer);
@@ -476,13 +483,13 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
                 snprintf(why, sizeof(why), "datagram of %zu octets exceeds the maximum %zu; "
                          "refused", len, l->max_message);
                 ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_OVERSIZED, 1);
-                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_RECEIVED, 1);
-                ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, why,
-                                    iov[i].iov_base, l->max_message);
+                if (ing_pipeline_reject(l->pipeline, l->transport, peer, now_us, why,
+                                        iov[i].iov_base, l->max_message) != AGG_OK)
+                    ing_pipeline_dropped(l->pipeline, l->transport, 1);
                 continue;
             }
             if (take_syslog(l, iov[i].iov_base, len, peer, now_us) != AGG_OK)
-                ing_pipeline_count(l->pipeline, l->transport, ING_COUNT_DROPPED, 1);
+                ing_pipeline_dropped(l->pipeline, l->transport, 1);
         }
         total += n;
         if (n < UDP_BATCH)
@@ -508,10 +515,108 @@ static int resolve(const char *addr, int socktype, struct addrinfo **out, struct
     return AGG_OK;
 }
 
-static int bind_udp(struct ing_listener *l, const char *addr, int fd, struct agg_err *err)
+/* The kernel's count of datagrams it dropped for <fd> (receive buffer full, bad
+ * checksum): false when it cannot tell (SO_MEMINFO came with Linux 4.12). */
+static bool read_kernel_drops(evutil_socket_t fd, uint32_t *out)
+{
+    uint32_t mem[SK_MEMINFO_VARS];
+    socklen_t len = sizeof(mem);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 ||
+        len < (SK_MEMINFO_DROPS + 1) * sizeof(mem[0]))
+        return false;
+    *out = mem[SK_MEMINFO_DROPS];
+    return true;
+}
+
+/* aggd_udp_kernel_drops_total, read when rendered (loop thread, as the listener). */
+static double kernel_drops(void *arg)
+{
+    struct ing_listener *l = arg;
+    uint32_t now;
+
+    if (read_kernel_drops(l->udp_fd, &now)) {
+        l->kernel_drops += (uint32_t)(now - l->kernel_drops_last); /* wraps at 2^32 */
+        l->kernel_drops_last = now;
+    }
+    return (double)l->kernel_drops;
+}
+
+/* Asks for a receive buffer of <bytes> (0: the kernel's default stays): SO_RCVBUFFORCE
+ * first, which passes net.core.rmem_max with CAP_NET_ADMIN, else SO_RCVBUF, which the
+ * kernel caps there. A socket passed by systemd keeps a buffer already that large
+ * (ReceiveBuffer=). Returns the size the kernel reports: twice what it grants, as it
+ * counts its bookkeeping too. */
+static int set_rcvbuf(evutil_socket_t fd, const char *addr, int64_t bytes, bool passed)
+{
+    int want = (int)bytes, got = 0;
+    socklen_t len = sizeof(got);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) != 0)
+        got = 0;
+    if (want > 0 && !(passed && got / 2 >= want) &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)) != 0)
+        AGG_LOG_WARN("listen", "could not set the receive buffer of UDP \"%s\" to %d bytes: %s",
+                     addr, want, strerror(errno));
+    len = sizeof(got);
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) != 0)
+        got = 0;
+    if (want > 0 && got / 2 < want)
+        AGG_LOG_INFO("listen", "receive buffer of UDP \"%s\": %d bytes as the kernel counts "
+                     "them (listen.udp_rcvbuf asks %d, capped by net.core.rmem_max without "
+                     "CAP_NET_ADMIN)", addr, got, want);
+    else
+        AGG_LOG_INFO("listen", "receive buffer of UDP \"%s\": %d bytes as the kernel counts "
+                     "them (listen.udp_rcvbuf %d)", addr, got, want);
+    return got;
+}
+
+/* `transport="syslog_udp",listener="<addr>"`, the address made safe for a label. */
+static void udp_labels(const char *addr, char *out, size_t size)
+{
+    size_t n = (size_t)snprintf(out, size, "transport=\"syslog_udp\",listener=\"");
+
+    for (const char *p = addr; *p != '\0' && n + 2 < size; p++)
+        out[n++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) ? '_' : *p;
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+/* The gauge of the receive buffer and, when the kernel can tell, the counter of its
+ * drops. */
+static int add_udp_metrics(struct ing_listener *l, const char *addr, int rcvbuf,
+                           struct agg_metrics *metrics, struct agg_err *err)
+{
+    char labels[320];
+    _Atomic int64_t *size;
+    uint32_t drops;
+
+    udp_labels(addr, labels, sizeof(labels));
+    size = agg_metrics_add(metrics, AGG_METRIC_GAUGE, "aggd_udp_rcvbuf_bytes", labels,
+                           "Receive buffer of the UDP socket as the kernel counts it "
+                           "(twice listen.udp_rcvbuf when granted).");
+    if (size == NULL)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    agg_metric_set(size, rcvbuf);
+    if (!read_kernel_drops(l->udp_fd, &drops)) {
+        AGG_LOG_WARN("listen", "cannot read the kernel's drop count of UDP \"%s\": %s; "
+                     "aggd_udp_kernel_drops_total is not exported", addr, strerror(errno));
+        return AGG_OK;
+    }
+    if (agg_metrics_add_counter_fn(metrics, "aggd_udp_kernel_drops_total", labels,
+                                   "Datagrams the kernel dropped before aggd could read them "
+                                   "(receive buffer full; see listen.udp_rcvbuf).",
+                                   kernel_drops, l) != AGG_OK)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    return AGG_OK;
+}
+
+static int bind_udp(struct ing_listener *l, const char *addr, int fd, int64_t rcvbuf,
+                    struct agg_metrics *metrics, struct agg_err *err)
 {
     struct addrinfo *ai;
-    int one = 1, rcvbuf = 8 * 1024 * 1024;
+    int one = 1;
 
     if (fd >= 0) {
         l->udp_fd = fd;
@@ -533,8 +638,10 @@ static int bind_udp(struct ing_listener *l, const char *addr, int fd, struct agg
         }
         freeaddrinfo(ai);
     }
-    /* a larger kernel queue rides out bursts; the kernel caps it at rmem_max */
-    setsockopt(l->udp_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    /* a larger kernel queue rides out bursts */
+    if (add_udp_metrics(l, addr, set_rcvbuf(l->udp_fd, addr, rcvbuf, fd >= 0), metrics, err) !=
+        AGG_OK)
+        return AGG_ENOMEM;
     l->udp_buf = agg_malloc((size_t)UDP_BATCH * UDP_MAX_DATAGRAM);
     l->udp_ev = event_new(l->base, l->udp_fd, EV_READ | EV_PERSIST, on_udp, l);
     if (l->udp_buf == NULL || l->udp_ev == NULL || event_add(l->udp_ev, NULL) != 0)
@@ -622,7 +729,8 @@ struct ing_listener *ing_listener_new(struct event_base *base, enum ing_listen_k
             goto fail;
         }
     }
-    if ((kind == ING_LISTEN_SYSLOG_UDP ? bind_udp(l, addr, fd, err)
+    if ((kind == ING_LISTEN_SYSLOG_UDP
+             ? bind_udp(l, addr, fd, cfg->listen.udp_rcvbuf, metrics, err)
                                        : bind_tcp(l, addr, fd, err)) != AGG_OK)
         goto fail;
     return l;

@@ -107,14 +107,16 @@ static const struct {
     const char *name;
     const char *help;
 } count_metrics[ING_COUNT_KINDS] = {
-    [ING_COUNT_RECEIVED] = {"aggd_events_received_total", "Events received."},
+    [ING_COUNT_RECEIVED] = {"aggd_events_received_total",
+                            "Events received: accepted + rejected + dropped."},
     [ING_COUNT_REJECTED] = {"aggd_events_rejected_total",
-                            "Events that could not be parsed or decoded."},
+                            "Events that could not be parsed or decoded, kept in ingest_rejects."},
     [ING_COUNT_DROPPED] = {"aggd_events_dropped_total",
-                           "Events dropped under backpressure (UDP)."},
-    [ING_COUNT_BYTES] = {"aggd_bytes_received_total", "Bytes received."},
+                           "Events received but neither spooled nor kept in ingest_rejects."},
+    [ING_COUNT_BYTES] = {"aggd_bytes_received_total",
+                         "Bytes read off the wire (HTTP: request bodies before decompression)."},
     [ING_COUNT_OVERSIZED] = {"aggd_frames_oversized_total",
-                             "Frames over ingest.max_message_bytes, refused."},
+                             "Events over ingest.max_message_bytes, rejected."},
 };
 
 static void replay_more(struct ing_pipeline *p);
@@ -443,6 +445,7 @@ int ing_pipeline_add(struct ing_pipeline *p, const struct ing_record *rec,
     if (rec->user_id_orig.p != NULL)
         agg_metric_inc(p->user_id_kept, 1);
     agg_metric_inc(p->accepted[transport], 1);
+    agg_metric_inc(p->counts[transport][ING_COUNT_RECEIVED], 1);
     for (int i = 0; i < p->ntaps; i++)
         p->taps[i].fn(p->taps[i].arg, rec, created);
     after_add(p);
@@ -463,6 +466,7 @@ int ing_pipeline_reject(struct ing_pipeline *p, enum ing_transport transport, co
         return rc;
     }
     agg_metric_inc(p->counts[transport][ING_COUNT_REJECTED], 1);
+    agg_metric_inc(p->counts[transport][ING_COUNT_RECEIVED], 1);
     after_add(p);
     return AGG_OK;
 }
@@ -471,6 +475,12 @@ void ing_pipeline_count(struct ing_pipeline *p, enum ing_transport transport,
                         enum ing_count kind, int64_t n)
 {
     agg_metric_inc(p->counts[transport][kind], n);
+}
+
+void ing_pipeline_dropped(struct ing_pipeline *p, enum ing_transport transport, int64_t n)
+{
+    agg_metric_inc(p->counts[transport][ING_COUNT_DROPPED], n);
+    agg_metric_inc(p->counts[transport][ING_COUNT_RECEIVED], n);
 }
 
 int ing_pipeline_tap(struct ing_pipeline *p, ing_pipeline_tap_fn fn, void *arg)

@@ -30,12 +30,14 @@
 
 struct ing_pipeline;
 
+/* What each counter counts, per transport (README "HTTP operations" has the same). */
 enum ing_count {
-    ING_COUNT_RECEIVED = 0, /* events seen (accepted + rejected + dropped) */
-    ING_COUNT_REJECTED,     /* could not be parsed or decoded */
-    ING_COUNT_DROPPED,      /* thrown away under backpressure (UDP only) */
-    ING_COUNT_BYTES,        /* bytes read */
-    ING_COUNT_OVERSIZED,    /* frames over ingest.max_message_bytes */
+    ING_COUNT_RECEIVED = 0, /* events seen = accepted + rejected + dropped; counted by
+                             * ing_pipeline_add/_reject/_dropped, never directly */
+    ING_COUNT_REJECTED,     /* could not be parsed or decoded; kept in ingest_rejects */
+    ING_COUNT_DROPPED,      /* seen, neither spooled nor kept: ing_pipeline_dropped() */
+    ING_COUNT_BYTES,        /* bytes read off the wire (HTTP: bodies before decompression) */
+    ING_COUNT_OVERSIZED,    /* events over ingest.max_message_bytes (also rejected) */
     ING_COUNT_KINDS,
 };
 
@@ -60,6 +62,10 @@ int ing_pipeline_reject(struct ing_pipeline *p, enum ing_transport transport, co
 /* Counts <n> events or bytes of <kind> for <transport>. */
 void ing_pipeline_count(struct ing_pipeline *p, enum ing_transport transport,
                         enum ing_count kind, int64_t n);
+
+/* Counts <n> events of <transport> seen and lost: neither added nor rejected (UDP
+ * under backpressure, events the spool could not take and that are not read again). */
+void ing_pipeline_dropped(struct ing_pipeline *p, enum ing_transport transport, int64_t n);
 
 /* True while producers should stop reading: the spool cannot take events (full,
  * failing, or the disk is behind). Busy writers are no reason: while they are behind,

@@ -70,6 +70,8 @@ static const struct conf_key keys[] = {
      OFF(listen.idle_timeout_seconds), NULL, "close TCP connections silent this long (0: never)"},
     {"listen.syslog_3164_timezone", CONF_TIMEZONE, "UTC", 0, 0, OFF(listen.syslog_3164_timezone),
      NULL, "IANA time zone of RFC 3164 timestamps, which carry no offset"},
+    {"listen.udp_rcvbuf", CONF_SIZE, "8MiB", 0, GIB, OFF(listen.udp_rcvbuf), NULL,
+     "UDP receive buffer asked of the kernel (0: the kernel's default)"},
     {"ingest.max_message_bytes", CONF_SIZE, "65536", 256, 64 * KIB * KIB,
      OFF(ingest.max_message_bytes), NULL, "largest accepted event"},
     {"ingest.max_body_bytes", CONF_SIZE, "16MiB", 1024, 1024 * KIB * KIB,

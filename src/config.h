@@ -50,6 +50,7 @@ struct agg_config {
         int64_t max_connections;
         int64_t idle_timeout_seconds;
         char *syslog_3164_timezone; /* IANA zone of RFC 3164 times without offset */
+        int64_t udp_rcvbuf; /* bytes; 0: the kernel's default */
     } listen;
     struct {
         int64_t max_message_bytes;

@@ -101,16 +101,28 @@ _Atomic int64_t *agg_metrics_add(struct agg_metrics *m, enum agg_metric_type typ
     return s != NULL ? &s->value : NULL;
 }
 
-int agg_metrics_add_fn(struct agg_metrics *m, const char *name, const char *labels,
-                       const char *help, agg_metric_fn fn, void *arg)
+static int add_fn(struct agg_metrics *m, enum agg_metric_type type, const char *name,
+                  const char *labels, const char *help, agg_metric_fn fn, void *arg)
 {
-    struct series *s = add(m, AGG_METRIC_GAUGE, name, labels, help);
+    struct series *s = add(m, type, name, labels, help);
 
     if (s == NULL)
         return AGG_ENOMEM;
     s->fn = fn;
     s->arg = arg;
     return AGG_OK;
+}
+
+int agg_metrics_add_fn(struct agg_metrics *m, const char *name, const char *labels,
+                       const char *help, agg_metric_fn fn, void *arg)
+{
+    return add_fn(m, AGG_METRIC_GAUGE, name, labels, help, fn, arg);
+}
+
+int agg_metrics_add_counter_fn(struct agg_metrics *m, const char *name, const char *labels,
+                               const char *help, agg_metric_fn fn, void *arg)
+{
+    return add_fn(m, AGG_METRIC_COUNTER, name, labels, help, fn, arg);
 }
 
 struct agg_histogram *agg_metrics_add_histogram(struct agg_metrics *m, const char *name,

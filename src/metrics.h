@@ -40,6 +40,11 @@ _Atomic int64_t *agg_metrics_add(struct agg_metrics *m, enum agg_metric_type typ
 int agg_metrics_add_fn(struct agg_metrics *m, const char *name, const char *labels,
                        const char *help, agg_metric_fn fn, void *arg);
 
+/* Registers a counter read from elsewhere (e.g. the kernel) when rendered: <fn> must
+ * never return less than it returned before. */
+int agg_metrics_add_counter_fn(struct agg_metrics *m, const char *name, const char *labels,
+                               const char *help, agg_metric_fn fn, void *arg);
+
 #define AGG_METRICS_MAX_BUCKETS 16
 
 /* A histogram: cumulative buckets with upper bounds, a sum and a count. */

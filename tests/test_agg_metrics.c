@@ -55,6 +55,9 @@ static void test_metrics_render_groups_series_by_name(void **state)
                           "Events.");
     assert_int_equal(agg_metrics_add_fn(m, "aggd_half", NULL, "Half of seven.", half, &base),
                      AGG_OK);
+    assert_int_equal(agg_metrics_add_counter_fn(m, "aggd_read_total", "listener=\"a:1\"",
+                                                "Read elsewhere.", half, &base),
+                     AGG_OK);
     agg_metric_inc(udp, 3);
     agg_metric_inc(udp, 2);
     agg_metric_inc(tcp, 1);
@@ -67,7 +70,9 @@ static void test_metrics_render_groups_series_by_name(void **state)
                                  "aggd_events_total{transport=\"udp\"} 5\n"
                                  "aggd_events_total{transport=\"tcp\"} 1\n"));
     assert_non_null(strstr(text, "# TYPE aggd_queue_depth gauge\naggd_queue_depth 42\n"));
-    assert_non_null(strstr(text, "aggd_half 3.5\n"));
+    assert_non_null(strstr(text, "# TYPE aggd_half gauge\naggd_half 3.5\n"));
+    assert_non_null(strstr(text, "# TYPE aggd_read_total counter\n"
+                                 "aggd_read_total{listener=\"a:1\"} 3.5\n"));
     assert_non_null(strstr(text, "process_resident_memory_bytes "));
     assert_non_null(strstr(text, "process_open_fds "));
     free(text);

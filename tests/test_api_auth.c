@@ -173,6 +173,14 @@ static void test_auth_token_new_has_prefix_length_and_alphabet(void **state)
     for (size_t i = 5; i < API_AUTH_TOKEN_LEN; i++)
         assert_true(is_base64url(a[i]));
     assert_string_not_equal(a, b);
+    /* the shape refused without asking PostgreSQL */
+    assert_true(api_auth_is_token_shaped(a));
+    assert_false(api_auth_is_token_shaped(NULL));
+    assert_false(api_auth_is_token_shaped(""));
+    a[API_AUTH_TOKEN_LEN - 1] = '\0';
+    assert_false(api_auth_is_token_shaped(a)); /* one short */
+    b[0] = 'A';
+    assert_false(api_auth_is_token_shaped(b)); /* not the prefix */
 }
 
 static void test_auth_token_hash_is_lowercase_hex_sha256(void **state)

@@ -144,6 +144,16 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Rejects whose reason is the size limit: what stats.oversized must say. */
+static size_t n_too_large(const struct sink *s)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->n_rej; i++)
+        n += strncmp(s->rej[i].why, "event larger than ", 18) == 0;
+    return n;
+}
+
 static int nd(struct fixture *f, const char *text)
 {
     int rc;
@@ -153,6 +163,7 @@ static int nd(struct fixture *f, const char *text)
     assert_true(ing_json_check(f->j));
     assert_int_equal(f->stats.accepted, f->s.n_ev);
     assert_int_equal(f->stats.rejected, f->s.n_rej);
+    assert_int_equal(f->stats.oversized, n_too_large(&f->s));
     return rc;
 }
 
@@ -165,6 +176,7 @@ static int doc(struct fixture *f, const char *text)
     assert_true(ing_json_check(f->j));
     assert_int_equal(f->stats.accepted, f->s.n_ev);
     assert_int_equal(f->stats.rejected, f->s.n_rej);
+    assert_int_equal(f->stats.oversized, n_too_large(&f->s));
     return rc;
 }
 
@@ -634,6 +646,7 @@ static void test_json_oversized_events_are_rejected(void **state)
     assert_int_equal(f->s.rej[0].index, 1);
     assert_string_equal(f->s.rej[0].why, "event larger than 4096 bytes");
     assert_int_equal(f->s.rej[0].raw_len, 4096); /* raw truncated to the limit */
+    assert_int_equal(f->stats.oversized, 1); /* counted apart for /metrics */
     /* the same as a document element */
     len = snprintf(text, 3 * n, "[{\"msg\":\"a\"},{\"msg\":\"%0*d\"},{\"msg\":\"c\"}]", (int)n, 0);
     assert_int_equal(doc(f, text), AGG_OK);

@@ -59,6 +59,20 @@ def psql(url, sql, *args):
     return out.stdout.strip()
 
 
+def correlation_counts(url, prefix):
+    """{correlation_id: rows} of the system_logs rows whose correlation_id starts with
+    <prefix>: an id counted twice was stored twice."""
+    import psycopg2  # only the tests that store events need it
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT correlation_id, count(*) FROM system_logs "
+                        "WHERE correlation_id LIKE %s GROUP BY 1", (prefix + "%",))
+            return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
 class Database:
     """A fresh database in the cluster of <admin>, dropped on close()."""
 

@@ -88,14 +88,7 @@ class DurabilityBase(unittest.TestCase):
         return self.aggd
 
     def counts(self):
-        conn = psycopg2.connect(self.db.url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT correlation_id, count(*) FROM system_logs "
-                            "WHERE correlation_id LIKE %s GROUP BY 1", (self.run_id + "-%",))
-                return dict(cur.fetchall())
-        finally:
-            conn.close()
+        return h.correlation_counts(self.db.url, self.run_id + "-")
 
     def wait_drained(self, timeout=60):
         """Until /metrics says nothing is waiting (no batch in flight or open)."""
