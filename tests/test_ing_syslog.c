@@ -1206,7 +1206,7 @@ static void test_syslog_json_msg_that_is_not_an_object_stays_text(void **state)
         "<14>Dec  3 10:00:00 web app: {not json}",
         "<14>Dec  3 10:00:00 web app: {\"a\":1} trailing",
         "<14>Dec  3 10:00:00 web app: {\"a\":1}{\"b\":2}",
-        "<14>Dec  3 10:00:00 web app: {\"user_id\":\"abc\"}",  /* a type the column refuses */
+        "<14>Dec  3 10:00:00 web app: {\"line_number\":\"abc\"}", /* a type the column refuses */
         "<14>Dec  3 10:00:00 web app: {\"a\":\"\xff\"}",      /* invalid UTF-8 */
         "<14>1 - h app - - - {\"a\":",
         "<14>1 - h app - - - [1,2]",

@@ -213,7 +213,7 @@ class SendersTest(unittest.TestCase):
 
     def test_json_msg_that_is_not_valid_stays_text(self):
         tag = uuid.uuid4().hex
-        bad = [f'{{"msg":"{tag} cut"', f'{{"user_id":"{tag} x"}}', f"[1, \"{tag} array\"]"]
+        bad = [f'{{"msg":"{tag} cut"', f'{{"line_number":"{tag} x"}}', f"[1, \"{tag} array\"]"]
         self.d.tcp("".join(f"<14>{bsd(BASE)} host app: {b}\n" for b in bad).encode())
         rows = self.d.rows("message LIKE %s", (f"%{tag}%",), n=3)
         self.assertEqual([r["message"] for r in rows], bad)
