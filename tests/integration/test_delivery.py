@@ -18,29 +18,18 @@ UNKNOWN = 987654
 class UserIdTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.db = h.Database()
-        out = h.run_aggd("migrate", "up", "--set", f"database.url={cls.db.url}")
-        assert out.returncode == 0, out.stderr
+        cls.served = h.Served("--set", "ingest.http_auth=none", "--set", "batch.max_ms=50")
+        cls.db, cls.aggd, cls.conn = cls.served.db, cls.served.aggd, cls.served.conn
         out = h.run_aggd("user", "add", "--email", "app@example.com", "--role", "viewer",
                          "--set", f"database.url={cls.db.url}", input="a long passphrase\n")
         assert out.returncode == 0, out.stderr
-        cls.aggd = h.Aggd(cls.db.url, "--set", "ingest.http_auth=none",
-                          "--set", "batch.max_ms=50")
-        h.wait_for(lambda: cls.aggd.get("/readyz")[0] == 200, 15, what="ready")
-        cls.conn = psycopg2.connect(cls.db.url)
-        cls.conn.autocommit = True
         with cls.conn.cursor() as cur:
             cur.execute("SELECT id FROM users WHERE email = 'app@example.com'")
             cls.user = cur.fetchone()[0]
 
     @classmethod
     def tearDownClass(cls):
-        cls.conn.close()
-        rc = cls.aggd.stop()
-        output = cls.aggd.output()
-        cls.aggd.close()
-        cls.db.close()
-        assert rc == 0, output
+        cls.served.close()
 
     def post(self, body, ctype="application/x-ndjson"):
         status, _, text = h.request(self.aggd.http_port, "POST", "/v1/logs?wait=commit",
@@ -62,12 +51,9 @@ class UserIdTest(unittest.TestCase):
                         "LIKE %s", (f"%{tag}%",))
             return cur.fetchone()[0]
 
-    def metric(self, name):
-        return self.aggd.metric(name)
-
     def test_json_user_id_of_the_application_is_kept_in_extra_data(self):
         tag = uuid.uuid4().hex
-        before = self.metric("aggd_events_user_id_unknown_total")
+        before = self.aggd.metric("aggd_events_user_id_unknown_total")
         body = "".join(json.dumps(e) + "\n" for e in [
             {"message": f"{tag} foreign", "user_id": UNKNOWN, "shop": "eu"},
             {"message": f"{tag} ours", "user_id": self.user},
@@ -85,7 +71,7 @@ class UserIdTest(unittest.TestCase):
         self.assertEqual(rows[f"{tag} ours"]["user_id"], self.user)
         self.assertNotIn("user_id", rows[f"{tag} ours"]["extra_data"] or {})
         self.assertEqual(self.rejects(tag), 0)
-        self.assertEqual(self.metric("aggd_events_user_id_unknown_total") - before, 2)
+        self.assertEqual(self.aggd.metric("aggd_events_user_id_unknown_total") - before, 2)
 
     def test_syslog_sd_param_user_id(self):
         tag = uuid.uuid4().hex

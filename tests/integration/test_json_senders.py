@@ -37,23 +37,12 @@ class JsonSendersTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.db = h.Database()
-        out = h.run_aggd("migrate", "up", "--set", f"database.url={cls.db.url}")
-        assert out.returncode == 0, out.stderr
-        cls.aggd = h.Aggd(cls.db.url, "--set", "ingest.http_auth=none",
-                          "--set", "batch.max_ms=50")
-        h.wait_for(lambda: cls.aggd.get("/readyz")[0] == 200, 15, what="ready")
-        cls.conn = psycopg2.connect(cls.db.url)
-        cls.conn.autocommit = True
+        cls.served = h.Served("--set", "ingest.http_auth=none", "--set", "batch.max_ms=50")
+        cls.db, cls.aggd, cls.conn = cls.served.db, cls.served.aggd, cls.served.conn
 
     @classmethod
     def tearDownClass(cls):
-        cls.conn.close()
-        rc = cls.aggd.stop()
-        output = cls.aggd.output()
-        cls.aggd.close()
-        cls.db.close()
-        assert rc == 0, output
+        cls.served.close()
 
     def post(self, body, ctype="application/x-ndjson", want_accepted=1):
         """POSTs the bytes <body> with ?wait=commit: every event must be committed."""
