@@ -15,6 +15,9 @@ import harness as h
 
 OUTAGE_SECONDS = int(os.environ.get("AGGD_OUTAGE_SECONDS", "60"))
 RSS_LIMIT_MIB = 160
+# ASan keeps up to 256 MiB of freed memory in quarantine, so under the sanitizers the
+# resident size says nothing about aggd's own: the plain build checks it.
+SANITIZED = os.environ.get("AGGD_SANITIZE") == "1"
 
 
 def rss_mib(pid):
@@ -164,7 +167,8 @@ class OutageTest(unittest.TestCase):
         # paced at about 5000 events/s each: far more than the writers' batches hold
         for s in senders[:3]:
             self.assertGreater(len(s.acked), 1000 * OUTAGE_SECONDS, f"{s.label} was held back")
-        self.assertLess(peak, RSS_LIMIT_MIB, "memory grew with the outage")
+        if not SANITIZED:
+            self.assertLess(peak, RSS_LIMIT_MIB, "memory grew with the outage")
 
         self.cluster.start()
 
