@@ -1382,7 +1382,7 @@ static void line_parser_drop(struct ing_json *j)
 static int line_decode(struct ing_json *j, const char *line, size_t n, bool term, size_t index)
 {
     yajl_status st;
-    size_t offset;
+    size_t offset = 0;
     char msg[160];
     const char *in;
 
@@ -2375,7 +2375,7 @@ static int otlp_check(struct ing_json *j, uint32_t rls, struct agg_err *err)
 static int otlp_decode(struct ing_json *j, const char *body, size_t len, struct agg_err *err)
 {
     yajl_status st;
-    size_t offset, index = 0;
+    size_t offset = 0, index = 0;
     uint32_t rls;
     int rc;
 
@@ -2427,7 +2427,7 @@ int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
                              struct agg_err *err)
 {
     yajl_status st;
-    size_t offset;
+    size_t offset = 0;
     char msg[160];
     int rc;
 

@@ -61,9 +61,26 @@ for b in "${builds[@]}"; do
     # $extra is empty or a single -D option, never containing spaces.
     # shellcheck disable=SC2086
     cmake -S "$ROOT" -B "$ROOT/$dir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE="$btype" \
-        "${common[@]}" $extra
+        -DAGGD_WERROR=ON "${common[@]}" $extra
     cmake --build "$ROOT/$dir" -j"$JOBS"
 done
+
+# Compile-only builds, warnings as errors: what users and packagers build. Release
+# with gcc and clang (other optimisations, other warnings), and Debian's hardening
+# flags as dpkg-buildpackage passes them (build type None: the flags are all theirs).
+compile_only() {
+    local name=$1 dir=$2
+    shift 2
+    echo "aggd: compiling $name in $dir/ (no tests run)"
+    if cmake -S "$ROOT" -B "$ROOT/$dir" -DAGGD_WERROR=ON "${common[@]}" "$@" >/dev/null &&
+        cmake --build "$ROOT/$dir" -j"$JOBS" >"$LOGDIR/build-$dir.log" 2>&1; then
+        summaries+=("aggd: $name build: OK, no warnings")
+    else
+        tail -n 40 "$LOGDIR/build-$dir.log" >&2 || true
+        summaries+=("aggd: $name build: FAILED (warnings are errors)")
+        failed=1
+    fi
+}
 
 # --- throw-away PostgreSQL cluster, always torn down -----------------------
 PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/aggd-pg.XXXXXX")
@@ -141,6 +158,17 @@ run_ctest() {
         summaries+=("aggd: $name: OK: $npass passed, 0 failed")
     fi
 }
+
+if [[ $quick -eq 0 ]]; then
+    compile_only "gcc Release" build-release-gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Release
+    compile_only "clang Release" build-release-clang -DCMAKE_C_COMPILER=clang \
+        -DCMAKE_BUILD_TYPE=Release
+    hardening=(env DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get)
+    CFLAGS="$("${hardening[@]}" CFLAGS) $("${hardening[@]}" CPPFLAGS)" \
+        LDFLAGS="$("${hardening[@]}" LDFLAGS)" \
+        compile_only "Debian hardening flags" build-debflags -DCMAKE_C_COMPILER=gcc \
+        -DCMAKE_BUILD_TYPE=None
+fi
 
 run_ctest gcc build
 if [[ $quick -eq 0 ]]; then

@@ -65,7 +65,7 @@ static void report(struct st_monitor *m, bool up, int version, const char *reaso
 
     m->up = up;
     m->version = version;
-    snprintf(m->reason, sizeof(m->reason), "%s", reason);
+    snprintf(m->reason, sizeof(m->reason), "%.*s", (int)sizeof(m->reason) - 1, reason);
     if (changed && m->cb != NULL)
         m->cb(m->arg, up, version, m->reason);
 }

@@ -329,8 +329,8 @@ static int reader_get(struct reader *r, uint64_t off, size_t want, const unsigne
 static int check_at(struct reader *r, uint64_t off, uint64_t base, uint32_t *len,
                     const unsigned char **payload, const char **why, struct agg_err *err)
 {
-    const unsigned char *p;
-    size_t got;
+    const unsigned char *p = NULL;
+    size_t got = 0;
     uint32_t n;
     int rc;
 
@@ -380,9 +380,9 @@ static int resync(struct reader *r, uint64_t off, uint64_t base, uint64_t *found
     uint64_t o = off + 1;
 
     while (o + HDR_BYTES <= r->limit) {
-        const unsigned char *p, *q, *payload;
+        const unsigned char *p = NULL, *q, *payload;
         const char *why;
-        size_t got;
+        size_t got = 0;
         uint32_t len;
         int rc = reader_get(r, o, HDR_BYTES, &p, &got, err);
 

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "src/alloc.h"
 #include "src/log.h"
 #include "src/workq.h"
@@ -135,7 +137,8 @@ static int backoff_ms(int attempt)
 
     if (ms > BACKOFF_MAX_MS)
         ms = BACKOFF_MAX_MS;
-    return ms / 2 + rand() % (ms / 2 + 1); /* NOLINT: jitter needs no quality */
+    /* seeded per process, unlike rand(): writers of several daemons do not retry in step */
+    return ms / 2 + (int)randombytes_uniform((uint32_t)(ms / 2 + 1));
 }
 
 /* Sorts a failed result into row trouble or transient trouble, keeping the text. */
