@@ -25,6 +25,9 @@ PACKAGES=(
     # zstd, a fake SMTP server, a Python DB client)
     curl bsdutils util-linux python3 python3-psycopg2 python3-aiosmtpd python3-yaml zstd
     ca-certificates procps iproute2 git
+    # zone files for listen.syslog_3164_timezone and its tests (not in a minimal image);
+    # dpkg-buildflags for the build with Debian's hardening flags
+    tzdata dpkg-dev
 )
 
 if [[ ${1:-} == --list ]]; then
