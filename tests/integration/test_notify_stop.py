@@ -98,7 +98,7 @@ class NotifyStop(unittest.TestCase):
         env = self.env
         time.sleep(2)  # several empty polls first
         self.queue_webhooks()
-        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 15, what="sends in flight")
+        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 30, what="sends in flight")
         self.assertEqual(self.statuses(), ["sending"] * SENDS)
 
         out = self.stop_clean(env.aggd)
@@ -115,7 +115,7 @@ class NotifyStop(unittest.TestCase):
     def test_a_live_daemons_sends_are_leased(self):
         env = self.env
         self.queue_webhooks()
-        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 15, what="sends in flight")
+        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 30, what="sends in flight")
         other = harness.Aggd(env.db.url, "--set", "notify.webhook_timeout_ms=60000")
         try:
             time.sleep(2)  # several polls of the second daemon
