@@ -21,8 +21,8 @@
 #include <sodium.h>
 
 #include "api/api_int.h"
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/alloc.h"
+#include "core/log.h"
 
 /* Password hashes waiting beyond this answer 503: each takes 256 MiB and ~1 s. */
 #define SLOW_QUEUE_MAX 8
@@ -51,7 +51,7 @@ static void clean_utf8(char *s)
 {
     size_t len = strlen(s), ok;
 
-    while ((ok = ing_utf8_valid_prefix(s, len)) < len) {
+    while ((ok = agg_utf8_valid_prefix(s, len)) < len) {
         s[ok] = '?';
         s += ok + 1;
         len -= ok + 1;
@@ -84,8 +84,8 @@ static void req_free(struct api_req *r)
         free(r->body_text);
     }
     api_sql_reset(r);
-    ing_buf_clear(&r->sql);
-    ing_buf_clear(&r->out);
+    agg_buf_clear(&r->sql);
+    agg_buf_clear(&r->out);
     free(r->data);
     free(r);
 }
@@ -262,7 +262,7 @@ int api_param(struct api_req *r, const char *value)
     return api_param_to(r, &r->sql, value);
 }
 
-int api_param_to(struct api_req *r, struct ing_buf *sql, const char *value)
+int api_param_to(struct api_req *r, struct agg_buf *sql, const char *value)
 {
     if (r->nparams == API_MAX_PARAMS)
         return AGG_EFULL;
@@ -270,7 +270,7 @@ int api_param_to(struct api_req *r, struct ing_buf *sql, const char *value)
     if (value != NULL && (r->params[r->nparams] = agg_strdup(value)) == NULL)
         return AGG_ENOMEM;
     r->nparams++;
-    return ing_buf_printf(sql, "$%d", r->nparams);
+    return agg_buf_printf(sql, "$%d", r->nparams);
 }
 
 void api_sql_reset(struct api_req *r)
@@ -278,7 +278,7 @@ void api_sql_reset(struct api_req *r)
     for (int i = 0; i < r->nparams; i++)
         free(r->params[i]);
     r->nparams = 0;
-    ing_buf_reset(&r->sql);
+    agg_buf_reset(&r->sql);
 }
 
 bool api_begin(struct api_req *r, PGconn *conn)
@@ -322,20 +322,20 @@ void api_reply_list(struct api_req *r, const PGresult *res, int key_col)
     int n = PQntuples(res), shown = n > r->page.limit ? r->page.limit : n;
     char cursor[256];
 
-    ing_buf_reset(&r->out);
-    if (ing_buf_printf(&r->out, "{\"items\":[") != AGG_OK)
+    agg_buf_reset(&r->out);
+    if (agg_buf_printf(&r->out, "{\"items\":[") != AGG_OK)
         goto nomem;
     for (int i = 0; i < shown; i++) {
-        if ((i > 0 && ing_buf_putc(&r->out, ',') != AGG_OK) ||
-            ing_buf_append(&r->out, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0)) !=
+        if ((i > 0 && agg_buf_putc(&r->out, ',') != AGG_OK) ||
+            agg_buf_append(&r->out, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0)) !=
                 AGG_OK)
             goto nomem;
     }
     if (n > shown) {
         api_cursor_encode(PQgetvalue(res, shown - 1, key_col), cursor, sizeof(cursor));
-        if (ing_buf_printf(&r->out, "],\"next_cursor\":\"%s\"}", cursor) != AGG_OK)
+        if (agg_buf_printf(&r->out, "],\"next_cursor\":\"%s\"}", cursor) != AGG_OK)
             goto nomem;
-    } else if (ing_buf_printf(&r->out, "],\"next_cursor\":null}") != AGG_OK) {
+    } else if (agg_buf_printf(&r->out, "],\"next_cursor\":null}") != AGG_OK) {
         goto nomem;
     }
     r->status = 200;
@@ -347,12 +347,12 @@ nomem:
 
 void api_reply_row(struct api_req *r, const PGresult *res, int status, const char *what)
 {
-    ing_buf_reset(&r->out);
+    agg_buf_reset(&r->out);
     if (PQntuples(res) == 0) {
         api_fail(r, 404, "not_found", NULL, "no such %s", what);
         return;
     }
-    if (ing_buf_append(&r->out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)) !=
+    if (agg_buf_append(&r->out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)) !=
         AGG_OK) {
         api_fail(r, 503, "unavailable", NULL, "out of memory");
         return;
@@ -377,7 +377,7 @@ void api_run_list(struct api_req *r, PGconn *conn, int rc, const char *order)
 
     snprintf(lim, sizeof(lim), "%d", r->page.limit + 1); /* one more: is there a next page */
     if (rc == AGG_OK)
-        rc = ing_buf_printf(&r->sql, " ORDER BY %s LIMIT ", order);
+        rc = agg_buf_printf(&r->sql, " ORDER BY %s LIMIT ", order);
     if (rc == AGG_OK)
         rc = api_param(r, lim);
     q = run_built(r, conn, rc);
@@ -628,8 +628,8 @@ static void on_request(struct evhttp_request *req, const struct agg_http_match *
     r->req = req;
     r->query.tqh_first = NULL; /* TAILQ_INIT without <sys/queue.h> */
     r->query.tqh_last = &r->query.tqh_first;
-    ing_buf_init(&r->sql);
-    ing_buf_init(&r->out);
+    agg_buf_init(&r->sql);
+    agg_buf_init(&r->out);
     peer_ip(req, r->peer_ip, sizeof(r->peer_ip));
     if (!parse_ids(r, m)) {
         api_finish(r);
@@ -653,7 +653,7 @@ static void on_request(struct evhttp_request *req, const struct agg_http_match *
 
 struct api *api_new(struct event_base *base, struct agg_http *http, const struct agg_config *cfg,
                     struct st_pool *pool, struct api_sessions *sessions,
-                    struct ing_pipeline *pipeline, struct agg_err *err)
+                    struct st_pipeline *pipeline, struct agg_err *err)
 {
     struct api *a = agg_calloc(1, sizeof(*a));
     size_t n = 0;

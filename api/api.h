@@ -14,9 +14,9 @@
 #include <event2/event.h>
 
 #include "api/session.h"
-#include "ingest/pipeline.h"
-#include "src/config.h"
-#include "src/http.h"
+#include "store/pipeline.h"
+#include "core/config.h"
+#include "core/http.h"
 #include "store/pool.h"
 
 struct api;
@@ -25,7 +25,7 @@ struct api;
  * Caller owns the result: api_free(). NULL + <err> on failure. */
 struct api *api_new(struct event_base *base, struct agg_http *http, const struct agg_config *cfg,
                     struct st_pool *pool, struct api_sessions *sessions,
-                    struct ing_pipeline *pipeline, struct agg_err *err);
+                    struct st_pipeline *pipeline, struct agg_err *err);
 
 /* Ends live tails, lets running jobs answer, frees. Accepts NULL. */
 void api_free(struct api *a);

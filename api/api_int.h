@@ -21,7 +21,7 @@
 
 #include "api/api.h"
 #include "api/auth.h"
-#include "ingest/buf.h"
+#include "core/buf.h"
 #include "store/jobs.h"
 
 #define API_PREFIX "/api/v1"
@@ -76,7 +76,7 @@ struct api {
     struct st_jobs *slow; /* password hashing: few threads, bounded queue */
     int slow_pending;
     struct api_sessions *sessions;
-    struct ing_pipeline *pipeline;
+    struct st_pipeline *pipeline;
     struct api_login *login;
     struct api_tail *tail;
     struct api_binding *bindings; /* one per route: what the router hands back */
@@ -112,10 +112,10 @@ struct api_req {
     /* SQL parameters gathered on the loop (filters), owned copies */
     char *params[API_MAX_PARAMS];
     int nparams;
-    struct ing_buf sql;
+    struct agg_buf sql;
     /* the reply */
     int status;
-    struct ing_buf out;
+    struct agg_buf out;
     char ecode[32];
     char emsg[256];
     char efield[64];
@@ -147,7 +147,7 @@ PGresult *api_query(struct api_req *r, PGconn *conn, const char *sql, ExecStatus
  * "$n" into r->sql. AGG_OK or AGG_ENOMEM / AGG_EFULL. */
 int api_param(struct api_req *r, const char *value);
 /* Same, writing "$n" into <sql> instead. */
-int api_param_to(struct api_req *r, struct ing_buf *sql, const char *value);
+int api_param_to(struct api_req *r, struct agg_buf *sql, const char *value);
 
 /* Forgets the gathered parameters and SQL text, to build the next statement. */
 void api_sql_reset(struct api_req *r);

@@ -29,7 +29,7 @@
 
 #include <sodium.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 #include "store/db.h"
 
 _Static_assert(API_AUTH_PWHASH_SIZE == crypto_pwhash_STRBYTES,

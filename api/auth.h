@@ -18,7 +18,7 @@
 
 #include <libpq-fe.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 /* Size of a password hash string with its NUL: equals libsodium's crypto_pwhash_STRBYTES
  * (checked at compile time in auth.c), so callers need not include <sodium.h>. */

@@ -21,13 +21,13 @@
 
 #include "api/api_int.h"
 #include "api/resource.h"
-#include "ingest/time.h"
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/time.h"
+#include "core/alloc.h"
+#include "core/log.h"
 
 #define LIMIT_SLOTS 1024
 #define LIMIT_FAILURES 5
-#define LIMIT_WINDOW_US (15 * 60 * ING_US_PER_SEC)
+#define LIMIT_WINDOW_US (15 * 60 * AGG_US_PER_SEC)
 #define TOKEN_TTL_DAYS_MAX 3650
 
 struct limit {
@@ -106,7 +106,7 @@ static int blocked_for(struct api_login *l, const char *key, int64_t now)
 
     if (s == NULL || s->failures < LIMIT_FAILURES)
         return 0;
-    return (int)((s->since_us + LIMIT_WINDOW_US - now) / ING_US_PER_SEC) + 1;
+    return (int)((s->since_us + LIMIT_WINDOW_US - now) / AGG_US_PER_SEC) + 1;
 }
 
 static void lower(char *s)
@@ -128,7 +128,7 @@ static const char *body_str(const struct api_req *r, const char *name)
 bool api_login_prepare(struct api_req *r)
 {
     struct api_login_attempt *a;
-    int64_t now = ing_time_now_us();
+    int64_t now = agg_time_now_us();
     int wait_email, wait_ip;
 
     if (!api_res_validate(r, &login_res, true))
@@ -155,7 +155,7 @@ void api_login_done(struct api_req *r)
 {
     struct api_login_attempt *a = r->data;
     struct api_login *l = r->api->login;
-    int64_t now = ing_time_now_us();
+    int64_t now = agg_time_now_us();
     struct limit *s;
 
     if (a == NULL)
@@ -273,9 +273,9 @@ void api_login_work(struct api_req *r, PGconn *conn)
         return;
     }
     api_sql_reset(r);
-    if (ing_buf_printf(&r->sql, "SELECT ") != AGG_OK ||
+    if (agg_buf_printf(&r->sql, "SELECT ") != AGG_OK ||
         api_res_json_expr(&r->sql, &api_res_users) != AGG_OK ||
-        ing_buf_printf(&r->sql, " FROM users WHERE id = $1") != AGG_OK) {
+        agg_buf_printf(&r->sql, " FROM users WHERE id = $1") != AGG_OK) {
         api_fail(r, 503, "unavailable", NULL, "out of memory");
         goto out;
     }
@@ -283,7 +283,7 @@ void api_login_work(struct api_req *r, PGconn *conn)
     if (q == NULL)
         goto out;
     if (PQntuples(q) == 1 &&
-        ing_buf_printf(&r->out, "{\"token\":\"%s\",\"expires_at\":\"%s\",\"user\":%s}", token,
+        agg_buf_printf(&r->out, "{\"token\":\"%s\",\"expires_at\":\"%s\",\"user\":%s}", token,
                        info.expires_at, PQgetvalue(q, 0, 0)) == AGG_OK)
         r->status = 200;
     else

@@ -25,13 +25,13 @@
 
 #include "api/api_int.h"
 #include "api/resource.h"
-#include "ingest/record.h"
-#include "ingest/time.h"
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/record.h"
+#include "core/time.h"
+#include "core/alloc.h"
+#include "core/log.h"
 #include "store/partitions.h"
 
-#define DEFAULT_SPAN_US (24 * 3600 * ING_US_PER_SEC)
+#define DEFAULT_SPAN_US (24 * 3600 * AGG_US_PER_SEC)
 #define Q_MAX_BYTES 1000
 #define TAIL_MAX_BUFFER (256 * 1024)
 #define TAIL_MAX_CLIENTS 64
@@ -62,16 +62,16 @@ static const struct {
     const char *name;
     int field;
 } str_filters[] = {
-    {"logger_name", ING_F_LOGGER_NAME},
-    {"module", ING_F_MODULE},
-    {"correlation_id", ING_F_CORRELATION_ID},
-    {"request_id", ING_F_REQUEST_ID},
+    {"logger_name", AGG_F_LOGGER_NAME},
+    {"module", AGG_F_MODULE},
+    {"correlation_id", AGG_F_CORRELATION_ID},
+    {"request_id", AGG_F_REQUEST_ID},
 };
 #define N_STR_FILTERS 4
 #define CORRELATION 2
 
 struct log_filter {
-    int64_t since_us, until_us; /* ING_TIME_NONE: open */
+    int64_t since_us, until_us; /* AGG_TIME_NONE: open */
     int level;                  /* -1: any */
     bool has_str[N_STR_FILTERS];
     char str[N_STR_FILTERS][1024];
@@ -85,7 +85,7 @@ static bool parse_time(struct api_req *r, const char *name, int64_t *out)
 {
     const char *s = api_query_get(r, name);
 
-    if (s != NULL && !ing_time_parse_iso8601(s, strlen(s), out))
+    if (s != NULL && !agg_time_parse_iso8601(s, strlen(s), out))
         return api_fail(r, 400, "invalid_parameter", name,
                         "%s must be an ISO 8601 time such as 2025-01-31T12:00:00Z", name);
     return true;
@@ -98,7 +98,7 @@ static bool parse_strings(struct api_req *r, struct log_filter *f)
 
         if (s == NULL)
             continue;
-        if (api_utf8_chars(s) > ing_field_max_chars(str_filters[i].field) ||
+        if (api_utf8_chars(s) > agg_field_max_chars(str_filters[i].field) ||
             strlen(s) >= sizeof(f->str[i]))
             return api_fail(r, 400, "too_long", str_filters[i].name,
                             "%s is longer than the column", str_filters[i].name);
@@ -113,17 +113,17 @@ static bool parse_filter(struct api_req *r, struct log_filter *f, int64_t since_
 {
     const char *level = api_query_get(r, "level"), *q = api_query_get(r, "q");
     long long uid = -1;
-    enum ing_level lv;
+    enum agg_level lv;
 
     f->since_us = since_default;
-    f->until_us = ING_TIME_NONE;
+    f->until_us = AGG_TIME_NONE;
     f->level = -1;
     if (!parse_time(r, "since", &f->since_us) || !parse_time(r, "until", &f->until_us))
         return false;
-    if (f->since_us != ING_TIME_NONE && f->until_us != ING_TIME_NONE && f->since_us >= f->until_us)
+    if (f->since_us != AGG_TIME_NONE && f->until_us != AGG_TIME_NONE && f->since_us >= f->until_us)
         return api_fail(r, 400, "invalid_parameter", "until", "until must be after since");
     if (level != NULL) {
-        if (!ing_level_parse(level, strlen(level), &lv))
+        if (!agg_level_parse(level, strlen(level), &lv))
             return api_fail(r, 400, "invalid_parameter", "level",
                             "level must be DEBUG, INFO, WARNING, ERROR or CRITICAL");
         f->level = (int)lv;
@@ -159,7 +159,7 @@ bool api_logs_prepare(struct api_req *r)
         "since", "until", "level", "logger_name", "module", "correlation_id", "request_id",
         "user_id", "q", "limit", "cursor", NULL};
 
-    return prepare_search(r, allowed, ing_time_now_us() - DEFAULT_SPAN_US);
+    return prepare_search(r, allowed, agg_time_now_us() - DEFAULT_SPAN_US);
 }
 
 bool api_run_logs_prepare(struct api_req *r)
@@ -168,7 +168,7 @@ bool api_run_logs_prepare(struct api_req *r)
                                           "request_id", "user_id", "q", "limit", "cursor",
                                           NULL};
 
-    return prepare_search(r, allowed, ING_TIME_NONE); /* a run's logs, however old */
+    return prepare_search(r, allowed, AGG_TIME_NONE); /* a run's logs, however old */
 }
 
 /* ---- search SQL (job thread) ---- */
@@ -176,7 +176,7 @@ bool api_run_logs_prepare(struct api_req *r)
 /* " AND <col> <op> $n" with <value>. */
 static int cond(struct api_req *r, const char *col, const char *op, const char *value)
 {
-    int rc = ing_buf_printf(&r->sql, " AND %s %s ", col, op);
+    int rc = agg_buf_printf(&r->sql, " AND %s %s ", col, op);
 
     return rc == AGG_OK ? api_param(r, value) : rc;
 }
@@ -185,24 +185,24 @@ static int time_cond(struct api_req *r, const char *op, int64_t us)
 {
     char ts[32];
 
-    if (us == ING_TIME_NONE)
+    if (us == AGG_TIME_NONE)
         return AGG_OK;
-    ing_time_format(us, ts);
+    agg_time_format(us, ts);
     return cond(r, "created_at", op, ts);
 }
 
 /* The ILIKE pattern matching <q> anywhere, its wildcards escaped. */
-static int like_pattern(const char *q, struct ing_buf *out)
+static int like_pattern(const char *q, struct agg_buf *out)
 {
-    int rc = ing_buf_putc(out, '%');
+    int rc = agg_buf_putc(out, '%');
 
     for (; rc == AGG_OK && *q != '\0'; q++) {
         if (*q == '%' || *q == '_' || *q == '\\')
-            rc = ing_buf_putc(out, '\\');
+            rc = agg_buf_putc(out, '\\');
         if (rc == AGG_OK)
-            rc = ing_buf_putc(out, *q);
+            rc = agg_buf_putc(out, *q);
     }
-    return rc == AGG_OK ? ing_buf_putc(out, '%') : rc;
+    return rc == AGG_OK ? agg_buf_putc(out, '%') : rc;
 }
 
 /* The cursor "YYYY-MM-DD HH:MM:SS.ffffff/<id>" into its two keys. */
@@ -213,9 +213,9 @@ static bool split_cursor(struct api_req *r, char *ts, size_t tsize, const char *
 
     if (slash == NULL || slash[1] == '\0' || strspn(slash + 1, "0123456789") != strlen(slash + 1) ||
         strlen(slash + 1) > 19 ||
-        !ing_time_parse_iso8601(r->page.cursor, (size_t)(slash - r->page.cursor), &us))
+        !agg_time_parse_iso8601(r->page.cursor, (size_t)(slash - r->page.cursor), &us))
         return api_fail(r, 400, "invalid_parameter", "cursor", "cursor is not one this API gave");
-    ing_time_format(us, ts);
+    agg_time_format(us, ts);
     (void)tsize;
     *id = slash + 1;
     return true;
@@ -223,23 +223,23 @@ static bool split_cursor(struct api_req *r, char *ts, size_t tsize, const char *
 
 static int search_sql(struct api_req *r, const struct log_filter *f)
 {
-    struct ing_buf like;
+    struct agg_buf like;
     char num[32];
     int rc;
 
     api_sql_reset(r);
-    rc = ing_buf_printf(&r->sql, "SELECT ");
+    rc = agg_buf_printf(&r->sql, "SELECT ");
     if (rc == AGG_OK)
         rc = api_res_json_expr(&r->sql, &logs_res);
     if (rc == AGG_OK)
-        rc = ing_buf_printf(&r->sql, ", to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US') || '/'"
+        rc = agg_buf_printf(&r->sql, ", to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US') || '/'"
                                      " || id FROM system_logs WHERE true");
     if (rc == AGG_OK)
         rc = time_cond(r, ">=", f->since_us);
     if (rc == AGG_OK)
         rc = time_cond(r, "<", f->until_us);
     if (rc == AGG_OK && f->level >= 0)
-        rc = cond(r, "level", "=", ing_level_name((enum ing_level)f->level));
+        rc = cond(r, "level", "=", agg_level_name((enum agg_level)f->level));
     for (int i = 0; rc == AGG_OK && i < N_STR_FILTERS; i++) {
         if (f->has_str[i])
             rc = cond(r, str_filters[i].name, "=", f->str[i]);
@@ -249,11 +249,11 @@ static int search_sql(struct api_req *r, const struct log_filter *f)
         rc = cond(r, "user_id", "=", num);
     }
     if (rc == AGG_OK && f->has_q) {
-        ing_buf_init(&like);
+        agg_buf_init(&like);
         rc = like_pattern(f->q, &like);
         if (rc == AGG_OK)
             rc = cond(r, "message", "ILIKE", like.data);
-        ing_buf_clear(&like);
+        agg_buf_clear(&like);
     }
     return rc;
 }
@@ -268,15 +268,15 @@ static void search(struct api_req *r, PGconn *conn, const struct log_filter *f)
         return;
     rc = search_sql(r, f);
     if (rc == AGG_OK && id != NULL) {
-        rc = ing_buf_printf(&r->sql, " AND (created_at, id) < (");
+        rc = agg_buf_printf(&r->sql, " AND (created_at, id) < (");
         if (rc == AGG_OK)
             rc = api_param(r, ts);
         if (rc == AGG_OK)
-            rc = ing_buf_printf(&r->sql, "::timestamp, ");
+            rc = agg_buf_printf(&r->sql, "::timestamp, ");
         if (rc == AGG_OK)
             rc = api_param(r, id);
         if (rc == AGG_OK)
-            rc = ing_buf_printf(&r->sql, "::bigint)");
+            rc = agg_buf_printf(&r->sql, "::bigint)");
     }
     api_run_list(r, conn, rc, "created_at DESC, id DESC");
 }
@@ -395,7 +395,7 @@ void api_partitions_work(struct api_req *r, PGconn *conn)
     } else {
         tsv_to_json(g, text);
         yajl_gen_get_buf(g, &buf, &blen);
-        if (ing_buf_append(&r->out, buf, blen) == AGG_OK)
+        if (agg_buf_append(&r->out, buf, blen) == AGG_OK)
             r->status = 200;
         else
             api_fail(r, 503, "unavailable", NULL, "out of memory");
@@ -420,8 +420,8 @@ struct api_tail {
     struct tail_client *clients;
     int nclients;
     struct event *keepalive;
-    struct ing_buf text; /* the current event as SSE */
-    struct ing_buf fix;  /* scratch for UTF-8 repair */
+    struct agg_buf text; /* the current event as SSE */
+    struct agg_buf fix;  /* scratch for UTF-8 repair */
 };
 
 static void client_unlink(struct tail_client *c)
@@ -489,12 +489,12 @@ static void deliver(struct tail_client *c, const char *text, size_t len)
     chunk(c, text, len);
 }
 
-static bool str_is(struct ing_str s, const char *want)
+static bool str_is(struct agg_str s, const char *want)
 {
     return s.p != NULL && s.len == strlen(want) && memcmp(s.p, want, s.len) == 0;
 }
 
-static bool contains_nocase(struct ing_str hay, const char *needle)
+static bool contains_nocase(struct agg_str hay, const char *needle)
 {
     size_t n = strlen(needle);
 
@@ -507,9 +507,9 @@ static bool contains_nocase(struct ing_str hay, const char *needle)
     return false;
 }
 
-static bool matches(const struct log_filter *f, const struct ing_record *rec)
+static bool matches(const struct log_filter *f, const struct agg_record *rec)
 {
-    int level = rec->has_level ? (int)rec->level : (int)ING_LEVEL_INFO;
+    int level = rec->has_level ? (int)rec->level : (int)AGG_LEVEL_INFO;
 
     if (f->level >= 0 && f->level != level)
         return false;
@@ -519,18 +519,18 @@ static bool matches(const struct log_filter *f, const struct ing_record *rec)
     }
     if (f->has_user && (!rec->has_user_id || rec->user_id != f->user_id))
         return false;
-    return !f->has_q || contains_nocase(rec->str[ING_F_MESSAGE], f->q);
+    return !f->has_q || contains_nocase(rec->str[AGG_F_MESSAGE], f->q);
 }
 
-static void gen_text(struct api_tail *t, yajl_gen g, const char *key, struct ing_str s)
+static void gen_text(struct api_tail *t, yajl_gen g, const char *key, struct agg_str s)
 {
     yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-    if (ing_utf8_is_clean(s.p, s.len)) {
+    if (agg_utf8_is_clean(s.p, s.len)) {
         yajl_gen_string(g, (const unsigned char *)s.p, s.len);
         return;
     }
-    ing_buf_reset(&t->fix);
-    if (ing_utf8_repair(&t->fix, s.p, s.len) == AGG_OK && t->fix.data != NULL)
+    agg_buf_reset(&t->fix);
+    if (agg_utf8_repair(&t->fix, s.p, s.len) == AGG_OK && t->fix.data != NULL)
         yajl_gen_string(g, (const unsigned char *)t->fix.data, t->fix.len);
     else
         yajl_gen_null(g);
@@ -545,10 +545,10 @@ static void gen_int(yajl_gen g, const char *key, bool has, long long v)
 }
 
 /* The record as "event: log\ndata: {…}\n\n" into t->text. */
-static int render(struct api_tail *t, const struct ing_record *rec, int64_t created_us)
+static int render(struct api_tail *t, const struct agg_record *rec, int64_t created_us)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
-    const char *lv = ing_level_name(rec->has_level ? rec->level : ING_LEVEL_INFO);
+    const char *lv = agg_level_name(rec->has_level ? rec->level : AGG_LEVEL_INFO);
     char ts[40];
     const unsigned char *buf;
     size_t len;
@@ -556,13 +556,13 @@ static int render(struct api_tail *t, const struct ing_record *rec, int64_t crea
 
     if (g == NULL)
         return AGG_ENOMEM;
-    ing_time_format_rfc3339(created_us, ts);
+    agg_time_format_rfc3339(created_us, ts);
     yajl_gen_map_open(g);
-    gen_text(t, g, "created_at", (struct ing_str){ts, strlen(ts)});
-    gen_text(t, g, "level", (struct ing_str){lv, strlen(lv)});
-    for (int i = 0; i < ING_F_STR_COUNT; i++) {
+    gen_text(t, g, "created_at", (struct agg_str){ts, strlen(ts)});
+    gen_text(t, g, "level", (struct agg_str){lv, strlen(lv)});
+    for (int i = 0; i < AGG_F_STR_COUNT; i++) {
         if (rec->str[i].p != NULL)
-            gen_text(t, g, ing_field_name(i), rec->str[i]);
+            gen_text(t, g, agg_field_name(i), rec->str[i]);
     }
     gen_int(g, "line_number", rec->has_line_number, rec->line_number);
     gen_int(g, "user_id", rec->has_user_id, rec->user_id);
@@ -578,17 +578,17 @@ static int render(struct api_tail *t, const struct ing_record *rec, int64_t crea
     }
     yajl_gen_map_close(g);
     yajl_gen_get_buf(g, &buf, &len);
-    ing_buf_reset(&t->text);
-    rc = ing_buf_printf(&t->text, "event: log\ndata: ");
+    agg_buf_reset(&t->text);
+    rc = agg_buf_printf(&t->text, "event: log\ndata: ");
     if (rc == AGG_OK)
-        rc = ing_buf_append(&t->text, buf, len);
+        rc = agg_buf_append(&t->text, buf, len);
     if (rc == AGG_OK)
-        rc = ing_buf_append(&t->text, "\n\n", 2);
+        rc = agg_buf_append(&t->text, "\n\n", 2);
     yajl_gen_free(g);
     return rc;
 }
 
-static void on_event(void *arg, const struct ing_record *rec, int64_t created_us)
+static void on_event(void *arg, const struct agg_record *rec, int64_t created_us)
 {
     struct api_tail *t = arg;
     bool rendered = false;
@@ -635,7 +635,7 @@ bool api_tail_prepare(struct api_req *r)
     c = agg_calloc(1, sizeof(*c));
     if (c == NULL)
         return api_fail(r, 503, "unavailable", NULL, "out of memory");
-    if (!parse_filter(r, &c->f, ING_TIME_NONE)) {
+    if (!parse_filter(r, &c->f, AGG_TIME_NONE)) {
         free(c);
         return false;
     }
@@ -665,14 +665,14 @@ struct api_tail *api_tail_new(struct api *a, struct agg_err *err)
         return NULL;
     }
     t->api = a;
-    ing_buf_init(&t->text);
-    ing_buf_init(&t->fix);
+    agg_buf_init(&t->text);
+    agg_buf_init(&t->fix);
     t->keepalive = event_new(a->base, -1, EV_PERSIST, on_keepalive, t);
     if (t->keepalive == NULL || event_add(t->keepalive, &every) != 0) {
         agg_err_set(err, AGG_ENOMEM, "could not start the live tail's timer");
         goto fail;
     }
-    if (ing_pipeline_tap(a->pipeline, on_event, t) != AGG_OK) {
+    if (st_pipeline_tap(a->pipeline, on_event, t) != AGG_OK) {
         agg_err_set(err, AGG_EFULL, "no room for the live tail's pipeline tap");
         goto fail;
     }
@@ -681,8 +681,8 @@ struct api_tail *api_tail_new(struct api *a, struct agg_err *err)
 fail:
     if (t->keepalive != NULL)
         event_free(t->keepalive);
-    ing_buf_clear(&t->text);
-    ing_buf_clear(&t->fix);
+    agg_buf_clear(&t->text);
+    agg_buf_clear(&t->fix);
     free(t);
     return NULL;
 }
@@ -691,7 +691,7 @@ void api_tail_free(struct api_tail *t)
 {
     if (t == NULL)
         return;
-    ing_pipeline_untap(t->api->pipeline, on_event, t);
+    st_pipeline_untap(t->api->pipeline, on_event, t);
     while (t->clients != NULL) {
         struct tail_client *c = t->clients;
         struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
@@ -702,7 +702,7 @@ void api_tail_free(struct api_tail *t)
         client_unlink(c);
     }
     event_free(t->keepalive);
-    ing_buf_clear(&t->text);
-    ing_buf_clear(&t->fix);
+    agg_buf_clear(&t->text);
+    agg_buf_clear(&t->fix);
     free(t);
 }

@@ -158,10 +158,10 @@ bool api_res_validate(struct api_req *r, const struct api_resource *res, bool cr
 
 /* ---- SQL text from the tables (identifiers are ours, values are parameters) ---- */
 
-int api_res_json_expr(struct ing_buf *sql, const struct api_resource *res)
+int api_res_json_expr(struct agg_buf *sql, const struct api_resource *res)
 {
     bool first = true;
-    int rc = ing_buf_printf(sql, "json_build_object(");
+    int rc = agg_buf_printf(sql, "json_build_object(");
 
     for (int i = 0; rc == AGG_OK && res->fields[i].name != NULL; i++) {
         const struct api_field *f = &res->fields[i];
@@ -169,33 +169,33 @@ int api_res_json_expr(struct ing_buf *sql, const struct api_resource *res)
         if (f->flags & API_F_HIDDEN)
             continue;
         if (f->type == API_T_TIME)
-            rc = ing_buf_printf(sql, "%s'%s', to_char(%s, " ISO_FMT ")", first ? "" : ", ",
+            rc = agg_buf_printf(sql, "%s'%s', to_char(%s, " ISO_FMT ")", first ? "" : ", ",
                                 f->name, f->name);
         else
-            rc = ing_buf_printf(sql, "%s'%s', %s", first ? "" : ", ", f->name, f->name);
+            rc = agg_buf_printf(sql, "%s'%s', %s", first ? "" : ", ", f->name, f->name);
         first = false;
     }
     if (rc == AGG_OK && res->extra_out != NULL)
-        rc = ing_buf_printf(sql, ", %s", res->extra_out);
-    return rc == AGG_OK ? ing_buf_printf(sql, ")::text") : rc;
+        rc = agg_buf_printf(sql, ", %s", res->extra_out);
+    return rc == AGG_OK ? agg_buf_printf(sql, ")::text") : rc;
 }
 
-int api_res_snapshot_expr(struct ing_buf *sql, const struct api_resource *res)
+int api_res_snapshot_expr(struct agg_buf *sql, const struct api_resource *res)
 {
     bool first = true;
-    int rc = ing_buf_printf(sql, "jsonb_build_object(");
+    int rc = agg_buf_printf(sql, "jsonb_build_object(");
 
     for (int i = 0; rc == AGG_OK && res->fields[i].name != NULL; i++) {
         if (!(res->fields[i].flags & API_F_UPDATE))
             continue;
-        rc = ing_buf_printf(sql, "%s'%s', %s", first ? "" : ", ", res->fields[i].name,
+        rc = agg_buf_printf(sql, "%s'%s', %s", first ? "" : ", ", res->fields[i].name,
                             res->fields[i].name);
         first = false;
     }
-    return rc == AGG_OK ? ing_buf_printf(sql, ")") : rc;
+    return rc == AGG_OK ? agg_buf_printf(sql, ")") : rc;
 }
 
-int api_res_columns(struct ing_buf *sql, const struct api_resource *res, uint64_t present,
+int api_res_columns(struct agg_buf *sql, const struct api_resource *res, uint64_t present,
                     bool all)
 {
     int n = 0;
@@ -207,7 +207,7 @@ int api_res_columns(struct ing_buf *sql, const struct api_resource *res, uint64_
             continue;
         if (!all && !(present & (UINT64_C(1) << i)))
             continue;
-        if (ing_buf_printf(sql, "%s%s", n > 0 ? ", " : "", f->name) != AGG_OK)
+        if (agg_buf_printf(sql, "%s%s", n > 0 ? ", " : "", f->name) != AGG_OK)
             return -1;
         n++;
     }
@@ -266,14 +266,14 @@ static int where_key(struct api_req *r, const struct api_resource *res)
     int rc;
 
     if (res->parent != NULL) {
-        rc = ing_buf_printf(&r->sql, " WHERE %s = ", key_col(res));
+        rc = agg_buf_printf(&r->sql, " WHERE %s = ", key_col(res));
         if (rc == AGG_OK)
             rc = api_param(r, itoa_buf(r->ids[1], a));
         if (rc == AGG_OK)
-            rc = ing_buf_printf(&r->sql, " AND %s = ", res->parent);
+            rc = agg_buf_printf(&r->sql, " AND %s = ", res->parent);
         return rc == AGG_OK ? api_param(r, itoa_buf(r->ids[0], b)) : rc;
     }
-    rc = ing_buf_printf(&r->sql, " WHERE %s = ", key_col(res));
+    rc = agg_buf_printf(&r->sql, " WHERE %s = ", key_col(res));
     return rc == AGG_OK ? api_param(r, itoa_buf(r->ids[0], a)) : rc;
 }
 
@@ -350,13 +350,13 @@ void api_res_list_work(struct api_req *r, PGconn *conn)
     if (res->parent != NULL && !parent_exists(r, conn, res))
         return;
     api_sql_reset(r);
-    rc = ing_buf_printf(&r->sql, "SELECT ");
+    rc = agg_buf_printf(&r->sql, "SELECT ");
     if (rc == AGG_OK)
         rc = api_res_json_expr(&r->sql, res);
     if (rc == AGG_OK)
-        rc = ing_buf_printf(&r->sql, ", %s::text FROM %s WHERE true", key_col(res), res->table);
+        rc = agg_buf_printf(&r->sql, ", %s::text FROM %s WHERE true", key_col(res), res->table);
     if (rc == AGG_OK && res->parent != NULL) {
-        rc = ing_buf_printf(&r->sql, " AND %s = ", res->parent);
+        rc = agg_buf_printf(&r->sql, " AND %s = ", res->parent);
         if (rc == AGG_OK)
             rc = api_param(r, itoa_buf(r->ids[0], a));
     }
@@ -366,7 +366,7 @@ void api_res_list_work(struct api_req *r, PGconn *conn)
 
         if (fi < 0)
             continue; /* limit, cursor */
-        rc = ing_buf_printf(&r->sql, " AND %s = ", res->fields[fi].name);
+        rc = agg_buf_printf(&r->sql, " AND %s = ", res->fields[fi].name);
         if (rc == AGG_OK)
             rc = api_param(r, kv->value);
     }
@@ -375,7 +375,7 @@ void api_res_list_work(struct api_req *r, PGconn *conn)
             api_fail(r, 400, "invalid_parameter", "cursor", "cursor is not one this API gave");
             return;
         }
-        rc = ing_buf_printf(&r->sql, " AND %s > ", key_col(res));
+        rc = agg_buf_printf(&r->sql, " AND %s > ", key_col(res));
         if (rc == AGG_OK)
             rc = api_param(r, r->page.cursor);
     }
@@ -390,11 +390,11 @@ void api_res_get_work(struct api_req *r, PGconn *conn)
     int rc;
 
     api_sql_reset(r);
-    rc = ing_buf_printf(&r->sql, "SELECT ");
+    rc = agg_buf_printf(&r->sql, "SELECT ");
     if (rc == AGG_OK)
         rc = api_res_json_expr(&r->sql, res);
     if (rc == AGG_OK)
-        rc = ing_buf_printf(&r->sql, " FROM %s", res->table);
+        rc = agg_buf_printf(&r->sql, " FROM %s", res->table);
     if (rc == AGG_OK)
         rc = where_key(r, res);
     api_run_row(r, conn, rc, 200, res->what);
@@ -407,33 +407,33 @@ bool api_res_prepare_create(struct api_req *r)
     return api_res_validate(r, r->route->res, true);
 }
 
-static const char *sep(const struct ing_buf *b)
+static const char *sep(const struct agg_buf *b)
 {
     return b->len > 0 ? ", " : "";
 }
 
 /* Appends <col> to <cols> and its value <v>, as a parameter, to <vals>. */
-static int add_value(struct api_req *r, struct ing_buf *cols, struct ing_buf *vals,
+static int add_value(struct api_req *r, struct agg_buf *cols, struct agg_buf *vals,
                      const char *col, const char *v)
 {
-    int rc = ing_buf_printf(cols, "%s%s", sep(cols), col);
+    int rc = agg_buf_printf(cols, "%s%s", sep(cols), col);
 
     if (rc == AGG_OK)
-        rc = ing_buf_printf(vals, "%s", sep(vals));
+        rc = agg_buf_printf(vals, "%s", sep(vals));
     return rc == AGG_OK ? api_param_to(r, vals, v) : rc;
 }
 
 /* INSERT INTO <table> (<cols>) SELECT <vals> FROM jsonb_populate_record(…, $1) RETURNING */
 static int build_insert(struct api_req *r, const struct api_resource *res, const char *hash_col,
-                        const char *hash, struct ing_buf *cols, struct ing_buf *vals)
+                        const char *hash, struct agg_buf *cols, struct agg_buf *vals)
 {
     char a[16], b[16];
-    struct ing_buf one;
+    struct agg_buf one;
     int rc;
 
-    ing_buf_init(&one);
+    agg_buf_init(&one);
     rc = api_param_to(r, &one, r->body_text); /* $1 */
-    ing_buf_clear(&one);
+    agg_buf_clear(&one);
     if (rc != AGG_OK || api_res_columns(cols, res, r->present, false) < 0 ||
         api_res_columns(vals, res, r->present, false) < 0)
         return AGG_ENOMEM;
@@ -446,12 +446,12 @@ static int build_insert(struct api_req *r, const struct api_resource *res, const
         (rc = add_value(r, cols, vals, res->parent, itoa_buf(r->ids[0], b))) != AGG_OK)
         return rc;
     if (res->insert_cols != NULL &&
-        (ing_buf_printf(cols, "%s%s", sep(cols), res->insert_cols) != AGG_OK ||
-         ing_buf_printf(vals, "%s%s", sep(vals), res->insert_vals) != AGG_OK))
+        (agg_buf_printf(cols, "%s%s", sep(cols), res->insert_cols) != AGG_OK ||
+         agg_buf_printf(vals, "%s%s", sep(vals), res->insert_vals) != AGG_OK))
         return AGG_ENOMEM;
     if (cols->len == 0)
-        return ing_buf_printf(&r->sql, "INSERT INTO %s DEFAULT VALUES RETURNING ", res->table);
-    return ing_buf_printf(&r->sql,
+        return agg_buf_printf(&r->sql, "INSERT INTO %s DEFAULT VALUES RETURNING ", res->table);
+    return agg_buf_printf(&r->sql,
                           "INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, "
                           "$1::jsonb) RETURNING ",
                           res->table, cols->data, vals->data, res->table);
@@ -462,23 +462,23 @@ void api_res_create_work(struct api_req *r, PGconn *conn)
     const struct api_resource *res = r->route->res;
     const struct api_field *pwf = NULL;
     char hash[API_AUTH_PWHASH_SIZE];
-    struct ing_buf cols, vals;
+    struct agg_buf cols, vals;
     int rc;
 
     if (!hash_password(r, res, hash, &pwf))
         return;
     if (res->parent != NULL && !parent_exists(r, conn, res))
         return;
-    ing_buf_init(&cols);
-    ing_buf_init(&vals);
+    agg_buf_init(&cols);
+    agg_buf_init(&vals);
     api_sql_reset(r);
     rc = build_insert(r, res, pwf != NULL ? pwf->column : NULL, hash, &cols, &vals);
     if (rc == AGG_OK)
         rc = api_res_json_expr(&r->sql, res);
     api_run_row(r, conn, rc, 201, res->what);
     sodium_memzero(hash, sizeof(hash));
-    ing_buf_clear(&cols);
-    ing_buf_clear(&vals);
+    agg_buf_clear(&cols);
+    agg_buf_clear(&vals);
 }
 
 /* ---- update ---- */
@@ -498,50 +498,50 @@ PGresult *api_res_update_row(struct api_req *r, PGconn *conn, const struct api_r
 {
     const struct api_field *pwf = NULL;
     char hash[API_AUTH_PWHASH_SIZE];
-    struct ing_buf cols;
+    struct agg_buf cols;
     PGresult *q = NULL;
     int n, rc;
 
     if (!hash_password(r, res, hash, &pwf))
         return NULL;
-    ing_buf_init(&cols);
+    agg_buf_init(&cols);
     api_sql_reset(r);
     n = api_res_columns(&cols, res, present, false);
     if (n < 0)
         goto out_nomem;
     if (n == 0 && pwf == NULL) {
-        rc = ing_buf_printf(&r->sql, "SELECT ");
+        rc = agg_buf_printf(&r->sql, "SELECT ");
         if (rc == AGG_OK)
             rc = api_res_json_expr(&r->sql, res);
         if (rc == AGG_OK)
-            rc = ing_buf_printf(&r->sql, " FROM %s WHERE %s = ", res->table, key_col(res));
+            rc = agg_buf_printf(&r->sql, " FROM %s WHERE %s = ", res->table, key_col(res));
     } else {
-        rc = ing_buf_printf(&r->sql, "UPDATE %s SET ", res->table);
+        rc = agg_buf_printf(&r->sql, "UPDATE %s SET ", res->table);
         if (rc == AGG_OK && n > 0)
-            rc = ing_buf_printf(&r->sql, "(%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, ",
+            rc = agg_buf_printf(&r->sql, "(%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, ",
                                 cols.data, cols.data, res->table);
         if (rc == AGG_OK && n > 0)
             rc = api_param(r, body_json);
         if (rc == AGG_OK && n > 0)
-            rc = ing_buf_printf(&r->sql, "::jsonb))%s", pwf != NULL ? ", " : "");
+            rc = agg_buf_printf(&r->sql, "::jsonb))%s", pwf != NULL ? ", " : "");
         if (rc == AGG_OK && pwf != NULL)
-            rc = ing_buf_printf(&r->sql, "%s = ", pwf->column);
+            rc = agg_buf_printf(&r->sql, "%s = ", pwf->column);
         if (rc == AGG_OK && pwf != NULL)
             rc = api_param(r, hash);
         if (rc == AGG_OK)
-            rc = ing_buf_printf(&r->sql, " WHERE %s = ", key_col(res));
+            rc = agg_buf_printf(&r->sql, " WHERE %s = ", key_col(res));
     }
     if (rc == AGG_OK)
         rc = api_param(r, key_value);
     if (rc == AGG_OK && res->parent != NULL) {
         char a[16];
 
-        rc = ing_buf_printf(&r->sql, " AND %s = ", res->parent);
+        rc = agg_buf_printf(&r->sql, " AND %s = ", res->parent);
         if (rc == AGG_OK)
             rc = api_param(r, itoa_buf(r->ids[0], a));
     }
     if (rc == AGG_OK && (n > 0 || pwf != NULL)) {
-        rc = ing_buf_printf(&r->sql, " RETURNING ");
+        rc = agg_buf_printf(&r->sql, " RETURNING ");
         if (rc == AGG_OK)
             rc = api_res_json_expr(&r->sql, res);
     }
@@ -554,7 +554,7 @@ out_nomem:
     nomem(r);
 out:
     sodium_memzero(hash, sizeof(hash));
-    ing_buf_clear(&cols);
+    agg_buf_clear(&cols);
     return q;
 }
 
@@ -594,13 +594,13 @@ void api_res_delete_work(struct api_req *r, PGconn *conn)
 
     api_sql_reset(r);
     if (res->soft_delete)
-        rc = ing_buf_printf(&r->sql, "UPDATE %s SET is_active = false", res->table);
+        rc = agg_buf_printf(&r->sql, "UPDATE %s SET is_active = false", res->table);
     else
-        rc = ing_buf_printf(&r->sql, "DELETE FROM %s", res->table);
+        rc = agg_buf_printf(&r->sql, "DELETE FROM %s", res->table);
     if (rc == AGG_OK)
         rc = where_key(r, res);
     if (rc == AGG_OK)
-        rc = ing_buf_printf(&r->sql, " RETURNING 1");
+        rc = agg_buf_printf(&r->sql, " RETURNING 1");
     if (rc != AGG_OK) {
         nomem(r);
         return;

@@ -79,14 +79,14 @@ int api_res_field(const struct api_resource *res, const char *name, size_t len);
 bool api_res_validate(struct api_req *r, const struct api_resource *res, bool create);
 
 /* Appends "json_build_object(…)::text" for a row of <res> (alias-free columns). */
-int api_res_json_expr(struct ing_buf *sql, const struct api_resource *res);
+int api_res_json_expr(struct agg_buf *sql, const struct api_resource *res);
 
 /* Appends "jsonb_build_object(…)" of the writable fields: a snapshot of the row. */
-int api_res_snapshot_expr(struct ing_buf *sql, const struct api_resource *res);
+int api_res_snapshot_expr(struct agg_buf *sql, const struct api_resource *res);
 
 /* Appends the comma-separated writable columns present in r->present (or every
  * writable column of <res> when <all>); returns how many. */
-int api_res_columns(struct ing_buf *sql, const struct api_resource *res, uint64_t present,
+int api_res_columns(struct agg_buf *sql, const struct api_resource *res, uint64_t present,
                     bool all);
 
 /* The generic handlers of a route whose ->res is set. */

@@ -15,11 +15,11 @@
 #include <sodium.h>
 
 #include "api/auth.h"
-#include "ingest/time.h"
+#include "core/time.h"
 #include "rules/alerts.h"
 #include "rules/expr.h"
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/alloc.h"
+#include "core/log.h"
 
 #define TS(name) {name, API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL}
 #define RO_INT(name) {name, API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL}
@@ -323,16 +323,16 @@ static bool pipeline_snapshot(struct api_req *r, PGconn *conn)
     api_sql_reset(r);
     snprintf(id, sizeof(id), "%d", r->ids[0]);
     snprintf(uid, sizeof(uid), "%d", r->who.user_id);
-    if (ing_buf_printf(&r->sql,
+    if (agg_buf_printf(&r->sql,
                        "INSERT INTO pipeline_versions (pipeline_id, version_number, snapshot,"
                        " created_by, change_description, is_active)"
                        " SELECT p.id, coalesce((SELECT max(version_number) FROM pipeline_versions"
                        " v WHERE v.pipeline_id = p.id), 0) + 1, ") != AGG_OK ||
         api_res_snapshot_expr(&r->sql, &api_res_pipelines) != AGG_OK ||
-        ing_buf_printf(&r->sql, ", ") != AGG_OK || api_param(r, uid) != AGG_OK ||
-        ing_buf_printf(&r->sql, ", 'state before an update', false FROM (SELECT * FROM "
+        agg_buf_printf(&r->sql, ", ") != AGG_OK || api_param(r, uid) != AGG_OK ||
+        agg_buf_printf(&r->sql, ", 'state before an update', false FROM (SELECT * FROM "
                                 "pipelines WHERE id = ") != AGG_OK ||
-        api_param(r, id) != AGG_OK || ing_buf_printf(&r->sql, " FOR UPDATE) p") != AGG_OK)
+        api_param(r, id) != AGG_OK || agg_buf_printf(&r->sql, " FOR UPDATE) p") != AGG_OK)
         return api_fail(r, 503, "unavailable", NULL, "out of memory");
     q = api_query(r, conn, r->sql.data, PGRES_COMMAND_OK);
     if (q == NULL)
@@ -470,7 +470,7 @@ static void alert_action(struct api_req *r, PGconn *conn,
                          int (*act)(PGconn *, int, int, int64_t, struct agg_err *))
 {
     struct agg_err err = {0};
-    int rc = act(conn, r->ids[0], r->who.user_id, ing_time_now_us(), &err);
+    int rc = act(conn, r->ids[0], r->who.user_id, agg_time_now_us(), &err);
 
     if (rc == AGG_ENOTFOUND) {
         api_fail(r, 404, "not_found", NULL, "no such alert");
@@ -514,7 +514,7 @@ static bool restore_version(struct api_req *r, PGconn *conn, const char *pipe, c
     char n[16], uid[16];
     const char *p[4] = {pipe, snap, uid, n};
     PGresult *q;
-    struct ing_buf sql;
+    struct agg_buf sql;
 
     snprintf(n, sizeof(n), "%d", r->ids[1]);
     snprintf(uid, sizeof(uid), "%d", r->who.user_id);
@@ -523,14 +523,14 @@ static bool restore_version(struct api_req *r, PGconn *conn, const char *pipe, c
     if (q == NULL)
         return false;
     PQclear(q);
-    ing_buf_init(&sql);
-    if (ing_buf_printf(&sql, "%s", restore_sql) != AGG_OK ||
+    agg_buf_init(&sql);
+    if (agg_buf_printf(&sql, "%s", restore_sql) != AGG_OK ||
         api_res_json_expr(&sql, &api_res_versions) != AGG_OK) {
-        ing_buf_clear(&sql);
+        agg_buf_clear(&sql);
         return api_fail(r, 503, "unavailable", NULL, "out of memory");
     }
     q = api_exec(r, conn, sql.data, 4, p, PGRES_TUPLES_OK);
-    ing_buf_clear(&sql);
+    agg_buf_clear(&sql);
     if (q == NULL)
         return false;
     api_reply_row(r, q, 201, "pipeline version");

@@ -18,8 +18,8 @@
 #include <sodium.h>
 
 #include "api/token_cache.h"
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/alloc.h"
+#include "core/log.h"
 
 #define SCOPE_SIZE 16
 

@@ -15,7 +15,7 @@
 
 #include <sodium.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 #define US_PER_S INT64_C(1000000)
 

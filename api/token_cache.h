@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "api/auth.h"
-#include "src/err.h"
+#include "core/err.h"
 
 #define API_TOKEN_CACHE_SIZE 1024
 /* How long a verdict is served without asking PostgreSQL again. */

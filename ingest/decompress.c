@@ -4,7 +4,7 @@
  * Place: see ingest/decompress.h.
  * Threads: pure.
  * Ownership: zlib and zstd state is made and freed within one call; both allocate
- *            through src/alloc.h, so the allocation-failure sweep reaches them.
+ *            through core/alloc.h, so the allocation-failure sweep reaches them.
  * Traps: the output is grown in slices of at most max_out - produced + 1 bytes, so
  *        crossing the bound is seen after at most one slice, whatever the ratio.
  *        A zstd frame's window is bounded too (ZSTD_d_windowLogMax): at least 8 MiB
@@ -27,7 +27,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 #define SLICE_MAX       ((size_t)1 << 20)
 #define ZSTD_WLOG_FLOOR 23
@@ -103,7 +103,7 @@ static void z_free(voidpf opaque, voidpf p)
     free(p);
 }
 
-static int gunzip(const char *in, size_t len, size_t max_out, struct ing_buf *out,
+static int gunzip(const char *in, size_t len, size_t max_out, struct agg_buf *out,
                   struct agg_err *err)
 {
     z_stream zs = {.zalloc = z_alloc, .zfree = z_free};
@@ -117,7 +117,7 @@ static int gunzip(const char *in, size_t len, size_t max_out, struct ing_buf *ou
     for (;;) {
         size_t want = slice(produced, max_out), got, fed;
 
-        if (ing_buf_reserve(out, want) != AGG_OK) {
+        if (agg_buf_reserve(out, want) != AGG_OK) {
             rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
             goto out_end;
         }
@@ -200,7 +200,7 @@ static int zstd_window_log(size_t max_out)
     return wlog;
 }
 
-static int unzstd(const char *in, size_t len, size_t max_out, struct ing_buf *out,
+static int unzstd(const char *in, size_t len, size_t max_out, struct agg_buf *out,
                   struct agg_err *err)
 {
     ZSTD_customMem mem = {zstd_alloc, zstd_free, NULL};
@@ -235,7 +235,7 @@ static int unzstd(const char *in, size_t len, size_t max_out, struct ing_buf *ou
             }
             frame_start = false;
         }
-        if (ing_buf_reserve(out, want) != AGG_OK) {
+        if (agg_buf_reserve(out, want) != AGG_OK) {
             rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
             goto out_free;
         }
@@ -277,7 +277,7 @@ out_free:
 }
 
 int ing_decompress(enum ing_encoding enc, const char *in, size_t len, size_t max_out,
-                   struct ing_buf *out, struct agg_err *err)
+                   struct agg_buf *out, struct agg_err *err)
 {
     size_t start = out->len;
     int rc;
@@ -289,7 +289,7 @@ int ing_decompress(enum ing_encoding enc, const char *in, size_t len, size_t max
         if (len > max_out)
             return agg_err_set(err, AGG_EFULL, "body of %zu bytes is over the %zu allowed", len,
                                max_out);
-        if (ing_buf_append(out, in, len) != AGG_OK)
+        if (agg_buf_append(out, in, len) != AGG_OK)
             return agg_err_set(err, AGG_ENOMEM, "out of memory");
         return AGG_OK;
     case ING_ENCODING_GZIP:

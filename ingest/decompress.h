@@ -15,8 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ingest/buf.h"
-#include "src/err.h"
+#include "core/buf.h"
+#include "core/err.h"
 
 enum ing_encoding {
     ING_ENCODING_IDENTITY = 0,
@@ -43,6 +43,6 @@ const char *ing_encoding_name(enum ing_encoding enc);
  * trailing garbage (400); AGG_ENOMEM. On any error <out> is left as it was.
  * Borrows <in> and <out> for the call. */
 int ing_decompress(enum ing_encoding enc, const char *in, size_t len, size_t max_out,
-                   struct ing_buf *out, struct agg_err *err);
+                   struct agg_buf *out, struct agg_err *err);
 
 #endif

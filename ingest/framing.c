@@ -20,7 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 enum count_result {
     COUNT_OK = 0,

@@ -48,8 +48,8 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
-#include "ingest/buf.h"
-#include "src/alloc.h"
+#include "core/buf.h"
+#include "core/alloc.h"
 
 /* ---- memory lent to yajl ------------------------------------------------------ */
 
@@ -235,7 +235,7 @@ static const struct {
     {"exception", KF_ALIAS | KF_SOFT | KF_ERROBJ},
 };
 #define N_ALIASES (sizeof(json_aliases) / sizeof(json_aliases[0]))
-_Static_assert(N_ALIASES <= 32 && ING_F_COUNT <= 32, "the event's bit masks are 32 bits");
+_Static_assert(N_ALIASES <= 32 && AGG_F_COUNT <= 32, "the event's bit masks are 32 bits");
 
 /* Members of an error object that fill a column, in order of preference. */
 enum errm { EM_TYPE = 0, EM_NAME, EM_MESSAGE, EM_STACK, EM_STACK_TRACE, EM_TRACEBACK, EM_COUNT };
@@ -278,7 +278,7 @@ struct event {
     size_t err_member_start;
     struct errobj errs[N_ERROBJ];
     char why[256];
-    struct ing_record rec;
+    struct agg_record rec;
 };
 
 /* One value of an OTLP document. Strings are offsets into the input, or into <strs>
@@ -295,7 +295,7 @@ struct jnode {
 
 struct gen_out {
     struct ing_json *j;
-    struct ing_buf *buf;
+    struct agg_buf *buf;
 };
 
 /* JSON keys that name a column, chained by length. */
@@ -320,9 +320,9 @@ struct ing_json {
     yajl_gen gb; /* OTLP: message from a non-string body; resource and scope */
     struct gen_out ox, orw, ob;
     yajl_gen_status gen_status; /* first generator error of an OTLP composition */
-    struct ing_buf extra, raw, body, tmp, strs, res, scope;
-    struct ing_buf fix; /* the input with its unpaired surrogate escapes replaced */
-    struct keyname keys[ING_F_COUNT + N_ALIASES];
+    struct agg_buf extra, raw, body, tmp, strs, res, scope;
+    struct agg_buf fix; /* the input with its unpaired surrogate escapes replaced */
+    struct keyname keys[AGG_F_COUNT + N_ALIASES];
     size_t n_keys;
     struct keyname *keys_by_len[KEY_LEN_MAX];
 
@@ -337,7 +337,7 @@ struct ing_json {
     enum pmode mode;
     const char *in;
     size_t in_len;
-    const struct ing_sink *sink;
+    const struct agg_sink *sink;
     struct ing_json_stats *stats;
     struct ing_json_stats line_stats;
     bool oom;
@@ -371,13 +371,13 @@ static bool keep_going(const struct ing_json *j)
 static void gen_print(void *ctx, const char *s, size_t n)
 {
     struct gen_out *o = ctx;
-    struct ing_buf *b = o->buf;
+    struct agg_buf *b = o->buf;
 
     if (b->cap - b->len > n) { /* the common case, inline */
         memcpy(b->data + b->len, s, n);
         b->len += n;
         b->data[b->len] = '\0';
-    } else if (ing_buf_append(b, s, n) != AGG_OK) {
+    } else if (agg_buf_append(b, s, n) != AGG_OK) {
         o->j->oom = true;
     }
 }
@@ -429,7 +429,7 @@ static void ev_reset(struct ing_json *j, size_t index)
     ev->err_cur = -1;
     ev->err_member = -1;
     ev->why[0] = '\0';
-    ing_record_init(&ev->rec);
+    agg_record_init(&ev->rec);
 }
 
 static void do_reject(struct ing_json *j, size_t index, const char *why, const char *raw,
@@ -446,7 +446,7 @@ static void do_reject(struct ing_json *j, size_t index, const char *why, const c
         j->stats->oversized++;
 }
 
-static int do_emit(struct ing_json *j, const struct ing_record *rec)
+static int do_emit(struct ing_json *j, const struct agg_record *rec)
 {
     int rc = j->sink->emit(j->sink->arg, rec);
 
@@ -461,9 +461,9 @@ static int do_emit(struct ing_json *j, const struct ing_record *rec)
  * jsonb, which refuses \u0000). */
 static yajl_gen_status gen_str(struct ing_json *j, yajl_gen g, const char *s, size_t n, bool clean)
 {
-    if (clean && !ing_utf8_is_clean(s, n)) {
-        ing_buf_reset(&j->tmp);
-        if (ing_utf8_repair(&j->tmp, s, n) != AGG_OK) {
+    if (clean && !agg_utf8_is_clean(s, n)) {
+        agg_buf_reset(&j->tmp);
+        if (agg_utf8_repair(&j->tmp, s, n) != AGG_OK) {
             j->oom = true;
             return yajl_gen_status_ok;
         }
@@ -476,7 +476,7 @@ static yajl_gen_status gen_str(struct ing_json *j, yajl_gen g, const char *s, si
 /* A number literal into <g>; <clean>: one jsonb cannot hold is kept as a string. */
 static yajl_gen_status gen_num(struct ing_json *j, yajl_gen g, const char *s, size_t n, bool clean)
 {
-    if (clean && !ing_jsonb_number_ok(s, n))
+    if (clean && !agg_jsonb_number_ok(s, n))
         return gen_str(j, g, s, n, false);
     return yajl_gen_number(g, s, n);
 }
@@ -502,11 +502,11 @@ static yajl_gen_status gen_tok(struct ing_json *j, yajl_gen g, enum tok t, const
 }
 
 /* Points gb's output at <b>, empty. */
-static void gb_target(struct ing_json *j, struct ing_buf *b)
+static void gb_target(struct ing_json *j, struct agg_buf *b)
 {
     yajl_gen_reset(j->gb, NULL);
     j->ob.buf = b;
-    ing_buf_reset(b);
+    agg_buf_reset(b);
 }
 
 /* ---- plain JSON events (NDJSON lines, documents) ------------------------------ */
@@ -532,11 +532,11 @@ static const char *tok_name(enum tok t)
 
 static const char *field_wants(int f)
 {
-    if (f < ING_F_STR_COUNT)
+    if (f < AGG_F_STR_COUNT)
         return "a string";
-    if (f == ING_F_LEVEL)
+    if (f == AGG_F_LEVEL)
         return "a level name or a syslog severity";
-    if (f == ING_F_CREATED_AT)
+    if (f == AGG_F_CREATED_AT)
         return "a timestamp string or an epoch number";
     return "a number";
 }
@@ -575,45 +575,45 @@ static void text_set(struct ing_json *j, int f, const char *s, size_t n)
 {
     s = stable(j, s, n);
     if (s != NULL)
-        j->ev.rec.str[f] = (struct ing_str){s, n};
+        j->ev.rec.str[f] = (struct agg_str){s, n};
 }
 
 static void field_clear(struct ing_json *j, int f)
 {
-    struct ing_record *rec = &j->ev.rec;
+    struct agg_record *rec = &j->ev.rec;
 
     switch (f) {
-    case ING_F_LINE_NUMBER:
+    case AGG_F_LINE_NUMBER:
         rec->has_line_number = false;
         break;
-    case ING_F_USER_ID:
+    case AGG_F_USER_ID:
         rec->has_user_id = false;
-        rec->user_id_orig = (struct ing_str){NULL, 0};
+        rec->user_id_orig = (struct agg_str){NULL, 0};
         break;
-    case ING_F_DURATION_MS:
+    case AGG_F_DURATION_MS:
         rec->has_duration_ms = false;
         break;
-    case ING_F_MEMORY_USAGE_MB:
+    case AGG_F_MEMORY_USAGE_MB:
         rec->has_memory_usage_mb = false;
         break;
-    case ING_F_LEVEL:
-        rec->level = ING_LEVEL_INFO;
+    case AGG_F_LEVEL:
+        rec->level = AGG_LEVEL_INFO;
         rec->has_level = false;
         break;
-    case ING_F_CREATED_AT:
-        rec->created_us = ING_TIME_NONE;
+    case AGG_F_CREATED_AT:
+        rec->created_us = AGG_TIME_NONE;
         break;
     default:
-        rec->str[f] = (struct ing_str){NULL, 0};
+        rec->str[f] = (struct agg_str){NULL, 0};
         break;
     }
 }
 
 /* pino/bunyan numeric levels: 10 trace, 20 debug, 30 info, 40 warn, 50 error, 60 fatal. */
-static bool bunyan_level(const char *s, size_t n, enum ing_level *out)
+static bool bunyan_level(const char *s, size_t n, enum agg_level *out)
 {
-    static const enum ing_level levels[] = {ING_LEVEL_DEBUG,   ING_LEVEL_DEBUG, ING_LEVEL_INFO,
-                                            ING_LEVEL_WARNING, ING_LEVEL_ERROR, ING_LEVEL_CRITICAL};
+    static const enum agg_level levels[] = {AGG_LEVEL_DEBUG,   AGG_LEVEL_DEBUG, AGG_LEVEL_INFO,
+                                            AGG_LEVEL_WARNING, AGG_LEVEL_ERROR, AGG_LEVEL_CRITICAL};
 
     if (n != 2 || s[1] != '0' || s[0] < '1' || s[0] > '6')
         return false;
@@ -625,7 +625,7 @@ static bool bunyan_level(const char *s, size_t n, enum ing_level *out)
 static bool field_set(struct ing_json *j, int f, enum tok t, const char *s, size_t n,
                       struct agg_err *e)
 {
-    struct ing_record *rec = &j->ev.rec;
+    struct agg_record *rec = &j->ev.rec;
 
     switch (t) {
     case T_NULL:
@@ -633,23 +633,23 @@ static bool field_set(struct ing_json *j, int f, enum tok t, const char *s, size
         return true;
     case T_STRING:
     case T_NUMBER:
-        if (f < ING_F_STR_COUNT) {
+        if (f < AGG_F_STR_COUNT) {
             text_set(j, f, s, n); /* a number in a text column: its literal */
             return true;
         }
-        if (t == T_NUMBER && f == ING_F_LEVEL && bunyan_level(s, n, &rec->level)) {
+        if (t == T_NUMBER && f == AGG_F_LEVEL && bunyan_level(s, n, &rec->level)) {
             rec->has_level = true;
             return true;
         }
         /* a user_id that is not an INTEGER is kept as it came, for extra_data */
-        if (f == ING_F_USER_ID && (s = stable(j, s, n)) == NULL)
+        if (f == AGG_F_USER_ID && (s = stable(j, s, n)) == NULL)
             return true; /* the event is bad already */
-        return (t == T_STRING ? ing_record_set_text(rec, f, s, n, e)
-                              : ing_record_set_number(rec, f, s, n, e)) == AGG_OK;
+        return (t == T_STRING ? agg_record_set_text(rec, f, s, n, e)
+                              : agg_record_set_number(rec, f, s, n, e)) == AGG_OK;
     case T_TRUE:
     case T_FALSE:
-        if (f == ING_F_USER_ID) {
-            ing_record_keep_user_id(rec, t == T_TRUE ? "true" : "false", t == T_TRUE ? 4 : 5,
+        if (f == AGG_F_USER_ID) {
+            agg_record_keep_user_id(rec, t == T_TRUE ? "true" : "false", t == T_TRUE ? 4 : 5,
                                     false);
             return true;
         }
@@ -657,7 +657,7 @@ static bool field_set(struct ing_json *j, int f, enum tok t, const char *s, size
     default:
         break;
     }
-    agg_err_set(e, AGG_EINVAL, "%s must be %s, not %s", ing_field_name(f), field_wants(f),
+    agg_err_set(e, AGG_EINVAL, "%s must be %s, not %s", agg_field_name(f), field_wants(f),
                 tok_name(t));
     return false;
 }
@@ -691,7 +691,7 @@ static void field_value(struct ing_json *j, enum tok t, const char *s, size_t n)
     int f = ev->field;
     struct agg_err e; /* written only on failure */
 
-    if (f == ING_F_USER_ID && t >= T_MAP) {
+    if (f == AGG_F_USER_ID && t >= T_MAP) {
         /* an application's user id of any shape is kept, as extra_data.user_id */
         field_clear(j, f);
         extra_key(j, "user_id", 7, NULL);
@@ -775,14 +775,14 @@ static void errobjs_fill(struct ing_json *j)
         int field;
         enum errm first, last;
     } fills[] = {
-        {ING_F_EXCEPTION_TYPE, EM_TYPE, EM_NAME},
-        {ING_F_EXCEPTION_MESSAGE, EM_MESSAGE, EM_MESSAGE},
-        {ING_F_STACK_TRACE, EM_STACK, EM_TRACEBACK},
+        {AGG_F_EXCEPTION_TYPE, EM_TYPE, EM_NAME},
+        {AGG_F_EXCEPTION_MESSAGE, EM_MESSAGE, EM_MESSAGE},
+        {AGG_F_STACK_TRACE, EM_STACK, EM_TRACEBACK},
     };
     struct event *ev = &j->ev;
 
     for (size_t i = 0; i < sizeof(fills) / sizeof(fills[0]); i++) {
-        struct ing_str *col = &ev->rec.str[fills[i].field];
+        struct agg_str *col = &ev->rec.str[fills[i].field];
 
         for (int k = 0; k < N_ERROBJ && col->p == NULL; k++) {
             struct errobj *o = &ev->errs[k];
@@ -791,7 +791,7 @@ static void errobjs_fill(struct ing_json *j)
                 continue;
             for (int m = fills[i].first; m <= (int)fills[i].last && col->p == NULL; m++) {
                 if (o->set & (1u << m)) {
-                    *col = (struct ing_str){o->m[m].s, o->m[m].n};
+                    *col = (struct agg_str){o->m[m].s, o->m[m].n};
                     o->used |= 1u << m;
                 }
             }
@@ -801,7 +801,7 @@ static void errobjs_fill(struct ing_json *j)
 
 /* Removes from the compact JSON object text in <b> the member that spans [<a>,<e>)
  * (<a> may be at the comma before it) with one comma next to it: the bytes removed. */
-static size_t cut_member(struct ing_buf *b, size_t a, size_t e)
+static size_t cut_member(struct agg_buf *b, size_t a, size_t e)
 {
     if (b->data[a] == ',')
         a++;
@@ -903,7 +903,7 @@ static void aliases_resolve(struct ing_json *j)
     struct agg_err e;
 
     for (size_t i = 0; i < N_ALIASES; i++) {
-        const struct keyname *k = &j->keys[ING_F_COUNT + i];
+        const struct keyname *k = &j->keys[AGG_F_COUNT + i];
         const struct held *h = &ev->held[i];
         uint32_t fbit;
 
@@ -912,7 +912,7 @@ static void aliases_resolve(struct ing_json *j)
         fbit = UINT32_C(1) << k->field;
         if (!(filled & fbit)) {
             if (h->in_extra) {
-                set_bad(j, "%s must be %s, not %s", ing_field_name(k->field),
+                set_bad(j, "%s must be %s, not %s", agg_field_name(k->field),
                         field_wants(k->field), tok_name(h->t));
                 return;
             }
@@ -952,20 +952,20 @@ static void elem_begin(struct ing_json *j, enum tok t)
     ev_reset(j, j->next_index++);
     if (j->mode == P_DOC) {
         yajl_gen_reset(j->gr, NULL);
-        ing_buf_reset(&j->raw);
+        agg_buf_reset(&j->raw);
         j->raw_lost = false;
     }
     if (j->elem_is_event) {
         yajl_gen_reset(j->gx, NULL);
-        ing_buf_reset(&j->extra);
-        ing_buf_reset(&j->strs);
+        agg_buf_reset(&j->extra);
+        agg_buf_reset(&j->strs);
     }
 }
 
 static void event_finish(struct ing_json *j)
 {
     struct event *ev = &j->ev;
-    struct ing_record *rec = &ev->rec;
+    struct agg_record *rec = &ev->rec;
     const char *raw = j->mode == P_LINE ? j->line_raw : j->raw.data;
     size_t rawlen = j->mode == P_LINE ? j->in_len : j->raw.len;
     int rc;
@@ -984,12 +984,12 @@ static void event_finish(struct ing_json *j)
     }
     if (ev->err_mask != 0)
         errobjs_cut(j);
-    ing_record_derive_exception(rec);
-    if (rec->str[ING_F_MESSAGE].p == NULL)
-        rec->str[ING_F_MESSAGE] = (struct ing_str){"", 0}; /* NOT NULL column */
+    agg_record_derive_exception(rec);
+    if (rec->str[AGG_F_MESSAGE].p == NULL)
+        rec->str[AGG_F_MESSAGE] = (struct agg_str){"", 0}; /* NOT NULL column */
     if (ev->extra_open && j->extra.len > 2) /* "{}": every member filled a column */
-        rec->extra = (struct ing_str){j->extra.data, j->extra.len};
-    rec->raw = (struct ing_str){raw, rawlen};
+        rec->extra = (struct agg_str){j->extra.data, j->extra.len};
+    rec->raw = (struct agg_str){raw, rawlen};
     rc = do_emit(j, rec);
     if (rc != AGG_OK)
         j->status = rc;
@@ -1269,7 +1269,7 @@ static yajl_status run_parser(struct ing_json *j, const yajl_callbacks *cbs, con
 }
 
 static void call_begin(struct ing_json *j, enum pmode mode, const char *in, size_t len,
-                       const struct ing_sink *sink, struct ing_json_stats *stats)
+                       const struct agg_sink *sink, struct ing_json_stats *stats)
 {
     j->mode = mode;
     j->in = in;
@@ -1338,8 +1338,8 @@ static const char *surrogates_fix(struct ing_json *j, const char *in, size_t len
             continue;
         }
         if (w == NULL) {
-            ing_buf_reset(&j->fix);
-            if (ing_buf_append(&j->fix, in, len) != AGG_OK)
+            agg_buf_reset(&j->fix);
+            if (agg_buf_append(&j->fix, in, len) != AGG_OK)
                 return NULL;
             w = j->fix.data;
         }
@@ -1363,8 +1363,8 @@ static bool is_blank(const char *s, size_t n)
 /* Room in <strs> for the copied strings of one whole event (see text_set). */
 static int strs_ready(struct ing_json *j)
 {
-    ing_buf_reset(&j->strs);
-    return ing_buf_reserve(&j->strs, j->max_event_bytes + 1);
+    agg_buf_reset(&j->strs);
+    return agg_buf_reserve(&j->strs, j->max_event_bytes + 1);
 }
 
 static void line_parser_drop(struct ing_json *j)
@@ -1459,7 +1459,7 @@ static int stop_error(int rc, struct agg_err *err)
 }
 
 int ing_json_decode_ndjson(struct ing_json *j, const char *body, size_t len,
-                           const struct ing_sink *sink, struct ing_json_stats *stats,
+                           const struct agg_sink *sink, struct ing_json_stats *stats,
                            struct agg_err *err)
 {
     const char *p = body, *end = body + len;
@@ -1486,7 +1486,7 @@ int ing_json_decode_ndjson(struct ing_json *j, const char *body, size_t len,
 }
 
 int ing_json_decode_line(struct ing_json *j, const char *line, size_t len, size_t index,
-                         const struct ing_sink *sink, struct agg_err *err)
+                         const struct agg_sink *sink, struct agg_err *err)
 {
     size_t n = len;
     int rc;
@@ -1534,7 +1534,7 @@ static bool t_ref(struct ing_json *j, const char *s, size_t n, uint32_t *off, bo
         return false;
     *off = (uint32_t)j->strs.len;
     *in_strs = true;
-    return ing_buf_append(&j->strs, s, n) == AGG_OK;
+    return agg_buf_append(&j->strs, s, n) == AGG_OK;
 }
 
 static int t_value(void *ctx, enum tok t, const char *s, size_t n)
@@ -1922,26 +1922,26 @@ static int attr_field(const char *s, size_t n)
         const char *key;
         int field;
     } semconv[] = {
-        {"code.function", ING_F_FUNCTION_NAME},
-        {"code.function.name", ING_F_FUNCTION_NAME},
-        {"code.lineno", ING_F_LINE_NUMBER},
-        {"code.line.number", ING_F_LINE_NUMBER},
-        {"code.namespace", ING_F_MODULE},
-        {"exception.type", ING_F_EXCEPTION_TYPE},
-        {"exception.message", ING_F_EXCEPTION_MESSAGE},
-        {"exception.stacktrace", ING_F_STACK_TRACE},
-        {"http.request.method", ING_F_REQUEST_METHOD},
-        {"http.method", ING_F_REQUEST_METHOD},
-        {"url.path", ING_F_REQUEST_PATH},
-        {"http.target", ING_F_REQUEST_PATH},
-        {"client.address", ING_F_REQUEST_IP},
-        {"http.client_ip", ING_F_REQUEST_IP},
-        {"user.id", ING_F_USER_ID},
-        {"enduser.id", ING_F_USER_ID},
+        {"code.function", AGG_F_FUNCTION_NAME},
+        {"code.function.name", AGG_F_FUNCTION_NAME},
+        {"code.lineno", AGG_F_LINE_NUMBER},
+        {"code.line.number", AGG_F_LINE_NUMBER},
+        {"code.namespace", AGG_F_MODULE},
+        {"exception.type", AGG_F_EXCEPTION_TYPE},
+        {"exception.message", AGG_F_EXCEPTION_MESSAGE},
+        {"exception.stacktrace", AGG_F_STACK_TRACE},
+        {"http.request.method", AGG_F_REQUEST_METHOD},
+        {"http.method", AGG_F_REQUEST_METHOD},
+        {"url.path", AGG_F_REQUEST_PATH},
+        {"http.target", AGG_F_REQUEST_PATH},
+        {"client.address", AGG_F_REQUEST_IP},
+        {"http.client_ip", AGG_F_REQUEST_IP},
+        {"user.id", AGG_F_USER_ID},
+        {"enduser.id", AGG_F_USER_ID},
     };
-    int f = ing_field_by_column(s, n);
+    int f = agg_field_by_column(s, n);
 
-    if (f == ING_F_MESSAGE || f == ING_F_LEVEL || f == ING_F_CREATED_AT)
+    if (f == AGG_F_MESSAGE || f == AGG_F_LEVEL || f == AGG_F_CREATED_AT)
         return -1;
     if (f >= 0)
         return f;
@@ -1956,7 +1956,7 @@ static int attr_field(const char *s, size_t n)
  * attribute never rejects an event (it stays in extra_data either way). */
 static void attr_column(struct ing_json *j, uint32_t key, uint32_t v)
 {
-    struct ing_record *rec = &j->ev.rec;
+    struct agg_record *rec = &j->ev.rec;
     enum anykind kind;
     const char *s;
     size_t n;
@@ -1973,12 +1973,12 @@ static void attr_column(struct ing_json *j, uint32_t key, uint32_t v)
     if (kind != AK_STRING && kind != AK_INT && kind != AK_DOUBLE && kind != AK_NONE)
         return;
     s = nval(j, p, &n);
-    if (f < ING_F_STR_COUNT)
-        rec->str[f] = (struct ing_str){s, n};
+    if (f < AGG_F_STR_COUNT)
+        rec->str[f] = (struct agg_str){s, n};
     else if (ntype(j, p) == T_NUMBER || (kind == AK_INT && is_int_literal(s, n)))
-        (void)ing_record_set_number(rec, f, s, n, NULL); /* an int64 sent as a string too */
+        (void)agg_record_set_number(rec, f, s, n, NULL); /* an int64 sent as a string too */
     else
-        (void)ing_record_set_text(rec, f, s, n, NULL);
+        (void)agg_record_set_text(rec, f, s, n, NULL);
 }
 
 /* OTLP fixed64 nanoseconds (a string or a number) at <v>; 0 when absent. */
@@ -2043,11 +2043,11 @@ static int severity_from_name(const char *s, size_t n)
 }
 
 /* A level from OTLP severityText: a level name, with an OTel digit suffix allowed. */
-static bool severity_text_level(const char *s, size_t n, enum ing_level *out)
+static bool severity_text_level(const char *s, size_t n, enum agg_level *out)
 {
-    if (ing_level_parse(s, n, out))
+    if (agg_level_parse(s, n, out))
         return true;
-    return n > 1 && s[n - 1] >= '1' && s[n - 1] <= '4' && ing_level_parse(s, n - 1, out);
+    return n > 1 && s[n - 1] >= '1' && s[n - 1] <= '4' && agg_level_parse(s, n - 1, out);
 }
 
 enum lr_key {
@@ -2112,7 +2112,7 @@ static void gen_key(struct ing_json *j, yajl_gen g, const char *k)
 /* Fills j->ev.rec from logRecord <lr> (an object). */
 static void otlp_fill(struct ing_json *j, uint32_t lr)
 {
-    struct ing_record *rec = &j->ev.rec;
+    struct agg_record *rec = &j->ev.rec;
     uint32_t m[LR_COUNT] = {0};
     uint64_t t_ns, o_ns;
     const char *trace, *span, *evname, *stext = NULL;
@@ -2140,9 +2140,9 @@ static void otlp_fill(struct ing_json *j, uint32_t lr)
                 attr_column(j, k, member(j, kv, "value", NULL));
         }
     }
-    if (rec->str[ING_F_LOGGER_NAME].p == NULL && j->scope_name != NULL)
-        rec->str[ING_F_LOGGER_NAME] = (struct ing_str){j->scope_name, j->scope_name_len};
-    ing_record_derive_exception(rec); /* exception.stacktrace without exception.type */
+    if (rec->str[AGG_F_LOGGER_NAME].p == NULL && j->scope_name != NULL)
+        rec->str[AGG_F_LOGGER_NAME] = (struct agg_str){j->scope_name, j->scope_name_len};
+    agg_record_derive_exception(rec); /* exception.stacktrace without exception.type */
 
     if (!otlp_nanos(j, m[LR_TIME], "timeUnixNano", &t_ns) ||
         !otlp_nanos(j, m[LR_OBSERVED], "observedTimeUnixNano", &o_ns))
@@ -2177,9 +2177,9 @@ static void otlp_fill(struct ing_json *j, uint32_t lr)
     }
     stext = otlp_string(j, m[LR_SEVTEXT], "severityText", &stext_n);
     if (sevnum >= 1) {
-        rec->level = ing_level_from_otlp(sevnum);
+        rec->level = agg_level_from_otlp(sevnum);
         rec->has_level = true;
-        stext_used = stext != NULL && severity_text_level(stext, stext_n, &(enum ing_level){0});
+        stext_used = stext != NULL && severity_text_level(stext, stext_n, &(enum agg_level){0});
     } else if (stext != NULL && severity_text_level(stext, stext_n, &rec->level)) {
         rec->has_level = true;
         stext_used = true;
@@ -2195,7 +2195,7 @@ static void otlp_fill(struct ing_json *j, uint32_t lr)
             size_t n;
 
             s = nval(j, p, &n);
-            rec->str[ING_F_MESSAGE] = (struct ing_str){s, n};
+            rec->str[AGG_F_MESSAGE] = (struct agg_str){s, n};
         } else if (p != 0) {
             gb_target(j, &j->body);
             j->gen_status = yajl_gen_status_ok;
@@ -2204,11 +2204,11 @@ static void otlp_fill(struct ing_json *j, uint32_t lr)
                 set_bad(j, "body nested too deep");
                 return;
             }
-            rec->str[ING_F_MESSAGE] = (struct ing_str){j->body.data, j->body.len};
+            rec->str[AGG_F_MESSAGE] = (struct agg_str){j->body.data, j->body.len};
         }
     }
-    if (rec->str[ING_F_MESSAGE].p == NULL)
-        rec->str[ING_F_MESSAGE] = (struct ing_str){"", 0};
+    if (rec->str[AGG_F_MESSAGE].p == NULL)
+        rec->str[AGG_F_MESSAGE] = (struct agg_str){"", 0};
 
     trace = otlp_string(j, m[LR_TRACE], "traceId", &trace_n);
     span = otlp_string(j, m[LR_SPAN], "spanId", &span_n);
@@ -2216,7 +2216,7 @@ static void otlp_fill(struct ing_json *j, uint32_t lr)
     if (j->ev.bad)
         return;
     if (trace != NULL && trace_n > 0)
-        rec->str[ING_F_CORRELATION_ID] = (struct ing_str){trace, trace_n};
+        rec->str[AGG_F_CORRELATION_ID] = (struct agg_str){trace, trace_n};
     if (!nabsent(j, m[LR_FLAGS]) && ntype(j, m[LR_FLAGS]) != T_NUMBER &&
         ntype(j, m[LR_FLAGS]) != T_STRING) {
         set_bad(j, "flags must be a number, not %s", tok_name(j->nodes[m[LR_FLAGS]].type));
@@ -2225,7 +2225,7 @@ static void otlp_fill(struct ing_json *j, uint32_t lr)
 
     /* extra_data */
     yajl_gen_reset(gx, NULL);
-    ing_buf_reset(&j->extra);
+    agg_buf_reset(&j->extra);
     j->gen_status = yajl_gen_status_ok;
     gst(j, yajl_gen_map_open(gx));
     if (j->res.len > 0) {
@@ -2279,7 +2279,7 @@ static void otlp_fill(struct ing_json *j, uint32_t lr)
         return;
     }
     if (j->extra.len > 2)
-        rec->extra = (struct ing_str){j->extra.data, j->extra.len};
+        rec->extra = (struct agg_str){j->extra.data, j->extra.len};
 }
 
 static int otlp_event(struct ing_json *j, uint32_t lr, size_t index)
@@ -2289,7 +2289,7 @@ static int otlp_event(struct ing_json *j, uint32_t lr, size_t index)
 
     ev_reset(j, index);
     yajl_gen_reset(j->gr, NULL);
-    ing_buf_reset(&j->raw);
+    agg_buf_reset(&j->raw);
     j->gen_status = yajl_gen_status_ok;
     tree_emit(j, j->gr, lr, false);
     if (j->oom)
@@ -2310,7 +2310,7 @@ static int otlp_event(struct ing_json *j, uint32_t lr, size_t index)
         do_reject(j, index, ev->why, j->raw.data, j->raw.len);
         return AGG_OK;
     }
-    ev->rec.raw = (struct ing_str){j->raw.data, j->raw.len};
+    ev->rec.raw = (struct agg_str){j->raw.data, j->raw.len};
     rc = do_emit(j, &ev->rec);
     return rc;
 }
@@ -2382,7 +2382,7 @@ static int otlp_decode(struct ing_json *j, const char *body, size_t len, struct 
     j->mode = P_TREE;
     j->depth = 0;
     j->n_nodes = 0;
-    ing_buf_reset(&j->strs);
+    agg_buf_reset(&j->strs);
     st = run_parser(j, &tree_cbs, body, len, &offset, NULL, 0);
     if (j->oom || j->n_nodes == 0)
         return stop_error(AGG_ENOMEM, err);
@@ -2423,7 +2423,7 @@ static int otlp_decode(struct ing_json *j, const char *body, size_t len, struct 
 /* ---- documents ------------------------------------------------------------------ */
 
 int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
-                             const struct ing_sink *sink, struct ing_json_stats *stats,
+                             const struct agg_sink *sink, struct ing_json_stats *stats,
                              struct agg_err *err)
 {
     yajl_status st;
@@ -2498,15 +2498,15 @@ out:
         j->cap_nodes = 0;
     }
     if (j->strs.cap > j->big_keep)
-        ing_buf_clear(&j->strs);
+        agg_buf_clear(&j->strs);
     if (j->fix.cap > j->big_keep)
-        ing_buf_clear(&j->fix);
+        agg_buf_clear(&j->fix);
     return rc;
 }
 
 /* ---- life cycle ------------------------------------------------------------------ */
 
-static yajl_gen gen_new(struct ing_json *j, struct gen_out *o, struct ing_buf *b)
+static yajl_gen gen_new(struct ing_json *j, struct gen_out *o, struct agg_buf *b)
 {
     yajl_gen g = yajl_gen_alloc(&j->afs);
 
@@ -2536,16 +2536,16 @@ struct ing_json *ing_json_new(size_t max_event_bytes, struct agg_err *err)
     j->max_event_bytes = max_event_bytes;
     j->big_keep = 2 * max_event_bytes + 4096;
     j->afs = (yajl_alloc_funcs){ya_malloc, ya_realloc, ya_free, &j->pool};
-    ing_buf_init(&j->extra);
-    ing_buf_init(&j->raw);
-    ing_buf_init(&j->body);
-    ing_buf_init(&j->tmp);
-    ing_buf_init(&j->strs);
-    ing_buf_init(&j->res);
-    ing_buf_init(&j->scope);
-    ing_buf_init(&j->fix);
-    for (int f = 0; f < ING_F_COUNT; f++) {
-        const char *name = ing_field_name(f);
+    agg_buf_init(&j->extra);
+    agg_buf_init(&j->raw);
+    agg_buf_init(&j->body);
+    agg_buf_init(&j->tmp);
+    agg_buf_init(&j->strs);
+    agg_buf_init(&j->res);
+    agg_buf_init(&j->scope);
+    agg_buf_init(&j->fix);
+    for (int f = 0; f < AGG_F_COUNT; f++) {
+        const char *name = agg_field_name(f);
 
         j->keys[j->n_keys++] = (struct keyname){name, strlen(name), f, 0, 0, 0, NULL};
     }
@@ -2555,7 +2555,7 @@ struct ing_json *ing_json_new(size_t max_event_bytes, struct agg_err *err)
         unsigned char flags = json_aliases[i].flags;
 
         j->keys[j->n_keys++] = (struct keyname){
-            name, n, ing_field_by_json_key(name, n), flags, (unsigned char)i,
+            name, n, agg_field_by_json_key(name, n), flags, (unsigned char)i,
             (unsigned char)(flags & KF_ERROBJ ? errslot++ : 0), NULL};
     }
     for (size_t i = 0; i < j->n_keys; i++) {
@@ -2595,14 +2595,14 @@ void ing_json_free(struct ing_json *j)
     if (j->gb != NULL)
         yajl_gen_free(j->gb);
     pool_trim(&j->pool, 0);
-    ing_buf_clear(&j->extra);
-    ing_buf_clear(&j->raw);
-    ing_buf_clear(&j->body);
-    ing_buf_clear(&j->tmp);
-    ing_buf_clear(&j->strs);
-    ing_buf_clear(&j->res);
-    ing_buf_clear(&j->scope);
-    ing_buf_clear(&j->fix);
+    agg_buf_clear(&j->extra);
+    agg_buf_clear(&j->raw);
+    agg_buf_clear(&j->body);
+    agg_buf_clear(&j->tmp);
+    agg_buf_clear(&j->strs);
+    agg_buf_clear(&j->res);
+    agg_buf_clear(&j->scope);
+    agg_buf_clear(&j->fix);
     free(j->nodes);
     free(j);
 }
@@ -2623,18 +2623,18 @@ bool ing_json_check(const struct ing_json *j)
 /* ---- one object over a base record (JSON in a syslog MSG) ------------------------ */
 
 struct over {
-    const struct ing_record *base;
-    struct ing_buf *extra;
-    const struct ing_sink *sink;
+    const struct agg_record *base;
+    struct agg_buf *extra;
+    const struct agg_sink *sink;
     bool rejected;
     char why[256];
 };
 
 /* <o>->base's extra_data object merged after the event's own <ev>: "{ev members,
  * base members}", into <o>->extra. */
-static int over_extra(struct over *o, struct ing_str ev, struct ing_str *out)
+static int over_extra(struct over *o, struct agg_str ev, struct agg_str *out)
 {
-    struct ing_str b = o->base->extra;
+    struct agg_str b = o->base->extra;
     bool b_empty = b.p == NULL || b.len < 2 || (b.len == 2 && b.p[0] == '{');
 
     if (ev.p == NULL || b_empty) {
@@ -2642,12 +2642,12 @@ static int over_extra(struct over *o, struct ing_str ev, struct ing_str *out)
         return AGG_OK;
     }
     /* both are objects written by yajl: "{...}" */
-    ing_buf_reset(o->extra);
-    if (ing_buf_append(o->extra, ev.p, ev.len - 1) != AGG_OK ||
-        ing_buf_putc(o->extra, ',') != AGG_OK ||
-        ing_buf_append(o->extra, b.p + 1, b.len - 1) != AGG_OK)
+    agg_buf_reset(o->extra);
+    if (agg_buf_append(o->extra, ev.p, ev.len - 1) != AGG_OK ||
+        agg_buf_putc(o->extra, ',') != AGG_OK ||
+        agg_buf_append(o->extra, b.p + 1, b.len - 1) != AGG_OK)
         return AGG_ENOMEM;
-    *out = (struct ing_str){o->extra->data, o->extra->len};
+    *out = (struct agg_str){o->extra->data, o->extra->len};
     return AGG_OK;
 }
 
@@ -2660,14 +2660,14 @@ static void keep_int(bool *has, int32_t *v, bool base_has, int32_t base_v)
     }
 }
 
-static int over_emit(void *arg, const struct ing_record *rec)
+static int over_emit(void *arg, const struct agg_record *rec)
 {
     struct over *o = arg;
-    const struct ing_record *b = o->base;
-    struct ing_record r = *rec;
+    const struct agg_record *b = o->base;
+    struct agg_record r = *rec;
 
-    for (int f = 0; f < ING_F_STR_COUNT; f++) {
-        if (f != ING_F_MESSAGE && r.str[f].p == NULL)
+    for (int f = 0; f < AGG_F_STR_COUNT; f++) {
+        if (f != AGG_F_MESSAGE && r.str[f].p == NULL)
             r.str[f] = b->str[f];
     }
     keep_int(&r.has_line_number, &r.line_number, b->has_line_number, b->line_number);
@@ -2681,7 +2681,7 @@ static int over_emit(void *arg, const struct ing_record *rec)
         r.has_level = b->has_level;
         r.level = b->level;
     }
-    if (r.created_us == ING_TIME_NONE)
+    if (r.created_us == AGG_TIME_NONE)
         r.created_us = b->created_us;
     if (over_extra(o, rec->extra, &r.extra) != AGG_OK)
         return AGG_ENOMEM;
@@ -2701,11 +2701,11 @@ static void over_reject(void *arg, size_t index, const char *why, const char *ra
 }
 
 int ing_json_decode_over(struct ing_json *j, const char *obj, size_t len,
-                         const struct ing_record *base, struct ing_buf *extra_out,
-                         const struct ing_sink *sink, struct agg_err *err)
+                         const struct agg_record *base, struct agg_buf *extra_out,
+                         const struct agg_sink *sink, struct agg_err *err)
 {
     struct over o = {base, extra_out, sink, false, ""};
-    const struct ing_sink inner = {over_emit, over_reject, &o};
+    const struct agg_sink inner = {over_emit, over_reject, &o};
     int rc;
 
     call_begin(j, P_LINE, obj, len, &inner, NULL);

@@ -8,7 +8,7 @@
  * Ownership: the decoder owns its yajl handles and scratch buffers; records handed
  *            to the sink point into the input or into that scratch, valid for the
  *            one sink call. Keeps no pointer into the input after return.
- * Not here: decompression (ingest/decompress.h), HTTP status codes (src/http.c),
+ * Not here: decompression (ingest/decompress.h), HTTP status codes (core/http.c),
  *           the mapping table and its rationale (docs/json-mapping.md).
  */
 #ifndef AGGD_INGEST_JSON_H
@@ -17,8 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ingest/record.h"
-#include "src/err.h"
+#include "core/record.h"
+#include "core/err.h"
 
 /* Deepest nesting inside one event (an event's own object is level 1). Deeper
  * events are rejected. */
@@ -53,7 +53,7 @@ void ing_json_free(struct ing_json *j);
  * returns), AGG_ENOMEM: the decoding stops there and <stats> say how far it got.
  * Borrows <body>, <sink> and <stats> for the call. */
 int ing_json_decode_ndjson(struct ing_json *j, const char *body, size_t len,
-                           const struct ing_sink *sink, struct ing_json_stats *stats,
+                           const struct agg_sink *sink, struct ing_json_stats *stats,
                            struct agg_err *err);
 
 /* Decodes <body>[<len>] as one application/json document: an object (one event,
@@ -69,7 +69,7 @@ int ing_json_decode_ndjson(struct ing_json *j, const char *body, size_t len,
  * Returns AGG_OK, AGG_EINVAL, AGG_EFULL (or another error emit returned), AGG_ENOMEM.
  * Borrows <body>, <sink> and <stats> for the call. */
 int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
-                             const struct ing_sink *sink, struct ing_json_stats *stats,
+                             const struct agg_sink *sink, struct ing_json_stats *stats,
                              struct agg_err *err);
 
 /* Decodes one line of the raw TCP JSON-lines listener (a trailing CR and/or LF is
@@ -78,9 +78,9 @@ int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
  * it, <err> is for the caller's counters; AGG_EFULL (or another error emit returned),
  * AGG_ENOMEM. Borrows <line> and <sink> for the call. */
 int ing_json_decode_line(struct ing_json *j, const char *line, size_t len, size_t index,
-                         const struct ing_sink *sink, struct agg_err *err);
+                         const struct agg_sink *sink, struct agg_err *err);
 
-struct ing_buf; /* ingest/buf.h */
+struct agg_buf; /* core/buf.h */
 
 /* Decodes <obj>[<len>], one JSON object carried by another format (the MSG of a
  * syslog message), as one event laid over <base>: the object's members set columns
@@ -94,8 +94,8 @@ struct ing_buf; /* ingest/buf.h */
  * was emitted and the caller keeps the text; AGG_EFULL (or what emit returned) or
  * AGG_ENOMEM. Borrows <obj>, <base>, <extra_out> and <sink> for the call. */
 int ing_json_decode_over(struct ing_json *j, const char *obj, size_t len,
-                         const struct ing_record *base, struct ing_buf *extra_out,
-                         const struct ing_sink *sink, struct agg_err *err);
+                         const struct agg_record *base, struct agg_buf *extra_out,
+                         const struct agg_sink *sink, struct agg_err *err);
 
 /* Invariant validator for tests: between calls no memory is lent to yajl beyond the
  * decoder's own generators, and yajl never needed memory the decoder had not

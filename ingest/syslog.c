@@ -19,8 +19,8 @@
 
 #include <yajl/yajl_gen.h>
 
-#include "ingest/time.h"
-#include "ingest/tz.h"
+#include "core/time.h"
+#include "core/tz.h"
 
 /* ---- octets ------------------------------------------------------------------ */
 
@@ -68,21 +68,21 @@ static int digits(const char *p, int n)
     return v;
 }
 
-static struct ing_str slice(const char *p, size_t from, size_t to)
+static struct agg_str slice(const char *p, size_t from, size_t to)
 {
-    struct ing_str s = {p + from, to - from};
+    struct agg_str s = {p + from, to - from};
 
     return s;
 }
 
 /* ---- timestamps -------------------------------------------------------------- */
 
-#define US_PER_DAY (INT64_C(86400) * ING_US_PER_SEC)
+#define US_PER_DAY (INT64_C(86400) * AGG_US_PER_SEC)
 #define DAYS_31_US (INT64_C(31) * US_PER_DAY)
 
 static int64_t civil_us(int64_t y, unsigned mo, unsigned d, int h, int mi, int s, int64_t frac)
 {
-    return (ing_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * ING_US_PER_SEC + frac;
+    return (agg_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * AGG_US_PER_SEC + frac;
 }
 
 /* Reads a fraction's digits at <p>[i..len): the first six as microseconds. */
@@ -151,7 +151,7 @@ static bool scan_iso(const char *p, size_t len, size_t i, bool strict, size_t *e
         *bad = i + 5;
         return false;
     }
-    if (d < 1 || d > (int)ing_days_in_month(y, (unsigned)mo)) {
+    if (d < 1 || d > (int)agg_days_in_month(y, (unsigned)mo)) {
         *bad = i + 8;
         return false;
     }
@@ -218,7 +218,7 @@ static bool scan_iso(const char *p, size_t len, size_t i, bool strict, size_t *e
     }
 done:
     *end = j;
-    *us = civil_us(y, (unsigned)mo, (unsigned)d, h, mi, s, frac) - off_s * ING_US_PER_SEC;
+    *us = civil_us(y, (unsigned)mo, (unsigned)d, h, mi, s, frac) - off_s * AGG_US_PER_SEC;
     return true;
 }
 
@@ -226,13 +226,13 @@ done:
  * zone (NULL: UTC). */
 struct clock {
     int64_t now_us;
-    const struct ing_tz *zone;
+    const struct agg_tz *zone;
 };
 
 /* The instant at which <c>'s zone reads the wall-clock time <local_us>. */
 static int64_t from_local(const struct clock *c, int64_t local_us)
 {
-    return c->zone != NULL && local_us != ING_TIME_NONE ? ing_tz_local_to_utc(c->zone, local_us)
+    return c->zone != NULL && local_us != AGG_TIME_NONE ? agg_tz_local_to_utc(c->zone, local_us)
                                                          : local_us;
 }
 
@@ -242,26 +242,26 @@ static int64_t from_local(const struct clock *c, int64_t local_us)
  * leap year before. */
 static int64_t resolve_year(unsigned mo, unsigned d, int64_t tod_us, int64_t now_us)
 {
-    int64_t lo = ing_days_from_civil(10, 1, 1) * US_PER_DAY;
-    int64_t hi = ing_days_from_civil(9998, 12, 31) * US_PER_DAY;
-    int64_t days, y, best = ING_TIME_NONE;
+    int64_t lo = agg_days_from_civil(10, 1, 1) * US_PER_DAY;
+    int64_t hi = agg_days_from_civil(9998, 12, 31) * US_PER_DAY;
+    int64_t days, y, best = AGG_TIME_NONE;
     unsigned m_now, d_now;
     bool best_future = true;
 
     /* keep every candidate within years 1..9999 */
     now_us = now_us < lo ? lo : now_us > hi ? hi : now_us;
     days = now_us >= 0 ? now_us / US_PER_DAY : -((-now_us + US_PER_DAY - 1) / US_PER_DAY);
-    ing_civil_from_days(days, &y, &m_now, &d_now);
+    agg_civil_from_days(days, &y, &m_now, &d_now);
     for (int64_t cy = y - 1; cy <= y + 1; cy++) {
         int64_t c, dist;
         bool future, better;
 
-        if (d > ing_days_in_month(cy, mo))
+        if (d > agg_days_in_month(cy, mo))
             continue;
-        c = ing_days_from_civil(cy, mo, d) * US_PER_DAY + tod_us;
+        c = agg_days_from_civil(cy, mo, d) * US_PER_DAY + tod_us;
         future = c - now_us > DAYS_31_US;
         dist = c > now_us ? c - now_us : now_us - c;
-        if (best == ING_TIME_NONE)
+        if (best == AGG_TIME_NONE)
             better = true;
         else if (best_future != future)
             better = best_future;
@@ -272,9 +272,9 @@ static int64_t resolve_year(unsigned mo, unsigned d, int64_t tod_us, int64_t now
             best_future = future;
         }
     }
-    for (int64_t cy = y - 2; best == ING_TIME_NONE && cy >= y - 8; cy--) {
-        if (d <= ing_days_in_month(cy, mo))
-            best = ing_days_from_civil(cy, mo, d) * US_PER_DAY + tod_us;
+    for (int64_t cy = y - 2; best == AGG_TIME_NONE && cy >= y - 8; cy--) {
+        if (d <= agg_days_in_month(cy, mo))
+            best = agg_days_from_civil(cy, mo, d) * US_PER_DAY + tod_us;
     }
     return best;
 }
@@ -337,7 +337,7 @@ static bool scan_bsd(const char *p, size_t len, size_t i, const struct clock *ck
     s = digits(p + j + 6, 2);
     j += 8;
     if (h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59 || d < 1 ||
-        d > (int)ing_days_in_month(year != 0 ? year : 2000, (unsigned)mo))
+        d > (int)agg_days_in_month(year != 0 ? year : 2000, (unsigned)mo))
         return false;
     if (j + 1 < len && p[j] == '.' && is_digit(p[j + 1])) {
         size_t n;
@@ -356,10 +356,10 @@ static bool scan_bsd(const char *p, size_t len, size_t i, const struct clock *ck
         t->us = from_local(ck, civil_us(year, (unsigned)mo, (unsigned)d, h, mi, s, frac));
     } else {
         /* the year nearest to the sender's wall clock now */
-        int64_t now = ck->zone != NULL ? ing_tz_utc_to_local(ck->zone, ck->now_us) : ck->now_us;
+        int64_t now = ck->zone != NULL ? agg_tz_utc_to_local(ck->zone, ck->now_us) : ck->now_us;
 
         t->us = from_local(ck, resolve_year((unsigned)mo, (unsigned)d,
-                                            (h * INT64_C(3600) + mi * 60 + s) * ING_US_PER_SEC +
+                                            (h * INT64_C(3600) + mi * 60 + s) * AGG_US_PER_SEC +
                                                 frac,
                                             now));
     }
@@ -371,7 +371,7 @@ static bool scan_bsd(const char *p, size_t len, size_t i, const struct clock *ck
 static void msg_init(struct ing_syslog_msg *m, const char *p, size_t len)
 {
     memset(m, 0, sizeof(*m));
-    m->ts_us = ING_TIME_NONE;
+    m->ts_us = AGG_TIME_NONE;
     m->raw.p = p;
     m->raw.len = len;
     m->msgcount = -1;
@@ -407,7 +407,7 @@ static bool shaped_5424(const char *p, size_t len)
 
 /* An RFC 5424 header field at <p>[*pi..len): NILVALUE or 1..<max> PRINTUSASCII, then SP. */
 static int header_field(const char *p, size_t len, size_t *pi, const char *name, size_t max,
-                        struct ing_str *out, struct agg_err *err)
+                        struct agg_str *out, struct agg_err *err)
 {
     size_t i = *pi, s = i;
     char c[8];
@@ -700,8 +700,8 @@ static bool is_host(const char *p, size_t i, size_t j)
 
 /* Reads TAG = NAME ["[" PID "]"] at <p>[i..len). Returns the index after it (at ':' or
  * SP or the end), or 0 when there is no such TAG there. */
-static size_t scan_tag(const char *p, size_t len, size_t i, struct ing_str *name,
-                       struct ing_str *pid)
+static size_t scan_tag(const char *p, size_t len, size_t i, struct agg_str *name,
+                       struct agg_str *pid)
 {
     size_t n = i, k;
 
@@ -733,7 +733,7 @@ enum tag_rule {
 static void tag_and_msg(const char *p, size_t len, size_t i, enum tag_rule rule,
                         struct ing_syslog_msg *m)
 {
-    struct ing_str name = {NULL, 0}, pid = {NULL, 0};
+    struct agg_str name = {NULL, 0}, pid = {NULL, 0};
     size_t start = i, j;
 
     if (rule == TAG_COLON_SP) {
@@ -818,7 +818,7 @@ static bool rsyslog_bare_tag(const char *p, size_t len, size_t h, size_t w,
 static void host_tag_msg(const char *p, size_t len, size_t i, bool rsyslog,
                          struct ing_syslog_msg *m)
 {
-    struct ing_str name, pid;
+    struct agg_str name, pid;
     size_t w = i, j;
 
     while (w < len && p[w] != ' ')
@@ -919,7 +919,7 @@ static bool header_3164(const char *p, size_t len, size_t *pi, const struct cloc
 {
     size_t i = *pi, c = i;
     int64_t count = -1, seq = -1;
-    struct ing_str origin = {NULL, 0};
+    struct agg_str origin = {NULL, 0};
     struct ts_3164 t;
 
     if (cisco_number(p, len, &c, !m->pri_assumed, &count)) {
@@ -1007,7 +1007,7 @@ static void parse_3164(const char *p, size_t len, const struct clock *ck,
     }
 }
 
-int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct ing_tz *zone,
+int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct agg_tz *zone,
                      struct ing_syslog_msg *out, struct agg_err *err)
 {
     const struct clock ck = {now_us, zone};
@@ -1030,7 +1030,7 @@ int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct ing
 
 /* ---- STRUCTURED-DATA walking ------------------------------------------------- */
 
-void ing_syslog_sd_init(struct ing_syslog_sd_iter *it, struct ing_str sd)
+void ing_syslog_sd_init(struct ing_syslog_sd_iter *it, struct agg_str sd)
 {
     it->p = sd.p;
     it->end = sd.p != NULL ? sd.p + sd.len : NULL;
@@ -1056,8 +1056,8 @@ static bool skip_value(struct ing_syslog_sd_iter *it, const char **vend)
     return false;
 }
 
-bool ing_syslog_sd_next_param(struct ing_syslog_sd_iter *it, struct ing_str *name,
-                              struct ing_str *raw_value)
+bool ing_syslog_sd_next_param(struct ing_syslog_sd_iter *it, struct agg_str *name,
+                              struct agg_str *raw_value)
 {
     const char *n, *v, *vend;
 
@@ -1079,9 +1079,9 @@ bool ing_syslog_sd_next_param(struct ing_syslog_sd_iter *it, struct ing_str *nam
     return true;
 }
 
-bool ing_syslog_sd_next_element(struct ing_syslog_sd_iter *it, struct ing_str *id)
+bool ing_syslog_sd_next_element(struct ing_syslog_sd_iter *it, struct agg_str *id)
 {
-    struct ing_str name, value;
+    struct agg_str name, value;
     const char *s;
 
     if (it->p == NULL)
@@ -1109,14 +1109,14 @@ bool ing_syslog_sd_next_element(struct ing_syslog_sd_iter *it, struct ing_str *i
     return true;
 }
 
-int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len)
+int ing_syslog_sd_unescape(struct agg_buf *out, const char *p, size_t len)
 {
     size_t i = 0, run = 0;
 
     while (i < len) {
         if (p[i] == '\\' && i + 1 < len &&
             (p[i + 1] == '"' || p[i + 1] == '\\' || p[i + 1] == ']')) {
-            if (ing_buf_append(out, p + run, i - run) != AGG_OK)
+            if (agg_buf_append(out, p + run, i - run) != AGG_OK)
                 return AGG_ENOMEM;
             run = i + 1; /* keep the escaped octet, drop the backslash */
             i += 2;
@@ -1124,15 +1124,15 @@ int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len)
             i++;
         }
     }
-    return ing_buf_append(out, p + run, len - run);
+    return agg_buf_append(out, p + run, len - run);
 }
 
 /* ---- record mapping ---------------------------------------------------------- */
 
 struct json {
     yajl_gen g;
-    struct ing_buf *out;
-    struct ing_buf tmp, fix; /* an unescaped SD value; a repaired string */
+    struct agg_buf *out;
+    struct agg_buf tmp, fix; /* an unescaped SD value; a repaired string */
     bool nomem, bad;
 };
 
@@ -1140,16 +1140,16 @@ static void json_print(void *ctx, const char *s, size_t n)
 {
     struct json *j = ctx;
 
-    if (!j->nomem && ing_buf_append(j->out, s, n) != AGG_OK)
+    if (!j->nomem && agg_buf_append(j->out, s, n) != AGG_OK)
         j->nomem = true;
 }
 
 /* A JSON string of <p>[<len>] made valid UTF-8 without NUL (jsonb refuses both). */
 static void json_str(struct json *j, const char *p, size_t len)
 {
-    if (!ing_utf8_is_clean(p, len)) {
-        ing_buf_reset(&j->fix);
-        if (ing_utf8_repair(&j->fix, p, len) != AGG_OK) {
+    if (!agg_utf8_is_clean(p, len)) {
+        agg_buf_reset(&j->fix);
+        if (agg_utf8_repair(&j->fix, p, len) != AGG_OK) {
             j->nomem = true;
             return;
         }
@@ -1165,7 +1165,7 @@ static void json_key(struct json *j, const char *key)
     json_str(j, key, strlen(key));
 }
 
-static void json_opt(struct json *j, const char *key, struct ing_str s)
+static void json_opt(struct json *j, const char *key, struct agg_str s)
 {
     if (s.p != NULL) {
         json_key(j, key);
@@ -1189,7 +1189,7 @@ static void json_status(struct json *j, yajl_gen_status st)
 static void json_record(struct json *j, const struct ing_syslog_msg *m)
 {
     struct ing_syslog_sd_iter it;
-    struct ing_str id, name, value;
+    struct agg_str id, name, value;
 
     json_status(j, yajl_gen_map_open(j->g));
     json_key(j, "syslog");
@@ -1223,7 +1223,7 @@ static void json_record(struct json *j, const struct ing_syslog_msg *m)
             json_status(j, yajl_gen_map_open(j->g));
             while (ing_syslog_sd_next_param(&it, &name, &value)) {
                 json_str(j, name.p, name.len);
-                ing_buf_reset(&j->tmp);
+                agg_buf_reset(&j->tmp);
                 if (ing_syslog_sd_unescape(&j->tmp, value.p, value.len) != AGG_OK) {
                     j->nomem = true;
                     return;
@@ -1239,58 +1239,58 @@ static void json_record(struct json *j, const struct ing_syslog_msg *m)
 
 /* SD params named like system_logs columns: typed ones are set now, text ones are
  * unescaped into <scratch> and their offsets noted (<scratch> may still move); so is
- * a user_id that is not an INTEGER, at off[ING_F_STR_COUNT]. */
-static int sd_columns(const struct ing_syslog_msg *m, struct ing_buf *scratch,
-                      struct ing_record *rec, size_t off[], size_t len[], struct agg_err *err)
+ * a user_id that is not an INTEGER, at off[AGG_F_STR_COUNT]. */
+static int sd_columns(const struct ing_syslog_msg *m, struct agg_buf *scratch,
+                      struct agg_record *rec, size_t off[], size_t len[], struct agg_err *err)
 {
     struct ing_syslog_sd_iter it;
-    struct ing_str id, name, value;
+    struct agg_str id, name, value;
 
     ing_syslog_sd_init(&it, m->sd);
     while (ing_syslog_sd_next_element(&it, &id)) {
         while (ing_syslog_sd_next_param(&it, &name, &value)) {
-            int f = ing_field_by_column(name.p, name.len);
+            int f = agg_field_by_column(name.p, name.len);
             size_t at = scratch->len;
 
             if (f < 0)
                 continue;
             if (ing_syslog_sd_unescape(scratch, value.p, value.len) != AGG_OK)
                 return agg_err_set(err, AGG_ENOMEM, "out of memory");
-            if (f < ING_F_STR_COUNT) {
+            if (f < AGG_F_STR_COUNT) {
                 off[f] = at;
                 len[f] = scratch->len - at;
-            } else if (ing_record_set_text(rec, f, scratch->data + at, scratch->len - at, err) !=
+            } else if (agg_record_set_text(rec, f, scratch->data + at, scratch->len - at, err) !=
                        AGG_OK) {
                 agg_err_prefix(err, "syslog SD-PARAM %.*s in [%.*s]", (int)name.len, name.p,
                                (int)id.len, id.p);
                 return AGG_EINVAL;
-            } else if (f == ING_F_USER_ID) {
+            } else if (f == AGG_F_USER_ID) {
                 /* a user_id that is not an INTEGER, kept for extra_data: an offset too */
-                off[ING_F_STR_COUNT] = rec->user_id_orig.p != NULL ? at : SIZE_MAX;
+                off[AGG_F_STR_COUNT] = rec->user_id_orig.p != NULL ? at : SIZE_MAX;
             }
         }
     }
     return AGG_OK;
 }
 
-int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch,
-                         struct ing_record *rec, struct agg_err *err)
+int ing_syslog_to_record(const struct ing_syslog_msg *m, struct agg_buf *scratch,
+                         struct agg_record *rec, struct agg_err *err)
 {
     static const char bom[] = "\xEF\xBB\xBF";
     struct json j;
-    size_t off[ING_F_STR_COUNT + 1], len[ING_F_STR_COUNT], json_len; /* + user_id_orig */
+    size_t off[AGG_F_STR_COUNT + 1], len[AGG_F_STR_COUNT], json_len; /* + user_id_orig */
     int rc = AGG_OK;
 
-    ing_record_init(rec);
-    ing_buf_reset(scratch);
+    agg_record_init(rec);
+    agg_buf_reset(scratch);
     rec->raw = m->raw;
-    rec->level = ing_level_from_syslog(m->severity);
+    rec->level = agg_level_from_syslog(m->severity);
     rec->has_level = true;
     rec->created_us = m->ts_us;
-    rec->str[ING_F_LOGGER_NAME] = m->app_name;
-    rec->str[ING_F_MESSAGE].p = "";
+    rec->str[AGG_F_LOGGER_NAME] = m->app_name;
+    rec->str[AGG_F_MESSAGE].p = "";
     if (m->msg.p != NULL) {
-        struct ing_str *msg = &rec->str[ING_F_MESSAGE];
+        struct agg_str *msg = &rec->str[AGG_F_MESSAGE];
 
         *msg = m->msg;
         if (msg->len >= 3 && memcmp(msg->p, bom, 3) == 0) {
@@ -1307,8 +1307,8 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch
 
     memset(&j, 0, sizeof(j));
     j.out = scratch;
-    ing_buf_init(&j.tmp);
-    ing_buf_init(&j.fix);
+    agg_buf_init(&j.tmp);
+    agg_buf_init(&j.fix);
     j.g = yajl_gen_alloc(NULL);
     if (j.g == NULL)
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
@@ -1327,30 +1327,30 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch
     }
     json_len = scratch->len;
 
-    for (int f = 0; f <= ING_F_STR_COUNT; f++)
+    for (int f = 0; f <= AGG_F_STR_COUNT; f++)
         off[f] = SIZE_MAX;
     rc = sd_columns(m, scratch, rec, off, len, err);
     if (rc != AGG_OK)
         goto out_free;
-    for (int f = 0; f < ING_F_STR_COUNT; f++) {
+    for (int f = 0; f < AGG_F_STR_COUNT; f++) {
         if (off[f] != SIZE_MAX) {
             rec->str[f].p = scratch->data + off[f];
             rec->str[f].len = len[f];
         }
     }
-    if (off[ING_F_STR_COUNT] != SIZE_MAX)
-        rec->user_id_orig.p = scratch->data + off[ING_F_STR_COUNT];
+    if (off[AGG_F_STR_COUNT] != SIZE_MAX)
+        rec->user_id_orig.p = scratch->data + off[AGG_F_STR_COUNT];
     rec->extra.p = scratch->data;
     rec->extra.len = json_len;
 
 out_free:
     yajl_gen_free(j.g);
-    ing_buf_clear(&j.tmp);
-    ing_buf_clear(&j.fix);
+    agg_buf_clear(&j.tmp);
+    agg_buf_clear(&j.fix);
     return rc;
 }
 
-bool ing_syslog_json_msg(struct ing_str msg, struct ing_str *obj)
+bool ing_syslog_json_msg(struct agg_str msg, struct agg_str *obj)
 {
     static const char cookie[] = "@cee:";
     const char *p = msg.p, *end;

@@ -21,18 +21,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ingest/buf.h"
-#include "ingest/record.h"
-#include "src/err.h"
+#include "core/buf.h"
+#include "core/record.h"
+#include "core/err.h"
 
-struct ing_tz; /* ingest/tz.h */
+struct agg_tz; /* core/tz.h */
 
 #define ING_SYSLOG_RFC5424 5424
 #define ING_SYSLOG_RFC3164 3164
 
 #define ING_SYSLOG_MAX_SD_ELEMENTS 512 /* more is refused (duplicate check is bounded) */
 
-/* A parsed message. Every ing_str points into the parsed input (p == NULL: absent,
+/* A parsed message. Every agg_str points into the parsed input (p == NULL: absent,
  * NILVALUE for RFC 5424), valid as long as the input is. */
 struct ing_syslog_msg {
     int format;               /* ING_SYSLOG_RFC5424 or ING_SYSLOG_RFC3164 */
@@ -40,15 +40,15 @@ struct ing_syslog_msg {
     int facility;             /* pri / 8 */
     int severity;             /* pri % 8 */
     int version;              /* RFC 5424 VERSION (1-999); 0 for RFC 3164 */
-    int64_t ts_us;            /* TIMESTAMP in UTC microseconds, ING_TIME_NONE if absent */
-    struct ing_str timestamp; /* TIMESTAMP as written (3164: without Cisco '*'/'.'/':') */
-    struct ing_str hostname;
-    struct ing_str app_name; /* 3164: the TAG's program name */
-    struct ing_str procid;   /* 3164: the text in TAG[...] */
-    struct ing_str msgid;    /* 5424 only */
-    struct ing_str sd;       /* raw STRUCTURED-DATA text, escapes kept; 5424 only */
-    struct ing_str msg;      /* MSG as received (a leading BOM kept) */
-    struct ing_str raw;      /* the whole input */
+    int64_t ts_us;            /* TIMESTAMP in UTC microseconds, AGG_TIME_NONE if absent */
+    struct agg_str timestamp; /* TIMESTAMP as written (3164: without Cisco '*'/'.'/':') */
+    struct agg_str hostname;
+    struct agg_str app_name; /* 3164: the TAG's program name */
+    struct agg_str procid;   /* 3164: the text in TAG[...] */
+    struct agg_str msgid;    /* 5424 only */
+    struct agg_str sd;       /* raw STRUCTURED-DATA text, escapes kept; 5424 only */
+    struct agg_str msg;      /* MSG as received (a leading BOM kept) */
+    struct agg_str raw;      /* the whole input */
     /* RFC 3164 extras */
     bool pri_assumed; /* no valid PRI in the packet: 13 (user.notice) assumed */
     int year;         /* year written in a BSD timestamp ("Apr 15 2007 21:28:13"), or 0 */
@@ -65,7 +65,7 @@ struct ing_syslog_msg {
  * clock at <now_us>, not more than 31 days ahead of it. Returns AGG_OK, or
  * AGG_EINVAL + <err> (the reason and the byte offset) for input that cannot be
  * parsed; <out> is always initialised and points into <p>. */
-int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct ing_tz *zone,
+int ing_syslog_parse(const char *p, size_t len, int64_t now_us, const struct agg_tz *zone,
                      struct ing_syslog_msg *out, struct agg_err *err);
 
 /* Walks STRUCTURED-DATA text as accepted by ing_syslog_parse (ing_syslog_msg.sd).
@@ -75,20 +75,20 @@ struct ing_syslog_sd_iter {
     bool in_element;
 };
 
-void ing_syslog_sd_init(struct ing_syslog_sd_iter *it, struct ing_str sd);
+void ing_syslog_sd_init(struct ing_syslog_sd_iter *it, struct agg_str sd);
 
 /* The next SD-ELEMENT: true with its SD-ID, false when there is none (or the text is
  * malformed). Skips the parameters of the current element not yet visited. */
-bool ing_syslog_sd_next_element(struct ing_syslog_sd_iter *it, struct ing_str *id);
+bool ing_syslog_sd_next_element(struct ing_syslog_sd_iter *it, struct agg_str *id);
 
 /* The next SD-PARAM of the current element: true with its name and its value as
  * written (escapes kept; see ing_syslog_sd_unescape), false after the last one. */
-bool ing_syslog_sd_next_param(struct ing_syslog_sd_iter *it, struct ing_str *name,
-                              struct ing_str *raw_value);
+bool ing_syslog_sd_next_param(struct ing_syslog_sd_iter *it, struct agg_str *name,
+                              struct agg_str *raw_value);
 
 /* Appends the PARAM-VALUE <p>[<len>] to <out> unescaped: \" -> ", \\ -> \, \] -> ];
  * a backslash before anything else is kept (RFC 5424 6.3.3). AGG_OK or AGG_ENOMEM. */
-int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len);
+int ing_syslog_sd_unescape(struct agg_buf *out, const char *p, size_t len);
 
 /* Maps <m> to <rec> (DESIGN.md, Record mapping): severity -> level, APP-NAME ->
  * logger_name, MSG -> message (a leading UTF-8 BOM stripped, else in RFC 5424 one
@@ -102,8 +102,8 @@ int ing_syslog_sd_unescape(struct ing_buf *out, const char *p, size_t len);
  * points into <m>'s input and <scratch>, valid until either changes. AGG_OK,
  * AGG_EINVAL + <err> naming the SD param for a value the column refuses, or
  * AGG_ENOMEM. */
-int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch,
-                         struct ing_record *rec, struct agg_err *err);
+int ing_syslog_to_record(const struct ing_syslog_msg *m, struct agg_buf *scratch,
+                         struct agg_record *rec, struct agg_err *err);
 
 /* Whether the message <msg> (a record's, as ing_syslog_to_record made it: BOM and
  * rsyslog's SP already stripped) carries a JSON object, as winston-syslog,
@@ -111,6 +111,6 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct ing_buf *scratch
  * "@cee:" cookie (CEE / rsyslog mmjsonparse) and SP/TABs, text that starts with '{'
  * and ends with '}' (trailing SP, TAB, CR, LF aside). Sets <obj> to that text, which
  * points into <msg>. Whether it is valid JSON is for the JSON decoder to say. */
-bool ing_syslog_json_msg(struct ing_str msg, struct ing_str *obj);
+bool ing_syslog_json_msg(struct agg_str msg, struct agg_str *obj);
 
 #endif

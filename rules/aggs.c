@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 enum { SAMPLE_DURATION = 0, SAMPLE_MEMORY, SAMPLE_FIELDS };
 
@@ -97,12 +97,12 @@ static void prepare(struct feed *f, const struct rl_expr *e)
     f->expr = *e;
     f->level_mask = rl_expr_level_mask(e);
     for (int k = 0; k < e->nfilters; k++) {
-        if (e->filters[k].field != ING_F_LEVEL)
+        if (e->filters[k].field != AGG_F_LEVEL)
             f->other[f->nother++] = (uint8_t)k;
     }
     f->ratio = e->agg == RL_AGG_RATIO;
-    f->sample = e->field == ING_F_DURATION_MS     ? SAMPLE_DURATION
-                : e->field == ING_F_MEMORY_USAGE_MB ? SAMPLE_MEMORY
+    f->sample = e->field == AGG_F_DURATION_MS     ? SAMPLE_DURATION
+                : e->field == AGG_F_MEMORY_USAGE_MB ? SAMPLE_MEMORY
                                                     : SAMPLE_FIELDS;
 }
 
@@ -167,7 +167,7 @@ fail:
     return rc;
 }
 
-static bool feed_matches(const struct feed *f, const struct ing_record *rec, unsigned level_bit)
+static bool feed_matches(const struct feed *f, const struct agg_record *rec, unsigned level_bit)
 {
     if ((f->level_mask & level_bit) == 0)
         return false;
@@ -178,9 +178,9 @@ static bool feed_matches(const struct feed *f, const struct ing_record *rec, uns
     return true;
 }
 
-int rl_aggs_add(struct rl_aggs *a, const struct ing_record *rec, int64_t now_us)
+int rl_aggs_add(struct rl_aggs *a, const struct agg_record *rec, int64_t now_us)
 {
-    unsigned level_bit = 1u << (rec->has_level ? rec->level : ING_LEVEL_INFO);
+    unsigned level_bit = 1u << (rec->has_level ? rec->level : AGG_LEVEL_INFO);
     struct rl_sample samples[SAMPLE_FIELDS + 1] = {
         [SAMPLE_DURATION] = {rec->has_duration_ms, false, 0, rec->duration_ms},
         [SAMPLE_MEMORY] = {rec->has_memory_usage_mb, false, 0, rec->memory_usage_mb},

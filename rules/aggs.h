@@ -17,10 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ingest/record.h"
+#include "core/record.h"
 #include "rules/expr.h"
 #include "rules/window.h"
-#include "src/err.h"
+#include "core/err.h"
 
 struct rl_aggs;
 
@@ -42,7 +42,7 @@ int rl_aggs_set(struct rl_aggs *a, const struct rl_rule_def *rules, size_t n, in
 
 /* Counts <rec>, received at <now_us>, in every rule it concerns. AGG_OK, or AGG_ENOMEM
  * when a quantile sketch could not grow (the event counted, its value did not). */
-int rl_aggs_add(struct rl_aggs *a, const struct ing_record *rec, int64_t now_us);
+int rl_aggs_add(struct rl_aggs *a, const struct agg_record *rec, int64_t now_us);
 
 /* Rule <rule_id>'s value at <now_us> into <v> and <fig> (either may be NULL): false
  * when the rule is unknown (fig->window_s == 0 then) or its window has no data. */

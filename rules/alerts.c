@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 #include "store/db.h"
 
 #define OPEN_STATUS "status IN ('active', 'acknowledged')"

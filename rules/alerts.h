@@ -24,7 +24,7 @@
 #include <libpq-fe.h>
 
 #include "rules/lifecycle.h"
-#include "src/err.h"
+#include "core/err.h"
 
 /* Room for alert_rules text columns (varchar(255) may take 4 bytes a character). */
 #define RL_RULE_NAME_MAX 1024

@@ -23,15 +23,15 @@
 
 #include <sodium.h>
 
-#include "ingest/buf.h"
-#include "ingest/time.h"
+#include "core/buf.h"
+#include "core/time.h"
 #include "rules/httpc.h"
 #include "rules/outbox.h"
 #include "rules/render.h"
 #include "rules/sign.h"
 #include "rules/smtp.h"
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/alloc.h"
+#include "core/log.h"
 
 #define CLAIM_LIMIT 32
 #define CHANNELS 3
@@ -125,7 +125,7 @@ static void settle_batch(struct rl_dispatch *d, PGconn *conn, int64_t now)
 static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cerr)
 {
     struct rl_dispatch *d = (struct rl_dispatch *)job;
-    int64_t now = ing_time_now_us();
+    int64_t now = agg_time_now_us();
 
     d->released = 0;
     if (st_job_no_conn(conn, cerr, &d->rc, &d->err))
@@ -195,7 +195,7 @@ static void settle(struct attempt *a)
 
     a->settled = true;
     if (a->o.delivery == RL_DELIVERY_RETRY)
-        a->o.next_attempt_us = ing_time_now_us() + rl_outbox_backoff_us(a->row->attempts,
+        a->o.next_attempt_us = agg_time_now_us() + rl_outbox_backoff_us(a->row->attempts,
                                                                          randombytes_random());
     if (a->o.delivery == RL_DELIVERY_FAILED)
         AGG_LOG_WARN("notify", "notification %s (%s, alert %d) failed: %s", a->row->message_id,
@@ -242,10 +242,10 @@ static void on_smtp(void *arg, const struct rl_smtp_result *res)
 }
 
 /* The Standard Webhooks headers into <lines> (NULL-terminated). */
-static int webhook_headers(const struct rl_outbox_row *row, const struct ing_buf *body,
+static int webhook_headers(const struct rl_outbox_row *row, const struct agg_buf *body,
                            char lines[3][96], const char *hdrs[4], struct agg_err *err)
 {
-    int64_t ts = ing_time_now_us() / ING_US_PER_SEC;
+    int64_t ts = agg_time_now_us() / AGG_US_PER_SEC;
     char sig[RL_SIGN_SIZE];
     int n = 0;
 
@@ -266,7 +266,7 @@ static int webhook_headers(const struct rl_outbox_row *row, const struct ing_buf
 
 /* Renders and starts <a>'s send; AGG_OK when a callback will follow. <final> tells
  * whether a failure can never succeed (bad facts, bad secret, bad address). */
-static int send_one(struct attempt *a, struct ing_buf *body, bool *final, struct agg_err *err)
+static int send_one(struct attempt *a, struct agg_buf *body, bool *final, struct agg_err *err)
 {
     const struct rl_outbox_row *row = a->row;
     const char *payload = row->payload;
@@ -300,7 +300,7 @@ static int send_one(struct attempt *a, struct ing_buf *body, bool *final, struct
 
 static void start_sends(struct rl_dispatch *d)
 {
-    struct ing_buf body;
+    struct agg_buf body;
 
     d->attempts = agg_calloc(d->nrows, sizeof(*d->attempts));
     if (d->attempts == NULL) {
@@ -313,7 +313,7 @@ static void start_sends(struct rl_dispatch *d)
     }
     d->phase = PHASE_SENDING;
     d->outstanding = d->nrows + 1; /* held until every send started */
-    ing_buf_init(&body);
+    agg_buf_init(&body);
     for (size_t i = 0; i < d->nrows; i++) {
         struct attempt *a = &d->attempts[i];
         struct agg_err err = {0};
@@ -321,11 +321,11 @@ static void start_sends(struct rl_dispatch *d)
 
         a->d = d;
         a->row = &d->rows[i];
-        ing_buf_reset(&body);
+        agg_buf_reset(&body);
         if (send_one(a, &body, &final, &err) != AGG_OK)
             fail_now(a, final, &err);
     }
-    ing_buf_clear(&body);
+    agg_buf_clear(&body);
     if (--d->outstanding == 0)
         submit(d, PHASE_RECORDING);
 }

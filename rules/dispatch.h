@@ -17,9 +17,9 @@
 
 #include <event2/event.h>
 
-#include "src/config.h"
-#include "src/err.h"
-#include "src/metrics.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/metrics.h"
 #include "store/jobs.h"
 
 struct rl_dispatch;

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ingest/time.h"
+#include "core/time.h"
 #include "rules/aggs.h"
 #include "rules/alerts.h"
 #include "rules/dispatch.h"
@@ -25,8 +25,8 @@
 #include "rules/expr.h"
 #include "rules/lifecycle.h"
 #include "rules/listen.h"
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/alloc.h"
+#include "core/log.h"
 #include "store/jobs.h"
 
 #define RELOAD_MS 30000
@@ -86,7 +86,7 @@ struct task { /* reload or escalation: one at a time each */
 struct rl_engine {
     struct event_base *base;
     const struct agg_config *cfg;
-    struct ing_pipeline *pipeline;
+    struct st_pipeline *pipeline;
     bool tapped, stopping;
     struct st_jobs *jobs;
     struct rl_aggs *aggs;
@@ -102,7 +102,7 @@ struct rl_engine {
 
 /* ---- ingest tap ---- */
 
-static void on_event(void *arg, const struct ing_record *rec, int64_t created_us)
+static void on_event(void *arg, const struct agg_record *rec, int64_t created_us)
 {
     struct rl_engine *e = arg;
     struct timeval tv;
@@ -310,7 +310,7 @@ static void update_gauges(struct rl_engine *e)
 static void on_eval(evutil_socket_t fd, short what, void *arg)
 {
     struct rl_engine *e = arg;
-    int64_t now = ing_time_now_us();
+    int64_t now = agg_time_now_us();
 
     (void)fd;
     (void)what;
@@ -336,7 +336,7 @@ static void reload_work(struct st_job *job, PGconn *conn, const struct agg_err *
     if (st_job_no_conn(conn, cerr, &t->rc, &t->err))
         return;
     /* first, so that a rule deactivated while firing leaves no alert open */
-    t->retire_rc = rl_alerts_retire_inactive(conn, ing_time_now_us(), &t->retired, &t->retire_err);
+    t->retire_rc = rl_alerts_retire_inactive(conn, agg_time_now_us(), &t->retired, &t->retire_err);
     t->rc = rl_alerts_load_rules(conn, &t->rows, &t->nrows, &t->err);
     job->conn_broken =
         (t->rc == AGG_EDB || t->retire_rc == AGG_EDB) && PQstatus(conn) != CONNECTION_OK;
@@ -424,7 +424,7 @@ static int set_aggs(struct rl_engine *e, struct rule **rules, size_t n, struct a
         if (rules[i]->valid)
             defs[k++] = (struct rl_rule_def){rules[i]->def.id, &rules[i]->expr};
     }
-    rc = rl_aggs_set(e->aggs, defs, k, ing_time_now_us(), err);
+    rc = rl_aggs_set(e->aggs, defs, k, agg_time_now_us(), err);
     free(defs);
     return rc;
 }
@@ -532,7 +532,7 @@ static void escalate_work(struct st_job *job, PGconn *conn, const struct agg_err
 
     if (st_job_no_conn(conn, cerr, &t->rc, &t->err))
         return;
-    t->rc = rl_escalate_pass(conn, ing_time_now_us(), &t->esc, &t->err);
+    t->rc = rl_escalate_pass(conn, agg_time_now_us(), &t->esc, &t->err);
 }
 
 static void escalate_done(struct st_job *job)
@@ -608,7 +608,7 @@ static void task_init(struct task *t, struct rl_engine *e, st_job_work_fn fn, st
 }
 
 struct rl_engine *rl_engine_new(struct event_base *base, const struct agg_config *cfg,
-                                struct st_pool *pool, struct ing_pipeline *pipeline,
+                                struct st_pool *pool, struct st_pipeline *pipeline,
                                 struct agg_metrics *metrics, struct agg_err *err)
 {
     struct rl_engine *e = agg_calloc(1, sizeof(*e));
@@ -641,7 +641,7 @@ struct rl_engine *rl_engine_new(struct event_base *base, const struct agg_config
         agg_metrics_add_fn(metrics, "aggd_rule_aggregates_bytes", NULL,
                            "Memory held by the rules' streaming aggregates.", aggs_memory,
                            e->aggs) != AGG_OK ||
-        ing_pipeline_tap(pipeline, on_event, e) != AGG_OK) {
+        st_pipeline_tap(pipeline, on_event, e) != AGG_OK) {
         agg_err_set(err, AGG_ENOMEM, "could not start the alert engine");
         goto fail;
     }
@@ -661,7 +661,7 @@ void rl_engine_free(struct rl_engine *e)
         return;
     e->stopping = true;
     if (e->tapped)
-        ing_pipeline_untap(e->pipeline, on_event, e);
+        st_pipeline_untap(e->pipeline, on_event, e);
     struct event *timers[3] = {e->eval_timer, e->reload_timer, e->escalate_timer};
 
     for (int i = 0; i < 3; i++) {

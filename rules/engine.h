@@ -3,7 +3,7 @@
  * aggregates fed from the ingest path, evaluation on a timer, the lifecycle carried
  * out in PostgreSQL, escalation passes and the notification dispatcher.
  *
- * Place: ing_pipeline_tap -> rl_aggs -> [engine: eval timer -> lifecycle -> alerts]
+ * Place: st_pipeline_tap -> rl_aggs -> [engine: eval timer -> lifecycle -> alerts]
  *        -> outbox -> dispatch (DESIGN.md, Data flow and Rules; docs/alerts.md).
  * Threads: the event-loop thread; every query runs on the engine's own job thread,
  *          so the loop never waits on PostgreSQL.
@@ -17,10 +17,10 @@
 
 #include <event2/event.h>
 
-#include "ingest/pipeline.h"
-#include "src/config.h"
-#include "src/err.h"
-#include "src/metrics.h"
+#include "store/pipeline.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/metrics.h"
 #include "store/pool.h"
 
 struct rl_engine;
@@ -29,7 +29,7 @@ struct rl_engine;
  * listens for rule changes at cfg->database.url, and starts the timers and the
  * dispatcher. Caller owns the result: rl_engine_free(). NULL + <err> on failure. */
 struct rl_engine *rl_engine_new(struct event_base *base, const struct agg_config *cfg,
-                                struct st_pool *pool, struct ing_pipeline *pipeline,
+                                struct st_pool *pool, struct st_pipeline *pipeline,
                                 struct agg_metrics *metrics, struct agg_err *err);
 
 /* Stops everything, waits for the queries in flight, untaps the pipeline, frees.

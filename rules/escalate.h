@@ -21,7 +21,7 @@
 
 #include <libpq-fe.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 enum rl_escalation {
     RL_ESCALATION_NONE = 0, /* nothing due yet, or nothing left to send */

@@ -31,9 +31,9 @@ static const struct {
 static const char *const cmp_text[] = {"=", "!=", ">=", ">", "<=", "<"};
 
 static const int filterable[] = {
-    ING_F_LEVEL,          ING_F_LOGGER_NAME,    ING_F_MODULE,         ING_F_FUNCTION_NAME,
-    ING_F_CORRELATION_ID, ING_F_REQUEST_ID,     ING_F_REQUEST_METHOD, ING_F_REQUEST_PATH,
-    ING_F_REQUEST_IP,     ING_F_EXCEPTION_TYPE, ING_F_USER_ID,        ING_F_LINE_NUMBER,
+    AGG_F_LEVEL,          AGG_F_LOGGER_NAME,    AGG_F_MODULE,         AGG_F_FUNCTION_NAME,
+    AGG_F_CORRELATION_ID, AGG_F_REQUEST_ID,     AGG_F_REQUEST_METHOD, AGG_F_REQUEST_PATH,
+    AGG_F_REQUEST_IP,     AGG_F_EXCEPTION_TYPE, AGG_F_USER_ID,        AGG_F_LINE_NUMBER,
 };
 
 const char *rl_agg_name(enum rl_agg agg)
@@ -62,7 +62,7 @@ static bool is_filterable(int field)
 
 static bool is_int_field(int field)
 {
-    return field == ING_F_USER_ID || field == ING_F_LINE_NUMBER;
+    return field == AGG_F_USER_ID || field == AGG_F_LINE_NUMBER;
 }
 
 /* ---- parsing ------------------------------------------------------------------- */
@@ -171,8 +171,8 @@ static int parse_field(struct parser *p, struct rl_expr *e)
     if (n == 0)
         return fail(p, start, "expected a field after ':', got %s",
                     shown(p, start, c, sizeof(c)));
-    f = ing_field_by_column(p->s + start, n);
-    if (f != ING_F_DURATION_MS && f != ING_F_MEMORY_USAGE_MB)
+    f = agg_field_by_column(p->s + start, n);
+    if (f != AGG_F_DURATION_MS && f != AGG_F_MEMORY_USAGE_MB)
         return fail(p, start, "%s field \"%.*s\" (%s takes duration_ms or memory_usage_mb)",
                     f < 0 ? "unknown" : "non-numeric", (int)n, p->s + start, name);
     e->field = f;
@@ -190,13 +190,13 @@ static int parse_op(struct parser *p, struct rl_filter *f)
         n++;
     if (n == 0)
         return fail(p, start, "expected an operator (=, !=, >=, >, <=, <) after %s, got %s",
-                    ing_field_name(f->field), shown(p, start, c, sizeof(c)));
+                    agg_field_name(f->field), shown(p, start, c, sizeof(c)));
     for (int k = 0; k < (int)(sizeof(cmp_text) / sizeof(cmp_text[0])); k++) {
         if (strlen(cmp_text[k]) == n && memcmp(cmp_text[k], p->s + start, n) == 0) {
             f->cmp = (enum rl_cmp)k;
-            if (f->cmp >= RL_CMP_GE && f->field != ING_F_LEVEL)
+            if (f->cmp >= RL_CMP_GE && f->field != AGG_F_LEVEL)
                 return fail(p, start, "operator \"%s\" applies only to level; %s takes = or !=",
-                            cmp_text[k], ing_field_name(f->field));
+                            cmp_text[k], agg_field_name(f->field));
             p->i += n;
             return AGG_OK;
         }
@@ -237,14 +237,14 @@ static int parse_quoted(struct parser *p, struct rl_filter *f)
 /* Checks a level or integer value and rewrites it canonically. */
 static int convert_value(struct parser *p, struct rl_filter *f, size_t at)
 {
-    if (f->field == ING_F_LEVEL) {
-        enum ing_level lv;
+    if (f->field == AGG_F_LEVEL) {
+        enum agg_level lv;
 
-        if (!ing_level_parse(f->value, f->len, &lv))
+        if (!agg_level_parse(f->value, f->len, &lv))
             return fail(p, at, "unknown level \"%s\" (DEBUG, INFO, WARNING, ERROR, CRITICAL)",
                         f->value);
         f->num = lv;
-        f->len = (size_t)snprintf(f->value, sizeof(f->value), "%s", ing_level_name(lv));
+        f->len = (size_t)snprintf(f->value, sizeof(f->value), "%s", agg_level_name(lv));
     } else if (is_int_field(f->field)) {
         char *end;
         long long v;
@@ -254,7 +254,7 @@ static int convert_value(struct parser *p, struct rl_filter *f, size_t at)
         if (f->len == 0 || *end != '\0' || errno != 0 || !isdigit((unsigned char)end[-1]) ||
             isspace((unsigned char)f->value[0]) || f->value[0] == '+' || v < INT32_MIN ||
             v > INT32_MAX)
-            return fail(p, at, "%s takes an integer, got \"%s\"", ing_field_name(f->field),
+            return fail(p, at, "%s takes an integer, got \"%s\"", agg_field_name(f->field),
                         f->value);
         f->num = v;
         f->len = (size_t)snprintf(f->value, sizeof(f->value), "%lld", v);
@@ -277,7 +277,7 @@ static int parse_value(struct parser *p, struct rl_filter *f)
             f->value[f->len++] = p->s[p->i++];
         if (f->len == 0)
             return fail(p, start, "expected a value after %s%s, got %s",
-                        ing_field_name(f->field), cmp_text[f->cmp],
+                        agg_field_name(f->field), cmp_text[f->cmp],
                         shown(p, start, c, sizeof(c)));
     }
     f->value[f->len] = '\0';
@@ -292,7 +292,7 @@ static int parse_filter(struct parser *p, struct rl_filter *f)
 
     if (n == 0)
         return fail(p, start, "expected a field name, got %s", shown(p, start, c, sizeof(c)));
-    f->field = ing_field_by_column(p->s + start, n);
+    f->field = agg_field_by_column(p->s + start, n);
     if (f->field < 0)
         return fail(p, start, "unknown field \"%.*s\"", (int)n, p->s + start);
     if (!is_filterable(f->field))
@@ -430,9 +430,9 @@ int rl_expr_compile(const char *text, struct rl_expr *out, size_t *err_pos,
 
 /* ---- matching ------------------------------------------------------------------ */
 
-static enum ing_level level_of(const struct ing_record *rec)
+static enum agg_level level_of(const struct agg_record *rec)
 {
-    return rec->has_level ? rec->level : ING_LEVEL_INFO;
+    return rec->has_level ? rec->level : AGG_LEVEL_INFO;
 }
 
 static bool cmp_holds(enum rl_cmp cmp, int64_t have, int64_t want)
@@ -448,23 +448,23 @@ static bool cmp_holds(enum rl_cmp cmp, int64_t have, int64_t want)
     return false;
 }
 
-bool rl_filter_match(const struct rl_filter *f, const struct ing_record *rec)
+bool rl_filter_match(const struct rl_filter *f, const struct agg_record *rec)
 {
     bool present, equal;
 
     switch (f->field) {
-    case ING_F_LEVEL:
+    case AGG_F_LEVEL:
         return cmp_holds(f->cmp, level_of(rec), f->num);
-    case ING_F_LINE_NUMBER:
+    case AGG_F_LINE_NUMBER:
         present = rec->has_line_number;
         equal = present && rec->line_number == f->num;
         break;
-    case ING_F_USER_ID:
+    case AGG_F_USER_ID:
         present = rec->has_user_id;
         equal = present && rec->user_id == f->num;
         break;
     default: {
-        const struct ing_str *s = &rec->str[f->field];
+        const struct agg_str *s = &rec->str[f->field];
 
         present = s->p != NULL;
         equal = present && s->len == f->len && memcmp(s->p, f->value, f->len) == 0;
@@ -474,7 +474,7 @@ bool rl_filter_match(const struct rl_filter *f, const struct ing_record *rec)
     return f->cmp == RL_CMP_EQ ? equal : !equal;
 }
 
-bool rl_expr_match(const struct rl_expr *e, const struct ing_record *rec)
+bool rl_expr_match(const struct rl_expr *e, const struct agg_record *rec)
 {
     for (int k = 0; k < e->nfilters; k++) {
         if (!rl_filter_match(&e->filters[k], rec))
@@ -491,9 +491,9 @@ unsigned rl_expr_level_mask(const struct rl_expr *e)
         const struct rl_filter *f = &e->filters[k];
         unsigned pass = 0;
 
-        if (f->field != ING_F_LEVEL)
+        if (f->field != AGG_F_LEVEL)
             continue;
-        for (int lv = ING_LEVEL_DEBUG; lv <= ING_LEVEL_CRITICAL; lv++) {
+        for (int lv = AGG_LEVEL_DEBUG; lv <= AGG_LEVEL_CRITICAL; lv++) {
             if (cmp_holds(f->cmp, lv, f->num))
                 pass |= 1u << lv;
         }
@@ -502,13 +502,13 @@ unsigned rl_expr_level_mask(const struct rl_expr *e)
     return mask;
 }
 
-bool rl_expr_value_of(const struct rl_expr *e, const struct ing_record *rec, double *v)
+bool rl_expr_value_of(const struct rl_expr *e, const struct agg_record *rec, double *v)
 {
-    if (e->field == ING_F_DURATION_MS && rec->has_duration_ms) {
+    if (e->field == AGG_F_DURATION_MS && rec->has_duration_ms) {
         *v = rec->duration_ms;
         return true;
     }
-    if (e->field == ING_F_MEMORY_USAGE_MB && rec->has_memory_usage_mb) {
+    if (e->field == AGG_F_MEMORY_USAGE_MB && rec->has_memory_usage_mb) {
         *v = rec->memory_usage_mb;
         return true;
     }
@@ -565,9 +565,9 @@ void rl_expr_format(const struct rl_expr *e, char *buf, size_t size)
     buf[0] = '\0';
     put(&o, "%s", rl_agg_name(e->agg));
     if (e->field >= 0)
-        put(&o, ":%s", ing_field_name(e->field));
+        put(&o, ":%s", agg_field_name(e->field));
     for (int k = 0; k < e->nfilters; k++) {
-        put(&o, "%s%s%s", k == 0 ? "{" : ",", ing_field_name(e->filters[k].field),
+        put(&o, "%s%s%s", k == 0 ? "{" : ",", agg_field_name(e->filters[k].field),
             cmp_text[e->filters[k].cmp]);
         put_value(&o, &e->filters[k]);
     }

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ingest/record.h"
-#include "src/err.h"
+#include "core/record.h"
+#include "core/err.h"
 
 #define RL_EXPR_MAX_CHARS 100
 #define RL_EXPR_MAX_FILTERS 8
@@ -51,16 +51,16 @@ enum rl_cmp {
 };
 
 struct rl_filter {
-    int field;       /* enum ing_field: one of the filterable columns */
+    int field;       /* enum agg_field: one of the filterable columns */
     enum rl_cmp cmp;
-    int64_t num;     /* level (enum ing_level) or integer value, for those fields */
+    int64_t num;     /* level (enum agg_level) or integer value, for those fields */
     size_t len;      /* of value */
     char value[RL_EXPR_MAX_CHARS + 1]; /* canonical text, NUL-terminated */
 };
 
 struct rl_expr {
     enum rl_agg agg;
-    int field;       /* ING_F_DURATION_MS, ING_F_MEMORY_USAGE_MB, or -1 (none) */
+    int field;       /* AGG_F_DURATION_MS, AGG_F_MEMORY_USAGE_MB, or -1 (none) */
     int window_s;
     int nfilters;
     struct rl_filter filters[RL_EXPR_MAX_FILTERS];
@@ -75,18 +75,18 @@ int rl_expr_compile(const char *text, struct rl_expr *out, size_t *err_pos,
 /* Whether <rec> passes every filter of <e> (true when there are none). A missing
  * field never matches =, always matches !=; a record without a level is INFO (as it
  * is stored). */
-bool rl_expr_match(const struct rl_expr *e, const struct ing_record *rec);
+bool rl_expr_match(const struct rl_expr *e, const struct agg_record *rec);
 
 /* One filter against <rec>, with the rules of rl_expr_match. */
-bool rl_filter_match(const struct rl_filter *f, const struct ing_record *rec);
+bool rl_filter_match(const struct rl_filter *f, const struct agg_record *rec);
 
-/* The levels <e>'s level filters let through, as bits 1 << enum ing_level (0x1f when
+/* The levels <e>'s level filters let through, as bits 1 << enum agg_level (0x1f when
  * it has none), so a caller can test the level with one AND. */
 unsigned rl_expr_level_mask(const struct rl_expr *e);
 
 /* The value of <e>'s field in <rec> into <v>: false when <e> has no field or <rec>
  * lacks it. */
-bool rl_expr_value_of(const struct rl_expr *e, const struct ing_record *rec, double *v);
+bool rl_expr_value_of(const struct rl_expr *e, const struct agg_record *rec, double *v);
 
 /* Canonical text of <e> into <buf>[<size>] (always NUL-terminated; RL_EXPR_FORMAT_MAX
  * is enough): it compiles back to an equal expression when it fits the length limit. */

@@ -31,8 +31,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "src/alloc.h"
-#include "src/version.h"
+#include "core/alloc.h"
+#include "core/version.h"
 
 #define STATUS_LINE_MAX 8192
 #define HOST_MAX        256

@@ -18,7 +18,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 struct rl_httpc; /* opaque */
 

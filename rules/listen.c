@@ -15,8 +15,8 @@
 
 #include <libpq-fe.h>
 
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/alloc.h"
+#include "core/log.h"
 #include "store/db.h"
 
 #define CONNECT_TIMEOUT_MS 10000

@@ -15,7 +15,7 @@
 
 #include <event2/event.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 struct rl_listen;
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "rules/alerts.h"
-#include "src/alloc.h"
+#include "core/alloc.h"
 #include "store/db.h"
 
 #define BACKOFF_BASE_US INT64_C(1000000)

@@ -25,7 +25,7 @@
 
 #include <libpq-fe.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 /* Longest message_id (varchar(64)) and channel (varchar(20)), with the NUL. */
 #define RL_OUTBOX_ID_MAX 65

@@ -26,8 +26,8 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
-#include "ingest/time.h"
-#include "src/alloc.h"
+#include "core/time.h"
+#include "core/alloc.h"
 
 #define ZERO_TIME        "0001-01-01T00:00:00Z" /* Alertmanager's "not resolved" endsAt */
 #define MAIL_LINE_MAX    990                    /* under RFC 5322's 998 */
@@ -105,7 +105,7 @@ static int check_time(const char *key, const char *s, struct agg_err *err)
 {
     int64_t us;
 
-    if (s != NULL && !ing_time_parse_iso8601(s, strlen(s), &us))
+    if (s != NULL && !agg_time_parse_iso8601(s, strlen(s), &us))
         return agg_err_set(err, AGG_EINVAL,
                            "notification facts: \"%s\" is not an ISO 8601 timestamp", key);
     return AGG_OK;
@@ -207,22 +207,22 @@ static const char *notice_label(const struct facts *f)
 }
 
 /* Appends "FIRING <severity>: <rule>", as typed (callers sanitise for their medium). */
-static int put_headline(struct ing_buf *b, const struct facts *f)
+static int put_headline(struct agg_buf *b, const struct facts *f)
 {
-    return ing_buf_printf(b, "%s %s: %s", notice_label(f), f->severity, f->rule);
+    return agg_buf_printf(b, "%s %s: %s", notice_label(f), f->severity, f->rule);
 }
 
 /* Appends "<rule>: <metric> = <value> (<op> <threshold>)", parts present in the facts. */
-static int put_summary(struct ing_buf *b, const struct facts *f)
+static int put_summary(struct agg_buf *b, const struct facts *f)
 {
-    int rc = ing_buf_printf(b, "%s", f->rule);
+    int rc = agg_buf_printf(b, "%s", f->rule);
 
     if (rc == AGG_OK && f->metric != NULL)
-        rc = ing_buf_printf(b, ": %s", f->metric);
+        rc = agg_buf_printf(b, ": %s", f->metric);
     if (rc == AGG_OK && f->value != NULL)
-        rc = ing_buf_printf(b, " = %s", num_text(f->value));
+        rc = agg_buf_printf(b, " = %s", num_text(f->value));
     if (rc == AGG_OK && f->threshold != NULL)
-        rc = ing_buf_printf(b, " (%s %s)", f->op != NULL ? op_symbol(f->op) : "vs",
+        rc = agg_buf_printf(b, " (%s %s)", f->op != NULL ? op_symbol(f->op) : "vs",
                             num_text(f->threshold));
     return rc;
 }
@@ -288,7 +288,7 @@ static void gen_tree(yajl_gen g, yajl_val v)
 }
 
 /* Appends what <g> generated to <out> and frees <g>. */
-static int gen_finish(yajl_gen g, struct ing_buf *out, struct agg_err *err)
+static int gen_finish(yajl_gen g, struct agg_buf *out, struct agg_err *err)
 {
     const unsigned char *text;
     size_t n;
@@ -296,7 +296,7 @@ static int gen_finish(yajl_gen g, struct ing_buf *out, struct agg_err *err)
 
     if (yajl_gen_get_buf(g, &text, &n) != yajl_gen_status_ok)
         rc = agg_err_set(err, AGG_ERR, "could not generate notification JSON");
-    else if (ing_buf_append(out, text, n) != AGG_OK)
+    else if (agg_buf_append(out, text, n) != AGG_OK)
         rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
     yajl_gen_free(g);
     return rc;
@@ -399,16 +399,16 @@ static void gen_webhook(yajl_gen g, const struct facts *f, const char *summary)
     yajl_gen_map_close(g);
 }
 
-int rl_render_webhook(const char *facts, size_t len, struct ing_buf *out, struct agg_err *err)
+int rl_render_webhook(const char *facts, size_t len, struct agg_buf *out, struct agg_err *err)
 {
     struct facts f;
-    struct ing_buf summary;
+    struct agg_buf summary;
     yajl_gen g;
     int rc = facts_parse(facts, len, &f, err);
 
     if (rc != AGG_OK)
         return rc;
-    ing_buf_init(&summary);
+    agg_buf_init(&summary);
     if (put_summary(&summary, &f) != AGG_OK) {
         rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto out_clear;
@@ -422,7 +422,7 @@ int rl_render_webhook(const char *facts, size_t len, struct ing_buf *out, struct
     rc = gen_finish(g, out, err);
 
 out_clear:
-    ing_buf_clear(&summary);
+    agg_buf_clear(&summary);
     facts_clear(&f);
     return rc;
 }
@@ -430,7 +430,7 @@ out_clear:
 /* ---- Slack ----------------------------------------------------------------------- */
 
 /* Appends <s> with Slack's three control characters escaped, cut to <max> bytes. */
-static int slack_escape(struct ing_buf *b, const char *s, size_t max)
+static int slack_escape(struct agg_buf *b, const char *s, size_t max)
 {
     size_t n = utf8_cut(s, strlen(s), max);
     int rc = AGG_OK;
@@ -438,28 +438,28 @@ static int slack_escape(struct ing_buf *b, const char *s, size_t max)
     for (size_t i = 0; i < n && rc == AGG_OK; i++) {
         switch (s[i]) {
         case '&':
-            rc = ing_buf_append(b, "&amp;", 5);
+            rc = agg_buf_append(b, "&amp;", 5);
             break;
         case '<':
-            rc = ing_buf_append(b, "&lt;", 4);
+            rc = agg_buf_append(b, "&lt;", 4);
             break;
         case '>':
-            rc = ing_buf_append(b, "&gt;", 4);
+            rc = agg_buf_append(b, "&gt;", 4);
             break;
         default:
-            rc = ing_buf_putc(b, s[i]);
+            rc = agg_buf_putc(b, s[i]);
         }
     }
     return rc;
 }
 
 /* Emits a mrkdwn "*<title>*\n<escaped text>" field; <scratch> is reused. */
-static int slack_field(yajl_gen g, struct ing_buf *scratch, const char *title, const char *text)
+static int slack_field(yajl_gen g, struct agg_buf *scratch, const char *title, const char *text)
 {
     int rc;
 
-    ing_buf_reset(scratch);
-    rc = ing_buf_printf(scratch, "*%s*\n", title);
+    agg_buf_reset(scratch);
+    rc = agg_buf_printf(scratch, "*%s*\n", title);
     if (rc == AGG_OK)
         rc = slack_escape(scratch, text, SLACK_FIELD_MAX);
     if (rc != AGG_OK)
@@ -483,7 +483,7 @@ static void slack_text_block(yajl_gen g, const char *type, const char *kind, con
     yajl_gen_map_close(g);
 }
 
-static int slack_fields(yajl_gen g, const struct facts *f, struct ing_buf *s)
+static int slack_fields(yajl_gen g, const struct facts *f, struct agg_buf *s)
 {
     char cond[160] = "-";
     int rc;
@@ -507,20 +507,20 @@ static int slack_fields(yajl_gen g, const struct facts *f, struct ing_buf *s)
     return AGG_OK;
 }
 
-static int gen_slack(yajl_gen g, const struct facts *f, struct ing_buf *s)
+static int gen_slack(yajl_gen g, const struct facts *f, struct agg_buf *s)
 {
-    struct ing_buf head, sum;
+    struct agg_buf head, sum;
     int rc;
 
-    ing_buf_init(&head);
-    ing_buf_init(&sum);
+    agg_buf_init(&head);
+    agg_buf_init(&sum);
     /* header: plain text, no escaping, at most 150 characters */
     if ((rc = put_headline(&head, f)) != AGG_OK || (rc = put_summary(&sum, f)) != AGG_OK)
         goto out;
     head.data[utf8_cut(head.data, head.len, SLACK_HEADER_MAX)] = '\0';
     /* fallback text for notifications: "[FIRING] critical: <escaped summary>" */
-    ing_buf_reset(s);
-    if ((rc = ing_buf_printf(s, "[%s] %s: ", notice_label(f), f->severity)) != AGG_OK ||
+    agg_buf_reset(s);
+    if ((rc = agg_buf_printf(s, "[%s] %s: ", notice_label(f), f->severity)) != AGG_OK ||
         (rc = slack_escape(s, sum.data, SLACK_TEXT_MAX)) != AGG_OK)
         goto out;
     yajl_gen_map_open(g);
@@ -531,17 +531,17 @@ static int gen_slack(yajl_gen g, const struct facts *f, struct ing_buf *s)
     if ((rc = slack_fields(g, f, s)) != AGG_OK)
         goto out;
     if (f->message != NULL) {
-        ing_buf_reset(s);
+        agg_buf_reset(s);
         if ((rc = slack_escape(s, f->message, SLACK_TEXT_MAX)) != AGG_OK)
             goto out;
         if (s->len > 0)
             slack_text_block(g, "section", "mrkdwn", s->data);
     }
-    ing_buf_reset(s);
-    rc = ing_buf_printf(s, "alert %s · started %s · escalation level %s", num_text(f->alert_id),
+    agg_buf_reset(s);
+    rc = agg_buf_printf(s, "alert %s · started %s · escalation level %s", num_text(f->alert_id),
                         f->starts_at, f->level != NULL ? num_text(f->level) : "0");
     if (rc == AGG_OK && f->ends_at != NULL && strcmp(f->status, "resolved") == 0)
-        rc = ing_buf_printf(s, " · ended %s", f->ends_at);
+        rc = agg_buf_printf(s, " · ended %s", f->ends_at);
     if (rc != AGG_OK)
         goto out;
     yajl_gen_map_open(g);
@@ -575,21 +575,21 @@ static int gen_slack(yajl_gen g, const struct facts *f, struct ing_buf *s)
     yajl_gen_map_close(g);
 
 out:
-    ing_buf_clear(&head);
-    ing_buf_clear(&sum);
+    agg_buf_clear(&head);
+    agg_buf_clear(&sum);
     return rc;
 }
 
-int rl_render_slack(const char *facts, size_t len, struct ing_buf *out, struct agg_err *err)
+int rl_render_slack(const char *facts, size_t len, struct agg_buf *out, struct agg_err *err)
 {
     struct facts f;
-    struct ing_buf scratch;
+    struct agg_buf scratch;
     yajl_gen g;
     int rc = facts_parse(facts, len, &f, err);
 
     if (rc != AGG_OK)
         return rc;
-    ing_buf_init(&scratch);
+    agg_buf_init(&scratch);
     g = gen_new(err);
     if (g == NULL) {
         rc = AGG_ENOMEM;
@@ -603,7 +603,7 @@ int rl_render_slack(const char *facts, size_t len, struct ing_buf *out, struct a
     rc = gen_finish(g, out, err);
 
 out_clear:
-    ing_buf_clear(&scratch);
+    agg_buf_clear(&scratch);
     facts_clear(&f);
     return rc;
 }
@@ -642,7 +642,7 @@ static int check_id(const char *what, const char *id, struct agg_err *err)
 
 /* Appends <s>[<n>] (UTF-8, no control characters) as RFC 2047 "B" encoded words of at
  * most 45 input bytes each (60 base64 characters), folded onto continuation lines. */
-static int put_encoded_words(struct ing_buf *b, const char *s, size_t n)
+static int put_encoded_words(struct agg_buf *b, const char *s, size_t n)
 {
     char word[sodium_base64_ENCODED_LEN(45, sodium_base64_VARIANT_ORIGINAL)];
     int rc = AGG_OK;
@@ -652,25 +652,25 @@ static int put_encoded_words(struct ing_buf *b, const char *s, size_t n)
 
         sodium_bin2base64(word, sizeof(word), (const unsigned char *)s + at, take,
                           sodium_base64_VARIANT_ORIGINAL);
-        rc = ing_buf_printf(b, "%s=?UTF-8?B?%s?=", at > 0 ? "\r\n " : "", word);
+        rc = agg_buf_printf(b, "%s=?UTF-8?B?%s?=", at > 0 ? "\r\n " : "", word);
         at += take;
     }
     return rc;
 }
 
-static int put_subject(struct ing_buf *b, const struct facts *f)
+static int put_subject(struct agg_buf *b, const struct facts *f)
 {
-    struct ing_buf raw;
+    struct agg_buf raw;
     bool ascii = true;
     size_t n;
     int rc;
 
-    ing_buf_init(&raw);
-    rc = ing_buf_printf(&raw, "[aggd] ");
+    agg_buf_init(&raw);
+    rc = agg_buf_printf(&raw, "[aggd] ");
     if (rc == AGG_OK)
         rc = put_headline(&raw, f);
     if (rc == AGG_OK && f->level != NULL && strcmp(f->notice, "escalation") == 0)
-        rc = ing_buf_printf(&raw, " (level %s)", num_text(f->level));
+        rc = agg_buf_printf(&raw, " (level %s)", num_text(f->level));
     if (rc != AGG_OK)
         goto out;
     n = utf8_cut(raw.data, raw.len, SUBJECT_MAX);
@@ -681,19 +681,19 @@ static int put_subject(struct ing_buf *b, const struct facts *f)
             raw.data[i] = ' ';
         ascii = ascii && c < 0x80;
     }
-    rc = ing_buf_printf(b, "Subject: ");
+    rc = agg_buf_printf(b, "Subject: ");
     if (rc == AGG_OK)
-        rc = ascii ? ing_buf_append(b, raw.data, n) : put_encoded_words(b, raw.data, n);
+        rc = ascii ? agg_buf_append(b, raw.data, n) : put_encoded_words(b, raw.data, n);
     if (rc == AGG_OK)
-        rc = ing_buf_printf(b, "\r\n");
+        rc = agg_buf_printf(b, "\r\n");
 
 out:
-    ing_buf_clear(&raw);
+    agg_buf_clear(&raw);
     return rc;
 }
 
 /* RFC 5322 date of now, in UTC with English names whatever the locale. */
-static int put_date(struct ing_buf *b)
+static int put_date(struct agg_buf *b)
 {
     static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -703,14 +703,14 @@ static int put_date(struct ing_buf *b)
 
     if (gmtime_r(&now, &tm) == NULL)
         return AGG_ERR;
-    return ing_buf_printf(b, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", days[tm.tm_wday],
+    return agg_buf_printf(b, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", days[tm.tm_wday],
                           tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
                           tm.tm_sec);
 }
 
 /* Appends body text: LF becomes CRLF, CR and other control characters (TAB aside)
  * become nothing or a space, and lines are broken before MAIL_LINE_MAX bytes. */
-static int put_body_text(struct ing_buf *b, const char *s)
+static int put_body_text(struct agg_buf *b, const char *s)
 {
     size_t col = 0;
     int rc = AGG_OK;
@@ -721,38 +721,38 @@ static int put_body_text(struct ing_buf *b, const char *s)
         unsigned char c = (unsigned char)*s;
 
         if (c == '\n') {
-            rc = ing_buf_append(b, "\r\n", 2);
+            rc = agg_buf_append(b, "\r\n", 2);
             col = 0;
             continue;
         }
         if (c == '\r')
             continue;
         if (col >= MAIL_LINE_MAX && (c & 0xC0) != 0x80) {
-            rc = ing_buf_append(b, "\r\n", 2);
+            rc = agg_buf_append(b, "\r\n", 2);
             col = 0;
         }
         if (rc == AGG_OK)
-            rc = ing_buf_putc(b, (is_ctl(c) && c != '\t') ? ' ' : (char)c);
+            rc = agg_buf_putc(b, (is_ctl(c) && c != '\t') ? ' ' : (char)c);
         col++;
     }
     return rc;
 }
 
-static int put_fact_line(struct ing_buf *b, const char *label, const char *value)
+static int put_fact_line(struct agg_buf *b, const char *label, const char *value)
 {
     int rc;
 
     if (value == NULL)
         return AGG_OK;
-    rc = ing_buf_printf(b, "%-12s", label);
+    rc = agg_buf_printf(b, "%-12s", label);
     if (rc == AGG_OK)
         rc = put_body_text(b, value);
     if (rc == AGG_OK)
-        rc = ing_buf_append(b, "\r\n", 2);
+        rc = agg_buf_append(b, "\r\n", 2);
     return rc;
 }
 
-static int put_context(struct ing_buf *b, const struct facts *f)
+static int put_context(struct agg_buf *b, const struct facts *f)
 {
     const unsigned char *text;
     size_t n;
@@ -769,14 +769,14 @@ static int put_context(struct ing_buf *b, const struct facts *f)
     gen_tree(g, f->context);
     rc = yajl_gen_get_buf(g, &text, &n) == yajl_gen_status_ok ? AGG_OK : AGG_ERR;
     if (rc == AGG_OK)
-        rc = ing_buf_printf(b, "\r\nContext:\r\n");
+        rc = agg_buf_printf(b, "\r\nContext:\r\n");
     if (rc == AGG_OK)
         rc = put_body_text(b, (const char *)text);
     yajl_gen_free(g);
     return rc;
 }
 
-static int put_body(struct ing_buf *b, const struct facts *f, const char *headline)
+static int put_body(struct agg_buf *b, const struct facts *f, const char *headline)
 {
     char cond[160] = "";
     int rc;
@@ -786,14 +786,14 @@ static int put_body(struct ing_buf *b, const struct facts *f, const char *headli
                  num_text(f->threshold));
     rc = put_body_text(b, headline);
     if (rc == AGG_OK)
-        rc = ing_buf_append(b, "\r\n\r\n", 4);
+        rc = agg_buf_append(b, "\r\n\r\n", 4);
     if (rc == AGG_OK && f->message != NULL) {
         rc = put_body_text(b, f->message);
         if (rc == AGG_OK)
-            rc = ing_buf_append(b, "\r\n\r\n", 4);
+            rc = agg_buf_append(b, "\r\n\r\n", 4);
     }
     if (rc == AGG_OK)
-        rc = ing_buf_printf(b, "%-12s%s\r\n%-12s%s\r\n%-12s%s\r\n", "Status:", f->status,
+        rc = agg_buf_printf(b, "%-12s%s\r\n%-12s%s\r\n%-12s%s\r\n", "Status:", f->status,
                             "Alert:", num_text(f->alert_id), "Rule id:", num_text(f->rule_id));
     if (rc == AGG_OK)
         rc = put_fact_line(b, "Rule:", f->rule);
@@ -818,22 +818,22 @@ static int put_body(struct ing_buf *b, const struct facts *f, const char *headli
     return rc;
 }
 
-static int put_headers(struct ing_buf *b, const struct facts *f, const char *from, const char *to,
+static int put_headers(struct agg_buf *b, const struct facts *f, const char *from, const char *to,
                        const char *message_id, const char *thread_id)
 {
-    int rc = ing_buf_printf(b, "From: %s\r\nTo: %s\r\n", from, to);
+    int rc = agg_buf_printf(b, "From: %s\r\nTo: %s\r\n", from, to);
 
     if (rc == AGG_OK)
         rc = put_subject(b, f);
     if (rc == AGG_OK)
         rc = put_date(b);
     if (rc == AGG_OK)
-        rc = ing_buf_printf(b, "Message-ID: <%s@aggd>\r\n", message_id);
+        rc = agg_buf_printf(b, "Message-ID: <%s@aggd>\r\n", message_id);
     if (rc == AGG_OK && thread_id != NULL)
-        rc = ing_buf_printf(b, "In-Reply-To: <%s@aggd>\r\nReferences: <%s@aggd>\r\n", thread_id,
+        rc = agg_buf_printf(b, "In-Reply-To: <%s@aggd>\r\nReferences: <%s@aggd>\r\n", thread_id,
                             thread_id);
     if (rc == AGG_OK)
-        rc = ing_buf_printf(b, "MIME-Version: 1.0\r\n"
+        rc = agg_buf_printf(b, "MIME-Version: 1.0\r\n"
                                "Content-Type: text/plain; charset=utf-8\r\n"
                                "Content-Transfer-Encoding: 8bit\r\n"
                                "Auto-Submitted: auto-generated\r\n"
@@ -842,11 +842,11 @@ static int put_headers(struct ing_buf *b, const struct facts *f, const char *fro
 }
 
 int rl_render_email(const char *facts, size_t len, const char *from, const char *to,
-                    const char *message_id, const char *thread_id, struct ing_buf *out,
+                    const char *message_id, const char *thread_id, struct agg_buf *out,
                     struct agg_err *err)
 {
     struct facts f;
-    struct ing_buf headline;
+    struct agg_buf headline;
     int rc;
 
     if ((rc = check_addr("sender", from, err)) != AGG_OK ||
@@ -857,7 +857,7 @@ int rl_render_email(const char *facts, size_t len, const char *from, const char 
     rc = facts_parse(facts, len, &f, err);
     if (rc != AGG_OK)
         return rc;
-    ing_buf_init(&headline);
+    agg_buf_init(&headline);
     rc = put_headline(&headline, &f);
     if (rc == AGG_OK)
         rc = put_headers(out, &f, from, to, message_id, thread_id);
@@ -865,7 +865,7 @@ int rl_render_email(const char *facts, size_t len, const char *from, const char 
         rc = put_body(out, &f, headline.data);
     if (rc != AGG_OK)
         rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
-    ing_buf_clear(&headline);
+    agg_buf_clear(&headline);
     facts_clear(&f);
     return rc;
 }

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 /* "v1," + base64 of 32 bytes + NUL. */
 #define RL_SIGN_SIZE 48

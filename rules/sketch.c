@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/alloc.h"
-#include "src/err.h"
+#include "core/alloc.h"
+#include "core/err.h"
 
 #define GAMMA ((1.0 + RL_SKETCH_ALPHA) / (1.0 - RL_SKETCH_ALPHA))
 

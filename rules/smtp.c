@@ -28,7 +28,7 @@
 #include <sodium.h>
 
 #include "rules/httpc.h"
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 #define REPLY_LINE_MAX 4096
 #define ADDR_MAX       320

@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "rules/sketch.h"
-#include "src/alloc.h"
-#include "src/err.h"
+#include "core/alloc.h"
+#include "core/err.h"
 
 struct bucket {
     uint32_t total, matched, valued;

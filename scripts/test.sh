@@ -159,6 +159,14 @@ run_ctest() {
     fi
 }
 
+# Includes point one way between the source folders (STYLE.md "Layers").
+if "$ROOT"/scripts/check-layers.sh "$ROOT"; then
+    summaries+=("aggd: layers: OK")
+else
+    summaries+=("aggd: layers: FAILED: an include points against the layers (listed above)")
+    failed=1
+fi
+
 if [[ $quick -eq 0 ]]; then
     compile_only "gcc Release" build-release-gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Release
     compile_only "clang Release" build-release-clang -DCMAKE_C_COMPILER=clang \

@@ -12,7 +12,7 @@
 
 #include <libpq-fe.h>
 
-#include "ingest/time.h"
+#include "core/time.h"
 #include "store/db.h"
 
 int agg_cli_usage(const char *what)
@@ -79,5 +79,5 @@ bool agg_cli_parse_now(const char *s, int64_t *us)
         snprintf(buf, sizeof(buf), "%sT00:00:00Z", s);
         s = buf;
     }
-    return ing_time_parse_iso8601(s, strlen(s), us);
+    return agg_time_parse_iso8601(s, strlen(s), us);
 }

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "src/config.h"
+#include "core/config.h"
 
 enum { AGG_EXIT_USAGE = 2 };
 #define EXIT_USAGE AGG_EXIT_USAGE

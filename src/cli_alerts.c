@@ -18,7 +18,7 @@
 
 #include <libpq-fe.h>
 
-#include "ingest/time.h"
+#include "core/time.h"
 #include "rules/alerts.h"
 #include "rules/escalate.h"
 
@@ -71,7 +71,7 @@ int agg_cmd_alerts(const struct cli *cli, struct agg_config *cfg)
     struct agg_cli_opt opts[] = {{"now", false, NULL, false}};
     const char *verb = cli->nargs > 0 ? cli->args[0] : "";
     bool is_escalate = strcmp(verb, "escalate") == 0;
-    int64_t now_us = ing_time_now_us();
+    int64_t now_us = agg_time_now_us();
     int id = 0, rc;
     PGconn *conn;
 

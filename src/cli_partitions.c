@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ingest/time.h"
+#include "core/time.h"
 #include "store/archive.h"
 #include "store/db.h"
 #include "store/partitions.h"
@@ -41,7 +41,7 @@ static int maintain(const struct cli *cli, struct agg_config *cfg)
 
     if (!agg_cli_parse_opts(cli, 1, opts, 2))
         return agg_cli_usage(PARTITIONS_USAGE);
-    po.now_us = ing_time_now_us();
+    po.now_us = agg_time_now_us();
     if (opts[0].value != NULL && !agg_cli_parse_now(opts[0].value, &po.now_us))
         return agg_cli_usage("--now must be an ISO 8601 timestamp");
     po.premake_months = (int)cfg->partitions.premake_months;

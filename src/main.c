@@ -22,10 +22,10 @@
 #include <zstd.h>
 
 #include "src/cli.h"
-#include "src/config.h"
-#include "src/log.h"
+#include "core/config.h"
+#include "core/log.h"
 #include "src/server.h"
-#include "src/version.h"
+#include "core/version.h"
 #include "store/db.h"
 #include "store/migrate.h"
 

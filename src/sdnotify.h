@@ -8,7 +8,7 @@
 #ifndef AGGD_SRC_SDNOTIFY_H
 #define AGGD_SRC_SDNOTIFY_H
 
-#include "src/err.h"
+#include "core/err.h"
 
 /* Sends <state> (e.g. "READY=1\nSTATUS=listening") to the AF_UNIX datagram socket
  * <path> ('@' first means the abstract namespace). A NULL or empty <path> does

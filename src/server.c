@@ -24,18 +24,18 @@
 #include <event2/keyvalq_struct.h>
 #include <yajl/yajl_gen.h>
 
-#include "src/http.h"
-#include "src/log.h"
-#include "src/metrics.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/metrics.h"
 #include "src/sdnotify.h"
 #include "src/sockets.h"
-#include "src/version.h"
+#include "core/version.h"
 #include "api/api.h"
 #include "api/session.h"
-#include "ingest/http_ingest.h"
-#include "ingest/listen.h"
-#include "ingest/pipeline.h"
-#include "ingest/time.h"
+#include "src/http_ingest.h"
+#include "src/listen.h"
+#include "store/pipeline.h"
+#include "core/time.h"
 #include "rules/engine.h"
 #include "store/jobs.h"
 #include "store/monitor.h"
@@ -53,11 +53,11 @@ struct server {
     struct st_monitor *monitor;
     struct st_pool *pool;
     struct st_spool *spool;
-    struct ing_pipeline *pipeline;
-    struct ing_listener *listeners[3];
+    struct st_pipeline *pipeline;
+    struct agg_listener *listeners[3];
     struct st_jobs *jobs;
     struct api_sessions *sessions;
-    struct ing_http *ingest_http;
+    struct agg_http_ingest *ingest_http;
     struct api *api;
     struct rl_engine *engine;
     struct maint *maint; /* partition maintenance hook, below */
@@ -90,7 +90,7 @@ static void on_readyz(struct evhttp_request *req, const struct agg_http_match *m
     bool ready;
 
     if (s->pipeline != NULL)
-        ing_pipeline_problem(s->pipeline, ingest_why, sizeof(ingest_why));
+        st_pipeline_problem(s->pipeline, ingest_why, sizeof(ingest_why));
     ready = up && schema_ok && ingest_why[0] == '\0';
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *out;
@@ -281,21 +281,21 @@ static void start_listeners(void *arg)
     struct server *s = arg;
     const struct agg_config *cfg = s->cfg;
     const struct {
-        enum ing_listen_kind kind;
+        enum agg_listen_kind kind;
         const char *addr;
         int socktype;
         const char *what;
     } listeners[] = {
-        {ING_LISTEN_SYSLOG_UDP, cfg->listen.syslog_udp, SOCK_DGRAM, "syslog over UDP"},
-        {ING_LISTEN_SYSLOG_TCP, cfg->listen.syslog_tcp, SOCK_STREAM, "syslog over TCP"},
-        {ING_LISTEN_JSON_TCP, cfg->listen.json_tcp, SOCK_STREAM, "JSON lines over TCP"},
+        {AGG_LISTEN_SYSLOG_UDP, cfg->listen.syslog_udp, SOCK_DGRAM, "syslog over UDP"},
+        {AGG_LISTEN_SYSLOG_TCP, cfg->listen.syslog_tcp, SOCK_STREAM, "syslog over TCP"},
+        {AGG_LISTEN_JSON_TCP, cfg->listen.json_tcp, SOCK_STREAM, "JSON lines over TCP"},
     };
     struct agg_err err = {0};
 
     for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
         if (listeners[i].addr[0] == '\0')
             continue;
-        s->listeners[i] = ing_listener_new(
+        s->listeners[i] = agg_listener_new(
             s->base, listeners[i].kind, listeners[i].addr,
             agg_sockets_take(&s->sockets, listeners[i].addr, listeners[i].socktype), cfg,
             s->pipeline, s->metrics, &err);
@@ -326,7 +326,7 @@ static int start_ingest(struct server *s, struct agg_err *err)
         agg_metrics_add_fn(s->metrics, "aggd_pool_connections", "state=\"idle\"",
                            "PostgreSQL connections of the pool.", pool_idle, s->pool) != AGG_OK)
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
-    s->pipeline = ing_pipeline_new(s->base, cfg, s->pool, s->spool, s->metrics, err);
+    s->pipeline = st_pipeline_new(s->base, cfg, s->pool, s->spool, s->metrics, err);
     if (s->pipeline == NULL)
         return AGG_ERR;
     s->jobs = st_jobs_new(s->base, s->pool, 2, err);
@@ -336,7 +336,7 @@ static int start_ingest(struct server *s, struct agg_err *err)
     if (s->sessions == NULL)
         return AGG_ENOMEM;
     if (s->http != NULL) {
-        s->ingest_http = ing_http_new(s->http, cfg, s->pipeline, s->sessions, err);
+        s->ingest_http = agg_http_ingest_new(s->http, cfg, s->pipeline, s->sessions, err);
         if (s->ingest_http == NULL)
             return AGG_ERR;
         s->api = api_new(s->base, s->http, cfg, s->pool, s->sessions, s->pipeline, err);
@@ -351,7 +351,7 @@ static int start_ingest(struct server *s, struct agg_err *err)
     s->engine = rl_engine_new(s->base, cfg, s->pool, s->pipeline, s->metrics, err);
     if (s->engine == NULL)
         return AGG_ERR;
-    ing_pipeline_replay(s->pipeline, start_listeners, s);
+    st_pipeline_replay(s->pipeline, start_listeners, s);
     return AGG_OK;
 }
 
@@ -363,22 +363,22 @@ static int start_ingest(struct server *s, struct agg_err *err)
 static void stop_ingest(struct server *s)
 {
     for (size_t i = 0; i < sizeof(s->listeners) / sizeof(s->listeners[0]); i++) {
-        ing_listener_free(s->listeners[i]); /* delivers what connections had read */
+        agg_listener_free(s->listeners[i]); /* delivers what connections had read */
         s->listeners[i] = NULL;
     }
     api_free(s->api); /* before the pipeline it taps and the sessions it uses */
     s->api = NULL;
-    ing_http_stop(s->ingest_http); /* answers requests still waiting for room */
+    agg_http_ingest_stop(s->ingest_http); /* answers requests still waiting for room */
     rl_engine_free(s->engine); /* untaps the pipeline; its queries finish first */
     s->engine = NULL;
     st_jobs_free(s->jobs);
     s->jobs = NULL;
-    ing_pipeline_shutdown(s->pipeline);
+    st_pipeline_shutdown(s->pipeline);
     st_spool_free(s->spool);
     s->spool = NULL;
-    ing_pipeline_free(s->pipeline);
+    st_pipeline_free(s->pipeline);
     s->pipeline = NULL;
-    ing_http_free(s->ingest_http);
+    agg_http_ingest_free(s->ingest_http);
     s->ingest_http = NULL;
     api_sessions_free(s->sessions);
     s->sessions = NULL;
@@ -409,7 +409,7 @@ static void maint_work(struct st_job *job, PGconn *conn, const struct agg_err *c
 {
     struct maint *m = (struct maint *)job;
     const struct agg_config *cfg = m->s->cfg;
-    struct st_partitions_opts po = {.now_us = ing_time_now_us(),
+    struct st_partitions_opts po = {.now_us = agg_time_now_us(),
                                     .premake_months = (int)cfg->partitions.premake_months,
                                     .retention_months = (int)cfg->partitions.retention_months,
                                     .archive_grace_hours =
@@ -438,7 +438,7 @@ static void maint_done(struct st_job *job)
     struct timeval next = {m->rc == AGG_OK ? MAINT_INTERVAL_S : MAINT_RETRY_S, 0};
 
     m->running = false;
-    agg_metric_set(m->last_run, ing_time_now_us() / ING_US_PER_SEC);
+    agg_metric_set(m->last_run, agg_time_now_us() / AGG_US_PER_SEC);
     agg_metric_set(m->last_ok, m->rc == AGG_OK);
     if (m->have_stats) {
         agg_metric_set(m->archived_bytes, m->stats.archived_bytes);

@@ -8,8 +8,8 @@
 #ifndef AGGD_SRC_SERVER_H
 #define AGGD_SRC_SERVER_H
 
-#include "src/config.h"
-#include "src/err.h"
+#include "core/config.h"
+#include "core/err.h"
 
 struct agg_serve_opts {
     const char *notify_socket; /* NOTIFY_SOCKET, or NULL */

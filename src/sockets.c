@@ -18,8 +18,8 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
-#include "src/config.h"
-#include "src/log.h"
+#include "core/config.h"
+#include "core/log.h"
 
 static bool parse_count(const char *s, long max, long *out)
 {

@@ -15,7 +15,7 @@
 
 #include <sys/types.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 #define AGG_SOCKETS_MAX 16
 /* sd_listen_fds(3): passed descriptors start here. */

@@ -27,7 +27,7 @@
 #include <yajl/yajl_tree.h>
 #include <zstd.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 #define PATH_CAP 4096
 

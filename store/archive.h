@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 /* A month as a count of months since year 0: year * 12 + (month - 1). */
 #define ST_ARCHIVE_MONTH(y, m) ((int)(y)*12 + (int)(m)-1)

@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 struct st_batch *st_batch_new(void)
 {
@@ -16,8 +16,8 @@ struct st_batch *st_batch_new(void)
 
     if (b == NULL)
         return NULL;
-    ing_buf_init(&b->copy);
-    ing_buf_init(&b->raw);
+    agg_buf_init(&b->copy);
+    agg_buf_init(&b->raw);
     return b;
 }
 
@@ -25,8 +25,8 @@ void st_batch_free(struct st_batch *b)
 {
     if (b == NULL)
         return;
-    ing_buf_clear(&b->copy);
-    ing_buf_clear(&b->raw);
+    agg_buf_clear(&b->copy);
+    agg_buf_clear(&b->raw);
     free(b->rows);
     free(b->months);
     free(b->rejects);
@@ -35,8 +35,8 @@ void st_batch_free(struct st_batch *b)
 
 void st_batch_reset(struct st_batch *b)
 {
-    ing_buf_reset(&b->copy);
-    ing_buf_reset(&b->raw);
+    agg_buf_reset(&b->copy);
+    agg_buf_reset(&b->raw);
     b->nrows = 0;
     b->nmonths = 0;
     b->nrejects = 0;
@@ -54,12 +54,12 @@ void st_batch_reset(struct st_batch *b)
 
 int st_batch_month_of(int64_t us)
 {
-    int64_t days = us >= 0 ? us / (86400 * ING_US_PER_SEC)
-                           : -((-us + 86400 * ING_US_PER_SEC - 1) / (86400 * ING_US_PER_SEC));
+    int64_t days = us >= 0 ? us / (86400 * AGG_US_PER_SEC)
+                           : -((-us + 86400 * AGG_US_PER_SEC - 1) / (86400 * AGG_US_PER_SEC));
     int64_t y;
     unsigned m, d;
 
-    ing_civil_from_days(days, &y, &m, &d);
+    agg_civil_from_days(days, &y, &m, &d);
     return (int)(y * 12 + m - 1);
 }
 
@@ -81,7 +81,7 @@ static int note_month(struct st_batch *b, int month)
 /* Records row metadata for the COPY text appended at <copy_mark>; on failure rolls the
  * batch back to <copy_mark>/<raw_mark>. */
 static int finish_row(struct st_batch *b, size_t copy_mark, int month,
-                      enum ing_transport transport, const char *peer, int64_t received_us,
+                      enum agg_transport transport, const char *peer, int64_t received_us,
                       const char *raw, size_t raw_len)
 {
     size_t peer_len = peer != NULL ? strnlen(peer, UINT16_MAX) : 0;
@@ -90,8 +90,8 @@ static int finish_row(struct st_batch *b, size_t copy_mark, int month,
 
     if (raw_len > UINT32_MAX)
         raw_len = UINT32_MAX;
-    if (note_month(b, month) != AGG_OK || ing_buf_append(&b->raw, peer, peer_len) != AGG_OK ||
-        ing_buf_append(&b->raw, raw, raw_len) != AGG_OK) {
+    if (note_month(b, month) != AGG_OK || agg_buf_append(&b->raw, peer, peer_len) != AGG_OK ||
+        agg_buf_append(&b->raw, raw, raw_len) != AGG_OK) {
         b->copy.len = copy_mark;
         b->raw.len = raw_mark;
         return AGG_ENOMEM;
@@ -109,8 +109,8 @@ static int finish_row(struct st_batch *b, size_t copy_mark, int month,
     return AGG_OK;
 }
 
-int st_batch_add(struct st_batch *b, const struct ing_record *rec, int64_t created_us,
-                 int64_t original_us, enum ing_transport transport, const char *peer,
+int st_batch_add(struct st_batch *b, const struct agg_record *rec, int64_t created_us,
+                 int64_t original_us, enum agg_transport transport, const char *peer,
                  int64_t received_us, struct st_copy_scratch *scratch)
 {
     size_t copy_mark = b->copy.len;
@@ -123,7 +123,7 @@ int st_batch_add(struct st_batch *b, const struct ing_record *rec, int64_t creat
 }
 
 int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int month,
-                      enum ing_transport transport, const char *peer, int64_t received_us,
+                      enum agg_transport transport, const char *peer, int64_t received_us,
                       const char *raw, size_t raw_len)
 {
     size_t copy_mark = b->copy.len;
@@ -131,12 +131,12 @@ int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int mont
     if (len == 0 || text[len - 1] != '\n' || memchr(text, '\n', len - 1) != NULL)
         return AGG_EINVAL; /* exactly one COPY line, or the row count would drift */
     if (agg_grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
-        ing_buf_append(&b->copy, text, len) != AGG_OK)
+        agg_buf_append(&b->copy, text, len) != AGG_OK)
         return AGG_ENOMEM;
     return finish_row(b, copy_mark, month, transport, peer, received_us, raw, raw_len);
 }
 
-int st_batch_add_reject(struct st_batch *b, enum ing_transport transport, const char *peer,
+int st_batch_add_reject(struct st_batch *b, enum agg_transport transport, const char *peer,
                         int64_t received_us, const char *why, const char *raw, size_t raw_len)
 {
     size_t peer_len = peer != NULL ? strnlen(peer, UINT16_MAX) : 0;
@@ -148,9 +148,9 @@ int st_batch_add_reject(struct st_batch *b, enum ing_transport transport, const 
         raw_len = UINT32_MAX;
     if (agg_grow((void **)&b->rejects, sizeof(*b->rejects), &b->cap_rejects, b->nrejects + 1) !=
             AGG_OK ||
-        ing_buf_append(&b->raw, peer, peer_len) != AGG_OK ||
-        ing_buf_append(&b->raw, why, why_len) != AGG_OK ||
-        ing_buf_append(&b->raw, raw, raw_len) != AGG_OK) {
+        agg_buf_append(&b->raw, peer, peer_len) != AGG_OK ||
+        agg_buf_append(&b->raw, why, why_len) != AGG_OK ||
+        agg_buf_append(&b->raw, raw, raw_len) != AGG_OK) {
         b->raw.len = mark;
         return AGG_ENOMEM;
     }
@@ -175,20 +175,20 @@ const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_
 }
 
 int st_batch_rewrite(struct st_batch *b, size_t lo, size_t hi, st_batch_rewrite_fn fn,
-                     void *arg, struct ing_buf *scratch)
+                     void *arg, struct agg_buf *scratch)
 {
     size_t start, end, len, *offs;
     int rc;
 
     if (lo >= hi)
         return AGG_OK;
-    ing_buf_reset(scratch);
+    agg_buf_reset(scratch);
     offs = agg_malloc((hi - lo) * sizeof(*offs));
     if (offs == NULL)
         return AGG_ENOMEM;
     start = b->rows[lo].copy_off;
     end = hi < b->nrows ? b->rows[hi].copy_off : b->copy.len;
-    rc = ing_buf_append(scratch, b->copy.data, start);
+    rc = agg_buf_append(scratch, b->copy.data, start);
     for (size_t i = lo; rc == AGG_OK && i < hi; i++) {
         const char *row = st_batch_row(b, i, &len);
 
@@ -196,9 +196,9 @@ int st_batch_rewrite(struct st_batch *b, size_t lo, size_t hi, st_batch_rewrite_
         rc = fn(arg, i, row, len, scratch);
     }
     if (rc == AGG_OK)
-        rc = ing_buf_append(scratch, b->copy.data + end, b->copy.len - end);
+        rc = agg_buf_append(scratch, b->copy.data + end, b->copy.len - end);
     if (rc == AGG_OK) {
-        struct ing_buf old = b->copy;
+        struct agg_buf old = b->copy;
         size_t shift = scratch->len - b->copy.len; /* modulo 2^N: may shrink */
 
         for (size_t i = lo; i < hi; i++)
@@ -237,7 +237,7 @@ static uint64_t get_le(const unsigned char *p, int n)
     return v;
 }
 
-int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct ing_buf *out)
+int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct agg_buf *out)
 {
     unsigned char head[REC_HEAD];
     const char *peer, *text, *raw;
@@ -275,11 +275,11 @@ int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct ing_
     put_le(head + 12, (uint64_t)(uint32_t)month, 4);
     put_le(head + 16, text_len, 4);
     put_le(head + 20, raw_len, 4);
-    ing_buf_reset(out);
-    if (ing_buf_append(out, head, REC_HEAD) != AGG_OK ||
-        ing_buf_append(out, peer, peer_len) != AGG_OK ||
-        ing_buf_append(out, text, text_len) != AGG_OK ||
-        ing_buf_append(out, raw, raw_len) != AGG_OK)
+    agg_buf_reset(out);
+    if (agg_buf_append(out, head, REC_HEAD) != AGG_OK ||
+        agg_buf_append(out, peer, peer_len) != AGG_OK ||
+        agg_buf_append(out, text, text_len) != AGG_OK ||
+        agg_buf_append(out, raw, raw_len) != AGG_OK)
         return AGG_ENOMEM;
     return AGG_OK;
 }
@@ -295,7 +295,7 @@ int st_batch_add_record(struct st_batch *b, const void *rec, size_t len, uint64_
     int transport, rc;
 
     if (len < REC_HEAD || (p[0] != REC_ROW && p[0] != REC_REJECT) ||
-        p[1] >= ING_TRANSPORT_COUNT)
+        p[1] >= AGG_TRANSPORT_COUNT)
         return AGG_EINVAL;
     transport = p[1];
     peer_len = (size_t)get_le(p + 2, 2);

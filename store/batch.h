@@ -14,9 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ingest/buf.h"
-#include "ingest/record.h"
-#include "src/workq.h"
+#include "core/buf.h"
+#include "core/record.h"
+#include "core/workq.h"
 #include "store/copy.h"
 
 struct st_row {
@@ -25,7 +25,7 @@ struct st_row {
     size_t raw_off;      /* peer then raw bytes in raw */
     uint32_t raw_len;
     uint16_t peer_len;
-    uint8_t transport;   /* enum ing_transport */
+    uint8_t transport;   /* enum agg_transport */
     bool refused;        /* set by the writer: PostgreSQL refused it, in ingest_rejects */
     int month;           /* st_batch_month_of(created_at) */
     int64_t received_us;
@@ -45,8 +45,8 @@ struct st_reject {
 struct st_batch {
     struct agg_work work; /* first: the writer's queue link */
     uint64_t seq;
-    struct ing_buf copy; /* COPY text rows, in order */
-    struct ing_buf raw;  /* per row: peer, then the input as received */
+    struct agg_buf copy; /* COPY text rows, in order */
+    struct agg_buf raw;  /* per row: peer, then the input as received */
     struct st_row *rows;
     size_t nrows, cap_rows;
     int *months; /* year * 12 + month - 1 of every row's created_at, distinct */
@@ -74,14 +74,14 @@ void st_batch_free(struct st_batch *b);
 void st_batch_reset(struct st_batch *b);
 
 /* Appends <rec> as a row stored with <created_us> (and <original_us> kept in
- * extra_data unless ING_TIME_NONE), remembering transport, peer and receive time
+ * extra_data unless AGG_TIME_NONE), remembering transport, peer and receive time
  * for a possible reject. AGG_ENOMEM leaves the batch as it was. */
-int st_batch_add(struct st_batch *b, const struct ing_record *rec, int64_t created_us,
-                 int64_t original_us, enum ing_transport transport, const char *peer,
+int st_batch_add(struct st_batch *b, const struct agg_record *rec, int64_t created_us,
+                 int64_t original_us, enum agg_transport transport, const char *peer,
                  int64_t received_us, struct st_copy_scratch *scratch);
 
 /* The spool record of row <i> (or, with <reject>, of reject <i>) into <out>. */
-int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct ing_buf *out);
+int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct agg_buf *out);
 
 /* Adds a row or reject read back from the spool (a st_batch_record() image) at
  * positions [<pos>, <next>). AGG_EINVAL for a record that is not one. */
@@ -95,7 +95,7 @@ void st_batch_place_last(struct st_batch *b, bool reject, uint64_t pos, uint64_t
 void st_batch_drop_last(struct st_batch *b, bool reject);
 
 /* Adds an event that could not be decoded: stored in ingest_rejects with <why>. */
-int st_batch_add_reject(struct st_batch *b, enum ing_transport transport, const char *peer,
+int st_batch_add_reject(struct st_batch *b, enum agg_transport transport, const char *peer,
                         int64_t received_us, const char *why, const char *raw, size_t raw_len);
 
 /* True when the batch holds nothing to write. */
@@ -107,19 +107,19 @@ static inline bool st_batch_is_empty(const struct st_batch *b)
 /* As st_batch_add, for a row already encoded as COPY text <text>[<len>] (one line
  * with its '\n') whose created_at falls in <month>. */
 int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int month,
-                      enum ing_transport transport, const char *peer, int64_t received_us,
+                      enum agg_transport transport, const char *peer, int64_t received_us,
                       const char *raw, size_t raw_len);
 
 /* Appends the new COPY text of row <i> (one line with its '\n'), given its current
  * text <row>[<len>], to <out>. AGG_OK, or an error that st_batch_rewrite returns. */
 typedef int (*st_batch_rewrite_fn)(void *arg, size_t i, const char *row, size_t len,
-                                   struct ing_buf *out);
+                                   struct agg_buf *out);
 
 /* Replaces the COPY text of rows [<lo>, <hi>) by what <fn> makes of each, building the
  * new text in <scratch> (caller's, swapped with the batch's: it gets the old buffer
  * back). On error the batch is as it was. */
 int st_batch_rewrite(struct st_batch *b, size_t lo, size_t hi, st_batch_rewrite_fn fn,
-                     void *arg, struct ing_buf *scratch);
+                     void *arg, struct agg_buf *scratch);
 
 /* Row <i>'s COPY text: <len> bytes at the returned pointer. */
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len);

@@ -13,8 +13,8 @@
 
 #include <stdint.h>
 
-#include "ingest/buf.h"
-#include "ingest/record.h"
+#include "core/buf.h"
+#include "core/record.h"
 
 /* The column list of every COPY, in row order. */
 #define ST_COPY_COLUMNS                                                                        \
@@ -23,8 +23,8 @@
     "memory_usage_mb, exception_type, exception_message, stack_trace, extra_data, created_at"
 
 struct st_copy_scratch {
-    struct ing_buf repair; /* UTF-8 repair of one field */
-    struct ing_buf extra;  /* extra_data with aggd's additions */
+    struct agg_buf repair; /* UTF-8 repair of one field */
+    struct agg_buf extra;  /* extra_data with aggd's additions */
 };
 
 void st_copy_scratch_init(struct st_copy_scratch *s);
@@ -32,12 +32,12 @@ void st_copy_scratch_clear(struct st_copy_scratch *s);
 
 /* Appends <rec> as one COPY text row (ending in '\n') to <out>. <created_us> is the
  * timestamp to store (the caller applies the receive-time and accept-window policy);
- * <original_us>, unless ING_TIME_NONE, is kept as extra_data.original_timestamp.
+ * <original_us>, unless AGG_TIME_NONE, is kept as extra_data.original_timestamp.
  * AGG_ENOMEM leaves <out> as it was. */
-int st_copy_encode(struct ing_buf *out, const struct ing_record *rec, int64_t created_us,
+int st_copy_encode(struct agg_buf *out, const struct agg_record *rec, int64_t created_us,
                    int64_t original_us, struct st_copy_scratch *scratch);
 
 /* Appends <p>[<len>] escaped for a COPY text field (backslash, tab, LF, CR). */
-int st_copy_escape(struct ing_buf *out, const char *p, size_t len);
+int st_copy_escape(struct agg_buf *out, const char *p, size_t len);
 
 #endif

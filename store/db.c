@@ -10,7 +10,7 @@
 
 #include <string.h>
 
-#include "src/log.h"
+#include "core/log.h"
 
 /* Array entries before dbname may be overridden by the conninfo (libpq rule). */
 const char *const st_db_conn_keywords[] = {"connect_timeout", "fallback_application_name",

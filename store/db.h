@@ -14,7 +14,7 @@
 
 #include <libpq-fe.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 /* Advisory lock keys (pg_advisory_lock): one per job that must run alone. */
 #define ST_LOCK_MIGRATE INT64_C(0x6167676400000001)

@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 struct st_jobs {
     struct st_pool *pool;

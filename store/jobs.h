@@ -14,8 +14,8 @@
 
 #include <libpq-fe.h>
 
-#include "src/err.h"
-#include "src/workq.h"
+#include "core/err.h"
+#include "core/workq.h"
 #include "store/pool.h"
 
 struct st_job;

@@ -14,7 +14,7 @@
 
 #include <libpq-fe.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 struct st_migration {
     int version; /* 1, 2, ... without gaps */

@@ -16,7 +16,7 @@
 
 #include <libpq-fe.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 #include "store/db.h"
 
 enum phase {

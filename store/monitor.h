@@ -14,7 +14,7 @@
 
 #include <event2/event.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 struct st_monitor;
 

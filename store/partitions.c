@@ -24,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/log.h"
-#include "src/version.h"
+#include "core/log.h"
+#include "core/version.h"
 #include "store/archive.h"
 #include "store/db.h"
 #include "store/migrate.h"

@@ -22,7 +22,7 @@
 
 #include <libpq-fe.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 /* The partitioned tables maintenance looks after, NULL-terminated. */
 extern const char *const st_partitions_tables[];

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 #include "store/db.h"
 
 #define PING_AFTER_IDLE_S 5

@@ -15,7 +15,7 @@
 
 #include <libpq-fe.h>
 
-#include "src/err.h"
+#include "core/err.h"
 
 struct st_pool;
 

@@ -42,8 +42,8 @@
 
 #include <zlib.h>
 
-#include "src/alloc.h"
-#include "src/log.h"
+#include "core/alloc.h"
+#include "core/log.h"
 
 #define HDR_BYTES             12                  /* magic, length, checksum */
 #define MAX_RECORD_BYTES      (64u << 20)         /* payload bytes of one record */

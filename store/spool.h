@@ -22,8 +22,8 @@
 
 #include <event2/event.h>
 
-#include "src/config.h"
-#include "src/err.h"
+#include "core/config.h"
+#include "core/err.h"
 
 struct st_spool;
 

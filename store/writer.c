@@ -23,9 +23,9 @@
 
 #include <sodium.h>
 
-#include "src/alloc.h"
-#include "src/log.h"
-#include "src/workq.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/workq.h"
 #include "store/db.h"
 
 #define BACKOFF_MIN_MS 100
@@ -101,8 +101,8 @@ struct thread {
     size_t cap_done;
     int32_t *ids; /* user ids of a range being written */
     size_t cap_ids;
-    struct ing_buf idtext;  /* the same as a PostgreSQL array literal */
-    struct ing_buf rewrite; /* rows rebuilt without an unknown user_id */
+    struct agg_buf idtext;  /* the same as a PostgreSQL array literal */
+    struct agg_buf rewrite; /* rows rebuilt without an unknown user_id */
 };
 
 static int64_t mono_us(void)
@@ -175,9 +175,9 @@ static enum outcome classify(struct thread *t, PGresult *res)
 static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, size_t hi);
 
 /* Appends "n" or ",n" to <b>. */
-static int put_num(struct ing_buf *b, uint64_t n)
+static int put_num(struct agg_buf *b, uint64_t n)
 {
-    return ing_buf_printf(b, b->len > 1 ? ",%llu" : "%llu", (unsigned long long)n);
+    return agg_buf_printf(b, b->len > 1 ? ",%llu" : "%llu", (unsigned long long)n);
 }
 
 /* Inside the open transaction: marks the spool records [pos[i], next[i]) of the <n>
@@ -185,7 +185,7 @@ static int put_num(struct ing_buf *b, uint64_t n)
 static enum outcome checkpoint(struct thread *t, const struct st_batch *b, const uint64_t *pos,
                                const uint64_t *next, size_t n, size_t rows)
 {
-    struct ing_buf starts, ends;
+    struct agg_buf starts, ends;
     char prefix[24], count[24];
     const char *params[5];
     PGresult *res;
@@ -194,9 +194,9 @@ static enum outcome checkpoint(struct thread *t, const struct st_batch *b, const
 
     if (b->stream == NULL || n == 0)
         return OUT_OK;
-    ing_buf_init(&starts);
-    ing_buf_init(&ends);
-    ok = ing_buf_putc(&starts, '{') == AGG_OK && ing_buf_putc(&ends, '{') == AGG_OK;
+    agg_buf_init(&starts);
+    agg_buf_init(&ends);
+    ok = agg_buf_putc(&starts, '{') == AGG_OK && agg_buf_putc(&ends, '{') == AGG_OK;
     for (size_t i = 0; ok && i < n;) {
         size_t j = i;
 
@@ -205,7 +205,7 @@ static enum outcome checkpoint(struct thread *t, const struct st_batch *b, const
         ok = put_num(&starts, pos[i]) == AGG_OK && put_num(&ends, next[j]) == AGG_OK;
         i = j + 1;
     }
-    ok = ok && ing_buf_putc(&starts, '}') == AGG_OK && ing_buf_putc(&ends, '}') == AGG_OK;
+    ok = ok && agg_buf_putc(&starts, '}') == AGG_OK && agg_buf_putc(&ends, '}') == AGG_OK;
     if (!ok) {
         snprintf(t->why, sizeof(t->why), "out of memory");
         out = OUT_TRANSIENT;
@@ -225,8 +225,8 @@ static enum outcome checkpoint(struct thread *t, const struct st_batch *b, const
         classify(t, res);
     PQclear(res);
 out:
-    ing_buf_clear(&starts);
-    ing_buf_clear(&ends);
+    agg_buf_clear(&starts);
+    agg_buf_clear(&ends);
     return out;
 }
 
@@ -312,7 +312,7 @@ struct vetting {
 
 /* st_batch_rewrite_fn: a row whose user_id is no user's gets user_id NULL and the id
  * as extra_data.user_id (DESIGN.md: never refused for a foreign key). */
-static int unlink_user(void *arg, size_t i, const char *row, size_t len, struct ing_buf *out)
+static int unlink_user(void *arg, size_t i, const char *row, size_t len, struct agg_buf *out)
 {
     struct vetting *v = arg;
     size_t uoff, ulen, eoff, elen;
@@ -326,19 +326,19 @@ static int unlink_user(void *arg, size_t i, const char *row, size_t len, struct 
         !copy_field(row, len, COL_USER_ID, &uoff, &ulen) ||
         !copy_field(row, len, COL_EXTRA_DATA, &eoff, &elen) ||
         !((elen == 2 && memcmp(row + eoff, "\\N", 2) == 0) || (elen >= 2 && row[eoff] == '{')))
-        return ing_buf_append(out, row, len);
+        return agg_buf_append(out, row, len);
     n = snprintf(key, sizeof(key), "{\"user_id\":%ld", (long)id);
-    rc = ing_buf_append(out, row, uoff);
-    rc = rc == AGG_OK ? ing_buf_append(out, "\\N", 2) : rc;
-    rc = rc == AGG_OK ? ing_buf_append(out, row + uoff + ulen, eoff - uoff - ulen) : rc;
-    rc = rc == AGG_OK ? ing_buf_append(out, key, (size_t)n) : rc;
+    rc = agg_buf_append(out, row, uoff);
+    rc = rc == AGG_OK ? agg_buf_append(out, "\\N", 2) : rc;
+    rc = rc == AGG_OK ? agg_buf_append(out, row + uoff + ulen, eoff - uoff - ulen) : rc;
+    rc = rc == AGG_OK ? agg_buf_append(out, key, (size_t)n) : rc;
     if (row[eoff] == '\\' || (elen == 2 && row[eoff + 1] == '}')) { /* \N or {} */
-        rc = rc == AGG_OK ? ing_buf_putc(out, '}') : rc;
+        rc = rc == AGG_OK ? agg_buf_putc(out, '}') : rc;
     } else {
-        rc = rc == AGG_OK ? ing_buf_putc(out, ',') : rc;
-        rc = rc == AGG_OK ? ing_buf_append(out, row + eoff + 1, elen - 1) : rc;
+        rc = rc == AGG_OK ? agg_buf_putc(out, ',') : rc;
+        rc = rc == AGG_OK ? agg_buf_append(out, row + eoff + 1, elen - 1) : rc;
     }
-    rc = rc == AGG_OK ? ing_buf_append(out, row + eoff + elen, len - eoff - elen) : rc;
+    rc = rc == AGG_OK ? agg_buf_append(out, row + eoff + elen, len - eoff - elen) : rc;
     v->unlinked++;
     return rc;
 }
@@ -365,14 +365,14 @@ static enum outcome vet_users(struct thread *t, struct st_batch *b, size_t lo, s
     if (n == 0)
         return OUT_OK;
     qsort(t->ids, n, sizeof(*t->ids), cmp_id);
-    ing_buf_reset(&t->idtext);
-    ok = ing_buf_putc(&t->idtext, '{') == AGG_OK;
+    agg_buf_reset(&t->idtext);
+    ok = agg_buf_putc(&t->idtext, '{') == AGG_OK;
     for (size_t i = 0; ok && i < n; i++) {
         if (i > 0 && t->ids[i] == t->ids[i - 1])
             continue;
-        ok = ing_buf_printf(&t->idtext, m++ > 0 ? ",%ld" : "%ld", (long)t->ids[i]) == AGG_OK;
+        ok = agg_buf_printf(&t->idtext, m++ > 0 ? ",%ld" : "%ld", (long)t->ids[i]) == AGG_OK;
     }
-    if (!ok || ing_buf_putc(&t->idtext, '}') != AGG_OK)
+    if (!ok || agg_buf_putc(&t->idtext, '}') != AGG_OK)
         goto oom;
     params[0] = t->idtext.data;
     res = PQexecParams(t->conn, users_sql, 1, NULL, params, NULL, NULL, 0);
@@ -478,7 +478,7 @@ static enum outcome store_reject(struct thread *t, const struct st_batch *b, uin
     PGresult *res;
     enum outcome out = OUT_OK;
 
-    ing_time_format(received_us, received);
+    agg_time_format(received_us, received);
     snprintf(peer_text, sizeof(peer_text), "%.*s", (int)peer_len, peer);
     snprintf(why_text, sizeof(why_text), "%.*s", (int)why_len, why);
     if (exec_simple(t, "BEGIN") != OUT_OK)
@@ -724,8 +724,8 @@ static void *thread_init(void *arg)
 
     if (t != NULL) {
         t->w = arg;
-        ing_buf_init(&t->idtext);
-        ing_buf_init(&t->rewrite);
+        agg_buf_init(&t->idtext);
+        agg_buf_init(&t->rewrite);
     }
     return t;
 }
@@ -742,8 +742,8 @@ static void thread_fini(void *arg, void *state)
     free(t->months);
     free(t->done);
     free(t->ids);
-    ing_buf_clear(&t->idtext);
-    ing_buf_clear(&t->rewrite);
+    agg_buf_clear(&t->idtext);
+    agg_buf_clear(&t->rewrite);
     free(t);
 }
 

@@ -17,8 +17,8 @@
 
 #include <event2/event.h>
 
-#include "src/err.h"
-#include "src/metrics.h"
+#include "core/err.h"
+#include "core/metrics.h"
 #include "store/batch.h"
 #include "store/pool.h"
 

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "src/alloc.h"
-#include "src/config.h"
+#include "core/alloc.h"
+#include "core/config.h"
 
 /* Writes <text> to a fresh temp file; returns its path (static buffer). */
 static const char *write_conf(const char *text)

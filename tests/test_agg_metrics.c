@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "src/alloc.h"
-#include "src/metrics.h"
+#include "core/alloc.h"
+#include "core/metrics.h"
 
 static char *render(struct agg_metrics *m)
 {

@@ -16,7 +16,7 @@
 #include <sodium.h>
 
 #include "api/auth.h"
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 /* bcrypt hashes made by implementations other than the libcrypt that verifies them. */
 

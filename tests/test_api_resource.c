@@ -15,7 +15,7 @@
 
 #include "api/api_int.h"
 #include "api/resource.h"
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 static const struct api_route create_route = {EVHTTP_REQ_POST, "/t", API_ROLE_VIEWER, 0, NULL,
                                               NULL, NULL, NULL};
@@ -30,8 +30,8 @@ static struct api_req *req_with(const char *json)
     r->route = &create_route;
     r->query.tqh_first = NULL;
     r->query.tqh_last = &r->query.tqh_first;
-    ing_buf_init(&r->sql);
-    ing_buf_init(&r->out);
+    agg_buf_init(&r->sql);
+    agg_buf_init(&r->out);
     r->body_text = strdup(json);
     r->body = yajl_tree_parse(json, why, sizeof(why));
     assert_non_null(r->body);
@@ -44,8 +44,8 @@ static void free_req(struct api_req *r)
     free(r->body_text);
     api_sql_reset(r);
     evhttp_clear_headers(&r->query);
-    ing_buf_clear(&r->sql);
-    ing_buf_clear(&r->out);
+    agg_buf_clear(&r->sql);
+    agg_buf_clear(&r->out);
     free(r->data);
     free(r);
 }
@@ -166,34 +166,34 @@ static void test_resource_checks_enums_ranges_and_custom_rules(void **state)
 
 static void test_resource_output_never_holds_secrets(void **state)
 {
-    struct ing_buf sql;
+    struct agg_buf sql;
 
     (void)state;
-    ing_buf_init(&sql);
+    agg_buf_init(&sql);
     assert_int_equal(api_res_json_expr(&sql, &api_res_users), AGG_OK);
     assert_null(strstr(sql.data, "password"));
     assert_non_null(strstr(sql.data, "'email', email"));
-    ing_buf_reset(&sql);
+    agg_buf_reset(&sql);
     assert_int_equal(api_res_json_expr(&sql, &api_res_endpoints), AGG_OK);
     assert_null(strstr(sql.data, "'secret'"));
     assert_non_null(strstr(sql.data, "'has_secret'"));
-    ing_buf_clear(&sql);
+    agg_buf_clear(&sql);
 }
 
 static void test_resource_columns_are_the_present_writable_ones(void **state)
 {
     struct api_req *r = req_with("{\"schedule\":\"x\",\"name\":\"n\"}");
-    struct ing_buf cols;
+    struct agg_buf cols;
 
     (void)state;
-    ing_buf_init(&cols);
+    agg_buf_init(&cols);
     assert_true(api_res_validate(r, &api_res_pipelines, false));
     assert_int_equal(api_res_columns(&cols, &api_res_pipelines, r->present, false), 2);
     assert_string_equal(cols.data, "name, schedule");
-    ing_buf_reset(&cols);
+    agg_buf_reset(&cols);
     assert_int_equal(api_res_columns(&cols, &api_res_pipelines, 0, true), 8);
     assert_null(strstr(cols.data, "owner_id"));
-    ing_buf_clear(&cols);
+    agg_buf_clear(&cols);
     free_req(r);
 }
 
@@ -201,14 +201,14 @@ static void test_resource_sql_text_survives_allocation_failures(void **state)
 {
     (void)state;
     for (long n = 0;; n++) {
-        struct ing_buf sql;
+        struct agg_buf sql;
         int rc;
 
-        ing_buf_init(&sql);
+        agg_buf_init(&sql);
         agg_alloc_fail_after(n);
         rc = api_res_json_expr(&sql, &api_res_alerts);
         agg_alloc_fail_after(-1);
-        ing_buf_clear(&sql);
+        agg_buf_clear(&sql);
         if (rc == AGG_OK)
             break;
         assert_int_equal(rc, AGG_ENOMEM);

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "api/token_cache.h"
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 #define S INT64_C(1000000) /* one second in microseconds */
 #define T0 (1000 * S)      /* an arbitrary monotonic start */

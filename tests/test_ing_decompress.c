@@ -15,7 +15,7 @@
 #include <zstd.h>
 
 #include "ingest/decompress.h"
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 #define MIB ((size_t)1 << 20)
 
@@ -107,15 +107,15 @@ static void round_trip(enum ing_encoding enc)
     size_t n = 300000;
     char *text = sample(n);
     struct blob b = {0};
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
 
     if (enc == ING_ENCODING_GZIP)
         gzip_member(&b, text, n);
     else
         zstd_frame(&b, text, n);
-    ing_buf_init(&out);
-    assert_int_equal(ing_buf_append(&out, "pre:", 4), AGG_OK);
+    agg_buf_init(&out);
+    assert_int_equal(agg_buf_append(&out, "pre:", 4), AGG_OK);
     assert_int_equal(ing_decompress(enc, (const char *)b.p, b.len, n, &out, &err), AGG_OK);
     assert_int_equal(out.len, 4 + n);
     assert_memory_equal(out.data, "pre:", 4);
@@ -125,7 +125,7 @@ static void round_trip(enum ing_encoding enc)
     out.len = 0;
     assert_int_equal(ing_decompress(enc, (const char *)b.p, b.len, n - 1, &out, &err), AGG_EFULL);
     assert_int_equal(out.len, 0);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     free(b.p);
     free(text);
 }
@@ -144,47 +144,47 @@ static void test_decompress_zstd_round_trips(void **state)
 
 static void test_decompress_identity_copies_within_bound(void **state)
 {
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
 
     (void)state;
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(ing_decompress(ING_ENCODING_IDENTITY, "hello", 5, 5, &out, &err), AGG_OK);
     assert_string_equal(out.data, "hello");
     assert_int_equal(ing_decompress(ING_ENCODING_IDENTITY, "hello", 5, 4, &out, &err), AGG_EFULL);
     assert_int_equal(out.len, 5);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 static void test_decompress_empty_input_gives_empty_output(void **state)
 {
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
 
     (void)state;
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     for (int e = ING_ENCODING_IDENTITY; e <= ING_ENCODING_ZSTD; e++) {
         assert_int_equal(ing_decompress((enum ing_encoding)e, "", 0, 100, &out, &err), AGG_OK);
         assert_int_equal(out.len, 0);
     }
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 static void test_decompress_gzip_concatenated_members(void **state)
 {
     struct blob b = {0};
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
 
     (void)state;
     gzip_member(&b, "first,", 6);
     gzip_member(&b, "", 0);
     gzip_member(&b, "second", 6);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(ing_decompress(ING_ENCODING_GZIP, (const char *)b.p, b.len, 100, &out, &err),
                      AGG_OK);
     assert_string_equal(out.data, "first,second");
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     free(b.p);
 }
 
@@ -193,7 +193,7 @@ static void test_decompress_zstd_multiple_frames(void **state)
     /* a skippable frame: magic 0x184D2A50, 4-byte little-endian size, payload */
     static const unsigned char skippable[] = {0x50, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 'x', 'y', 'z'};
     struct blob b = {0};
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
 
     (void)state;
@@ -201,7 +201,7 @@ static void test_decompress_zstd_multiple_frames(void **state)
     blob_add(&b, skippable, sizeof(skippable));
     zstd_frame(&b, "two ", 4);
     zstd_frame(&b, "three", 5);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(ing_decompress(ING_ENCODING_ZSTD, (const char *)b.p, b.len, 100, &out, &err),
                      AGG_OK);
     assert_string_equal(out.data, "one two three");
@@ -209,7 +209,7 @@ static void test_decompress_zstd_multiple_frames(void **state)
     out.len = 0;
     assert_int_equal(ing_decompress(ING_ENCODING_ZSTD, (const char *)b.p, b.len, 10, &out, &err),
                      AGG_EFULL);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     free(b.p);
 }
 
@@ -253,14 +253,14 @@ static void gzip_bomb(struct blob *b, size_t mib)
 static void test_decompress_gzip_bomb_stops_at_bound(void **state)
 {
     struct blob b = {0};
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
     struct timespec t0;
 
     (void)state;
     gzip_bomb(&b, 1024); /* 1 GiB of zeros */
     assert_true(b.len < 4 * MIB);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(
         ing_decompress(ING_ENCODING_GZIP, (const char *)b.p, b.len, 10 * MIB, &out, &err),
@@ -268,17 +268,17 @@ static void test_decompress_gzip_bomb_stops_at_bound(void **state)
     assert_true(seconds_since(&t0) < 2.0);
     assert_non_null(strstr(err.msg, "more than"));
     assert_int_equal(out.len, 0);
-    /* bounded: max_out plus one slice, doubled by ing_buf growth */
+    /* bounded: max_out plus one slice, doubled by agg_buf growth */
     assert_true(out.cap <= 2 * (11 * MIB + 1));
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 
     /* below the bound the same stream decodes, and would go on to its (absent) end */
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(
         ing_decompress(ING_ENCODING_GZIP, (const char *)b.p, 5000, 64 * MIB, &out, &err),
         AGG_EINVAL);
     assert_non_null(strstr(err.msg, "truncated"));
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     free(b.p);
 }
 
@@ -312,31 +312,31 @@ static void zstd_bomb(struct blob *b, bool declare)
 static void test_decompress_zstd_declared_bomb_fails_before_inflating(void **state)
 {
     struct blob b = {0};
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
 
     (void)state;
     zstd_bomb(&b, true);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(
         ing_decompress(ING_ENCODING_ZSTD, (const char *)b.p, b.len, 10 * MIB, &out, &err),
         AGG_EFULL);
     assert_non_null(strstr(err.msg, "declares"));
     assert_null(out.data); /* nothing was even allocated */
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     free(b.p);
 }
 
 static void test_decompress_zstd_undeclared_bomb_stops_at_bound(void **state)
 {
     struct blob b = {0};
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
     struct timespec t0;
 
     (void)state;
     zstd_bomb(&b, false);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(
         ing_decompress(ING_ENCODING_ZSTD, (const char *)b.p, b.len, 10 * MIB, &out, &err),
@@ -344,7 +344,7 @@ static void test_decompress_zstd_undeclared_bomb_stops_at_bound(void **state)
     assert_true(seconds_since(&t0) < 2.0);
     assert_int_equal(out.len, 0);
     assert_true(out.cap <= 2 * (11 * MIB + 1));
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     free(b.p);
 }
 
@@ -352,13 +352,13 @@ static void test_decompress_rejects_truncated_and_corrupt_gzip(void **state)
 {
     char *text = sample(50000);
     struct blob b = {0};
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
     unsigned char *bad;
 
     (void)state;
     gzip_member(&b, text, 50000);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     /* truncated: inside the data, and just before the trailer's last byte */
     assert_int_equal(
         ing_decompress(ING_ENCODING_GZIP, (const char *)b.p, b.len / 2, MIB, &out, &err),
@@ -390,7 +390,7 @@ static void test_decompress_rejects_truncated_and_corrupt_gzip(void **state)
     /* not gzip at all */
     assert_int_equal(ing_decompress(ING_ENCODING_GZIP, "{\"a\":1}", 7, MIB, &out, &err),
                      AGG_EINVAL);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     free(bad);
     free(b.p);
     free(text);
@@ -400,13 +400,13 @@ static void test_decompress_rejects_truncated_and_corrupt_zstd(void **state)
 {
     char *text = sample(50000);
     struct blob b = {0};
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
     unsigned char *bad;
 
     (void)state;
     zstd_frame(&b, text, 50000);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(
         ing_decompress(ING_ENCODING_ZSTD, (const char *)b.p, b.len / 2, MIB, &out, &err),
         AGG_EINVAL);
@@ -427,7 +427,7 @@ static void test_decompress_rejects_truncated_and_corrupt_zstd(void **state)
     assert_int_equal(ing_decompress(ING_ENCODING_ZSTD, "{\"a\":1}", 7, MIB, &out, &err),
                      AGG_EINVAL);
     assert_int_equal(out.len, 0);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     free(bad);
     free(b.p);
     free(text);
@@ -444,12 +444,12 @@ static void sweep(enum ing_encoding enc)
     else
         zstd_frame(&b, text, 200000);
     for (long n = 0; rc != AGG_OK; n++) {
-        struct ing_buf out;
+        struct agg_buf out;
         struct agg_err err = {0};
 
         assert_true(n < 1000);
-        ing_buf_init(&out);
-        assert_int_equal(ing_buf_append(&out, "x", 1), AGG_OK);
+        agg_buf_init(&out);
+        assert_int_equal(agg_buf_append(&out, "x", 1), AGG_OK);
         agg_alloc_fail_after(n);
         rc = ing_decompress(enc, (const char *)b.p, b.len, MIB, &out, &err);
         agg_alloc_fail_after(-1);
@@ -460,7 +460,7 @@ static void sweep(enum ing_encoding enc)
             assert_int_equal(rc, AGG_ENOMEM);
             assert_int_equal(out.len, 1);
         }
-        ing_buf_clear(&out);
+        agg_buf_clear(&out);
     }
     free(b.p);
     free(text);

@@ -20,7 +20,7 @@
 #include "tests/support/conformance.h"
 
 #include "ingest/framing.h"
-#include "src/err.h"
+#include "core/err.h"
 
 /* ---- a driver that records what the framer does ----------------------------- */
 

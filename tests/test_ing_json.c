@@ -15,14 +15,14 @@
 #include <yajl/yajl_tree.h>
 
 #include "ingest/json.h"
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 /* ---- a sink that copies what it is given --------------------------------------- */
 
 struct got {
-    struct ing_record rec; /* scalars; its pointers are not used */
-    char *str[ING_F_STR_COUNT];
-    size_t len[ING_F_STR_COUNT];
+    struct agg_record rec; /* scalars; its pointers are not used */
+    char *str[AGG_F_STR_COUNT];
+    size_t len[AGG_F_STR_COUNT];
     char *extra, *raw;
     size_t raw_len;
     char *user_id_orig; /* rec.user_id_orig, or NULL */
@@ -51,7 +51,7 @@ static char *copy(const char *p, size_t n)
     return s;
 }
 
-static int sink_emit(void *arg, const struct ing_record *rec)
+static int sink_emit(void *arg, const struct agg_record *rec)
 {
     struct sink *s = arg;
     struct got *g;
@@ -62,22 +62,22 @@ static int sink_emit(void *arg, const struct ing_record *rec)
     g = &s->ev[s->n_ev++];
     memset(g, 0, sizeof(*g));
     g->rec = *rec;
-    for (int f = 0; f < ING_F_STR_COUNT; f++) {
+    for (int f = 0; f < AGG_F_STR_COUNT; f++) {
         if (rec->str[f].p != NULL) {
             g->str[f] = copy(rec->str[f].p, rec->str[f].len);
             g->len[f] = rec->str[f].len;
         }
-        g->rec.str[f] = (struct ing_str){NULL, 0};
+        g->rec.str[f] = (struct agg_str){NULL, 0};
     }
     if (rec->extra.p != NULL)
         g->extra = copy(rec->extra.p, rec->extra.len);
     if (rec->user_id_orig.p != NULL)
         g->user_id_orig = copy(rec->user_id_orig.p, rec->user_id_orig.len);
-    g->rec.user_id_orig = (struct ing_str){NULL, 0};
+    g->rec.user_id_orig = (struct agg_str){NULL, 0};
     assert_non_null(rec->raw.p);
     g->raw = copy(rec->raw.p, rec->raw.len);
     g->raw_len = rec->raw.len;
-    g->rec.extra = g->rec.raw = (struct ing_str){NULL, 0};
+    g->rec.extra = g->rec.raw = (struct agg_str){NULL, 0};
     return AGG_OK;
 }
 
@@ -97,7 +97,7 @@ static void sink_reject(void *arg, size_t index, const char *why, const char *ra
 static void sink_reset(struct sink *s)
 {
     for (size_t i = 0; i < s->n_ev; i++) {
-        for (int f = 0; f < ING_F_STR_COUNT; f++)
+        for (int f = 0; f < AGG_F_STR_COUNT; f++)
             free(s->ev[i].str[f]);
         free(s->ev[i].extra);
         free(s->ev[i].raw);
@@ -116,7 +116,7 @@ static void sink_reset(struct sink *s)
 struct fixture {
     struct ing_json *j;
     struct sink s;
-    struct ing_sink sink;
+    struct agg_sink sink;
     struct ing_json_stats stats;
     struct agg_err err;
 };
@@ -128,7 +128,7 @@ static int setup(void **state)
     f->j = ing_json_new(4096, NULL);
     assert_non_null(f->j);
     f->s.full_after = -1;
-    f->sink = (struct ing_sink){sink_emit, sink_reject, &f->s};
+    f->sink = (struct agg_sink){sink_emit, sink_reject, &f->s};
     *state = f;
     return 0;
 }
@@ -246,20 +246,20 @@ static void test_json_ndjson_fills_every_column(void **state)
                "\"exception_message\":\"no space\",\"stack_trace\":\"at flush()\","
                "\"created_at\":\"2024-03-01T12:00:00.5Z\"}");
 
-    assert_int_equal(g->rec.level, ING_LEVEL_WARNING);
+    assert_int_equal(g->rec.level, AGG_LEVEL_WARNING);
     assert_true(g->rec.has_level);
-    assert_string_equal(g->str[ING_F_MESSAGE], "disk full");
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "app.disk");
-    assert_string_equal(g->str[ING_F_MODULE], "storage");
-    assert_string_equal(g->str[ING_F_FUNCTION_NAME], "flush");
-    assert_string_equal(g->str[ING_F_CORRELATION_ID], "c-1");
-    assert_string_equal(g->str[ING_F_REQUEST_ID], "r-9");
-    assert_string_equal(g->str[ING_F_REQUEST_METHOD], "POST");
-    assert_string_equal(g->str[ING_F_REQUEST_PATH], "/v1/x");
-    assert_string_equal(g->str[ING_F_REQUEST_IP], "10.0.0.1");
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "IOError");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "no space");
-    assert_string_equal(g->str[ING_F_STACK_TRACE], "at flush()");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "disk full");
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "app.disk");
+    assert_string_equal(g->str[AGG_F_MODULE], "storage");
+    assert_string_equal(g->str[AGG_F_FUNCTION_NAME], "flush");
+    assert_string_equal(g->str[AGG_F_CORRELATION_ID], "c-1");
+    assert_string_equal(g->str[AGG_F_REQUEST_ID], "r-9");
+    assert_string_equal(g->str[AGG_F_REQUEST_METHOD], "POST");
+    assert_string_equal(g->str[AGG_F_REQUEST_PATH], "/v1/x");
+    assert_string_equal(g->str[AGG_F_REQUEST_IP], "10.0.0.1");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "IOError");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE], "no space");
+    assert_string_equal(g->str[AGG_F_STACK_TRACE], "at flush()");
     assert_true(g->rec.has_line_number);
     assert_int_equal(g->rec.line_number, 42);
     assert_true(g->rec.has_user_id);
@@ -282,10 +282,10 @@ static void test_json_ndjson_handles_crlf_and_blank_lines(void **state)
                            "{\"msg\":\"c\"}"),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 3);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "a");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "a");
     assert_string_equal(f->s.ev[0].raw, "{\"msg\":\"a\"}"); /* no CR, no LF */
-    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "b");
-    assert_string_equal(f->s.ev[2].str[ING_F_MESSAGE], "c");
+    assert_string_equal(f->s.ev[1].str[AGG_F_MESSAGE], "b");
+    assert_string_equal(f->s.ev[2].str[AGG_F_MESSAGE], "c");
     /* indexes skip blank lines: the bad line is event 1 */
     assert_int_equal(nd(f, "{\"msg\":\"a\"}\r\n\r\n{oops}\r\n\n{\"msg\":\"c\"}\n"), AGG_OK);
     assert_int_equal(f->s.n_rej, 1);
@@ -311,9 +311,9 @@ static void test_json_ndjson_bad_line_keeps_its_neighbours(void **state)
                            "{\"msg\":\"seven\"}\n"),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 3);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "one");
-    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "three");
-    assert_string_equal(f->s.ev[2].str[ING_F_MESSAGE], "seven");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "one");
+    assert_string_equal(f->s.ev[1].str[AGG_F_MESSAGE], "three");
+    assert_string_equal(f->s.ev[2].str[AGG_F_MESSAGE], "seven");
     assert_int_equal(f->s.n_rej, 5);
     assert_int_equal(f->s.rej[0].index, 1);
     assert_non_null(strstr(f->s.rej[0].why, "invalid JSON at byte"));
@@ -342,9 +342,9 @@ static void test_json_ndjson_garbage_never_spills_into_the_next_line(void **stat
                            "{\"msg\":\"h\"}"),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 3);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "b");
-    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "f");
-    assert_string_equal(f->s.ev[2].str[ING_F_MESSAGE], "h");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "b");
+    assert_string_equal(f->s.ev[1].str[AGG_F_MESSAGE], "f");
+    assert_string_equal(f->s.ev[2].str[AGG_F_MESSAGE], "h");
     assert_int_equal(f->s.n_rej, 5);
     assert_int_equal(f->s.rej[0].index, 0);
     assert_non_null(strstr(f->s.rej[0].why, "invalid JSON at byte"));
@@ -363,7 +363,7 @@ static void test_json_ndjson_garbage_never_spills_into_the_next_line(void **stat
     assert_int_equal(ing_json_decode_line(f->j, "{\"msg\":\"ok2\"}", 13, 3, &f->sink, &f->err),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 2);
-    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "ok2");
+    assert_string_equal(f->s.ev[1].str[AGG_F_MESSAGE], "ok2");
 }
 
 static void test_json_aliases_fill_their_columns(void **state)
@@ -372,8 +372,8 @@ static void test_json_aliases_fill_their_columns(void **state)
     const struct got *g;
 
     g = one(f, "{\"msg\":\"m\",\"severity\":\"error\",\"timestamp\":\"2024-01-02T03:04:05Z\"}");
-    assert_string_equal(g->str[ING_F_MESSAGE], "m");
-    assert_int_equal(g->rec.level, ING_LEVEL_ERROR);
+    assert_string_equal(g->str[AGG_F_MESSAGE], "m");
+    assert_int_equal(g->rec.level, AGG_LEVEL_ERROR);
     assert_true(g->rec.created_us == INT64_C(1704164645000000));
     g = one(f, "{\"time\":1704164645}");
     assert_true(g->rec.created_us == INT64_C(1704164645000000));
@@ -384,12 +384,12 @@ static void test_json_aliases_fill_their_columns(void **state)
      * stays in extra_data */
     g = one(f,
             "{\"message\":\"first\",\"msg\":\"second\",\"level\":\"debug\",\"severity\":\"info\"}");
-    assert_string_equal(g->str[ING_F_MESSAGE], "first");
-    assert_int_equal(g->rec.level, ING_LEVEL_DEBUG);
+    assert_string_equal(g->str[AGG_F_MESSAGE], "first");
+    assert_int_equal(g->rec.level, AGG_LEVEL_DEBUG);
     assert_string_equal(g->extra, "{\"msg\":\"second\",\"severity\":\"info\"}");
     g = one(f, "{\"msg\":\"second\",\"message\":\"first\",\"time\":\"not a time\","
                "\"created_at\":1704164645}");
-    assert_string_equal(g->str[ING_F_MESSAGE], "first");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "first");
     assert_true(g->rec.created_us == INT64_C(1704164645000000));
     assert_string_equal(g->extra, "{\"msg\":\"second\",\"time\":\"not a time\"}");
     /* between aliases, the first of the documented list: timestamp before time */
@@ -398,12 +398,12 @@ static void test_json_aliases_fill_their_columns(void **state)
     assert_string_equal(g->extra, "{\"time\":1}");
     /* an alias given twice: the last; null takes it back */
     g = one(f, "{\"msg\":\"a\",\"msg\":\"b\",\"severity\":\"error\",\"severity\":null}");
-    assert_string_equal(g->str[ING_F_MESSAGE], "b");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "b");
     assert_false(g->rec.has_level);
     assert_null(g->extra);
     /* a column's own null leaves it to an alias */
     g = one(f, "{\"msg\":\"a\",\"message\":null}");
-    assert_string_equal(g->str[ING_F_MESSAGE], "a");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "a");
     /* a strict alias of the wrong type rejects only when the column would take it */
     assert_non_null(strstr(why(f, "{\"time\":true}"), "created_at"));
     g = one(f, "{\"time\":{\"s\":1},\"created_at\":1704164645}");
@@ -419,7 +419,7 @@ static void test_json_unknown_keys_go_to_extra_data(void **state)
                "\"ok\":false,\"nothing\":null,\"esc\":\"tab\\there \\u00e9\"}");
     yajl_val x = parse_json(g->extra);
 
-    assert_string_equal(g->str[ING_F_MESSAGE], "hi");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "hi");
     assert_true(YAJL_IS_OBJECT(x));
     assert_int_equal(YAJL_GET_OBJECT(x)->len, 7);
     assert_string_equal(str_of(at(x, "service", NULL)), "api");
@@ -485,9 +485,9 @@ static void test_json_numbers_fill_text_columns_with_their_literal(void **state)
     struct fixture *f = *state;
     const struct got *g = one(f, "{\"request_id\":12345,\"message\":-4.20e1,\"correlation_id\":0}");
 
-    assert_string_equal(g->str[ING_F_REQUEST_ID], "12345");
-    assert_string_equal(g->str[ING_F_MESSAGE], "-4.20e1");
-    assert_string_equal(g->str[ING_F_CORRELATION_ID], "0");
+    assert_string_equal(g->str[AGG_F_REQUEST_ID], "12345");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "-4.20e1");
+    assert_string_equal(g->str[AGG_F_CORRELATION_ID], "0");
 }
 
 static void test_json_integers_out_of_range_reject_the_event(void **state)
@@ -527,7 +527,7 @@ static void test_json_timestamps_take_epoch_and_iso_forms(void **state)
         if (g->rec.created_us != INT64_C(1704164645000000))
             fail_msg("%s gave %lld", lines[i], (long long)g->rec.created_us);
     }
-    assert_true(one(f, "{\"msg\":\"no time\"}")->rec.created_us == ING_TIME_NONE);
+    assert_true(one(f, "{\"msg\":\"no time\"}")->rec.created_us == AGG_TIME_NONE);
 }
 
 static void test_json_null_means_absent(void **state)
@@ -537,12 +537,12 @@ static void test_json_null_means_absent(void **state)
         one(f, "{\"message\":null,\"user_id\":null,\"level\":\"error\",\"level\":null,"
                "\"request_id\":\"x\",\"request_id\":null,\"time\":null}");
 
-    assert_string_equal(g->str[ING_F_MESSAGE], "");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "");
     assert_false(g->rec.has_user_id);
     assert_false(g->rec.has_level);
-    assert_int_equal(g->rec.level, ING_LEVEL_INFO);
-    assert_null(g->str[ING_F_REQUEST_ID]);
-    assert_true(g->rec.created_us == ING_TIME_NONE);
+    assert_int_equal(g->rec.level, AGG_LEVEL_INFO);
+    assert_null(g->str[AGG_F_REQUEST_ID]);
+    assert_true(g->rec.created_us == AGG_TIME_NONE);
     assert_null(g->extra);
 }
 
@@ -550,19 +550,19 @@ static void test_json_levels_take_names_severities_and_bunyan_numbers(void **sta
 {
     static const struct {
         const char *line;
-        enum ing_level level;
+        enum agg_level level;
     } cases[] = {
-        {"{\"level\":\"WARN\"}", ING_LEVEL_WARNING},
-        {"{\"level\":\"fatal\"}", ING_LEVEL_CRITICAL},
-        {"{\"level\":\"trace\"}", ING_LEVEL_DEBUG},
-        {"{\"level\":3}", ING_LEVEL_ERROR},
-        {"{\"level\":\"4\"}", ING_LEVEL_WARNING},
-        {"{\"level\":10}", ING_LEVEL_DEBUG},
-        {"{\"level\":30}", ING_LEVEL_INFO},
-        {"{\"level\":40}", ING_LEVEL_WARNING},
-        {"{\"level\":50}", ING_LEVEL_ERROR},
-        {"{\"level\":60}", ING_LEVEL_CRITICAL},
-        {"{\"severity\":\"Notice\"}", ING_LEVEL_INFO},
+        {"{\"level\":\"WARN\"}", AGG_LEVEL_WARNING},
+        {"{\"level\":\"fatal\"}", AGG_LEVEL_CRITICAL},
+        {"{\"level\":\"trace\"}", AGG_LEVEL_DEBUG},
+        {"{\"level\":3}", AGG_LEVEL_ERROR},
+        {"{\"level\":\"4\"}", AGG_LEVEL_WARNING},
+        {"{\"level\":10}", AGG_LEVEL_DEBUG},
+        {"{\"level\":30}", AGG_LEVEL_INFO},
+        {"{\"level\":40}", AGG_LEVEL_WARNING},
+        {"{\"level\":50}", AGG_LEVEL_ERROR},
+        {"{\"level\":60}", AGG_LEVEL_CRITICAL},
+        {"{\"severity\":\"Notice\"}", AGG_LEVEL_INFO},
     };
     struct fixture *f = *state;
 
@@ -581,10 +581,10 @@ static void test_json_missing_message_and_level_get_defaults(void **state)
     struct fixture *f = *state;
     const struct got *g = one(f, "{}");
 
-    assert_non_null(g->str[ING_F_MESSAGE]);
-    assert_string_equal(g->str[ING_F_MESSAGE], "");
+    assert_non_null(g->str[AGG_F_MESSAGE]);
+    assert_string_equal(g->str[AGG_F_MESSAGE], "");
     assert_false(g->rec.has_level);
-    assert_int_equal(g->rec.level, ING_LEVEL_INFO);
+    assert_int_equal(g->rec.level, AGG_LEVEL_INFO);
     assert_null(g->extra);
     assert_string_equal(g->raw, "{}");
 }
@@ -597,8 +597,8 @@ static void test_json_nul_escapes_are_repaired_in_extra_data(void **state)
     yajl_val x = parse_json(g->extra);
 
     /* the column keeps the byte (the COPY encoder repairs columns) */
-    assert_int_equal(g->len[ING_F_MESSAGE], 3);
-    assert_memory_equal(g->str[ING_F_MESSAGE], "a\0b", 3);
+    assert_int_equal(g->len[AGG_F_MESSAGE], 3);
+    assert_memory_equal(g->str[AGG_F_MESSAGE], "a\0b", 3);
     /* extra_data must be jsonb-safe: no \u0000 anywhere */
     assert_null(strstr(g->extra, "\\u0000"));
     assert_string_equal(str_of(at(x,
@@ -619,7 +619,7 @@ static void test_json_invalid_utf8_rejects_the_event(void **state)
                            "{\"bad\xFF\":1}\n{\"msg\":\"ok too \xE2\x82\xAC\"}\n"),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 2);
-    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "ok too \xE2\x82\xAC");
+    assert_string_equal(f->s.ev[1].str[AGG_F_MESSAGE], "ok too \xE2\x82\xAC");
     assert_int_equal(f->s.n_rej, 2);
     assert_int_equal(f->s.rej[0].index, 1);
     assert_int_equal(f->s.rej[1].index, 2);
@@ -710,7 +710,7 @@ static void test_json_deep_nesting_is_bounded(void **state)
     assert_int_equal(f->s.rej[0].index, 0);
     assert_non_null(strstr(f->s.rej[0].why, "nested deeper than 64"));
     assert_int_equal(f->s.n_ev, 1);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "fine");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "fine");
     free(body);
     free(text);
 }
@@ -731,14 +731,14 @@ static void test_json_pino_err_and_name_fill_exception_and_logger_columns(void *
            "properties of undefined (reading 'id')\",\"stack\":\"" PINO_STACK "\","
            "\"code\":\"E_PAY\"},\"msg\":\"Cannot read properties of undefined (reading 'id')\"}");
 
-    assert_int_equal(g->rec.level, ING_LEVEL_ERROR);
+    assert_int_equal(g->rec.level, AGG_LEVEL_ERROR);
     assert_true(g->rec.created_us == INT64_C(1704164645123000));
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "checkout");
-    assert_string_equal(g->str[ING_F_MESSAGE], "Cannot read properties of undefined (reading 'id')");
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "TypeError");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE],
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "checkout");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "Cannot read properties of undefined (reading 'id')");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "TypeError");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE],
                         "Cannot read properties of undefined (reading 'id')");
-    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "\n    at charge (/app/pay.js:12:19)"));
+    assert_non_null(strstr(g->str[AGG_F_STACK_TRACE], "\n    at charge (/app/pay.js:12:19)"));
     /* what of err filled no column stays, under err */
     assert_string_equal(g->extra, "{\"pid\":4242,\"hostname\":\"web-1\",\"err\":{\"code\":\"E_PAY\"}}");
 }
@@ -754,11 +754,11 @@ static void test_json_bunyan_err_name_is_the_exception_type(void **state)
                "\"code\":\"ECONNREFUSED\"},\"msg\":\"db down\","
                "\"time\":\"2024-01-02T03:04:05.123Z\",\"v\":0}");
 
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "billing");
-    assert_string_equal(g->str[ING_F_MESSAGE], "db down");
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "Error");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "connect ECONNREFUSED 127.0.0.1:5432");
-    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "afterConnect"));
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "billing");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "db down");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "Error");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE], "connect ECONNREFUSED 127.0.0.1:5432");
+    assert_non_null(strstr(g->str[AGG_F_STACK_TRACE], "afterConnect"));
     assert_true(g->rec.created_us == INT64_C(1704164645123000));
     assert_string_equal(g->extra, "{\"hostname\":\"web-2\",\"pid\":77,"
                                   "\"err\":{\"code\":\"ECONNREFUSED\"},\"v\":0}");
@@ -772,11 +772,11 @@ static void test_json_winston_stack_gives_type_and_message(void **state)
            "Object.<anonymous> (/app/index.js:5:14)\\n    at Module._compile "
            "(node:internal/modules/cjs/loader:1256:14)\",\"timestamp\":\"2024-01-02T03:04:05.123Z\"}");
 
-    assert_int_equal(g->rec.level, ING_LEVEL_ERROR);
-    assert_string_equal(g->str[ING_F_MESSAGE], "boom");
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "Error");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "boom");
-    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "Error: boom\n    at Object"));
+    assert_int_equal(g->rec.level, AGG_LEVEL_ERROR);
+    assert_string_equal(g->str[AGG_F_MESSAGE], "boom");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "Error");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE], "boom");
+    assert_non_null(strstr(g->str[AGG_F_STACK_TRACE], "Error: boom\n    at Object"));
     assert_null(g->extra);
 }
 
@@ -793,27 +793,27 @@ static void test_json_python_tracebacks_fill_the_exception_columns(void **state)
     g = one(f, "{\"asctime\": \"2024-01-02 03:04:05,123\", \"levelname\": \"ERROR\", "
                "\"name\": \"shop.payments\", \"message\": \"payment failed\", "
                "\"exc_info\": \"" PY_TRACEBACK "\"}");
-    assert_int_equal(g->rec.level, ING_LEVEL_ERROR);
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "shop.payments");
-    assert_string_equal(g->str[ING_F_MESSAGE], "payment failed");
-    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "line 10, in charge"));
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "ValueError");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE],
+    assert_int_equal(g->rec.level, AGG_LEVEL_ERROR);
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "shop.payments");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "payment failed");
+    assert_non_null(strstr(g->str[AGG_F_STACK_TRACE], "line 10, in charge"));
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "ValueError");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE],
                         "invalid literal for int() with base 10: 'abc'");
     assert_string_equal(g->extra, "{\"asctime\":\"2024-01-02 03:04:05,123\"}");
     /* structlog: format_exc_info's exception string, add_logger_name's logger */
     g = one(f, "{\"event\": \"payment failed\", \"logger\": \"shop\", \"level\": \"error\", "
                "\"exception\": \"Traceback (most recent call last):\\n  File \\\"/app/pay.py\\\", "
                "line 3, in <module>\\n    1/0\\n    ~^~\\nZeroDivisionError: division by zero\\n\"}");
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "shop");
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "ZeroDivisionError");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "division by zero");
-    assert_non_null(strstr(g->str[ING_F_STACK_TRACE], "1/0"));
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "shop");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "ZeroDivisionError");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE], "division by zero");
+    assert_non_null(strstr(g->str[AGG_F_STACK_TRACE], "1/0"));
     assert_string_equal(g->extra, "{\"event\":\"payment failed\"}");
     /* a levelname that is no level stays in extra_data, never rejects */
     g = one(f, "{\"levelname\":\"VERBOSE\",\"name\":{\"first\":\"x\"}}");
     assert_false(g->rec.has_level);
-    assert_null(g->str[ING_F_LOGGER_NAME]);
+    assert_null(g->str[AGG_F_LOGGER_NAME]);
     assert_string_equal(g->extra, "{\"name\":{\"first\":\"x\"},\"levelname\":\"VERBOSE\"}");
 }
 
@@ -824,17 +824,17 @@ static void test_json_columns_by_name_win_over_error_objects_and_aliases(void **
 
     g = one(f, "{\"err\":{\"type\":\"TypeError\",\"message\":\"m\",\"stack\":\"s\"},"
                "\"exception_type\":\"Mine\",\"logger_name\":\"own\",\"name\":\"pino-name\"}");
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "Mine");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "m");
-    assert_string_equal(g->str[ING_F_STACK_TRACE], "s");
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "own");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "Mine");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE], "m");
+    assert_string_equal(g->str[AGG_F_STACK_TRACE], "s");
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "own");
     assert_string_equal(g->extra, "{\"err\":{\"type\":\"TypeError\"},\"name\":\"pino-name\"}");
     /* a top-level stack (winston) before an err.stack; the first error object before
      * the next */
     g = one(f, "{\"a\":1,\"err\":{\"message\":\"m1\",\"stack\":\"s1\"},\"b\":2,"
                "\"error\":{\"message\":\"m2\",\"x\":1},\"stack\":\"top\"}");
-    assert_string_equal(g->str[ING_F_STACK_TRACE], "top");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "m1");
+    assert_string_equal(g->str[AGG_F_STACK_TRACE], "top");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE], "m1");
     assert_string_equal(g->extra, "{\"a\":1,\"err\":{\"stack\":\"s1\"},\"b\":2,"
                                   "\"error\":{\"message\":\"m2\",\"x\":1}}");
 }
@@ -876,15 +876,15 @@ static void test_json_error_objects_keep_what_fills_no_column(void **state)
             fail_msg("%s: extra_data %s, not %s", cases[i].line, g->extra ? g->extra : "NULL",
                      cases[i].extra ? cases[i].extra : "NULL");
         if (cases[i].type == NULL)
-            assert_null(g->str[ING_F_EXCEPTION_TYPE]);
+            assert_null(g->str[AGG_F_EXCEPTION_TYPE]);
         else
-            assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], cases[i].type);
+            assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], cases[i].type);
     }
     /* the same through a document, whose strings stay in the input */
     assert_int_equal(doc(f, "[{\"err\":{\"type\":\"E\",\"message\":\"m\\u00e9\",\"n\":1}}]"), AGG_OK);
     assert_int_equal(f->s.n_ev, 1);
-    assert_string_equal(f->s.ev[0].str[ING_F_EXCEPTION_TYPE], "E");
-    assert_string_equal(f->s.ev[0].str[ING_F_EXCEPTION_MESSAGE], "m\xC3\xA9");
+    assert_string_equal(f->s.ev[0].str[AGG_F_EXCEPTION_TYPE], "E");
+    assert_string_equal(f->s.ev[0].str[AGG_F_EXCEPTION_MESSAGE], "m\xC3\xA9");
     assert_string_equal(f->s.ev[0].extra, "{\"err\":{\"n\":1}}");
 }
 
@@ -954,8 +954,8 @@ static void test_json_unpaired_surrogates_become_replacement_characters(void **s
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         g = one(f, cases[i].line);
-        if (strcmp(g->str[ING_F_MESSAGE], cases[i].msg) != 0)
-            fail_msg("%s gave \"%s\"", cases[i].line, g->str[ING_F_MESSAGE]);
+        if (strcmp(g->str[AGG_F_MESSAGE], cases[i].msg) != 0)
+            fail_msg("%s gave \"%s\"", cases[i].line, g->str[AGG_F_MESSAGE]);
         assert_string_equal(g->raw, cases[i].line); /* the line as received */
     }
     g = one(f, "{\"k\\udfff\":\"v\\ud800\\u0041\"}");
@@ -963,18 +963,18 @@ static void test_json_unpaired_surrogates_become_replacement_characters(void **s
     /* the next line is read as sent */
     assert_int_equal(nd(f, "{\"msg\":\"\\ud800\\u0041\"}\n{\"msg\":\"\\u0041\"}\n"), AGG_OK);
     assert_int_equal(f->s.n_ev, 2);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "\xEF\xBF\xBD" "A");
-    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "A");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "\xEF\xBF\xBD" "A");
+    assert_string_equal(f->s.ev[1].str[AGG_F_MESSAGE], "A");
     /* documents and OTLP */
     assert_int_equal(doc(f, "[{\"msg\":\"\\ud800\\u0041\"},{\"msg\":\"ok\\udc00\"}]"), AGG_OK);
     assert_int_equal(f->s.n_ev, 2);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "\xEF\xBF\xBD" "A");
-    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "ok\xEF\xBF\xBD");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "\xEF\xBF\xBD" "A");
+    assert_string_equal(f->s.ev[1].str[AGG_F_MESSAGE], "ok\xEF\xBF\xBD");
     assert_int_equal(doc(f, "{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":[{\"body\":"
                             "{\"stringValue\":\"\\ud800\\u0041\"}}]}]}]}"),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 1);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "\xEF\xBF\xBD" "A");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "\xEF\xBF\xBD" "A");
     /* a body error still names the offset of the bytes as sent */
     assert_int_equal(doc(f, "{\"msg\":\"\\ud800\" x}"), AGG_EINVAL);
     assert_non_null(strstr(f->err.msg, "at byte"));
@@ -1020,14 +1020,14 @@ static void test_json_otlp_exception_attributes_and_foreign_user_ids(void **stat
         AGG_OK);
     assert_int_equal(f->s.n_ev, 2);
     g = &f->s.ev[0];
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "KeyError");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "'k'");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "KeyError");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE], "'k'");
     assert_false(g->rec.has_user_id);
     assert_string_equal(g->user_id_orig, "alice");
     assert_true(g->rec.user_id_orig_is_string);
     g = &f->s.ev[1];
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "Own");
-    assert_null(g->str[ING_F_EXCEPTION_MESSAGE]); /* another exception's message: not taken */
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "Own");
+    assert_null(g->str[AGG_F_EXCEPTION_MESSAGE]); /* another exception's message: not taken */
     assert_string_equal(g->user_id_orig, "9007199254740993");
     assert_false(g->rec.user_id_orig_is_string); /* an int64: a number */
 }
@@ -1040,7 +1040,7 @@ static void test_json_document_single_object_is_event_zero(void **state)
 
     assert_int_equal(doc(f, "  {\"msg\":\"solo\",\"x\":{\"y\":[1,2]}}\n"), AGG_OK);
     assert_int_equal(f->s.n_ev, 1);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "solo");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "solo");
     assert_string_equal(f->s.ev[0].extra, "{\"x\":{\"y\":[1,2]}}");
     assert_string_equal(f->s.ev[0].raw, "{\"msg\":\"solo\",\"x\":{\"y\":[1,2]}}");
     assert_int_equal(doc(f, "{\"line_number\":\"x\"}"), AGG_OK);
@@ -1062,12 +1062,12 @@ static void test_json_document_array_rejects_non_object_elements(void **state)
                             " {\"duration_ms\":true}, {}]"),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 3);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "a");
-    assert_string_equal(f->s.ev[1].str[ING_F_MESSAGE], "b");
-    assert_int_equal(f->s.ev[1].rec.level, ING_LEVEL_ERROR);
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "a");
+    assert_string_equal(f->s.ev[1].str[AGG_F_MESSAGE], "b");
+    assert_int_equal(f->s.ev[1].rec.level, AGG_LEVEL_ERROR);
     /* raw is a compact re-serialization of the element */
     assert_string_equal(f->s.ev[1].raw, "{\"msg\":\"b\",\"level\":\"error\",\"k\":\"v\\n\"}");
-    assert_string_equal(f->s.ev[2].str[ING_F_MESSAGE], "");
+    assert_string_equal(f->s.ev[2].str[AGG_F_MESSAGE], "");
     assert_int_equal(f->s.n_rej, 5);
     assert_int_equal(f->s.rej[0].index, 1);
     assert_string_equal(f->s.rej[0].raw, "5");
@@ -1156,17 +1156,17 @@ static void test_json_otlp_maps_a_multi_resource_body(void **state)
 
     /* 0: the full record */
     g = &f->s.ev[0];
-    assert_string_equal(g->str[ING_F_MESSAGE], "payment failed");
-    assert_int_equal(g->rec.level, ING_LEVEL_ERROR);
+    assert_string_equal(g->str[AGG_F_MESSAGE], "payment failed");
+    assert_int_equal(g->rec.level, AGG_LEVEL_ERROR);
     assert_true(g->rec.created_us == INT64_C(1704164645123456));
-    assert_string_equal(g->str[ING_F_CORRELATION_ID], "5b8efff798038103d269b633813fc60c");
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "com.shop.Checkout");
+    assert_string_equal(g->str[AGG_F_CORRELATION_ID], "5b8efff798038103d269b633813fc60c");
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "com.shop.Checkout");
     assert_true(g->rec.has_user_id);
     assert_int_equal(g->rec.user_id, 42);
-    assert_string_equal(g->str[ING_F_REQUEST_METHOD], "POST");
-    assert_string_equal(g->str[ING_F_REQUEST_PATH], "/pay");
+    assert_string_equal(g->str[AGG_F_REQUEST_METHOD], "POST");
+    assert_string_equal(g->str[AGG_F_REQUEST_PATH], "/pay");
     assert_int_equal(g->rec.line_number, 117);
-    assert_string_equal(g->str[ING_F_EXCEPTION_TYPE], "CardDeclined");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_TYPE], "CardDeclined");
     x = parse_json(g->extra);
     assert_string_equal(str_of(at(x, "resource", "service.name", NULL)), "checkout");
     assert_int_equal(YAJL_GET_INTEGER(at(x, "resource", "host.cpus", NULL)), 8);
@@ -1195,10 +1195,10 @@ static void test_json_otlp_maps_a_multi_resource_body(void **state)
     /* 1: observed time as a number; severityText; a kvlist body becomes JSON text */
     g = &f->s.ev[1];
     assert_true(g->rec.created_us == INT64_C(1704164646000000));
-    assert_int_equal(g->rec.level, ING_LEVEL_INFO);
+    assert_int_equal(g->rec.level, AGG_LEVEL_INFO);
     assert_true(g->rec.has_level);
-    assert_string_equal(g->str[ING_F_MESSAGE], "{\"event\":\"login\"}");
-    assert_null(g->str[ING_F_CORRELATION_ID]);
+    assert_string_equal(g->str[AGG_F_MESSAGE], "{\"event\":\"login\"}");
+    assert_null(g->str[AGG_F_CORRELATION_ID]);
     x = parse_json(g->extra);
     assert_null(at(x, "attributes", NULL));
     assert_string_equal(str_of(at(x, "scope", "name", NULL)), "com.shop.Checkout");
@@ -1207,10 +1207,10 @@ static void test_json_otlp_maps_a_multi_resource_body(void **state)
     /* 2: second scope (empty name: no scope, no logger); enum severity; int body;
      * "0" time is unset; an unknown member goes to extra_data as is */
     g = &f->s.ev[2];
-    assert_int_equal(g->rec.level, ING_LEVEL_WARNING);
-    assert_string_equal(g->str[ING_F_MESSAGE], "7");
-    assert_true(g->rec.created_us == ING_TIME_NONE);
-    assert_null(g->str[ING_F_LOGGER_NAME]);
+    assert_int_equal(g->rec.level, AGG_LEVEL_WARNING);
+    assert_string_equal(g->str[AGG_F_MESSAGE], "7");
+    assert_true(g->rec.created_us == AGG_TIME_NONE);
+    assert_null(g->str[AGG_F_LOGGER_NAME]);
     x = parse_json(g->extra);
     assert_null(at(x, "scope", NULL));
     assert_string_equal(str_of(at(x, "resource", "service.name", NULL)), "checkout");
@@ -1219,8 +1219,8 @@ static void test_json_otlp_maps_a_multi_resource_body(void **state)
 
     /* 3: second resource; severityNumber wins; unrecognized text is kept */
     g = &f->s.ev[3];
-    assert_string_equal(g->str[ING_F_MESSAGE], "second resource");
-    assert_int_equal(g->rec.level, ING_LEVEL_DEBUG);
+    assert_string_equal(g->str[AGG_F_MESSAGE], "second resource");
+    assert_int_equal(g->rec.level, AGG_LEVEL_DEBUG);
     x = parse_json(g->extra);
     assert_null(at(x, "resource", NULL));
     assert_string_equal(str_of(at(x, "severity_text", NULL)), "chatty");
@@ -1252,9 +1252,9 @@ static void test_json_otlp_member_order_does_not_matter(void **state)
         AGG_OK);
     assert_int_equal(f->s.n_ev, 1);
     g = &f->s.ev[0];
-    assert_string_equal(g->str[ING_F_MESSAGE], "late");
-    assert_string_equal(g->str[ING_F_REQUEST_ID], "r-1");
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "lib");
+    assert_string_equal(g->str[AGG_F_MESSAGE], "late");
+    assert_string_equal(g->str[AGG_F_REQUEST_ID], "r-1");
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "lib");
     x = parse_json(g->extra);
     assert_string_equal(str_of(at(x, "resource", "service.name", NULL)), "svc");
     assert_string_equal(str_of(at(x, "scope", "name", NULL)), "lib");
@@ -1266,9 +1266,9 @@ static void test_json_otlp_member_order_does_not_matter(void **state)
                             "\"trace_id\":\"t\"}]}]}]}"),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 1);
-    assert_int_equal(f->s.ev[0].rec.level, ING_LEVEL_CRITICAL);
+    assert_int_equal(f->s.ev[0].rec.level, AGG_LEVEL_CRITICAL);
     assert_true(f->s.ev[0].rec.created_us == INT64_C(1000000000000000));
-    assert_string_equal(f->s.ev[0].str[ING_F_CORRELATION_ID], "t");
+    assert_string_equal(f->s.ev[0].str[AGG_F_CORRELATION_ID], "t");
 }
 
 static void test_json_otlp_attributes_fill_columns_without_rejecting(void **state)
@@ -1300,16 +1300,16 @@ static void test_json_otlp_attributes_fill_columns_without_rejecting(void **stat
     assert_false(g->rec.has_user_id); /* "alice" does not fit: left out, kept in extra */
     assert_non_null(strstr(g->extra, "\"user.id\":\"alice\""));
     assert_int_equal(g->rec.duration_ms, 12);
-    assert_string_equal(g->str[ING_F_CORRELATION_ID], "trace"); /* traceId wins */
-    assert_string_equal(g->str[ING_F_FUNCTION_NAME], "pay");
-    assert_string_equal(g->str[ING_F_MODULE], "shop.pay");
-    assert_string_equal(g->str[ING_F_REQUEST_IP], "::1");
-    assert_string_equal(g->str[ING_F_EXCEPTION_MESSAGE], "boom");
-    assert_string_equal(g->str[ING_F_STACK_TRACE], "at x");
-    assert_string_equal(g->str[ING_F_REQUEST_METHOD], "GET");
-    assert_string_equal(g->str[ING_F_REQUEST_PATH], "/q?a=1");
-    assert_string_equal(g->str[ING_F_LOGGER_NAME], "mylogger"); /* the attribute beats the scope */
-    assert_string_equal(g->str[ING_F_MESSAGE], "");             /* no body */
+    assert_string_equal(g->str[AGG_F_CORRELATION_ID], "trace"); /* traceId wins */
+    assert_string_equal(g->str[AGG_F_FUNCTION_NAME], "pay");
+    assert_string_equal(g->str[AGG_F_MODULE], "shop.pay");
+    assert_string_equal(g->str[AGG_F_REQUEST_IP], "::1");
+    assert_string_equal(g->str[AGG_F_EXCEPTION_MESSAGE], "boom");
+    assert_string_equal(g->str[AGG_F_STACK_TRACE], "at x");
+    assert_string_equal(g->str[AGG_F_REQUEST_METHOD], "GET");
+    assert_string_equal(g->str[AGG_F_REQUEST_PATH], "/q?a=1");
+    assert_string_equal(g->str[AGG_F_LOGGER_NAME], "mylogger"); /* the attribute beats the scope */
+    assert_string_equal(g->str[AGG_F_MESSAGE], "");             /* no body */
     assert_false(g->rec.has_line_number);
     assert_true(g->rec.memory_usage_mb == 300.0);
 }
@@ -1334,14 +1334,14 @@ static void test_json_otlp_wrong_types_reject_the_record(void **state)
             fail_msg("%s was not rejected", records[i]);
         assert_int_equal(f->s.rej[0].index, 0);
         assert_int_equal(f->s.n_ev, 1);
-        assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "ok");
+        assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "ok");
     }
     /* severityNumber out of 1-24 is unspecified, not wrong */
     assert_int_equal(doc(f, "{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":["
                             "{\"severityNumber\":99,\"severityText\":\"warn\"}]}]}]}"),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 1);
-    assert_int_equal(f->s.ev[0].rec.level, ING_LEVEL_WARNING);
+    assert_int_equal(f->s.ev[0].rec.level, AGG_LEVEL_WARNING);
 }
 
 static void test_json_otlp_bad_shape_is_not_accepted(void **state)
@@ -1412,7 +1412,7 @@ static void test_json_decode_line_reports_the_outcome(void **state)
     assert_int_equal(ing_json_decode_line(f->j, good, sizeof(good) - 1, 17, &f->sink, &f->err),
                      AGG_OK);
     assert_int_equal(f->s.n_ev, 1);
-    assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "tcp");
+    assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "tcp");
     assert_string_equal(f->s.ev[0].raw, "{\"msg\":\"tcp\"}");
     assert_int_equal(ing_json_decode_line(f->j, "  \r\n", 4, 18, &f->sink, &f->err), AGG_OK);
     assert_int_equal(ing_json_decode_line(f->j, "{\"level\":[]}", 12, 19, &f->sink, &f->err),
@@ -1451,7 +1451,7 @@ static void test_json_decoder_is_reused_without_pool_misses(void **state)
         assert_int_equal(nd(f, "{\"msg\":\"\\u0041\\n\"}\n{\"x\":[1,{\"y\":\"\\t\"}]}\n7\n"),
                          AGG_OK);
         assert_int_equal(f->s.n_ev, 2);
-        assert_string_equal(f->s.ev[0].str[ING_F_MESSAGE], "A\n");
+        assert_string_equal(f->s.ev[0].str[AGG_F_MESSAGE], "A\n");
         assert_int_equal(doc(f, otlp_body), AGG_OK);
         assert_int_equal(f->s.n_ev, 4);
     }
@@ -1506,7 +1506,7 @@ static int sweep_ndjson(struct ing_json *j, struct sink *s)
         "{\"msg\":\"a\\u0000\",\"k\":{\"n\":[1,2,\"\\u00e9\"]},\"user_id\":3}\n"
         "bad\n{\"msg\":\"b\\ud800\",\"level\":\"error\",\"e\\n\":\"x\\ty\","
         "\"err\":{\"type\":\"E\",\"code\":1},\"user_id\":\"u-1\"}\n";
-    struct ing_sink sink = {sink_emit, sink_reject, s};
+    struct agg_sink sink = {sink_emit, sink_reject, s};
     struct ing_json_stats st;
 
     return ing_json_decode_ndjson(j, body, sizeof(body) - 1, &sink, &st, NULL);
@@ -1516,7 +1516,7 @@ static int sweep_document(struct ing_json *j, struct sink *s)
 {
     static const char body[] = "[{\"msg\":\"a\",\"k\":{\"n\":[1,2,\"\\u00e9\"]}},5,"
                                "{\"msg\":\"b\\n\",\"t\":true}]";
-    struct ing_sink sink = {sink_emit, sink_reject, s};
+    struct agg_sink sink = {sink_emit, sink_reject, s};
     struct ing_json_stats st;
 
     return ing_json_decode_document(j, body, sizeof(body) - 1, &sink, &st, NULL);
@@ -1524,7 +1524,7 @@ static int sweep_document(struct ing_json *j, struct sink *s)
 
 static int sweep_otlp(struct ing_json *j, struct sink *s)
 {
-    struct ing_sink sink = {sink_emit, sink_reject, s};
+    struct agg_sink sink = {sink_emit, sink_reject, s};
     struct ing_json_stats st;
 
     return ing_json_decode_document(j, otlp_body, sizeof(otlp_body) - 1, &sink, &st, NULL);

@@ -24,12 +24,12 @@
 
 #include "ingest/json.h"
 #include "ingest/syslog.h"
-#include "ingest/time.h"
-#include "ingest/tz.h"
-#include "src/alloc.h"
+#include "core/time.h"
+#include "core/tz.h"
+#include "core/alloc.h"
 
 /* 2024-06-15T12:00:00Z: the receive time for year-less dates */
-#define NOW_US (INT64_C(1718452800) * ING_US_PER_SEC)
+#define NOW_US (INT64_C(1718452800) * AGG_US_PER_SEC)
 
 static bool is_null(yajl_val v)
 {
@@ -48,7 +48,7 @@ struct parsed {
 };
 
 static void parse_in(struct parsed *r, const char *input, size_t len, int64_t now_us,
-                     const struct ing_tz *zone)
+                     const struct agg_tz *zone)
 {
     memset(r, 0, sizeof(*r));
     r->p = malloc(len > 0 ? len : 1);
@@ -78,13 +78,13 @@ static void parsed_free(struct parsed *r)
     free(r->p);
 }
 
-static bool str_is(struct ing_str s, const char *want)
+static bool str_is(struct agg_str s, const char *want)
 {
     return s.p != NULL && s.len == strlen(want) && memcmp(s.p, want, s.len) == 0;
 }
 
 /* Whether <s> equals expectation <v> (null: absent). */
-static bool str_matches(struct ing_str s, yajl_val v)
+static bool str_matches(struct agg_str s, yajl_val v)
 {
     size_t n;
     char *want;
@@ -101,7 +101,7 @@ static bool str_matches(struct ing_str s, yajl_val v)
 }
 
 /* MSG against "message"/"message_hex" of <e>; an absent MSG equals null. */
-static bool msg_matches(struct ing_str s, yajl_val e)
+static bool msg_matches(struct agg_str s, yajl_val e)
 {
     yajl_val hex = conf_key(e, "message_hex");
     size_t n;
@@ -122,11 +122,11 @@ static bool int_matches(long long have, yajl_val v)
 }
 
 /* STRUCTURED-DATA against the expected map (values unescaped). */
-static bool sd_matches(struct ing_str sd, yajl_val want)
+static bool sd_matches(struct agg_str sd, yajl_val want)
 {
     struct ing_syslog_sd_iter it;
-    struct ing_str id, name, value;
-    struct ing_buf b;
+    struct agg_str id, name, value;
+    struct agg_buf b;
     size_t nel = 0;
     bool ok = true;
 
@@ -134,7 +134,7 @@ static bool sd_matches(struct ing_str sd, yajl_val want)
         return sd.p == NULL;
     if (sd.p == NULL || !YAJL_IS_OBJECT(want))
         return false;
-    ing_buf_init(&b);
+    agg_buf_init(&b);
     ing_syslog_sd_init(&it, sd);
     while (ok && ing_syslog_sd_next_element(&it, &id)) {
         yajl_val el = NULL;
@@ -156,16 +156,16 @@ static bool sd_matches(struct ing_str sd, yajl_val want)
                 if (strlen(kk) == name.len && memcmp(kk, name.p, name.len) == 0)
                     wv = YAJL_GET_OBJECT(el)->values[k];
             }
-            ing_buf_reset(&b);
+            agg_buf_reset(&b);
             assert_int_equal(ing_syslog_sd_unescape(&b, value.p, value.len), AGG_OK);
             ok = wv != NULL && YAJL_IS_STRING(wv) &&
-                 str_matches((struct ing_str){b.len > 0 ? b.data : "", b.len}, wv);
+                 str_matches((struct agg_str){b.len > 0 ? b.data : "", b.len}, wv);
             np++;
         }
         ok = ok && np == YAJL_GET_OBJECT(el)->len;
         nel++;
     }
-    ing_buf_clear(&b);
+    agg_buf_clear(&b);
     return ok && nel == YAJL_GET_OBJECT(want)->len;
 }
 
@@ -271,10 +271,10 @@ static void check_5424(yajl_val c, void *arg)
             int64_t us;
 
             assert_non_null(text);
-            assert_true(ing_time_parse_iso8601(text, strlen(text), &us));
+            assert_true(agg_time_parse_iso8601(text, strlen(text), &us));
             if (us != r.m.ts_us)
                 bad = "TIMESTAMP instant";
-        } else if (bad == NULL && r.m.ts_us != ING_TIME_NONE) {
+        } else if (bad == NULL && r.m.ts_us != AGG_TIME_NONE) {
             bad = "ts_us set for NILVALUE";
         }
         if (bad == NULL)
@@ -358,7 +358,7 @@ static const char *candidate_differs(const struct ing_syslog_msg *m, yajl_val e)
     return NULL;
 }
 
-static bool is_digit_start(struct ing_str s)
+static bool is_digit_start(struct agg_str s)
 {
     return s.len > 0 && s.p[0] >= '0' && s.p[0] <= '9';
 }
@@ -392,7 +392,7 @@ static void check_3164(yajl_val c, void *arg)
         if (bad == NULL && r.m.timestamp.p != NULL && is_digit_start(r.m.timestamp)) {
             int64_t us;
 
-            if (ing_time_parse_iso8601(r.m.timestamp.p, r.m.timestamp.len, &us) && us != r.m.ts_us)
+            if (agg_time_parse_iso8601(r.m.timestamp.p, r.m.timestamp.len, &us) && us != r.m.ts_us)
                 bad = "TIMESTAMP instant";
         }
         if (bad == NULL) {
@@ -490,7 +490,7 @@ static void test_syslog_parse_5424_converts_offsets_to_utc(void **state)
     parse_str(&r, "<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - x");
     assert_int_equal(r.rc, AGG_OK);
     /* 2003-08-24T12:14:15.000003Z */
-    assert_int_equal(r.m.ts_us, INT64_C(1061727255) * ING_US_PER_SEC + 3);
+    assert_int_equal(r.m.ts_us, INT64_C(1061727255) * AGG_US_PER_SEC + 3);
     parsed_free(&r);
 }
 
@@ -533,13 +533,13 @@ static void test_syslog_parse_sd_iteration_unescapes_values(void **state)
 {
     struct parsed r;
     struct ing_syslog_sd_iter it;
-    struct ing_str id, name, value;
-    struct ing_buf b;
+    struct agg_str id, name, value;
+    struct agg_buf b;
 
     (void)state;
     parse_str(&r, "<13>1 - - - - - [a@1 x=\"q\\\"b\\\\s\\]e\\n\" y=\"\"][b] m");
     assert_int_equal(r.rc, AGG_OK);
-    ing_buf_init(&b);
+    agg_buf_init(&b);
     ing_syslog_sd_init(&it, r.m.sd);
     assert_true(ing_syslog_sd_next_element(&it, &id));
     assert_true(str_is(id, "a@1"));
@@ -556,31 +556,31 @@ static void test_syslog_parse_sd_iteration_unescapes_values(void **state)
     assert_false(ing_syslog_sd_next_param(&it, &name, &value));
     assert_false(ing_syslog_sd_next_element(&it, &id));
     assert_true(str_is(r.m.msg, "m"));
-    ing_buf_clear(&b);
+    agg_buf_clear(&b);
     parsed_free(&r);
 }
 
 static void test_syslog_parse_sd_refuses_too_many_elements(void **state)
 {
-    struct ing_buf b;
+    struct agg_buf b;
     struct parsed r;
 
     (void)state;
-    ing_buf_init(&b);
-    assert_int_equal(ing_buf_printf(&b, "<13>1 - - - - - "), AGG_OK);
+    agg_buf_init(&b);
+    assert_int_equal(agg_buf_printf(&b, "<13>1 - - - - - "), AGG_OK);
     for (int i = 0; i <= ING_SYSLOG_MAX_SD_ELEMENTS; i++)
-        assert_int_equal(ing_buf_printf(&b, "[e%d]", i), AGG_OK);
+        assert_int_equal(agg_buf_printf(&b, "[e%d]", i), AGG_OK);
     parse(&r, b.data, b.len, NOW_US);
     assert_int_equal(r.rc, AGG_EINVAL);
     assert_non_null(strstr(r.err.msg, "elements"));
     parsed_free(&r);
-    ing_buf_clear(&b);
+    agg_buf_clear(&b);
 }
 
 /* Microseconds of <y>-<mo>-<d> <h>:<mi>:<s> UTC. */
 static int64_t utc(int y, unsigned mo, unsigned d, int h, int mi, int s)
 {
-    return (ing_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * ING_US_PER_SEC;
+    return (agg_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * AGG_US_PER_SEC;
 }
 
 static void test_syslog_parse_3164_dates_are_utc_and_roll_over_new_year(void **state)
@@ -647,13 +647,13 @@ static void test_syslog_parse_3164_reads_zone_less_times_in_the_configured_zone(
         utc(2024, 3, 31, 1, 30, 0),          utc(2024, 10, 27, 0, 30, 0),
     };
     struct agg_err err = {0};
-    struct ing_tz *berlin;
+    struct agg_tz *berlin;
     struct parsed r;
 
     (void)state;
-    if (access(ING_TZ_DIR "/Europe/Berlin", R_OK) != 0)
+    if (access(AGG_TZ_DIR "/Europe/Berlin", R_OK) != 0)
         skip();
-    berlin = ing_tz_load("Europe/Berlin", &err);
+    berlin = agg_tz_load("Europe/Berlin", &err);
     assert_non_null(berlin);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         parse_in(&r, cases[i].in, strlen(cases[i].in), NOW_US, berlin);
@@ -679,7 +679,7 @@ static void test_syslog_parse_3164_reads_zone_less_times_in_the_configured_zone(
     parse_in(&r, "<13>Dec 31 23:59:59 h t: x", 26, INT64_MAX, berlin);
     assert_int_equal(r.rc, AGG_OK);
     parsed_free(&r);
-    ing_tz_free(berlin);
+    agg_tz_free(berlin);
 }
 
 static void test_syslog_parse_3164_takes_rsyslogs_colon_less_tag_in_its_header_shape(void **state)
@@ -796,8 +796,8 @@ static void test_syslog_parse_never_reads_past_truncated_input(void **state)
 
 struct mapped {
     struct parsed r;
-    struct ing_buf scratch;
-    struct ing_record rec;
+    struct agg_buf scratch;
+    struct agg_record rec;
     struct agg_err err;
     int rc;
     yajl_val json;
@@ -806,7 +806,7 @@ struct mapped {
 static void map(struct mapped *x, const char *in)
 {
     memset(x, 0, sizeof(*x));
-    ing_buf_init(&x->scratch);
+    agg_buf_init(&x->scratch);
     parse_str(&x->r, in);
     assert_int_equal(x->r.rc, AGG_OK);
     x->rc = ing_syslog_to_record(&x->r.m, &x->scratch, &x->rec, &x->err);
@@ -814,7 +814,7 @@ static void map(struct mapped *x, const char *in)
         char *text = strndup(x->rec.extra.p, x->rec.extra.len), errbuf[200];
 
         assert_non_null(text);
-        assert_true(ing_utf8_is_clean(x->rec.extra.p, x->rec.extra.len));
+        assert_true(agg_utf8_is_clean(x->rec.extra.p, x->rec.extra.len));
         x->json = yajl_tree_parse(text, errbuf, sizeof(errbuf));
         if (x->json == NULL)
             fail_msg("extra_data is not JSON: %s: %s", errbuf, text);
@@ -825,7 +825,7 @@ static void map(struct mapped *x, const char *in)
 static void mapped_free(struct mapped *x)
 {
     yajl_tree_free(x->json);
-    ing_buf_clear(&x->scratch);
+    agg_buf_clear(&x->scratch);
     parsed_free(&x->r);
 }
 
@@ -838,9 +838,9 @@ static yajl_val jpath(yajl_val v, const char *a, const char *b, const char *c)
 
 static void test_syslog_to_record_maps_severity_to_level(void **state)
 {
-    static const enum ing_level want[8] = {
-        ING_LEVEL_CRITICAL, ING_LEVEL_CRITICAL, ING_LEVEL_CRITICAL, ING_LEVEL_ERROR,
-        ING_LEVEL_WARNING,  ING_LEVEL_INFO,     ING_LEVEL_INFO,     ING_LEVEL_DEBUG,
+    static const enum agg_level want[8] = {
+        AGG_LEVEL_CRITICAL, AGG_LEVEL_CRITICAL, AGG_LEVEL_CRITICAL, AGG_LEVEL_ERROR,
+        AGG_LEVEL_WARNING,  AGG_LEVEL_INFO,     AGG_LEVEL_INFO,     AGG_LEVEL_DEBUG,
     };
 
     (void)state;
@@ -869,7 +869,7 @@ static void test_syslog_to_record_sets_created_at_in_utc(void **state)
     assert_int_equal(x.rec.created_us, utc(2024, 2, 29, 18, 0, 0) + 500000);
     mapped_free(&x);
     map(&x, "<34>1 - h a - - - m");
-    assert_int_equal(x.rec.created_us, ING_TIME_NONE);
+    assert_int_equal(x.rec.created_us, AGG_TIME_NONE);
     mapped_free(&x);
 }
 
@@ -883,8 +883,8 @@ static void test_syslog_to_record_writes_extra_data_json(void **state)
             "[exampleSDID@32473 iut=\"3\" eventSource=\"App\\\"lication\"][pri@32473 "
             "class=\"high\"] An application event");
     assert_int_equal(x.rc, AGG_OK);
-    assert_true(str_is(x.rec.str[ING_F_LOGGER_NAME], "evntslog"));
-    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "An application event"));
+    assert_true(str_is(x.rec.str[AGG_F_LOGGER_NAME], "evntslog"));
+    assert_true(str_is(x.rec.str[AGG_F_MESSAGE], "An application event"));
     assert_int_equal(x.rec.raw.len, x.r.len);
     assert_ptr_equal(x.rec.raw.p, x.r.p);
     assert_string_equal(YAJL_GET_STRING(jpath(x.json, "syslog", "hostname", NULL)),
@@ -911,9 +911,9 @@ static void test_syslog_to_record_omits_nil_fields(void **state)
     (void)state;
     map(&x, "<14>1 - - - - - -");
     assert_int_equal(x.rc, AGG_OK);
-    assert_null(x.rec.str[ING_F_LOGGER_NAME].p);
-    assert_non_null(x.rec.str[ING_F_MESSAGE].p); /* message is NOT NULL: "" */
-    assert_int_equal(x.rec.str[ING_F_MESSAGE].len, 0);
+    assert_null(x.rec.str[AGG_F_LOGGER_NAME].p);
+    assert_non_null(x.rec.str[AGG_F_MESSAGE].p); /* message is NOT NULL: "" */
+    assert_int_equal(x.rec.str[AGG_F_MESSAGE].len, 0);
     assert_int_equal(YAJL_GET_OBJECT(x.json)->len, 1); /* no "sd" */
     assert_int_equal(YAJL_GET_OBJECT(jpath(x.json, "syslog", NULL, NULL))->len, 2);
     mapped_free(&x);
@@ -926,14 +926,14 @@ static void test_syslog_to_record_adds_3164_extras(void **state)
     (void)state;
     map(&x, "<189>643: *Jan  8 19:46:03.295: %LINEPROTO-5-UPDOWN: Line protocol up");
     assert_int_equal(x.rc, AGG_OK);
-    assert_true(str_is(x.rec.str[ING_F_LOGGER_NAME], "%LINEPROTO-5-UPDOWN"));
+    assert_true(str_is(x.rec.str[AGG_F_LOGGER_NAME], "%LINEPROTO-5-UPDOWN"));
     assert_int_equal(YAJL_GET_INTEGER(jpath(x.json, "syslog", "msgcount", NULL)), 643);
     assert_true(YAJL_IS_FALSE(jpath(x.json, "syslog", "clock_synced", NULL)));
     assert_null(jpath(x.json, "syslog", "hostname", NULL));
     mapped_free(&x);
     map(&x, "plain text");
     assert_true(YAJL_IS_TRUE(jpath(x.json, "syslog", "pri_assumed", NULL)));
-    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "plain text"));
+    assert_true(str_is(x.rec.str[AGG_F_MESSAGE], "plain text"));
     mapped_free(&x);
 }
 
@@ -945,14 +945,14 @@ static void test_syslog_to_record_fills_columns_from_sd_params(void **state)
     map(&x, "<11>1 - h app - - [req@1 correlation_id=\"c-\\]1\" request_id=\"r1\" "
             "duration_ms=\"12.4\" user_id=\"7\" other=\"x\"][m@1 request_path=\"/a\"] boom");
     assert_int_equal(x.rc, AGG_OK);
-    assert_true(str_is(x.rec.str[ING_F_CORRELATION_ID], "c-]1"));
-    assert_true(str_is(x.rec.str[ING_F_REQUEST_ID], "r1"));
-    assert_true(str_is(x.rec.str[ING_F_REQUEST_PATH], "/a"));
+    assert_true(str_is(x.rec.str[AGG_F_CORRELATION_ID], "c-]1"));
+    assert_true(str_is(x.rec.str[AGG_F_REQUEST_ID], "r1"));
+    assert_true(str_is(x.rec.str[AGG_F_REQUEST_PATH], "/a"));
     assert_true(x.rec.has_duration_ms);
     assert_int_equal(x.rec.duration_ms, 12);
     assert_true(x.rec.has_user_id);
     assert_int_equal(x.rec.user_id, 7);
-    assert_int_equal(x.rec.level, ING_LEVEL_ERROR);
+    assert_int_equal(x.rec.level, AGG_LEVEL_ERROR);
     /* the params stay in extra_data too */
     assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "req@1", "other")), "x");
     assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "req@1", "request_id")), "r1");
@@ -975,7 +975,7 @@ static void test_syslog_to_record_keeps_a_user_id_that_is_not_an_integer(void **
     assert_false(x.rec.has_user_id);
     assert_true(str_is(x.rec.user_id_orig, "u-]987"));
     assert_true(x.rec.user_id_orig_is_string);
-    assert_int_equal(x.rec.str[ING_F_STACK_TRACE].len, 16000);
+    assert_int_equal(x.rec.str[AGG_F_STACK_TRACE].len, 16000);
     mapped_free(&x);
     free(in);
     map(&x, "<14>1 - h app - - [u@1 user_id=\"987654\"] paid");
@@ -1004,7 +1004,7 @@ static void test_syslog_to_record_strips_bom_from_message(void **state)
     (void)state;
     map(&x, "<34>1 - h su - ID47 - \xEF\xBB\xBF'su root' failed");
     assert_int_equal(x.rc, AGG_OK);
-    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "'su root' failed"));
+    assert_true(str_is(x.rec.str[AGG_F_MESSAGE], "'su root' failed"));
     assert_true(str_is(x.r.m.msg, "\xEF\xBB\xBF'su root' failed"));
     mapped_free(&x);
 }
@@ -1018,36 +1018,36 @@ static void test_syslog_to_record_drops_the_sp_rsyslog_puts_before_a_5424_msg(vo
     map(&x, "<13>1 2026-12-03T10:00:00.000000+00:00 web01 myapp - - -  hello world");
     assert_int_equal(x.rc, AGG_OK);
     assert_true(str_is(x.r.m.msg, " hello world")); /* the parse keeps it (RFC 5424) */
-    assert_true(str_is(x.rec.str[ING_F_MESSAGE], "hello world"));
+    assert_true(str_is(x.rec.str[AGG_F_MESSAGE], "hello world"));
     mapped_free(&x);
     /* only one SP: of the three, one separates and one is rsyslog's */
     map(&x, "<13>1 - h a - - [x@1 a=\"b\"]   indented");
-    assert_true(str_is(x.rec.str[ING_F_MESSAGE], " indented"));
+    assert_true(str_is(x.rec.str[AGG_F_MESSAGE], " indented"));
     mapped_free(&x);
     /* RFC 3164 keeps what follows the SP after its TAG */
     map(&x, "<129>Mar 10 01:00:00 host tag:  msgnum:2");
-    assert_true(str_is(x.rec.str[ING_F_MESSAGE], " msgnum:2"));
+    assert_true(str_is(x.rec.str[AGG_F_MESSAGE], " msgnum:2"));
     mapped_free(&x);
 }
 
 static void test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json(void **state)
 {
     struct mapped x;
-    struct ing_buf in;
+    struct agg_buf in;
 
     (void)state;
-    ing_buf_init(&in);
+    agg_buf_init(&in);
     /* a NUL and invalid UTF-8 in an SD value, invalid UTF-8 in MSG */
-    assert_int_equal(ing_buf_append(&in, "<13>1 - h a - - [x@1 v=\"a\0b\xff\"] m\xfe", 34), AGG_OK);
+    assert_int_equal(agg_buf_append(&in, "<13>1 - h a - - [x@1 v=\"a\0b\xff\"] m\xfe", 34), AGG_OK);
     memset(&x, 0, sizeof(x));
-    ing_buf_init(&x.scratch);
+    agg_buf_init(&x.scratch);
     parse(&x.r, in.data, in.len, NOW_US);
     assert_int_equal(x.r.rc, AGG_OK);
     x.rc = ing_syslog_to_record(&x.r.m, &x.scratch, &x.rec, &x.err);
     assert_int_equal(x.rc, AGG_OK);
-    assert_int_equal(x.rec.str[ING_F_MESSAGE].len, 2);
-    assert_memory_equal(x.rec.str[ING_F_MESSAGE].p, "m\xfe", 2);
-    assert_true(ing_utf8_is_clean(x.rec.extra.p, x.rec.extra.len));
+    assert_int_equal(x.rec.str[AGG_F_MESSAGE].len, 2);
+    assert_memory_equal(x.rec.str[AGG_F_MESSAGE].p, "m\xfe", 2);
+    assert_true(agg_utf8_is_clean(x.rec.extra.p, x.rec.extra.len));
     {
         char *text = strndup(x.rec.extra.p, x.rec.extra.len);
 
@@ -1058,7 +1058,7 @@ static void test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json(vo
     assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "x@1", "v")), "a\xEF\xBF\xBD"
                                                                           "b\xEF\xBF\xBD");
     mapped_free(&x);
-    ing_buf_clear(&in);
+    agg_buf_clear(&in);
 }
 
 /* ---- JSON in MSG -------------------------------------------------------------- */
@@ -1067,17 +1067,17 @@ static void test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json(vo
  * object, that object decoded over it. */
 struct json_msg {
     struct parsed r;
-    struct ing_buf scratch, merged;
-    struct ing_record rec; /* the syslog record */
+    struct agg_buf scratch, merged;
+    struct agg_record rec; /* the syslog record */
     int rc;                /* ing_json_decode_over's, or -100 when MSG is no object */
     struct agg_err err;
     int emitted;
-    struct ing_record out; /* what was emitted; strings copied into <copies> */
-    char *copies[ING_F_STR_COUNT + 2];
+    struct agg_record out; /* what was emitted; strings copied into <copies> */
+    char *copies[AGG_F_STR_COUNT + 2];
     yajl_val extra;
 };
 
-static char *copy_str(struct json_msg *x, int slot, struct ing_str *s)
+static char *copy_str(struct json_msg *x, int slot, struct agg_str *s)
 {
     if (s->p == NULL)
         return NULL;
@@ -1087,37 +1087,37 @@ static char *copy_str(struct json_msg *x, int slot, struct ing_str *s)
     return x->copies[slot];
 }
 
-static int capture(void *arg, const struct ing_record *rec)
+static int capture(void *arg, const struct agg_record *rec)
 {
     struct json_msg *x = arg;
     char errbuf[200];
 
     x->emitted++;
     x->out = *rec;
-    for (int f = 0; f < ING_F_STR_COUNT; f++)
+    for (int f = 0; f < AGG_F_STR_COUNT; f++)
         copy_str(x, f, &x->out.str[f]);
-    copy_str(x, ING_F_STR_COUNT, &x->out.raw);
-    if (copy_str(x, ING_F_STR_COUNT + 1, &x->out.extra) != NULL) {
-        x->extra = yajl_tree_parse(x->copies[ING_F_STR_COUNT + 1], errbuf, sizeof(errbuf));
+    copy_str(x, AGG_F_STR_COUNT, &x->out.raw);
+    if (copy_str(x, AGG_F_STR_COUNT + 1, &x->out.extra) != NULL) {
+        x->extra = yajl_tree_parse(x->copies[AGG_F_STR_COUNT + 1], errbuf, sizeof(errbuf));
         if (x->extra == NULL)
-            fail_msg("extra_data is not JSON: %s", x->copies[ING_F_STR_COUNT + 1]);
+            fail_msg("extra_data is not JSON: %s", x->copies[AGG_F_STR_COUNT + 1]);
     }
     return AGG_OK;
 }
 
 static void json_msg(struct json_msg *x, struct ing_json *j, const char *in)
 {
-    struct ing_sink sink = {capture, NULL, x};
-    struct ing_str obj;
+    struct agg_sink sink = {capture, NULL, x};
+    struct agg_str obj;
 
     memset(x, 0, sizeof(*x));
-    ing_buf_init(&x->scratch);
-    ing_buf_init(&x->merged);
+    agg_buf_init(&x->scratch);
+    agg_buf_init(&x->merged);
     parse_str(&x->r, in);
     assert_int_equal(x->r.rc, AGG_OK);
     assert_int_equal(ing_syslog_to_record(&x->r.m, &x->scratch, &x->rec, &x->err), AGG_OK);
     x->rc = -100;
-    if (ing_syslog_json_msg(x->rec.str[ING_F_MESSAGE], &obj))
+    if (ing_syslog_json_msg(x->rec.str[AGG_F_MESSAGE], &obj))
         x->rc = ing_json_decode_over(j, obj.p, obj.len, &x->rec, &x->merged, &sink, &x->err);
     assert_true(x->rc == AGG_OK ? x->emitted == 1 : x->emitted == 0);
 }
@@ -1127,8 +1127,8 @@ static void json_msg_free(struct json_msg *x)
     for (size_t i = 0; i < sizeof(x->copies) / sizeof(x->copies[0]); i++)
         free(x->copies[i]);
     yajl_tree_free(x->extra);
-    ing_buf_clear(&x->scratch);
-    ing_buf_clear(&x->merged);
+    agg_buf_clear(&x->scratch);
+    agg_buf_clear(&x->merged);
     parsed_free(&x->r);
 }
 
@@ -1150,9 +1150,9 @@ static void test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header(void *
              "<134>1 2026-12-03T10:00:00.000Z host app 1234 - - {\"level\":50,\"time\":"
              "1764756000000,\"pid\":1234,\"hostname\":\"host\",\"msg\":\"hello\"}");
     assert_int_equal(x.rc, AGG_OK);
-    assert_true(out_is(&x, ING_F_MESSAGE, "hello"));
-    assert_true(out_is(&x, ING_F_LOGGER_NAME, "app")); /* APP-NAME: the JSON has none */
-    assert_int_equal(x.out.level, ING_LEVEL_ERROR);
+    assert_true(out_is(&x, AGG_F_MESSAGE, "hello"));
+    assert_true(out_is(&x, AGG_F_LOGGER_NAME, "app")); /* APP-NAME: the JSON has none */
+    assert_int_equal(x.out.level, AGG_LEVEL_ERROR);
     assert_int_equal(x.out.created_us, utc(2025, 12, 3, 10, 0, 0));
     assert_int_equal(YAJL_GET_INTEGER(jpath(x.extra, "pid", NULL, NULL)), 1234);
     assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "hostname", NULL, NULL)), "host");
@@ -1169,9 +1169,9 @@ static void test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header(void *
              "<190>Dec  3 10:00:00 web nginx: {\"remote_addr\":\"1.2.3.4\",\"request\":"
              "\"GET / HTTP/1.1\",\"status\":200}");
     assert_int_equal(x.rc, AGG_OK);
-    assert_true(out_is(&x, ING_F_MESSAGE, ""));
-    assert_true(out_is(&x, ING_F_LOGGER_NAME, "nginx"));
-    assert_int_equal(x.out.level, ING_LEVEL_INFO); /* PRI 190: local7.info */
+    assert_true(out_is(&x, AGG_F_MESSAGE, ""));
+    assert_true(out_is(&x, AGG_F_LOGGER_NAME, "nginx"));
+    assert_int_equal(x.out.level, AGG_LEVEL_INFO); /* PRI 190: local7.info */
     assert_true(x.out.has_level);
     assert_int_equal(x.out.created_us, x.r.m.ts_us);
     assert_int_equal(YAJL_GET_INTEGER(jpath(x.extra, "status", NULL, NULL)), 200);
@@ -1185,16 +1185,16 @@ static void test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header(void *
              "\xEF\xBB\xBF@cee: {\"message\":\"m\",\"logger_name\":\"json.logger\","
              "\"module\":\"json\",\"severity\":\"warning\",\"syslog\":\"mine\"} ");
     assert_int_equal(x.rc, AGG_OK);
-    assert_true(out_is(&x, ING_F_MESSAGE, "m"));
-    assert_true(out_is(&x, ING_F_LOGGER_NAME, "json.logger"));
-    assert_true(out_is(&x, ING_F_MODULE, "json"));
-    assert_true(out_is(&x, ING_F_REQUEST_ID, "sd-req"));
-    assert_int_equal(x.out.level, ING_LEVEL_WARNING);
+    assert_true(out_is(&x, AGG_F_MESSAGE, "m"));
+    assert_true(out_is(&x, AGG_F_LOGGER_NAME, "json.logger"));
+    assert_true(out_is(&x, AGG_F_MODULE, "json"));
+    assert_true(out_is(&x, AGG_F_REQUEST_ID, "sd-req"));
+    assert_int_equal(x.out.level, AGG_LEVEL_WARNING);
     assert_string_equal(YAJL_GET_STRING(jpath(x.extra, "sd", "x@1", "request_id")), "sd-req");
     /* a JSON member named like the syslog key: the header's wins (jsonb keeps the last) */
-    assert_true(strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":\"mine\"") != NULL);
-    assert_true(strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":\"mine\"") <
-                strstr(x.copies[ING_F_STR_COUNT + 1], "\"syslog\":{"));
+    assert_true(strstr(x.copies[AGG_F_STR_COUNT + 1], "\"syslog\":\"mine\"") != NULL);
+    assert_true(strstr(x.copies[AGG_F_STR_COUNT + 1], "\"syslog\":\"mine\"") <
+                strstr(x.copies[AGG_F_STR_COUNT + 1], "\"syslog\":{"));
     json_msg_free(&x);
 
     ing_json_free(j);
@@ -1232,7 +1232,7 @@ static void test_syslog_json_msg_that_is_not_an_object_stays_text(void **state)
     /* the decoder is fine afterwards */
     json_msg(&x, j, "<14>1 - h app - - - {}");
     assert_int_equal(x.rc, AGG_OK);
-    assert_true(out_is(&x, ING_F_MESSAGE, ""));
+    assert_true(out_is(&x, AGG_F_MESSAGE, ""));
     assert_non_null(jpath(x.extra, "syslog", "facility", NULL));
     json_msg_free(&x);
     assert_true(ing_json_check(j));
@@ -1241,17 +1241,17 @@ static void test_syslog_json_msg_that_is_not_an_object_stays_text(void **state)
 
 static void test_syslog_json_msg_finds_the_object(void **state)
 {
-    struct ing_str obj;
+    struct agg_str obj;
 
     (void)state;
-    assert_true(ing_syslog_json_msg((struct ing_str){"@cee:{\"a\":1}\r\n", 14}, &obj));
+    assert_true(ing_syslog_json_msg((struct agg_str){"@cee:{\"a\":1}\r\n", 14}, &obj));
     assert_true(str_is(obj, "{\"a\":1}"));
-    assert_true(ing_syslog_json_msg((struct ing_str){" \t{} ", 5}, &obj));
+    assert_true(ing_syslog_json_msg((struct agg_str){" \t{} ", 5}, &obj));
     assert_true(str_is(obj, "{}"));
-    assert_false(ing_syslog_json_msg((struct ing_str){"{", 1}, &obj));
-    assert_false(ing_syslog_json_msg((struct ing_str){"x {}", 4}, &obj));
-    assert_false(ing_syslog_json_msg((struct ing_str){NULL, 0}, &obj));
-    assert_false(ing_syslog_json_msg((struct ing_str){"@cee", 4}, &obj));
+    assert_false(ing_syslog_json_msg((struct agg_str){"{", 1}, &obj));
+    assert_false(ing_syslog_json_msg((struct agg_str){"x {}", 4}, &obj));
+    assert_false(ing_syslog_json_msg((struct agg_str){NULL, 0}, &obj));
+    assert_false(ing_syslog_json_msg((struct agg_str){"@cee", 4}, &obj));
 }
 
 static void test_syslog_to_record_survives_allocation_failures(void **state)
@@ -1263,16 +1263,16 @@ static void test_syslog_to_record_survives_allocation_failures(void **state)
     parse_str(&r, "<11>1 - h app - - [req@1 correlation_id=\"c1\" other=\"\\\"x\xff\"] boom");
     assert_int_equal(r.rc, AGG_OK);
     for (n = 0;; n++) {
-        struct ing_buf scratch;
-        struct ing_record rec;
+        struct agg_buf scratch;
+        struct agg_record rec;
         struct agg_err err = {0};
         int rc;
 
-        ing_buf_init(&scratch);
+        agg_buf_init(&scratch);
         agg_alloc_fail_after(n);
         rc = ing_syslog_to_record(&r.m, &scratch, &rec, &err);
         agg_alloc_fail_after(-1);
-        ing_buf_clear(&scratch);
+        agg_buf_clear(&scratch);
         if (rc == AGG_OK)
             break;
         assert_int_equal(rc, AGG_ENOMEM);

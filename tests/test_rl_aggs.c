@@ -10,11 +10,11 @@
 
 #include <cmocka.h>
 
-#include "ingest/record.h"
+#include "core/record.h"
 #include "rules/aggs.h"
 #include "rules/expr.h"
-#include "src/alloc.h"
-#include "src/err.h"
+#include "core/alloc.h"
+#include "core/err.h"
 
 #define SEC INT64_C(1000000)
 #define T0 (INT64_C(1718452800) * SEC)
@@ -32,16 +32,16 @@ static void rule(struct set *s, int64_t id, const char *text)
     s->n++;
 }
 
-static struct ing_record event(enum ing_level lv, const char *module, int duration_ms)
+static struct agg_record event(enum agg_level lv, const char *module, int duration_ms)
 {
-    struct ing_record r;
+    struct agg_record r;
 
-    ing_record_init(&r);
+    agg_record_init(&r);
     r.level = lv;
     r.has_level = true;
     if (module != NULL) {
-        r.str[ING_F_MODULE].p = module;
-        r.str[ING_F_MODULE].len = strlen(module);
+        r.str[AGG_F_MODULE].p = module;
+        r.str[AGG_F_MODULE].len = strlen(module);
     }
     if (duration_ms >= 0) {
         r.has_duration_ms = true;
@@ -62,10 +62,10 @@ static void test_aggs_feed_each_rule_the_events_it_matches(void **state)
 {
     struct rl_aggs *a = rl_aggs_new();
     struct set s = {0};
-    struct ing_record evs[] = {
-        event(ING_LEVEL_ERROR, "api", 100),   event(ING_LEVEL_INFO, "api", 300),
-        event(ING_LEVEL_CRITICAL, "db", 50),  event(ING_LEVEL_ERROR, NULL, -1),
-        event(ING_LEVEL_WARNING, "api", -1),
+    struct agg_record evs[] = {
+        event(AGG_LEVEL_ERROR, "api", 100),   event(AGG_LEVEL_INFO, "api", 300),
+        event(AGG_LEVEL_CRITICAL, "db", 50),  event(AGG_LEVEL_ERROR, NULL, -1),
+        event(AGG_LEVEL_WARNING, "api", -1),
     };
     struct rl_window_figures fig;
     double v;
@@ -101,7 +101,7 @@ static void test_aggs_reload_keeps_windows_of_unchanged_rules(void **state)
 {
     struct rl_aggs *a = rl_aggs_new();
     struct set one = {0}, two = {0};
-    struct ing_record ev = event(ING_LEVEL_ERROR, "api", 10);
+    struct agg_record ev = event(AGG_LEVEL_ERROR, "api", 10);
 
     (void)state;
     rule(&one, 1, "count{level>=ERROR}[5m]");
@@ -136,7 +136,7 @@ static void test_aggs_rules_with_one_expression_share_a_window(void **state)
 {
     struct rl_aggs *a = rl_aggs_new();
     struct set one = {0}, two = {0};
-    struct ing_record ev = event(ING_LEVEL_ERROR, "api", 10);
+    struct agg_record ev = event(AGG_LEVEL_ERROR, "api", 10);
     size_t single, pair;
 
     (void)state;
@@ -161,7 +161,7 @@ static void test_aggs_refuse_a_duplicate_id_and_keep_the_old_set(void **state)
 {
     struct rl_aggs *a = rl_aggs_new();
     struct set one = {0}, dup = {0};
-    struct ing_record ev = event(ING_LEVEL_INFO, NULL, -1);
+    struct agg_record ev = event(AGG_LEVEL_INFO, NULL, -1);
     struct agg_err err = {0};
 
     (void)state;
@@ -180,7 +180,7 @@ static void test_aggs_refuse_a_duplicate_id_and_keep_the_old_set(void **state)
 static void test_aggs_set_survives_allocation_failure(void **state)
 {
     struct set one = {0}, two = {0};
-    struct ing_record ev = event(ING_LEVEL_ERROR, "api", 10);
+    struct agg_record ev = event(AGG_LEVEL_ERROR, "api", 10);
     long n;
 
     (void)state;

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "ingest/record.h"
+#include "core/record.h"
 #include "rules/expr.h"
 
 static struct rl_expr compile_ok(const char *text)
@@ -36,15 +36,15 @@ static void test_expr_compiles_the_design_examples(void **state)
     assert_int_equal(e.field, -1);
     assert_int_equal(e.window_s, 300);
     assert_int_equal(e.nfilters, 1);
-    assert_int_equal(e.filters[0].field, ING_F_LEVEL);
+    assert_int_equal(e.filters[0].field, AGG_F_LEVEL);
     assert_int_equal(e.filters[0].cmp, RL_CMP_GE);
-    assert_int_equal(e.filters[0].num, ING_LEVEL_ERROR);
+    assert_int_equal(e.filters[0].num, AGG_LEVEL_ERROR);
 
     e = compile_ok("p95:duration_ms{module=api}[1m]");
     assert_int_equal(e.agg, RL_AGG_P95);
-    assert_int_equal(e.field, ING_F_DURATION_MS);
+    assert_int_equal(e.field, AGG_F_DURATION_MS);
     assert_int_equal(e.window_s, 60);
-    assert_int_equal(e.filters[0].field, ING_F_MODULE);
+    assert_int_equal(e.filters[0].field, AGG_F_MODULE);
     assert_int_equal(e.filters[0].cmp, RL_CMP_EQ);
     assert_string_equal(e.filters[0].value, "api");
 
@@ -54,7 +54,7 @@ static void test_expr_compiles_the_design_examples(void **state)
 
     e = compile_ok("ratio{level>=ERROR,logger_name=billing}[10m]");
     assert_int_equal(e.nfilters, 2);
-    assert_int_equal(e.filters[1].field, ING_F_LOGGER_NAME);
+    assert_int_equal(e.filters[1].field, AGG_F_LOGGER_NAME);
     assert_string_equal(e.filters[1].value, "billing");
 }
 
@@ -68,14 +68,14 @@ static void test_expr_compiles_every_aggregate_and_field(void **state)
         {"count", RL_AGG_COUNT, -1},
         {"rate", RL_AGG_RATE, -1},
         {"ratio{module=x}", RL_AGG_RATIO, -1},
-        {"avg:duration_ms", RL_AGG_AVG, ING_F_DURATION_MS},
-        {"min:memory_usage_mb", RL_AGG_MIN, ING_F_MEMORY_USAGE_MB},
-        {"max:duration_ms", RL_AGG_MAX, ING_F_DURATION_MS},
-        {"sum:memory_usage_mb", RL_AGG_SUM, ING_F_MEMORY_USAGE_MB},
-        {"p50:duration_ms", RL_AGG_P50, ING_F_DURATION_MS},
-        {"p90:duration_ms", RL_AGG_P90, ING_F_DURATION_MS},
-        {"p95:memory_usage_mb", RL_AGG_P95, ING_F_MEMORY_USAGE_MB},
-        {"p99:duration_ms", RL_AGG_P99, ING_F_DURATION_MS},
+        {"avg:duration_ms", RL_AGG_AVG, AGG_F_DURATION_MS},
+        {"min:memory_usage_mb", RL_AGG_MIN, AGG_F_MEMORY_USAGE_MB},
+        {"max:duration_ms", RL_AGG_MAX, AGG_F_DURATION_MS},
+        {"sum:memory_usage_mb", RL_AGG_SUM, AGG_F_MEMORY_USAGE_MB},
+        {"p50:duration_ms", RL_AGG_P50, AGG_F_DURATION_MS},
+        {"p90:duration_ms", RL_AGG_P90, AGG_F_DURATION_MS},
+        {"p95:memory_usage_mb", RL_AGG_P95, AGG_F_MEMORY_USAGE_MB},
+        {"p99:duration_ms", RL_AGG_P99, AGG_F_DURATION_MS},
     };
 
     (void)state;
@@ -104,11 +104,11 @@ static void test_expr_compiles_windows_operators_and_values(void **state)
     e = compile_ok("count{level<warn,level>debug,level<=Critical,level!=info,level=ERROR}");
     assert_int_equal(e.nfilters, 5);
     assert_int_equal(e.filters[0].cmp, RL_CMP_LT);
-    assert_int_equal(e.filters[0].num, ING_LEVEL_WARNING);
+    assert_int_equal(e.filters[0].num, AGG_LEVEL_WARNING);
     assert_string_equal(e.filters[0].value, "WARNING");
     assert_int_equal(e.filters[1].cmp, RL_CMP_GT);
     assert_int_equal(e.filters[2].cmp, RL_CMP_LE);
-    assert_int_equal(e.filters[2].num, ING_LEVEL_CRITICAL);
+    assert_int_equal(e.filters[2].num, AGG_LEVEL_CRITICAL);
     assert_int_equal(e.filters[3].cmp, RL_CMP_NE);
     assert_int_equal(e.filters[4].cmp, RL_CMP_EQ);
 
@@ -298,15 +298,15 @@ static void test_expr_equal_tells_expressions_apart(void **state)
     assert_false(rl_expr_equal(&a, &d));
 }
 
-static struct ing_record record(void)
+static struct agg_record record(void)
 {
-    struct ing_record r;
+    struct agg_record r;
 
-    ing_record_init(&r);
+    agg_record_init(&r);
     return r;
 }
 
-static void set_str(struct ing_record *r, int field, const char *s)
+static void set_str(struct agg_record *r, int field, const char *s)
 {
     r->str[field].p = s;
     r->str[field].len = strlen(s);
@@ -317,20 +317,20 @@ static void test_expr_match_compares_levels_by_order(void **state)
     struct rl_expr ge = compile_ok("count{level>=WARNING}");
     struct rl_expr lt = compile_ok("count{level<warning}");
     struct rl_expr ne = compile_ok("count{level!=INFO}");
-    struct ing_record r = record();
+    struct agg_record r = record();
 
     (void)state;
-    for (int lv = ING_LEVEL_DEBUG; lv <= ING_LEVEL_CRITICAL; lv++) {
-        r.level = (enum ing_level)lv;
+    for (int lv = AGG_LEVEL_DEBUG; lv <= AGG_LEVEL_CRITICAL; lv++) {
+        r.level = (enum agg_level)lv;
         r.has_level = true;
-        assert_int_equal(rl_expr_match(&ge, &r), lv >= ING_LEVEL_WARNING);
-        assert_int_equal(rl_expr_match(&lt, &r), lv < ING_LEVEL_WARNING);
-        assert_int_equal(rl_expr_match(&ne, &r), lv != ING_LEVEL_INFO);
-        assert_int_equal(rl_expr_level_mask(&ge) >> lv & 1, lv >= ING_LEVEL_WARNING);
+        assert_int_equal(rl_expr_match(&ge, &r), lv >= AGG_LEVEL_WARNING);
+        assert_int_equal(rl_expr_match(&lt, &r), lv < AGG_LEVEL_WARNING);
+        assert_int_equal(rl_expr_match(&ne, &r), lv != AGG_LEVEL_INFO);
+        assert_int_equal(rl_expr_level_mask(&ge) >> lv & 1, lv >= AGG_LEVEL_WARNING);
     }
     /* a record without a level is stored as INFO and matched as INFO */
     r = record();
-    r.level = ING_LEVEL_CRITICAL; /* ignored without has_level */
+    r.level = AGG_LEVEL_CRITICAL; /* ignored without has_level */
     assert_false(rl_expr_match(&ge, &r));
     assert_true(rl_expr_match(&lt, &r));
     assert_false(rl_expr_match(&ne, &r));
@@ -338,7 +338,7 @@ static void test_expr_match_compares_levels_by_order(void **state)
     assert_int_equal(rl_expr_level_mask(&ge), 0x1f);
     ge = compile_ok("count{level>=INFO,level<ERROR}");
     assert_int_equal(rl_expr_level_mask(&ge),
-                     (1u << ING_LEVEL_INFO) | (1u << ING_LEVEL_WARNING));
+                     (1u << AGG_LEVEL_INFO) | (1u << AGG_LEVEL_WARNING));
 }
 
 static void test_expr_match_strings_exactly_and_missing_fields(void **state)
@@ -347,30 +347,30 @@ static void test_expr_match_strings_exactly_and_missing_fields(void **state)
     struct rl_expr ne = compile_ok("count{module!=api}");
     struct rl_expr both = compile_ok("count{module=api,request_method=GET}");
     struct rl_expr empty = compile_ok("count{module=\"\"}");
-    struct ing_record r = record();
+    struct agg_record r = record();
 
     (void)state;
     /* missing: never =, always != */
     assert_false(rl_expr_match(&eq, &r));
     assert_true(rl_expr_match(&ne, &r));
-    set_str(&r, ING_F_MODULE, "api");
+    set_str(&r, AGG_F_MODULE, "api");
     assert_true(rl_expr_match(&eq, &r));
     assert_false(rl_expr_match(&ne, &r));
     assert_false(rl_expr_match(&both, &r));
-    set_str(&r, ING_F_REQUEST_METHOD, "GET");
+    set_str(&r, AGG_F_REQUEST_METHOD, "GET");
     assert_true(rl_expr_match(&both, &r));
-    set_str(&r, ING_F_MODULE, "apis");
+    set_str(&r, AGG_F_MODULE, "apis");
     assert_false(rl_expr_match(&eq, &r));
-    set_str(&r, ING_F_MODULE, "API");
+    set_str(&r, AGG_F_MODULE, "API");
     assert_false(rl_expr_match(&eq, &r));
     /* a borrowed string is not NUL-terminated: only its length counts */
-    r.str[ING_F_MODULE].p = "apiXYZ";
-    r.str[ING_F_MODULE].len = 3;
+    r.str[AGG_F_MODULE].p = "apiXYZ";
+    r.str[AGG_F_MODULE].len = 3;
     assert_true(rl_expr_match(&eq, &r));
     /* an empty value matches a present empty string only */
-    r.str[ING_F_MODULE].len = 0;
+    r.str[AGG_F_MODULE].len = 0;
     assert_true(rl_expr_match(&empty, &r));
-    r.str[ING_F_MODULE].p = NULL;
+    r.str[AGG_F_MODULE].p = NULL;
     assert_false(rl_expr_match(&empty, &r));
 }
 
@@ -378,7 +378,7 @@ static void test_expr_match_integer_fields(void **state)
 {
     struct rl_expr eq = compile_ok("count{user_id=42}");
     struct rl_expr ne = compile_ok("count{line_number!=7}");
-    struct ing_record r = record();
+    struct agg_record r = record();
 
     (void)state;
     assert_false(rl_expr_match(&eq, &r));
@@ -398,7 +398,7 @@ static void test_expr_value_of_reads_the_field(void **state)
     struct rl_expr d = compile_ok("avg:duration_ms");
     struct rl_expr m = compile_ok("max:memory_usage_mb");
     struct rl_expr c = compile_ok("count");
-    struct ing_record r = record();
+    struct agg_record r = record();
     double v = -1;
 
     (void)state;

@@ -21,14 +21,14 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 
-#include "ingest/buf.h"
+#include "core/buf.h"
 #include "rules/httpc.h"
 
 struct server {
     struct evconnlistener *listener;
     struct bufferevent *bev;
     const char *response; /* sent once the request is complete; NULL: stay silent */
-    struct ing_buf request;
+    struct agg_buf request;
     int port;
 };
 
@@ -44,7 +44,7 @@ static void srv_read(struct bufferevent *bev, void *arg)
     size_t n = evbuffer_get_length(in);
     const char *end, *cl;
 
-    ing_buf_append(&sv->request, evbuffer_pullup(in, -1), n);
+    agg_buf_append(&sv->request, evbuffer_pullup(in, -1), n);
     evbuffer_drain(in, n);
     end = strstr(sv->request.data, "\r\n\r\n");
     cl = strstr(sv->request.data, "Content-Length: ");
@@ -83,7 +83,7 @@ static void srv_start(struct server *sv, struct event_base *base, const char *re
 
     memset(sv, 0, sizeof(*sv));
     sv->response = response;
-    ing_buf_init(&sv->request);
+    agg_buf_init(&sv->request);
     sv->listener = evconnlistener_new_bind(base, srv_accept, sv, LEV_OPT_CLOSE_ON_FREE, 8,
                                            (struct sockaddr *)&sin, sizeof(sin));
     assert_non_null(sv->listener);
@@ -101,7 +101,7 @@ static void srv_stop(struct server *sv)
         evconnlistener_free(sv->listener);
     sv->bev = NULL;
     sv->listener = NULL;
-    ing_buf_clear(&sv->request);
+    agg_buf_clear(&sv->request);
 }
 
 static void on_done(void *arg, const struct rl_http_result *r)

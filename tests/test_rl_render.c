@@ -14,9 +14,9 @@
 #include <sodium.h>
 #include <yajl/yajl_tree.h>
 
-#include "ingest/buf.h"
+#include "core/buf.h"
 #include "rules/render.h"
-#include "src/alloc.h"
+#include "core/alloc.h"
 
 static const char firing[] =
     "{\"notice\":\"firing\",\"status\":\"firing\",\"alert_id\":42,"
@@ -36,15 +36,15 @@ static const char resolved[] =
 /* Renders <facts> as a webhook body and parses it back. Caller frees with yajl_tree_free. */
 static yajl_val webhook_of(const char *facts)
 {
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
     yajl_val v;
 
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(rl_render_webhook(facts, strlen(facts), &out, &err), AGG_OK);
     v = yajl_tree_parse(out.data, NULL, 0);
     assert_non_null(v);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     return v;
 }
 
@@ -204,18 +204,18 @@ static void test_render_rejects_invalid_facts_naming_the_field(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct ing_buf out;
+        struct agg_buf out;
         struct agg_err err = {0};
         size_t n = strlen(bad[i].facts);
 
-        ing_buf_init(&out);
+        agg_buf_init(&out);
         assert_int_equal(rl_render_webhook(bad[i].facts, n, &out, &err), AGG_EINVAL);
         if (strstr(err.msg, bad[i].why) == NULL)
             fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.msg, bad[i].why);
         assert_int_equal(rl_render_slack(bad[i].facts, n, &out, NULL), AGG_EINVAL);
         assert_int_equal(rl_render_email(bad[i].facts, n, "a@b", "c@d", "m1", NULL, &out, NULL),
                          AGG_EINVAL);
-        ing_buf_clear(&out);
+        agg_buf_clear(&out);
     }
 }
 
@@ -226,12 +226,12 @@ static void test_render_slack_escapes_markup_and_links_the_alert(void **state)
                          "\"value\":3,\"threshold\":2,\"operator\":\"gte\",\"escalation_level\":2,"
                          "\"metric\":\"count{level>=ERROR}[5m]\","
                          "\"starts_at\":\"2024-05-01T10:00:00Z\",\"link\":\"https://x/a/5\"}";
-    struct ing_buf out;
+    struct agg_buf out;
     yajl_val v, blocks;
     bool saw_button = false, saw_value = false;
 
     (void)state;
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(rl_render_slack(facts, sizeof(facts) - 1, &out, NULL), AGG_OK);
     v = yajl_tree_parse(out.data, NULL, 0);
     assert_non_null(v);
@@ -262,14 +262,14 @@ static void test_render_slack_escapes_markup_and_links_the_alert(void **state)
     assert_true(saw_value);
     assert_true(saw_button);
     yajl_tree_free(v);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 static void test_render_slack_header_is_cut_on_a_character_boundary(void **state)
 {
     char facts[1024];
     char rule[400] = "";
-    struct ing_buf out;
+    struct agg_buf out;
     yajl_val v, blocks;
     const char *head;
 
@@ -280,7 +280,7 @@ static void test_render_slack_header_is_cut_on_a_character_boundary(void **state
              "{\"notice\":\"firing\",\"status\":\"firing\",\"alert_id\":1,\"rule_id\":2,"
              "\"rule\":\"%s\",\"starts_at\":\"2024-05-01T10:00:00Z\"}",
              rule);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(rl_render_slack(facts, strlen(facts), &out, NULL), AGG_OK);
     v = yajl_tree_parse(out.data, NULL, 0);
     assert_non_null(v);
@@ -288,9 +288,9 @@ static void test_render_slack_header_is_cut_on_a_character_boundary(void **state
     head = str_at(blocks->u.array.values[0], (const char *const[]){"text", "text", NULL});
     assert_true(strlen(head) <= 150);
     assert_true(strlen(head) >= 140);
-    assert_true(ing_utf8_is_clean(head, strlen(head)));
+    assert_true(agg_utf8_is_clean(head, strlen(head)));
     yajl_tree_free(v);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 /* The header block of <msg> (up to the blank line), NUL-terminated in <out>. */
@@ -322,12 +322,12 @@ static void assert_crlf_and_short_lines(const char *msg, size_t len)
 
 static void test_render_email_first_notice_has_headers_and_facts(void **state)
 {
-    struct ing_buf out;
+    struct agg_buf out;
     char head[2048];
     struct agg_err err = {0};
 
     (void)state;
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(rl_render_email(firing, sizeof(firing) - 1, "aggd@example.org",
                                      "ops@example.org", "n-42-1", NULL, &out, &err),
                      AGG_OK);
@@ -358,16 +358,16 @@ static void test_render_email_first_notice_has_headers_and_facts(void **state)
     assert_non_null(strstr(out.data, "Condition:  gt 0.1\r\n"));
     assert_non_null(strstr(out.data, "Metric:     count{level>=ERROR}[5m]\r\n"));
     assert_non_null(strstr(out.data, "\"window_s\": 300"));
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 static void test_render_email_follow_up_threads_on_first_message(void **state)
 {
-    struct ing_buf out;
+    struct agg_buf out;
     char head[2048];
 
     (void)state;
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(rl_render_email(resolved, sizeof(resolved) - 1, "a@b", "c@d", "n-42-9",
                                      "n-42-1", &out, NULL),
                      AGG_OK);
@@ -378,7 +378,7 @@ static void test_render_email_follow_up_threads_on_first_message(void **state)
     assert_non_null(strstr(head, "References: <n-42-1@aggd>\r\n"));
     assert_non_null(strstr(out.data, "Ended:      2024-05-01T10:07:00Z\r\n"));
     assert_non_null(strstr(out.data, "Link:       https://aggd.example/alerts/42\r\n"));
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 static void test_render_email_header_injection_is_neutralised(void **state)
@@ -388,11 +388,11 @@ static void test_render_email_header_injection_is_neutralised(void **state)
                          "\"severity\":\"low\\r\\nX-Evil: 1\","
                          "\"message\":\"line1\\nline2\\r\\n.\\rline3\","
                          "\"starts_at\":\"2024-05-01T10:00:00Z\"}";
-    struct ing_buf out;
+    struct agg_buf out;
     char head[2048];
 
     (void)state;
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(
         rl_render_email(facts, sizeof(facts) - 1, "a@b", "c@d", "m1", NULL, &out, NULL), AGG_OK);
     assert_crlf_and_short_lines(out.data, out.len);
@@ -401,7 +401,7 @@ static void test_render_email_header_injection_is_neutralised(void **state)
     assert_null(strstr(head, "\r\nX-Evil:"));
     assert_non_null(strstr(head, "Subject: [aggd] FIRING low  X-Evil: 1: x  Bcc: victim"));
     assert_non_null(strstr(out.data, "line1\r\nline2\r\n.line3"));
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 static void test_render_email_non_ascii_subject_is_rfc2047_encoded(void **state)
@@ -410,13 +410,13 @@ static void test_render_email_non_ascii_subject_is_rfc2047_encoded(void **state)
                          "\"rule_id\":2,\"rule\":\"Fehlerquote \xc3\xbc"
                          "ber Schwelle \xe2\x80\x94 Zahlungsdienst f\xc3\xbcr Kunden\","
                          "\"severity\":\"high\",\"starts_at\":\"2024-05-01T10:00:00Z\"}";
-    struct ing_buf out, decoded;
+    struct agg_buf out, decoded;
     char head[2048];
     const char *p;
 
     (void)state;
-    ing_buf_init(&out);
-    ing_buf_init(&decoded);
+    agg_buf_init(&out);
+    agg_buf_init(&decoded);
     assert_int_equal(
         rl_render_email(facts, sizeof(facts) - 1, "a@b", "c@d", "m1", NULL, &out, NULL), AGG_OK);
     headers_of(out.data, head, sizeof(head));
@@ -435,24 +435,24 @@ static void test_render_email_non_ascii_subject_is_rfc2047_encoded(void **state)
         assert_int_equal(sodium_base642bin(bin, sizeof(bin), p + 10, (size_t)(end - p - 10), NULL,
                                            &n, NULL, sodium_base64_VARIANT_ORIGINAL),
                          0);
-        assert_true(ing_utf8_is_clean((const char *)bin, n)); /* words split on characters */
-        assert_int_equal(ing_buf_append(&decoded, bin, n), AGG_OK);
+        assert_true(agg_utf8_is_clean((const char *)bin, n)); /* words split on characters */
+        assert_int_equal(agg_buf_append(&decoded, bin, n), AGG_OK);
         p = end + 2;
     }
     assert_string_equal(decoded.data, "[aggd] FIRING high: Fehlerquote \xc3\xbc"
                                       "ber Schwelle \xe2\x80\x94 Zahlungsdienst f\xc3\xbcr Kunden");
-    ing_buf_clear(&out);
-    ing_buf_clear(&decoded);
+    agg_buf_clear(&out);
+    agg_buf_clear(&decoded);
 }
 
 static void test_render_email_rejects_bad_addresses_and_ids(void **state)
 {
-    struct ing_buf out;
+    struct agg_buf out;
     struct agg_err err = {0};
     const size_t n = sizeof(firing) - 1;
 
     (void)state;
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(rl_render_email(firing, n, "a@b\r\nBcc: x@y", "c@d", "m", NULL, &out, &err),
                      AGG_EINVAL);
     assert_non_null(strstr(err.msg, "sender"));
@@ -463,14 +463,14 @@ static void test_render_email_rejects_bad_addresses_and_ids(void **state)
     assert_int_equal(rl_render_email(firing, n, "a@b", "c@d", "m", "t\n", &out, &err), AGG_EINVAL);
     assert_non_null(strstr(err.msg, "thread id"));
     assert_int_equal(out.len, 0);
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 static void test_render_email_breaks_very_long_lines(void **state)
 {
     static char facts[8192];
     char msg[5001];
-    struct ing_buf out;
+    struct agg_buf out;
 
     (void)state;
     memset(msg, 'x', sizeof(msg) - 1);
@@ -479,32 +479,32 @@ static void test_render_email_breaks_very_long_lines(void **state)
              "{\"notice\":\"repeat\",\"status\":\"firing\",\"alert_id\":1,\"rule_id\":2,"
              "\"rule\":\"r\",\"message\":\"%s\",\"starts_at\":\"2024-05-01T10:00:00Z\"}",
              msg);
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     assert_int_equal(rl_render_email(facts, strlen(facts), "a@b", "c@d", "m", "t", &out, NULL),
                      AGG_OK);
     assert_crlf_and_short_lines(out.data, out.len);
     assert_non_null(strstr(out.data, "Subject: [aggd] REPEAT unknown: r\r\n"));
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
 }
 
 static void test_render_survives_allocation_failures(void **state)
 {
     (void)state;
     for (long n = 0;; n++) {
-        struct ing_buf a, b, c;
+        struct agg_buf a, b, c;
         int ra, rb, rc;
 
-        ing_buf_init(&a);
-        ing_buf_init(&b);
-        ing_buf_init(&c);
+        agg_buf_init(&a);
+        agg_buf_init(&b);
+        agg_buf_init(&c);
         agg_alloc_fail_after(n);
         ra = rl_render_webhook(firing, sizeof(firing) - 1, &a, NULL);
         rb = rl_render_slack(firing, sizeof(firing) - 1, &b, NULL);
         rc = rl_render_email(firing, sizeof(firing) - 1, "a@b", "c@d", "m", "t", &c, NULL);
         agg_alloc_fail_after(-1);
-        ing_buf_clear(&a);
-        ing_buf_clear(&b);
-        ing_buf_clear(&c);
+        agg_buf_clear(&a);
+        agg_buf_clear(&b);
+        agg_buf_clear(&c);
         assert_true(ra == AGG_OK || ra == AGG_ENOMEM);
         assert_true(rb == AGG_OK || rb == AGG_ENOMEM);
         assert_true(rc == AGG_OK || rc == AGG_ENOMEM);

@@ -14,8 +14,8 @@
 #include <cmocka.h>
 
 #include "rules/sketch.h"
-#include "src/alloc.h"
-#include "src/err.h"
+#include "core/alloc.h"
+#include "core/err.h"
 
 #define N 100000
 

@@ -23,7 +23,7 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 
-#include "ingest/buf.h"
+#include "core/buf.h"
 #include "rules/smtp.h"
 
 #define END ((const char *)1) /* script terminator: replies run out */
@@ -36,8 +36,8 @@ struct fake {
     int next;
     bool in_data;
     int close_after_data_bytes; /* > 0: close once this much DATA arrived */
-    struct ing_buf transcript;  /* command lines, CRLF-terminated */
-    struct ing_buf data;        /* the DATA bytes as on the wire, final dot included */
+    struct agg_buf transcript;  /* command lines, CRLF-terminated */
+    struct agg_buf data;        /* the DATA bytes as on the wire, final dot included */
     int port;
 };
 
@@ -71,8 +71,8 @@ static void fake_read(struct bufferevent *bev, void *arg)
 
     while (f->bev != NULL && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
         if (f->in_data) {
-            ing_buf_append(&f->data, line, n);
-            ing_buf_append(&f->data, "\r\n", 2);
+            agg_buf_append(&f->data, line, n);
+            agg_buf_append(&f->data, "\r\n", 2);
             if (f->close_after_data_bytes > 0 && f->data.len >= (size_t)f->close_after_data_bytes) {
                 free(line);
                 bufferevent_free(f->bev);
@@ -84,8 +84,8 @@ static void fake_read(struct bufferevent *bev, void *arg)
                 fake_reply(f);
             }
         } else {
-            ing_buf_append(&f->transcript, line, n);
-            ing_buf_append(&f->transcript, "\r\n", 2);
+            agg_buf_append(&f->transcript, line, n);
+            agg_buf_append(&f->transcript, "\r\n", 2);
             if (strcmp(line, "DATA") == 0 && f->script[f->next] != END &&
                 f->script[f->next] != NULL && strncmp(f->script[f->next], "354", 3) == 0)
                 f->in_data = true;
@@ -129,8 +129,8 @@ static void fake_start(struct fake *f, struct event_base *base, const char *cons
     memset(f, 0, sizeof(*f));
     f->base = base;
     f->script = script;
-    ing_buf_init(&f->transcript);
-    ing_buf_init(&f->data);
+    agg_buf_init(&f->transcript);
+    agg_buf_init(&f->data);
     f->listener = evconnlistener_new_bind(base, fake_accept, f, LEV_OPT_CLOSE_ON_FREE, 8,
                                           (struct sockaddr *)&sin, sizeof(sin));
     assert_non_null(f->listener);
@@ -148,8 +148,8 @@ static void fake_stop(struct fake *f)
         evconnlistener_free(f->listener);
     f->bev = NULL;
     f->listener = NULL;
-    ing_buf_clear(&f->transcript);
-    ing_buf_clear(&f->data);
+    agg_buf_clear(&f->transcript);
+    agg_buf_clear(&f->data);
 }
 
 /* Per test: a loop, its fake server, the outcome of the last send. */

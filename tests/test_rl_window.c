@@ -15,8 +15,8 @@
 
 #include "rules/expr.h"
 #include "rules/window.h"
-#include "src/alloc.h"
-#include "src/err.h"
+#include "core/alloc.h"
+#include "core/err.h"
 
 #define SEC INT64_C(1000000)
 #define T0 (INT64_C(1718452800) * SEC)

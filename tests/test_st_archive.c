@@ -20,7 +20,7 @@
 
 #include <sodium.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 #include "store/archive.h"
 
 static const char csv[] =

@@ -10,20 +10,20 @@
 
 #include <cmocka.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 #include "store/copy.h"
 
 #define T0 INT64_C(1763164800000000) /* 2025-11-15 00:00:00 UTC */
 
 /* Encodes <rec> and splits the row into its 19 fields (pointers into a static copy). */
-static int encode_fields(const struct ing_record *rec, int64_t original, char *fields[19])
+static int encode_fields(const struct agg_record *rec, int64_t original, char *fields[19])
 {
     static char row[1 << 18];
-    struct ing_buf out;
+    struct agg_buf out;
     struct st_copy_scratch scratch;
     int n = 0;
 
-    ing_buf_init(&out);
+    agg_buf_init(&out);
     st_copy_scratch_init(&scratch);
     assert_int_equal(st_copy_encode(&out, rec, T0, original, &scratch), AGG_OK);
     assert_true(out.len < sizeof(row));
@@ -31,7 +31,7 @@ static int encode_fields(const struct ing_record *rec, int64_t original, char *f
     assert_null(memchr(out.data, '\n', out.len - 1)); /* one line per row */
     memcpy(row, out.data, out.len - 1);
     row[out.len - 1] = '\0';
-    ing_buf_clear(&out);
+    agg_buf_clear(&out);
     st_copy_scratch_clear(&scratch);
     for (char *p = row;; p++) {
         fields[n++] = p;
@@ -43,19 +43,19 @@ static int encode_fields(const struct ing_record *rec, int64_t original, char *f
     return n;
 }
 
-static struct ing_str str(const char *s)
+static struct agg_str str(const char *s)
 {
-    return (struct ing_str){s, strlen(s)};
+    return (struct agg_str){s, strlen(s)};
 }
 
 static void test_copy_row_has_every_column_and_nulls(void **state)
 {
-    struct ing_record rec;
+    struct agg_record rec;
     char *f[19];
 
     (void)state;
-    ing_record_init(&rec);
-    assert_int_equal(encode_fields(&rec, ING_TIME_NONE, f), 19);
+    agg_record_init(&rec);
+    assert_int_equal(encode_fields(&rec, AGG_TIME_NONE, f), 19);
     assert_string_equal(f[0], "INFO");       /* level defaults to INFO */
     assert_string_equal(f[1], "");           /* message is NOT NULL */
     for (int i = 2; i <= 17; i++)
@@ -65,15 +65,15 @@ static void test_copy_row_has_every_column_and_nulls(void **state)
 
 static void test_copy_escapes_tabs_newlines_backslashes(void **state)
 {
-    struct ing_record rec;
+    struct agg_record rec;
     char *f[19];
 
     (void)state;
-    ing_record_init(&rec);
-    rec.str[ING_F_MESSAGE] = str("a\tb\nc\\d\re");
-    rec.level = ING_LEVEL_ERROR;
+    agg_record_init(&rec);
+    rec.str[AGG_F_MESSAGE] = str("a\tb\nc\\d\re");
+    rec.level = AGG_LEVEL_ERROR;
     rec.has_level = true;
-    encode_fields(&rec, ING_TIME_NONE, f);
+    encode_fields(&rec, AGG_TIME_NONE, f);
     assert_string_equal(f[0], "ERROR");
     assert_string_equal(f[1], "a\\tb\\nc\\\\d\\re");
 }
@@ -81,30 +81,30 @@ static void test_copy_escapes_tabs_newlines_backslashes(void **state)
 static void test_copy_repairs_nul_and_invalid_utf8(void **state)
 {
     static const char msg[] = {'o', 'k', '\0', 'x', (char)0xC3, (char)0x28, 'y', (char)0xFF};
-    struct ing_record rec;
+    struct agg_record rec;
     char *f[19];
 
     (void)state;
-    ing_record_init(&rec);
-    rec.str[ING_F_MESSAGE] = (struct ing_str){msg, sizeof(msg)};
-    encode_fields(&rec, ING_TIME_NONE, f);
+    agg_record_init(&rec);
+    rec.str[AGG_F_MESSAGE] = (struct agg_str){msg, sizeof(msg)};
+    encode_fields(&rec, AGG_TIME_NONE, f);
     assert_string_equal(f[1], "ok\xEF\xBF\xBDx\xEF\xBF\xBD(y\xEF\xBF\xBD");
 }
 
 static void test_copy_truncates_varchar_at_character_boundary(void **state)
 {
     char name[600];
-    struct ing_record rec;
+    struct agg_record rec;
     char *f[19];
 
     (void)state;
     for (int i = 0; i < 300; i++)
         memcpy(name + 2 * i, "\xC3\xA9", 2); /* 300 x U+00E9 */
-    ing_record_init(&rec);
-    rec.str[ING_F_LOGGER_NAME] = (struct ing_str){name, 600};
-    rec.str[ING_F_REQUEST_METHOD] = str("PROPPATCHXYZ");
+    agg_record_init(&rec);
+    rec.str[AGG_F_LOGGER_NAME] = (struct agg_str){name, 600};
+    rec.str[AGG_F_REQUEST_METHOD] = str("PROPPATCHXYZ");
     rec.extra = str("{\"k\":1}");
-    encode_fields(&rec, ING_TIME_NONE, f);
+    encode_fields(&rec, AGG_TIME_NONE, f);
     assert_int_equal(strlen(f[2]), 255 * 2); /* 255 characters, 2 bytes each */
     assert_string_equal(f[9], "PROPPATCHX");
     assert_string_equal(f[17], "{\"truncated\":[\"logger_name\",\"request_method\"],\"k\":1}");
@@ -112,11 +112,11 @@ static void test_copy_truncates_varchar_at_character_boundary(void **state)
 
 static void test_copy_numbers_and_original_timestamp(void **state)
 {
-    struct ing_record rec;
+    struct agg_record rec;
     char *f[19];
 
     (void)state;
-    ing_record_init(&rec);
+    agg_record_init(&rec);
     rec.has_line_number = rec.has_user_id = rec.has_duration_ms = true;
     rec.has_memory_usage_mb = true;
     rec.line_number = -7;
@@ -133,11 +133,11 @@ static void test_copy_numbers_and_original_timestamp(void **state)
 
 static void test_copy_extra_splice_keeps_members_and_escapes(void **state)
 {
-    struct ing_record rec;
+    struct agg_record rec;
     char *f[19];
 
     (void)state;
-    ing_record_init(&rec);
+    agg_record_init(&rec);
     rec.extra = str("{}");
     encode_fields(&rec, INT64_C(0), f);
     assert_string_equal(f[17], "{\"original_timestamp\":\"1970-01-01T00:00:00.000000Z\"}");
@@ -146,7 +146,7 @@ static void test_copy_extra_splice_keeps_members_and_escapes(void **state)
     assert_string_equal(f[17], "{\"original_timestamp\":\"1970-01-01T00:00:00.000000Z\","
                                "\"custom\":{\"a\":{\"b\":[1]}}}");
     rec.extra = str("{\"path\":\"C:\\\\dir\",\"nl\":\"a\\nb\"}");
-    encode_fields(&rec, ING_TIME_NONE, f);
+    encode_fields(&rec, AGG_TIME_NONE, f);
     /* JSON backslashes are doubled for COPY */
     assert_string_equal(f[17], "{\"path\":\"C:\\\\\\\\dir\",\"nl\":\"a\\\\nb\"}");
 }
@@ -154,34 +154,34 @@ static void test_copy_extra_splice_keeps_members_and_escapes(void **state)
 static void test_copy_user_id_that_is_not_an_integer_goes_to_extra_data(void **state)
 {
     static const char odd[] = "a\"b\\c\x01\0d\xFF";
-    struct ing_record rec;
+    struct agg_record rec;
     char *f[19];
 
     (void)state;
-    ing_record_init(&rec);
-    ing_record_keep_user_id(&rec, "u-123", 5, true);
-    encode_fields(&rec, ING_TIME_NONE, f);
+    agg_record_init(&rec);
+    agg_record_keep_user_id(&rec, "u-123", 5, true);
+    encode_fields(&rec, AGG_TIME_NONE, f);
     assert_string_equal(f[7], "\\N");
     assert_string_equal(f[17], "{\"user_id\":\"u-123\"}");
     /* a number stays a number; the other additions and the record's own members stay */
     rec.has_user_id = true; /* cleared by keeping an original */
-    ing_record_keep_user_id(&rec, "2147483648", 10, false);
+    agg_record_keep_user_id(&rec, "2147483648", 10, false);
     rec.extra = str("{\"k\":1}");
     encode_fields(&rec, INT64_C(0), f);
     assert_string_equal(f[7], "\\N");
     assert_string_equal(f[17], "{\"original_timestamp\":\"1970-01-01T00:00:00.000000Z\",\"k\":1,"
                                "\"user_id\":2147483648}");
     /* JSON-escaped, NUL and invalid UTF-8 made U+FFFD, then COPY-escaped */
-    ing_record_keep_user_id(&rec, odd, sizeof(odd) - 1, true);
+    agg_record_keep_user_id(&rec, odd, sizeof(odd) - 1, true);
     rec.extra = str("{}");
-    encode_fields(&rec, ING_TIME_NONE, f);
+    encode_fields(&rec, AGG_TIME_NONE, f);
     assert_string_equal(f[17], "{\"user_id\":\"a\\\\\"b\\\\\\\\c\\\\u0001\\\\ufffdd\xEF\xBF\xBD\"}");
     /* a literal jsonb would refuse is written as a string */
-    ing_record_keep_user_id(&rec, "1e5000", 6, false);
+    agg_record_keep_user_id(&rec, "1e5000", 6, false);
     assert_true(rec.user_id_orig_is_string);
-    ing_record_keep_user_id(&rec, "01", 2, false);
+    agg_record_keep_user_id(&rec, "01", 2, false);
     assert_true(rec.user_id_orig_is_string);
-    ing_record_keep_user_id(&rec, "false", 5, false);
+    agg_record_keep_user_id(&rec, "false", 5, false);
     assert_false(rec.user_id_orig_is_string);
 }
 
@@ -189,49 +189,49 @@ static void test_copy_64k_message_is_one_field(void **state)
 {
     size_t n = 65536;
     char *big = malloc(n);
-    struct ing_record rec;
+    struct agg_record rec;
     char *f[19];
 
     (void)state;
     memset(big, 'z', n);
-    ing_record_init(&rec);
-    rec.str[ING_F_MESSAGE] = (struct ing_str){big, n};
-    encode_fields(&rec, ING_TIME_NONE, f);
+    agg_record_init(&rec);
+    rec.str[AGG_F_MESSAGE] = (struct agg_str){big, n};
+    encode_fields(&rec, AGG_TIME_NONE, f);
     assert_int_equal(strlen(f[1]), n);
     free(big);
 }
 
 static void test_copy_allocation_failure_leaves_buffer_unchanged(void **state)
 {
-    struct ing_record rec;
-    struct ing_buf out;
+    struct agg_record rec;
+    struct agg_buf out;
     struct st_copy_scratch scratch;
     long n;
 
     (void)state;
-    ing_record_init(&rec);
-    rec.str[ING_F_MESSAGE] = str("bad \xFF byte");
-    rec.str[ING_F_LOGGER_NAME] = str("svc");
+    agg_record_init(&rec);
+    rec.str[AGG_F_MESSAGE] = str("bad \xFF byte");
+    rec.str[AGG_F_LOGGER_NAME] = str("svc");
     rec.extra = str("{\"a\":1}");
-    ing_record_keep_user_id(&rec, "u-\"1\"", 5, true);
+    agg_record_keep_user_id(&rec, "u-\"1\"", 5, true);
     for (n = 0;; n++) {
         int rc;
 
-        ing_buf_init(&out);
+        agg_buf_init(&out);
         st_copy_scratch_init(&scratch);
-        ing_buf_append(&out, "prev\n", 5);
+        agg_buf_append(&out, "prev\n", 5);
         agg_alloc_fail_after(n);
         rc = st_copy_encode(&out, &rec, T0, T0, &scratch);
         agg_alloc_fail_after(-1);
         if (rc == AGG_OK) {
-            ing_buf_clear(&out);
+            agg_buf_clear(&out);
             st_copy_scratch_clear(&scratch);
             break;
         }
         assert_int_equal(rc, AGG_ENOMEM);
         assert_int_equal(out.len, 5);
         assert_string_equal(out.data, "prev\n");
-        ing_buf_clear(&out);
+        agg_buf_clear(&out);
         st_copy_scratch_clear(&scratch);
     }
     assert_true(n > 0);

@@ -25,7 +25,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "src/alloc.h"
+#include "core/alloc.h"
 #include "store/spool.h"
 
 #define NREC_MAX 4096

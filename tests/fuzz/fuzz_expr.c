@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ingest/record.h"
+#include "core/record.h"
 #include "rules/expr.h"
-#include "src/err.h"
+#include "core/err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *text = malloc(size + 1), canon[RL_EXPR_FORMAT_MAX], prefix[32];
     struct rl_expr e, back;
     struct agg_err err = {0};
-    struct ing_record rec;
+    struct agg_record rec;
     size_t pos = SIZE_MAX, len;
     double v;
 
@@ -59,17 +59,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* a record whose text fields are the input itself */
-    ing_record_init(&rec);
+    agg_record_init(&rec);
     rec.has_level = size > 0;
-    rec.level = (enum ing_level)(size % 5);
-    for (int f = 0; f < ING_F_STR_COUNT; f++) {
+    rec.level = (enum agg_level)(size % 5);
+    for (int f = 0; f < AGG_F_STR_COUNT; f++) {
         rec.str[f].p = (const char *)data;
         rec.str[f].len = size / (size_t)(f + 1);
     }
     rec.has_duration_ms = true;
     rec.duration_ms = (int32_t)size;
     (void)rl_expr_match(&e, &rec);
-    CHECK(rl_expr_value_of(&e, &rec, &v) == (e.field == ING_F_DURATION_MS));
+    CHECK(rl_expr_value_of(&e, &rec, &v) == (e.field == AGG_F_DURATION_MS));
     free(text);
     return 0;
 }

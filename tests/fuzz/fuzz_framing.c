@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ingest/buf.h"
+#include "core/buf.h"
 #include "ingest/framing.h"
-#include "src/err.h"
+#include "core/err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,8 +32,8 @@ static void check(int ok, const char *what, int line)
 
 struct run {
     struct ing_framer f;
-    struct ing_buf log; /* "F<len>:<bytes>" per frame, "E<kind>:<why>" per error */
-    struct ing_buf pending;
+    struct agg_buf log; /* "F<len>:<bytes>" per frame, "E<kind>:<why>" per error */
+    struct agg_buf pending;
     int refuse_every, calls;
     int refused;
 };
@@ -49,8 +49,8 @@ static int on_frame(void *arg, const char *p, size_t len)
         return AGG_EFULL;
     }
     snprintf(head, sizeof(head), "F%zu:", len);
-    CHECK(ing_buf_append(&r->log, head, strlen(head)) == AGG_OK);
-    CHECK(ing_buf_append(&r->log, p, len) == AGG_OK);
+    CHECK(agg_buf_append(&r->log, head, strlen(head)) == AGG_OK);
+    CHECK(agg_buf_append(&r->log, p, len) == AGG_OK);
     return AGG_OK;
 }
 
@@ -60,7 +60,7 @@ static void on_error(void *arg, int kind, const char *why)
 
     CHECK(kind >= ING_FRAMING_E_OVERSIZE && kind <= ING_FRAMING_E_INCOMPLETE);
     CHECK(why != NULL && why[0] != '\0');
-    CHECK(ing_buf_printf(&r->log, "E%d:%s", kind, why) == AGG_OK);
+    CHECK(agg_buf_printf(&r->log, "E%d:%s", kind, why) == AGG_OK);
 }
 
 /* Appends <p>[<n>] to the pending bytes and feeds (or finishes, or with <eof> < 0
@@ -69,7 +69,7 @@ static void drive(struct run *r, const char *p, size_t n, int eof)
 {
     const struct ing_frame_cb cb = {on_frame, on_error, r};
 
-    CHECK(ing_buf_append(&r->pending, p, n) == AGG_OK);
+    CHECK(agg_buf_append(&r->pending, p, n) == AGG_OK);
     do {
         size_t len = r->pending.len, used;
         char *exact = malloc(len > 0 ? len : 1);
@@ -101,16 +101,16 @@ static void run_init(struct run *r, uint8_t conf)
 
     memset(r, 0, sizeof(*r));
     ing_framer_init(&r->f, (enum ing_framing_mode)(conf & 3), v * v);
-    ing_buf_init(&r->log);
-    ing_buf_init(&r->pending);
-    CHECK(ing_buf_reserve(&r->pending, 1) == AGG_OK);
-    CHECK(ing_buf_reserve(&r->log, 1) == AGG_OK);
+    agg_buf_init(&r->log);
+    agg_buf_init(&r->pending);
+    CHECK(agg_buf_reserve(&r->pending, 1) == AGG_OK);
+    CHECK(agg_buf_reserve(&r->log, 1) == AGG_OK);
 }
 
 static void run_clear(struct run *r)
 {
-    ing_buf_clear(&r->log);
-    ing_buf_clear(&r->pending);
+    agg_buf_clear(&r->log);
+    agg_buf_clear(&r->pending);
 }
 
 static int same(const struct run *a, const struct run *b)

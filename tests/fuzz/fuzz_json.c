@@ -16,7 +16,7 @@
 
 #include <yajl/yajl_tree.h>
 
-#include "ingest/buf.h"
+#include "core/buf.h"
 #include "ingest/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,14 +45,14 @@ static void touch(const char *p, size_t n)
     (void)sum;
 }
 
-static void check_extra(struct ing_str x)
+static void check_extra(struct agg_str x)
 {
     char *text, errbuf[64];
     yajl_val v;
 
     if (x.p == NULL)
         return;
-    CHECK(ing_utf8_is_clean(x.p, x.len));
+    CHECK(agg_utf8_is_clean(x.p, x.len));
     for (size_t i = 0; i + 1 < x.len; i++) {
         if (x.p[i] != '\\')
             continue;
@@ -69,14 +69,14 @@ static void check_extra(struct ing_str x)
     free(text);
 }
 
-static int emit(void *arg, const struct ing_record *rec)
+static int emit(void *arg, const struct agg_record *rec)
 {
     struct state *s = arg;
 
     if (s->full_after >= 0 && (long)s->emitted >= s->full_after)
         return AGG_EFULL;
-    CHECK(rec->str[ING_F_MESSAGE].p != NULL);
-    for (int f = 0; f < ING_F_STR_COUNT; f++) {
+    CHECK(rec->str[AGG_F_MESSAGE].p != NULL);
+    for (int f = 0; f < AGG_F_STR_COUNT; f++) {
         if (rec->str[f].p == NULL)
             CHECK(rec->str[f].len == 0);
         else
@@ -84,7 +84,7 @@ static int emit(void *arg, const struct ing_record *rec)
     }
     CHECK(rec->raw.p != NULL && rec->raw.len <= s->max_event_bytes);
     touch(rec->raw.p, rec->raw.len);
-    CHECK(rec->level >= ING_LEVEL_DEBUG && rec->level <= ING_LEVEL_CRITICAL);
+    CHECK(rec->level >= AGG_LEVEL_DEBUG && rec->level <= AGG_LEVEL_CRITICAL);
     check_extra(rec->extra);
     if (rec->user_id_orig.p != NULL) {
         /* a kept user_id: no INTEGER beside it; a literal is JSON store/copy.c can write */
@@ -122,7 +122,7 @@ static void reject(void *arg, size_t index, const char *why, const char *raw, si
 static void run(struct ing_json *j, size_t max_event_bytes, const char *p, size_t n, long full)
 {
     struct state s = {max_event_bytes, 0, 0, full};
-    struct ing_sink sink = {emit, reject, &s};
+    struct agg_sink sink = {emit, reject, &s};
     struct ing_json_stats st;
     struct agg_err err = {0};
     const char *nl;

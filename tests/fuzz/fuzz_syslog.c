@@ -19,8 +19,8 @@
 
 #include "ingest/json.h"
 #include "ingest/syslog.h"
-#include "ingest/time.h"
-#include "ingest/tz.h"
+#include "core/time.h"
+#include "core/tz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,7 +34,7 @@ static void check(int ok, const char *what, int line)
 
 #define CHECK(cond) check((cond) != 0, #cond, __LINE__)
 
-static void check_slice(const char *p, size_t len, struct ing_str s)
+static void check_slice(const char *p, size_t len, struct agg_str s)
 {
     if (s.p == NULL) {
         CHECK(s.len == 0);
@@ -46,8 +46,8 @@ static void check_slice(const char *p, size_t len, struct ing_str s)
 static void check_message(const char *p, size_t len, const struct ing_syslog_msg *m)
 {
     struct ing_syslog_sd_iter it;
-    struct ing_str id, name, value;
-    struct ing_buf b;
+    struct agg_str id, name, value;
+    struct agg_buf b;
 
     CHECK(m->format == ING_SYSLOG_RFC5424 || m->format == ING_SYSLOG_RFC3164);
     CHECK(m->pri >= 0 && m->pri <= 191);
@@ -60,7 +60,7 @@ static void check_message(const char *p, size_t len, const struct ing_syslog_msg
     check_slice(p, len, m->msgid);
     check_slice(p, len, m->sd);
     check_slice(p, len, m->msg);
-    CHECK((m->timestamp.p == NULL) == (m->ts_us == ING_TIME_NONE));
+    CHECK((m->timestamp.p == NULL) == (m->ts_us == AGG_TIME_NONE));
     if (m->format == ING_SYSLOG_RFC5424) {
         CHECK(m->version >= 1 && m->version <= 999);
         CHECK(!m->pri_assumed);
@@ -68,7 +68,7 @@ static void check_message(const char *p, size_t len, const struct ing_syslog_msg
             int64_t us;
 
             /* a strict RFC 5424 TIMESTAMP is an ISO 8601 timestamp to the general parser */
-            CHECK(ing_time_parse_iso8601(m->timestamp.p, m->timestamp.len, &us));
+            CHECK(agg_time_parse_iso8601(m->timestamp.p, m->timestamp.len, &us));
             CHECK(us == m->ts_us);
         }
         CHECK(m->hostname.p == NULL || m->hostname.len <= 255);
@@ -80,7 +80,7 @@ static void check_message(const char *p, size_t len, const struct ing_syslog_msg
         CHECK(m->msg.p != NULL);
         CHECK(!m->pri_assumed || m->pri == 13);
     }
-    ing_buf_init(&b);
+    agg_buf_init(&b);
     ing_syslog_sd_init(&it, m->sd);
     while (ing_syslog_sd_next_element(&it, &id)) {
         check_slice(p, len, id);
@@ -89,12 +89,12 @@ static void check_message(const char *p, size_t len, const struct ing_syslog_msg
             check_slice(p, len, name);
             check_slice(p, len, value);
             CHECK(name.len >= 1 && name.len <= 32);
-            ing_buf_reset(&b);
+            agg_buf_reset(&b);
             CHECK(ing_syslog_sd_unescape(&b, value.p, value.len) == AGG_OK);
             CHECK(b.len <= value.len);
         }
     }
-    ing_buf_clear(&b);
+    agg_buf_clear(&b);
 }
 
 /* extra_data <p>[<len>]: valid UTF-8, a JSON object. */
@@ -105,7 +105,7 @@ static void check_extra(const char *p, size_t len)
 
     CHECK(text != NULL);
     CHECK(p != NULL && len >= 2);
-    CHECK(ing_utf8_is_clean(p, len));
+    CHECK(agg_utf8_is_clean(p, len));
     memcpy(text, p, len);
     text[len] = '\0';
     v = yajl_tree_parse(text, NULL, 0);
@@ -114,56 +114,56 @@ static void check_extra(const char *p, size_t len)
     free(text);
 }
 
-static int json_emitted(void *arg, const struct ing_record *rec)
+static int json_emitted(void *arg, const struct agg_record *rec)
 {
     (void)arg;
     check_extra(rec->extra.p, rec->extra.len);
-    CHECK(rec->str[ING_F_MESSAGE].p != NULL && rec->has_level);
+    CHECK(rec->str[AGG_F_MESSAGE].p != NULL && rec->has_level);
     return AGG_OK;
 }
 
 /* A MSG that is a JSON object, decoded over the record as the listener does. */
-static void check_json_msg(const struct ing_record *rec)
+static void check_json_msg(const struct agg_record *rec)
 {
     static struct ing_json *j;
-    struct ing_sink sink = {json_emitted, NULL, NULL};
-    struct ing_buf merged;
-    struct ing_str obj;
+    struct agg_sink sink = {json_emitted, NULL, NULL};
+    struct agg_buf merged;
+    struct agg_str obj;
     struct agg_err err = {0};
     int rc;
 
-    if (!ing_syslog_json_msg(rec->str[ING_F_MESSAGE], &obj))
+    if (!ing_syslog_json_msg(rec->str[AGG_F_MESSAGE], &obj))
         return;
     if (j == NULL)
         j = ing_json_new(1 << 20, NULL);
     CHECK(j != NULL);
-    ing_buf_init(&merged);
+    agg_buf_init(&merged);
     rc = ing_json_decode_over(j, obj.p, obj.len, rec, &merged, &sink, &err);
     CHECK(rc == AGG_OK || (rc == AGG_EINVAL && err.msg[0] != '\0'));
     CHECK(ing_json_check(j));
-    ing_buf_clear(&merged);
+    agg_buf_clear(&merged);
 }
 
 static void check_record(const struct ing_syslog_msg *m)
 {
-    struct ing_buf scratch;
-    struct ing_record rec;
+    struct agg_buf scratch;
+    struct agg_record rec;
     struct agg_err err = {0};
     int rc;
 
-    ing_buf_init(&scratch);
+    agg_buf_init(&scratch);
     rc = ing_syslog_to_record(m, &scratch, &rec, &err);
     /* only an SD param naming a typed column can be refused */
     CHECK(rc == AGG_OK || (rc == AGG_EINVAL && m->sd.p != NULL));
     if (rc == AGG_OK) {
         check_extra(rec.extra.p, rec.extra.len);
-        CHECK(rec.str[ING_F_MESSAGE].p != NULL);
+        CHECK(rec.str[AGG_F_MESSAGE].p != NULL);
         /* an SD param "level" may set the level instead of the severity */
         CHECK(rec.has_level);
-        CHECK(m->sd.p != NULL || rec.level == ing_level_from_syslog(m->severity));
+        CHECK(m->sd.p != NULL || rec.level == agg_level_from_syslog(m->severity));
         check_json_msg(&rec);
     }
-    ing_buf_clear(&scratch);
+    agg_buf_clear(&scratch);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -175,12 +175,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         INT64_MIN,
         INT64_MAX,
     };
-    static struct ing_tz *zones[2]; /* UTC (NULL) and Berlin, loaded once */
+    static struct agg_tz *zones[2]; /* UTC (NULL) and Berlin, loaded once */
     static bool loaded;
     const char *p = (const char *)data;
 
     if (!loaded) {
-        zones[1] = ing_tz_load("Europe/Berlin", NULL);
+        zones[1] = agg_tz_load("Europe/Berlin", NULL);
         loaded = true;
     }
     for (size_t z = 0; z < 2; z++) {

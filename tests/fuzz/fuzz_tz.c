@@ -1,5 +1,5 @@
 /*
- * tests/fuzz/fuzz_tz.c — libFuzzer target for ingest/tz.c.
+ * tests/fuzz/fuzz_tz.c — libFuzzer target for core/tz.c.
  *
  * Parses the input (an exact-size buffer) as a TZif file; a zone that loads is asked
  * for offsets and conversions across the whole int64 range, which must stay within
@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ingest/time.h"
-#include "ingest/tz.h"
+#include "core/time.h"
+#include "core/tz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -33,31 +33,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     struct agg_err err = {0};
     unsigned char *exact = malloc(size > 0 ? size : 1);
-    struct ing_tz *tz;
+    struct agg_tz *tz;
 
     CHECK(exact != NULL);
     for (size_t i = 0; i < size; i++)
         exact[i] = data[i];
-    tz = ing_tz_parse("fuzz", exact, size, &err);
+    tz = agg_tz_parse("fuzz", exact, size, &err);
     if (tz == NULL) {
         CHECK(err.msg[0] != '\0');
         free(exact);
         return 0;
     }
     for (size_t i = 0; i < sizeof(instants) / sizeof(instants[0]); i++) {
-        int32_t off = ing_tz_offset_at(tz, instants[i]);
-        int64_t us = instants[i] > INT64_MIN / ING_US_PER_SEC &&
-                             instants[i] < INT64_MAX / ING_US_PER_SEC
-                         ? instants[i] * ING_US_PER_SEC
+        int32_t off = agg_tz_offset_at(tz, instants[i]);
+        int64_t us = instants[i] > INT64_MIN / AGG_US_PER_SEC &&
+                             instants[i] < INT64_MAX / AGG_US_PER_SEC
+                         ? instants[i] * AGG_US_PER_SEC
                          : instants[i];
-        int64_t local = ing_tz_utc_to_local(tz, us), back = ing_tz_local_to_utc(tz, local);
+        int64_t local = agg_tz_utc_to_local(tz, us), back = agg_tz_local_to_utc(tz, local);
 
         CHECK(off >= -89999 && off <= 93599);
         /* a conversion moves an instant by one offset at most */
-        CHECK(back - local >= -INT64_C(93599) * ING_US_PER_SEC &&
-              back - local <= INT64_C(89999) * ING_US_PER_SEC);
+        CHECK(back - local >= -INT64_C(93599) * AGG_US_PER_SEC &&
+              back - local <= INT64_C(89999) * AGG_US_PER_SEC);
     }
-    ing_tz_free(tz);
+    agg_tz_free(tz);
     free(exact);
     return 0;
 }

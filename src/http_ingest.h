@@ -1,0 +1,29 @@
+/*
+ * src/http_ingest.h — POST /v1/logs: NDJSON, JSON and OTLP JSON over HTTP.
+ *
+ * Place: HTTP router -> [http_ingest: auth, media type, decompression, decoding]
+ *        -> pipeline.
+ * Threads: event-loop thread only.
+ * Ownership: borrows the router, pipeline and sessions until freed.
+ */
+#ifndef AGGD_SRC_HTTP_INGEST_H
+#define AGGD_SRC_HTTP_INGEST_H
+
+#include "api/session.h"
+#include "store/pipeline.h"
+#include "core/config.h"
+#include "core/http.h"
+
+struct agg_http_ingest;
+
+/* Registers POST /v1/logs on <http>. <sessions> may be NULL only when
+ * ingest.http_auth is none. Caller owns the result: agg_http_ingest_free(). */
+struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http, const struct agg_config *cfg,
+                              struct st_pipeline *pipeline, struct api_sessions *sessions,
+                              struct agg_err *err);
+/* Answers the requests still waiting for room with 503 and takes no more: call before
+ * the pipeline shuts down. agg_http_ingest_free() does it too. */
+void agg_http_ingest_stop(struct agg_http_ingest *h);
+void agg_http_ingest_free(struct agg_http_ingest *h);
+
+#endif

@@ -1,0 +1,767 @@
+/*
+ * src/listen.c — UDP and TCP listeners for syslog and JSON lines.
+ *
+ * Place: see src/listen.h.
+ * Threads: event-loop thread only.
+ * Ownership: the listener owns its connections; a connection owns its bufferevent.
+ * Traps: the input buffer of a connection is bounded by a read high-watermark, so a
+ *        peer that sends faster than we take is held back by TCP itself. The UDP
+ *        path reads up to BATCH datagrams per recvmmsg call. An event counts as
+ *        received when its fate is known (the pipeline counts accepted and rejected
+ *        ones; a frame the pipeline could not take is read again, not counted twice).
+ *        The kernel's UDP drops are read with SO_MEMINFO when /metrics is rendered:
+ *        SO_RXQ_OVFL would report them only with the next datagram, so the drops at
+ *        the end of a burst would stay unseen until traffic resumed.
+ */
+#include "src/listen.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/sock_diag.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "ingest/framing.h"
+#include "ingest/json.h"
+#include "ingest/syslog.h"
+#include "core/tz.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+#define UDP_BATCH 32
+#define UDP_MAX_DATAGRAM 65536
+#define UDP_PER_WAKEUP 512
+#define PEER_MAX 64
+/* A connection reads on while its last reads are being made durable, up to this
+ * many bytes not yet durable: libevent reads 4 KiB at a time, and one fsync per
+ * read would throttle a sender to a few thousand events a second. */
+#define TCP_UNSYNCED_MAX (1024 * 1024)
+/* How long a frame that may end at a NUL (framing.h, nul_pending) waits for the next
+ * octet before the NUL is taken as its trailer: a sender writes a message and its
+ * NUL together, so a pause after a NUL means the message is complete. */
+#define NUL_PAUSE_MS 200
+
+enum conn_step {
+    STEP_FEED = 0, /* frame what is complete */
+    STEP_FLUSH,    /* also a frame held at a NUL (the sender paused) */
+    STEP_FINISH,   /* end of stream: also an unterminated last frame */
+};
+
+struct conn {
+    struct agg_listener *l;
+    struct bufferevent *bev;
+    struct event *nul_timer; /* flushes a frame held at a NUL after NUL_PAUSE_MS */
+    struct ing_framer framer;
+    char peer[PEER_MAX];
+    size_t seen;    /* bytes of the input buffer already counted */
+    size_t index;   /* events read so far, for reject reports */
+    int64_t now_us; /* receive time of the current read */
+    bool paused;    /* backpressure: the pipeline is full */
+    bool syncing;   /* a spool sync is pending for this connection */
+    size_t unsynced;  /* bytes taken and not yet known durable */
+    size_t requested; /* of those, the ones the pending sync covers */
+    bool closed;    /* the socket is gone; a pending sync still holds a ref */
+    int refs;
+    struct conn *prev, *next;
+};
+
+struct agg_listener {
+    enum agg_listen_kind kind;
+    enum agg_transport transport;
+    struct event_base *base;
+    struct st_pipeline *pipeline;
+    size_t max_message;
+    size_t max_conns;
+    int idle_s;
+    struct evconnlistener *tcp;
+    evutil_socket_t udp_fd;
+    evutil_socket_t passed_fd; /* a socket given by the caller, until it is udp_fd or tcp's */
+    struct event *udp_ev;
+    char *udp_buf; /* UDP_BATCH datagram buffers */
+    struct conn *conns;
+    size_t nconns;
+    struct agg_buf scratch;
+    struct agg_buf merged; /* syslog: extra_data of a JSON MSG and the syslog fields */
+    struct ing_json *json;
+    struct agg_tz *zone; /* syslog: the zone of RFC 3164 times */
+    _Atomic int64_t *m_refused, *m_idle_closed;
+    int64_t kernel_drops;       /* UDP: datagrams the kernel dropped, as counted */
+    uint32_t kernel_drops_last; /* UDP: the socket's own (wrapping) counter, last read */
+};
+
+static const struct {
+    enum agg_transport transport;
+    const char *label;
+} kinds[] = {
+    [AGG_LISTEN_SYSLOG_UDP] = {AGG_TRANSPORT_SYSLOG_UDP, "transport=\"syslog_udp\""},
+    [AGG_LISTEN_SYSLOG_TCP] = {AGG_TRANSPORT_SYSLOG_TCP, "transport=\"syslog_tcp\""},
+    [AGG_LISTEN_JSON_TCP] = {AGG_TRANSPORT_JSON_TCP, "transport=\"json_tcp\""},
+};
+
+static void format_peer(const struct sockaddr *sa, char out[PEER_MAX])
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, PEER_MAX, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, PEER_MAX, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, PEER_MAX, "unknown");
+    }
+}
+
+/* ---- turning one frame into a record ---------------------------------------- */
+
+struct json_ctx {
+    struct agg_listener *l;
+    const char *peer;
+    int64_t now_us;
+    int rc;
+};
+
+static int json_emit(void *arg, const struct agg_record *rec)
+{
+    struct json_ctx *c = arg;
+
+    if (st_pipeline_add(c->l->pipeline, rec, c->l->transport, c->peer, c->now_us) != AGG_OK)
+        c->rc = AGG_EFULL;
+    return c->rc;
+}
+
+static void json_reject(void *arg, size_t index, const char *why, const char *raw, size_t len)
+{
+    struct json_ctx *c = arg;
+
+    (void)index;
+    if (st_pipeline_reject(c->l->pipeline, c->l->transport, c->peer, c->now_us, why, raw,
+                            len) != AGG_OK)
+        c->rc = AGG_EFULL;
+}
+
+/* One syslog message (a TCP frame or a datagram) into the pipeline; a MSG that is a
+ * JSON object is decoded as JSON ingest would, over the syslog fields (the text is
+ * kept when it is not valid JSON). AGG_EFULL when the pipeline could not take it (out
+ * of memory): the caller keeps the bytes. */
+static int take_syslog(struct agg_listener *l, const char *p, size_t n, const char *peer,
+                       int64_t now_us)
+{
+    struct ing_syslog_msg msg;
+    struct agg_record rec;
+    struct agg_str obj;
+    struct agg_err err = {0};
+    int rc;
+
+    agg_buf_reset(&l->scratch);
+    agg_record_init(&rec);
+    if (ing_syslog_parse(p, n, now_us, l->zone, &msg, &err) != AGG_OK ||
+        ing_syslog_to_record(&msg, &l->scratch, &rec, &err) != AGG_OK)
+        return st_pipeline_reject(l->pipeline, l->transport, peer, now_us, err.msg, p, n) ==
+                       AGG_OK
+                   ? AGG_OK
+                   : AGG_EFULL;
+    if (ing_syslog_json_msg(rec.str[AGG_F_MESSAGE], &obj)) {
+        struct json_ctx ctx = {l, peer, now_us, AGG_OK};
+        struct agg_sink sink = {json_emit, NULL, &ctx};
+
+        rc = ing_json_decode_over(l->json, obj.p, obj.len, &rec, &l->merged, &sink, &err);
+        if (rc == AGG_OK || ctx.rc != AGG_OK)
+            return ctx.rc == AGG_OK ? AGG_OK : AGG_EFULL;
+        /* not a JSON object after all, or out of memory: the text as it is */
+    }
+    rc = st_pipeline_add(l->pipeline, &rec, l->transport, peer, now_us);
+    return rc == AGG_OK ? AGG_OK : AGG_EFULL;
+}
+
+static int take_json_line(struct conn *c, const char *p, size_t n)
+{
+    struct json_ctx ctx = {c->l, c->peer, c->now_us, AGG_OK};
+    struct agg_sink sink = {json_emit, json_reject, &ctx};
+    struct agg_err err = {0};
+
+    ing_json_decode_line(c->l->json, p, n, c->index++, &sink, &err);
+    return ctx.rc;
+}
+
+/* ---- TCP ------------------------------------------------------------------- */
+
+static int on_frame(void *arg, const char *p, size_t n)
+{
+    struct conn *c = arg;
+
+    if (c->l->kind == AGG_LISTEN_JSON_TCP)
+        return take_json_line(c, p, n);
+    return take_syslog(c->l, p, n, c->peer, c->now_us);
+}
+
+/* Oversized and malformed frames are refused, counted and noted in ingest_rejects
+ * (with the reason, not the bytes: the framer skips them as they arrive). */
+static void on_frame_error(void *arg, int kind, const char *why)
+{
+    struct conn *c = arg;
+
+    if (kind == ING_FRAMING_E_OVERSIZE)
+        st_pipeline_count(c->l->pipeline, c->l->transport, ST_COUNT_OVERSIZED, 1);
+    if (st_pipeline_reject(c->l->pipeline, c->l->transport, c->peer, c->now_us, why, "", 0) !=
+        AGG_OK)
+        st_pipeline_dropped(c->l->pipeline, c->l->transport, 1); /* already skipped */
+    AGG_LOG_DEBUG("listen", "%s: %s", c->peer, why);
+}
+
+static void conn_unref(struct conn *c)
+{
+    if (--c->refs == 0)
+        free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    struct agg_listener *l = c->l;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    l->nconns--;
+    event_free(c->nul_timer);
+    c->nul_timer = NULL;
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    c->closed = true;
+    conn_unref(c);
+}
+
+/* Reads only while nothing read is waiting for the spool and there is room. */
+static bool update_reading(struct conn *c)
+{
+    bool want = !c->closed && !c->paused && c->unsynced < TCP_UNSYNCED_MAX;
+
+    if (c->closed)
+        return false;
+    if (want)
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+    return want;
+}
+
+static void conn_process(struct conn *c, enum conn_step step);
+
+static void request_sync(struct conn *c);
+
+static void on_synced(void *arg)
+{
+    struct conn *c = arg;
+
+    c->syncing = false;
+    c->unsynced -= c->requested;
+    c->requested = 0;
+    if (!c->closed && c->unsynced > 0)
+        request_sync(c); /* what was taken while this sync ran */
+    if (update_reading(c))
+        conn_process(c, STEP_FEED); /* frames that arrived whole while we waited */
+    conn_unref(c);
+}
+
+static void request_sync(struct conn *c)
+{
+    c->syncing = true;
+    c->requested = c->unsynced;
+    c->refs++;
+    if (st_pipeline_sync(c->l->pipeline, on_synced, c) != AGG_OK) {
+        c->syncing = false; /* out of memory: read on rather than stall */
+        c->unsynced = 0;
+        c->requested = 0;
+        c->refs--;
+    }
+}
+
+/* Frames and takes what the input buffer holds (each event is appended to the spool
+ * before more is read), asks the spool to make it durable and stops reading while
+ * more than TCP_UNSYNCED_MAX is not; pauses while the pipeline is full. <step> says
+ * what else counts as a frame (enum conn_step). */
+static void conn_process(struct conn *c, enum conn_step step)
+{
+    struct agg_listener *l = c->l;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct ing_frame_cb cb = {on_frame, on_frame_error, c};
+    size_t len = evbuffer_get_length(in);
+    uint64_t frames = c->framer.frames;
+    const char *data;
+    size_t used = 0;
+
+    if (len > c->seen)
+        st_pipeline_count(l->pipeline, l->transport, ST_COUNT_BYTES, (int64_t)(len - c->seen));
+    c->now_us = agg_time_now_us();
+    if (len > 0) {
+        data = (const char *)evbuffer_pullup(in, -1);
+        if (step == STEP_FINISH)
+            used = ing_framer_finish(&c->framer, data, len, &cb);
+        else if (step == STEP_FLUSH)
+            used = ing_framer_flush(&c->framer, data, len, &cb);
+        else
+            used = ing_framer_feed(&c->framer, data, len, &cb);
+        evbuffer_drain(in, used);
+    }
+    c->seen = evbuffer_get_length(in);
+    if (step == STEP_FINISH)
+        return;
+    if (c->framer.nul_pending) {
+        struct timeval pause = {0, NUL_PAUSE_MS * 1000};
+
+        evtimer_add(c->nul_timer, &pause); /* restarts the wait */
+    } else {
+        evtimer_del(c->nul_timer);
+    }
+    if (st_pipeline_is_full(l->pipeline))
+        c->paused = true;
+    if (c->framer.frames != frames) {
+        c->unsynced += used > 0 ? used : 1;
+        if (!c->syncing)
+            request_sync(c);
+    }
+    update_reading(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_process(arg, STEP_FEED);
+}
+
+static void on_nul_pause(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_process(arg, STEP_FLUSH);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)bev;
+    if (what & BEV_EVENT_TIMEOUT)
+        agg_metric_inc(c->l->m_idle_closed, 1);
+    if (what & BEV_EVENT_ERROR)
+        AGG_LOG_DEBUG("listen", "%s: %s", c->peer,
+                      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        conn_process(c, STEP_FINISH);
+        conn_close(c);
+    }
+}
+
+static void on_drain(void *arg)
+{
+    struct agg_listener *l = arg;
+
+    for (struct conn *c = l->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!c->paused)
+            continue;
+        c->paused = false;
+        if (update_reading(c))
+            conn_process(c, STEP_FEED); /* what arrived before the pause */
+        if (st_pipeline_is_full(l->pipeline))
+            break;
+    }
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct agg_listener *l = arg;
+    struct timeval idle = {l->idle_s, 0};
+    struct conn *c;
+
+    (void)lev;
+    (void)salen;
+    if (l->nconns >= l->max_conns) {
+        agg_metric_inc(l->m_refused, 1);
+        evutil_closesocket(fd);
+        return;
+    }
+    c = agg_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->l = l;
+    c->refs = 1;
+    format_peer(sa, c->peer);
+    ing_framer_init(&c->framer,
+                    l->kind == AGG_LISTEN_JSON_TCP ? ING_FRAMING_LF : ING_FRAMING_AUTO,
+                    l->max_message);
+    /* JSON lines: a NUL is never a delimiter there */
+    c->framer.nul_detect = l->kind != AGG_LISTEN_JSON_TCP;
+    c->nul_timer = evtimer_new(l->base, on_nul_pause, c);
+    c->bev = c->nul_timer != NULL ? bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE)
+                                  : NULL;
+    if (c->bev == NULL) {
+        if (c->nul_timer != NULL)
+            event_free(c->nul_timer);
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+    /* Enough for one whole frame and its header; above it TCP pushes back. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, l->max_message + 64 * 1024);
+    bufferevent_set_max_single_read(c->bev, 256 * 1024);
+    if (l->idle_s > 0)
+        bufferevent_set_timeouts(c->bev, &idle, NULL);
+    c->next = l->conns;
+    if (l->conns != NULL)
+        l->conns->prev = c;
+    l->conns = c;
+    l->nconns++;
+    c->paused = st_pipeline_is_full(l->pipeline);
+    update_reading(c);
+}
+
+/* ---- UDP ------------------------------------------------------------------- */
+
+static void on_udp(evutil_socket_t fd, short what, void *arg)
+{
+    struct agg_listener *l = arg;
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct sockaddr_storage from[UDP_BATCH];
+    int total = 0;
+
+    (void)what;
+    while (total < UDP_PER_WAKEUP) {
+        int n;
+        int64_t now_us;
+
+        for (int i = 0; i < UDP_BATCH; i++) {
+            iov[i].iov_base = l->udp_buf + (size_t)i * UDP_MAX_DATAGRAM;
+            iov[i].iov_len = UDP_MAX_DATAGRAM;
+            memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = &from[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+        }
+        n = recvmmsg(fd, msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            break;
+        now_us = agg_time_now_us();
+        for (int i = 0; i < n; i++) {
+            size_t len = msgs[i].msg_len;
+            char peer[PEER_MAX];
+
+            st_pipeline_count(l->pipeline, l->transport, ST_COUNT_BYTES, (int64_t)len);
+            if (st_pipeline_is_full(l->pipeline)) {
+                st_pipeline_dropped(l->pipeline, l->transport, 1);
+                continue;
+            }
+            format_peer((struct sockaddr *)&from[i], peer);
+            if (len > l->max_message) { /* refused as over TCP; its head is kept */
+                char why[128];
+
+                snprintf(why, sizeof(why), "datagram of %zu octets exceeds the maximum %zu; "
+                         "refused", len, l->max_message);
+                st_pipeline_count(l->pipeline, l->transport, ST_COUNT_OVERSIZED, 1);
+                if (st_pipeline_reject(l->pipeline, l->transport, peer, now_us, why,
+                                        iov[i].iov_base, l->max_message) != AGG_OK)
+                    st_pipeline_dropped(l->pipeline, l->transport, 1);
+                continue;
+            }
+            if (take_syslog(l, iov[i].iov_base, len, peer, now_us) != AGG_OK)
+                st_pipeline_dropped(l->pipeline, l->transport, 1);
+        }
+        total += n;
+        if (n < UDP_BATCH)
+            break;
+    }
+}
+
+/* ---- setup ----------------------------------------------------------------- */
+
+static int resolve(const char *addr, int socktype, struct addrinfo **out, struct agg_err *err)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = socktype,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char host[256], port[16];
+    int p, rc;
+
+    if (agg_config_parse_addr(addr, host, sizeof(host), &p, err) != AGG_OK)
+        return AGG_EINVAL;
+    snprintf(port, sizeof(port), "%d", p);
+    rc = getaddrinfo(host, port, &hints, out);
+    if (rc != 0)
+        return agg_err_set(err, AGG_EINVAL, "cannot resolve \"%s\": %s", addr, gai_strerror(rc));
+    return AGG_OK;
+}
+
+/* The kernel's count of datagrams it dropped for <fd> (receive buffer full, bad
+ * checksum): false when it cannot tell (SO_MEMINFO came with Linux 4.12). */
+static bool read_kernel_drops(evutil_socket_t fd, uint32_t *out)
+{
+    uint32_t mem[SK_MEMINFO_VARS];
+    socklen_t len = sizeof(mem);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 ||
+        len < (SK_MEMINFO_DROPS + 1) * sizeof(mem[0]))
+        return false;
+    *out = mem[SK_MEMINFO_DROPS];
+    return true;
+}
+
+/* aggd_udp_kernel_drops_total, read when rendered (loop thread, as the listener). */
+static double kernel_drops(void *arg)
+{
+    struct agg_listener *l = arg;
+    uint32_t now;
+
+    if (read_kernel_drops(l->udp_fd, &now)) {
+        l->kernel_drops += (uint32_t)(now - l->kernel_drops_last); /* wraps at 2^32 */
+        l->kernel_drops_last = now;
+    }
+    return (double)l->kernel_drops;
+}
+
+/* Asks for a receive buffer of <bytes> (0: the kernel's default stays): SO_RCVBUFFORCE
+ * first, which passes net.core.rmem_max with CAP_NET_ADMIN, else SO_RCVBUF, which the
+ * kernel caps there. A socket passed by systemd keeps a buffer already that large
+ * (ReceiveBuffer=). Returns the size the kernel reports: twice what it grants, as it
+ * counts its bookkeeping too. */
+static int set_rcvbuf(evutil_socket_t fd, const char *addr, int64_t bytes, bool passed)
+{
+    int want = (int)bytes, got = 0;
+    socklen_t len = sizeof(got);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) != 0)
+        got = 0;
+    if (want > 0 && !(passed && got / 2 >= want) &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)) != 0)
+        AGG_LOG_WARN("listen", "could not set the receive buffer of UDP \"%s\" to %d bytes: %s",
+                     addr, want, strerror(errno));
+    len = sizeof(got);
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) != 0)
+        got = 0;
+    if (want > 0 && got / 2 < want)
+        AGG_LOG_INFO("listen", "receive buffer of UDP \"%s\": %d bytes as the kernel counts "
+                     "them (listen.udp_rcvbuf asks %d, capped by net.core.rmem_max without "
+                     "CAP_NET_ADMIN)", addr, got, want);
+    else
+        AGG_LOG_INFO("listen", "receive buffer of UDP \"%s\": %d bytes as the kernel counts "
+                     "them (listen.udp_rcvbuf %d)", addr, got, want);
+    return got;
+}
+
+/* `transport="syslog_udp",listener="<addr>"`, the address made safe for a label. */
+static void udp_labels(const char *addr, char *out, size_t size)
+{
+    size_t n = (size_t)snprintf(out, size, "transport=\"syslog_udp\",listener=\"");
+
+    for (const char *p = addr; *p != '\0' && n + 2 < size; p++)
+        out[n++] = (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) ? '_' : *p;
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+/* The gauge of the receive buffer and, when the kernel can tell, the counter of its
+ * drops. */
+static int add_udp_metrics(struct agg_listener *l, const char *addr, int rcvbuf,
+                           struct agg_metrics *metrics, struct agg_err *err)
+{
+    char labels[320];
+    _Atomic int64_t *size;
+    uint32_t drops;
+
+    udp_labels(addr, labels, sizeof(labels));
+    size = agg_metrics_add(metrics, AGG_METRIC_GAUGE, "aggd_udp_rcvbuf_bytes", labels,
+                           "Receive buffer of the UDP socket as the kernel counts it "
+                           "(twice listen.udp_rcvbuf when granted).");
+    if (size == NULL)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    agg_metric_set(size, rcvbuf);
+    if (!read_kernel_drops(l->udp_fd, &drops)) {
+        AGG_LOG_WARN("listen", "cannot read the kernel's drop count of UDP \"%s\": %s; "
+                     "aggd_udp_kernel_drops_total is not exported", addr, strerror(errno));
+        return AGG_OK;
+    }
+    if (agg_metrics_add_counter_fn(metrics, "aggd_udp_kernel_drops_total", labels,
+                                   "Datagrams the kernel dropped before aggd could read them "
+                                   "(receive buffer full; see listen.udp_rcvbuf).",
+                                   kernel_drops, l) != AGG_OK)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    return AGG_OK;
+}
+
+static int bind_udp(struct agg_listener *l, const char *addr, int fd, int64_t rcvbuf,
+                    struct agg_metrics *metrics, struct agg_err *err)
+{
+    struct addrinfo *ai;
+    int one = 1;
+
+    if (fd >= 0) {
+        l->udp_fd = fd;
+        l->passed_fd = -1;
+        if (evutil_make_socket_nonblocking(fd) != 0)
+            return agg_err_set(err, AGG_EINVAL, "could not use the UDP socket for \"%s\": %s",
+                               addr, strerror(errno));
+    } else {
+        if (resolve(addr, SOCK_DGRAM, &ai, err) != AGG_OK)
+            return AGG_EINVAL;
+        l->udp_fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (l->udp_fd < 0 ||
+            setsockopt(l->udp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            bind(l->udp_fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            agg_err_set(err, AGG_EINVAL, "could not listen for UDP on \"%s\": %s", addr,
+                        strerror(errno));
+            freeaddrinfo(ai);
+            return AGG_EINVAL;
+        }
+        freeaddrinfo(ai);
+    }
+    /* a larger kernel queue rides out bursts */
+    if (add_udp_metrics(l, addr, set_rcvbuf(l->udp_fd, addr, rcvbuf, fd >= 0), metrics, err) !=
+        AGG_OK)
+        return AGG_ENOMEM;
+    l->udp_buf = agg_malloc((size_t)UDP_BATCH * UDP_MAX_DATAGRAM);
+    l->udp_ev = event_new(l->base, l->udp_fd, EV_READ | EV_PERSIST, on_udp, l);
+    if (l->udp_buf == NULL || l->udp_ev == NULL || event_add(l->udp_ev, NULL) != 0)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    return AGG_OK;
+}
+
+static int bind_tcp(struct agg_listener *l, const char *addr, int fd, struct agg_err *err)
+{
+    struct addrinfo *ai;
+
+    if (fd >= 0) {
+        /* already listening (systemd's backlog): -1 keeps it */
+        if (evutil_make_socket_nonblocking(fd) == 0)
+            l->tcp = evconnlistener_new(l->base, on_accept, l,
+                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+        if (l->tcp != NULL)
+            l->passed_fd = -1;
+    } else {
+        if (resolve(addr, SOCK_STREAM, &ai, err) != AGG_OK)
+            return AGG_EINVAL;
+        l->tcp = evconnlistener_new_bind(l->base, on_accept, l,
+                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                             LEV_OPT_CLOSE_ON_EXEC,
+                                         1024, ai->ai_addr, (int)ai->ai_addrlen);
+        freeaddrinfo(ai);
+    }
+    if (l->tcp == NULL)
+        return agg_err_set(err, AGG_EINVAL, "could not listen for TCP on \"%s\": %s", addr,
+                           strerror(errno));
+    return st_pipeline_on_drain(l->pipeline, on_drain, l);
+}
+
+static double conn_count(void *arg)
+{
+    return (double)((struct agg_listener *)arg)->nconns;
+}
+
+struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_kind kind,
+                                      const char *addr, int fd, const struct agg_config *cfg,
+                                      struct st_pipeline *pipeline,
+                                      struct agg_metrics *metrics, struct agg_err *err)
+{
+    struct agg_listener *l = agg_calloc(1, sizeof(*l));
+    const char *label = kinds[kind].label;
+
+    if (l == NULL) {
+        if (fd >= 0)
+            evutil_closesocket(fd);
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        return NULL;
+    }
+    l->passed_fd = fd;
+    l->kind = kind;
+    l->transport = kinds[kind].transport;
+    l->base = base;
+    l->pipeline = pipeline;
+    l->max_message = (size_t)cfg->ingest.max_message_bytes;
+    l->max_conns = (size_t)cfg->listen.max_connections;
+    l->idle_s = (int)cfg->listen.idle_timeout_seconds;
+    l->udp_fd = -1;
+    agg_buf_init(&l->scratch);
+    agg_buf_init(&l->merged);
+    l->json = ing_json_new(l->max_message, err);
+    if (l->json == NULL)
+        goto fail;
+    if (kind != AGG_LISTEN_JSON_TCP) {
+        l->zone = agg_tz_load(cfg->listen.syslog_3164_timezone, err);
+        if (l->zone == NULL) {
+            agg_err_prefix(err, "listen.syslog_3164_timezone");
+            goto fail;
+        }
+    }
+    if (kind != AGG_LISTEN_SYSLOG_UDP) {
+        l->m_refused = agg_metrics_add(metrics, AGG_METRIC_COUNTER,
+                                       "aggd_connections_refused_total", label,
+                                       "Connections refused over listen.max_connections.");
+        l->m_idle_closed = agg_metrics_add(metrics, AGG_METRIC_COUNTER,
+                                           "aggd_connections_idle_closed_total", label,
+                                           "Connections closed after listen.idle_timeout_seconds.");
+        if (l->m_refused == NULL || l->m_idle_closed == NULL ||
+            agg_metrics_add_fn(metrics, "aggd_connections", label, "Open connections.",
+                               conn_count, l) != AGG_OK) {
+            agg_err_set(err, AGG_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if ((kind == AGG_LISTEN_SYSLOG_UDP
+             ? bind_udp(l, addr, fd, cfg->listen.udp_rcvbuf, metrics, err)
+                                       : bind_tcp(l, addr, fd, err)) != AGG_OK)
+        goto fail;
+    return l;
+
+fail:
+    agg_listener_free(l);
+    return NULL;
+}
+
+void agg_listener_free(struct agg_listener *l)
+{
+    if (l == NULL)
+        return;
+    if (l->passed_fd >= 0)
+        evutil_closesocket(l->passed_fd);
+    if (l->tcp != NULL) {
+        evconnlistener_free(l->tcp);
+        st_pipeline_off_drain(l->pipeline, on_drain, l);
+    }
+    while (l->conns != NULL) {
+        conn_process(l->conns, STEP_FINISH);
+        conn_close(l->conns);
+    }
+    if (l->udp_ev != NULL)
+        event_free(l->udp_ev);
+    if (l->udp_fd >= 0)
+        close(l->udp_fd);
+    free(l->udp_buf);
+    ing_json_free(l->json);
+    agg_tz_free(l->zone);
+    agg_buf_clear(&l->scratch);
+    agg_buf_clear(&l->merged);
+    free(l);
+}

@@ -1,0 +1,40 @@
+/*
+ * src/listen.h — the syslog (UDP, TCP) and JSON-lines (TCP) listeners.
+ *
+ * Place: sockets -> [listen: framing, parsing] -> pipeline.
+ * Threads: event-loop thread only.
+ * Ownership: owns its sockets and connections; borrows the pipeline.
+ * Traps: under backpressure TCP connections stop reading (the kernel's window then
+ *        holds the sender back) and UDP datagrams are dropped and counted; nothing
+ *        already read is dropped.
+ */
+#ifndef AGGD_SRC_LISTEN_H
+#define AGGD_SRC_LISTEN_H
+
+#include <event2/event.h>
+
+#include "store/pipeline.h"
+#include "core/config.h"
+#include "core/metrics.h"
+
+enum agg_listen_kind {
+    AGG_LISTEN_SYSLOG_UDP = 0,
+    AGG_LISTEN_SYSLOG_TCP,
+    AGG_LISTEN_JSON_TCP,
+};
+
+struct agg_listener;
+
+/* Binds <addr> ("host:port", "[v6]:port") for <kind> and feeds <pipeline>
+ * (borrowed until free); with <fd> >= 0, uses that socket, already bound to <addr>
+ * (and listening, for TCP), instead: the listener owns it from here, even on error.
+ * Caller owns the result: agg_listener_free(). */
+struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_kind kind,
+                                      const char *addr, int fd, const struct agg_config *cfg,
+                                      struct st_pipeline *pipeline,
+                                      struct agg_metrics *metrics, struct agg_err *err);
+
+/* Closes the listening socket and every connection (delivering what they had). */
+void agg_listener_free(struct agg_listener *l);
+
+#endif
