@@ -1,9 +1,15 @@
 /*
  * core/config.h — the effective configuration: defaults < file < AGGD_* env < --set.
  *
- * Place: built once by main.c, handed `const` to each module's _new().
+ * Place: built once by main.c; only src/ sees the whole struct agg_config. Each
+ *        module's _new() takes its own options instead: one section below
+ *        (struct agg_notify_opts, ...) or the module's own small options struct
+ *        (struct st_pipeline_opts, ...) that src/server.c fills from several sections.
+ *        A config reload builds a new struct agg_config and hands each module its new
+ *        section, so no module reads keys of another module's section.
  * Threads: immutable after agg_config_build(); readable from any thread.
- * Ownership: strings inside belong to the struct agg_config.
+ * Ownership: strings inside belong to the struct agg_config; a section handed to a
+ *            module is borrowed from it.
  * Not here: what each key means to its module (see the key table in config.c and
  *           DESIGN.md "Configuration").
  */
@@ -33,69 +39,95 @@ enum agg_conf_source {
     AGG_CONF_SRC_SET,
 };
 
-/* Plain data: every field is a key of the table in config.c. Addresses are
- * "host:port" or "[v6]:port"; an empty string disables that listener. */
+/* The sections: database.*, listen.*, ... Each one is a module's options. */
+
+struct agg_database_opts {
+    char *url;
+    int64_t pool_size;
+    int64_t pool_overflow;
+    int64_t recycle_seconds;
+};
+
+struct agg_listen_opts {
+    char *syslog_udp;
+    char *syslog_tcp;
+    char *json_tcp;
+    char *http;
+    int64_t max_connections;
+    int64_t idle_timeout_seconds;
+    char *syslog_3164_timezone; /* IANA zone of RFC 3164 times without offset */
+    int64_t udp_rcvbuf; /* bytes; 0: the kernel's default */
+};
+
+struct agg_ingest_opts {
+    int64_t max_message_bytes;
+    int64_t max_body_bytes;
+    int http_auth; /* enum agg_http_auth */
+};
+
+struct agg_batch_opts {
+    int64_t max_rows;
+    int64_t max_ms;
+};
+
+struct agg_writer_opts {
+    int64_t threads;
+    int64_t grace_seconds;
+};
+
+struct agg_spool_opts {
+    char *dir;
+    int64_t max_bytes;
+    int64_t segment_bytes;
+    int fsync; /* enum agg_spool_fsync */
+};
+
+struct agg_partitions_opts {
+    int64_t premake_months;
+    int64_t retention_months;
+    int64_t accept_past_months;
+    int64_t archive_grace_hours;
+};
+
+struct agg_archive_opts {
+    char *dir;
+};
+
+struct agg_alerts_opts {
+    int64_t eval_interval_ms;
+};
+
+struct agg_notify_opts {
+    char *smtp_url;
+    char *from;
+    int64_t webhook_timeout_ms;
+    int64_t max_attempts;
+    char *ca_file; /* PEM CA bundle for webhook/SMTP TLS; empty: system store */
+};
+
+struct agg_auth_opts {
+    int64_t token_ttl_days;
+};
+
+struct agg_log_opts {
+    char *level;
+};
+
+/* Plain data: every field is a key of the table in config.c, `section.field`. Addresses
+ * are "host:port" or "[v6]:port"; an empty string disables that listener. */
 struct agg_config {
-    struct {
-        char *url;
-        int64_t pool_size;
-        int64_t pool_overflow;
-        int64_t recycle_seconds;
-    } database;
-    struct {
-        char *syslog_udp;
-        char *syslog_tcp;
-        char *json_tcp;
-        char *http;
-        int64_t max_connections;
-        int64_t idle_timeout_seconds;
-        char *syslog_3164_timezone; /* IANA zone of RFC 3164 times without offset */
-        int64_t udp_rcvbuf; /* bytes; 0: the kernel's default */
-    } listen;
-    struct {
-        int64_t max_message_bytes;
-        int64_t max_body_bytes;
-        int http_auth; /* enum agg_http_auth */
-    } ingest;
-    struct {
-        int64_t max_rows;
-        int64_t max_ms;
-    } batch;
-    struct {
-        int64_t threads;
-        int64_t grace_seconds;
-    } writer;
-    struct {
-        char *dir;
-        int64_t max_bytes;
-        int64_t segment_bytes;
-        int fsync; /* enum agg_spool_fsync */
-    } spool;
-    struct {
-        int64_t premake_months;
-        int64_t retention_months;
-        int64_t accept_past_months;
-        int64_t archive_grace_hours;
-    } partitions;
-    struct {
-        char *dir;
-    } archive;
-    struct {
-        int64_t eval_interval_ms;
-    } alerts;
-    struct {
-        char *smtp_url;
-        char *from;
-        int64_t webhook_timeout_ms;
-        int64_t max_attempts;
-        char *ca_file; /* PEM CA bundle for webhook/SMTP TLS; empty: system store */
-    } notify;
-    struct {
-        int64_t token_ttl_days;
-    } auth;
-    struct {
-        char *level;
-    } log;
+    struct agg_database_opts database;
+    struct agg_listen_opts listen;
+    struct agg_ingest_opts ingest;
+    struct agg_batch_opts batch;
+    struct agg_writer_opts writer;
+    struct agg_spool_opts spool;
+    struct agg_partitions_opts partitions;
+    struct agg_archive_opts archive;
+    struct agg_alerts_opts alerts;
+    struct agg_notify_opts notify;
+    struct agg_auth_opts auth;
+    struct agg_log_opts log;
     /* Where each key's value came from, indexed like the key table. */
     unsigned char source[64];
 };

@@ -54,7 +54,7 @@ struct attempt {
 struct rl_dispatch {
     struct st_job job; /* first: the queue link */
     struct event_base *base;
-    const struct agg_config *cfg;
+    const struct agg_notify_opts *opts;
     struct st_jobs *jobs;
     struct rl_httpc *http;
     struct rl_smtp *smtp;
@@ -207,7 +207,7 @@ static void settle(struct attempt *a)
 
 static void fail_now(struct attempt *a, bool final, const struct agg_err *err)
 {
-    a->o.delivery = final || a->row->attempts >= a->d->cfg->notify.max_attempts
+    a->o.delivery = final || a->row->attempts >= a->d->opts->max_attempts
                         ? RL_DELIVERY_FAILED
                         : RL_DELIVERY_RETRY;
     snprintf(a->o.detail, sizeof(a->o.detail), "%.200s", err->msg);
@@ -222,7 +222,7 @@ static void on_http(void *arg, const struct rl_http_result *res)
         return;
     a->o.status = res->status;
     a->o.delivery = rl_outbox_classify_http(res->status, a->row->attempts,
-                                            (int)a->d->cfg->notify.max_attempts,
+                                            (int)a->d->opts->max_attempts,
                                             &a->o.disable_endpoint);
     snprintf(a->o.detail, sizeof(a->o.detail), "%s", res->detail);
     settle(a);
@@ -236,7 +236,7 @@ static void on_smtp(void *arg, const struct rl_smtp_result *res)
         return;
     a->o.status = res->code;
     a->o.delivery = rl_outbox_classify_smtp(res->ok, res->code, a->row->attempts,
-                                            (int)a->d->cfg->notify.max_attempts);
+                                            (int)a->d->opts->max_attempts);
     snprintf(a->o.detail, sizeof(a->o.detail), "%s", res->detail);
     settle(a);
 }
@@ -279,11 +279,11 @@ static int send_one(struct attempt *a, struct agg_buf *body, bool *final, struct
     if (strcmp(row->channel, "email") == 0) {
         const char *rcpt[1] = {row->target};
 
-        if (rl_render_email(payload, plen, a->d->cfg->notify.from, row->target,
+        if (rl_render_email(payload, plen, a->d->opts->from, row->target,
                             row->message_id, row->thread_id, body, err) != AGG_OK)
             return AGG_EINVAL;
         *final = false;
-        return rl_smtp_send(a->d->smtp, a->d->cfg->notify.from, rcpt, 1, body->data,
+        return rl_smtp_send(a->d->smtp, a->d->opts->from, rcpt, 1, body->data,
                             body->len, on_smtp, a, err);
     }
     rc = strcmp(row->channel, "slack") == 0 ? rl_render_slack(payload, plen, body, err)
@@ -373,7 +373,7 @@ static int add_metrics(struct rl_dispatch *d, struct agg_metrics *m)
     return AGG_OK;
 }
 
-struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_config *cfg,
+struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_notify_opts *opts,
                                     struct st_jobs *jobs, struct agg_metrics *metrics,
                                     int poll_ms, struct agg_err *err)
 {
@@ -385,16 +385,16 @@ struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_co
         return NULL;
     }
     d->base = base;
-    d->cfg = cfg;
+    d->opts = opts;
     d->jobs = jobs;
     d->job.fn = job_work;
     d->job.done = job_done;
-    d->lease_us = rl_outbox_lease_us(cfg->notify.webhook_timeout_ms); /* SMTP's too */
-    d->http = rl_httpc_new(base, cfg->notify.ca_file, (int)cfg->notify.webhook_timeout_ms, err);
+    d->lease_us = rl_outbox_lease_us(opts->webhook_timeout_ms); /* SMTP's too */
+    d->http = rl_httpc_new(base, opts->ca_file, (int)opts->webhook_timeout_ms, err);
     if (d->http == NULL)
         goto fail;
-    d->smtp = rl_smtp_new(base, cfg->notify.smtp_url, cfg->notify.ca_file,
-                          (int)cfg->notify.webhook_timeout_ms, err);
+    d->smtp = rl_smtp_new(base, opts->smtp_url, opts->ca_file, (int)opts->webhook_timeout_ms,
+                          err);
     if (d->smtp == NULL)
         goto fail;
     d->timer = event_new(base, -1, EV_PERSIST, on_timer, d);

@@ -5,7 +5,7 @@
  * Place: outbox (rules/outbox.h) -> [dispatch] -> rules/httpc.h, rules/smtp.h.
  *        Created by the alert engine (rules/engine.c). DESIGN.md, Rules.
  * Threads: the event-loop thread; database work on the given job runner.
- * Ownership: borrows <jobs> and <metrics> until rl_dispatch_free().
+ * Ownership: borrows <opts>, <jobs> and <metrics> until rl_dispatch_free().
  * Traps: one batch at a time: claim → send all → record all, then the next claim.
  *        Claimed rows are leased (rules/outbox.h): a shutdown records the attempts
  *        that have an outcome and hands the cancelled ones back to 'pending'; rows a
@@ -24,10 +24,10 @@
 
 struct rl_dispatch;
 
-/* A dispatcher configured by <cfg>'s notify.* keys (borrowed until free), polling the
- * outbox every <poll_ms>. Caller owns the result: rl_dispatch_stop(), then
+/* A dispatcher configured by the notify.* keys <opts> (borrowed until free), polling
+ * the outbox every <poll_ms>. Caller owns the result: rl_dispatch_stop(), then
  * rl_dispatch_free() once <jobs> has handed back every job. */
-struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_config *cfg,
+struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_notify_opts *opts,
                                     struct st_jobs *jobs, struct agg_metrics *metrics,
                                     int poll_ms, struct agg_err *err);
 

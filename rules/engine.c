@@ -85,7 +85,6 @@ struct task { /* reload or escalation: one at a time each */
 
 struct rl_engine {
     struct event_base *base;
-    const struct agg_config *cfg;
     struct st_pipeline *pipeline;
     bool tapped, stopping;
     struct st_jobs *jobs;
@@ -607,7 +606,7 @@ static void task_init(struct task *t, struct rl_engine *e, st_job_work_fn fn, st
     t->job.done = done;
 }
 
-struct rl_engine *rl_engine_new(struct event_base *base, const struct agg_config *cfg,
+struct rl_engine *rl_engine_new(struct event_base *base, const struct rl_engine_opts *opts,
                                 struct st_pool *pool, struct st_pipeline *pipeline,
                                 struct agg_metrics *metrics, struct agg_err *err)
 {
@@ -618,7 +617,6 @@ struct rl_engine *rl_engine_new(struct event_base *base, const struct agg_config
         return NULL;
     }
     e->base = base;
-    e->cfg = cfg;
     e->pipeline = pipeline;
     task_init(&e->reload, e, reload_work, reload_done);
     task_init(&e->escalate, e, escalate_work, escalate_done);
@@ -626,14 +624,14 @@ struct rl_engine *rl_engine_new(struct event_base *base, const struct agg_config
     e->jobs = st_jobs_new(base, pool, 1, err);
     if (e->aggs == NULL || e->jobs == NULL)
         goto fail;
-    e->dispatch = rl_dispatch_new(base, cfg, e->jobs, metrics, DISPATCH_POLL_MS, err);
+    e->dispatch = rl_dispatch_new(base, opts->notify, e->jobs, metrics, DISPATCH_POLL_MS, err);
     if (e->dispatch == NULL)
         goto fail;
-    e->listen = rl_listen_new(base, cfg->database.url, "aggd_rules", LISTEN_RETRY_MS,
+    e->listen = rl_listen_new(base, opts->database_url, "aggd_rules", LISTEN_RETRY_MS,
                               on_rules_changed, e, err);
     if (e->listen == NULL)
         goto fail;
-    e->eval_timer = every(e, cfg->alerts.eval_interval_ms, on_eval);
+    e->eval_timer = every(e, opts->eval_interval_ms, on_eval);
     e->reload_timer = every(e, RELOAD_MS, on_reload);
     e->escalate_timer = every(e, ESCALATE_MS, on_escalate);
     if (e->eval_timer == NULL || e->reload_timer == NULL || e->escalate_timer == NULL ||

@@ -7,13 +7,16 @@
  *        -> outbox -> dispatch (DESIGN.md, Data flow and Rules; docs/alerts.md).
  * Threads: the event-loop thread; every query runs on the engine's own job thread,
  *          so the loop never waits on PostgreSQL.
- * Ownership: borrows <cfg>, <pool>, <pipeline> and <metrics> until rl_engine_free().
+ * Ownership: borrows <opts>->notify, <pool>, <pipeline> and <metrics> until
+ *            rl_engine_free().
  * Traps: a rule's in-memory state changes only once the database has it, and a rule
  *        with a query in flight is not evaluated: a failed write is retried at the
  *        next tick. Free the engine before the pipeline and the pool.
  */
 #ifndef AGGD_RULES_ENGINE_H
 #define AGGD_RULES_ENGINE_H
+
+#include <stdint.h>
 
 #include <event2/event.h>
 
@@ -25,10 +28,17 @@
 
 struct rl_engine;
 
+/* What the engine reads of the configuration; src/server.c fills it. */
+struct rl_engine_opts {
+    const char *database_url;             /* database.url: LISTEN for rule changes */
+    int64_t eval_interval_ms;             /* alerts.eval_interval_ms */
+    const struct agg_notify_opts *notify; /* the dispatcher's notify.* keys */
+};
+
 /* Starts the engine: loads the rules and their persisted state, taps <pipeline>,
- * listens for rule changes at cfg->database.url, and starts the timers and the
- * dispatcher. Caller owns the result: rl_engine_free(). NULL + <err> on failure. */
-struct rl_engine *rl_engine_new(struct event_base *base, const struct agg_config *cfg,
+ * listens for rule changes at <opts>->database_url (copied), and starts the timers and
+ * the dispatcher. Caller owns the result: rl_engine_free(). NULL + <err> on failure. */
+struct rl_engine *rl_engine_new(struct event_base *base, const struct rl_engine_opts *opts,
                                 struct st_pool *pool, struct st_pipeline *pipeline,
                                 struct agg_metrics *metrics, struct agg_err *err);
 

@@ -521,9 +521,10 @@ static void on_post(struct evhttp_request *req, const struct agg_http_match *m, 
                       "ingest", on_auth, r);
 }
 
-struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http, const struct agg_config *cfg,
-                              struct st_pipeline *pipeline, struct api_sessions *sessions,
-                              struct agg_err *err)
+struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http,
+                                            const struct agg_ingest_opts *opts,
+                                            struct st_pipeline *pipeline,
+                                            struct api_sessions *sessions, struct agg_err *err)
 {
     struct agg_http_ingest *h = agg_calloc(1, sizeof(*h));
 
@@ -534,8 +535,8 @@ struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http, const struct 
     h->http = http;
     h->pipeline = pipeline;
     h->sessions = sessions;
-    h->auth = cfg->ingest.http_auth == AGG_HTTP_AUTH_TOKEN;
-    h->max_body = (size_t)cfg->ingest.max_body_bytes;
+    h->auth = opts->http_auth == AGG_HTTP_AUTH_TOKEN;
+    h->max_body = (size_t)opts->max_body_bytes;
     agg_buf_init(&h->body);
     h->hold_timer = evtimer_new(agg_http_base(http), on_hold_timer, h);
     if (h->hold_timer == NULL ||
@@ -543,7 +544,7 @@ struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http, const struct 
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto fail;
     }
-    h->json = ing_json_new((size_t)cfg->ingest.max_message_bytes, err);
+    h->json = ing_json_new((size_t)opts->max_message_bytes, err);
     if (h->json == NULL)
         goto fail;
     if (agg_http_route(http, EVHTTP_REQ_POST, "/v1/logs", on_post, h) != AGG_OK) {

@@ -16,11 +16,13 @@
 
 struct agg_http_ingest;
 
-/* Registers POST /v1/logs on <http>. <sessions> may be NULL only when
- * ingest.http_auth is none. Caller owns the result: agg_http_ingest_free(). */
-struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http, const struct agg_config *cfg,
-                              struct st_pipeline *pipeline, struct api_sessions *sessions,
-                              struct agg_err *err);
+/* Registers POST /v1/logs on <http>, as the ingest.* keys <opts> (read during the
+ * call) say. <sessions> may be NULL only when <opts>->http_auth is none. Caller owns
+ * the result: agg_http_ingest_free(). */
+struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http,
+                                            const struct agg_ingest_opts *opts,
+                                            struct st_pipeline *pipeline,
+                                            struct api_sessions *sessions, struct agg_err *err);
 /* Answers the requests still waiting for room with 503 and takes no more: call before
  * the pipeline shuts down. agg_http_ingest_free() does it too. */
 void agg_http_ingest_stop(struct agg_http_ingest *h);

@@ -34,6 +34,7 @@
 #include "ingest/syslog.h"
 #include "core/tz.h"
 #include "core/alloc.h"
+#include "core/config.h"
 #include "core/log.h"
 
 #define UDP_BATCH 32
@@ -681,7 +682,8 @@ static double conn_count(void *arg)
 }
 
 struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_kind kind,
-                                      const char *addr, int fd, const struct agg_config *cfg,
+                                      const char *addr, int fd,
+                                      const struct agg_listener_opts *opts,
                                       struct st_pipeline *pipeline,
                                       struct agg_metrics *metrics, struct agg_err *err)
 {
@@ -699,9 +701,9 @@ struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_k
     l->transport = kinds[kind].transport;
     l->base = base;
     l->pipeline = pipeline;
-    l->max_message = (size_t)cfg->ingest.max_message_bytes;
-    l->max_conns = (size_t)cfg->listen.max_connections;
-    l->idle_s = (int)cfg->listen.idle_timeout_seconds;
+    l->max_message = (size_t)opts->max_message_bytes;
+    l->max_conns = (size_t)opts->max_connections;
+    l->idle_s = (int)opts->idle_timeout_seconds;
     l->udp_fd = -1;
     agg_buf_init(&l->scratch);
     agg_buf_init(&l->merged);
@@ -709,7 +711,7 @@ struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_k
     if (l->json == NULL)
         goto fail;
     if (kind != AGG_LISTEN_JSON_TCP) {
-        l->zone = agg_tz_load(cfg->listen.syslog_3164_timezone, err);
+        l->zone = agg_tz_load(opts->syslog_3164_timezone, err);
         if (l->zone == NULL) {
             agg_err_prefix(err, "listen.syslog_3164_timezone");
             goto fail;
@@ -730,7 +732,7 @@ struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_k
         }
     }
     if ((kind == AGG_LISTEN_SYSLOG_UDP
-             ? bind_udp(l, addr, fd, cfg->listen.udp_rcvbuf, metrics, err)
+             ? bind_udp(l, addr, fd, opts->udp_rcvbuf, metrics, err)
                                        : bind_tcp(l, addr, fd, err)) != AGG_OK)
         goto fail;
     return l;

@@ -11,10 +11,11 @@
 #ifndef AGGD_SRC_LISTEN_H
 #define AGGD_SRC_LISTEN_H
 
+#include <stdint.h>
+
 #include <event2/event.h>
 
 #include "store/pipeline.h"
-#include "core/config.h"
 #include "core/metrics.h"
 
 enum agg_listen_kind {
@@ -25,12 +26,23 @@ enum agg_listen_kind {
 
 struct agg_listener;
 
-/* Binds <addr> ("host:port", "[v6]:port") for <kind> and feeds <pipeline>
- * (borrowed until free); with <fd> >= 0, uses that socket, already bound to <addr>
- * (and listening, for TCP), instead: the listener owns it from here, even on error.
+/* What a listener reads of the configuration; src/server.c fills it. */
+struct agg_listener_opts {
+    int64_t max_message_bytes;        /* ingest.max_message_bytes */
+    int64_t max_connections;          /* listen.max_connections (TCP) */
+    int64_t idle_timeout_seconds;     /* listen.idle_timeout_seconds (TCP) */
+    const char *syslog_3164_timezone; /* listen.syslog_3164_timezone (syslog) */
+    int64_t udp_rcvbuf;               /* listen.udp_rcvbuf (UDP) */
+};
+
+/* Binds <addr> ("host:port", "[v6]:port") for <kind>, set up by <opts> (read during
+ * the call), and feeds <pipeline> (borrowed until free); with <fd> >= 0, uses that
+ * socket, already bound to <addr> (and listening, for TCP), instead: the listener owns
+ * it from here, even on error.
  * Caller owns the result: agg_listener_free(). */
 struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_kind kind,
-                                      const char *addr, int fd, const struct agg_config *cfg,
+                                      const char *addr, int fd,
+                                      const struct agg_listener_opts *opts,
                                       struct st_pipeline *pipeline,
                                       struct agg_metrics *metrics, struct agg_err *err);
 

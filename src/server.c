@@ -290,6 +290,13 @@ static void start_listeners(void *arg)
         {AGG_LISTEN_SYSLOG_TCP, cfg->listen.syslog_tcp, SOCK_STREAM, "syslog over TCP"},
         {AGG_LISTEN_JSON_TCP, cfg->listen.json_tcp, SOCK_STREAM, "JSON lines over TCP"},
     };
+    const struct agg_listener_opts opts = {
+        .max_message_bytes = cfg->ingest.max_message_bytes,
+        .max_connections = cfg->listen.max_connections,
+        .idle_timeout_seconds = cfg->listen.idle_timeout_seconds,
+        .syslog_3164_timezone = cfg->listen.syslog_3164_timezone,
+        .udp_rcvbuf = cfg->listen.udp_rcvbuf,
+    };
     struct agg_err err = {0};
 
     for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
@@ -297,7 +304,7 @@ static void start_listeners(void *arg)
             continue;
         s->listeners[i] = agg_listener_new(
             s->base, listeners[i].kind, listeners[i].addr,
-            agg_sockets_take(&s->sockets, listeners[i].addr, listeners[i].socktype), cfg,
+            agg_sockets_take(&s->sockets, listeners[i].addr, listeners[i].socktype), &opts,
             s->pipeline, s->metrics, &err);
         if (s->listeners[i] == NULL) {
             agg_err_set(&s->fatal, err.code, "%s", err.msg);
@@ -314,6 +321,16 @@ static void start_listeners(void *arg)
 static int start_ingest(struct server *s, struct agg_err *err)
 {
     const struct agg_config *cfg = s->cfg;
+    const struct st_pipeline_opts pipeline_opts = {
+        .batch = cfg->batch,
+        .writer = cfg->writer,
+        .accept_past_months = cfg->partitions.accept_past_months,
+    };
+    const struct rl_engine_opts engine_opts = {
+        .database_url = cfg->database.url,
+        .eval_interval_ms = cfg->alerts.eval_interval_ms,
+        .notify = &cfg->notify,
+    };
 
     if (open_spool(s, err) != AGG_OK)
         return AGG_ERR;
@@ -326,7 +343,7 @@ static int start_ingest(struct server *s, struct agg_err *err)
         agg_metrics_add_fn(s->metrics, "aggd_pool_connections", "state=\"idle\"",
                            "PostgreSQL connections of the pool.", pool_idle, s->pool) != AGG_OK)
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
-    s->pipeline = st_pipeline_new(s->base, cfg, s->pool, s->spool, s->metrics, err);
+    s->pipeline = st_pipeline_new(s->base, &pipeline_opts, s->pool, s->spool, s->metrics, err);
     if (s->pipeline == NULL)
         return AGG_ERR;
     s->jobs = st_jobs_new(s->base, s->pool, 2, err);
@@ -336,7 +353,7 @@ static int start_ingest(struct server *s, struct agg_err *err)
     if (s->sessions == NULL)
         return AGG_ENOMEM;
     if (s->http != NULL) {
-        s->ingest_http = agg_http_ingest_new(s->http, cfg, s->pipeline, s->sessions, err);
+        s->ingest_http = agg_http_ingest_new(s->http, &cfg->ingest, s->pipeline, s->sessions, err);
         if (s->ingest_http == NULL)
             return AGG_ERR;
         s->api = api_new(s->base, s->http, cfg, s->pool, s->sessions, s->pipeline, err);
@@ -348,7 +365,7 @@ static int start_ingest(struct server *s, struct agg_err *err)
             AGG_LOG_WARN("server", "ingest.http_auth = none on %s: anyone who reaches it can "
                                    "write logs", cfg->listen.http);
     }
-    s->engine = rl_engine_new(s->base, cfg, s->pool, s->pipeline, s->metrics, err);
+    s->engine = rl_engine_new(s->base, &engine_opts, s->pool, s->pipeline, s->metrics, err);
     if (s->engine == NULL)
         return AGG_ERR;
     st_pipeline_replay(s->pipeline, start_listeners, s);

@@ -788,13 +788,13 @@ static int register_metrics(struct st_pipeline *p, struct agg_metrics *m)
     return AGG_OK;
 }
 
-struct st_pipeline *st_pipeline_new(struct event_base *base, const struct agg_config *cfg,
+struct st_pipeline *st_pipeline_new(struct event_base *base, const struct st_pipeline_opts *opts,
                                       struct st_pool *pool, struct st_spool *spool,
                                       struct agg_metrics *metrics, struct agg_err *err)
 {
     struct st_pipeline *p = agg_calloc(1, sizeof(*p));
-    struct st_writer_opts wopts = {.threads = (int)cfg->writer.threads,
-                                   .grace_ms = (int)cfg->writer.grace_seconds * 1000};
+    struct st_writer_opts wopts = {.threads = (int)opts->writer.threads,
+                                   .grace_ms = (int)opts->writer.grace_seconds * 1000};
 
     if (p == NULL) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
@@ -803,10 +803,10 @@ struct st_pipeline *st_pipeline_new(struct event_base *base, const struct agg_co
     p->base = base;
     p->spool = spool;
     snprintf(p->stream, sizeof(p->stream), "spool-%s", st_spool_id(spool));
-    p->max_rows = cfg->batch.max_rows;
-    p->max_ms = cfg->batch.max_ms;
-    p->max_inflight = (size_t)cfg->writer.threads * 2;
-    p->accept_past_months = cfg->partitions.accept_past_months;
+    p->max_rows = opts->batch.max_rows;
+    p->max_ms = opts->batch.max_ms;
+    p->max_inflight = (size_t)opts->writer.threads * 2;
+    p->accept_past_months = opts->accept_past_months;
     p->window_sec = -1;
     st_copy_scratch_init(&p->scratch);
     agg_buf_init(&p->record);

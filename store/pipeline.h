@@ -41,9 +41,17 @@ enum st_count {
     ST_COUNT_KINDS,
 };
 
+/* What the pipeline reads of the configuration; src/server.c fills it. */
+struct st_pipeline_opts {
+    struct agg_batch_opts batch;   /* batch.max_rows, batch.max_ms */
+    struct agg_writer_opts writer; /* writer.threads, writer.grace_seconds */
+    int64_t accept_past_months;    /* partitions.accept_past_months */
+};
+
 /* Builds the pipeline and its writer threads on <pool>, spooling to <spool> (both
- * borrowed until free). Caller owns the result: st_pipeline_free(). */
-struct st_pipeline *st_pipeline_new(struct event_base *base, const struct agg_config *cfg,
+ * borrowed until free), as <opts> (read during the call) says. Caller owns the result:
+ * st_pipeline_free(). */
+struct st_pipeline *st_pipeline_new(struct event_base *base, const struct st_pipeline_opts *opts,
                                       struct st_pool *pool, struct st_spool *spool,
                                       struct agg_metrics *metrics, struct agg_err *err);
 void st_pipeline_free(struct st_pipeline *p);

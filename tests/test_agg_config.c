@@ -322,6 +322,28 @@ static void test_config_syslog_3164_timezone_is_checked_by_loading_the_zone(void
     }
 }
 
+/* A module gets one section (or a copy of it) and finds there every key of it. */
+static void test_config_section_handed_to_a_module_carries_its_keys(void **state)
+{
+    char *sets[] = {"notify.from=aggd@example.org", "notify.max_attempts=9",
+                    "batch.max_rows=123", "batch.max_ms=45"};
+    struct agg_err err = {0};
+    struct agg_config *cfg = agg_config_build(NULL, NULL, sets, 4, &err);
+    const struct agg_notify_opts *notify;
+    struct agg_batch_opts batch;
+
+    (void)state;
+    assert_non_null(cfg);
+    notify = &cfg->notify;
+    batch = cfg->batch;
+    assert_string_equal(notify->from, "aggd@example.org");
+    assert_int_equal(notify->max_attempts, 9);
+    assert_int_equal(notify->webhook_timeout_ms, 5000);  /* untouched keys keep defaults */
+    assert_int_equal(batch.max_rows, 123);
+    assert_int_equal(batch.max_ms, 45);
+    agg_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_config_parse_addr_accepts_v4_v6_and_names),
         cmocka_unit_test(test_config_survives_every_allocation_failure),
         cmocka_unit_test(test_config_syslog_3164_timezone_is_checked_by_loading_the_zone),
+        cmocka_unit_test(test_config_section_handed_to_a_module_carries_its_keys),
     };
 
     return cmocka_run_group_tests_name("agg_config", tests, NULL, NULL);
