@@ -66,7 +66,7 @@ for b in "${builds[@]}"; do
 done
 
 # Compile-only builds, warnings as errors: what users and packagers build. Release
-# with gcc and clang (other optimisations, other warnings), and Debian's hardening
+# with gcc and clang and Debug with gcc (other optimisations, other warnings), and Debian's hardening
 # flags as dpkg-buildpackage passes them (build type None: the flags are all theirs).
 compile_only() {
     local name=$1 dir=$2
@@ -171,6 +171,8 @@ if [[ $quick -eq 0 ]]; then
     compile_only "gcc Release" build-release-gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Release
     compile_only "clang Release" build-release-clang -DCMAKE_C_COMPILER=clang \
         -DCMAKE_BUILD_TYPE=Release
+    # gcc's -O0 analysis warns where -O2 does not (format truncation).
+    compile_only "gcc Debug" build-debug-gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug
     hardening=(env DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get)
     CFLAGS="$("${hardening[@]}" CFLAGS) $("${hardening[@]}" CPPFLAGS)" \
         LDFLAGS="$("${hardening[@]}" LDFLAGS)" \

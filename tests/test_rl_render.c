@@ -135,10 +135,12 @@ static void test_render_webhook_fingerprint_differs_per_alert(void **state)
     char other[sizeof(resolved) + 8];
     const char *at = strstr(resolved, "\"alert_id\":42");
     yajl_val a, b;
+    int n;
 
     (void)state;
-    snprintf(other, sizeof(other), "%.*s\"alert_id\":43%s", (int)(at - resolved), resolved,
-             at + strlen("\"alert_id\":42"));
+    n = snprintf(other, sizeof(other), "%.*s\"alert_id\":43%s", (int)(at - resolved), resolved,
+                 at + strlen("\"alert_id\":42"));
+    assert_true(n > 0 && (size_t)n < sizeof(other));
     a = webhook_of(resolved);
     b = webhook_of(other);
     assert_string_not_equal(str_at(first_alert(a), (const char *const[]){"fingerprint", NULL}),
