@@ -39,7 +39,7 @@
 #include "rules/engine.h"
 #include "store/jobs.h"
 #include "store/monitor.h"
-#include "store/partitions.h"
+#include "store/maint.h"
 #include "store/pool.h"
 #include "store/spool.h"
 
@@ -60,7 +60,7 @@ struct server {
     struct agg_http_ingest *ingest_http;
     struct api *api;
     struct rl_engine *engine;
-    struct maint *maint; /* partition maintenance hook, below */
+    struct st_maint *maint; /* partition maintenance on a timer */
     struct event *sig_term, *sig_int, *sig_hup;
     _Atomic int64_t *db_up;
     _Atomic int64_t *schema_version;
@@ -401,134 +401,6 @@ static void stop_ingest(struct server *s)
     s->sessions = NULL;
 }
 
-/* ---- Partition maintenance hook (store/partitions.h, docs/partitions.md) ----
- * A timer fires at start, then an hour after each pass (a minute after a failed one);
- * each firing hands one maintenance pass to a job thread (never blocking the loop).
- * Several daemons may share a database: the pass itself takes the advisory lock. */
-
-#define MAINT_INTERVAL_S 3600
-#define MAINT_RETRY_S 60 /* after a failed pass, e.g. PostgreSQL down at start */
-
-struct maint {
-    struct st_job job; /* first: the queue link */
-    struct server *s;
-    struct event *timer;
-    bool running;
-    int rc;
-    struct st_partitions_result res;
-    struct st_partitions_stats stats;
-    bool have_stats;
-    struct agg_err err;
-    _Atomic int64_t *last_run, *last_ok, *archived_bytes, *failed, *parts[2];
-};
-
-static void maint_work(struct st_job *job, PGconn *conn, const struct agg_err *cerr)
-{
-    struct maint *m = (struct maint *)job;
-    const struct agg_config *cfg = m->s->cfg;
-    struct st_partitions_opts po = {.now_us = agg_time_now_us(),
-                                    .premake_months = (int)cfg->partitions.premake_months,
-                                    .retention_months = (int)cfg->partitions.retention_months,
-                                    .archive_grace_hours =
-                                        (int)cfg->partitions.archive_grace_hours,
-                                    .archive_dir = cfg->archive.dir};
-
-    memset(&m->err, 0, sizeof(m->err));
-    m->have_stats = false;
-    if (conn == NULL) {
-        m->rc = AGG_EDB;
-        if (cerr != NULL)
-            m->err = *cerr;
-        return;
-    }
-    m->rc = st_partitions_maintain(conn, &po, NULL, &m->res, &m->err);
-    m->have_stats = st_partitions_stats(conn, &m->stats, NULL) == AGG_OK;
-    /* After a failed pass the session may still hold the advisory lock or be mid-COPY:
-     * closing it is the sure way to release both. */
-    job->conn_broken = m->rc != AGG_OK || PQstatus(conn) != CONNECTION_OK ||
-                       PQtransactionStatus(conn) != PQTRANS_IDLE;
-}
-
-static void maint_done(struct st_job *job)
-{
-    struct maint *m = (struct maint *)job;
-    struct timeval next = {m->rc == AGG_OK ? MAINT_INTERVAL_S : MAINT_RETRY_S, 0};
-
-    m->running = false;
-    agg_metric_set(m->last_run, agg_time_now_us() / AGG_US_PER_SEC);
-    agg_metric_set(m->last_ok, m->rc == AGG_OK);
-    if (m->have_stats) {
-        agg_metric_set(m->archived_bytes, m->stats.archived_bytes);
-        agg_metric_set(m->failed, m->stats.failed);
-        agg_metric_set(m->parts[0], m->stats.partitions[0]);
-        agg_metric_set(m->parts[1], m->stats.partitions[1]);
-    }
-    if (m->rc != AGG_OK)
-        AGG_LOG_WARN("partitions", "partition maintenance failed: %s", m->err.msg);
-    else if (!m->res.skipped && (m->res.created > 0 || m->res.archived > 0))
-        AGG_LOG_INFO("partitions", "partition maintenance: %d created, %d archived",
-                     m->res.created, m->res.archived);
-    if (m->s->jobs != NULL)
-        evtimer_add(m->timer, &next);
-}
-
-static void maint_fire(evutil_socket_t fd, short what, void *arg)
-{
-    struct maint *m = arg;
-
-    (void)fd;
-    (void)what;
-    if (m->running || m->s->jobs == NULL)
-        return;
-    m->running = true;
-    st_jobs_run(m->s->jobs, &m->job);
-}
-
-static int maint_start(struct server *s, struct agg_err *err)
-{
-    struct timeval now = {0, 0};
-    struct maint *m = calloc(1, sizeof(*m));
-
-    if (m == NULL)
-        return agg_err_set(err, AGG_ENOMEM, "out of memory");
-    s->maint = m;
-    m->s = s;
-    m->job.fn = maint_work;
-    m->job.done = maint_done;
-    m->timer = evtimer_new(s->base, maint_fire, m);
-    m->last_run = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE,
-                                  "aggd_partition_maintenance_last_run_seconds", NULL,
-                                  "Unix time the last partition maintenance ended.");
-    m->last_ok = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE,
-                                 "aggd_partition_maintenance_last_success", NULL,
-                                 "1 when the last partition maintenance succeeded.");
-    m->archived_bytes = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE, "aggd_archived_bytes",
-                                        NULL, "Compressed bytes of archived months.");
-    m->failed = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE, "aggd_archive_failed_months",
-                                NULL, "Months left detached after an archive error.");
-    m->parts[0] = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE, "aggd_partitions",
-                                  "table=\"system_logs\"", "Attached monthly partitions.");
-    m->parts[1] = agg_metrics_add(s->metrics, AGG_METRIC_GAUGE, "aggd_partitions",
-                                  "table=\"alerts\"", "Attached monthly partitions.");
-    if (m->timer == NULL || m->last_run == NULL || m->last_ok == NULL ||
-        m->archived_bytes == NULL || m->failed == NULL || m->parts[0] == NULL ||
-        m->parts[1] == NULL || evtimer_add(m->timer, &now) != 0)
-        return agg_err_set(err, AGG_ENOMEM, "could not start partition maintenance");
-    return AGG_OK;
-}
-
-/* After st_jobs_free(): no maintenance job is left running. */
-static void maint_free(struct server *s)
-{
-    if (s->maint == NULL)
-        return;
-    if (s->maint->timer != NULL)
-        event_free(s->maint->timer);
-    free(s->maint);
-    s->maint = NULL;
-}
-
-/* ---- end of the partition maintenance hook ---- */
 
 static int start_signals(struct server *s, struct agg_err *err)
 {
@@ -542,10 +414,18 @@ static int start_signals(struct server *s, struct agg_err *err)
     return AGG_OK;
 }
 
+static int start_maint(struct server *s, struct agg_err *err)
+{
+    s->maint = st_maint_new(s->base, s->jobs, s->metrics, &s->cfg->partitions, &s->cfg->archive,
+                            err);
+    return s->maint != NULL ? AGG_OK : AGG_ENOMEM;
+}
+
 static void server_clear(struct server *s)
 {
     stop_ingest(s);
-    maint_free(s);
+    st_maint_free(s->maint); /* after stop_ingest freed the job threads */
+    s->maint = NULL;
     st_pool_free(s->pool);
     st_monitor_free(s->monitor);
     agg_http_free(s->http);
@@ -588,7 +468,7 @@ int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *op
         goto out;
     }
     if ((rc = start_signals(&s, err)) != AGG_OK || (rc = start_http(&s, err)) != AGG_OK ||
-        (rc = start_ingest(&s, err)) != AGG_OK || (rc = maint_start(&s, err)) != AGG_OK)
+        (rc = start_ingest(&s, err)) != AGG_OK || (rc = start_maint(&s, err)) != AGG_OK)
         goto out;
     s.monitor = st_monitor_new(s.base, cfg->database.url, opts->health_interval_ms, 5000,
                                on_db_change, &s, err);
