@@ -24,6 +24,7 @@
 #include <event2/keyvalq_struct.h>
 #include <yajl/yajl_gen.h>
 
+#include "core/alloc.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -470,7 +471,7 @@ static void maint_fire(evutil_socket_t fd, short what, void *arg)
 static int maint_start(struct server *s, struct agg_err *err)
 {
     struct timeval now = {0, 0};
-    struct maint *m = calloc(1, sizeof(*m));
+    struct maint *m = agg_calloc(1, sizeof(*m));
 
     if (m == NULL)
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
