@@ -242,6 +242,8 @@ int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct agg_
 {
     unsigned char head[REC_HEAD];
     const char *peer, *text, *raw;
+    /* a batch of items without peer or raw bytes has no raw buffer at all */
+    const char *raw_base = b->raw.data != NULL ? b->raw.data : "";
     size_t peer_len, text_len, raw_len;
     int64_t received;
     int transport, month = 0;
@@ -249,7 +251,7 @@ int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct agg_
     if (reject) {
         const struct st_reject *r = &b->rejects[i];
 
-        peer = b->raw.data + r->off;
+        peer = raw_base + r->off;
         peer_len = r->peer_len;
         text = peer + peer_len;
         text_len = r->why_len;
@@ -260,7 +262,7 @@ int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct agg_
     } else {
         const struct st_row *row = &b->rows[i];
 
-        peer = b->raw.data + row->raw_off;
+        peer = raw_base + row->raw_off;
         peer_len = row->peer_len;
         raw = peer + peer_len;
         raw_len = row->raw_len;

@@ -304,6 +304,32 @@ static void test_batch_record_round_trip_keeps_every_field(void **state)
     st_batch_free(b);
 }
 
+/* A reject without peer, reason or raw bytes leaves the batch without a raw buffer:
+ * its record is the bare header all the same. */
+static void test_batch_record_of_an_item_without_bytes(void **state)
+{
+    struct st_batch *b = st_batch_new(), *c = st_batch_new();
+    struct agg_buf out;
+
+    (void)state;
+    assert_non_null(b);
+    assert_non_null(c);
+    agg_buf_init(&out);
+    assert_int_equal(st_batch_add_reject(b, AGG_TRANSPORT_SYSLOG_UDP, NULL, 5, "", NULL, 0),
+                     AGG_OK);
+    check(b);
+    assert_null(b->raw.data);
+    assert_int_equal(st_batch_record(b, 0, true, &out), AGG_OK);
+    assert_int_equal(out.len, 24);
+    assert_int_equal(st_batch_add_record(c, out.data, out.len, 0, 36), AGG_OK);
+    check(c);
+    assert_int_equal(c->nrejects, 1);
+    assert_int_equal(c->rejects[0].received_us, 5);
+    agg_buf_clear(&out);
+    st_batch_free(b);
+    st_batch_free(c);
+}
+
 /* Decoding <rec>[<len>] into <b> fails with AGG_EINVAL and leaves <b> as it was. */
 static void expect_refused(struct st_batch *b, const void *rec, size_t len)
 {
@@ -530,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_batch_rewrite_of_every_row),
         cmocka_unit_test(test_batch_rewrite_out_of_memory_leaves_the_batch_as_it_was),
         cmocka_unit_test(test_batch_record_round_trip_keeps_every_field),
+        cmocka_unit_test(test_batch_record_of_an_item_without_bytes),
         cmocka_unit_test(test_batch_add_record_refuses_damaged_records),
         cmocka_unit_test(test_batch_add_record_single_bit_flips),
         cmocka_unit_test(test_batch_records_out_of_memory_sweep_reaches_success),
