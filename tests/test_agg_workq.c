@@ -27,9 +27,9 @@
 struct item {
     struct agg_work work; /* first: the queue's link */
     int id;
-    _Atomic int worked;   /* times the work callback saw it */
-    bool off_loop;        /* worked on a thread other than the loop's */
-    bool had_state;       /* the work callback got its thread's state */
+    _Atomic int worked; /* times the work callback saw it */
+    bool off_loop;      /* worked on a thread other than the loop's */
+    bool had_state;     /* the work callback got its thread's state */
 };
 
 struct ctx {
@@ -39,12 +39,12 @@ struct ctx {
     _Atomic int inits, finis;
     pthread_mutex_t gate_lock;
     pthread_cond_t gate_cond;
-    bool gate_open;         /* work waits until it is */
-    bool sleepy;            /* work sleeps (agg_workq_sleep) until the stop deadline */
-    int order[NITEMS];      /* ids in the order they came back */
-    int back;               /* items handed back */
-    int want;               /* break the loop once this many are back */
-    bool done_off_loop;     /* a done callback ran on another thread */
+    bool gate_open;     /* work waits until it is */
+    bool sleepy;        /* work sleeps (agg_workq_sleep) until the stop deadline */
+    int order[NITEMS];  /* ids in the order they came back */
+    int back;           /* items handed back */
+    int want;           /* break the loop once this many are back */
+    bool done_off_loop; /* a done callback ran on another thread */
 };
 
 static void check(const struct agg_workq *q)

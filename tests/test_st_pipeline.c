@@ -34,7 +34,7 @@
 #include "store/spool.h"
 
 static char db_name[64];
-static char conninfo[512];   /* the test database */
+static char conninfo[512];    /* the test database */
 static const char *admin_url; /* AGGD_TEST_DATABASE_URL */
 
 struct fixture {
@@ -149,8 +149,8 @@ static void check(const struct fixture *f)
  * st_pipeline_new's options). */
 static void start(struct fixture *f)
 {
-    struct st_spool_opts sopts = {.dir = f->dir, .max_bytes = INT64_C(1) << 30,
-                                  .fsync = AGG_SPOOL_FSYNC_NEVER};
+    struct st_spool_opts sopts = {
+        .dir = f->dir, .max_bytes = INT64_C(1) << 30, .fsync = AGG_SPOOL_FSYNC_NEVER};
     struct agg_config cfg;
     struct agg_err err = {0};
 
@@ -239,8 +239,8 @@ static long long stored(const char *tag)
 {
     char sql[200];
 
-    snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM system_logs WHERE correlation_id LIKE '%s-%%'", tag);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM system_logs WHERE correlation_id LIKE '%s-%%'",
+             tag);
     return count_of(sql);
 }
 
@@ -446,8 +446,8 @@ static void test_pipeline_spills_while_writers_are_blocked_and_reads_back(void *
 static void test_pipeline_replay_stores_nothing_twice(void **state)
 {
     struct fixture *f = *state;
-    struct st_spool_opts sopts = {.dir = f->dir, .max_bytes = INT64_C(1) << 30,
-                                  .fsync = AGG_SPOOL_FSYNC_NEVER};
+    struct st_spool_opts sopts = {
+        .dir = f->dir, .max_bytes = INT64_C(1) << 30, .fsync = AGG_SPOOL_FSYNC_NEVER};
     struct st_copy_scratch scratch;
     struct st_batch *b = st_batch_new();
     struct event_base *base = event_base_new();
@@ -544,12 +544,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_pipeline_lands_every_event_once_and_answers_waiters_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_keeps_rejects_and_counts_refused_rows,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_keeps_rejects_and_counts_refused_rows, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_pipeline_spills_while_writers_are_blocked_and_reads_back, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_replay_stores_nothing_twice, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_replay_stores_nothing_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_add_out_of_memory_sweep_reaches_success,
                                         setup, teardown),
     };
