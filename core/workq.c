@@ -221,3 +221,41 @@ void agg_workq_free(struct agg_workq *q)
     free(q->threads);
     free(q);
 }
+
+/* The length of the list at <head>, or SIZE_MAX when <tail> is not its last item. */
+static size_t list_length(const struct agg_work *head, const struct agg_work *tail)
+{
+    const struct agg_work *last = NULL;
+    size_t n = 0;
+
+    for (const struct agg_work *w = head; w != NULL; w = w->next) {
+        last = w;
+        n++;
+    }
+    return last == tail ? n : SIZE_MAX;
+}
+
+int agg_workq_check(const struct agg_workq *q, struct agg_err *err)
+{
+    struct agg_workq *m = (struct agg_workq *)q; /* the lock, not the state */
+    size_t queued, done;
+    int rc = AGG_OK;
+
+    pthread_mutex_lock(&m->lock);
+    queued = list_length(q->qhead, q->qtail);
+    done = list_length(q->dhead, q->dtail);
+    if (queued == SIZE_MAX || done == SIZE_MAX)
+        rc = agg_err_set(err, AGG_ERR, "a list's tail is not its last item");
+    else if (queued != atomic_load(&m->queued))
+        rc = agg_err_set(err, AGG_ERR, "%zu items queued, the count says %zu", queued,
+                         atomic_load(&m->queued));
+    else if (queued + done > q->inflight)
+        rc = agg_err_set(err, AGG_ERR, "%zu queued + %zu done but %zu in flight", queued, done,
+                         q->inflight);
+    else if (q->started < 0 || q->started > q->nthreads)
+        rc = agg_err_set(err, AGG_ERR, "%d of %d threads started", q->started, q->nthreads);
+    else if (q->stopping && q->started == 0 && queued != 0)
+        rc = agg_err_set(err, AGG_ERR, "stopped with %zu items never worked on", queued);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}

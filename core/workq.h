@@ -61,4 +61,8 @@ bool agg_workq_expired(struct agg_workq *q);
 void agg_workq_stop(struct agg_workq *q, int grace_ms);
 void agg_workq_free(struct agg_workq *q);
 
+/* Invariant validator for tests: AGG_OK, or AGG_ERR with what is wrong in <err>
+ * (the queue and done lists, their counts, items in flight). Loop thread. */
+int agg_workq_check(const struct agg_workq *q, struct agg_err *err);
+
 #endif

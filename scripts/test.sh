@@ -249,6 +249,19 @@ for e in ('count{level>=ERROR}[5m]', 'p95:duration_ms{module=api}[1m]', 'rate[30
           'ratio{level>=ERROR,logger_name=billing}[10m]', 'avg:memory_usage_mb{module!="a b"}[24h]'):
     seed('fuzz_expr', n, e.encode())
     n += 1
+# fuzz_spool_record: mode octet (bit 0: length-prefixed records), then spool records
+# (store/batch.c: kind, transport, peer_len, received_us, month, text_len, raw_len, bytes)
+import struct
+def rec(kind, transport, peer, text, raw, month=0):
+    return struct.pack('<BBHqiII', kind, transport, len(peer), 1717243200000000, month,
+                       len(text), len(raw)) + peer + text + raw
+row = rec(1, 3, b'[2001:db8::1]:443', 'ERROR\tcaf\u00e9\t\\N\t{"k":1}\t2024-06-01 12:00:00\n'.encode(),
+          b'{"message":"caf\xc3\xa9"}', 24293)
+reject = rec(2, 0, b'10.0.0.1:514', b'line 1: not JSON', b'\x00\xff raw')
+seed('fuzz_spool_record', n, b'\x00' + row)
+seed('fuzz_spool_record', n + 1, b'\x00' + reject)
+seed('fuzz_spool_record', n + 2, b'\x01' + b''.join(struct.pack('<I', len(r)) + r for r in (row, reject)))
+n += 3
 EOF
         mkdir -p "$fuzz_dir/artifacts"
         fuzz_bad=()

@@ -37,10 +37,32 @@
 #include "core/config.h"
 #include "core/log.h"
 
+/* Datagrams taken per recvmmsg() call: one system call for a burst, and the buffers
+ * (UDP_BATCH * UDP_MAX_DATAGRAM = 2 MiB) allocated once per listener. */
 #define UDP_BATCH 32
+/* The largest UDP payload (64 KiB, IPv4's limit): a datagram is never cut short. */
 #define UDP_MAX_DATAGRAM 65536
+/* Datagrams read per wakeup before the loop serves the other sockets and timers. */
 #define UDP_PER_WAKEUP 512
+/* "[<IPv6 address>]:<port>" and a NUL (INET6_ADDRSTRLEN 46 + 9). */
 #define PEER_MAX 64
+/* A TCP connection's input above max_message: room for a frame's octet-count header
+ * and the start of the next frame, so one whole frame always fits. */
+#define TCP_READ_HEADROOM (64 * 1024)
+/* The most libevent reads from one connection per callback: a fast sender cannot
+ * starve the others, and big frames still arrive in few reads. */
+#define TCP_MAX_SINGLE_READ (256 * 1024)
+/* listen(2) backlog for TCP listeners we bind ourselves (systemd's sockets keep
+ * theirs): the kernel caps it at net.core.somaxconn; a reconnect storm after a
+ * restart fits. */
+#define TCP_BACKLOG 1024
+/* A reason for ingest_rejects: one sentence with two sizes. */
+#define WHY_MAX 128
+/* "host" and "port" of a listen address: a DNS name is at most 253 octets, a port 5. */
+#define HOST_MAX 256
+#define PORT_MAX 16
+/* Metric labels: transport="…",listener="<address>" (HOST_MAX + port + quoting). */
+#define LABELS_MAX 320
 /* A connection reads on while its last reads are being made durable, up to this
  * many bytes not yet durable: libevent reads 4 KiB at a time, and one fsync per
  * read would throttle a sender to a few thousand events a second. */
@@ -427,8 +449,8 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     }
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
     /* Enough for one whole frame and its header; above it TCP pushes back. */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, l->max_message + 64 * 1024);
-    bufferevent_set_max_single_read(c->bev, 256 * 1024);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, l->max_message + TCP_READ_HEADROOM);
+    bufferevent_set_max_single_read(c->bev, TCP_MAX_SINGLE_READ);
     if (l->idle_s > 0)
         bufferevent_set_timeouts(c->bev, &idle, NULL);
     c->next = l->conns;
@@ -479,7 +501,7 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
             }
             format_peer((struct sockaddr *)&from[i], peer);
             if (len > l->max_message) { /* refused as over TCP; its head is kept */
-                char why[128];
+                char why[WHY_MAX];
 
                 snprintf(why, sizeof(why), "datagram of %zu octets exceeds the maximum %zu; "
                          "refused", len, l->max_message);
@@ -504,7 +526,7 @@ static int resolve(const char *addr, int socktype, struct addrinfo **out, struct
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = socktype,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    char host[256], port[16];
+    char host[HOST_MAX], port[PORT_MAX];
     int p, rc;
 
     if (agg_config_parse_addr(addr, host, sizeof(host), &p, err) != AGG_OK)
@@ -589,7 +611,7 @@ static void udp_labels(const char *addr, char *out, size_t size)
 static int add_udp_metrics(struct agg_listener *l, const char *addr, int rcvbuf,
                            struct agg_metrics *metrics, struct agg_err *err)
 {
-    char labels[320];
+    char labels[LABELS_MAX];
     _Atomic int64_t *size;
     uint32_t drops;
 
@@ -667,7 +689,7 @@ static int bind_tcp(struct agg_listener *l, const char *addr, int fd, struct agg
         l->tcp = evconnlistener_new_bind(l->base, on_accept, l,
                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                              LEV_OPT_CLOSE_ON_EXEC,
-                                         1024, ai->ai_addr, (int)ai->ai_addrlen);
+                                         TCP_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
         freeaddrinfo(ai);
     }
     if (l->tcp == NULL)

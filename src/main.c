@@ -22,6 +22,7 @@
 #include <zstd.h>
 
 #include "src/cli.h"
+#include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "src/server.h"
@@ -61,8 +62,8 @@ static int fail(const char *fmt, const char *detail)
 /* Splits argv after the command into common options and the command's own args. */
 static int parse_common(int argc, char **argv, struct cli *cli)
 {
-    cli->sets = calloc((size_t)argc + 1, sizeof(*cli->sets));
-    cli->args = calloc((size_t)argc + 1, sizeof(*cli->args));
+    cli->sets = agg_calloc((size_t)argc + 1, sizeof(*cli->sets));
+    cli->args = agg_calloc((size_t)argc + 1, sizeof(*cli->args));
     if (cli->sets == NULL || cli->args == NULL)
         return fail("%s", "out of memory");
     for (int i = 2; i < argc; i++) {

@@ -24,6 +24,7 @@
 #include <event2/keyvalq_struct.h>
 #include <yajl/yajl_gen.h>
 
+#include "core/alloc.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/metrics.h"

@@ -575,7 +575,7 @@ int st_archive_manifest_read(const char *path, struct st_archive_manifest *m, st
         size_t n;
 
         if (cap - len < 4096) {
-            char *t = realloc(text, cap + 65536);
+            char *t = agg_realloc(text, cap + 65536);
 
             if (t == NULL) {
                 rc = agg_err_set(err, AGG_ENOMEM, "out of memory");

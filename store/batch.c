@@ -6,6 +6,7 @@
  */
 #include "store/batch.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 
 #include "core/alloc.h"
@@ -241,6 +242,8 @@ int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct agg_
 {
     unsigned char head[REC_HEAD];
     const char *peer, *text, *raw;
+    /* a batch of items without peer or raw bytes has no raw buffer at all */
+    const char *raw_base = b->raw.data != NULL ? b->raw.data : "";
     size_t peer_len, text_len, raw_len;
     int64_t received;
     int transport, month = 0;
@@ -248,7 +251,7 @@ int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct agg_
     if (reject) {
         const struct st_reject *r = &b->rejects[i];
 
-        peer = b->raw.data + r->off;
+        peer = raw_base + r->off;
         peer_len = r->peer_len;
         text = peer + peer_len;
         text_len = r->why_len;
@@ -259,7 +262,7 @@ int st_batch_record(const struct st_batch *b, size_t i, bool reject, struct agg_
     } else {
         const struct st_row *row = &b->rows[i];
 
-        peer = b->raw.data + row->raw_off;
+        peer = raw_base + row->raw_off;
         peer_len = row->peer_len;
         raw = peer + peer_len;
         raw_len = row->raw_len;
@@ -355,4 +358,104 @@ void st_batch_drop_last(struct st_batch *b, bool reject)
         if (b->copy.data != NULL)
             b->copy.data[b->copy.len] = '\0';
     }
+}
+
+static bool has_month(const struct st_batch *b, int month)
+{
+    for (int i = 0; i < b->nmonths; i++) {
+        if (b->months[i] == month)
+            return true;
+    }
+    return false;
+}
+
+/* [<pos>, <next>) of one row or reject: unplaced (both 0) or inside [start, end). */
+static int check_place(const struct st_batch *b, const char *what, size_t i, uint64_t pos,
+                       uint64_t next, uint64_t *last, struct agg_err *err)
+{
+    if (pos == 0 && next == 0)
+        return AGG_OK;
+    if (pos >= next || pos < b->start || next > b->end || pos < *last)
+        return agg_err_set(err, AGG_ERR,
+                           "%s %zu at [%" PRIu64 ", %" PRIu64 ") outside [%" PRIu64 ", %" PRIu64
+                           ") or before the previous one",
+                           what, i, pos, next, b->start, b->end);
+    *last = next;
+    return AGG_OK;
+}
+
+static int check_rows(const struct st_batch *b, struct agg_err *err)
+{
+    uint64_t last = 0;
+    size_t raw_end = 0, refused = 0;
+
+    if (b->nrows == 0 && b->copy.len != 0)
+        return agg_err_set(err, AGG_ERR, "no rows but %zu bytes of COPY text", b->copy.len);
+    for (size_t i = 0; i < b->nrows; i++) {
+        const struct st_row *r = &b->rows[i];
+        size_t end = i + 1 < b->nrows ? b->rows[i + 1].copy_off : b->copy.len;
+
+        if (i == 0 && r->copy_off != 0)
+            return agg_err_set(err, AGG_ERR, "row 0 starts at %zu", r->copy_off);
+        if (end <= r->copy_off || end > b->copy.len || b->copy.data[end - 1] != '\n' ||
+            memchr(b->copy.data + r->copy_off, '\n', end - r->copy_off - 1) != NULL)
+            return agg_err_set(err, AGG_ERR, "row %zu is not one COPY line", i);
+        if (r->raw_off < raw_end || r->raw_off + r->peer_len + r->raw_len > b->raw.len)
+            return agg_err_set(err, AGG_ERR, "row %zu raw bytes out of place", i);
+        raw_end = r->raw_off + r->peer_len + r->raw_len;
+        if (r->transport >= AGG_TRANSPORT_COUNT || !has_month(b, r->month))
+            return agg_err_set(err, AGG_ERR, "row %zu: transport %d, month %d not noted", i,
+                               r->transport, r->month);
+        if (check_place(b, "row", i, r->pos, r->next, &last, err) != AGG_OK)
+            return AGG_ERR;
+        refused += r->refused && i < b->progress;
+    }
+    if (refused != b->rejected)
+        return agg_err_set(err, AGG_ERR, "%zu rows marked refused, %zu counted", refused,
+                           b->rejected);
+    return AGG_OK;
+}
+
+static int check_rejects(const struct st_batch *b, struct agg_err *err)
+{
+    uint64_t last = 0;
+    size_t raw_end = 0;
+
+    for (size_t i = 0; i < b->nrejects; i++) {
+        const struct st_reject *r = &b->rejects[i];
+        size_t len = (size_t)r->peer_len + r->why_len + r->raw_len;
+
+        if (r->off < raw_end || r->off + len > b->raw.len || r->transport >= AGG_TRANSPORT_COUNT)
+            return agg_err_set(err, AGG_ERR, "reject %zu out of place", i);
+        raw_end = r->off + len;
+        if (check_place(b, "reject", i, r->pos, r->next, &last, err) != AGG_OK)
+            return AGG_ERR;
+    }
+    return AGG_OK;
+}
+
+int st_batch_check(const struct st_batch *b, struct agg_err *err)
+{
+    if (b->nrows > b->cap_rows || b->nrejects > b->cap_rejects || b->nmonths < 0 ||
+        b->nmonths > b->cap_months)
+        return agg_err_set(err, AGG_ERR, "counts past capacities");
+    for (int i = 0; i < b->nmonths; i++) {
+        for (int k = 0; k < i; k++) {
+            if (b->months[k] == b->months[i])
+                return agg_err_set(err, AGG_ERR, "month %d noted twice", b->months[i]);
+        }
+    }
+    if (b->start > b->end)
+        return agg_err_set(err, AGG_ERR, "start %" PRIu64 " past end %" PRIu64, b->start,
+                           b->end);
+    if (b->progress > b->nrows || b->committed + b->rejected + b->skipped != b->progress ||
+        b->rejects_stored > b->nrejects || (b->done && b->progress != b->nrows))
+        return agg_err_set(err, AGG_ERR,
+                           "progress %zu of %zu rows, %zu committed + %zu rejected + %zu "
+                           "skipped, %zu of %zu rejects stored, done %d",
+                           b->progress, b->nrows, b->committed, b->rejected, b->skipped,
+                           b->rejects_stored, b->nrejects, b->done);
+    if (check_rows(b, err) != AGG_OK || check_rejects(b, err) != AGG_OK)
+        return AGG_ERR;
+    return AGG_OK;
 }

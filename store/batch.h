@@ -129,4 +129,9 @@ const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_
 /* The month key (year * 12 + month - 1) of <us>. */
 int st_batch_month_of(int64_t us);
 
+/* Invariant validator for tests: AGG_OK, or AGG_ERR with what is wrong in <err>.
+ * Checks row texts (one COPY line each, contiguous), raw slices, months, spool
+ * positions and the writer's counters. Walks every byte: tests only. */
+int st_batch_check(const struct st_batch *b, struct agg_err *err);
+
 #endif

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "store/db.h"
 
 static const char create_table_sql[] =
@@ -46,7 +47,7 @@ static int applied_versions(PGconn *conn, int **out, int *count, struct agg_err 
                     PGRES_TUPLES_OK, &res, err) != AGG_OK)
         return AGG_EDB;
     n = PQntuples(res);
-    v = calloc((size_t)n + 1, sizeof(*v));
+    v = agg_calloc((size_t)n + 1, sizeof(*v));
     if (v == NULL) {
         PQclear(res);
         return agg_err_set(err, AGG_ENOMEM, "out of memory");

@@ -13,6 +13,7 @@
  */
 #include "store/pipeline.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -863,4 +864,122 @@ void st_pipeline_free(struct st_pipeline *p)
     free(p->waiters);
     free(p->flights);
     free(p);
+}
+
+/* ---- invariants --------------------------------------------------------------- */
+
+static int check_flights(const struct st_pipeline *p, struct agg_err *err)
+{
+    size_t out = 0;
+
+    for (size_t i = 0; i < p->nflights; i++) {
+        const struct flight *f = &p->flights[i];
+
+        /* seqs are unique, not ordered: a spilled open batch keeps its seq while the
+         * batches read back before it get new ones */
+        for (size_t k = 0; k < i; k++) {
+            if (p->flights[k].seq == f->seq)
+                return agg_err_set(err, AGG_ERR, "flights %zu and %zu share seq %" PRIu64, k,
+                                   i, f->seq);
+        }
+        if (i > 0 && f->end < f[-1].end)
+            return agg_err_set(err, AGG_ERR,
+                               "flight %zu (seq %" PRIu64 ", to %" PRIu64 ") after seq %" PRIu64
+                               " to %" PRIu64,
+                               i, f->seq, f->end, f[-1].seq, f[-1].end);
+        if (f->end < p->prefix || f->seq >= p->next_seq)
+            return agg_err_set(err, AGG_ERR, "flight %zu ends at %" PRIu64 " before the "
+                               "prefix %" PRIu64 " or has seq %" PRIu64 " not yet given",
+                               i, f->end, p->prefix, f->seq);
+        out += !f->back;
+    }
+    if (p->nflights > 0 && p->flights[0].back)
+        return agg_err_set(err, AGG_ERR, "the oldest flight is back but not settled");
+    /* a batch that came back unlanded (stopping) stays a flight */
+    if (p->writer != NULL && (p->lost ? out < st_writer_inflight(p->writer)
+                                      : out != st_writer_inflight(p->writer)))
+        return agg_err_set(err, AGG_ERR, "%zu flights out, the writer holds %zu", out,
+                           st_writer_inflight(p->writer));
+    return AGG_OK;
+}
+
+/* prefix <= spill_from <= spill_to <= open batch <= tail, each after what is in flight. */
+static int check_positions(const struct st_pipeline *p, struct agg_err *err)
+{
+    uint64_t flown = p->nflights > 0 ? p->flights[p->nflights - 1].end : p->prefix;
+    const struct st_batch *o = p->open;
+
+    if (p->prefix > p->tail)
+        return agg_err_set(err, AGG_ERR, "prefix %" PRIu64 " past the tail %" PRIu64,
+                           p->prefix, p->tail);
+    if (p->spilling && (p->replaying || p->spill_from < p->prefix ||
+                        p->spill_from > p->spill_to || p->spill_to > p->tail ||
+                        p->spill_from < flown))
+        return agg_err_set(err, AGG_ERR,
+                           "spilled [%" PRIu64 ", %" PRIu64 ") outside [%" PRIu64 ", %" PRIu64
+                           "] or before a batch in flight (to %" PRIu64 ")",
+                           p->spill_from, p->spill_to, p->prefix, p->tail, flown);
+    if (o != NULL && !st_batch_is_empty(o) &&
+        (o->end > p->tail || o->start < flown || (p->spilling && o->start < p->spill_to)))
+        return agg_err_set(err, AGG_ERR,
+                           "open batch [%" PRIu64 ", %" PRIu64 ") not after what is in flight "
+                           "or spilled, or past the tail %" PRIu64,
+                           o->start, o->end, p->tail);
+    return AGG_OK;
+}
+
+static int check_waiters(const struct st_pipeline *p, struct agg_err *err)
+{
+    for (size_t i = 0; i < p->nwaiters; i++) {
+        const struct waiter *w = &p->waiters[i];
+
+        if (w->fn == NULL || w->to > p->tail || w->to <= p->prefix ||
+            (i > 0 && w->to < w[-1].to))
+            return agg_err_set(err, AGG_ERR,
+                               "waiter %zu for [%" PRIu64 ", %" PRIu64 ") unsorted, answered "
+                               "late or past the tail",
+                               i, w->from, w->to);
+    }
+    return AGG_OK;
+}
+
+static int check_counts(const struct st_pipeline *p, struct agg_err *err)
+{
+    for (int t = 0; t < AGG_TRANSPORT_COUNT; t++) {
+        int64_t seen = atomic_load(p->counts[t][ST_COUNT_RECEIVED]);
+        int64_t fates = atomic_load(p->accepted[t]) +
+                        atomic_load(p->counts[t][ST_COUNT_REJECTED]) +
+                        atomic_load(p->counts[t][ST_COUNT_DROPPED]);
+
+        if (seen != fates)
+            return agg_err_set(err, AGG_ERR,
+                               "%s: %" PRId64 " received, %" PRId64 " accepted + rejected + "
+                               "dropped",
+                               transport_labels[t], seen, fates);
+    }
+    return AGG_OK;
+}
+
+int st_pipeline_check(const struct st_pipeline *p, struct agg_err *err)
+{
+    if (p->nspare < 0 || p->nspare > SPARE_BATCHES || p->ndrain < 0 || p->ndrain > MAX_DRAIN ||
+        p->ntaps < 0 || p->ntaps > MAX_TAPS || p->nflights > p->cap_flights ||
+        p->nwaiters > p->cap_waiters || p->rb != NULL)
+        return agg_err_set(err, AGG_ERR, "counts past their bounds, or a read-back left over");
+    for (int i = 0; i < p->nspare; i++) {
+        if (!st_batch_is_empty(p->spare[i]) || p->spare[i]->copy.len != 0 ||
+            p->spare[i]->raw.len != 0)
+            return agg_err_set(err, AGG_ERR, "spare batch %d is not empty", i);
+    }
+    if (p->timer_armed != (evtimer_pending(p->timer, NULL) != 0))
+        return agg_err_set(err, AGG_ERR, "batch timer armed %d, pending %d", p->timer_armed,
+                           evtimer_pending(p->timer, NULL) != 0);
+    if (p->open != NULL && st_batch_check(p->open, err) != AGG_OK) {
+        agg_err_prefix(err, "open batch");
+        return AGG_ERR;
+    }
+    if (check_flights(p, err) != AGG_OK || check_positions(p, err) != AGG_OK ||
+        check_waiters(p, err) != AGG_OK || check_counts(p, err) != AGG_OK)
+        return AGG_ERR;
+    return AGG_OK;
 }

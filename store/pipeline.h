@@ -131,4 +131,10 @@ void st_pipeline_problem(const struct st_pipeline *p, char *why, size_t size);
  * and stops them. */
 void st_pipeline_shutdown(struct st_pipeline *p);
 
+/* Invariant validator for tests: AGG_OK, or AGG_ERR with what is wrong in <err>:
+ * batches in flight in spool order, the committed prefix <= spilled range <= open batch
+ * <= tail, waiters sorted and pending, spare batches empty, each transport's received
+ * count = accepted + rejected + dropped. Loop thread, outside the pipeline's callbacks. */
+int st_pipeline_check(const struct st_pipeline *p, struct agg_err *err);
+
 #endif
