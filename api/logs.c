@@ -2,7 +2,7 @@
  * api/logs.c — log search (GET logs, runs/{run}/logs), the live tail (GET logs/tail,
  * server-sent events) and GET partitions.
  *
- * Place: api/routes.c -> [logs] -> system_logs (search) or the pipeline's tap (tail).
+ * Place: api/api.c -> [logs] -> system_logs (search) or the pipeline's tap (tail).
  * Threads: filters and the tail on the loop thread; searches on job threads.
  * Ownership: the tail owns its clients; a client lives until its connection closes or
  *            the API is freed.
@@ -12,6 +12,8 @@
  *        announced by an "event: dropped" before the next one it gets. The tail's
  *        q matches ASCII case-insensitively; the search's ILIKE follows the database.
  */
+#include "api/logs.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,6 @@
 #include <event2/event.h>
 #include <yajl/yajl_gen.h>
 
-#include "api/api_int.h"
 #include "api/resource.h"
 #include "core/record.h"
 #include "core/time.h"
@@ -416,7 +417,7 @@ struct tail_client {
 };
 
 struct api_tail {
-    struct api *api;
+    struct st_pipeline *pipeline;
     struct tail_client *clients;
     int nclients;
     struct event *keepalive;
@@ -621,7 +622,7 @@ bool api_tail_prepare(struct api_req *r)
 {
     static const char *const allowed[] = {"level", "logger_name", "module", "correlation_id",
                                           "request_id", "user_id", "q", NULL};
-    struct api_tail *t = r->api->tail;
+    struct api_tail *t = r->ctx;
     struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
     struct evkeyvalq *hdr = evhttp_request_get_output_headers(r->req);
     struct tail_client *c;
@@ -655,7 +656,8 @@ bool api_tail_prepare(struct api_req *r)
     return false;
 }
 
-struct api_tail *api_tail_new(struct api *a, struct agg_err *err)
+struct api_tail *api_tail_new(struct event_base *base, struct st_pipeline *pipeline,
+                              struct agg_err *err)
 {
     struct api_tail *t = agg_calloc(1, sizeof(*t));
     struct timeval every = {TAIL_KEEPALIVE_S, 0};
@@ -664,15 +666,15 @@ struct api_tail *api_tail_new(struct api *a, struct agg_err *err)
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
-    t->api = a;
+    t->pipeline = pipeline;
     agg_buf_init(&t->text);
     agg_buf_init(&t->fix);
-    t->keepalive = event_new(a->base, -1, EV_PERSIST, on_keepalive, t);
+    t->keepalive = event_new(base, -1, EV_PERSIST, on_keepalive, t);
     if (t->keepalive == NULL || event_add(t->keepalive, &every) != 0) {
         agg_err_set(err, AGG_ENOMEM, "could not start the live tail's timer");
         goto fail;
     }
-    if (st_pipeline_tap(a->pipeline, on_event, t) != AGG_OK) {
+    if (st_pipeline_tap(pipeline, on_event, t) != AGG_OK) {
         agg_err_set(err, AGG_EFULL, "no room for the live tail's pipeline tap");
         goto fail;
     }
@@ -691,7 +693,7 @@ void api_tail_free(struct api_tail *t)
 {
     if (t == NULL)
         return;
-    st_pipeline_untap(t->api->pipeline, on_event, t);
+    st_pipeline_untap(t->pipeline, on_event, t);
     while (t->clients != NULL) {
         struct tail_client *c = t->clients;
         struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
