@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "core/alloc.h"
+#include "core/json.h"
 #include "core/log.h"
 
 /* Password hashes waiting beyond this answer 503: each takes 256 MiB and ~1 s. */
@@ -476,8 +477,8 @@ static bool parse_ids(struct api_req *r, const struct agg_http_match *m)
     return true;
 }
 
-/* Deepest nesting of arrays and objects in the JSON text <s>: yajl_tree frees its
- * trees recursively, so a body of 100 000 '[' must not reach it. */
+/* Deepest nesting of arrays and objects in the JSON text <s>: yajl_tree_free() frees
+ * trees recursively, so a body of 100 000 '[' must not reach the parser. */
 static int nesting(const char *s)
 {
     int depth = 0, deepest = 0;
@@ -529,15 +530,17 @@ static bool read_body(struct api_req *r)
 bool api_req_parse_body(struct api_req *r, size_t len)
 {
     char why[160];
+    int rc;
 
     if (strlen(r->body_text) != len)
         return api_fail(r, 400, "bad_json", NULL, "the body contains a NUL byte");
     if (nesting(r->body_text) > API_MAX_DEPTH)
         return api_fail(r, 400, "bad_json", NULL, "the body is nested deeper than %d levels",
                         API_MAX_DEPTH);
-    why[0] = '\0';
-    r->body = yajl_tree_parse(r->body_text, why, sizeof(why));
-    if (r->body == NULL) {
+    rc = agg_json_parse(r->body_text, len, API_MAX_DEPTH, &r->body, why, sizeof(why));
+    if (rc == AGG_ENOMEM)
+        return api_fail(r, 503, "unavailable", NULL, "out of memory");
+    if (rc != AGG_OK) {
         /* yajl quotes the input: keep the message one line of ASCII */
         for (char *p = why; *p != '\0'; p++) {
             if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
