@@ -37,10 +37,9 @@ static void on_request(struct evhttp_request *req, const struct agg_http_match *
     api_req_start(b->api->env, b->route, b->api->states[b->route->state], req, m);
 }
 
-struct api *api_new(struct event_base *base, struct agg_http *http,
-                    const struct api_options *opts, struct st_pool *pool,
-                    struct api_sessions *sessions, struct st_pipeline *pipeline,
-                    struct agg_err *err)
+struct api *api_new(struct event_base *base, struct agg_http *http, const struct api_options *opts,
+                    struct st_pool *pool, struct api_sessions *sessions,
+                    struct st_pipeline *pipeline, struct agg_err *err)
 {
     struct api *a = agg_calloc(1, sizeof(*a));
     size_t n = 0;
@@ -62,8 +61,7 @@ struct api *api_new(struct event_base *base, struct agg_http *http,
     a->states[API_STATE_LOGIN] = api_login_new(sessions, opts->token_ttl_days, err);
     if (a->states[API_STATE_LOGIN] == NULL)
         goto fail;
-    if (pipeline != NULL &&
-        (a->states[API_STATE_TAIL] = api_tail_new(base, pipeline, err)) == NULL)
+    if (pipeline != NULL && (a->states[API_STATE_TAIL] = api_tail_new(base, pipeline, err)) == NULL)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         a->bindings[i] = (struct api_binding){a, &api_routes[i]};

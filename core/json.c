@@ -29,7 +29,7 @@
 /* ---- the pool ---- */
 
 #define POOL_SMALL 8
-#define POOL_BIG 2
+#define POOL_BIG   2
 
 struct agg_json_blk {
     union {
@@ -366,9 +366,13 @@ static int on_start_array(void *ctx)
     return open_container(ctx, yajl_t_array);
 }
 
+/* null, boolean, integer, double, number, string, start map, key, end map, start
+ * array, end array: integers and doubles come as number text, as yajl_tree has them */
 static const yajl_callbacks tree_cbs = {
-    on_null,      on_bool,         NULL,           NULL,        on_number,       on_string,
-    on_start_map, on_key,          close_container, on_start_array, close_container,
+    on_null,        on_bool,         NULL,
+    NULL,           on_number,       on_string,
+    on_start_map,   on_key,          close_container,
+    on_start_array, close_container,
 };
 
 int agg_json_parse(const char *text, size_t len, int max_depth, yajl_val *out, char *why,

@@ -77,9 +77,9 @@ static void test_json_parse_builds_the_tree_yajl_tree_parse_builds(void **state)
         char why[160], ywhy[160];
         yajl_val mine = NULL, theirs = yajl_tree_parse(documents[i], ywhy, sizeof(ywhy));
 
-        assert_int_equal(agg_json_parse(documents[i], strlen(documents[i]), 32, &mine, why,
-                                        sizeof(why)),
-                         AGG_OK);
+        assert_int_equal(
+            agg_json_parse(documents[i], strlen(documents[i]), 32, &mine, why, sizeof(why)),
+            AGG_OK);
         assert_same(mine, theirs);
         yajl_tree_free(mine);
         yajl_tree_free(theirs);
@@ -94,9 +94,8 @@ static void test_json_parse_refuses_what_yajl_refuses_with_its_message(void **st
         yajl_val mine = (yajl_val)1, theirs = yajl_tree_parse(broken[i], ywhy, sizeof(ywhy));
 
         assert_null(theirs);
-        assert_int_equal(
-            agg_json_parse(broken[i], strlen(broken[i]), 32, &mine, why, sizeof(why)),
-            AGG_EINVAL);
+        assert_int_equal(agg_json_parse(broken[i], strlen(broken[i]), 32, &mine, why, sizeof(why)),
+                         AGG_EINVAL);
         assert_null(mine);
         assert_string_equal(why, ywhy);
     }

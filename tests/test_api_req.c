@@ -14,8 +14,8 @@
 #include "api/req.h"
 #include "core/alloc.h"
 
-static const struct api_route body_route = {EVHTTP_REQ_POST, "/t", API_ROLE_VIEWER, API_R_BODY,
-                                            NULL, NULL, NULL, NULL, 0};
+static const struct api_route body_route = {
+    EVHTTP_REQ_POST, "/t", API_ROLE_VIEWER, API_R_BODY, NULL, NULL, NULL, NULL, 0};
 
 /* A request as the router makes it, with <len> bytes of <text> as its body. */
 static struct api_req *req_with(const char *text, size_t len)
@@ -77,8 +77,9 @@ static void test_req_body_must_be_one_json_object(void **state)
 
 static void test_req_body_parse_answers_503_when_memory_runs_out(void **state)
 {
-    static const char body[] = "{\"name\":\"orders\",\"source_config\":{\"kind\":\"s3\",\"n\":[1,2.5,"
-                               "true,null]},\"description\":\"caf\\u00e9\"}";
+    static const char body[] =
+        "{\"name\":\"orders\",\"source_config\":{\"kind\":\"s3\",\"n\":[1,2.5,"
+        "true,null]},\"description\":\"caf\\u00e9\"}";
     bool done = false;
     long n;
 
