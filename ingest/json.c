@@ -11,7 +11,8 @@
  *        parse, sized from the input length; ING_JSON_MAX_DEPTH keeps yajl's state
  *        stack within a small block, and the pool never fails inside yajl.
  *        ing_json_check() tells whether that sizing ever fell short. Making a yajl
- *        parser costs about as much as parsing a 200-byte line, so NDJSON and TCP lines share one parser that accepts several values
+ *        parser costs about as much as parsing a 200-byte line, so NDJSON and TCP
+ *        lines share one parser that accepts several values
  *        (yajl_allow_multiple_values): each line is fed with the CR/LF after it, so
  *        no token stays half-read, and the parser is replaced only after a bad line,
  *        when it may be mid-value.
