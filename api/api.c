@@ -1,657 +1,43 @@
 /*
- * api/api.c — one path for every API request: path ids, query, token, role, body, job,
- * reply.
+ * api/api.c — the router: binds every route of api/routes.c to the request framework
+ *             (api/req.c) with the state its handlers need.
  *
- * Place: see api/api.h.
- * Threads: loop thread, except the work callbacks (job threads).
- * Ownership: a request lives from the router's call to api_finish().
- * Traps: api_sessions caches tokens for up to 30 s; logout drops its own entry.
+ * Place: see api/api.h. Calls go one way: api.c -> handlers (login, logs, resource)
+ *        -> req.c; no handler calls in here.
+ * Threads: loop thread.
+ * Ownership: owns the framework's shared part, the handlers' states and one binding
+ *            per route; requests borrow them until api_free().
  */
 #include "api/api.h"
 
-#include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <strings.h>
 
-#include <event2/buffer.h>
-#include <sodium.h>
-
-#include "api/api_int.h"
+#include "api/login.h"
+#include "api/logs.h"
+#include "api/req.h"
+#include "api/routes.h"
 #include "core/alloc.h"
-#include "core/log.h"
 
-/* Password hashes waiting beyond this answer 503: each takes 256 MiB and ~1 s. */
-#define SLOW_QUEUE_MAX 8
-#define SLOW_THREADS 2
-#define QUERY_THREADS 4
-
+/* What the HTTP router hands back for one route. */
 struct api_binding {
     struct api *api;
     const struct api_route *route;
 };
 
-static const char *const role_names[] = {"none", "viewer", "editor", "admin"};
-
-enum api_role api_role_rank(const char *role)
-{
-    for (int i = API_ROLE_VIEWER; i <= API_ROLE_ADMIN; i++) {
-        if (role != NULL && strcmp(role, role_names[i]) == 0)
-            return (enum api_role)i;
-    }
-    return API_ROLE_NONE;
-}
-
-/* Replaces each byte that breaks UTF-8 in <s> by '?': messages quote client text (a
- * query parameter's name may be any bytes), and truncation may cut a character. */
-static void clean_utf8(char *s)
-{
-    size_t len = strlen(s), ok;
-
-    while ((ok = agg_utf8_valid_prefix(s, len)) < len) {
-        s[ok] = '?';
-        s += ok + 1;
-        len -= ok + 1;
-    }
-}
-
-bool api_fail(struct api_req *r, int status, const char *code, const char *field,
-              const char *fmt, ...)
-{
-    va_list ap;
-
-    r->status = status;
-    snprintf(r->ecode, sizeof(r->ecode), "%s", code);
-    snprintf(r->efield, sizeof(r->efield), "%s", field != NULL ? field : "");
-    va_start(ap, fmt);
-    vsnprintf(r->emsg, sizeof(r->emsg), fmt, ap);
-    va_end(ap);
-    clean_utf8(r->efield);
-    clean_utf8(r->emsg);
-    return false;
-}
-
-static void req_free(struct api_req *r)
-{
-    evhttp_clear_headers(&r->query);
-    if (r->body != NULL)
-        yajl_tree_free(r->body);
-    if (r->body_text != NULL) {
-        sodium_memzero(r->body_text, strlen(r->body_text)); /* may hold a password */
-        free(r->body_text);
-    }
-    api_sql_reset(r);
-    agg_buf_clear(&r->sql);
-    agg_buf_clear(&r->out);
-    free(r->data);
-    free(r);
-}
-
-/* The client hung up. libevent detaches a request nobody answered yet from its
- * connection and leaves it to us (freed in api_finish); otherwise it frees it itself. */
-static void on_close(struct evhttp_connection *evcon, void *arg)
-{
-    struct api_req *r = arg;
-
-    (void)evcon;
-    if (evhttp_request_get_connection(r->req) == NULL)
-        r->orphan = r->req;
-    r->req = NULL;
-}
-
-void api_finish(struct api_req *r)
-{
-    struct evhttp_request *req = r->req;
-
-    if (r->orphan != NULL)
-        evhttp_request_free(r->orphan);
-
-    if (req != NULL) {
-        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-        struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
-        char retry[16];
-
-        if (evcon != NULL)
-            evhttp_connection_set_closecb(evcon, NULL, NULL);
-        if (r->status == 401)
-            evhttp_add_header(hdr, "WWW-Authenticate", "Bearer realm=\"aggd\"");
-        if (r->status == 503 || r->status == 429) {
-            snprintf(retry, sizeof(retry), "%d", r->retry_after_s > 0 ? r->retry_after_s : 1);
-            evhttp_add_header(hdr, "Retry-After", retry);
-        }
-        if (r->ecode[0] != '\0') {
-            agg_http_reply_error(req, r->status, r->ecode, r->emsg,
-                                 r->efield[0] != '\0' ? r->efield : NULL);
-        } else if (r->status == 204) {
-            evhttp_send_reply(req, 204, "No Content", NULL);
-        } else {
-            agg_http_reply_json(req, r->status, r->out.data != NULL ? r->out.data : "{}");
-        }
-    }
-    req_free(r);
-}
-
-/* ---- job threads ---- */
-
-static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cerr)
-{
-    struct api_req *r = (struct api_req *)job;
-
-    if (conn == NULL) {
-        AGG_LOG_WARN("api", "cannot reach PostgreSQL: %s", cerr != NULL ? cerr->msg : "");
-        api_fail(r, 503, "unavailable", NULL, "the database is not reachable; retry later");
-        return;
-    }
-    r->route->work(r, conn);
-    if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE)
-        job->conn_broken = true;
-}
-
-static void job_done(struct st_job *job)
-{
-    struct api_req *r = (struct api_req *)job;
-
-    if (r->slow)
-        r->api->slow_pending--;
-    if (r->route->done != NULL)
-        r->route->done(r);
-    api_finish(r);
-}
-
-void api_submit(struct api_req *r)
-{
-    r->job.fn = job_work;
-    r->job.done = job_done;
-    if (r->slow) {
-        if (r->api->slow_pending >= SLOW_QUEUE_MAX) {
-            r->retry_after_s = 2;
-            api_fail(r, 503, "busy", NULL, "too many password checks in progress; retry");
-            api_finish(r);
-            return;
-        }
-        r->api->slow_pending++;
-        st_jobs_run(r->api->slow, &r->job);
-        return;
-    }
-    st_jobs_run(r->api->jobs, &r->job);
-}
-
-/* ---- database helpers (job threads) ---- */
-
-/* The column a constraint named "<table>_<column>_<suffix>" is about. */
-static void constraint_field(const PGresult *res, char *out, size_t size)
-{
-    const char *c = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-    const char *t = PQresultErrorField(res, PG_DIAG_TABLE_NAME);
-    const char *col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
-    size_t tl, n;
-    const char *end;
-
-    out[0] = '\0';
-    if (col != NULL) {
-        snprintf(out, size, "%s", col);
-        return;
-    }
-    if (c == NULL)
-        return;
-    tl = t != NULL ? strlen(t) : 0;
-    if (t != NULL && strncmp(c, t, tl) == 0 && c[tl] == '_')
-        c += tl + 1;
-    end = strrchr(c, '_');
-    n = end != NULL ? (size_t)(end - c) : strlen(c);
-    snprintf(out, size, "%.*s", (int)n, c);
-}
-
-void api_db_fail(struct api_req *r, PGconn *conn, const PGresult *res)
-{
-    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *detail = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    char field[64];
-
-    if (detail == NULL)
-        detail = "refused";
-    if (state == NULL || PQstatus(conn) != CONNECTION_OK || strncmp(state, "08", 2) == 0 ||
-        strncmp(state, "57", 2) == 0 || strncmp(state, "53", 2) == 0) {
-        r->job.conn_broken = true;
-        AGG_LOG_WARN("api", "PostgreSQL failed: %s", res != NULL ? PQresultErrorMessage(res)
-                                                                 : PQerrorMessage(conn));
-        api_fail(r, 503, "unavailable", NULL, "the database is not available; retry later");
-        return;
-    }
-    constraint_field(res, field, sizeof(field));
-    if (strcmp(state, "23505") == 0)
-        api_fail(r, 409, "conflict", field, "%s already exists",
-                 field[0] != '\0' ? field : "the row");
-    else if (strcmp(state, "23503") == 0)
-        api_fail(r, 422, "invalid_reference", field, "%s refers to a row that does not exist",
-                 field[0] != '\0' ? field : "a field");
-    else if (strcmp(state, "23514") == 0 || strcmp(state, "23502") == 0 ||
-             strncmp(state, "22", 2) == 0)
-        api_fail(r, 422, "invalid_value", field, "%s", detail);
-    else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-             strcmp(state, "55P03") == 0)
-        api_fail(r, 409, "conflict", NULL, "a concurrent change interfered; retry");
-    else {
-        AGG_LOG_ERR("api", "unexpected PostgreSQL error: %s", PQresultErrorMessage(res));
-        api_fail(r, 500, "internal", NULL, "internal error");
-    }
-}
-
-PGresult *api_exec(struct api_req *r, PGconn *conn, const char *sql, int n,
-                   const char *const *params, ExecStatusType want)
-{
-    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-
-    if (res != NULL && PQresultStatus(res) == want)
-        return res;
-    api_db_fail(r, conn, res);
-    PQclear(res);
-    return NULL;
-}
-
-PGresult *api_query(struct api_req *r, PGconn *conn, const char *sql, ExecStatusType want)
-{
-    return api_exec(r, conn, sql, r->nparams, (const char *const *)r->params, want);
-}
-
-int api_param(struct api_req *r, const char *value)
-{
-    return api_param_to(r, &r->sql, value);
-}
-
-int api_param_to(struct api_req *r, struct agg_buf *sql, const char *value)
-{
-    if (r->nparams == API_MAX_PARAMS)
-        return AGG_EFULL;
-    r->params[r->nparams] = NULL;
-    if (value != NULL && (r->params[r->nparams] = agg_strdup(value)) == NULL)
-        return AGG_ENOMEM;
-    r->nparams++;
-    return agg_buf_printf(sql, "$%d", r->nparams);
-}
-
-void api_sql_reset(struct api_req *r)
-{
-    for (int i = 0; i < r->nparams; i++)
-        free(r->params[i]);
-    r->nparams = 0;
-    agg_buf_reset(&r->sql);
-}
-
-bool api_begin(struct api_req *r, PGconn *conn)
-{
-    PGresult *res = api_exec(r, conn, "BEGIN", 0, NULL, PGRES_COMMAND_OK);
-
-    PQclear(res);
-    return res != NULL;
-}
-
-bool api_commit(struct api_req *r, PGconn *conn)
-{
-    PGresult *res = api_exec(r, conn, "COMMIT", 0, NULL, PGRES_COMMAND_OK);
-
-    PQclear(res);
-    return res != NULL;
-}
-
-void api_rollback(PGconn *conn)
-{
-    if (PQtransactionStatus(conn) != PQTRANS_IDLE)
-        PQclear(PQexec(conn, "ROLLBACK"));
-}
-
-/* ---- replies built on job threads ---- */
-
-void api_cursor_encode(const char *text, char *out, size_t size)
-{
-    size_t n = strlen(text);
-
-    if (sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING) > size) {
-        out[0] = '\0';
-        return;
-    }
-    sodium_bin2base64(out, size, (const unsigned char *)text, n,
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
-
-void api_reply_list(struct api_req *r, const PGresult *res, int key_col)
-{
-    int n = PQntuples(res), shown = n > r->page.limit ? r->page.limit : n;
-    char cursor[256];
-
-    agg_buf_reset(&r->out);
-    if (agg_buf_printf(&r->out, "{\"items\":[") != AGG_OK)
-        goto nomem;
-    for (int i = 0; i < shown; i++) {
-        if ((i > 0 && agg_buf_putc(&r->out, ',') != AGG_OK) ||
-            agg_buf_append(&r->out, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0)) !=
-                AGG_OK)
-            goto nomem;
-    }
-    if (n > shown) {
-        api_cursor_encode(PQgetvalue(res, shown - 1, key_col), cursor, sizeof(cursor));
-        if (agg_buf_printf(&r->out, "],\"next_cursor\":\"%s\"}", cursor) != AGG_OK)
-            goto nomem;
-    } else if (agg_buf_printf(&r->out, "],\"next_cursor\":null}") != AGG_OK) {
-        goto nomem;
-    }
-    r->status = 200;
-    return;
-
-nomem:
-    api_fail(r, 503, "unavailable", NULL, "out of memory");
-}
-
-void api_reply_row(struct api_req *r, const PGresult *res, int status, const char *what)
-{
-    agg_buf_reset(&r->out);
-    if (PQntuples(res) == 0) {
-        api_fail(r, 404, "not_found", NULL, "no such %s", what);
-        return;
-    }
-    if (agg_buf_append(&r->out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)) !=
-        AGG_OK) {
-        api_fail(r, 503, "unavailable", NULL, "out of memory");
-        return;
-    }
-    r->status = status;
-}
-
-/* Runs r->sql when building it went well (<rc>); NULL with the reply set otherwise. */
-static PGresult *run_built(struct api_req *r, PGconn *conn, int rc)
-{
-    if (rc != AGG_OK) {
-        api_fail(r, 503, "unavailable", NULL, "out of memory");
-        return NULL;
-    }
-    return api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
-}
-
-void api_run_list(struct api_req *r, PGconn *conn, int rc, const char *order)
-{
-    char lim[16];
-    PGresult *q;
-
-    snprintf(lim, sizeof(lim), "%d", r->page.limit + 1); /* one more: is there a next page */
-    if (rc == AGG_OK)
-        rc = agg_buf_printf(&r->sql, " ORDER BY %s LIMIT ", order);
-    if (rc == AGG_OK)
-        rc = api_param(r, lim);
-    q = run_built(r, conn, rc);
-    if (q != NULL)
-        api_reply_list(r, q, 1);
-    PQclear(q);
-}
-
-void api_run_row(struct api_req *r, PGconn *conn, int rc, int status, const char *what)
-{
-    PGresult *q = run_built(r, conn, rc);
-
-    if (q != NULL)
-        api_reply_row(r, q, status, what);
-    PQclear(q);
-}
-
-/* ---- query parameters (loop thread) ---- */
-
-const char *api_query_get(struct api_req *r, const char *name)
-{
-    return evhttp_find_header(&r->query, name);
-}
-
-bool api_query_check(struct api_req *r, const char *const *allowed)
-{
-    for (struct evkeyval *kv = r->query.tqh_first; kv != NULL; kv = kv->next.tqe_next) {
-        bool ok = false;
-
-        for (size_t i = 0; allowed != NULL && allowed[i] != NULL && !ok; i++)
-            ok = strcmp(kv->key, allowed[i]) == 0;
-        if (!ok)
-            return api_fail(r, 400, "unknown_parameter", kv->key,
-                            "unknown query parameter \"%.64s\"", kv->key);
-    }
-    return true;
-}
-
-bool api_query_int(struct api_req *r, const char *name, long long lo, long long hi,
-                   long long *out)
-{
-    const char *s = api_query_get(r, name);
-    char *end;
-    long long v;
-
-    if (s == NULL)
-        return true;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi)
-        return api_fail(r, 400, "invalid_parameter", name, "%s must be an integer in %lld..%lld",
-                        name, lo, hi);
-    *out = v;
-    return true;
-}
-
-bool api_page_parse(struct api_req *r)
-{
-    long long limit = API_LIMIT_DEFAULT;
-    const char *c = api_query_get(r, "cursor");
-    size_t len = 0;
-
-    if (!api_query_int(r, "limit", 1, API_LIMIT_MAX, &limit))
-        return false;
-    r->page.limit = (int)limit;
-    r->page.has_cursor = c != NULL;
-    if (c == NULL)
-        return true;
-    if (sodium_base642bin((unsigned char *)r->page.cursor, sizeof(r->page.cursor) - 1, c,
-                          strlen(c), NULL, &len, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        len == 0)
-        return api_fail(r, 400, "invalid_parameter", "cursor", "cursor is not one this API gave");
-    r->page.cursor[len] = '\0';
-    return true;
-}
-
-/* ---- the request path (loop thread) ---- */
-
-static bool parse_ids(struct api_req *r, const struct agg_http_match *m)
-{
-    for (int i = 0; i < m->n; i++) {
-        char *end;
-        long v;
-
-        errno = 0;
-        v = strtol(m->values[i], &end, 10);
-        if (*m->values[i] < '0' || *m->values[i] > '9' || *end != '\0' || errno != 0 ||
-            v <= 0 || v > INT_MAX)
-            return api_fail(r, 404, "not_found", NULL, "no such resource");
-        r->ids[i] = (int)v;
-    }
-    r->nids = m->n;
-    return true;
-}
-
-/* Deepest nesting of arrays and objects in the JSON text <s>: yajl_tree frees its
- * trees recursively, so a body of 100 000 '[' must not reach it. */
-static int nesting(const char *s)
-{
-    int depth = 0, deepest = 0;
-    bool in_string = false;
-
-    for (; *s != '\0'; s++) {
-        if (in_string) {
-            if (*s == '\\' && s[1] != '\0')
-                s++;
-            else if (*s == '"')
-                in_string = false;
-        } else if (*s == '"') {
-            in_string = true;
-        } else if (*s == '[' || *s == '{') {
-            if (++depth > deepest)
-                deepest = depth;
-        } else if (*s == ']' || *s == '}') {
-            depth--;
-        }
-    }
-    return deepest;
-}
-
-static bool read_body(struct api_req *r)
-{
-    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
-    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(r->req), "Content-Type");
-    size_t len = evbuffer_get_length(in);
-    char why[160];
-
-    if (len > API_MAX_BODY_BYTES)
-        return api_fail(r, 413, "too_large", NULL, "the body is over %d bytes",
-                        API_MAX_BODY_BYTES);
-    /* curl -d labels JSON as a form unless told otherwise: read it as JSON all the same */
-    if (ct != NULL && strncasecmp(ct, "application/json", 16) != 0 &&
-        strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0)
-        return api_fail(r, 415, "unsupported_media_type", NULL,
-                        "Content-Type must be application/json");
-    /* an empty body is an empty object: POST …/runs needs nothing */
-    r->body_text = agg_malloc(len > 0 ? len + 1 : 3);
-    if (r->body_text == NULL)
-        return api_fail(r, 503, "unavailable", NULL, "out of memory");
-    evbuffer_copyout(in, r->body_text, len);
-    r->body_text[len] = '\0';
-    if (len == 0)
-        memcpy(r->body_text, "{}", 3), len = 2;
-    if (strlen(r->body_text) != len)
-        return api_fail(r, 400, "bad_json", NULL, "the body contains a NUL byte");
-    if (nesting(r->body_text) > API_MAX_DEPTH)
-        return api_fail(r, 400, "bad_json", NULL, "the body is nested deeper than %d levels",
-                        API_MAX_DEPTH);
-    why[0] = '\0';
-    r->body = yajl_tree_parse(r->body_text, why, sizeof(why));
-    if (r->body == NULL) {
-        /* yajl quotes the input: keep the message one line of ASCII */
-        for (char *p = why; *p != '\0'; p++) {
-            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-                *p = (*p == '\n') ? ' ' : '?';
-        }
-        return api_fail(r, 400, "bad_json", NULL, "the body is not JSON: %s",
-                        why[0] != '\0' ? why : "empty");
-    }
-    if (!YAJL_IS_OBJECT(r->body))
-        return api_fail(r, 400, "bad_json", NULL, "the body must be a JSON object");
-    return true;
-}
-
-static void proceed(struct api_req *r)
-{
-    const struct api_route *rt = r->route;
-
-    if ((rt->flags & API_R_BODY) && !read_body(r)) {
-        api_finish(r);
-        return;
-    }
-    r->slow = (rt->flags & API_R_SLOW) != 0;
-    if (rt->prepare != NULL && !rt->prepare(r)) {
-        if (r->taken)
-            req_free(r); /* the HTTP request is the live tail's now */
-        else
-            api_finish(r);
-        return;
-    }
-    if (rt->work == NULL) {
-        api_finish(r);
-        return;
-    }
-    api_submit(r);
-}
-
-static void on_auth(void *arg, int status, const struct api_principal *who)
-{
-    struct api_req *r = arg;
-    const struct api_route *rt = r->route;
-    enum api_role rank;
-
-    if (r->req == NULL) {
-        api_finish(r); /* nobody to answer */
-        return;
-    }
-    if (status == AGG_ENOTFOUND) {
-        api_fail(r, 401, "unauthorized", NULL, "a valid bearer token of scope api is required");
-        api_finish(r);
-        return;
-    }
-    if (status != AGG_OK) {
-        api_fail(r, 503, "unavailable", NULL, "cannot check the token now; retry later");
-        api_finish(r);
-        return;
-    }
-    r->who = *who;
-    rank = api_role_rank(who->role);
-    if (rank < rt->role && !((rt->flags & API_R_SELF) && r->ids[0] == who->user_id)) {
-        api_fail(r, 403, "forbidden", NULL, "this needs the %s role", role_names[rt->role]);
-        api_finish(r);
-        return;
-    }
-    if ((rt->flags & API_R_SELF) && rank < API_ROLE_ADMIN && r->ids[0] != who->user_id) {
-        api_fail(r, 403, "forbidden", NULL, "only an admin may see another user's settings");
-        api_finish(r);
-        return;
-    }
-    proceed(r);
-}
-
-static void peer_ip(struct evhttp_request *req, char *out, size_t size)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-
-    if (evcon != NULL)
-        evhttp_connection_get_peer(evcon, &addr, &port);
-    snprintf(out, size, "%s", addr != NULL ? addr : "unknown");
-}
+struct api {
+    struct api_req_env *env;
+    void *states[API_STATE_COUNT]; /* by enum api_state; [API_STATE_NONE] stays NULL */
+    struct api_binding *bindings;  /* one per route */
+};
 
 static void on_request(struct evhttp_request *req, const struct agg_http_match *m, void *arg)
 {
     const struct api_binding *b = arg;
-    struct api_req *r = agg_calloc(1, sizeof(*r));
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 
-    if (r == NULL) {
-        agg_http_reply_error(req, 503, "unavailable", "out of memory", NULL);
-        return;
-    }
-    r->api = b->api;
-    r->route = b->route;
-    r->req = req;
-    r->query.tqh_first = NULL; /* TAILQ_INIT without <sys/queue.h> */
-    r->query.tqh_last = &r->query.tqh_first;
-    agg_buf_init(&r->sql);
-    agg_buf_init(&r->out);
-    peer_ip(req, r->peer_ip, sizeof(r->peer_ip));
-    if (!parse_ids(r, m)) {
-        api_finish(r);
-        return;
-    }
-    if (q != NULL && evhttp_parse_query_str(q, &r->query) != 0) {
-        api_fail(r, 400, "bad_query", NULL, "the query string is malformed");
-        api_finish(r);
-        return;
-    }
-    if (evcon != NULL)
-        evhttp_connection_set_closecb(evcon, on_close, r);
-    if (b->route->role == API_ROLE_NONE) {
-        proceed(r);
-        return;
-    }
-    api_session_check(r->api->sessions,
-                      evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
-                      "api", on_auth, r);
+    api_req_start(b->api->env, b->route, b->api->states[b->route->state], req, m);
 }
 
-struct api *api_new(struct event_base *base, struct agg_http *http, const struct agg_config *cfg,
+struct api *api_new(struct event_base *base, struct agg_http *http, const struct api_options *opts,
                     struct st_pool *pool, struct api_sessions *sessions,
                     struct st_pipeline *pipeline, struct agg_err *err)
 {
@@ -662,10 +48,6 @@ struct api *api_new(struct event_base *base, struct agg_http *http, const struct
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
-    a->base = base;
-    a->cfg = cfg;
-    a->sessions = sessions;
-    a->pipeline = pipeline;
     while (api_routes[n].pattern != NULL)
         n++;
     a->bindings = agg_calloc(n, sizeof(*a->bindings));
@@ -673,16 +55,13 @@ struct api *api_new(struct event_base *base, struct agg_http *http, const struct
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto fail;
     }
-    a->jobs = st_jobs_new(base, pool, QUERY_THREADS, err);
-    if (a->jobs == NULL)
+    a->env = api_req_env_new(base, pool, sessions, err);
+    if (a->env == NULL)
         goto fail;
-    a->slow = st_jobs_new(base, pool, SLOW_THREADS, err);
-    if (a->slow == NULL)
+    a->states[API_STATE_LOGIN] = api_login_new(sessions, opts->token_ttl_days, err);
+    if (a->states[API_STATE_LOGIN] == NULL)
         goto fail;
-    a->login = api_login_new(err);
-    if (a->login == NULL)
-        goto fail;
-    if (pipeline != NULL && (a->tail = api_tail_new(a, err)) == NULL)
+    if (pipeline != NULL && (a->states[API_STATE_TAIL] = api_tail_new(base, pipeline, err)) == NULL)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         a->bindings[i] = (struct api_binding){a, &api_routes[i]};
@@ -703,10 +82,9 @@ void api_free(struct api *a)
 {
     if (a == NULL)
         return;
-    api_tail_free(a->tail);
-    st_jobs_free(a->slow);
-    st_jobs_free(a->jobs);
-    api_login_free(a->login);
+    api_tail_free(a->states[API_STATE_TAIL]);
+    api_req_env_free(a->env);
+    api_login_free(a->states[API_STATE_LOGIN]);
     free(a->bindings);
     free(a);
 }

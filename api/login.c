@@ -2,7 +2,7 @@
  * api/login.c — POST auth/login and auth/logout: passwords to bearer tokens, with
  * failures rate-limited per email and per client address.
  *
- * Place: api/routes.c -> [login: limiter on the loop, verify on a hashing thread]
+ * Place: api/api.c -> [login: limiter on the loop, verify on a hashing thread]
  *        -> api/auth.c.
  * Threads: the limiter on the loop thread only (prepare and done); the work on the
  *          bounded hashing threads (API_R_SLOW), where the dummy hash is made once
@@ -12,6 +12,8 @@
  *        the same second as a wrong password; both answer the same 401. A bcrypt
  *        user's first login costs one more hash (the upgrade).
  */
+#include "api/login.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +21,6 @@
 
 #include <sodium.h>
 
-#include "api/api_int.h"
 #include "api/resource.h"
 #include "core/time.h"
 #include "core/alloc.h"
@@ -37,6 +38,8 @@ struct limit {
 };
 
 struct api_login {
+    struct api_sessions *sessions; /* logout forgets its token here */
+    int token_ttl_days;
     struct limit slots[LIMIT_SLOTS];
     pthread_mutex_t lock; /* guards dummy */
     char dummy[API_AUTH_PWHASH_SIZE];
@@ -52,7 +55,8 @@ static const struct api_field login_fields[] = {
 static const struct api_resource login_res = {.what = "login", .table = "users",
                                               .fields = login_fields};
 
-struct api_login *api_login_new(struct agg_err *err)
+struct api_login *api_login_new(struct api_sessions *sessions, int token_ttl_days,
+                                struct agg_err *err)
 {
     struct api_login *l = agg_calloc(1, sizeof(*l));
 
@@ -60,6 +64,10 @@ struct api_login *api_login_new(struct agg_err *err)
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
+    l->sessions = sessions;
+    l->token_ttl_days = token_ttl_days < 1                    ? 1
+                        : token_ttl_days > TOKEN_TTL_DAYS_MAX ? TOKEN_TTL_DAYS_MAX
+                                                              : token_ttl_days;
     pthread_mutex_init(&l->lock, NULL);
     return l;
 }
@@ -140,8 +148,8 @@ bool api_login_prepare(struct api_req *r)
     snprintf(a->email_key, sizeof(a->email_key), "email:%s", body_str(r, "email"));
     lower(a->email_key);
     snprintf(a->ip_key, sizeof(a->ip_key), "ip:%s", r->peer_ip);
-    wait_email = blocked_for(r->api->login, a->email_key, now);
-    wait_ip = blocked_for(r->api->login, a->ip_key, now);
+    wait_email = blocked_for(r->ctx, a->email_key, now);
+    wait_ip = blocked_for(r->ctx, a->ip_key, now);
     if (wait_email > 0 || wait_ip > 0) {
         r->retry_after_s = wait_email > wait_ip ? wait_email : wait_ip;
         AGG_LOG_INFO("auth", "login attempts from %s rate-limited", r->peer_ip);
@@ -154,7 +162,7 @@ bool api_login_prepare(struct api_req *r)
 void api_login_done(struct api_req *r)
 {
     struct api_login_attempt *a = r->data;
-    struct api_login *l = r->api->login;
+    struct api_login *l = r->ctx;
     int64_t now = agg_time_now_us();
     struct limit *s;
 
@@ -230,7 +238,7 @@ static bool verify(struct api_req *r, PGconn *conn, const char *email, const cha
         return false;
     if (PQntuples(q) == 0) {
         PQclear(q);
-        if (dummy_hash(r->api->login, dummy))
+        if (dummy_hash(r->ctx, dummy))
             api_auth_verify_password(dummy, pw, NULL);
         return api_fail(r, 401, "invalid_credentials", NULL, "wrong email or password");
     }
@@ -245,15 +253,9 @@ static bool verify(struct api_req *r, PGconn *conn, const char *email, const cha
     return true;
 }
 
-static int ttl_days(const struct api_req *r)
-{
-    int64_t d = r->api->cfg != NULL ? r->api->cfg->auth.token_ttl_days : 30;
-
-    return (int)(d < 1 ? 1 : d > TOKEN_TTL_DAYS_MAX ? TOKEN_TTL_DAYS_MAX : d);
-}
-
 void api_login_work(struct api_req *r, PGconn *conn)
 {
+    const struct api_login *l = r->ctx;
     struct api_login_attempt *a = r->data;
     const char *email = body_str(r, "email"), *pw = body_str(r, "password");
     char id[16], token[API_AUTH_TOKEN_SIZE];
@@ -266,8 +268,8 @@ void api_login_work(struct api_req *r, PGconn *conn)
         a->failed = r->status == 401;
         return;
     }
-    if (api_auth_create_token(conn, email, "api", ttl_days(r), "login", token, &info, &err) !=
-        AGG_OK) {
+    if (api_auth_create_token(conn, email, "api", l->token_ttl_days, "login", token, &info,
+                              &err) != AGG_OK) {
         AGG_LOG_WARN("auth", "could not create a login token: %s", err.msg);
         api_fail(r, 503, "unavailable", NULL, "cannot create a token now; retry");
         return;
@@ -313,8 +315,10 @@ void api_logout_work(struct api_req *r, PGconn *conn)
 
 void api_logout_done(struct api_req *r)
 {
+    const struct api_login *l = r->ctx;
+
     if (r->req != NULL && r->status == 204)
-        api_session_forget(r->api->sessions,
+        api_session_forget(l->sessions,
                            evhttp_find_header(evhttp_request_get_input_headers(r->req),
                                               "Authorization"));
 }

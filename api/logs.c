@@ -2,7 +2,7 @@
  * api/logs.c — log search (GET logs, runs/{run}/logs), the live tail (GET logs/tail,
  * server-sent events) and GET partitions.
  *
- * Place: api/routes.c -> [logs] -> system_logs (search) or the pipeline's tap (tail).
+ * Place: api/api.c -> [logs] -> system_logs (search) or the pipeline's tap (tail).
  * Threads: filters and the tail on the loop thread; searches on job threads.
  * Ownership: the tail owns its clients; a client lives until its connection closes or
  *            the API is freed.
@@ -12,6 +12,9 @@
  *        announced by an "event: dropped" before the next one it gets. The tail's
  *        q matches ASCII case-insensitively; the search's ILIKE follows the database.
  */
+#include "api/logs.h"
+
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +26,6 @@
 #include <event2/event.h>
 #include <yajl/yajl_gen.h>
 
-#include "api/api_int.h"
 #include "api/resource.h"
 #include "core/record.h"
 #include "core/time.h"
@@ -313,96 +315,86 @@ void api_run_logs_work(struct api_req *r, PGconn *conn)
 
 /* ---- GET partitions: what `aggd partitions list` prints, as JSON ---- */
 
-static void gen_cell(yajl_gen g, const char *cell)
+static void gen_key(yajl_gen g, int col)
 {
-    size_t n = strlen(cell);
+    const char *name = st_partitions_columns[col];
 
-    if (strcmp(cell, "-") == 0)
-        yajl_gen_null(g);
-    else if (n > 0 && n < 19 && strspn(cell, "0123456789") == n)
-        yajl_gen_number(g, cell, n);
-    else
-        yajl_gen_string(g, (const unsigned char *)cell, n);
+    yajl_gen_string(g, (const unsigned char *)name, strlen(name));
 }
 
-/* Cuts the text at *<p> at the next <sep> (or its end); returns the piece and moves *<p>
- * past it, to NULL after the last. */
-static char *cut(char **p, char sep)
+static void gen_text_or_null(yajl_gen g, int col, const char *s)
 {
-    char *s = *p, *e;
-
+    gen_key(g, col);
     if (s == NULL)
-        return NULL;
-    e = strchr(s, sep);
-    if (e != NULL)
-        *e = '\0';
-    *p = e != NULL ? e + 1 : NULL;
-    return s;
+        yajl_gen_null(g);
+    else
+        yajl_gen_string(g, (const unsigned char *)s, strlen(s));
 }
 
-/* Tab-separated lines under a header line into {"items":[{header: cell, …}, …]}. */
-static void tsv_to_json(yajl_gen g, char *text)
+/* A count as a number; as the text of its digits from 19 of them on (and when negative),
+ * as this answer always gave it. */
+static void gen_count(yajl_gen g, int col, bool has, int64_t v)
 {
-    char *rest = text, *header = cut(&rest, '\n'), *names[16], *line;
-    int ncols = 0;
+    char text[24];
 
-    while (header != NULL && ncols < 16)
-        names[ncols++] = cut(&header, '\t');
-    yajl_gen_map_open(g);
-    yajl_gen_string(g, (const unsigned char *)"items", 5);
-    yajl_gen_array_open(g);
-    while ((line = cut(&rest, '\n')) != NULL) {
-        if (*line == '\0')
-            continue;
-        yajl_gen_map_open(g);
-        for (int i = 0; i < ncols && line != NULL; i++) {
-            char *cell = cut(&line, '\t');
-
-            yajl_gen_string(g, (const unsigned char *)names[i], strlen(names[i]));
-            gen_cell(g, cell);
-        }
-        yajl_gen_map_close(g);
+    gen_key(g, col);
+    if (!has) {
+        yajl_gen_null(g);
+        return;
     }
-    yajl_gen_array_close(g);
+    if (v >= 0 && v < INT64_C(1000000000000000000)) {
+        yajl_gen_integer(g, v);
+        return;
+    }
+    snprintf(text, sizeof(text), "%" PRId64, v);
+    yajl_gen_string(g, (const unsigned char *)text, strlen(text));
+}
+
+static int gen_partition(void *arg, const struct st_partitions_row *row)
+{
+    yajl_gen g = arg;
+
+    yajl_gen_map_open(g);
+    gen_text_or_null(g, 0, row->table);
+    gen_text_or_null(g, 1, row->month);
+    gen_text_or_null(g, 2, row->where);
+    gen_text_or_null(g, 3, row->archive_state);
+    gen_count(g, 4, row->has_rows, row->rows);
+    gen_count(g, 5, row->has_bytes, row->bytes);
+    gen_text_or_null(g, 6, row->range);
     yajl_gen_map_close(g);
+    return AGG_OK;
 }
 
 void api_partitions_work(struct api_req *r, PGconn *conn)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
+    yajl_gen g = yajl_gen_alloc(NULL);
     struct agg_err err = {0};
-    yajl_gen g;
     const unsigned char *buf;
     size_t blen;
-    int rc;
 
-    if (mem == NULL) {
+    if (g == NULL) {
         api_fail(r, 503, "unavailable", NULL, "out of memory");
         return;
     }
-    rc = st_partitions_list(conn, mem, &err);
-    fclose(mem);
-    if (text == NULL)
-        rc = AGG_ENOMEM;
-    g = rc == AGG_OK ? yajl_gen_alloc(NULL) : NULL;
-    if (rc != AGG_OK) {
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (const unsigned char *)"items", 5);
+    yajl_gen_array_open(g);
+    if (st_partitions_each(conn, gen_partition, g, &err) != AGG_OK) {
         AGG_LOG_WARN("api", "could not list partitions: %s", err.msg);
         api_fail(r, 503, "unavailable", NULL, "cannot list partitions now");
-    } else if (g == NULL) {
-        api_fail(r, 503, "unavailable", NULL, "out of memory");
-    } else {
-        tsv_to_json(g, text);
-        yajl_gen_get_buf(g, &buf, &blen);
-        if (agg_buf_append(&r->out, buf, blen) == AGG_OK)
-            r->status = 200;
-        else
-            api_fail(r, 503, "unavailable", NULL, "out of memory");
+        goto out;
     }
-    if (g != NULL)
-        yajl_gen_free(g);
-    free(text);
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_get_buf(g, &buf, &blen);
+    if (agg_buf_append(&r->out, buf, blen) == AGG_OK)
+        r->status = 200;
+    else
+        api_fail(r, 503, "unavailable", NULL, "out of memory");
+
+out:
+    yajl_gen_free(g);
 }
 
 /* ---- GET logs/tail: server-sent events ---- */
@@ -416,7 +408,7 @@ struct tail_client {
 };
 
 struct api_tail {
-    struct api *api;
+    struct st_pipeline *pipeline;
     struct tail_client *clients;
     int nclients;
     struct event *keepalive;
@@ -621,7 +613,7 @@ bool api_tail_prepare(struct api_req *r)
 {
     static const char *const allowed[] = {"level", "logger_name", "module", "correlation_id",
                                           "request_id", "user_id", "q", NULL};
-    struct api_tail *t = r->api->tail;
+    struct api_tail *t = r->ctx;
     struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
     struct evkeyvalq *hdr = evhttp_request_get_output_headers(r->req);
     struct tail_client *c;
@@ -655,7 +647,8 @@ bool api_tail_prepare(struct api_req *r)
     return false;
 }
 
-struct api_tail *api_tail_new(struct api *a, struct agg_err *err)
+struct api_tail *api_tail_new(struct event_base *base, struct st_pipeline *pipeline,
+                              struct agg_err *err)
 {
     struct api_tail *t = agg_calloc(1, sizeof(*t));
     struct timeval every = {TAIL_KEEPALIVE_S, 0};
@@ -664,15 +657,15 @@ struct api_tail *api_tail_new(struct api *a, struct agg_err *err)
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
-    t->api = a;
+    t->pipeline = pipeline;
     agg_buf_init(&t->text);
     agg_buf_init(&t->fix);
-    t->keepalive = event_new(a->base, -1, EV_PERSIST, on_keepalive, t);
+    t->keepalive = event_new(base, -1, EV_PERSIST, on_keepalive, t);
     if (t->keepalive == NULL || event_add(t->keepalive, &every) != 0) {
         agg_err_set(err, AGG_ENOMEM, "could not start the live tail's timer");
         goto fail;
     }
-    if (st_pipeline_tap(a->pipeline, on_event, t) != AGG_OK) {
+    if (st_pipeline_tap(pipeline, on_event, t) != AGG_OK) {
         agg_err_set(err, AGG_EFULL, "no room for the live tail's pipeline tap");
         goto fail;
     }
@@ -691,7 +684,7 @@ void api_tail_free(struct api_tail *t)
 {
     if (t == NULL)
         return;
-    st_pipeline_untap(t->api->pipeline, on_event, t);
+    st_pipeline_untap(t->pipeline, on_event, t);
     while (t->clients != NULL) {
         struct tail_client *c = t->clients;
         struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);

@@ -17,7 +17,7 @@
 
 #include <yajl/yajl_tree.h>
 
-#include "api/api_int.h"
+#include "api/req.h"
 
 enum api_type {
     API_T_STRING = 0, /* varchar(max_chars) or text */
@@ -69,6 +69,9 @@ struct api_resource {
     /* Job thread, in the update's transaction before the UPDATE: false = reply set. */
     bool (*before_update)(struct api_req *r, PGconn *conn);
 };
+
+/* Characters of the UTF-8 text <s> (PostgreSQL counts VARCHAR(n) in characters). */
+size_t api_utf8_chars(const char *s);
 
 /* Index of the field named <name>[<len>] in <res>, or -1. */
 int api_res_field(const struct api_resource *res, const char *name, size_t len);

@@ -7,13 +7,12 @@
  * Ownership: the decoder owns three yajl generators, its scratch buffers and one
  *            line parser; a document gets parsers of its own, from the same memory.
  * Traps: yajl 2.1 does not check its allocations (it writes through NULL). So all
- *        its memory comes from a small pool that is filled *before* each parse,
- *        sized from the input length (two big blocks of 2*len + 4 KiB for its lexer
- *        and string-decoding buffers, eight 1 KiB blocks for its structs and its
- *        state stack, which ING_JSON_MAX_DEPTH keeps under 1 KiB); the pool never
- *        fails inside yajl. ing_json_check() tells whether that sizing ever fell
- *        short. Making a yajl parser costs about as much as parsing a 200-byte
- *        line, so NDJSON and TCP lines share one parser that accepts several values
+ *        its memory comes from a pool (core/json.h) that is filled *before* each
+ *        parse, sized from the input length; ING_JSON_MAX_DEPTH keeps yajl's state
+ *        stack within a small block, and the pool never fails inside yajl.
+ *        ing_json_check() tells whether that sizing ever fell short. Making a yajl
+ *        parser costs about as much as parsing a 200-byte line, so NDJSON and TCP
+ *        lines share one parser that accepts several values
  *        (yajl_allow_multiple_values): each line is fed with the CR/LF after it, so
  *        no token stays half-read, and the parser is replaced only after a bad line,
  *        when it may be mid-value.
@@ -48,158 +47,11 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
-#include "core/buf.h"
 #include "core/alloc.h"
+#include "core/buf.h"
+#include "core/json.h"
 
-/* ---- memory lent to yajl ------------------------------------------------------ */
-
-#define SMALL_CAP             1024
-#define POOL_SMALL            8
-#define POOL_BIG              2
 #define MAX_EVENT_BYTES_LIMIT ((size_t)1 << 30)
-
-union blk {
-    struct {
-        union blk *next;
-        size_t cap;
-    } h;
-    max_align_t align;
-};
-
-struct pool {
-    union blk *free;
-    size_t lent;   /* blocks yajl holds */
-    size_t misses; /* requests the reserve could not serve */
-};
-
-static void pool_push(struct pool *pl, union blk *b)
-{
-    b->h.next = pl->free;
-    pl->free = b;
-}
-
-static int pool_add(struct pool *pl, size_t cap)
-{
-    union blk *b = agg_malloc(sizeof(*b) + cap);
-
-    if (b == NULL)
-        return AGG_ENOMEM;
-    b->h.cap = cap;
-    pool_push(pl, b);
-    return AGG_OK;
-}
-
-/* Makes sure the free list holds POOL_BIG blocks of at least <big_cap> bytes and
- * POOL_SMALL others: everything one live parser over <big_cap>/2 bytes can ask for. */
-static int pool_reserve(struct pool *pl, size_t big_cap)
-{
-    size_t small = 0, big = 0;
-    union blk **pp = &pl->free;
-
-    while (*pp != NULL) {
-        union blk *b = *pp;
-
-        if (b->h.cap >= big_cap) {
-            big++;
-        } else if (b->h.cap > SMALL_CAP) {
-            *pp = b->h.next; /* an outgrown big block */
-            free(b);
-            continue;
-        } else {
-            small++;
-        }
-        pp = &b->h.next;
-    }
-    for (; big < POOL_BIG; big++) {
-        if (pool_add(pl, big_cap) != AGG_OK)
-            return AGG_ENOMEM;
-    }
-    for (; small < POOL_SMALL; small++) {
-        if (pool_add(pl, SMALL_CAP) != AGG_OK)
-            return AGG_ENOMEM;
-    }
-    return AGG_OK;
-}
-
-/* Frees the free blocks larger than <keep> bytes. */
-static void pool_trim(struct pool *pl, size_t keep)
-{
-    union blk **pp = &pl->free;
-
-    while (*pp != NULL) {
-        union blk *b = *pp;
-
-        if (b->h.cap > keep) {
-            *pp = b->h.next;
-            free(b);
-        } else {
-            pp = &b->h.next;
-        }
-    }
-}
-
-static void *pool_take(struct pool *pl, size_t n)
-{
-    union blk **best = NULL, *b;
-
-    for (union blk **pp = &pl->free; *pp != NULL; pp = &(*pp)->h.next) {
-        size_t cap = (*pp)->h.cap;
-
-        if (cap >= n && (best == NULL || cap < (*best)->h.cap)) {
-            best = pp;
-            if (cap == SMALL_CAP || cap == n)
-                break;
-        }
-    }
-    if (best != NULL) {
-        b = *best;
-        *best = b->h.next;
-    } else {
-        /* The reserve fell short (ing_json_check() reports it). yajl cannot take
-         * NULL, so this bypasses the failure-injection hook. */
-        pl->misses++;
-        b = malloc(sizeof(*b) + (n > SMALL_CAP ? n : SMALL_CAP));
-        if (b == NULL)
-            abort(); /* yajl would write through NULL */
-        b->h.cap = n > SMALL_CAP ? n : SMALL_CAP;
-    }
-    pl->lent++;
-    return b + 1;
-}
-
-static void pool_give(struct pool *pl, void *p)
-{
-    if (p == NULL)
-        return;
-    pool_push(pl, (union blk *)p - 1);
-    pl->lent--;
-}
-
-static void *ya_malloc(void *ctx, size_t n)
-{
-    return pool_take(ctx, n);
-}
-
-static void *ya_realloc(void *ctx, void *p, size_t n)
-{
-    union blk *b;
-    void *q;
-
-    if (p == NULL)
-        return pool_take(ctx, n);
-    b = (union blk *)p - 1;
-    if (b->h.cap >= n)
-        return p;
-    q = pool_take(ctx, n);
-    memcpy(q, p, b->h.cap);
-    pool_give(ctx, p);
-    return q;
-}
-
-static void ya_free(void *ctx, void *p)
-{
-    pool_give(ctx, p);
-}
 
 /* ---- decoder state ------------------------------------------------------------- */
 
@@ -313,7 +165,7 @@ struct keyname {
 struct ing_json {
     size_t max_event_bytes;
     size_t big_keep; /* big pool blocks up to this size stay between calls */
-    struct pool pool;
+    struct agg_json_pool pool;
     yajl_alloc_funcs afs;
     yajl_gen gx; /* extra_data */
     yajl_gen gr; /* raw re-serialization */
@@ -1409,7 +1261,7 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
         return AGG_ENOMEM;
     j->in = in;
     if (j->lh == NULL) {
-        if (pool_reserve(&j->pool, j->big_keep) != AGG_OK)
+        if (agg_json_pool_reserve(&j->pool, j->big_keep) != AGG_OK)
             return AGG_ENOMEM;
         j->lh = yajl_alloc(&stream_cbs, &j->afs, j);
         if (j->lh == NULL)
@@ -2447,7 +2299,8 @@ int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
         goto out;
     }
     j->in = body;
-    if (pool_reserve(&j->pool, len * 2 + 4096 > j->big_keep ? len * 2 + 4096 : j->big_keep) !=
+    if (agg_json_pool_reserve(&j->pool,
+                              len * 2 + 4096 > j->big_keep ? len * 2 + 4096 : j->big_keep) !=
         AGG_OK)
         return stop_error(AGG_ENOMEM, err);
 
@@ -2491,7 +2344,7 @@ int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
 
 out:
     /* what a big body needed is not kept */
-    pool_trim(&j->pool, j->big_keep);
+    agg_json_pool_trim(&j->pool, j->big_keep);
     if (j->cap_nodes * sizeof(struct jnode) > j->big_keep) {
         free(j->nodes);
         j->nodes = NULL;
@@ -2535,7 +2388,7 @@ struct ing_json *ing_json_new(size_t max_event_bytes, struct agg_err *err)
     }
     j->max_event_bytes = max_event_bytes;
     j->big_keep = 2 * max_event_bytes + 4096;
-    j->afs = (yajl_alloc_funcs){ya_malloc, ya_realloc, ya_free, &j->pool};
+    j->afs = agg_json_pool_funcs(&j->pool);
     agg_buf_init(&j->extra);
     agg_buf_init(&j->raw);
     agg_buf_init(&j->body);
@@ -2567,7 +2420,7 @@ struct ing_json *ing_json_new(size_t max_event_bytes, struct agg_err *err)
         }
     }
     assert(errslot == N_ERROBJ);
-    if (pool_reserve(&j->pool, j->big_keep) != AGG_OK)
+    if (agg_json_pool_reserve(&j->pool, j->big_keep) != AGG_OK)
         goto fail;
     /* the generators come out of the reserve, which cannot fail */
     j->gx = gen_new(j, &j->ox, &j->extra);
@@ -2594,7 +2447,7 @@ void ing_json_free(struct ing_json *j)
         yajl_gen_free(j->gr);
     if (j->gb != NULL)
         yajl_gen_free(j->gb);
-    pool_trim(&j->pool, 0);
+    agg_json_pool_trim(&j->pool, 0);
     agg_buf_clear(&j->extra);
     agg_buf_clear(&j->raw);
     agg_buf_clear(&j->body);

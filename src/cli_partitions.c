@@ -14,6 +14,7 @@
  */
 #include "src/cli.h"
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,46 @@ static int maintain(const struct cli *cli, struct agg_config *cfg)
     return EXIT_SUCCESS;
 }
 
+/* The header line of `aggd partitions list`, once, before the first row. */
+static void print_header(FILE *out, bool *started)
+{
+    if (*started)
+        return;
+    for (int i = 0; st_partitions_columns[i] != NULL; i++)
+        fprintf(out, "%s%s", i > 0 ? "\t" : "", st_partitions_columns[i]);
+    fputc('\n', out);
+    *started = true;
+}
+
+/* One tab-separated line of `aggd partitions list`; "-" where a value is missing. */
+static int print_partition(void *arg, const struct st_partitions_row *row)
+{
+    bool *started = arg;
+    char rows[24] = "-", bytes[24] = "-";
+
+    print_header(stdout, started);
+    if (row->has_rows)
+        snprintf(rows, sizeof(rows), "%" PRId64, row->rows);
+    if (row->has_bytes)
+        snprintf(bytes, sizeof(bytes), "%" PRId64, row->bytes);
+    printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", row->table, row->month, row->where,
+           row->archive_state != NULL ? row->archive_state : "-", rows, bytes,
+           row->range != NULL ? row->range : "-");
+    return AGG_OK;
+}
+
+/* Prints the header and one line per partition and archived month; nothing when the
+ * query fails. */
+static int print_partitions(PGconn *conn, struct agg_err *err)
+{
+    bool started = false;
+    int rc = st_partitions_each(conn, print_partition, &started, err);
+
+    if (rc == AGG_OK)
+        print_header(stdout, &started);
+    return rc;
+}
+
 int agg_cmd_partitions(const struct cli *cli, struct agg_config *cfg)
 {
     struct agg_err err = {0};
@@ -77,7 +118,7 @@ int agg_cmd_partitions(const struct cli *cli, struct agg_config *cfg)
     conn = agg_cli_connect(cfg);
     if (conn == NULL)
         return EXIT_FAILURE;
-    rc = st_partitions_list(conn, stdout, &err);
+    rc = print_partitions(conn, &err);
     PQfinish(conn);
     return rc == AGG_OK ? EXIT_SUCCESS : agg_cli_fail("could not list partitions: ", err.msg);
 }

@@ -354,10 +354,12 @@ static int start_ingest(struct server *s, struct agg_err *err)
     if (s->sessions == NULL)
         return AGG_ENOMEM;
     if (s->http != NULL) {
+        struct api_options api_opts = {.token_ttl_days = (int)cfg->auth.token_ttl_days};
+
         s->ingest_http = agg_http_ingest_new(s->http, &cfg->ingest, s->pipeline, s->sessions, err);
         if (s->ingest_http == NULL)
             return AGG_ERR;
-        s->api = api_new(s->base, s->http, cfg, s->pool, s->sessions, s->pipeline, err);
+        s->api = api_new(s->base, s->http, &api_opts, s->pool, s->sessions, s->pipeline, err);
         if (s->api == NULL)
             return AGG_ERR;
         if (cfg->ingest.http_auth == AGG_HTTP_AUTH_NONE &&

@@ -966,32 +966,70 @@ static int print_rows(PGconn *conn, const char *sql, const char *header, FILE *o
     return AGG_OK;
 }
 
-int st_partitions_list(PGconn *conn, FILE *out, struct agg_err *err)
+const char *const st_partitions_columns[] = {"table", "month",  "where", "archive_state",
+                                              "rows",  "bytes", "range", NULL};
+
+/* Column <col> of row <i> as text, NULL when SQL NULL. */
+static const char *cell(const PGresult *res, int i, int col)
 {
-    return print_rows(
-        conn,
-        "WITH parts AS ("
-        "  SELECT p.relname::text AS tbl, to_date(right(c.relname, 7), 'YYYY_MM') AS month,"
-        "         pg_get_expr(c.relpartbound, c.oid) AS bound,"
-        "         (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM"
-        " %I.%I', n.nspname, c.relname), false, true, '')))[1]::text::bigint AS nrows,"
-        "         pg_total_relation_size(c.oid) AS bytes"
-        "    FROM pg_inherits i"
-        "    JOIN pg_class c ON c.oid = i.inhrelid"
-        "    JOIN pg_class p ON p.oid = i.inhparent"
-        "    JOIN pg_namespace n ON n.oid = c.relnamespace"
-        "   WHERE p.oid IN (to_regclass('system_logs'), to_regclass('alerts'))"
-        "     AND c.relname ~ '_[0-9]{4}_[0-9]{2}$')"
-        "SELECT coalesce(parts.tbl, a.table_name), to_char(coalesce(parts.month, a.month),"
-        "       'YYYY-MM'), CASE WHEN parts.tbl IS NULL THEN 'archived' ELSE 'attached' END,"
-        "       coalesce(a.state, '-'), coalesce(parts.nrows, a.row_count),"
-        "       coalesce(parts.bytes, a.compressed_bytes),"
-        "       coalesce(substring(parts.bound from 'FROM \\((.*)\\) TO') || ' .. ' ||"
-        "                substring(parts.bound from 'TO \\((.*)\\)$'), '-')"
-        "  FROM parts FULL JOIN partition_archives a"
-        "    ON a.table_name = parts.tbl AND a.month = parts.month"
-        " ORDER BY 1, 2",
-        "table\tmonth\twhere\tarchive_state\trows\tbytes\trange", out, err);
+    return PQgetisnull(res, i, col) ? NULL : PQgetvalue(res, i, col);
+}
+
+/* Column <col> of row <i> as a bigint into *<out>; false when SQL NULL. */
+static bool cell_int(const PGresult *res, int i, int col, int64_t *out)
+{
+    if (PQgetisnull(res, i, col))
+        return false;
+    *out = strtoll(PQgetvalue(res, i, col), NULL, 10);
+    return true;
+}
+
+int st_partitions_each(PGconn *conn, int (*fn)(void *arg, const struct st_partitions_row *row),
+                       void *arg, struct agg_err *err)
+{
+    PGresult *res;
+    int rc = AGG_OK;
+
+    if (st_db_query(
+            conn,
+            "WITH parts AS ("
+            "  SELECT p.relname::text AS tbl, to_date(right(c.relname, 7), 'YYYY_MM') AS month,"
+            "         pg_get_expr(c.relpartbound, c.oid) AS bound,"
+            "         (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM"
+            " %I.%I', n.nspname, c.relname), false, true, '')))[1]::text::bigint AS nrows,"
+            "         pg_total_relation_size(c.oid) AS bytes"
+            "    FROM pg_inherits i"
+            "    JOIN pg_class c ON c.oid = i.inhrelid"
+            "    JOIN pg_class p ON p.oid = i.inhparent"
+            "    JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "   WHERE p.oid IN (to_regclass('system_logs'), to_regclass('alerts'))"
+            "     AND c.relname ~ '_[0-9]{4}_[0-9]{2}$')"
+            "SELECT coalesce(parts.tbl, a.table_name), to_char(coalesce(parts.month, a.month),"
+            "       'YYYY-MM'), CASE WHEN parts.tbl IS NULL THEN 'archived' ELSE 'attached' END,"
+            "       a.state, coalesce(parts.nrows, a.row_count),"
+            "       coalesce(parts.bytes, a.compressed_bytes),"
+            "       substring(parts.bound from 'FROM \\((.*)\\) TO') || ' .. ' ||"
+            "       substring(parts.bound from 'TO \\((.*)\\)$')"
+            "  FROM parts FULL JOIN partition_archives a"
+            "    ON a.table_name = parts.tbl AND a.month = parts.month"
+            " ORDER BY 1, 2",
+            0, NULL, PGRES_TUPLES_OK, &res, err) != AGG_OK)
+        return AGG_EDB;
+    for (int i = 0; i < PQntuples(res) && rc == AGG_OK; i++) {
+        struct st_partitions_row row = {
+            .table = cell(res, i, 0),
+            .month = cell(res, i, 1),
+            .where = cell(res, i, 2),
+            .archive_state = cell(res, i, 3),
+            .range = cell(res, i, 6),
+        };
+
+        row.has_rows = cell_int(res, i, 4, &row.rows);
+        row.has_bytes = cell_int(res, i, 5, &row.bytes);
+        rc = fn(arg, &row);
+    }
+    PQclear(res);
+    return rc;
 }
 
 int st_archive_list(PGconn *conn, FILE *out, struct agg_err *err)

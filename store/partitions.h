@@ -58,9 +58,29 @@ struct st_partitions_result {
 int st_partitions_maintain(PGconn *conn, const struct st_partitions_opts *opts, FILE *log,
                            struct st_partitions_result *res, struct agg_err *err);
 
-/* Writes one line per partition and per archived month of every table: table, month,
- * range, rows, size, archive state. */
-int st_partitions_list(PGconn *conn, FILE *out, struct agg_err *err);
+/* One partition or archived month of a partitioned table (st_partitions_each). */
+struct st_partitions_row {
+    const char *table;
+    const char *month;         /* "YYYY-MM" */
+    const char *where;         /* "attached", or "archived" when only the archive is left */
+    const char *archive_state; /* partition_archives.state, NULL when never archived */
+    bool has_rows;
+    int64_t rows; /* rows in the partition, else the archive's row count */
+    bool has_bytes;
+    int64_t bytes;     /* the partition's total size, else the archive's compressed size */
+    const char *range; /* "<from> .. <to>" of an attached partition, else NULL */
+};
+
+/* The column names of struct st_partitions_row, in its order, NULL-terminated: the
+ * header of `aggd partitions list` and the keys of GET /api/v1/partitions. */
+extern const char *const st_partitions_columns[];
+
+/* Calls <fn>(<arg>, row) for every partition and every archived month of every table,
+ * ordered by table and month; the row's strings are valid during the call only. Stops at
+ * the first <fn> that returns other than AGG_OK and returns that. AGG_EDB + <err> when
+ * the query fails. */
+int st_partitions_each(PGconn *conn, int (*fn)(void *arg, const struct st_partitions_row *row),
+                       void *arg, struct agg_err *err);
 
 /* Writes one line per partition_archives row: table, month, rows, compressed size,
  * state. */

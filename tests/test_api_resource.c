@@ -13,12 +13,13 @@
 
 #include <cmocka.h>
 
-#include "api/api_int.h"
+#include "api/login.h"
+#include "api/req.h"
 #include "api/resource.h"
 #include "core/alloc.h"
 
 static const struct api_route create_route = {EVHTTP_REQ_POST, "/t", API_ROLE_VIEWER, 0, NULL,
-                                              NULL, NULL, NULL};
+                                              NULL, NULL, NULL, 0};
 
 /* A request whose body is <json>; free with free_req(). */
 static struct api_req *req_with(const char *json)
@@ -256,16 +257,16 @@ static void test_page_parses_limit_and_cursor(void **state)
 
 static void test_login_limits_failures_per_email_and_address(void **state)
 {
-    struct api a = {0};
+    struct api_login *login;
     struct agg_err err = {0};
 
     (void)state;
-    a.login = api_login_new(&err);
-    assert_non_null(a.login);
+    login = api_login_new(NULL, 30, &err);
+    assert_non_null(login);
     for (int i = 0; i < 5; i++) {
         struct api_req *r = req_with("{\"email\":\"A@example.com\",\"password\":\"x\"}");
 
-        r->api = &a;
+        r->ctx = login;
         snprintf(r->peer_ip, sizeof(r->peer_ip), "10.0.0.1");
         assert_true(api_login_prepare(r));
         ((struct api_login_attempt *)r->data)->failed = true;
@@ -284,7 +285,7 @@ static void test_login_limits_failures_per_email_and_address(void **state)
         for (int i = 0; i < 3; i++) {
             struct api_req *r = req_with(who[i][0]);
 
-            r->api = &a;
+            r->ctx = login;
             snprintf(r->peer_ip, sizeof(r->peer_ip), "%s", who[i][1]);
             assert_int_equal(api_login_prepare(r), !limited[i]);
             if (limited[i]) {
@@ -294,7 +295,7 @@ static void test_login_limits_failures_per_email_and_address(void **state)
             free_req(r);
         }
     }
-    api_login_free(a.login);
+    api_login_free(login);
 }
 
 int main(void)

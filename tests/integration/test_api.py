@@ -531,6 +531,44 @@ class Api(unittest.TestCase):
             code, doc, _ = env.call("GET", "/api/v1/logs?" + bad)
             self.assertEqual((code, doc["error"]["field"]), (400, field), bad)
 
+    def test_partitions_lists_attached_and_archived_months(self):
+        env = self.env
+        # a month ahead (maintenance archives past months, not future ones) and archived
+        # months in state dropped (maintenance resumes the others)
+        ahead = "date_trunc('month', now() AT TIME ZONE 'UTC' + interval '6 months')"
+        month, start, end = env.db.sql(
+            f"SELECT to_char({ahead}, 'YYYY-MM') || ' ' || to_char({ahead}, 'YYYY-MM-DD')"
+            f" || ' ' || to_char({ahead} + interval '1 month', 'YYYY-MM-DD')").split()
+        env.db.sql(f"SELECT aggd_create_month_partition('system_logs', DATE '{start}');"
+                   "INSERT INTO system_logs (level, message, created_at) VALUES"
+                   f" ('INFO', 'a', TIMESTAMP '{start} 00:00:01'),"
+                   f" ('INFO', 'b', TIMESTAMP '{start} 00:00:02');"
+                   "INSERT INTO partition_archives (table_name, month, state, row_count,"
+                   " compressed_bytes) VALUES ('alerts', DATE '2023-05-01', 'dropped', 7, 1234),"
+                   " ('alerts', DATE '2023-06-01', 'dropped', NULL, NULL)")
+        code, doc, _ = env.call("GET", "/api/v1/partitions")
+        self.assertEqual(code, 200, doc)
+        keys = ["table", "month", "where", "archive_state", "rows", "bytes", "range"]
+        for item in doc["items"]:
+            self.assertEqual(list(item), keys)
+        got = {(i["table"], i["month"]): i for i in doc["items"]}
+        attached = got[("system_logs", month)]
+        self.assertIsInstance(attached["bytes"], int)
+        self.assertEqual(dict(attached, bytes=0), {
+            "table": "system_logs", "month": month, "where": "attached",
+            "archive_state": None, "rows": 2, "bytes": 0,
+            "range": f"'{start} 00:00:00' .. '{end} 00:00:00'"})
+        self.assertEqual(got[("alerts", "2023-05")], {
+            "table": "alerts", "month": "2023-05", "where": "archived",
+            "archive_state": "dropped", "rows": 7, "bytes": 1234, "range": None})
+        self.assertEqual(got[("alerts", "2023-06")], {
+            "table": "alerts", "month": "2023-06", "where": "archived",
+            "archive_state": "dropped", "rows": None, "bytes": None, "range": None})
+        months = [(i["table"], i["month"]) for i in doc["items"]]
+        self.assertEqual(months, sorted(months))
+        code, doc, _ = env.call("GET", "/api/v1/partitions", who="editor")
+        self.assertEqual(code, 403, doc)
+
     def test_run_logs_are_those_of_its_correlation_id(self):
         env = self.env
         p = self.new_pipeline(name="run logs")["id"]

@@ -1,28 +1,35 @@
 /*
- * api/api_int.h — what the API's modules share: the request, the route, replies.
+ * api/req.h — the request framework every API handler uses: the request, the route
+ *             it runs, errors and replies, SQL parameters, query and paging parsing.
  *
- * Place: included by the api/ sources and their unit tests only.
+ * Place: api/api.c (the router) -> [req: path ids, query, token, role, body, job,
+ *        reply] -> the route's handlers (login, logs, resource) -> PostgreSQL.
  * Threads: a request is touched by the loop thread, then by one job thread while its
  *          job runs (never both at once), then by the loop thread again.
  * Ownership: a request owns its query, body, and reply buffer; api_finish() frees it.
+ *            r->ctx is borrowed from the router until api_free().
  * Traps: the client may hang up while a job runs: <req> is then NULL and the reply is
  *        dropped, but the job still completes.
+ * Not here: the route table and which handler runs (api/api.c, api/routes.c).
  */
-#ifndef AGGD_API_API_INT_H
-#define AGGD_API_API_INT_H
+#ifndef AGGD_API_REQ_H
+#define AGGD_API_REQ_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <libpq-fe.h>
 #include <yajl/yajl_tree.h>
 
-#include "api/api.h"
 #include "api/auth.h"
+#include "api/session.h"
 #include "core/buf.h"
+#include "core/http.h"
 #include "store/jobs.h"
+#include "store/pool.h"
 
 #define API_PREFIX "/api/v1"
 /* Largest JSON body the API reads (ingest has its own, larger limit). */
@@ -61,26 +68,12 @@ struct api_route {
     void (*work)(struct api_req *r, PGconn *conn);
     /* Loop thread, after the work and before the reply (may be NULL). */
     void (*done)(struct api_req *r);
+    /* Which of the router's handler states r->ctx gets (api/routes.h); not read here. */
+    int state;
 };
 
-/* The route table (api/routes.c), ended by a NULL pattern. */
-extern const struct api_route api_routes[];
-
-struct api_login;
-struct api_tail;
-
-struct api {
-    struct event_base *base;
-    const struct agg_config *cfg;
-    struct st_jobs *jobs; /* queries */
-    struct st_jobs *slow; /* password hashing: few threads, bounded queue */
-    int slow_pending;
-    struct api_sessions *sessions;
-    struct st_pipeline *pipeline;
-    struct api_login *login;
-    struct api_tail *tail;
-    struct api_binding *bindings; /* one per route: what the router hands back */
-};
+/* What every request shares: the job queues and the token checker. Opaque. */
+struct api_req_env;
 
 /* A list's paging: limit and the key after which to start. */
 struct api_page {
@@ -94,8 +87,9 @@ struct api_page {
 
 struct api_req {
     struct st_job job; /* first: the queue link */
-    struct api *api;
+    struct api_req_env *env;
     const struct api_route *route;
+    void *ctx; /* the route's handler state, lent by the router (NULL: none) */
     struct evhttp_request *req; /* NULL once the client hung up */
     struct evhttp_request *orphan; /* ... and the request libevent left us to free */
     int ids[AGG_HTTP_MAX_PARAMS]; /* {id} path segments, in order */
@@ -191,9 +185,6 @@ void api_run_list(struct api_req *r, PGconn *conn, int rc, const char *order);
  * <status>, or 404 naming <what>. Job thread. */
 void api_run_row(struct api_req *r, PGconn *conn, int rc, int status, const char *what);
 
-/* Characters of the UTF-8 text <s> (PostgreSQL counts VARCHAR(n) in characters). */
-size_t api_utf8_chars(const char *s);
-
 /* Rank of a users.role value; API_ROLE_NONE for anything unknown. */
 enum api_role api_role_rank(const char *role);
 
@@ -205,28 +196,25 @@ bool api_query_int(struct api_req *r, const char *name, long long lo, long long 
 /* Hands <r> to a job thread: r->route->work runs there, then the reply. Loop thread. */
 void api_submit(struct api_req *r);
 
-/* Login and logout (api/login.c). A login's r->data: what the work tells the loop. */
-struct api_login_attempt {
-    char email_key[300]; /* "email:<lower-cased address>" */
-    char ip_key[80];     /* "ip:<client address>" */
-    bool failed;         /* wrong email or password: counts against both keys */
-};
-struct api_login *api_login_new(struct agg_err *err);
-void api_login_free(struct api_login *l);
-bool api_login_prepare(struct api_req *r);
-void api_login_work(struct api_req *r, PGconn *conn);
-void api_login_done(struct api_req *r);
-void api_logout_done(struct api_req *r);
-void api_logout_work(struct api_req *r, PGconn *conn);
 
-/* Log search and tail (api/logs.c). */
-struct api_tail *api_tail_new(struct api *a, struct agg_err *err);
-void api_tail_free(struct api_tail *t);
-bool api_logs_prepare(struct api_req *r);
-void api_logs_work(struct api_req *r, PGconn *conn);
-bool api_run_logs_prepare(struct api_req *r);
-void api_run_logs_work(struct api_req *r, PGconn *conn);
-bool api_tail_prepare(struct api_req *r);
-void api_partitions_work(struct api_req *r, PGconn *conn);
+/* The framework's shared part: query jobs and password-hashing jobs on <pool>, tokens
+ * checked by <sessions>. Borrows <base>, <pool> and <sessions> until
+ * api_req_env_free(). Caller owns the result. NULL + <err> on failure. Loop thread. */
+struct api_req_env *api_req_env_new(struct event_base *base, struct st_pool *pool,
+                                    struct api_sessions *sessions, struct agg_err *err);
+
+/* Lets running jobs answer, then frees. Accepts NULL. Loop thread. */
+void api_req_env_free(struct api_req_env *env);
+
+/* Takes <req>, matched to <route> with path values <m>, through the whole request
+ * path: path ids, query, token and role, body, prepare, job, done, reply. <ctx> becomes
+ * r->ctx. Borrows <route> and <ctx> until the reply. Loop thread. */
+void api_req_start(struct api_req_env *env, const struct api_route *route, void *ctx,
+                   struct evhttp_request *req, const struct agg_http_match *m);
+
+/* Checks and parses r->body_text (NUL-terminated, <len> bytes) into r->body: a JSON
+ * object without NUL bytes nested at most API_MAX_DEPTH deep. false with the reply
+ * set: 400 when it is not, 503 when memory ran out. Loop thread. */
+bool api_req_parse_body(struct api_req *r, size_t len);
 
 #endif
