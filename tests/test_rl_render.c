@@ -137,8 +137,8 @@ static void test_render_webhook_fingerprint_differs_per_alert(void **state)
     yajl_val a, b;
 
     (void)state;
-    snprintf(other, sizeof(other), "%.*s\"alert_id\":43%s", (int)(at - resolved), resolved,
-             at + strlen("\"alert_id\":42"));
+    assert_true(snprintf(other, sizeof(other), "%.*s\"alert_id\":43%s", (int)(at - resolved),
+                         resolved, at + strlen("\"alert_id\":42")) < (int)sizeof(other));
     a = webhook_of(resolved);
     b = webhook_of(other);
     assert_string_not_equal(str_at(first_alert(a), (const char *const[]){"fingerprint", NULL}),
