@@ -44,6 +44,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/time.h"
 
 #define HDR_BYTES             12                  /* magic, length, checksum */
 #define MAX_RECORD_BYTES      (64u << 20)         /* payload bytes of one record */
@@ -154,14 +155,6 @@ struct st_spool {
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void put_le32(unsigned char *p, uint32_t v)
 {
@@ -494,7 +487,7 @@ static void warn_limited(struct st_spool *s, const char *fmt, ...)
 /* One warning per WARN_EVERY_US from the spool thread, with a suppressed count. */
 static void warn_limited(struct st_spool *s, const char *fmt, ...)
 {
-    int64_t now = mono_us();
+    int64_t now = agg_time_mono_us();
     char line[512];
     va_list ap;
 
@@ -528,7 +521,7 @@ static void set_problem(struct st_spool *s, const char *fmt, ...)
     pthread_mutex_lock(&s->lock);
     memcpy(s->problem, why, sizeof(why));
     pthread_mutex_unlock(&s->lock);
-    s->retry_at_us = mono_us() + RETRY_MS * 1000;
+    s->retry_at_us = agg_time_mono_us() + RETRY_MS * 1000;
     if (!atomic_exchange(&s->failed, true))
         warn_limited(s, "%s; refusing appends, retrying every %d ms", why, RETRY_MS);
 }
@@ -610,7 +603,7 @@ static int sync_now(struct st_spool *s)
 {
     struct list durable;
 
-    s->last_sync_us = mono_us();
+    s->last_sync_us = agg_time_mono_us();
     if (spool_fdatasync(s) != 0) {
         int e = errno;
 
@@ -723,7 +716,7 @@ static int write_todo(struct st_spool *s)
                 goto out;
             }
             if (s->written == s->synced)
-                s->first_unsynced_us = mono_us();
+                s->first_unsynced_us = agg_time_mono_us();
             c->done += (size_t)k;
             s->seg_len += (uint64_t)k;
             s->written += (uint64_t)k;
@@ -841,7 +834,7 @@ static void timed_wait(struct st_spool *s, int64_t until_us)
 static void wait_for_work(struct st_spool *s)
 {
     for (;;) {
-        int64_t now = mono_us(), until;
+        int64_t now = agg_time_mono_us(), until;
 
         if (s->stopping || s->release_pos > s->released)
             return;
@@ -871,11 +864,11 @@ static void work(struct st_spool *s, uint64_t release, bool stop)
 
     if (release > s->released) /* first: it may free the space a write is waiting for */
         release_segments(s, release);
-    if (was_failed && !stop && mono_us() < s->retry_at_us)
+    if (was_failed && !stop && agg_time_mono_us() < s->retry_at_us)
         return;
     if (s->todo.head != NULL)
         ok = write_todo(s) == AGG_OK;
-    if (ok && sync_due(s, mono_us(), stop))
+    if (ok && sync_due(s, agg_time_mono_us(), stop))
         ok = sync_now(s) == AGG_OK;
     if (ok && was_failed)
         clear_problem(s);

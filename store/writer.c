@@ -25,6 +25,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "core/workq.h"
 #include "store/db.h"
 
@@ -105,18 +106,10 @@ struct thread {
     struct agg_buf rewrite; /* rows rebuilt without an unknown user_id */
 };
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* One log line per 10 s per thread for repeated trouble, with a suppressed count. */
 static void log_trouble(struct thread *t, const char *what)
 {
-    int64_t now = mono_us();
+    int64_t now = agg_time_mono_us();
 
     if (t->last_log_us != 0 && now - t->last_log_us < 10 * 1000000) {
         t->suppressed++;
@@ -432,7 +425,7 @@ static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, siz
     enum outcome out = OUT_OK;
     const char *data;
     size_t len;
-    int64_t started = mono_us();
+    int64_t started = agg_time_mono_us();
 
     if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN) {
         out = classify(t, res);
@@ -459,7 +452,7 @@ static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, siz
         PQclear(res);
     }
     if (out == OUT_OK)
-        agg_histogram_observe(t->w->h_copy, (double)(mono_us() - started) / 1e6);
+        agg_histogram_observe(t->w->h_copy, (double)(agg_time_mono_us() - started) / 1e6);
     return out;
 }
 
@@ -578,7 +571,7 @@ static struct seen_month *month_seen(struct thread *t, int month)
  * partition_activity held until the COPY commits would serialize the writers. */
 static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b)
 {
-    int64_t now = mono_us();
+    int64_t now = agg_time_mono_us();
 
     for (int i = 0; i < b->nmonths; i++) {
         int month = b->months[i];
