@@ -96,8 +96,7 @@ struct thread {
     size_t nmonths, cap_months;
     char why[1024];
     long line; /* COPY line PostgreSQL blamed, 0 if none */
-    int64_t last_log_us;
-    int suppressed;
+    struct agg_log_limit trouble; /* repeated trouble: one line per 10 s per thread */
     bool *done; /* replayed batch: rows then rejects already committed; else NULL */
     size_t cap_done;
     int32_t *ids; /* user ids of a range being written */
@@ -105,23 +104,6 @@ struct thread {
     struct agg_buf idtext;  /* the same as a PostgreSQL array literal */
     struct agg_buf rewrite; /* rows rebuilt without an unknown user_id */
 };
-
-/* One log line per 10 s per thread for repeated trouble, with a suppressed count. */
-static void log_trouble(struct thread *t, const char *what)
-{
-    int64_t now = agg_time_mono_us();
-
-    if (t->last_log_us != 0 && now - t->last_log_us < 10 * 1000000) {
-        t->suppressed++;
-        return;
-    }
-    if (t->suppressed > 0)
-        AGG_LOG_WARN("writer", "%s (and %d similar messages suppressed)", what, t->suppressed);
-    else
-        AGG_LOG_WARN("writer", "%s", what);
-    t->last_log_us = now;
-    t->suppressed = 0;
-}
 
 /* The <attempt>th backoff pause in ms, with jitter. */
 static int backoff_ms(int attempt)
@@ -673,7 +655,6 @@ static void write_batch(struct thread *t, struct st_batch *b)
 {
     struct st_writer *w = t->w;
     struct agg_err err = {0};
-    char line[1200];
 
     for (int attempt = 0;; attempt++) {
         if (attempt > 0) {
@@ -684,17 +665,16 @@ static void write_batch(struct thread *t, struct st_batch *b)
             return;
         }
         if (t->conn == NULL && st_pool_get(w->pool, &t->conn, &err) != AGG_OK) {
-            snprintf(line, sizeof(line), "cannot reach PostgreSQL, batch of %zu rows waits: %s",
-                     b->nrows - b->progress, err.msg);
-            log_trouble(t, line);
+            AGG_LOG_LIMITED(&t->trouble, AGG_LOG_LEVEL_WARN, "writer",
+                            "cannot reach PostgreSQL, batch of %zu rows waits: %s",
+                            b->nrows - b->progress, err.msg);
             continue;
         }
         if ((!b->replayed || load_done(t, b) == OUT_OK) && ensure_partitions(t, b) == OUT_OK &&
             write_rows(t, b) == OUT_OK && store_decode_rejects(t, b) == OUT_OK)
             break;
-        snprintf(line, sizeof(line), "batch of %zu rows waits, will retry: %s",
-                 b->nrows - b->progress, t->why);
-        log_trouble(t, line);
+        AGG_LOG_LIMITED(&t->trouble, AGG_LOG_LEVEL_WARN, "writer",
+                        "batch of %zu rows waits, will retry: %s", b->nrows - b->progress, t->why);
         st_pool_put(w->pool, t->conn, true);
         t->conn = NULL;
     }
@@ -704,11 +684,11 @@ static void write_batch(struct thread *t, struct st_batch *b)
     agg_metric_inc(w->m_batches, 1);
     agg_metric_set(w->m_last_commit, (int64_t)time(NULL));
     agg_histogram_observe(w->h_rows, (double)b->nrows);
-    if (b->rejected > 0) {
-        snprintf(line, sizeof(line), "%zu of %zu rows refused by PostgreSQL, kept in "
-                 "ingest_rejects; last reason: %s", b->rejected, b->nrows, t->why);
-        log_trouble(t, line);
-    }
+    if (b->rejected > 0)
+        AGG_LOG_LIMITED(&t->trouble, AGG_LOG_LEVEL_WARN, "writer",
+                        "%zu of %zu rows refused by PostgreSQL, kept in ingest_rejects; last "
+                        "reason: %s",
+                        b->rejected, b->nrows, t->why);
 }
 
 static void *thread_init(void *arg)
