@@ -48,6 +48,52 @@ unsigned agg_days_in_month(int64_t y, unsigned m)
     return m == 2 && leap ? 29 : days[m - 1];
 }
 
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b < 0);
+}
+
+int agg_time_month_of_us(int64_t us)
+{
+    int64_t y;
+    unsigned m, d;
+
+    agg_civil_from_days(floor_div(us, 86400 * AGG_US_PER_SEC), &y, &m, &d);
+    return AGG_TIME_MONTH(y, m);
+}
+
+int64_t agg_time_month_start_us(int month)
+{
+    int y, m;
+
+    agg_time_month_split(month, &y, &m);
+    return agg_days_from_civil(y, (unsigned)m, 1) * 86400 * AGG_US_PER_SEC;
+}
+
+void agg_time_month_split(int month, int *year, int *mon)
+{
+    *year = (int)floor_div(month, 12);
+    *mon = month - *year * 12 + 1;
+}
+
+void agg_time_month_format(int month, char sep, char out[8])
+{
+    int y, m;
+
+    agg_time_month_split(month, &y, &m);
+    if (y < 0 || y > 9999)
+        y = 0, m = 1;
+    snprintf(out, 8, "%04u%c%02u", (unsigned)y % 10000u, sep, (unsigned)m % 100u);
+}
+
+void agg_time_month_date(int month, char out[16])
+{
+    char ym[8];
+
+    agg_time_month_format(month, '-', ym);
+    snprintf(out, 16, "%s-01", ym);
+}
+
 /* Reads exactly <n> digits at <p>; -1 when any is not a digit. */
 static int digits(const char *p, int n)
 {
@@ -209,8 +255,8 @@ bool agg_time_parse_iso8601(const char *p, size_t len, int64_t *us)
 static void split(int64_t us, int64_t *y, unsigned *mo, unsigned *d, int *h, int *mi, int *s,
                   int *frac)
 {
-    int64_t secs = us >= 0 ? us / AGG_US_PER_SEC : -((-us + AGG_US_PER_SEC - 1) / AGG_US_PER_SEC);
-    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t secs = floor_div(us, AGG_US_PER_SEC);
+    int64_t days = floor_div(secs, 86400);
     int64_t sod = secs - days * 86400;
 
     *frac = (int)(us - secs * AGG_US_PER_SEC);

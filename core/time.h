@@ -21,6 +21,22 @@ void agg_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 /* Days in month <m> of year <y>. */
 unsigned agg_days_in_month(int64_t y, unsigned m);
 
+/* ---- months: the key of the monthly partitions and their archives ----
+ * A month key counts months since year 0 (UTC): year * 12 + (month - 1). */
+#define AGG_TIME_MONTH(y, m) ((int)(y)*12 + (int)(m)-1)
+
+/* The month key holding <us> (floor: -1 is in 1969-12). */
+int agg_time_month_of_us(int64_t us);
+/* The first instant of <month>: its day 1, 00:00 UTC, in microseconds. */
+int64_t agg_time_month_start_us(int month);
+/* The year and month (1-12) of <month>. */
+void agg_time_month_split(int month, int *year, int *mon);
+/* "YYYY<sep>MM" into <out>: <sep> '-' for archives and the CLI, '_' for the partition
+ * suffix (<table>_YYYY_MM). Years 0000-9999; any other month writes "0000<sep>01". */
+void agg_time_month_format(int month, char sep, char out[8]);
+/* "YYYY-MM-01", the SQL date of <month>'s first day, into <out>. */
+void agg_time_month_date(int month, char out[16]);
+
 /* ---- ISO 8601 / RFC 3339: the one parser (JSON, syslog, API, CLI) ----
  *
  * Leap seconds, decided here once: second 60 is accepted in any minute and read as the

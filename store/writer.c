@@ -564,7 +564,7 @@ static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b
 
         if (seen != NULL && now - seen->noted_us < NOTE_EVERY_US)
             continue;
-        snprintf(date, sizeof(date), "%04d-%02d-01", month / 12, month % 12 + 1);
+        agg_time_month_date(month, date);
         if (seen != NULL) {
             if (st_db_query(t->conn, note_sql, 1, params, PGRES_TUPLES_OK, NULL, &err) != AGG_OK) {
                 snprintf(t->why, sizeof(t->why), "could not note rows for %s: %s", date, err.msg);
