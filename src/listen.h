@@ -13,6 +13,8 @@
 
 #include <event2/event.h>
 
+struct addrinfo; /* <netdb.h> */
+
 #include "store/pipeline.h"
 #include "core/config.h"
 #include "core/metrics.h"
@@ -25,13 +27,15 @@ enum agg_listen_kind {
 
 struct agg_listener;
 
-/* Binds <addr> ("host:port", "[v6]:port") for <kind> and feeds <pipeline>
- * (borrowed until free); with <fd> >= 0, uses that socket, already bound to <addr>
- * (and listening, for TCP), instead: the listener owns it from here, even on error.
- * Caller owns the result: agg_listener_free(). */
+/* Binds <ai> (the first address agg_sockets_resolve() gave for <addr>, named in
+ * messages; borrowed for the call) for <kind> and feeds <pipeline> (borrowed until
+ * free); with <fd> >= 0, uses that socket, already bound to <addr> (and listening, for
+ * TCP), instead, and <ai> may be NULL: the listener owns <fd> from here, even on error.
+ * Resolves nothing, so it may run on the loop. Caller owns the result:
+ * agg_listener_free(). */
 struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_kind kind,
-                                      const char *addr, int fd, const struct agg_config *cfg,
-                                      struct st_pipeline *pipeline,
+                                      const char *addr, const struct addrinfo *ai, int fd,
+                                      const struct agg_config *cfg, struct st_pipeline *pipeline,
                                       struct agg_metrics *metrics, struct agg_err *err);
 
 /* Closes the listening socket and every connection (delivering what they had). */
