@@ -20,6 +20,7 @@
 #include "api/token_cache.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/time.h"
 
 #define SCOPE_SIZE 16
 
@@ -43,14 +44,6 @@ struct lookup {
     struct api_principal who;
     char why[AGG_ERR_MSG_MAX];
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 struct api_sessions *api_sessions_new(struct st_jobs *jobs, struct agg_err *err)
 {
@@ -120,7 +113,7 @@ static void lookup_done(struct st_job *job)
 
     note_database(s, l);
     if (status != AGG_EDB)
-        api_token_cache_put(s->cache, l->hash, l->scope, status, &l->who, mono_us());
+        api_token_cache_put(s->cache, l->hash, l->scope, status, &l->who, agg_time_mono_us());
     else if (api_token_cache_get_stale(s->cache, l->hash, l->scope, time(NULL), &l->who) ==
              AGG_OK)
         status = AGG_OK; /* seen valid before the database went away */
@@ -192,7 +185,7 @@ void api_session_check(struct api_sessions *s, const char *authorization, const 
         return;
     }
     api_auth_token_hash(token, hash);
-    status = api_token_cache_get(s->cache, hash, scope, mono_us(), &who);
+    status = api_token_cache_get(s->cache, hash, scope, agg_time_mono_us(), &who);
     if (status == AGG_EAGAIN && s->db_down) {
         /* answer now; one lookup at a time tells when PostgreSQL is back */
         status = api_token_cache_get_stale(s->cache, hash, scope, time(NULL), &who);

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/time.h"
+
 enum agg_log_level agg_log_threshold = AGG_LOG_LEVEL_INFO;
 static bool log_journal;
 
@@ -79,4 +81,36 @@ void agg_log_write(enum agg_log_level level, const char *area, const char *fmt, 
         n = sizeof(line) - 2;
     line[n++] = '\n';
     (void)!write(STDERR_FILENO, line, n);
+}
+
+bool agg_log_limit_pass(struct agg_log_limit *l, int64_t now_us, int64_t interval_us,
+                        uint64_t *suppressed)
+{
+    if (l->last_us != 0 && now_us - l->last_us < interval_us) {
+        l->suppressed++;
+        return false;
+    }
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    l->last_us = now_us != 0 ? now_us : 1; /* 0 means "none yet" */
+    return true;
+}
+
+void agg_log_limited_write(struct agg_log_limit *l, enum agg_log_level level, const char *area,
+                           const char *fmt, ...)
+{
+    char line[1536];
+    uint64_t suppressed;
+    va_list ap;
+
+    if (!agg_log_limit_pass(l, agg_time_mono_us(), AGG_LOG_LIMIT_US, &suppressed))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (suppressed > 0)
+        agg_log_write(level, area, "%s (and %llu similar messages suppressed)", line,
+                      (unsigned long long)suppressed);
+    else
+        agg_log_write(level, area, "%s", line);
 }

@@ -9,6 +9,7 @@
 #define AGGD_CORE_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum agg_log_level {
     AGG_LOG_LEVEL_ERR = 0,
@@ -39,5 +40,36 @@ void agg_log_write(enum agg_log_level level, const char *area, const char *fmt, 
 #define AGG_LOG_WARN(area, ...) AGG_LOG(AGG_LOG_LEVEL_WARN, area, __VA_ARGS__)
 #define AGG_LOG_INFO(area, ...) AGG_LOG(AGG_LOG_LEVEL_INFO, area, __VA_ARGS__)
 #define AGG_LOG_DEBUG(area, ...) AGG_LOG(AGG_LOG_LEVEL_DEBUG, area, __VA_ARGS__)
+
+/* ---- rate-limited lines, for problems that repeat per event or per retry ---- */
+
+/* At most one line per AGG_LOG_LIMIT_US from one agg_log_limit. */
+#define AGG_LOG_LIMIT_US (INT64_C(10) * 1000000)
+
+/* One source of repeated lines (a thread, a spool). Zero-initialise; not locked: use
+ * from one thread at a time. */
+struct agg_log_limit {
+    int64_t last_us;     /* monotonic time of the last line written; 0: none yet */
+    uint64_t suppressed; /* lines dropped since */
+};
+
+/* Whether a line from <l> may be written at monotonic <now_us>, at most one per
+ * <interval_us>: true and *<suppressed> the number dropped since the last one (then
+ * reset), or false and the line counted as dropped. */
+bool agg_log_limit_pass(struct agg_log_limit *l, int64_t now_us, int64_t interval_us,
+                        uint64_t *suppressed);
+
+/* Writes the line if agg_log_limit_pass(<l>, now, AGG_LOG_LIMIT_US) lets it, ending in
+ * " (and N similar messages suppressed)" when lines were dropped before it. */
+void agg_log_limited_write(struct agg_log_limit *l, enum agg_log_level level, const char *area,
+                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* AGG_LOG() through <limit> (struct agg_log_limit *): at most one line per
+ * AGG_LOG_LIMIT_US, with the count of the lines dropped in between. */
+#define AGG_LOG_LIMITED(limit, level, area, ...)                                                   \
+    do {                                                                                           \
+        if ((level) <= agg_log_threshold)                                                          \
+            agg_log_limited_write((limit), (level), (area), __VA_ARGS__);                          \
+    } while (0)
 
 #endif

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/time.h"
 
 struct agg_workq {
     const struct agg_workq_ops *ops;
@@ -31,14 +32,6 @@ struct agg_workq {
     int64_t deadline_us;
     struct event *done_ev;
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void push(struct agg_work **head, struct agg_work **tail, struct agg_work *w)
 {
@@ -161,7 +154,7 @@ bool agg_workq_expired(struct agg_workq *q)
     bool expired;
 
     pthread_mutex_lock(&q->lock);
-    expired = q->stopping && mono_us() >= q->deadline_us;
+    expired = q->stopping && agg_time_mono_us() >= q->deadline_us;
     pthread_mutex_unlock(&q->lock);
     return expired;
 }
@@ -173,7 +166,7 @@ bool agg_workq_sleep(struct agg_workq *q, int ms)
 
     pthread_mutex_lock(&q->lock);
     if (q->stopping) { /* never sleep past the stop deadline */
-        int64_t left_ms = (q->deadline_us - mono_us()) / 1000;
+        int64_t left_ms = (q->deadline_us - agg_time_mono_us()) / 1000;
 
         ms = left_ms < ms ? (int)(left_ms > 0 ? left_ms : 0) : ms;
     }
@@ -186,7 +179,7 @@ bool agg_workq_sleep(struct agg_workq *q, int ms)
     }
     if (ms > 0)
         pthread_cond_timedwait(&q->cond, &q->lock, &until);
-    expired = q->stopping && mono_us() >= q->deadline_us;
+    expired = q->stopping && agg_time_mono_us() >= q->deadline_us;
     pthread_mutex_unlock(&q->lock);
     return !expired;
 }
@@ -198,7 +191,7 @@ void agg_workq_stop(struct agg_workq *q, int grace_ms)
     pthread_mutex_lock(&q->lock);
     if (!q->stopping) {
         q->stopping = true;
-        q->deadline_us = mono_us() + (int64_t)grace_ms * 1000;
+        q->deadline_us = agg_time_mono_us() + (int64_t)grace_ms * 1000;
     }
     pthread_cond_broadcast(&q->cond);
     pthread_mutex_unlock(&q->lock);

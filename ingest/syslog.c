@@ -85,143 +85,6 @@ static int64_t civil_us(int64_t y, unsigned mo, unsigned d, int h, int mi, int s
     return (agg_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * AGG_US_PER_SEC + frac;
 }
 
-/* Reads a fraction's digits at <p>[i..len): the first six as microseconds. */
-static size_t fraction(const char *p, size_t len, size_t i, int64_t *frac, size_t *ndigits)
-{
-    int64_t v = 0;
-    size_t n = 0;
-
-    for (; i < len && is_digit(p[i]); i++, n++) {
-        if (n < 6)
-            v = v * 10 + (p[i] - '0');
-    }
-    for (size_t k = n; k < 6; k++)
-        v *= 10;
-    *frac = v;
-    *ndigits = n;
-    return i;
-}
-
-/* Scans an ISO 8601 date-time at <p>[i..len). <strict>: exactly an RFC 5424 TIMESTAMP
- * (FULL-DATE "T" FULL-TIME, 1-6 fraction digits, "Z" or +hh:mm, no leap second).
- * Otherwise also "t" or SP as separator, any number of fraction digits, no zone
- * (*<zoned> false: *us is then the wall-clock time counted as UTC), "z", +hh, +hhmm
- * and "Z" followed by an offset. On success *end is the index after it and *us the
- * instant; on failure *bad is the offending index and *why says what was wrong. */
-static bool scan_iso(const char *p, size_t len, size_t i, bool strict, size_t *end, int64_t *us,
-                     bool *zoned, size_t *bad, const char **why)
-{
-    static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
-    int y, mo, d, h, mi, s, off_s = 0;
-    int64_t frac = 0;
-    size_t j;
-
-    for (size_t k = 0; k < sizeof(pattern) - 1; k++) {
-        char c = i + k < len ? p[i + k] : '\0';
-        bool ok;
-
-        *bad = i + k;
-        if (i + k >= len) {
-            *why = "ends early";
-            return false;
-        }
-        if (pattern[k] == 'd')
-            ok = is_digit(c);
-        else if (pattern[k] == 'T')
-            ok = c == 'T' || (!strict && (c == 't' || c == ' '));
-        else
-            ok = c == pattern[k];
-        if (!ok) {
-            *why = pattern[k] == 'd' ? "digit expected" : "separator expected";
-            return false;
-        }
-    }
-    y = digits(p + i, 4);
-    mo = digits(p + i + 5, 2);
-    d = digits(p + i + 8, 2);
-    h = digits(p + i + 11, 2);
-    mi = digits(p + i + 14, 2);
-    s = digits(p + i + 17, 2);
-    *why = "field out of range";
-    if (y < 1) {
-        *bad = i;
-        return false;
-    }
-    if (mo < 1 || mo > 12) {
-        *bad = i + 5;
-        return false;
-    }
-    if (d < 1 || d > (int)agg_days_in_month(y, (unsigned)mo)) {
-        *bad = i + 8;
-        return false;
-    }
-    if (h > 23) {
-        *bad = i + 11;
-        return false;
-    }
-    if (mi > 59) {
-        *bad = i + 14;
-        return false;
-    }
-    if (s > 59) { /* RFC 5424 6.2.3 forbids leap seconds; RFC 3164 has none either */
-        *bad = i + 17;
-        return false;
-    }
-    j = i + 19;
-    if (j < len && (p[j] == '.' || (!strict && p[j] == ','))) {
-        size_t n;
-
-        j = fraction(p, len, j + 1, &frac, &n);
-        if (n == 0 || (strict && n > 6)) {
-            *bad = n == 0 ? j : j - n + 6;
-            *why = n == 0 ? "fraction digit expected" : "more than 6 fraction digits";
-            return false;
-        }
-    }
-    *zoned = j < len && (p[j] == 'Z' || p[j] == 'z' || p[j] == '+' || p[j] == '-');
-    if (j < len && (p[j] == 'Z' || (!strict && p[j] == 'z'))) {
-        j++;
-        if (strict || j >= len || (p[j] != '+' && p[j] != '-'))
-            goto done;
-    } else if (strict && (j >= len || (p[j] != '+' && p[j] != '-'))) {
-        *bad = j;
-        *why = "\"Z\" or a +hh:mm offset expected";
-        return false;
-    }
-    if (j < len && (p[j] == '+' || p[j] == '-')) {
-        int sign = p[j] == '-' ? -1 : 1, oh, om = 0;
-
-        oh = j + 3 <= len ? digits(p + j + 1, 2) : -1;
-        if (oh < 0 || oh > 23) {
-            *bad = j + 1;
-            *why = "offset hours 00-23 expected";
-            return false;
-        }
-        j += 3;
-        if (j + 3 <= len && p[j] == ':' && digits(p + j + 1, 2) >= 0) {
-            om = digits(p + j + 1, 2);
-            j += 3;
-        } else if (!strict && j + 2 <= len && digits(p + j, 2) >= 0) {
-            om = digits(p + j, 2);
-            j += 2;
-        } else if (strict) {
-            *bad = j;
-            *why = "\":mm\" expected in the offset";
-            return false;
-        }
-        if (om > 59) {
-            *bad = j - 2;
-            *why = "offset minutes 00-59 expected";
-            return false;
-        }
-        off_s = sign * (oh * 3600 + om * 60);
-    }
-done:
-    *end = j;
-    *us = civil_us(y, (unsigned)mo, (unsigned)d, h, mi, s, frac) - off_s * AGG_US_PER_SEC;
-    return true;
-}
-
 /* When the zone-less times of RFC 3164 are read: the receive time and the sender's
  * zone (NULL: UTC). */
 struct clock {
@@ -342,7 +205,7 @@ static bool scan_bsd(const char *p, size_t len, size_t i, const struct clock *ck
     if (j + 1 < len && p[j] == '.' && is_digit(p[j + 1])) {
         size_t n;
 
-        j = fraction(p, len, j + 1, &frac, &n);
+        j = agg_time_scan_fraction(p, len, j + 1, &frac, &n);
     }
     t->end = j;
     if (j == len || p[j] == ' ')
@@ -592,16 +455,15 @@ static int parse_5424(const char *p, size_t len, struct ing_syslog_msg *m, struc
     if (p[i] == '-' && (i + 1 == len || p[i + 1] == ' ')) {
         i++;
     } else {
-        size_t end, bad;
-        const char *why;
-        bool zoned;
+        struct agg_time_iso t;
 
-        if (!scan_iso(p, len, i, true, &end, &m->ts_us, &zoned, &bad, &why))
+        if (!agg_time_scan_iso8601(p, len, i, AGG_TIME_ISO_RFC5424, &t))
             return agg_err_set(err, AGG_EINVAL,
                                "RFC 5424 TIMESTAMP is not an RFC 3339 date-time (%s) at offset %zu",
-                               why, bad);
-        m->timestamp = slice(p, i, end);
-        i = end;
+                               t.why, t.bad);
+        m->ts_us = t.us;
+        m->timestamp = slice(p, i, t.end);
+        i = t.end;
     }
     if (i >= len)
         return agg_err_set(err, AGG_EINVAL,
@@ -875,14 +737,14 @@ static bool scan_ts_3164(const char *p, size_t len, size_t i, const struct clock
         return true;
     }
     if (i < len && is_digit(p[i])) {
-        size_t end, bad;
-        const char *why;
-        bool zoned;
+        struct agg_time_iso iso;
+        size_t end;
 
-        if (!scan_iso(p, len, i, false, &end, &t->us, &zoned, &bad, &why))
+        /* a leap second reads as :59.999999, as in JSON (core/time.h) */
+        if (!agg_time_scan_iso8601(p, len, i, AGG_TIME_ISO_Z_OFFSET, &iso))
             return false;
-        if (!zoned)
-            t->us = from_local(ck, t->us);
+        end = iso.end;
+        t->us = iso.zoned ? iso.us : from_local(ck, iso.us);
         t->end = end;
         t->year = 0;
         if (end == len || p[end] == ' ')

@@ -522,22 +522,6 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
 
 /* ---- setup ----------------------------------------------------------------- */
 
-static int resolve(const char *addr, int socktype, struct addrinfo **out, struct agg_err *err)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = socktype,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    char host[HOST_MAX], port[PORT_MAX];
-    int p, rc;
-
-    if (agg_config_parse_addr(addr, host, sizeof(host), &p, err) != AGG_OK)
-        return AGG_EINVAL;
-    snprintf(port, sizeof(port), "%d", p);
-    rc = getaddrinfo(host, port, &hints, out);
-    if (rc != 0)
-        return agg_err_set(err, AGG_EINVAL, "cannot resolve \"%s\": %s", addr, gai_strerror(rc));
-    return AGG_OK;
-}
-
 /* The kernel's count of datagrams it dropped for <fd> (receive buffer full, bad
  * checksum): false when it cannot tell (SO_MEMINFO came with Linux 4.12). */
 static bool read_kernel_drops(evutil_socket_t fd, uint32_t *out)
@@ -635,10 +619,9 @@ static int add_udp_metrics(struct agg_listener *l, const char *addr, int rcvbuf,
     return AGG_OK;
 }
 
-static int bind_udp(struct agg_listener *l, const char *addr, int fd, int64_t rcvbuf,
-                    struct agg_metrics *metrics, struct agg_err *err)
+static int bind_udp(struct agg_listener *l, const char *addr, const struct addrinfo *ai, int fd,
+                    int64_t rcvbuf, struct agg_metrics *metrics, struct agg_err *err)
 {
-    struct addrinfo *ai;
     int one = 1;
 
     if (fd >= 0) {
@@ -648,18 +631,12 @@ static int bind_udp(struct agg_listener *l, const char *addr, int fd, int64_t rc
             return agg_err_set(err, AGG_EINVAL, "could not use the UDP socket for \"%s\": %s",
                                addr, strerror(errno));
     } else {
-        if (resolve(addr, SOCK_DGRAM, &ai, err) != AGG_OK)
-            return AGG_EINVAL;
         l->udp_fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (l->udp_fd < 0 ||
             setsockopt(l->udp_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-            bind(l->udp_fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            agg_err_set(err, AGG_EINVAL, "could not listen for UDP on \"%s\": %s", addr,
-                        strerror(errno));
-            freeaddrinfo(ai);
-            return AGG_EINVAL;
-        }
-        freeaddrinfo(ai);
+            bind(l->udp_fd, ai->ai_addr, ai->ai_addrlen) != 0)
+            return agg_err_set(err, AGG_EINVAL, "could not listen for UDP on \"%s\": %s", addr,
+                               strerror(errno));
     }
     /* a larger kernel queue rides out bursts */
     if (add_udp_metrics(l, addr, set_rcvbuf(l->udp_fd, addr, rcvbuf, fd >= 0), metrics, err) !=
@@ -672,10 +649,9 @@ static int bind_udp(struct agg_listener *l, const char *addr, int fd, int64_t rc
     return AGG_OK;
 }
 
-static int bind_tcp(struct agg_listener *l, const char *addr, int fd, struct agg_err *err)
+static int bind_tcp(struct agg_listener *l, const char *addr, const struct addrinfo *ai, int fd,
+                    struct agg_err *err)
 {
-    struct addrinfo *ai;
-
     if (fd >= 0) {
         /* already listening (systemd's backlog): -1 keeps it */
         if (evutil_make_socket_nonblocking(fd) == 0)
@@ -684,13 +660,10 @@ static int bind_tcp(struct agg_listener *l, const char *addr, int fd, struct agg
         if (l->tcp != NULL)
             l->passed_fd = -1;
     } else {
-        if (resolve(addr, SOCK_STREAM, &ai, err) != AGG_OK)
-            return AGG_EINVAL;
         l->tcp = evconnlistener_new_bind(l->base, on_accept, l,
                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                              LEV_OPT_CLOSE_ON_EXEC,
                                          TCP_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
-        freeaddrinfo(ai);
     }
     if (l->tcp == NULL)
         return agg_err_set(err, AGG_EINVAL, "could not listen for TCP on \"%s\": %s", addr,
@@ -704,7 +677,7 @@ static double conn_count(void *arg)
 }
 
 struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_kind kind,
-                                      const char *addr, int fd,
+                                      const char *addr, const struct addrinfo *ai, int fd,
                                       const struct agg_listener_opts *opts,
                                       struct st_pipeline *pipeline,
                                       struct agg_metrics *metrics, struct agg_err *err)
@@ -754,8 +727,8 @@ struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_k
         }
     }
     if ((kind == AGG_LISTEN_SYSLOG_UDP
-             ? bind_udp(l, addr, fd, opts->udp_rcvbuf, metrics, err)
-                                       : bind_tcp(l, addr, fd, err)) != AGG_OK)
+             ? bind_udp(l, addr, ai, fd, opts->udp_rcvbuf, metrics, err)
+             : bind_tcp(l, addr, ai, fd, err)) != AGG_OK)
         goto fail;
     return l;
 

@@ -15,6 +15,8 @@
 
 #include <event2/event.h>
 
+struct addrinfo; /* <netdb.h> */
+
 #include "store/pipeline.h"
 #include "core/metrics.h"
 
@@ -35,13 +37,14 @@ struct agg_listener_opts {
     int64_t udp_rcvbuf;               /* listen.udp_rcvbuf (UDP) */
 };
 
-/* Binds <addr> ("host:port", "[v6]:port") for <kind>, set up by <opts> (read during
- * the call), and feeds <pipeline> (borrowed until free); with <fd> >= 0, uses that
- * socket, already bound to <addr> (and listening, for TCP), instead: the listener owns
- * it from here, even on error.
+/* Binds <ai> (the first address agg_sockets_resolve() gave for <addr>, named in
+ * messages; borrowed for the call) for <kind>, set up by <opts> (read during the call),
+ * and feeds <pipeline> (borrowed until free); with <fd> >= 0, uses that socket, already
+ * bound to <addr> (and listening, for TCP), instead, and <ai> may be NULL: the listener
+ * owns <fd> from here, even on error. Resolves nothing, so it may run on the loop.
  * Caller owns the result: agg_listener_free(). */
 struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_kind kind,
-                                      const char *addr, int fd,
+                                      const char *addr, const struct addrinfo *ai, int fd,
                                       const struct agg_listener_opts *opts,
                                       struct st_pipeline *pipeline,
                                       struct agg_metrics *metrics, struct agg_err *err);

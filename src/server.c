@@ -10,6 +10,7 @@
  */
 #include "src/server.h"
 
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,11 @@ struct server {
     struct st_spool *spool;
     struct st_pipeline *pipeline;
     struct agg_listener *listeners[3];
+    /* For each listener: its address resolved at start (getaddrinfo may block, so not
+     * from the loop, where start_listeners() runs) and the socket systemd passed for
+     * it; both handed over, or freed by server_clear(). */
+    struct addrinfo *listen_ai[3];
+    int listen_fd[3]; /* -1: none */
     struct st_jobs *jobs;
     struct api_sessions *sessions;
     struct agg_http_ingest *ingest_http;
@@ -221,6 +227,8 @@ static int register_metrics(struct server *s, struct agg_err *err)
     return AGG_OK;
 }
 
+/* Before the loop runs: taking the systemd socket and evhttp's bind resolve
+ * listen.http with getaddrinfo, which may block. */
 static int start_http(struct server *s, struct agg_err *err)
 {
     if (s->cfg->listen.http[0] == '\0')
@@ -276,21 +284,62 @@ static int open_spool(struct server *s, struct agg_err *err)
     return AGG_OK;
 }
 
-/* The listeners, once the spool's old records are queued again. */
+/* The ingest listeners, in the order of server.listeners. */
+static const struct {
+    enum agg_listen_kind kind;
+    int socktype;
+    const char *what;
+} listen_kinds[] = {
+    {AGG_LISTEN_SYSLOG_UDP, SOCK_DGRAM, "syslog over UDP"},
+    {AGG_LISTEN_SYSLOG_TCP, SOCK_STREAM, "syslog over TCP"},
+    {AGG_LISTEN_JSON_TCP, SOCK_STREAM, "JSON lines over TCP"},
+};
+
+static const char *listen_addr(const struct agg_config *cfg, size_t i)
+{
+    const char *addr[] = {cfg->listen.syslog_udp, cfg->listen.syslog_tcp, cfg->listen.json_tcp};
+
+    return addr[i];
+}
+
+/* Before the loop runs: takes the systemd socket of each listen.* address or resolves
+ * it, so that start_listeners() has nothing left that blocks; closes the passed sockets
+ * no key asked for. */
+static int prepare_listeners(struct server *s, struct agg_err *err)
+{
+    for (size_t i = 0; i < sizeof(listen_kinds) / sizeof(listen_kinds[0]); i++) {
+        const char *addr = listen_addr(s->cfg, i);
+
+        if (addr[0] == '\0')
+            continue;
+        s->listen_fd[i] = agg_sockets_take(&s->sockets, addr, listen_kinds[i].socktype);
+        if (s->listen_fd[i] < 0 &&
+            agg_sockets_resolve(addr, listen_kinds[i].socktype, &s->listen_ai[i], err) != AGG_OK)
+            return AGG_EINVAL;
+    }
+    agg_sockets_clear(&s->sockets); /* what no listen.* key asked for */
+    return AGG_OK;
+}
+
+/* Frees what prepare_listeners() left and no listener took. */
+static void clear_listen_addrs(struct server *s)
+{
+    for (size_t i = 0; i < sizeof(s->listen_ai) / sizeof(s->listen_ai[0]); i++) {
+        if (s->listen_ai[i] != NULL)
+            freeaddrinfo(s->listen_ai[i]);
+        if (s->listen_fd[i] >= 0)
+            close(s->listen_fd[i]);
+        s->listen_ai[i] = NULL;
+        s->listen_fd[i] = -1;
+    }
+}
+
+/* The listeners, once the spool's old records are queued again (from the loop, unless
+ * the spool had nothing to replay). */
 static void start_listeners(void *arg)
 {
     struct server *s = arg;
     const struct agg_config *cfg = s->cfg;
-    const struct {
-        enum agg_listen_kind kind;
-        const char *addr;
-        int socktype;
-        const char *what;
-    } listeners[] = {
-        {AGG_LISTEN_SYSLOG_UDP, cfg->listen.syslog_udp, SOCK_DGRAM, "syslog over UDP"},
-        {AGG_LISTEN_SYSLOG_TCP, cfg->listen.syslog_tcp, SOCK_STREAM, "syslog over TCP"},
-        {AGG_LISTEN_JSON_TCP, cfg->listen.json_tcp, SOCK_STREAM, "JSON lines over TCP"},
-    };
     const struct agg_listener_opts opts = {
         .max_message_bytes = cfg->ingest.max_message_bytes,
         .max_connections = cfg->listen.max_connections,
@@ -300,21 +349,24 @@ static void start_listeners(void *arg)
     };
     struct agg_err err = {0};
 
-    for (size_t i = 0; i < sizeof(listeners) / sizeof(listeners[0]); i++) {
-        if (listeners[i].addr[0] == '\0')
+    for (size_t i = 0; i < sizeof(listen_kinds) / sizeof(listen_kinds[0]); i++) {
+        const char *addr = listen_addr(s->cfg, i);
+        int fd = s->listen_fd[i];
+
+        if (addr[0] == '\0')
             continue;
-        s->listeners[i] = agg_listener_new(
-            s->base, listeners[i].kind, listeners[i].addr,
-            agg_sockets_take(&s->sockets, listeners[i].addr, listeners[i].socktype), &opts,
-            s->pipeline, s->metrics, &err);
+        s->listen_fd[i] = -1; /* the listener owns it, even on error */
+        s->listeners[i] = agg_listener_new(s->base, listen_kinds[i].kind, addr,
+                                           s->listen_ai[i], fd, &opts, s->pipeline,
+                                           s->metrics, &err);
         if (s->listeners[i] == NULL) {
             agg_err_set(&s->fatal, err.code, "%s", err.msg);
             event_base_loopbreak(s->base);
-            return;
+            break;
         }
-        AGG_LOG_INFO("server", "%s listening on %s", listeners[i].what, listeners[i].addr);
+        AGG_LOG_INFO("server", "%s listening on %s", listen_kinds[i].what, addr);
     }
-    agg_sockets_clear(&s->sockets); /* what no listen.* key asked for */
+    clear_listen_addrs(s);
 }
 
 /* The spool, the pool, the pipeline with its writers, the job runner; the listeners
@@ -371,6 +423,8 @@ static int start_ingest(struct server *s, struct agg_err *err)
     s->engine = rl_engine_new(s->base, &engine_opts, s->pool, s->pipeline, s->metrics, err);
     if (s->engine == NULL)
         return AGG_ERR;
+    if (prepare_listeners(s, err) != AGG_OK)
+        return AGG_EINVAL;
     st_pipeline_replay(s->pipeline, start_listeners, s);
     return AGG_OK;
 }
@@ -427,6 +481,7 @@ static int start_maint(struct server *s, struct agg_err *err)
 static void server_clear(struct server *s)
 {
     stop_ingest(s);
+    clear_listen_addrs(s);
     st_maint_free(s->maint); /* after stop_ingest freed the job threads */
     s->maint = NULL;
     st_pool_free(s->pool);
@@ -446,7 +501,7 @@ static void server_clear(struct server *s)
 int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *opts,
                    struct agg_err *err)
 {
-    struct server s = {.cfg = cfg, .opts = opts};
+    struct server s = {.cfg = cfg, .opts = opts, .listen_fd = {-1, -1, -1}};
     int rc;
 
     signal(SIGPIPE, SIG_IGN);

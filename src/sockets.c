@@ -2,7 +2,8 @@
  * src/sockets.c — listening sockets passed in by systemd (socket activation).
  *
  * Place: see src/sockets.h.
- * Threads: the loop thread, at start (name resolution blocks, as binding does).
+ * Threads: the main thread, at start, before the event loop runs: getaddrinfo(3) may
+ *          block on DNS, so nothing here is called from the running loop.
  */
 #include "src/sockets.h"
 
@@ -98,18 +99,28 @@ static bool matches(int fd, const struct addrinfo *list, int socktype)
     return false;
 }
 
+int agg_sockets_resolve(const char *addr, int socktype, struct addrinfo **out, struct agg_err *err)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = socktype, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char host[256], port[16];
+    int p, rc;
+
+    if (agg_config_parse_addr(addr, host, sizeof(host), &p, err) != AGG_OK)
+        return AGG_EINVAL;
+    snprintf(port, sizeof(port), "%d", p);
+    rc = getaddrinfo(host, port, &hints, out);
+    if (rc != 0)
+        return agg_err_set(err, AGG_EINVAL, "cannot resolve \"%s\": %s", addr, gai_strerror(rc));
+    return AGG_OK;
+}
+
 int agg_sockets_take(struct agg_sockets *set, const char *addr, int socktype)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = socktype,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *list = NULL;
-    char host[256], port[16];
-    int p, fd = -1;
+    int fd = -1;
 
-    if (set->n == 0 || agg_config_parse_addr(addr, host, sizeof(host), &p, NULL) != AGG_OK)
-        return -1;
-    snprintf(port, sizeof(port), "%d", p);
-    if (getaddrinfo(host, port, &hints, &list) != 0)
+    if (set->n == 0 || agg_sockets_resolve(addr, socktype, &list, NULL) != AGG_OK)
         return -1;
     for (int i = 0; i < set->n && fd < 0; i++) {
         if (set->fd[i] >= 0 && matches(set->fd[i], list, socktype)) {

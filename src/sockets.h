@@ -4,7 +4,7 @@
  * Place: `aggd serve` takes them at start (LISTEN_PID, LISTEN_FDS: sd_listen_fds(3)'s
  *        protocol, without libsystemd); the HTTP server and the ingest listeners use
  *        the one bound to their configured address instead of binding it themselves.
- * Threads: the loop thread, at start.
+ * Threads: the main thread, at start, before the event loop runs (getaddrinfo blocks).
  * Ownership: the set owns the inherited descriptors until one is taken.
  * Traps: sockets are matched by type and bound address, not by FileDescriptorName=,
  *        so one aggd.socket can carry them all; the listen.* keys still say where
@@ -14,6 +14,8 @@
 #define AGGD_SRC_SOCKETS_H
 
 #include <sys/types.h>
+
+struct addrinfo; /* <netdb.h> */
 
 #include "core/err.h"
 
@@ -33,9 +35,15 @@ struct agg_sockets {
 int agg_sockets_init(struct agg_sockets *set, const char *listen_pid, const char *listen_fds,
                      pid_t self, struct agg_err *err);
 
+/* Resolves the listen address <addr> ("host:port", "[v6]:port"; empty host: any) for
+ * binding a <socktype> socket, with getaddrinfo(3), which may block on DNS: only before
+ * the event loop runs (aggd serve resolves every listen.* address at start), never from
+ * it. Caller owns *<out>: freeaddrinfo(). AGG_EINVAL + <err> when it cannot. */
+int agg_sockets_resolve(const char *addr, int socktype, struct addrinfo **out, struct agg_err *err);
+
 /* Takes the inherited socket of <socktype> (SOCK_STREAM, SOCK_DGRAM) bound to <addr>
  * ("host:port", "[v6]:port"; names resolved as for binding): the caller owns it. -1 when
- * none matches. */
+ * none matches. Resolves as agg_sockets_resolve() does: before the loop runs only. */
 int agg_sockets_take(struct agg_sockets *set, const char *addr, int socktype);
 
 /* Closes the sockets nobody took, logging each one. */

@@ -28,6 +28,7 @@
 #include <zstd.h>
 
 #include "core/alloc.h"
+#include "core/time.h"
 
 #define PATH_CAP 4096
 
@@ -49,45 +50,8 @@ int st_archive_month_parse(const char *s, int *month)
     }
     if (m < 1 || m > 12)
         return AGG_EINVAL;
-    *month = ST_ARCHIVE_MONTH(y, m);
+    *month = AGG_TIME_MONTH(y, m);
     return AGG_OK;
-}
-
-void st_archive_month_split(int month, int *year, int *mon)
-{
-    *year = month / 12;
-    *mon = month % 12 + 1;
-}
-
-void st_archive_month_format(int month, char out[8])
-{
-    int y, m;
-
-    st_archive_month_split(month, &y, &m);
-    if (y < 0 || y > 9999 || m < 1 || m > 12)
-        y = 0, m = 1;
-    snprintf(out, 8, "%04u-%02u", (unsigned)y % 10000u, (unsigned)m % 100u);
-}
-
-int st_archive_month_of_us(int64_t us)
-{
-    /* Civil-from-days (Howard Hinnant), floor division for times before 1970. */
-    int64_t days = us / (INT64_C(86400) * 1000000);
-    int64_t z, era, doe, yoe, y, doy, mp, m;
-
-    if (us % (INT64_C(86400) * 1000000) < 0)
-        days--;
-    z = days + 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = z - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    y = yoe + era * 400;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    m = mp < 10 ? mp + 3 : mp - 9;
-    if (m <= 2)
-        y++;
-    return ST_ARCHIVE_MONTH(y, m);
 }
 
 int st_archive_path(const char *dir, const char *table, int month, bool manifest, char *out,
@@ -96,7 +60,7 @@ int st_archive_path(const char *dir, const char *table, int month, bool manifest
     char ym[8];
     int n;
 
-    st_archive_month_format(month, ym);
+    agg_time_month_format(month, '-', ym);
     n = snprintf(out, cap, "%s/%s/%s.%s", dir, table, ym, manifest ? "manifest.json" : "csv.zst");
     if (n < 0 || (size_t)n >= cap)
         return agg_err_set(err, AGG_EINVAL, "archive path for \"%s\" is too long", table);
@@ -480,7 +444,7 @@ int st_archive_manifest_write(const char *path, const struct st_archive_manifest
     if (g == NULL)
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
     yajl_gen_config(g, yajl_gen_beautify, 1);
-    st_archive_month_format(m->month, month);
+    agg_time_month_format(m->month, '-', month);
     yajl_gen_map_open(g);
     gen_kv(g, "table", m->table);
     gen_kv(g, "month", month);

@@ -1,6 +1,6 @@
 /*
  * store/archive.h — archive files of detached partitions: zstd-compressed CSV hashed
- * with SHA-256 on the way, its JSON manifest, and month arithmetic.
+ * with SHA-256 on the way, its JSON manifest, and the "YYYY-MM" month argument.
  *
  * Place: store/partitions.c exports and restores through this; no database here
  *        (DESIGN.md, Partitions and archive; docs/partitions.md).
@@ -21,17 +21,9 @@
 
 #include "core/err.h"
 
-/* A month as a count of months since year 0: year * 12 + (month - 1). */
-#define ST_ARCHIVE_MONTH(y, m) ((int)(y)*12 + (int)(m)-1)
-
-/* Parses "YYYY-MM" (the whole string) into <month>. AGG_EINVAL otherwise. */
+/* Parses "YYYY-MM" (the whole string) into the month key <month> (core/time.h,
+ * AGG_TIME_MONTH). AGG_EINVAL otherwise. */
 int st_archive_month_parse(const char *s, int *month);
-/* Writes "YYYY-MM" (years 0000-9999) into <out>. */
-void st_archive_month_format(int month, char out[8]);
-/* The month holding <us> microseconds since the Unix epoch (UTC). */
-int st_archive_month_of_us(int64_t us);
-/* The year and month (1-12) of <month>. */
-void st_archive_month_split(int month, int *year, int *mon);
 
 /* What a pass over an archive's CSV measured. */
 struct st_archive_stats {

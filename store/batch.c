@@ -53,17 +53,6 @@ void st_batch_reset(struct st_batch *b)
     b->skipped = 0;
 }
 
-int st_batch_month_of(int64_t us)
-{
-    int64_t days = us >= 0 ? us / (86400 * AGG_US_PER_SEC)
-                           : -((-us + 86400 * AGG_US_PER_SEC - 1) / (86400 * AGG_US_PER_SEC));
-    int64_t y;
-    unsigned m, d;
-
-    agg_civil_from_days(days, &y, &m, &d);
-    return (int)(y * 12 + m - 1);
-}
-
 static int note_month(struct st_batch *b, int month)
 {
     size_t cap = (size_t)b->cap_months;
@@ -119,8 +108,8 @@ int st_batch_add(struct st_batch *b, const struct agg_record *rec, int64_t creat
     if (agg_grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
         st_copy_encode(&b->copy, rec, created_us, original_us, scratch) != AGG_OK)
         return AGG_ENOMEM;
-    return finish_row(b, copy_mark, st_batch_month_of(created_us), transport, peer,
-                      received_us, rec->raw.p, rec->raw.p != NULL ? rec->raw.len : 0);
+    return finish_row(b, copy_mark, agg_time_month_of_us(created_us), transport, peer, received_us,
+                      rec->raw.p, rec->raw.p != NULL ? rec->raw.len : 0);
 }
 
 int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int month,

@@ -27,7 +27,7 @@ struct st_row {
     uint16_t peer_len;
     uint8_t transport;   /* enum agg_transport */
     bool refused;        /* set by the writer: PostgreSQL refused it, in ingest_rejects */
-    int month;           /* st_batch_month_of(created_at) */
+    int month;           /* agg_time_month_of_us(created_at) */
     int64_t received_us;
 };
 
@@ -125,9 +125,6 @@ int st_batch_rewrite(struct st_batch *b, size_t lo, size_t hi, st_batch_rewrite_
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len);
 /* COPY text of rows [<lo>, <hi>). */
 const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_t *len);
-
-/* The month key (year * 12 + month - 1) of <us>. */
-int st_batch_month_of(int64_t us);
 
 /* Invariant validator for tests: AGG_OK, or AGG_ERR with what is wrong in <err>.
  * Checks row texts (one COPY line each, contiguous), raw slices, months, spool

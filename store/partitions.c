@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/time.h"
 #include "core/version.h"
 #include "store/archive.h"
 #include "store/db.h"
@@ -55,15 +56,6 @@ static enum state state_parse(const char *s)
             return (enum state)i;
     }
     return STATE_NONE;
-}
-
-/* "YYYY-MM-01" of <month> into <out>. */
-static void month_date(int month, char out[16])
-{
-    char ym[8];
-
-    st_archive_month_format(month, ym);
-    snprintf(out, 16, "%s-01", ym);
 }
 
 static bool known_table(const char *table)
@@ -110,16 +102,16 @@ static void say(FILE *log, const char *fmt, ...)
 static int ctx_init(struct month_ctx *c, PGconn *conn, const char *dir, const char *table,
                     int month, struct agg_err *err)
 {
-    int y, m;
+    char suffix[8];
 
     memset(c, 0, sizeof(*c));
     c->conn = conn;
     c->table = table;
     c->month = month;
-    st_archive_month_format(month, c->ym);
-    month_date(month, c->date);
-    st_archive_month_split(month, &y, &m);
-    snprintf(c->part, sizeof(c->part), "%s_%04d_%02d", table, y % 10000, m % 100);
+    agg_time_month_format(month, '-', c->ym);
+    agg_time_month_date(month, c->date);
+    agg_time_month_format(month, '_', suffix);
+    snprintf(c->part, sizeof(c->part), "%s_%s", table, suffix);
     c->qtable = PQescapeIdentifier(conn, table, strlen(table));
     c->qpart = PQescapeIdentifier(conn, c->part, strlen(c->part));
     if (c->qtable == NULL || c->qpart == NULL)
@@ -382,7 +374,7 @@ static int verify_files(const char *table, int month, const char *file, const ch
     char ym[8];
     int rc;
 
-    st_archive_month_format(month, ym);
+    agg_time_month_format(month, '-', ym);
     rc = st_archive_manifest_read(manifest, m, err);
     if (rc != AGG_OK)
         return rc;
@@ -850,7 +842,7 @@ int st_partitions_maintain(PGconn *conn, const struct st_partitions_opts *opts, 
     char key[32];
     const char *p[] = {key};
     PGresult *r;
-    int now = st_archive_month_of_us(opts->now_us);
+    int now = agg_time_month_of_us(opts->now_us);
     int cutoff = now - opts->retention_months; /* months before this one are archived */
     bool locked;
     int rc = AGG_OK;
@@ -1056,7 +1048,7 @@ int st_archive_verify(PGconn *conn, const char *dir, const char *table, int mont
     rc = verify_files(table, month, file, manifest, &m, err);
     if (rc != AGG_OK || conn == NULL)
         return rc;
-    month_date(month, date);
+    agg_time_month_date(month, date);
     {
         const char *p[] = {table, date};
         PGresult *res;
@@ -1105,7 +1097,7 @@ static int attach_loaded(struct month_ctx *c, struct agg_err *err)
     char next[16], check[ST_ARCHIVE_NAME_MAX + 32];
     const char *p[5];
 
-    month_date(c->month + 1, next);
+    agg_time_month_date(c->month + 1, next);
     snprintf(check, sizeof(check), "%s_restore_bounds", c->part);
     p[0] = c->part;
     p[1] = check;
@@ -1240,7 +1232,7 @@ int st_partitions_month_is_archived(PGconn *conn, const char *table, int month, 
     const char *p[] = {table, date};
     PGresult *res;
 
-    month_date(month, date);
+    agg_time_month_date(month, date);
     if (st_db_query(conn,
                     "SELECT EXISTS (SELECT 1 FROM partition_archives WHERE table_name = $1 "
                     "AND month = $2::date AND state <> 'restored')",

@@ -338,11 +338,8 @@ static int64_t window_low(struct st_pipeline *p, int64_t now_us)
     int64_t sec = now_us / AGG_US_PER_SEC;
 
     if (sec != p->window_sec) {
-        int month = st_batch_month_of(now_us) - (int)p->accept_past_months;
-        int64_t y = month / 12;
-        unsigned m = (unsigned)(month % 12) + 1;
-
-        p->window_lo_us = agg_days_from_civil(y, m, 1) * 86400 * AGG_US_PER_SEC;
+        p->window_lo_us =
+            agg_time_month_start_us(agg_time_month_of_us(now_us) - (int)p->accept_past_months);
         p->window_sec = sec;
     }
     return p->window_lo_us;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/time.h"
 #include "store/db.h"
 
 #define PING_AFTER_IDLE_S 5
@@ -37,14 +38,6 @@ struct st_pool {
         time_t opened;
     } *lent;
 };
-
-static time_t now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
-}
 
 struct st_pool *st_pool_new(const char *conninfo, int size, int overflow, int recycle_seconds,
                             struct agg_err *err)
@@ -122,7 +115,7 @@ int st_pool_get(struct st_pool *p, PGconn **out, struct agg_err *err)
 {
     for (;;) {
         struct slot s = {0};
-        time_t now = now_s();
+        time_t now = (time_t)(agg_time_mono_us() / AGG_US_PER_SEC);
 
         pthread_mutex_lock(&p->lock);
         if (p->nidle > 0) {
@@ -171,7 +164,7 @@ int st_pool_get(struct st_pool *p, PGconn **out, struct agg_err *err)
 
 void st_pool_put(struct st_pool *p, PGconn *conn, bool broken)
 {
-    time_t now = now_s();
+    time_t now = (time_t)(agg_time_mono_us() / AGG_US_PER_SEC);
     time_t opened;
     bool keep;
 

@@ -44,6 +44,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/time.h"
 
 #define HDR_BYTES             12                  /* magic, length, checksum */
 #define MAX_RECORD_BYTES      (64u << 20)         /* payload bytes of one record */
@@ -57,7 +58,6 @@
 #define DEFAULT_GROUP_MS      2
 #define MAX_GROUP_MS          1000
 #define RETRY_MS              500
-#define WARN_EVERY_US         (10 * 1000000) /* repeated trouble: one log line per 10 s */
 #define SEG_NAME_BYTES        24             /* 16 hex digits, ".seg", NUL */
 #define ID_FILE               "spool.id"
 #define ID_TMP_FILE           "spool.id.tmp"
@@ -139,8 +139,7 @@ struct st_spool {
     uint64_t req_seen, nreq_seen, nreq_at_sync; /* sync_req, nreq as last taken */
     bool lonely; /* batch: the last fsync served at most one request */
     int64_t first_unsynced_us, last_sync_us, retry_at_us;
-    int64_t warned_us;
-    int suppressed;
+    struct agg_log_limit warn_limit; /* repeated trouble: AGG_LOG_LIMIT_US apart */
 
     /* any thread */
     _Atomic uint64_t durable;
@@ -154,14 +153,6 @@ struct st_spool {
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void put_le32(unsigned char *p, uint32_t v)
 {
@@ -488,31 +479,6 @@ static int spool_fdatasync(struct st_spool *s)
     return fdatasync(s->fd);
 }
 
-static void warn_limited(struct st_spool *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* One warning per WARN_EVERY_US from the spool thread, with a suppressed count. */
-static void warn_limited(struct st_spool *s, const char *fmt, ...)
-{
-    int64_t now = mono_us();
-    char line[512];
-    va_list ap;
-
-    if (s->warned_us != 0 && now - s->warned_us < WARN_EVERY_US) {
-        s->suppressed++;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (s->suppressed > 0)
-        AGG_LOG_WARN("spool", "%s (and %d similar messages suppressed)", line, s->suppressed);
-    else
-        AGG_LOG_WARN("spool", "%s", line);
-    s->warned_us = now;
-    s->suppressed = 0;
-}
-
 static void set_problem(struct st_spool *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -528,9 +494,10 @@ static void set_problem(struct st_spool *s, const char *fmt, ...)
     pthread_mutex_lock(&s->lock);
     memcpy(s->problem, why, sizeof(why));
     pthread_mutex_unlock(&s->lock);
-    s->retry_at_us = mono_us() + RETRY_MS * 1000;
+    s->retry_at_us = agg_time_mono_us() + RETRY_MS * 1000;
     if (!atomic_exchange(&s->failed, true))
-        warn_limited(s, "%s; refusing appends, retrying every %d ms", why, RETRY_MS);
+        AGG_LOG_LIMITED(&s->warn_limit, AGG_LOG_LEVEL_WARN, "spool",
+                        "%s; refusing appends, retrying every %d ms", why, RETRY_MS);
 }
 
 static void clear_problem(struct st_spool *s)
@@ -610,7 +577,7 @@ static int sync_now(struct st_spool *s)
 {
     struct list durable;
 
-    s->last_sync_us = mono_us();
+    s->last_sync_us = agg_time_mono_us();
     if (spool_fdatasync(s) != 0) {
         int e = errno;
 
@@ -723,7 +690,7 @@ static int write_todo(struct st_spool *s)
                 goto out;
             }
             if (s->written == s->synced)
-                s->first_unsynced_us = mono_us();
+                s->first_unsynced_us = agg_time_mono_us();
             c->done += (size_t)k;
             s->seg_len += (uint64_t)k;
             s->written += (uint64_t)k;
@@ -762,8 +729,9 @@ static void release_segments(struct st_spool *s, uint64_t pos)
     for (; gone < n; gone++) {
         seg_name(name, s->segs[gone].base);
         if (unlinkat(s->dirfd, name, 0) != 0 && errno != ENOENT) {
-            warn_limited(s, "could not delete spool segment \"%s/%s\": %s", s->dir, name,
-                         strerror(errno));
+            AGG_LOG_LIMITED(&s->warn_limit, AGG_LOG_LEVEL_WARN, "spool",
+                            "could not delete spool segment \"%s/%s\": %s", s->dir, name,
+                            strerror(errno));
             break;
         }
     }
@@ -788,7 +756,8 @@ static void release_segments(struct st_spool *s, uint64_t pos)
     s->retry_at_us = 0; /* a full disk may have room now: retry at once */
     /* only the space depends on it: a resurrected segment is released again */
     if (fsync(s->dirfd) != 0)
-        warn_limited(s, "could not fsync spool directory \"%s\": %s", s->dir, strerror(errno));
+        AGG_LOG_LIMITED(&s->warn_limit, AGG_LOG_LEVEL_WARN, "spool",
+                        "could not fsync spool directory \"%s\": %s", s->dir, strerror(errno));
 }
 
 /* fsync=batch: when the unsynced data must be fsynced, given the highest requested
@@ -841,7 +810,7 @@ static void timed_wait(struct st_spool *s, int64_t until_us)
 static void wait_for_work(struct st_spool *s)
 {
     for (;;) {
-        int64_t now = mono_us(), until;
+        int64_t now = agg_time_mono_us(), until;
 
         if (s->stopping || s->release_pos > s->released)
             return;
@@ -871,11 +840,11 @@ static void work(struct st_spool *s, uint64_t release, bool stop)
 
     if (release > s->released) /* first: it may free the space a write is waiting for */
         release_segments(s, release);
-    if (was_failed && !stop && mono_us() < s->retry_at_us)
+    if (was_failed && !stop && agg_time_mono_us() < s->retry_at_us)
         return;
     if (s->todo.head != NULL)
         ok = write_todo(s) == AGG_OK;
-    if (ok && sync_due(s, mono_us(), stop))
+    if (ok && sync_due(s, agg_time_mono_us(), stop))
         ok = sync_now(s) == AGG_OK;
     if (ok && was_failed)
         clear_problem(s);

@@ -25,6 +25,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "core/workq.h"
 #include "store/db.h"
 
@@ -95,8 +96,7 @@ struct thread {
     size_t nmonths, cap_months;
     char why[1024];
     long line; /* COPY line PostgreSQL blamed, 0 if none */
-    int64_t last_log_us;
-    int suppressed;
+    struct agg_log_limit trouble; /* repeated trouble: one line per 10 s per thread */
     bool *done; /* replayed batch: rows then rejects already committed; else NULL */
     size_t cap_done;
     int32_t *ids; /* user ids of a range being written */
@@ -104,31 +104,6 @@ struct thread {
     struct agg_buf idtext;  /* the same as a PostgreSQL array literal */
     struct agg_buf rewrite; /* rows rebuilt without an unknown user_id */
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* One log line per 10 s per thread for repeated trouble, with a suppressed count. */
-static void log_trouble(struct thread *t, const char *what)
-{
-    int64_t now = mono_us();
-
-    if (t->last_log_us != 0 && now - t->last_log_us < 10 * 1000000) {
-        t->suppressed++;
-        return;
-    }
-    if (t->suppressed > 0)
-        AGG_LOG_WARN("writer", "%s (and %d similar messages suppressed)", what, t->suppressed);
-    else
-        AGG_LOG_WARN("writer", "%s", what);
-    t->last_log_us = now;
-    t->suppressed = 0;
-}
 
 /* The <attempt>th backoff pause in ms, with jitter. */
 static int backoff_ms(int attempt)
@@ -432,7 +407,7 @@ static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, siz
     enum outcome out = OUT_OK;
     const char *data;
     size_t len;
-    int64_t started = mono_us();
+    int64_t started = agg_time_mono_us();
 
     if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN) {
         out = classify(t, res);
@@ -459,7 +434,7 @@ static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, siz
         PQclear(res);
     }
     if (out == OUT_OK)
-        agg_histogram_observe(t->w->h_copy, (double)(mono_us() - started) / 1e6);
+        agg_histogram_observe(t->w->h_copy, (double)(agg_time_mono_us() - started) / 1e6);
     return out;
 }
 
@@ -578,7 +553,7 @@ static struct seen_month *month_seen(struct thread *t, int month)
  * partition_activity held until the COPY commits would serialize the writers. */
 static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b)
 {
-    int64_t now = mono_us();
+    int64_t now = agg_time_mono_us();
 
     for (int i = 0; i < b->nmonths; i++) {
         int month = b->months[i];
@@ -589,7 +564,7 @@ static enum outcome ensure_partitions(struct thread *t, const struct st_batch *b
 
         if (seen != NULL && now - seen->noted_us < NOTE_EVERY_US)
             continue;
-        snprintf(date, sizeof(date), "%04d-%02d-01", month / 12, month % 12 + 1);
+        agg_time_month_date(month, date);
         if (seen != NULL) {
             if (st_db_query(t->conn, note_sql, 1, params, PGRES_TUPLES_OK, NULL, &err) != AGG_OK) {
                 snprintf(t->why, sizeof(t->why), "could not note rows for %s: %s", date, err.msg);
@@ -680,7 +655,6 @@ static void write_batch(struct thread *t, struct st_batch *b)
 {
     struct st_writer *w = t->w;
     struct agg_err err = {0};
-    char line[1200];
 
     for (int attempt = 0;; attempt++) {
         if (attempt > 0) {
@@ -691,17 +665,16 @@ static void write_batch(struct thread *t, struct st_batch *b)
             return;
         }
         if (t->conn == NULL && st_pool_get(w->pool, &t->conn, &err) != AGG_OK) {
-            snprintf(line, sizeof(line), "cannot reach PostgreSQL, batch of %zu rows waits: %s",
-                     b->nrows - b->progress, err.msg);
-            log_trouble(t, line);
+            AGG_LOG_LIMITED(&t->trouble, AGG_LOG_LEVEL_WARN, "writer",
+                            "cannot reach PostgreSQL, batch of %zu rows waits: %s",
+                            b->nrows - b->progress, err.msg);
             continue;
         }
         if ((!b->replayed || load_done(t, b) == OUT_OK) && ensure_partitions(t, b) == OUT_OK &&
             write_rows(t, b) == OUT_OK && store_decode_rejects(t, b) == OUT_OK)
             break;
-        snprintf(line, sizeof(line), "batch of %zu rows waits, will retry: %s",
-                 b->nrows - b->progress, t->why);
-        log_trouble(t, line);
+        AGG_LOG_LIMITED(&t->trouble, AGG_LOG_LEVEL_WARN, "writer",
+                        "batch of %zu rows waits, will retry: %s", b->nrows - b->progress, t->why);
         st_pool_put(w->pool, t->conn, true);
         t->conn = NULL;
     }
@@ -711,11 +684,11 @@ static void write_batch(struct thread *t, struct st_batch *b)
     agg_metric_inc(w->m_batches, 1);
     agg_metric_set(w->m_last_commit, (int64_t)time(NULL));
     agg_histogram_observe(w->h_rows, (double)b->nrows);
-    if (b->rejected > 0) {
-        snprintf(line, sizeof(line), "%zu of %zu rows refused by PostgreSQL, kept in "
-                 "ingest_rejects; last reason: %s", b->rejected, b->nrows, t->why);
-        log_trouble(t, line);
-    }
+    if (b->rejected > 0)
+        AGG_LOG_LIMITED(&t->trouble, AGG_LOG_LEVEL_WARN, "writer",
+                        "%zu of %zu rows refused by PostgreSQL, kept in ingest_rejects; last "
+                        "reason: %s",
+                        b->rejected, b->nrows, t->why);
 }
 
 static void *thread_init(void *arg)

@@ -530,6 +530,23 @@ static void test_json_timestamps_take_epoch_and_iso_forms(void **state)
     assert_true(one(f, "{\"msg\":\"no time\"}")->rec.created_us == AGG_TIME_NONE);
 }
 
+/* The same instant as test_syslog_parse_3164_reads_a_leap_second_as_json_does: second
+ * 60 is the last microsecond of its minute (core/time.h). */
+static void test_json_timestamps_read_a_leap_second_as_the_end_of_its_minute(void **state)
+{
+    struct fixture *f = *state;
+    const int64_t end_of_2016 = INT64_C(1483228800000000) - 1; /* 2016-12-31T23:59:59.999999Z */
+
+    assert_true(one(f, "{\"timestamp\":\"2016-12-31T23:59:60Z\"}")->rec.created_us ==
+                end_of_2016);
+    assert_true(one(f, "{\"timestamp\":\"2016-12-31T23:59:60.25Z\"}")->rec.created_us ==
+                end_of_2016);
+    assert_true(one(f, "{\"timestamp\":\"2017-01-01T00:59:60+01:00\"}")->rec.created_us ==
+                end_of_2016);
+    /* 61 is no second at all */
+    assert_non_null(strstr(why(f, "{\"timestamp\":\"2016-12-31T23:59:61Z\"}"), "not a timestamp"));
+}
+
 static void test_json_null_means_absent(void **state)
 {
     struct fixture *f = *state;
@@ -1558,6 +1575,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_json_timestamps_take_epoch_and_iso_forms, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_json_timestamps_read_a_leap_second_as_the_end_of_its_minute, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_null_means_absent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_levels_take_names_severities_and_bunyan_numbers,
                                         setup, teardown),

@@ -494,6 +494,46 @@ static void test_syslog_parse_5424_converts_offsets_to_utc(void **state)
     parsed_free(&r);
 }
 
+/* RFC 5424 section 6.2.3 forbids leap seconds: the message is refused, naming the
+ * second's offset. */
+static void test_syslog_parse_5424_refuses_a_leap_second(void **state)
+{
+    struct parsed r;
+
+    (void)state;
+    parse_str(&r, "<165>1 2016-12-31T23:59:60Z h app - - - x");
+    assert_int_equal(r.rc, AGG_EINVAL);
+    assert_non_null(strstr(r.err.msg, "TIMESTAMP"));
+    assert_non_null(strstr(r.err.msg, "offset 24"));
+    parsed_free(&r);
+}
+
+/* An ISO timestamp in a BSD message reads a leap second as JSON does (core/time.h: the
+ * last microsecond of its minute); test_json_timestamps_read_a_leap_second_as_the_end_
+ * of_its_minute checks the same instant. */
+static void test_syslog_parse_3164_reads_a_leap_second_as_json_does(void **state)
+{
+    static const char *const lines[] = {
+        "<34>2016-12-31T23:59:60Z host app: m",
+        "<34>2016-12-31T23:59:60.5Z host app: m",
+        "<34>2017-01-01T00:59:60+01:00 host app: m",
+        "<34>2016-12-31T23:59:60Z+00:00 host app: m",
+    };
+    const int64_t end_of_2016 = INT64_C(1483228800000000) - 1;
+    struct parsed r;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        parse_str(&r, lines[i]);
+        assert_int_equal(r.rc, AGG_OK);
+        if (r.m.ts_us != end_of_2016)
+            fail_msg("\"%s\": %lld, want %lld", lines[i], (long long)r.m.ts_us,
+                     (long long)end_of_2016);
+        assert_int_equal(r.m.hostname.len, 4);
+        parsed_free(&r);
+    }
+}
+
 static void test_syslog_parse_5424_keeps_sp_after_separator_and_bom(void **state)
 {
     struct parsed r;
@@ -1290,6 +1330,8 @@ int main(void)
         cmocka_unit_test(test_syslog_parse_rejects_empty_input),
         cmocka_unit_test(test_syslog_parse_5424_error_names_field_and_offset),
         cmocka_unit_test(test_syslog_parse_5424_converts_offsets_to_utc),
+        cmocka_unit_test(test_syslog_parse_5424_refuses_a_leap_second),
+        cmocka_unit_test(test_syslog_parse_3164_reads_a_leap_second_as_json_does),
         cmocka_unit_test(test_syslog_parse_5424_keeps_sp_after_separator_and_bom),
         cmocka_unit_test(test_syslog_parse_drops_one_trailing_lf_cr_nul),
         cmocka_unit_test(test_syslog_parse_sd_iteration_unescapes_values),

@@ -21,6 +21,7 @@
 #include <sodium.h>
 
 #include "core/alloc.h"
+#include "core/time.h"
 #include "store/archive.h"
 
 static const char csv[] =
@@ -110,29 +111,16 @@ static void test_archive_month_parse_and_format_round_trip(void **state)
 
     (void)state;
     assert_int_equal(st_archive_month_parse("2026-01", &m), AGG_OK);
-    assert_int_equal(m, ST_ARCHIVE_MONTH(2026, 1));
-    st_archive_month_format(m - 1, out);
+    assert_int_equal(m, AGG_TIME_MONTH(2026, 1));
+    agg_time_month_format(m - 1, '-', out);
     assert_string_equal(out, "2025-12");
-    st_archive_month_format(m + 12, out);
+    agg_time_month_format(m + 12, '-', out);
     assert_string_equal(out, "2027-01");
     assert_int_equal(st_archive_month_parse("2026-13", &m), AGG_EINVAL);
     assert_int_equal(st_archive_month_parse("2026-00", &m), AGG_EINVAL);
     assert_int_equal(st_archive_month_parse("2026-1", &m), AGG_EINVAL);
     assert_int_equal(st_archive_month_parse("2026-01x", &m), AGG_EINVAL);
     assert_int_equal(st_archive_month_parse("20a6-01", &m), AGG_EINVAL);
-}
-
-static void test_archive_month_of_us_handles_boundaries(void **state)
-{
-    (void)state;
-    assert_int_equal(st_archive_month_of_us(0), ST_ARCHIVE_MONTH(1970, 1));
-    assert_int_equal(st_archive_month_of_us(-1), ST_ARCHIVE_MONTH(1969, 12));
-    /* 2025-12-31T23:59:59.999999Z and 2026-01-01T00:00:00Z */
-    assert_int_equal(st_archive_month_of_us(INT64_C(1767225599999999)), ST_ARCHIVE_MONTH(2025, 12));
-    assert_int_equal(st_archive_month_of_us(INT64_C(1767225600000000)), ST_ARCHIVE_MONTH(2026, 1));
-    /* 2024-02-29T12:00:00Z (leap day), 2024-03-01T00:00:00Z */
-    assert_int_equal(st_archive_month_of_us(INT64_C(1709208000000000)), ST_ARCHIVE_MONTH(2024, 2));
-    assert_int_equal(st_archive_month_of_us(INT64_C(1709251200000000)), ST_ARCHIVE_MONTH(2024, 3));
 }
 
 static void test_archive_round_trip_hashes_and_counts_rows(void **state)
@@ -283,7 +271,7 @@ static void test_manifest_round_trip(void **state)
     memset(&m, 0, sizeof(m));
     snprintf(path, sizeof(path), "%s/system_logs/2026-01.manifest.json", f->dir);
     snprintf(m.table, sizeof(m.table), "%s", "system_logs");
-    m.month = ST_ARCHIVE_MONTH(2026, 1);
+    m.month = AGG_TIME_MONTH(2026, 1);
     snprintf(m.columns[0], sizeof(m.columns[0]), "%s", "id");
     snprintf(m.columns[1], sizeof(m.columns[1]), "%s", "message \"quoted\"");
     snprintf(m.columns[2], sizeof(m.columns[2]), "%s", "created_at");
@@ -341,11 +329,11 @@ static void test_archive_path_names_month_files(void **state)
 
     (void)state;
     assert_int_equal(
-        st_archive_path("/a", "alerts", ST_ARCHIVE_MONTH(2025, 12), false, out, sizeof(out), &err),
+        st_archive_path("/a", "alerts", AGG_TIME_MONTH(2025, 12), false, out, sizeof(out), &err),
         AGG_OK);
     assert_string_equal(out, "/a/alerts/2025-12.csv.zst");
     assert_int_equal(
-        st_archive_path("/a", "alerts", ST_ARCHIVE_MONTH(2025, 12), true, out, sizeof(out), &err),
+        st_archive_path("/a", "alerts", AGG_TIME_MONTH(2025, 12), true, out, sizeof(out), &err),
         AGG_OK);
     assert_string_equal(out, "/a/alerts/2025-12.manifest.json");
     assert_int_equal(st_archive_path("/a", "alerts", 0, true, out, 8, &err), AGG_EINVAL);
@@ -355,12 +343,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_archive_month_parse_and_format_round_trip),
-        cmocka_unit_test(test_archive_month_of_us_handles_boundaries),
         cmocka_unit_test(test_archive_path_names_month_files),
         cmocka_unit_test_setup_teardown(test_archive_round_trip_hashes_and_counts_rows, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_archive_survives_allocation_failure, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_archive_survives_allocation_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_writer_free_removes_temp_file, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_archive_read_detects_corruption, setup, teardown),

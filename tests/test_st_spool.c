@@ -26,6 +26,7 @@
 #include <event2/thread.h>
 
 #include "core/alloc.h"
+#include "core/time.h"
 #include "store/spool.h"
 
 #define NREC_MAX 4096
@@ -52,10 +53,7 @@ struct got {
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return agg_time_mono_us() / 1000;
 }
 
 static size_t payload_len(int i)

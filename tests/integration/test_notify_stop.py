@@ -68,13 +68,16 @@ class NotifyStop(unittest.TestCase):
                            " RETURNING id")
         facts = {"notice": "firing", "status": "firing", "alert_id": alert, "rule_id": rule,
                  "rule": "errors", "starts_at": "2025-01-31T12:00:00Z"}
-        for i in range(SENDS):
-            env.db.sql("INSERT INTO alert_notifications (message_id, alert_id,"
-                       " alert_created_at, rule_id, notice, channel, target, next_attempt_at,"
-                       f" payload) SELECT 'msg_stop_{i}', id, created_at, rule_id, 'firing',"
-                       f" 'webhook', 'http://127.0.0.1:{self.recv.port}/hook',"
-                       " now() AT TIME ZONE 'UTC',"
-                       f" '{json.dumps(facts)}'::jsonb FROM alerts WHERE id = {alert}")
+        # one statement: the dispatcher polls every 500 ms and claims nothing more while
+        # a claimed batch is in flight, so rows committed one by one could be split
+        # between two batches, the second waiting out the first's 60 s timeout
+        env.db.sql("INSERT INTO alert_notifications (message_id, alert_id,"
+                   " alert_created_at, rule_id, notice, channel, target, next_attempt_at,"
+                   " payload) SELECT 'msg_stop_' || i, id, created_at, rule_id, 'firing',"
+                   f" 'webhook', 'http://127.0.0.1:{self.recv.port}/hook',"
+                   " now() AT TIME ZONE 'UTC',"
+                   f" '{json.dumps(facts)}'::jsonb FROM alerts, generate_series(0, {SENDS - 1}) i"
+                   f" WHERE id = {alert} ORDER BY i")
 
     def statuses(self):
         out = self.env.db.sql("SELECT string_agg(status, ',' ORDER BY id)"
