@@ -33,7 +33,6 @@
 #include "ingest/json.h"
 
 #include <assert.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
