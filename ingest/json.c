@@ -1,8 +1,9 @@
 /*
- * ingest/json.c — NDJSON, JSON document and OTLP/HTTP JSON decoding with yajl's
- *                 streaming parser.
+ * ingest/json.c — NDJSON and JSON document decoding with yajl's streaming parser,
+ *                 and the document tree the OTLP/HTTP JSON decoder walks.
  *
- * Place: see ingest/json.h; the mapping is docs/json-mapping.md.
+ * Place: see ingest/json.h; the mapping is docs/json-mapping.md. An OTLP document
+ *        is handed to ingest/otlp.c once the scan has recognised it.
  * Threads: one decoder per thread; no shared state.
  * Ownership: the decoder owns three yajl generators, its scratch buffers and one
  *            line parser; a document gets parsers of its own, from the same memory.
@@ -20,23 +21,18 @@
  *        the next escaped string overwrites: keep those only as copies.
  *        A document is scanned once before decoding so that a syntax error late in
  *        the body cannot follow events already handed to the sink.
- *        OTLP objects may list their members in any order (scopeLogs before
- *        resource, value before key), so an OTLP document is first built into a
- *        flat node array (one reusable buffer) and then walked.
- *        yajl_gen_number() prints its text verbatim: it is how pre-built JSON
- *        (the resource and scope objects) is spliced into extra_data.
  *        A column's own key beats its aliases in any key order, so alias values are
  *        held (stable copies) until the event ends and only then set or sent to
  *        extra_data; error objects (err, error) stream into extra_data as they come
  *        and the members that filled a column are cut out of its finished text.
  *        yajl 2.1 mis-decodes unpaired surrogate escapes; surrogates_fix() rewrites
  *        them as \ufffd (same length) in a copy of the input before parsing.
- * Not here: HTTP status mapping, decompression, COPY encoding (store/copy.c).
+ * Not here: OTLP (ingest/otlp.c), HTTP status mapping, decompression, COPY encoding
+ *           (store/copy.c).
  */
 #include "ingest/json.h"
 
 #include <assert.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,16 +46,11 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/json.h"
+#include "ingest/json_int.h"
 
 #define MAX_EVENT_BYTES_LIMIT ((size_t)1 << 30)
 
 /* ---- decoder state ------------------------------------------------------------- */
-
-enum tok { T_NULL = 0, T_FALSE, T_TRUE, T_NUMBER, T_STRING, T_MAP, T_ARRAY };
-
-enum vkind { V_NONE = 0, V_FIELD, V_EXTRA, V_PENDING };
-
-enum pmode { P_LINE = 0, P_DOC, P_SCAN, P_TREE };
 
 /* Keys that are not column names (docs/json-mapping.md, "Aliases"). An alias's value
  * is held until the event ends: a column given by its own name wins over its
@@ -86,134 +77,10 @@ static const struct {
     {"error", KF_ERROBJ},
     {"exception", KF_ALIAS | KF_SOFT | KF_ERROBJ},
 };
-#define N_ALIASES (sizeof(json_aliases) / sizeof(json_aliases[0]))
+#define N_ALIASES ING_JSON_N_ALIASES
+_Static_assert(sizeof(json_aliases) / sizeof(json_aliases[0]) == N_ALIASES,
+               "ING_JSON_N_ALIASES counts json_aliases");
 _Static_assert(N_ALIASES <= 32 && AGG_F_COUNT <= 32, "the event's bit masks are 32 bits");
-
-/* Members of an error object that fill a column, in order of preference. */
-enum errm { EM_TYPE = 0, EM_NAME, EM_MESSAGE, EM_STACK, EM_STACK_TRACE, EM_TRACEBACK, EM_COUNT };
-#define N_ERROBJ 3 /* err, error, exception: in this order of preference */
-
-struct held {
-    enum tok t;
-    const char *s; /* stable: in the input or in j->strs */
-    size_t n;
-    bool in_extra; /* a wrong type, streamed to extra_data already */
-};
-
-/* An error object in j->extra: its member's range, and the string members that
- * may fill a column (a used one is cut out of extra_data when the event ends). */
-struct errobj {
-    size_t start, end;
-    unsigned set, used; /* bit per enum errm */
-    struct {
-        size_t start, end;
-        const char *s;
-        size_t n;
-    } m[EM_COUNT];
-};
-
-struct event {
-    size_t index;
-    bool bad;
-    bool too_large; /* why[] says it is over max_event_bytes */
-    bool extra_open;
-    bool done; /* line mode: complete, emitted once the parse has succeeded */
-    enum vkind vk;
-    int field;
-    const struct keyname *pending; /* V_PENDING: the alias whose value decides */
-    uint32_t explicit_set;         /* bit per field set under its own name */
-    uint32_t held_mask;            /* bit per json_aliases entry held */
-    struct held held[N_ALIASES];
-    unsigned err_mask; /* bit per error object seen */
-    int err_cur;       /* the error object being read, or -1 */
-    int err_member;    /* its member whose value comes next, or -1 */
-    size_t err_member_start;
-    struct errobj errs[N_ERROBJ];
-    char why[256];
-    struct agg_record rec;
-};
-
-/* One value of an OTLP document. Strings are offsets into the input, or into <strs>
- * when flagged (yajl had to decode them). Links are node indexes; 0, the root, is
- * never a child, so 0 means none. */
-struct jnode {
-    uint32_t key_off, key_len, val_off, val_len;
-    uint32_t first, next;
-    unsigned char type;
-    unsigned char flags;
-};
-#define NF_KEY_STRS 1
-#define NF_VAL_STRS 2
-
-struct gen_out {
-    struct ing_json *j;
-    struct agg_buf *buf;
-};
-
-/* JSON keys that name a column, chained by length. */
-#define KEY_LEN_MAX 24
-struct keyname {
-    const char *name;
-    size_t len;
-    int field;            /* -1: an error object key only */
-    unsigned char flags;  /* KF_*; 0 for a column name */
-    unsigned char slot;   /* the json_aliases entry */
-    unsigned char errslot; /* KF_ERROBJ: the error object, in order of preference */
-    struct keyname *next;
-};
-
-struct ing_json {
-    size_t max_event_bytes;
-    size_t big_keep; /* big pool blocks up to this size stay between calls */
-    struct agg_json_pool pool;
-    yajl_alloc_funcs afs;
-    yajl_gen gx; /* extra_data */
-    yajl_gen gr; /* raw re-serialization */
-    yajl_gen gb; /* OTLP: message from a non-string body; resource and scope */
-    struct gen_out ox, orw, ob;
-    yajl_gen_status gen_status; /* first generator error of an OTLP composition */
-    struct agg_buf extra, raw, body, tmp, strs, res, scope;
-    struct agg_buf fix; /* the input with its unpaired surrogate escapes replaced */
-    struct keyname keys[AGG_F_COUNT + N_ALIASES];
-    size_t n_keys;
-    struct keyname *keys_by_len[KEY_LEN_MAX];
-
-    /* the NDJSON / TCP line parser, kept between lines and calls while it is between
-     * values (yajl_allow_multiple_values); replaced after a bad line */
-    yajl_handle lh;
-    const char *line_raw; /* the line as received (j->in may be its repaired copy) */
-    size_t line_end;      /* where the line's object ended */
-    bool line_extra; /* a second value started on the line */
-
-    /* the call in progress */
-    enum pmode mode;
-    const char *in;
-    size_t in_len;
-    const struct agg_sink *sink;
-    struct ing_json_stats *stats;
-    struct ing_json_stats line_stats;
-    bool oom;
-    int status; /* an error that stops the call: from emit, or AGG_ENOMEM */
-    int depth;
-    int elem_level; /* depth of events: 0, or 1 inside a top-level array */
-    bool in_elem, elem_is_event, raw_lost;
-    size_t next_index;
-    struct event ev;
-
-    /* scan */
-    bool scan_otlp, scan_deep;
-    int scan_top;
-
-    /* OTLP tree */
-    struct jnode *nodes;
-    size_t n_nodes, cap_nodes;
-    uint32_t tstack[ING_JSON_MAX_DEPTH + 1], tlast[ING_JSON_MAX_DEPTH + 1];
-    uint32_t tkey_off, tkey_len;
-    bool tkey_strs;
-    const char *scope_name;
-    size_t scope_name_len;
-    char ctx_why[128];
-};
 
 static bool keep_going(const struct ing_json *j)
 {
@@ -234,10 +101,7 @@ static void gen_print(void *ctx, const char *s, size_t n)
     }
 }
 
-static void set_bad(struct ing_json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Marks the current event bad; the first reason wins. */
-static void set_bad(struct ing_json *j, const char *fmt, ...)
+void ing_json_event_bad(struct ing_json *j, const char *fmt, ...)
 {
     va_list ap;
 
@@ -249,12 +113,11 @@ static void set_bad(struct ing_json *j, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Marks the current event bad for being over max_event_bytes (counted apart). */
-static void set_too_large(struct ing_json *j)
+void ing_json_event_too_large(struct ing_json *j)
 {
     if (!j->ev.bad)
         j->ev.too_large = true;
-    set_bad(j, "event larger than %zu bytes", j->max_event_bytes);
+    ing_json_event_bad(j, "event larger than %zu bytes", j->max_event_bytes);
 }
 
 static bool in_input(const struct ing_json *j, const char *s, size_t n)
@@ -264,7 +127,7 @@ static bool in_input(const struct ing_json *j, const char *s, size_t n)
     return a >= lo && a - lo <= j->in_len && n <= j->in_len - (a - lo);
 }
 
-static void ev_reset(struct ing_json *j, size_t index)
+void ing_json_event_reset(struct ing_json *j, size_t index)
 {
     struct event *ev = &j->ev;
 
@@ -284,8 +147,8 @@ static void ev_reset(struct ing_json *j, size_t index)
     agg_record_init(&ev->rec);
 }
 
-static void do_reject(struct ing_json *j, size_t index, const char *why, const char *raw,
-                      size_t rawlen)
+void ing_json_reject(struct ing_json *j, size_t index, const char *why, const char *raw,
+                     size_t rawlen)
 {
     if (raw == NULL)
         raw = "";
@@ -298,7 +161,7 @@ static void do_reject(struct ing_json *j, size_t index, const char *why, const c
         j->stats->oversized++;
 }
 
-static int do_emit(struct ing_json *j, const struct agg_record *rec)
+int ing_json_emit(struct ing_json *j, const struct agg_record *rec)
 {
     int rc = j->sink->emit(j->sink->arg, rec);
 
@@ -309,9 +172,8 @@ static int do_emit(struct ing_json *j, const struct agg_record *rec)
 
 /* ---- generators ------------------------------------------------------------------ */
 
-/* A string into <g>; <clean>: made valid UTF-8 without NUL first (extra_data goes to
- * jsonb, which refuses \u0000). */
-static yajl_gen_status gen_str(struct ing_json *j, yajl_gen g, const char *s, size_t n, bool clean)
+yajl_gen_status ing_json_gen_str(struct ing_json *j, yajl_gen g, const char *s, size_t n,
+                                 bool clean)
 {
     if (clean && !agg_utf8_is_clean(s, n)) {
         agg_buf_reset(&j->tmp);
@@ -329,12 +191,12 @@ static yajl_gen_status gen_str(struct ing_json *j, yajl_gen g, const char *s, si
 static yajl_gen_status gen_num(struct ing_json *j, yajl_gen g, const char *s, size_t n, bool clean)
 {
     if (clean && !agg_jsonb_number_ok(s, n))
-        return gen_str(j, g, s, n, false);
+        return ing_json_gen_str(j, g, s, n, false);
     return yajl_gen_number(g, s, n);
 }
 
-static yajl_gen_status gen_tok(struct ing_json *j, yajl_gen g, enum tok t, const char *s, size_t n,
-                               bool clean)
+yajl_gen_status ing_json_gen_tok(struct ing_json *j, yajl_gen g, enum tok t, const char *s,
+                                 size_t n, bool clean)
 {
     switch (t) {
     case T_NULL:
@@ -345,20 +207,12 @@ static yajl_gen_status gen_tok(struct ing_json *j, yajl_gen g, enum tok t, const
     case T_NUMBER:
         return gen_num(j, g, s, n, clean);
     case T_STRING:
-        return gen_str(j, g, s, n, clean);
+        return ing_json_gen_str(j, g, s, n, clean);
     case T_MAP:
         return yajl_gen_map_open(g);
     default:
         return yajl_gen_array_open(g);
     }
-}
-
-/* Points gb's output at <b>, empty. */
-static void gb_target(struct ing_json *j, struct agg_buf *b)
-{
-    yajl_gen_reset(j->gb, NULL);
-    j->ob.buf = b;
-    agg_buf_reset(b);
 }
 
 /* ---- plain JSON events (NDJSON lines, documents) ------------------------------ */
@@ -374,7 +228,7 @@ static const struct keyname *key_find(const struct ing_json *j, const char *s, s
     return NULL;
 }
 
-static const char *tok_name(enum tok t)
+const char *ing_json_tok_name(enum tok t)
 {
     static const char *const names[] = {"null",     "a boolean", "a boolean", "a number",
                                         "a string", "an object", "an array"};
@@ -414,7 +268,7 @@ static const char *stable(struct ing_json *j, const char *s, size_t n)
         return s;
     if (j->strs.cap - j->strs.len <= n) {
         /* cannot happen: the raw size check comes first */
-        set_too_large(j);
+        ing_json_event_too_large(j);
         return NULL;
     }
     p = j->strs.data + j->strs.len;
@@ -510,14 +364,14 @@ static bool field_set(struct ing_json *j, int f, enum tok t, const char *s, size
         break;
     }
     agg_err_set(e, AGG_EINVAL, "%s must be %s, not %s", agg_field_name(f), field_wants(f),
-                tok_name(t));
+                ing_json_tok_name(t));
     return false;
 }
 
 static void extra_put(struct ing_json *j, enum tok t, const char *s, size_t n)
 {
-    if (gen_tok(j, j->gx, t, s, n, true) != yajl_gen_status_ok)
-        set_bad(j, "could not re-encode the value for extra_data");
+    if (ing_json_gen_tok(j, j->gx, t, s, n, true) != yajl_gen_status_ok)
+        ing_json_event_bad(j, "could not re-encode the value for extra_data");
 }
 
 /* Member name <k>[<n>] into extra_data, opened if need be; *<start> (unless NULL):
@@ -529,7 +383,7 @@ static void extra_key(struct ing_json *j, const char *k, size_t n, size_t *start
     if (!ev->extra_open) {
         ev->extra_open = true;
         if (yajl_gen_map_open(j->gx) != yajl_gen_status_ok)
-            set_bad(j, "could not re-encode extra_data");
+            ing_json_event_bad(j, "could not re-encode extra_data");
     }
     if (start != NULL)
         *start = j->extra.len;
@@ -552,7 +406,7 @@ static void field_value(struct ing_json *j, enum tok t, const char *s, size_t n)
         return;
     }
     if (!field_set(j, f, t, s, n, &e)) {
-        set_bad(j, "%s", e.msg);
+        ing_json_event_bad(j, "%s", e.msg);
         return;
     }
     if (t == T_NULL)
@@ -764,8 +618,8 @@ static void aliases_resolve(struct ing_json *j)
         fbit = UINT32_C(1) << k->field;
         if (!(filled & fbit)) {
             if (h->in_extra) {
-                set_bad(j, "%s must be %s, not %s", agg_field_name(k->field),
-                        field_wants(k->field), tok_name(h->t));
+                ing_json_event_bad(j, "%s must be %s, not %s", agg_field_name(k->field),
+                                   field_wants(k->field), ing_json_tok_name(h->t));
                 return;
             }
             if (field_set(j, k->field, h->t, h->s, h->n, &e)) {
@@ -773,7 +627,7 @@ static void aliases_resolve(struct ing_json *j)
                 continue;
             }
             if (!(k->flags & KF_SOFT)) {
-                set_bad(j, "%s", e.msg);
+                ing_json_event_bad(j, "%s", e.msg);
                 return;
             }
         }
@@ -792,16 +646,16 @@ static void raw_check(struct ing_json *j, yajl_gen_status st)
     if (!j->elem_is_event)
         return;
     if (st != yajl_gen_status_ok)
-        set_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
+        ing_json_event_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
     else
-        set_too_large(j);
+        ing_json_event_too_large(j);
 }
 
 static void elem_begin(struct ing_json *j, enum tok t)
 {
     j->in_elem = true;
     j->elem_is_event = t == T_MAP;
-    ev_reset(j, j->next_index++);
+    ing_json_event_reset(j, j->next_index++);
     if (j->mode == P_DOC) {
         yajl_gen_reset(j->gr, NULL);
         agg_buf_reset(&j->raw);
@@ -827,11 +681,11 @@ static void event_finish(struct ing_json *j)
     if (!ev->bad && ev->err_mask != 0)
         errobjs_fill(j);
     if (!ev->bad && ev->extra_open && yajl_gen_map_close(j->gx) != yajl_gen_status_ok)
-        set_bad(j, "could not re-encode extra_data");
+        ing_json_event_bad(j, "could not re-encode extra_data");
     if (j->oom)
         return;
     if (ev->bad) {
-        do_reject(j, ev->index, ev->why, raw, rawlen);
+        ing_json_reject(j, ev->index, ev->why, raw, rawlen);
         return;
     }
     if (ev->err_mask != 0)
@@ -842,7 +696,7 @@ static void event_finish(struct ing_json *j)
     if (ev->extra_open && j->extra.len > 2) /* "{}": every member filled a column */
         rec->extra = (struct agg_str){j->extra.data, j->extra.len};
     rec->raw = (struct agg_str){raw, rawlen};
-    rc = do_emit(j, rec);
+    rc = ing_json_emit(j, rec);
     if (rc != AGG_OK)
         j->status = rc;
 }
@@ -851,7 +705,7 @@ static void elem_end(struct ing_json *j)
 {
     j->in_elem = false;
     if (!j->elem_is_event) {
-        do_reject(j, j->ev.index, "event is not a JSON object", j->raw.data, j->raw.len);
+        ing_json_reject(j, j->ev.index, "event is not a JSON object", j->raw.data, j->raw.len);
         return;
     }
     if (j->mode == P_LINE) {
@@ -900,20 +754,20 @@ static int s_value(void *ctx, enum tok t, const char *s, size_t n)
         }
         elem_begin(j, t);
         if (j->mode == P_LINE && t != T_MAP) {
-            set_bad(j, "event is not a JSON object");
+            ing_json_event_bad(j, "event is not a JSON object");
             return 0;
         }
     }
     if (j->mode == P_DOC && !j->raw_lost)
-        raw_check(j, gen_tok(j, j->gr, t, s, n, false));
+        raw_check(j, ing_json_gen_tok(j, j->gr, t, s, n, false));
     if (j->elem_is_event && d > j->elem_level && !j->ev.bad)
         event_value(j, d, t, s, n);
     if (t >= T_MAP) {
         if (j->elem_is_event && d + 1 - j->elem_level > ING_JSON_MAX_EVENT_DEPTH)
-            set_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
+            ing_json_event_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
         if (d + 1 >= ING_JSON_MAX_DEPTH) {
             /* only reachable in a line: documents were scanned */
-            set_bad(j, "nested deeper than %d levels", ING_JSON_MAX_DEPTH);
+            ing_json_event_bad(j, "nested deeper than %d levels", ING_JSON_MAX_DEPTH);
             return 0;
         }
         j->depth = d + 1;
@@ -969,7 +823,7 @@ static int s_close(void *ctx, enum tok t)
     if (j->elem_is_event && !ev->bad && d > j->elem_level) {
         if (ev->vk == V_EXTRA && (t == T_MAP ? yajl_gen_map_close(j->gx)
                                              : yajl_gen_array_close(j->gx)) != yajl_gen_status_ok)
-            set_bad(j, "could not re-encode extra_data");
+            ing_json_event_bad(j, "could not re-encode extra_data");
         if (d == j->elem_level + 1) {
             ev->vk = V_NONE;
             if (ev->err_cur >= 0) {
@@ -1248,10 +1102,10 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
     j->elem_is_event = false;
     j->next_index = index;
     j->line_extra = false;
-    ev_reset(j, index);
+    ing_json_event_reset(j, index);
     if (n > j->max_event_bytes) {
-        set_too_large(j);
-        do_reject(j, index, j->ev.why, line, n);
+        ing_json_event_too_large(j);
+        ing_json_reject(j, index, j->ev.why, line, n);
         return AGG_EINVAL;
     }
     if (strs_ready(j) != AGG_OK)
@@ -1294,14 +1148,14 @@ static int line_decode(struct ing_json *j, const char *line, size_t n, bool term
             snprintf(msg, sizeof(msg), "premature end of line");
         if (st != yajl_status_error)
             offset = j->ev.done ? j->line_end : n;
-        set_bad(j, "invalid JSON at byte %zu: %s", offset > n ? n : offset, msg);
+        ing_json_event_bad(j, "invalid JSON at byte %zu: %s", offset > n ? n : offset, msg);
     }
     line_parser_drop(j); /* mid-value or in error: start afresh */
-    do_reject(j, index, j->ev.why, line, n);
+    ing_json_reject(j, index, j->ev.why, line, n);
     return AGG_EINVAL;
 }
 
-static int stop_error(int rc, struct agg_err *err)
+int ing_json_stop_error(int rc, struct agg_err *err)
 {
     if (rc == AGG_ENOMEM)
         return agg_err_set(err, rc, "out of memory");
@@ -1330,7 +1184,7 @@ int ing_json_decode_ndjson(struct ing_json *j, const char *body, size_t len,
             int rc = line_decode(j, p, n, nl != NULL, index++);
 
             if (rc != AGG_OK && rc != AGG_EINVAL)
-                return stop_error(rc, err);
+                return ing_json_stop_error(rc, err);
         }
         p = nl != NULL ? nl + 1 : end;
     }
@@ -1352,11 +1206,11 @@ int ing_json_decode_line(struct ing_json *j, const char *line, size_t len, size_
     if (rc == AGG_EINVAL)
         return agg_err_set(err, rc, "%s", j->ev.why);
     if (rc != AGG_OK)
-        return stop_error(rc, err);
+        return ing_json_stop_error(rc, err);
     return AGG_OK;
 }
 
-/* ---- OTLP: the node tree ------------------------------------------------------- */
+/* ---- the document tree ------------------------------------------------------------ */
 
 static int nodes_grow(struct ing_json *j)
 {
@@ -1495,47 +1349,25 @@ static const yajl_callbacks tree_cbs = {
     .yajl_end_array = t_close,
 };
 
-static int ntype(const struct ing_json *j, uint32_t v)
+int ing_json_tree_build(struct ing_json *j, const char *body, size_t len, struct agg_err *err)
 {
-    return v == 0 ? -1 : j->nodes[v].type;
+    yajl_status st;
+    size_t offset = 0;
+
+    j->mode = P_TREE;
+    j->depth = 0;
+    j->n_nodes = 0;
+    agg_buf_reset(&j->strs);
+    st = run_parser(j, &tree_cbs, body, len, &offset, NULL, 0);
+    if (j->oom || j->n_nodes == 0)
+        return ing_json_stop_error(AGG_ENOMEM, err);
+    if (st != yajl_status_ok) /* the scan passed: cannot happen */
+        return agg_err_set(err, AGG_EINVAL, "body is not JSON at byte %zu", offset);
+    return AGG_OK;
 }
 
-static bool nabsent(const struct ing_json *j, uint32_t v)
-{
-    return v == 0 || j->nodes[v].type == T_NULL;
-}
-
-static const char *nval(const struct ing_json *j, uint32_t v, size_t *n)
-{
-    const struct jnode *nd = &j->nodes[v];
-
-    *n = nd->val_len;
-    return (nd->flags & NF_VAL_STRS ? j->strs.data : j->in) + nd->val_off;
-}
-
-static const char *nkey(const struct ing_json *j, uint32_t v, size_t *n)
-{
-    const struct jnode *nd = &j->nodes[v];
-
-    *n = nd->key_len;
-    return (nd->flags & NF_KEY_STRS ? j->strs.data : j->in) + nd->key_off;
-}
-
-static bool key_is(const struct ing_json *j, uint32_t c, const char *k)
-{
-    size_t n, kn;
-    const char *s;
-
-    if (k == NULL)
-        return false;
-    s = nkey(j, c, &n);
-    kn = strlen(k);
-    return n == kn && memcmp(s, k, n) == 0;
-}
-
-/* The last member of object <map> named <camel> or <snake> (proto3 JSON accepts
- * both), or 0. */
-static uint32_t member(const struct ing_json *j, uint32_t map, const char *camel, const char *snake)
+uint32_t ing_json_member(const struct ing_json *j, uint32_t map, const char *camel,
+                         const char *snake)
 {
     uint32_t found = 0;
 
@@ -1548,14 +1380,7 @@ static uint32_t member(const struct ing_json *j, uint32_t map, const char *camel
     return found;
 }
 
-static void gst(struct ing_json *j, yajl_gen_status st)
-{
-    if (st != yajl_gen_status_ok && j->gen_status == yajl_gen_status_ok)
-        j->gen_status = st;
-}
-
-/* Node <v> as JSON into <g>, verbatim (<clean>: strings and numbers made jsonb-safe). */
-static void tree_emit(struct ing_json *j, yajl_gen g, uint32_t v, bool clean)
+void ing_json_tree_emit(struct ing_json *j, yajl_gen g, uint32_t v, bool clean)
 {
     const struct jnode *nd = &j->nodes[v];
     const char *s;
@@ -1567,709 +1392,24 @@ static void tree_emit(struct ing_json *j, yajl_gen g, uint32_t v, bool clean)
     case T_STRING:
     case T_NUMBER:
         s = nval(j, v, &n);
-        gst(j, gen_tok(j, g, nd->type, s, n, clean));
+        gst(j, ing_json_gen_tok(j, g, nd->type, s, n, clean));
         return;
     case T_MAP:
     case T_ARRAY:
-        gst(j, gen_tok(j, g, nd->type, NULL, 0, clean));
+        gst(j, ing_json_gen_tok(j, g, nd->type, NULL, 0, clean));
         for (uint32_t c = nd->first; c != 0; c = j->nodes[c].next) {
             if (nd->type == T_MAP) {
                 s = nkey(j, c, &n);
-                gst(j, gen_str(j, g, s, n, clean));
+                gst(j, ing_json_gen_str(j, g, s, n, clean));
             }
-            tree_emit(j, g, c, clean);
+            ing_json_tree_emit(j, g, c, clean);
         }
         gst(j, nd->type == T_MAP ? yajl_gen_map_close(g) : yajl_gen_array_close(g));
         return;
     default:
-        gst(j, gen_tok(j, g, nd->type, NULL, 0, clean));
+        gst(j, ing_json_gen_tok(j, g, nd->type, NULL, 0, clean));
         return;
     }
-}
-
-enum anykind { AK_NONE = 0, AK_STRING, AK_BOOL, AK_INT, AK_DOUBLE, AK_ARRAY, AK_KVLIST, AK_BYTES };
-
-/* The payload of AnyValue <v> (its last known member) and its kind; 0 and AK_NONE
- * for an empty AnyValue, <v> itself and AK_NONE when <v> is not an object. */
-static uint32_t any_value(const struct ing_json *j, uint32_t v, enum anykind *kind)
-{
-    static const struct {
-        const char *camel, *snake;
-        enum anykind kind;
-    } kinds[] = {
-        {"stringValue", "string_value", AK_STRING}, {"boolValue", "bool_value", AK_BOOL},
-        {"intValue", "int_value", AK_INT},          {"doubleValue", "double_value", AK_DOUBLE},
-        {"arrayValue", "array_value", AK_ARRAY},    {"kvlistValue", "kvlist_value", AK_KVLIST},
-        {"bytesValue", "bytes_value", AK_BYTES},
-    };
-    uint32_t found = 0;
-
-    *kind = AK_NONE;
-    if (ntype(j, v) != T_MAP)
-        return v;
-    for (uint32_t c = j->nodes[v].first; c != 0; c = j->nodes[c].next) {
-        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-            if (key_is(j, c, kinds[i].camel) || key_is(j, c, kinds[i].snake)) {
-                found = c;
-                *kind = kinds[i].kind;
-            }
-        }
-    }
-    return found;
-}
-
-/* Whether <s>[<n>] is a JSON integer literal (an OTLP int64 sent as a string). */
-static bool is_int_literal(const char *s, size_t n)
-{
-    size_t i = n > 0 && s[0] == '-' ? 1 : 0;
-
-    if (i >= n || (s[i] == '0' && n - i > 1))
-        return false;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    }
-    return true;
-}
-
-static void kvlist_members(struct ing_json *j, yajl_gen g, uint32_t arr);
-
-/* AnyValue <v> as a plain JSON value into <g>. */
-static void any_emit(struct ing_json *j, yajl_gen g, uint32_t v)
-{
-    enum anykind kind;
-    uint32_t p = any_value(j, v, &kind);
-    const char *s;
-    size_t n;
-
-    if (j->gen_status != yajl_gen_status_ok || j->oom)
-        return;
-    if (p == 0) {
-        gst(j, yajl_gen_null(g));
-        return;
-    }
-    switch (kind) {
-    case AK_INT:
-        if (ntype(j, p) == T_STRING) {
-            s = nval(j, p, &n);
-            gst(j, is_int_literal(s, n) ? yajl_gen_number(g, s, n) : gen_str(j, g, s, n, true));
-            return;
-        }
-        break;
-    case AK_ARRAY:
-        gst(j, yajl_gen_array_open(g));
-        p = member(j, p, "values", NULL);
-        if (ntype(j, p) == T_ARRAY) {
-            for (uint32_t c = j->nodes[p].first; c != 0; c = j->nodes[c].next)
-                any_emit(j, g, c);
-        }
-        gst(j, yajl_gen_array_close(g));
-        return;
-    case AK_KVLIST:
-        gst(j, yajl_gen_map_open(g));
-        kvlist_members(j, g, member(j, p, "values", NULL));
-        gst(j, yajl_gen_map_close(g));
-        return;
-    default:
-        break;
-    }
-    tree_emit(j, g, p, true);
-}
-
-/* The members of KeyValue array <arr> as "key": value pairs of an open object. */
-static void kvlist_members(struct ing_json *j, yajl_gen g, uint32_t arr)
-{
-    if (ntype(j, arr) != T_ARRAY)
-        return;
-    for (uint32_t kv = j->nodes[arr].first; kv != 0; kv = j->nodes[kv].next) {
-        uint32_t k = member(j, kv, "key", NULL), v = member(j, kv, "value", NULL);
-        const char *s;
-        size_t n;
-
-        if (ntype(j, k) != T_STRING)
-            continue; /* not a KeyValue */
-        s = nval(j, k, &n);
-        gst(j, gen_str(j, g, s, n, true));
-        if (v == 0)
-            gst(j, yajl_gen_null(g));
-        else
-            any_emit(j, g, v);
-    }
-}
-
-static bool has_members(const struct ing_json *j, uint32_t arr)
-{
-    return ntype(j, arr) == T_ARRAY && j->nodes[arr].first != 0;
-}
-
-/* j->res: the flattened attributes of resource <res>, as an object, or empty. */
-static void build_resource(struct ing_json *j, uint32_t res)
-{
-    uint32_t attrs = res != 0 ? member(j, res, "attributes", NULL) : 0;
-
-    gb_target(j, &j->res);
-    j->gen_status = yajl_gen_status_ok;
-    if (!has_members(j, attrs))
-        return;
-    gst(j, yajl_gen_map_open(j->gb));
-    kvlist_members(j, j->gb, attrs);
-    gst(j, yajl_gen_map_close(j->gb));
-    if (j->gen_status != yajl_gen_status_ok)
-        snprintf(j->ctx_why, sizeof(j->ctx_why), "resource attributes nested too deep");
-}
-
-/* j->scope: {"name":…, "version":…, "attributes":{…}} of scope <scope>, or empty. */
-static void build_scope(struct ing_json *j, uint32_t scope)
-{
-    uint32_t name = 0, version = 0, attrs = 0;
-    const char *s;
-    size_t n;
-
-    j->scope_name = NULL;
-    j->scope_name_len = 0;
-    gb_target(j, &j->scope);
-    j->gen_status = yajl_gen_status_ok;
-    if (scope != 0 && ntype(j, scope) == T_MAP) {
-        name = member(j, scope, "name", NULL);
-        version = member(j, scope, "version", NULL);
-        attrs = member(j, scope, "attributes", NULL);
-    }
-    if (ntype(j, name) == T_STRING && j->nodes[name].val_len > 0)
-        j->scope_name = nval(j, name, &j->scope_name_len);
-    else
-        name = 0;
-    if (ntype(j, version) != T_STRING || j->nodes[version].val_len == 0)
-        version = 0;
-    if (!has_members(j, attrs))
-        attrs = 0;
-    if (name == 0 && version == 0 && attrs == 0)
-        return;
-    gst(j, yajl_gen_map_open(j->gb));
-    if (name != 0) {
-        gst(j, yajl_gen_string(j->gb, (const unsigned char *)"name", 4));
-        s = nval(j, name, &n);
-        gst(j, gen_str(j, j->gb, s, n, true));
-    }
-    if (version != 0) {
-        gst(j, yajl_gen_string(j->gb, (const unsigned char *)"version", 7));
-        s = nval(j, version, &n);
-        gst(j, gen_str(j, j->gb, s, n, true));
-    }
-    if (attrs != 0) {
-        gst(j, yajl_gen_string(j->gb, (const unsigned char *)"attributes", 10));
-        gst(j, yajl_gen_map_open(j->gb));
-        kvlist_members(j, j->gb, attrs);
-        gst(j, yajl_gen_map_close(j->gb));
-    }
-    gst(j, yajl_gen_map_close(j->gb));
-    if (j->gen_status != yajl_gen_status_ok)
-        snprintf(j->ctx_why, sizeof(j->ctx_why), "scope attributes nested too deep");
-}
-
-/* Log attribute names that also fill a column (besides the column names themselves,
- * except message, level and created_at). OpenTelemetry semantic conventions. */
-static int attr_field(const char *s, size_t n)
-{
-    static const struct {
-        const char *key;
-        int field;
-    } semconv[] = {
-        {"code.function", AGG_F_FUNCTION_NAME},
-        {"code.function.name", AGG_F_FUNCTION_NAME},
-        {"code.lineno", AGG_F_LINE_NUMBER},
-        {"code.line.number", AGG_F_LINE_NUMBER},
-        {"code.namespace", AGG_F_MODULE},
-        {"exception.type", AGG_F_EXCEPTION_TYPE},
-        {"exception.message", AGG_F_EXCEPTION_MESSAGE},
-        {"exception.stacktrace", AGG_F_STACK_TRACE},
-        {"http.request.method", AGG_F_REQUEST_METHOD},
-        {"http.method", AGG_F_REQUEST_METHOD},
-        {"url.path", AGG_F_REQUEST_PATH},
-        {"http.target", AGG_F_REQUEST_PATH},
-        {"client.address", AGG_F_REQUEST_IP},
-        {"http.client_ip", AGG_F_REQUEST_IP},
-        {"user.id", AGG_F_USER_ID},
-        {"enduser.id", AGG_F_USER_ID},
-    };
-    int f = agg_field_by_column(s, n);
-
-    if (f == AGG_F_MESSAGE || f == AGG_F_LEVEL || f == AGG_F_CREATED_AT)
-        return -1;
-    if (f >= 0)
-        return f;
-    for (size_t i = 0; i < sizeof(semconv) / sizeof(semconv[0]); i++) {
-        if (strlen(semconv[i].key) == n && memcmp(semconv[i].key, s, n) == 0)
-            return semconv[i].field;
-    }
-    return -1;
-}
-
-/* Fills the column named by attribute <key> from AnyValue <v> when it fits; an
- * attribute never rejects an event (it stays in extra_data either way). */
-static void attr_column(struct ing_json *j, uint32_t key, uint32_t v)
-{
-    struct agg_record *rec = &j->ev.rec;
-    enum anykind kind;
-    const char *s;
-    size_t n;
-    int f;
-    uint32_t p;
-
-    s = nval(j, key, &n);
-    f = attr_field(s, n);
-    if (f < 0 || v == 0)
-        return;
-    p = any_value(j, v, &kind);
-    if (p == 0 || (ntype(j, p) != T_STRING && ntype(j, p) != T_NUMBER))
-        return;
-    if (kind != AK_STRING && kind != AK_INT && kind != AK_DOUBLE && kind != AK_NONE)
-        return;
-    s = nval(j, p, &n);
-    if (f < AGG_F_STR_COUNT)
-        rec->str[f] = (struct agg_str){s, n};
-    else if (ntype(j, p) == T_NUMBER || (kind == AK_INT && is_int_literal(s, n)))
-        (void)agg_record_set_number(rec, f, s, n, NULL); /* an int64 sent as a string too */
-    else
-        (void)agg_record_set_text(rec, f, s, n, NULL);
-}
-
-/* OTLP fixed64 nanoseconds (a string or a number) at <v>; 0 when absent. */
-static bool otlp_nanos(struct ing_json *j, uint32_t v, const char *name, uint64_t *ns)
-{
-    const char *s;
-    size_t n;
-
-    *ns = 0;
-    if (nabsent(j, v))
-        return true;
-    if (ntype(j, v) == T_STRING || ntype(j, v) == T_NUMBER) {
-        s = nval(j, v, &n);
-        if (n > 0 && n <= 20) {
-            uint64_t x = 0;
-            size_t i;
-
-            for (i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-                if (x > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
-                    break;
-                x = x * 10 + (uint64_t)(s[i] - '0');
-            }
-            if (i == n) {
-                *ns = x;
-                return true;
-            }
-        }
-        set_bad(j, "%s: \"%.*s\" is not a count of nanoseconds", name, (int)(n > 40 ? 40 : n), s);
-        return false;
-    }
-    set_bad(j, "%s must be a string or a number, not %s", name, tok_name(j->nodes[v].type));
-    return false;
-}
-
-/* OTLP SeverityNumber from its proto3 JSON enum name ("SEVERITY_NUMBER_WARN2"), or -1. */
-static int severity_from_name(const char *s, size_t n)
-{
-    static const struct {
-        const char *name;
-        int base;
-    } names[] = {{"TRACE", 1}, {"DEBUG", 5},  {"INFO", 9},
-                 {"WARN", 13}, {"ERROR", 17}, {"FATAL", 21}};
-    const char *prefix = "SEVERITY_NUMBER_";
-    size_t pl = strlen(prefix);
-    int add = 0;
-
-    if (n < pl || memcmp(s, prefix, pl) != 0)
-        return -1;
-    s += pl;
-    n -= pl;
-    if (n == 11 && memcmp(s, "UNSPECIFIED", 11) == 0)
-        return 0;
-    if (n > 0 && s[n - 1] >= '2' && s[n - 1] <= '4') {
-        add = s[n - 1] - '1';
-        n--;
-    }
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strlen(names[i].name) == n && memcmp(names[i].name, s, n) == 0)
-            return names[i].base + add;
-    }
-    return -1;
-}
-
-/* A level from OTLP severityText: a level name, with an OTel digit suffix allowed. */
-static bool severity_text_level(const char *s, size_t n, enum agg_level *out)
-{
-    if (agg_level_parse(s, n, out))
-        return true;
-    return n > 1 && s[n - 1] >= '1' && s[n - 1] <= '4' && agg_level_parse(s, n - 1, out);
-}
-
-enum lr_key {
-    LR_OTHER = 0,
-    LR_TIME,
-    LR_OBSERVED,
-    LR_SEVNUM,
-    LR_SEVTEXT,
-    LR_BODY,
-    LR_ATTRS,
-    LR_DROPPED,
-    LR_FLAGS,
-    LR_TRACE,
-    LR_SPAN,
-    LR_EVNAME,
-    LR_COUNT,
-};
-
-static enum lr_key lr_key_of(const struct ing_json *j, uint32_t c)
-{
-    static const struct {
-        const char *camel, *snake;
-    } keys[LR_COUNT] = {
-        [LR_TIME] = {"timeUnixNano", "time_unix_nano"},
-        [LR_OBSERVED] = {"observedTimeUnixNano", "observed_time_unix_nano"},
-        [LR_SEVNUM] = {"severityNumber", "severity_number"},
-        [LR_SEVTEXT] = {"severityText", "severity_text"},
-        [LR_BODY] = {"body", NULL},
-        [LR_ATTRS] = {"attributes", NULL},
-        [LR_DROPPED] = {"droppedAttributesCount", "dropped_attributes_count"},
-        [LR_FLAGS] = {"flags", NULL},
-        [LR_TRACE] = {"traceId", "trace_id"},
-        [LR_SPAN] = {"spanId", "span_id"},
-        [LR_EVNAME] = {"eventName", "event_name"},
-    };
-
-    for (int k = LR_TIME; k < LR_COUNT; k++) {
-        if (key_is(j, c, keys[k].camel) || key_is(j, c, keys[k].snake))
-            return (enum lr_key)k;
-    }
-    return LR_OTHER;
-}
-
-/* A string member <v> (absent or null: NULL); a wrong type rejects the event. */
-static const char *otlp_string(struct ing_json *j, uint32_t v, const char *name, size_t *n)
-{
-    *n = 0;
-    if (nabsent(j, v))
-        return NULL;
-    if (ntype(j, v) != T_STRING) {
-        set_bad(j, "%s must be a string, not %s", name, tok_name(j->nodes[v].type));
-        return NULL;
-    }
-    return nval(j, v, n);
-}
-
-static void gen_key(struct ing_json *j, yajl_gen g, const char *k)
-{
-    gst(j, yajl_gen_string(g, (const unsigned char *)k, strlen(k)));
-}
-
-/* Fills j->ev.rec from logRecord <lr> (an object). */
-static void otlp_fill(struct ing_json *j, uint32_t lr)
-{
-    struct agg_record *rec = &j->ev.rec;
-    uint32_t m[LR_COUNT] = {0};
-    uint64_t t_ns, o_ns;
-    const char *trace, *span, *evname, *stext = NULL;
-    size_t trace_n, span_n, evname_n, stext_n = 0;
-    bool stext_used = false;
-    int sevnum = 0;
-    yajl_gen gx = j->gx;
-
-    for (uint32_t c = j->nodes[lr].first; c != 0; c = j->nodes[c].next) {
-        enum lr_key k = lr_key_of(j, c);
-
-        if (k != LR_OTHER)
-            m[k] = c;
-    }
-    if (!nabsent(j, m[LR_ATTRS]) && ntype(j, m[LR_ATTRS]) != T_ARRAY) {
-        set_bad(j, "attributes must be an array, not %s", tok_name(j->nodes[m[LR_ATTRS]].type));
-        return;
-    }
-    /* columns from attributes first, so that the record's own fields win */
-    if (has_members(j, m[LR_ATTRS])) {
-        for (uint32_t kv = j->nodes[m[LR_ATTRS]].first; kv != 0; kv = j->nodes[kv].next) {
-            uint32_t k = member(j, kv, "key", NULL);
-
-            if (ntype(j, k) == T_STRING)
-                attr_column(j, k, member(j, kv, "value", NULL));
-        }
-    }
-    if (rec->str[AGG_F_LOGGER_NAME].p == NULL && j->scope_name != NULL)
-        rec->str[AGG_F_LOGGER_NAME] = (struct agg_str){j->scope_name, j->scope_name_len};
-    agg_record_derive_exception(rec); /* exception.stacktrace without exception.type */
-
-    if (!otlp_nanos(j, m[LR_TIME], "timeUnixNano", &t_ns) ||
-        !otlp_nanos(j, m[LR_OBSERVED], "observedTimeUnixNano", &o_ns))
-        return;
-    if (t_ns == 0)
-        t_ns = o_ns;
-    if (t_ns != 0)
-        rec->created_us = (int64_t)(t_ns / 1000);
-
-    if (!nabsent(j, m[LR_SEVNUM])) {
-        const char *s;
-        size_t n;
-        double v;
-        char buf[32];
-
-        s = nval(j, m[LR_SEVNUM], &n);
-        if (ntype(j, m[LR_SEVNUM]) == T_STRING) {
-            sevnum = severity_from_name(s, n);
-        } else if (ntype(j, m[LR_SEVNUM]) == T_NUMBER && n < sizeof(buf)) {
-            memcpy(buf, s, n);
-            buf[n] = '\0';
-            v = strtod(buf, NULL);
-            /* out of 1-24 is SEVERITY_NUMBER_UNSPECIFIED */
-            sevnum = v != floor(v) ? -1 : v >= 1 && v <= 24 ? (int)v : 0;
-        } else {
-            sevnum = -1;
-        }
-        if (sevnum < 0) {
-            set_bad(j, "severityNumber: not an OTLP severity number");
-            return;
-        }
-    }
-    stext = otlp_string(j, m[LR_SEVTEXT], "severityText", &stext_n);
-    if (sevnum >= 1) {
-        rec->level = agg_level_from_otlp(sevnum);
-        rec->has_level = true;
-        stext_used = stext != NULL && severity_text_level(stext, stext_n, &(enum agg_level){0});
-    } else if (stext != NULL && severity_text_level(stext, stext_n, &rec->level)) {
-        rec->has_level = true;
-        stext_used = true;
-    }
-
-    if (!nabsent(j, m[LR_BODY])) {
-        enum anykind kind;
-        uint32_t p = any_value(j, m[LR_BODY], &kind);
-
-        if (p != 0 && ntype(j, p) == T_STRING &&
-            (kind == AK_STRING || kind == AK_BYTES || kind == AK_NONE)) {
-            const char *s;
-            size_t n;
-
-            s = nval(j, p, &n);
-            rec->str[AGG_F_MESSAGE] = (struct agg_str){s, n};
-        } else if (p != 0) {
-            gb_target(j, &j->body);
-            j->gen_status = yajl_gen_status_ok;
-            any_emit(j, j->gb, m[LR_BODY]);
-            if (j->gen_status != yajl_gen_status_ok) {
-                set_bad(j, "body nested too deep");
-                return;
-            }
-            rec->str[AGG_F_MESSAGE] = (struct agg_str){j->body.data, j->body.len};
-        }
-    }
-    if (rec->str[AGG_F_MESSAGE].p == NULL)
-        rec->str[AGG_F_MESSAGE] = (struct agg_str){"", 0};
-
-    trace = otlp_string(j, m[LR_TRACE], "traceId", &trace_n);
-    span = otlp_string(j, m[LR_SPAN], "spanId", &span_n);
-    evname = otlp_string(j, m[LR_EVNAME], "eventName", &evname_n);
-    if (j->ev.bad)
-        return;
-    if (trace != NULL && trace_n > 0)
-        rec->str[AGG_F_CORRELATION_ID] = (struct agg_str){trace, trace_n};
-    if (!nabsent(j, m[LR_FLAGS]) && ntype(j, m[LR_FLAGS]) != T_NUMBER &&
-        ntype(j, m[LR_FLAGS]) != T_STRING) {
-        set_bad(j, "flags must be a number, not %s", tok_name(j->nodes[m[LR_FLAGS]].type));
-        return;
-    }
-
-    /* extra_data */
-    yajl_gen_reset(gx, NULL);
-    agg_buf_reset(&j->extra);
-    j->gen_status = yajl_gen_status_ok;
-    gst(j, yajl_gen_map_open(gx));
-    if (j->res.len > 0) {
-        gen_key(j, gx, "resource");
-        gst(j, yajl_gen_number(gx, j->res.data, j->res.len)); /* pre-built JSON */
-    }
-    if (j->scope.len > 0) {
-        gen_key(j, gx, "scope");
-        gst(j, yajl_gen_number(gx, j->scope.data, j->scope.len));
-    }
-    if (has_members(j, m[LR_ATTRS])) {
-        gen_key(j, gx, "attributes");
-        gst(j, yajl_gen_map_open(gx));
-        kvlist_members(j, gx, m[LR_ATTRS]);
-        gst(j, yajl_gen_map_close(gx));
-    }
-    if (span != NULL && span_n > 0) {
-        gen_key(j, gx, "span_id");
-        gst(j, gen_str(j, gx, span, span_n, true));
-    }
-    if (!nabsent(j, m[LR_FLAGS])) {
-        size_t n;
-        const char *s = nval(j, m[LR_FLAGS], &n);
-
-        if (!(n == 1 && s[0] == '0')) {
-            gen_key(j, gx, "flags");
-            tree_emit(j, gx, m[LR_FLAGS], true);
-        }
-    }
-    if (evname != NULL && evname_n > 0) {
-        gen_key(j, gx, "event_name");
-        gst(j, gen_str(j, gx, evname, evname_n, true));
-    }
-    if (stext != NULL && stext_n > 0 && !stext_used) {
-        gen_key(j, gx, "severity_text");
-        gst(j, gen_str(j, gx, stext, stext_n, true));
-    }
-    for (uint32_t c = j->nodes[lr].first; c != 0; c = j->nodes[c].next) {
-        const char *s;
-        size_t n;
-
-        if (lr_key_of(j, c) != LR_OTHER)
-            continue;
-        s = nkey(j, c, &n);
-        gst(j, gen_str(j, gx, s, n, true));
-        tree_emit(j, gx, c, true);
-    }
-    gst(j, yajl_gen_map_close(gx));
-    if (j->gen_status != yajl_gen_status_ok) {
-        set_bad(j, "attributes nested too deep");
-        return;
-    }
-    if (j->extra.len > 2)
-        rec->extra = (struct agg_str){j->extra.data, j->extra.len};
-}
-
-static int otlp_event(struct ing_json *j, uint32_t lr, size_t index)
-{
-    struct event *ev = &j->ev;
-    int rc;
-
-    ev_reset(j, index);
-    yajl_gen_reset(j->gr, NULL);
-    agg_buf_reset(&j->raw);
-    j->gen_status = yajl_gen_status_ok;
-    tree_emit(j, j->gr, lr, false);
-    if (j->oom)
-        return AGG_ENOMEM;
-    if (j->nodes[lr].type != T_MAP)
-        set_bad(j, "logRecord is not a JSON object");
-    else if (j->gen_status != yajl_gen_status_ok)
-        set_bad(j, "event nested deeper than %d levels", ING_JSON_MAX_EVENT_DEPTH);
-    else if (j->raw.len > j->max_event_bytes)
-        set_too_large(j);
-    else if (j->ctx_why[0] != '\0')
-        set_bad(j, "%s", j->ctx_why);
-    if (!ev->bad)
-        otlp_fill(j, lr);
-    if (j->oom)
-        return AGG_ENOMEM;
-    if (ev->bad) {
-        do_reject(j, index, ev->why, j->raw.data, j->raw.len);
-        return AGG_OK;
-    }
-    ev->rec.raw = (struct agg_str){j->raw.data, j->raw.len};
-    rc = do_emit(j, &ev->rec);
-    return rc;
-}
-
-/* Checks the containers of the OTLP document down to the logRecords arrays. */
-static int otlp_check(struct ing_json *j, uint32_t rls, struct agg_err *err)
-{
-    size_t ri = 0;
-
-    if (nabsent(j, rls))
-        return AGG_OK;
-    if (ntype(j, rls) != T_ARRAY)
-        return agg_err_set(err, AGG_EINVAL,
-                           "not an OTLP logs document: resourceLogs must be an array");
-    for (uint32_t rl = j->nodes[rls].first; rl != 0; rl = j->nodes[rl].next, ri++) {
-        uint32_t res, sls;
-        size_t si = 0;
-
-        if (ntype(j, rl) != T_MAP)
-            return agg_err_set(err, AGG_EINVAL,
-                               "not an OTLP logs document: resourceLogs[%zu] must be an object",
-                               ri);
-        res = member(j, rl, "resource", NULL);
-        if (!nabsent(j, res) && ntype(j, res) != T_MAP)
-            return agg_err_set(err, AGG_EINVAL,
-                               "not an OTLP logs document: resourceLogs[%zu].resource must be an "
-                               "object",
-                               ri);
-        sls = member(j, rl, "scopeLogs", "scope_logs");
-        if (nabsent(j, sls))
-            continue;
-        if (ntype(j, sls) != T_ARRAY)
-            return agg_err_set(err, AGG_EINVAL,
-                               "not an OTLP logs document: resourceLogs[%zu].scopeLogs must be an "
-                               "array",
-                               ri);
-        for (uint32_t sl = j->nodes[sls].first; sl != 0; sl = j->nodes[sl].next, si++) {
-            uint32_t scope, lrs;
-
-            if (ntype(j, sl) != T_MAP)
-                return agg_err_set(err, AGG_EINVAL,
-                                   "not an OTLP logs document: resourceLogs[%zu].scopeLogs[%zu] "
-                                   "must be an object",
-                                   ri, si);
-            scope = member(j, sl, "scope", NULL);
-            lrs = member(j, sl, "logRecords", "log_records");
-            if (!nabsent(j, scope) && ntype(j, scope) != T_MAP)
-                return agg_err_set(err, AGG_EINVAL,
-                                   "not an OTLP logs document: resourceLogs[%zu].scopeLogs[%zu]."
-                                   "scope must be an object",
-                                   ri, si);
-            if (!nabsent(j, lrs) && ntype(j, lrs) != T_ARRAY)
-                return agg_err_set(err, AGG_EINVAL,
-                                   "not an OTLP logs document: resourceLogs[%zu].scopeLogs[%zu]."
-                                   "logRecords must be an array",
-                                   ri, si);
-        }
-    }
-    return AGG_OK;
-}
-
-static int otlp_decode(struct ing_json *j, const char *body, size_t len, struct agg_err *err)
-{
-    yajl_status st;
-    size_t offset = 0, index = 0;
-    uint32_t rls;
-    int rc;
-
-    j->mode = P_TREE;
-    j->depth = 0;
-    j->n_nodes = 0;
-    agg_buf_reset(&j->strs);
-    st = run_parser(j, &tree_cbs, body, len, &offset, NULL, 0);
-    if (j->oom || j->n_nodes == 0)
-        return stop_error(AGG_ENOMEM, err);
-    if (st != yajl_status_ok) /* the scan passed: cannot happen */
-        return agg_err_set(err, AGG_EINVAL, "body is not JSON at byte %zu", offset);
-    rls = member(j, 0, "resourceLogs", "resource_logs");
-    rc = otlp_check(j, rls, err);
-    if (rc != AGG_OK || nabsent(j, rls))
-        return rc;
-    for (uint32_t rl = j->nodes[rls].first; rl != 0; rl = j->nodes[rl].next) {
-        uint32_t sls = member(j, rl, "scopeLogs", "scope_logs");
-
-        j->ctx_why[0] = '\0';
-        build_resource(j, member(j, rl, "resource", NULL));
-        if (nabsent(j, sls))
-            continue;
-        for (uint32_t sl = j->nodes[sls].first; sl != 0; sl = j->nodes[sl].next) {
-            uint32_t lrs = member(j, sl, "logRecords", "log_records");
-            char saved[sizeof(j->ctx_why)];
-
-            memcpy(saved, j->ctx_why, sizeof(saved));
-            build_scope(j, member(j, sl, "scope", NULL));
-            if (j->oom)
-                return stop_error(AGG_ENOMEM, err);
-            if (!nabsent(j, lrs)) {
-                for (uint32_t lr = j->nodes[lrs].first; lr != 0; lr = j->nodes[lr].next) {
-                    rc = otlp_event(j, lr, index++);
-                    if (rc != AGG_OK)
-                        return stop_error(rc, err);
-                }
-            }
-            memcpy(j->ctx_why, saved, sizeof(saved));
-        }
-    }
-    return AGG_OK;
 }
 
 /* ---- documents ------------------------------------------------------------------ */
@@ -2295,14 +1435,14 @@ int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
         return agg_err_set(err, AGG_EINVAL, "body larger than 4 GiB");
     body = surrogates_fix(j, body, len);
     if (body == NULL) {
-        rc = stop_error(AGG_ENOMEM, err);
+        rc = ing_json_stop_error(AGG_ENOMEM, err);
         goto out;
     }
     j->in = body;
     if (agg_json_pool_reserve(&j->pool,
                               len * 2 + 4096 > j->big_keep ? len * 2 + 4096 : j->big_keep) !=
         AGG_OK)
-        return stop_error(AGG_ENOMEM, err);
+        return ing_json_stop_error(AGG_ENOMEM, err);
 
     /* the scan: syntax, depth, and what kind of document this is */
     j->scan_otlp = false;
@@ -2324,19 +1464,19 @@ int ing_json_decode_document(struct ing_json *j, const char *body, size_t len,
     }
 
     if (j->scan_otlp) {
-        rc = otlp_decode(j, body, len, err);
+        rc = ing_otlp_decode_json(j, body, len, err);
         goto out;
     }
     j->mode = P_DOC;
     if (strs_ready(j) != AGG_OK) {
-        rc = stop_error(AGG_ENOMEM, err);
+        rc = ing_json_stop_error(AGG_ENOMEM, err);
         goto out;
     }
     st = run_parser(j, &stream_cbs, body, len, &offset, NULL, 0);
     if (j->oom)
-        rc = stop_error(AGG_ENOMEM, err);
+        rc = ing_json_stop_error(AGG_ENOMEM, err);
     else if (j->status != AGG_OK)
-        rc = stop_error(j->status, err);
+        rc = ing_json_stop_error(j->status, err);
     else if (st != yajl_status_ok) /* the scan passed: cannot happen */
         rc = agg_err_set(err, AGG_EINVAL, "body is not JSON at byte %zu", offset);
     else
@@ -2568,6 +1708,6 @@ int ing_json_decode_over(struct ing_json *j, const char *obj, size_t len,
     if (rc == AGG_EINVAL || o.rejected)
         return agg_err_set(err, AGG_EINVAL, "%s", o.why[0] != '\0' ? o.why : "not a JSON object");
     if (rc != AGG_OK)
-        return stop_error(rc, err);
+        return ing_json_stop_error(rc, err);
     return AGG_OK;
 }

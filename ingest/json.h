@@ -8,7 +8,8 @@
  * Ownership: the decoder owns its yajl handles and scratch buffers; records handed
  *            to the sink point into the input or into that scratch, valid for the
  *            one sink call. Keeps no pointer into the input after return.
- * Not here: decompression (ingest/decompress.h), HTTP status codes (core/http.c),
+ * Not here: the OTLP walk behind ing_json_decode_document (ingest/otlp.c),
+ *           decompression (ingest/decompress.h), HTTP status codes (core/http.c),
  *           the mapping table and its rationale (docs/json-mapping.md).
  */
 #ifndef AGGD_INGEST_JSON_H

@@ -1,5 +1,6 @@
 /*
- * tests/fuzz/fuzz_json.c — libFuzzer target for ingest/json.c.
+ * tests/fuzz/fuzz_json.c — libFuzzer target for ingest/json.c and ingest/otlp.c (OTLP
+ *                          bodies go through ing_json_decode_document).
  *
  * Feeds the input (an exact-size buffer: any read past it is an ASan report) to the
  * NDJSON, document and single-line decoders, with a large and a small event limit,
