@@ -2,7 +2,7 @@
  * core/alloc.c — allocation wrappers with failure injection.
  *
  * Place: see core/alloc.h.
- * Threads: any; the counters are atomics.
+ * Threads: any; the global counters are atomics, the _here ones thread-local.
  * Traps: the hook is a mutable global on purpose (tests only); it costs one relaxed
  *        atomic load per allocation when off.
  */
@@ -16,10 +16,20 @@
 
 static atomic_long fail_after = -1; /* < 0: never fail */
 static atomic_long ok_count;
+static _Thread_local long here_fail_after = -1; /* agg_alloc_fail_after_here */
+static _Thread_local long here_ok_count;
 
 static int should_fail(void)
 {
     long left = atomic_load_explicit(&fail_after, memory_order_relaxed);
+
+    if (here_fail_after >= 0) {
+        if (here_fail_after == 0)
+            return 1;
+        here_fail_after--;
+        here_ok_count++;
+        return 0;
+    }
 
     if (left < 0) {
         atomic_fetch_add_explicit(&ok_count, 1, memory_order_relaxed);
@@ -37,6 +47,15 @@ long agg_alloc_fail_after(long n)
     long done = atomic_exchange(&ok_count, 0);
 
     atomic_store(&fail_after, n < 0 ? -1 : n);
+    return done;
+}
+
+long agg_alloc_fail_after_here(long n)
+{
+    long done = here_ok_count;
+
+    here_ok_count = 0;
+    here_fail_after = n < 0 ? -1 : n;
     return done;
 }
 

@@ -28,4 +28,8 @@ int agg_grow(void **p, size_t size, size_t *cap, size_t need);
  * since the previous call. */
 long agg_alloc_fail_after(long n);
 
+/* The same, counting and failing only the calling thread's allocations: for sweeps
+ * over code whose worker threads must keep going (writers, the spool). */
+long agg_alloc_fail_after_here(long n);
+
 #endif

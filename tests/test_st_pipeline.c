@@ -507,9 +507,9 @@ static void test_pipeline_add_out_of_memory_sweep_reaches_success(void **state)
     for (long n = 0; !reached && n < 200; n++) {
         int rc;
 
-        agg_alloc_fail_after(n);
+        agg_alloc_fail_after_here(n);
         rc = add(f, "oom", taken);
-        agg_alloc_fail_after(-1);
+        agg_alloc_fail_after_here(-1);
         if (rc == AGG_OK) {
             taken++;
             reached = true;
@@ -522,9 +522,9 @@ static void test_pipeline_add_out_of_memory_sweep_reaches_success(void **state)
     for (long n = 0; taken < 60 && n < 10000; n = (n + 1) % 8) {
         int rc;
 
-        agg_alloc_fail_after(n);
+        agg_alloc_fail_after_here(n);
         rc = add(f, "oom", taken);
-        agg_alloc_fail_after(-1);
+        agg_alloc_fail_after_here(-1);
         if (rc == AGG_OK)
             taken++;
         else
