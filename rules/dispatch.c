@@ -5,16 +5,18 @@
  * Threads: see rules/dispatch.h.
  * Traps: the webhook timestamp is taken per attempt (receivers reject stale ones);
  *        the webhook-id stays the row's message id across attempts.
- *        A claimed batch (d->rows, even an empty one) is freed by the job_done that
- *        does not hand it to sends, by the recording's (or the stop's release) job_done,
- *        or by rl_dispatch_free: a claim never overwrites a live batch.
+ *        Each claim is a batch with its own job: claims go on while earlier batches'
+ *        sends are in flight (a receiver that hangs until the timeout must not hold
+ *        back the rows queued after its claim), one claim at a time, up to
+ *        INFLIGHT_MAX claimed rows. A batch is freed by the job_done that does not
+ *        hand it to sends (empty, failed, claimed during a stop), or by its
+ *        recording's (or the stop's release) job_done.
  *        A stop cancels the sends, records the attempts that have an outcome and hands
  *        the others back (pending), so that a restart or another daemon sends them at
  *        once; only a crash leaves rows 'sending', until their lease ends.
  */
 #include "rules/dispatch.h"
 
-#include <assert.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,49 +36,63 @@
 #include "core/log.h"
 
 #define CLAIM_LIMIT 32
+/* Claimed rows not yet recorded, across batches: bounds the connections in flight. */
+#define INFLIGHT_MAX (4 * CLAIM_LIMIT)
 #define CHANNELS 3
 
 enum phase {
-    PHASE_IDLE = 0,
-    PHASE_CLAIMING,
+    PHASE_CLAIMING = 0,
     PHASE_SENDING,
     PHASE_RECORDING,
     PHASE_RELEASING, /* the stop's: record what has an outcome, hand back the rest */
 };
 
+struct batch;
+
 struct attempt {
-    struct rl_dispatch *d;
+    struct batch *b;
     struct rl_outbox_row *row;
     struct rl_outbox_outcome o;
     bool settled; /* o is the outcome */
 };
 
-struct rl_dispatch {
+/* One claim's rows, from the claim until their recording (or the stop's release). */
+struct batch {
     struct st_job job; /* first: the queue link */
+    struct rl_dispatch *d;
+    struct batch *prev, *next; /* d->batches, once claimed rows are being sent */
+    enum phase phase;
+    int limit;                  /* the claim's */
+    int64_t skip[INFLIGHT_MAX]; /* the claim's: ids of the rows in flight, never reclaimed */
+    size_t nskip;
+    struct rl_outbox_row *rows;
+    size_t nrows;
+    struct attempt *attempts;
+    size_t outstanding;
+    int released;
+    int rc;
+    struct agg_err err;
+};
+
+struct rl_dispatch {
     struct event_base *base;
     const struct agg_notify_opts *opts;
     struct st_jobs *jobs;
     struct rl_httpc *http;
     struct rl_smtp *smtp;
     struct event *timer;
-    enum phase phase;
-    bool kicked;    /* claim again right after this batch */
+    bool claiming; /* a claim's job is queued or running */
+    bool kicked;   /* claim again once the claim in flight is done, or room is made */
     bool stopping;
     atomic_bool halting; /* stopping, as the job thread sees it */
     int64_t lease_us;
-    int released;
-    struct rl_outbox_row *rows;
-    size_t nrows;
-    struct attempt *attempts;
-    size_t outstanding;
-    int rc;
-    struct agg_err err;
+    int released; /* rows the stop handed back */
+    struct batch *batches;
+    size_t inflight; /* rows of d->batches */
     _Atomic int64_t *counts[CHANNELS][RL_DELIVERY_COUNT];
 };
 
 static const char *const channel_names[CHANNELS] = {"webhook", "slack", "email"};
-
-static void submit(struct rl_dispatch *d, enum phase phase);
 
 static int channel_index(const char *channel)
 {
@@ -87,95 +103,150 @@ static int channel_index(const char *channel)
     return -1;
 }
 
-static void batch_free(struct rl_dispatch *d)
+static void batch_free(struct batch *b)
 {
-    rl_outbox_rows_free(d->rows, d->nrows);
-    free(d->attempts);
-    d->rows = NULL;
-    d->attempts = NULL;
-    d->nrows = 0;
+    rl_outbox_rows_free(b->rows, b->nrows);
+    free(b->attempts);
+    free(b);
+}
+
+static void batch_link(struct rl_dispatch *d, struct batch *b)
+{
+    b->prev = NULL;
+    b->next = d->batches;
+    if (d->batches != NULL)
+        d->batches->prev = b;
+    d->batches = b;
+    d->inflight += b->nrows;
+}
+
+/* Unlinks <b> from the batches being sent and frees it. */
+static void batch_end(struct rl_dispatch *d, struct batch *b)
+{
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        d->batches = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    d->inflight -= b->nrows;
+    batch_free(b);
 }
 
 /* ---- the job: claim, record a batch, or release it at a stop ---- */
 
-static void keep_error(struct rl_dispatch *d, const struct agg_err *err)
+static void keep_error(struct batch *b, const struct agg_err *err)
 {
-    d->rc = err->code;
-    d->err = *err; /* that row stays 'sending' until its lease ends */
+    b->rc = err->code;
+    b->err = *err; /* that row stays 'sending' until its lease ends */
 }
 
 /* Hands back the claimed rows that have no outcome, records those that have one. */
-static void settle_batch(struct rl_dispatch *d, PGconn *conn, int64_t now)
+static void settle_batch(struct batch *b, PGconn *conn, int64_t now)
 {
-    d->released = 0;
-    for (size_t i = 0; i < d->nrows; i++) {
-        const struct attempt *a = d->attempts != NULL ? &d->attempts[i] : NULL;
+    b->released = 0;
+    for (size_t i = 0; i < b->nrows; i++) {
+        const struct attempt *a = b->attempts != NULL ? &b->attempts[i] : NULL;
         struct agg_err err = {0};
         bool released = false;
         int rc = a != NULL && a->settled
                      ? rl_outbox_record(conn, a->row, &a->o, now, &err)
-                     : rl_outbox_release(conn, &d->rows[i], now, &released, &err);
+                     : rl_outbox_release(conn, &b->rows[i], now, &released, &err);
 
         if (rc != AGG_OK)
-            keep_error(d, &err);
-        d->released += released;
+            keep_error(b, &err);
+        b->released += released;
     }
 }
 
 static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cerr)
 {
-    struct rl_dispatch *d = (struct rl_dispatch *)job;
+    struct batch *b = (struct batch *)job;
+    struct rl_dispatch *d = b->d;
     int64_t now = agg_time_now_us();
 
-    d->released = 0;
-    if (st_job_no_conn(conn, cerr, &d->rc, &d->err))
+    b->released = 0;
+    if (st_job_no_conn(conn, cerr, &b->rc, &b->err))
         return;
-    d->rc = AGG_OK;
-    if (d->phase == PHASE_CLAIMING) {
-        assert(d->rows == NULL); /* the previous batch was freed by its job_done */
+    b->rc = AGG_OK;
+    if (b->phase == PHASE_CLAIMING) {
         if (atomic_load(&d->halting))
             return;
-        d->rc = rl_outbox_claim(conn, now, d->lease_us, CLAIM_LIMIT, &d->rows, &d->nrows, &d->err);
+        b->rc = rl_outbox_claim(conn, now, d->lease_us, b->limit, b->skip, b->nskip, &b->rows,
+                                &b->nrows, &b->err);
         if (atomic_load(&d->halting)) /* nobody will send them */
-            settle_batch(d, conn, now);
+            settle_batch(b, conn, now);
     } else {
-        settle_batch(d, conn, now);
+        settle_batch(b, conn, now);
     }
-    job->conn_broken = d->rc == AGG_EDB;
+    job->conn_broken = b->rc == AGG_EDB;
 }
 
-static void start_sends(struct rl_dispatch *d);
+static void job_done(struct st_job *job);
+static void start_sends(struct rl_dispatch *d, struct batch *b);
+
+/* Claims due rows in a new batch, unless a claim is in flight or INFLIGHT_MAX rows
+ * are: then once that claim is done or a recording makes room. Our own rows in flight
+ * are left alone even once their lease ended: their sends end within the timeout. */
+static void claim(struct rl_dispatch *d)
+{
+    struct batch *b;
+    size_t room;
+
+    if (d->stopping)
+        return;
+    if (d->claiming || d->inflight >= INFLIGHT_MAX) {
+        d->kicked = true;
+        return;
+    }
+    b = agg_calloc(1, sizeof(*b));
+    if (b == NULL) {
+        AGG_LOG_WARN("notify", "out of memory claiming notifications; the next poll tries again");
+        return;
+    }
+    d->kicked = false;
+    d->claiming = true;
+    b->d = d;
+    b->job.fn = job_work;
+    b->job.done = job_done;
+    b->phase = PHASE_CLAIMING;
+    room = INFLIGHT_MAX - d->inflight;
+    b->limit = room < CLAIM_LIMIT ? (int)room : CLAIM_LIMIT;
+    for (const struct batch *o = d->batches; o != NULL; o = o->next) {
+        for (size_t i = 0; i < o->nrows; i++)
+            b->skip[b->nskip++] = o->rows[i].id;
+    }
+    st_jobs_run(d->jobs, &b->job);
+}
 
 static void job_done(struct st_job *job)
 {
-    struct rl_dispatch *d = (struct rl_dispatch *)job;
-    enum phase was = d->phase;
+    struct batch *b = (struct batch *)job;
+    struct rl_dispatch *d = b->d;
 
-    d->phase = PHASE_IDLE;
-    if (d->rc != AGG_OK)
-        AGG_LOG_WARN("notify", "notification outbox: %s", d->err.msg);
-    if (d->stopping && d->released > 0)
-        AGG_LOG_INFO("notify", "%d notifications in flight at the stop are pending again",
-                     d->released);
-    if (was == PHASE_CLAIMING && d->nrows > 0 && !d->stopping) {
-        start_sends(d); /* the batch is the sends' until its record's job_done */
-        return;
+    if (b->rc != AGG_OK)
+        AGG_LOG_WARN("notify", "notification outbox: %s", b->err.msg);
+    d->released += b->released;
+    if (b->phase != PHASE_CLAIMING) {
+        batch_end(d, b); /* recorded or released */
+    } else {
+        d->claiming = false;
+        d->kicked = d->kicked || b->nrows == (size_t)b->limit; /* more may be due */
+        if (b->nrows > 0 && !d->stopping) {
+            batch_link(d, b);
+            start_sends(d, b); /* the batch is the sends' until its record's job_done */
+        } else {
+            batch_free(b); /* empty, failed or claimed during a stop: nobody sends it */
+        }
     }
-    if (was == PHASE_RECORDING)
-        d->kicked = d->kicked || d->nrows == CLAIM_LIMIT;
-    batch_free(d); /* recorded, released, empty or failed: nobody sends it */
-    if (d->kicked && !d->stopping) {
-        d->kicked = false;
-        submit(d, PHASE_CLAIMING);
-    }
+    if (d->kicked)
+        claim(d);
 }
 
-static void submit(struct rl_dispatch *d, enum phase phase)
+static void submit(struct batch *b, enum phase phase)
 {
-    if (d->stopping)
-        return;
-    d->phase = phase;
-    st_jobs_run(d->jobs, &d->job);
+    b->phase = phase;
+    st_jobs_run(b->d->jobs, &b->job);
 }
 
 /* ---- sending ---- */
@@ -191,7 +262,8 @@ static void count(struct rl_dispatch *d, const struct attempt *a)
 /* One attempt has its outcome: the batch is recorded once every attempt has one. */
 static void settle(struct attempt *a)
 {
-    struct rl_dispatch *d = a->d;
+    struct batch *b = a->b;
+    struct rl_dispatch *d = b->d;
 
     a->settled = true;
     if (a->o.delivery == RL_DELIVERY_RETRY)
@@ -201,13 +273,13 @@ static void settle(struct attempt *a)
         AGG_LOG_WARN("notify", "notification %s (%s, alert %d) failed: %s", a->row->message_id,
                      a->row->channel, a->row->alert_id, a->o.detail);
     count(d, a);
-    if (--d->outstanding == 0 && !d->stopping)
-        submit(d, PHASE_RECORDING);
+    if (--b->outstanding == 0 && !d->stopping)
+        submit(b, PHASE_RECORDING);
 }
 
 static void fail_now(struct attempt *a, bool final, const struct agg_err *err)
 {
-    a->o.delivery = final || a->row->attempts >= a->d->opts->max_attempts
+    a->o.delivery = final || a->row->attempts >= a->b->d->opts->max_attempts
                         ? RL_DELIVERY_FAILED
                         : RL_DELIVERY_RETRY;
     snprintf(a->o.detail, sizeof(a->o.detail), "%.200s", err->msg);
@@ -218,12 +290,12 @@ static void on_http(void *arg, const struct rl_http_result *res)
 {
     struct attempt *a = arg;
 
-    if (a->d->stopping)
+    if (a->b->d->stopping)
         return;
     a->o.status = res->status;
-    a->o.delivery = rl_outbox_classify_http(res->status, a->row->attempts,
-                                            (int)a->d->opts->max_attempts,
-                                            &a->o.disable_endpoint);
+    a->o.delivery =
+        rl_outbox_classify_http(res->status, a->row->attempts,
+                                (int)a->b->d->opts->max_attempts, &a->o.disable_endpoint);
     snprintf(a->o.detail, sizeof(a->o.detail), "%s", res->detail);
     settle(a);
 }
@@ -232,11 +304,11 @@ static void on_smtp(void *arg, const struct rl_smtp_result *res)
 {
     struct attempt *a = arg;
 
-    if (a->d->stopping)
+    if (a->b->d->stopping)
         return;
     a->o.status = res->code;
     a->o.delivery = rl_outbox_classify_smtp(res->ok, res->code, a->row->attempts,
-                                            (int)a->d->opts->max_attempts);
+                                            (int)a->b->d->opts->max_attempts);
     snprintf(a->o.detail, sizeof(a->o.detail), "%s", res->detail);
     settle(a);
 }
@@ -268,6 +340,7 @@ static int webhook_headers(const struct rl_outbox_row *row, const struct agg_buf
  * whether a failure can never succeed (bad facts, bad secret, bad address). */
 static int send_one(struct attempt *a, struct agg_buf *body, bool *final, struct agg_err *err)
 {
+    const struct rl_dispatch *d = a->b->d;
     const struct rl_outbox_row *row = a->row;
     const char *payload = row->payload;
     size_t plen = strlen(payload);
@@ -279,12 +352,12 @@ static int send_one(struct attempt *a, struct agg_buf *body, bool *final, struct
     if (strcmp(row->channel, "email") == 0) {
         const char *rcpt[1] = {row->target};
 
-        if (rl_render_email(payload, plen, a->d->opts->from, row->target,
-                            row->message_id, row->thread_id, body, err) != AGG_OK)
+        if (rl_render_email(payload, plen, d->opts->from, row->target, row->message_id,
+                            row->thread_id, body, err) != AGG_OK)
             return AGG_EINVAL;
         *final = false;
-        return rl_smtp_send(a->d->smtp, a->d->opts->from, rcpt, 1, body->data,
-                            body->len, on_smtp, a, err);
+        return rl_smtp_send(d->smtp, d->opts->from, rcpt, 1, body->data, body->len, on_smtp,
+                            a, err);
     }
     rc = strcmp(row->channel, "slack") == 0 ? rl_render_slack(payload, plen, body, err)
                                             : rl_render_webhook(payload, plen, body, err);
@@ -293,66 +366,56 @@ static int send_one(struct attempt *a, struct agg_buf *body, bool *final, struct
     if (strcmp(row->channel, "webhook") == 0 &&
         webhook_headers(row, body, lines, hdrs, err) != AGG_OK)
         return AGG_EINVAL;
-    rc = rl_httpc_post(a->d->http, row->target, hdrs, body->data, body->len, on_http, a, err);
+    rc = rl_httpc_post(d->http, row->target, hdrs, body->data, body->len, on_http, a, err);
     *final = rc == AGG_EINVAL; /* a bad URL stays bad */
     return rc;
 }
 
-static void start_sends(struct rl_dispatch *d)
+static void start_sends(struct rl_dispatch *d, struct batch *b)
 {
     struct agg_buf body;
 
-    d->attempts = agg_calloc(d->nrows, sizeof(*d->attempts));
-    if (d->attempts == NULL) {
+    b->attempts = agg_calloc(b->nrows, sizeof(*b->attempts));
+    if (b->attempts == NULL) {
         AGG_LOG_WARN("notify",
                      "out of memory sending %zu notifications; they stay "
                      "claimed until their lease ends",
-                     d->nrows);
-        batch_free(d);
+                     b->nrows);
+        batch_end(d, b);
         return;
     }
-    d->phase = PHASE_SENDING;
-    d->outstanding = d->nrows + 1; /* held until every send started */
+    b->phase = PHASE_SENDING;
+    b->outstanding = b->nrows + 1; /* held until every send started */
     agg_buf_init(&body);
-    for (size_t i = 0; i < d->nrows; i++) {
-        struct attempt *a = &d->attempts[i];
+    for (size_t i = 0; i < b->nrows; i++) {
+        struct attempt *a = &b->attempts[i];
         struct agg_err err = {0};
         bool final;
 
-        a->d = d;
-        a->row = &d->rows[i];
+        a->b = b;
+        a->row = &b->rows[i];
         agg_buf_reset(&body);
         if (send_one(a, &body, &final, &err) != AGG_OK)
             fail_now(a, final, &err);
     }
     agg_buf_clear(&body);
-    if (--d->outstanding == 0)
-        submit(d, PHASE_RECORDING);
+    if (--b->outstanding == 0)
+        submit(b, PHASE_RECORDING);
 }
 
 /* ---- timer, lifecycle ---- */
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct rl_dispatch *d = arg;
-
     (void)fd;
     (void)what;
-    if (d->phase != PHASE_IDLE) {
-        d->kicked = true;
-        return;
-    }
-    submit(d, PHASE_CLAIMING);
+    claim(arg);
 }
 
 void rl_dispatch_kick(struct rl_dispatch *d)
 {
-    if (d == NULL || d->stopping)
-        return;
-    if (d->phase != PHASE_IDLE)
-        d->kicked = true;
-    else
-        submit(d, PHASE_CLAIMING);
+    if (d != NULL)
+        claim(d);
 }
 
 static int add_metrics(struct rl_dispatch *d, struct agg_metrics *m)
@@ -387,14 +450,12 @@ struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_no
     d->base = base;
     d->opts = opts;
     d->jobs = jobs;
-    d->job.fn = job_work;
-    d->job.done = job_done;
     d->lease_us = rl_outbox_lease_us(opts->webhook_timeout_ms); /* SMTP's too */
     d->http = rl_httpc_new(base, opts->ca_file, (int)opts->webhook_timeout_ms, err);
     if (d->http == NULL)
         goto fail;
-    d->smtp = rl_smtp_new(base, opts->smtp_url, opts->ca_file, (int)opts->webhook_timeout_ms,
-                          err);
+    d->smtp = rl_smtp_new(base, opts->smtp_url, opts->ca_file,
+                          (int)opts->webhook_timeout_ms, err);
     if (d->smtp == NULL)
         goto fail;
     d->timer = event_new(base, -1, EV_PERSIST, on_timer, d);
@@ -403,7 +464,7 @@ struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_no
         agg_err_set(err, AGG_ENOMEM, "could not start the notification dispatcher");
         goto fail;
     }
-    submit(d, PHASE_CLAIMING);
+    claim(d);
     return d;
 
 fail:
@@ -424,9 +485,9 @@ void rl_dispatch_stop(struct rl_dispatch *d)
     rl_smtp_free(d->smtp);
     d->http = NULL;
     d->smtp = NULL;
-    if (d->phase == PHASE_SENDING) { /* runs before st_jobs_free() returns */
-        d->phase = PHASE_RELEASING;
-        st_jobs_run(d->jobs, &d->job);
+    for (struct batch *b = d->batches; b != NULL; b = b->next) {
+        if (b->phase == PHASE_SENDING) /* runs before st_jobs_free() returns */
+            submit(b, PHASE_RELEASING);
     }
 }
 
@@ -435,8 +496,12 @@ void rl_dispatch_free(struct rl_dispatch *d)
     if (d == NULL)
         return;
     rl_dispatch_stop(d);
+    if (d->released > 0)
+        AGG_LOG_INFO("notify", "%d notifications in flight at the stop are pending again",
+                     d->released);
     if (d->timer != NULL)
         event_free(d->timer);
-    batch_free(d);
+    while (d->batches != NULL) /* none once <jobs> handed every job back */
+        batch_end(d, d->batches);
     free(d);
 }

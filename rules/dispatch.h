@@ -6,7 +6,10 @@
  *        Created by the alert engine (rules/engine.c). DESIGN.md, Rules.
  * Threads: the event-loop thread; database work on the given job runner.
  * Ownership: borrows <opts>, <jobs> and <metrics> until rl_dispatch_free().
- * Traps: one batch at a time: claim → send all → record all, then the next claim.
+ * Traps: each claim is a batch: claim → send all → record all; the next claim does not
+ *        wait for the sends in flight (a hung receiver holds only its own row, up to
+ *        the timeout), one claim at a time, at most 128 rows in flight, and never a
+ *        row this dispatcher is still sending, even once its lease ended.
  *        Claimed rows are leased (rules/outbox.h): a shutdown records the attempts
  *        that have an outcome and hands the cancelled ones back to 'pending'; rows a
  *        crash leaves 'sending' are claimed again, by any daemon, once the lease ends.

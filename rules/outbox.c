@@ -8,6 +8,7 @@
  */
 #include "rules/outbox.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,13 +92,15 @@ void rl_outbox_redact(const char *channel, const char *target, char *out, size_t
 }
 
 /* Due pending rows, and 'sending' rows whose lease (next_attempt_at) has run out: their
- * daemon died or stalled. The claim stamps the new lease and counts the attempt. */
+ * daemon died or stalled (not the claimer's own sends still in flight, $4). The claim
+ * stamps the new lease and counts the attempt. */
 static const char claim_sql[] =
     "UPDATE alert_notifications n SET status = 'sending', attempts = n.attempts + 1,"
     "       next_attempt_at = " RL_SQL_TS("$3")
     " WHERE n.id IN (SELECT id FROM alert_notifications"
     "                 WHERE status IN ('pending', 'sending')"
     "                   AND next_attempt_at <= " RL_SQL_TS("$1")
+    "                   AND NOT id = ANY ($4::bigint[])"
     "                 ORDER BY next_attempt_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED)"
     " RETURNING n.id, n.alert_id, " RL_SQL_US("n.alert_created_at") ","
     "       coalesce(n.endpoint_id, 0), n.attempts, n.message_id, n.channel, n.target,"
@@ -141,19 +144,40 @@ int64_t rl_outbox_lease_us(int64_t send_timeout_ms)
     return LEASE_TIMEOUTS * send_timeout_ms * 1000 + LEASE_MARGIN_US;
 }
 
+/* <ids> as a PostgreSQL array literal ("{1,2}"). Caller owns the result: free(). */
+static char *id_array(const int64_t *ids, size_t n)
+{
+    size_t size = n * 21 + 3, len = 1;
+    char *out = agg_malloc(size);
+
+    if (out == NULL)
+        return NULL;
+    out[0] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, size - len, i > 0 ? ",%" PRId64 : "%" PRId64, ids[i]);
+    snprintf(out + len, size - len, "}");
+    return out;
+}
+
 int rl_outbox_claim(PGconn *conn, int64_t now_us, int64_t lease_us, int limit,
-                    struct rl_outbox_row **rows, size_t *n, struct agg_err *err)
+                    const int64_t *skip, size_t nskip, struct rl_outbox_row **rows, size_t *n,
+                    struct agg_err *err)
 {
     char now[24], lim[24], until[24];
-    const char *params[3] = {rl_alerts_i64(now_us, now), rl_alerts_i64(limit, lim),
-                             rl_alerts_i64(now_us + lease_us, until)};
+    char *skipped = id_array(skip, nskip);
+    const char *params[4] = {rl_alerts_i64(now_us, now), rl_alerts_i64(limit, lim),
+                             rl_alerts_i64(now_us + lease_us, until), skipped};
     struct rl_outbox_row *out;
     PGresult *res;
     int count, rc = AGG_OK;
 
     *rows = NULL;
     *n = 0;
-    if (st_db_query(conn, claim_sql, 3, params, PGRES_TUPLES_OK, &res, err) != AGG_OK)
+    if (skipped == NULL)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    rc = st_db_query(conn, claim_sql, 4, params, PGRES_TUPLES_OK, &res, err);
+    free(skipped);
+    if (rc != AGG_OK)
         return AGG_EDB;
     count = PQntuples(res);
     if (count == 0) {

@@ -52,12 +52,14 @@ int64_t rl_outbox_lease_us(int64_t send_timeout_ms);
 
 /* Claims up to <limit> rows due at <now_us> (FOR UPDATE SKIP LOCKED: several daemons
  * may share the outbox): pending rows whose next attempt is due and 'sending' rows
- * whose lease has ended. Marks them 'sending' with a lease until <now_us> + <lease_us>
- * and counts the attempt. Caller owns *<rows> (*<n> of them): rl_outbox_rows_free();
- * *<rows> is NULL when nothing was claimed or on error (a half-read claim frees what
- * it read; its rows wait for their lease to end). */
+ * whose lease has ended, but none of the <nskip> ids in <skip> (the caller's own sends
+ * still in flight, whatever their lease says). Marks them 'sending' with a lease until
+ * <now_us> + <lease_us> and counts the attempt. Caller owns *<rows> (*<n> of them):
+ * rl_outbox_rows_free(); *<rows> is NULL when nothing was claimed or on error (a
+ * half-read claim frees what it read; its rows wait for their lease to end). */
 int rl_outbox_claim(PGconn *conn, int64_t now_us, int64_t lease_us, int limit,
-                    struct rl_outbox_row **rows, size_t *n, struct agg_err *err);
+                    const int64_t *skip, size_t nskip, struct rl_outbox_row **rows, size_t *n,
+                    struct agg_err *err);
 
 void rl_outbox_rows_free(struct rl_outbox_row *rows, size_t n);
 

@@ -3,7 +3,9 @@
 (under ASan/LSan: no leak report, exit 0); the stop hands the cancelled sends back to
 'pending' and the next start sends them at once. Claimed rows are leased: a second
 daemon on the same database leaves a live daemon's sends alone, takes over those whose
-lease ended, and the first daemon, once taken over, changes nothing of them.
+lease ended, and the first daemon, once taken over, changes nothing of them; a daemon
+never claims again the rows it is still sending, lease or not. A send that hangs does
+not hold back the rows queued after its claim.
 """
 import json
 import socket
@@ -55,29 +57,32 @@ class NotifyStop(unittest.TestCase):
     def setUp(self):
         self.recv = SilentReceiver()
         self.env = apikit.ApiEnv(extra=("--set", "notify.webhook_timeout_ms=60000"))
+        self.alert = None
 
     def tearDown(self):
         self.recv.close()
         self.env.close()
 
-    def queue_webhooks(self):
+    def queue_webhooks(self, ids=range(SENDS)):
+        """A pending webhook row per number in <ids>, each committed on its own (as the
+        notices of different alerts are), for one alert made on the first call."""
         env = self.env
-        rule = env.ok("POST", "/api/v1/alert-rules", RULE, status=201)["id"]
-        alert = env.scalar("INSERT INTO alerts (rule_id, severity, status, metric_value,"
-                           f" message) VALUES ({rule}, 'high', 'active', 11, 'errors')"
-                           " RETURNING id")
-        facts = {"notice": "firing", "status": "firing", "alert_id": alert, "rule_id": rule,
-                 "rule": "errors", "starts_at": "2025-01-31T12:00:00Z"}
-        # one statement: the dispatcher polls every 500 ms and claims nothing more while
-        # a claimed batch is in flight, so rows committed one by one could be split
-        # between two batches, the second waiting out the first's 60 s timeout
-        env.db.sql("INSERT INTO alert_notifications (message_id, alert_id,"
-                   " alert_created_at, rule_id, notice, channel, target, next_attempt_at,"
-                   " payload) SELECT 'msg_stop_' || i, id, created_at, rule_id, 'firing',"
-                   f" 'webhook', 'http://127.0.0.1:{self.recv.port}/hook',"
-                   " now() AT TIME ZONE 'UTC',"
-                   f" '{json.dumps(facts)}'::jsonb FROM alerts, generate_series(0, {SENDS - 1}) i"
-                   f" WHERE id = {alert} ORDER BY i")
+        if self.alert is None:
+            rule = env.ok("POST", "/api/v1/alert-rules", RULE, status=201)["id"]
+            alert = env.scalar("INSERT INTO alerts (rule_id, severity, status, metric_value,"
+                               f" message) VALUES ({rule}, 'high', 'active', 11, 'errors')"
+                               " RETURNING id")
+            self.alert = (alert, {"notice": "firing", "status": "firing", "alert_id": alert,
+                                  "rule_id": rule, "rule": "errors",
+                                  "starts_at": "2025-01-31T12:00:00Z"})
+        alert, facts = self.alert
+        for i in ids:
+            env.db.sql("INSERT INTO alert_notifications (message_id, alert_id,"
+                       " alert_created_at, rule_id, notice, channel, target, next_attempt_at,"
+                       f" payload) SELECT 'msg_stop_{i}', id, created_at, rule_id, 'firing',"
+                       f" 'webhook', 'http://127.0.0.1:{self.recv.port}/hook',"
+                       " now() AT TIME ZONE 'UTC',"
+                       f" '{json.dumps(facts)}'::jsonb FROM alerts WHERE id = {alert}")
 
     def statuses(self):
         out = self.env.db.sql("SELECT string_agg(status, ',' ORDER BY id)"
@@ -101,7 +106,7 @@ class NotifyStop(unittest.TestCase):
         env = self.env
         time.sleep(2)  # several empty polls first
         self.queue_webhooks()
-        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 30, what="sends in flight")
+        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 10, what="sends in flight")
         self.assertEqual(self.statuses(), ["sending"] * SENDS)
 
         out = self.stop_clean(env.aggd)
@@ -118,7 +123,7 @@ class NotifyStop(unittest.TestCase):
     def test_a_live_daemons_sends_are_leased(self):
         env = self.env
         self.queue_webhooks()
-        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 30, what="sends in flight")
+        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 10, what="sends in flight")
         other = harness.Aggd(env.db.url, "--set", "notify.webhook_timeout_ms=60000")
         try:
             time.sleep(2)  # several polls of the second daemon
@@ -137,6 +142,26 @@ class NotifyStop(unittest.TestCase):
             self.assertEqual(self.statuses(), ["pending"] * SENDS)
         finally:
             other.close()
+
+    def test_a_daemon_never_claims_again_its_own_sends_in_flight(self):
+        self.queue_webhooks()
+        harness.wait_for(lambda: self.recv.accepted() >= SENDS, 10, what="sends in flight")
+        # the lease ends while the sends still hang: another daemon may take the rows
+        # over, but this one, whose sends end within their timeout, sends nothing twice
+        self.env.db.sql("UPDATE alert_notifications SET next_attempt_at ="
+                        " now() AT TIME ZONE 'UTC' - interval '1 second'")
+        time.sleep(2)  # several polls
+        self.assertEqual(self.recv.accepted(), SENDS)
+        self.assertEqual(self.attempts(), [1] * SENDS)
+
+    def test_a_hung_send_does_not_hold_back_rows_queued_after_it(self):
+        self.queue_webhooks([0])
+        harness.wait_for(lambda: self.recv.accepted() >= 1, 10, what="the first send")
+        time.sleep(1.5)  # polls while the first send hangs (60 s timeout)
+        self.queue_webhooks([1])
+        harness.wait_for(lambda: self.recv.accepted() >= 2, 5, what="the later send")
+        self.assertEqual(self.statuses(), ["sending"] * 2)
+        self.assertEqual(self.attempts(), [1] * 2)
 
 
 if __name__ == "__main__":
