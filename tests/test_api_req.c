@@ -60,8 +60,8 @@ static int parse_status(const char *text, size_t len, char code[32])
 static void test_req_body_must_be_one_json_object(void **state)
 {
     static const char *const bad[] = {"{not json", "[1,2]", "\"text\"", "{\"a\":1} trailing",
-                                      "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]"
-                                      "]]]]]]]]]]]]]]]]]}"};
+                                      ("{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]"
+                                       "]]]]]]]]]]]]]]]]]}")};
     char code[32];
 
     (void)state;
