@@ -528,7 +528,7 @@ int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *op
     if ((rc = start_signals(&s, err)) != AGG_OK || (rc = start_http(&s, err)) != AGG_OK ||
         (rc = start_ingest(&s, err)) != AGG_OK || (rc = start_maint(&s, err)) != AGG_OK)
         goto out;
-    s.monitor = st_monitor_new(s.base, cfg->database.url, opts->health_interval_ms, 5000,
+    s.monitor = st_monitor_new(s.base, NULL, cfg->database.url, opts->health_interval_ms, 5000,
                                on_db_change, &s, err);
     if (s.monitor == NULL) {
         rc = AGG_ENOMEM;

@@ -7,6 +7,11 @@
  * Traps: the socket of a connecting PGconn may change between PQconnectPoll calls
  *        (several hosts, SSL retry), so the I/O event is rebuilt for every wait.
  *        The connection stays open between probes; a failed probe drops it.
+ *        libpq resolves a host name synchronously inside PQconnectStart, so a single
+ *        host name is resolved here first (evdns) and handed to libpq as hostaddr;
+ *        host stays set for TLS and .pgpass. A host list is left to libpq.
+ *        A cancelled lookup calls back later, from the loop, with EVUTIL_EAI_CANCEL:
+ *        on_resolved must not touch the monitor then (it may be freed).
  */
 #include "store/monitor.h"
 
@@ -14,13 +19,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/dns.h>
+#include <event2/util.h>
 #include <libpq-fe.h>
 
 #include "core/alloc.h"
 #include "store/db.h"
 
+#define CONN_KEYWORDS_MAX 16
+
 enum phase {
     PHASE_IDLE = 0,
+    PHASE_RESOLVING,
     PHASE_CONNECTING,
     PHASE_QUERYING,
 };
@@ -28,6 +38,11 @@ enum phase {
 struct st_monitor {
     struct event_base *base;
     char *conninfo;
+    char *host; /* a host name to resolve before connecting, or NULL */
+    char hostaddr[64];
+    struct evdns_base *dns;
+    bool own_dns;
+    struct evdns_getaddrinfo_request *dns_req;
     PGconn *conn;
     struct event *io;
     struct event *timer;
@@ -208,19 +223,25 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
         read_result(m);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+/* Starts a connection; <hostaddr> (NULL: none) overrides the conninfo's. */
+static void start_connect(struct st_monitor *m, const char *hostaddr)
 {
-    struct st_monitor *m = arg;
-    const char *values[4];
+    const char *keys[CONN_KEYWORDS_MAX + 2], *values[CONN_KEYWORDS_MAX + 2];
+    const char *base_values[CONN_KEYWORDS_MAX + 1];
+    size_t n = 0;
 
-    (void)fd;
-    (void)what;
-    if (m->conn != NULL) {
-        send_query(m);
-        return;
+    st_db_conn_values(m->conninfo, base_values);
+    for (; st_db_conn_keywords[n] != NULL && n < CONN_KEYWORDS_MAX; n++) {
+        keys[n] = st_db_conn_keywords[n];
+        values[n] = base_values[n];
     }
-    st_db_conn_values(m->conninfo, values);
-    m->conn = PQconnectStartParams(st_db_conn_keywords, values, 1);
+    if (hostaddr != NULL) { /* after dbname: it overrides the expanded conninfo */
+        keys[n] = "hostaddr";
+        values[n++] = hostaddr;
+    }
+    keys[n] = NULL;
+    values[n] = NULL;
+    m->conn = PQconnectStartParams(keys, values, 1);
     if (m->conn == NULL) {
         fail(m, "out of memory");
         return;
@@ -233,9 +254,110 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     wait_io(m, true); /* libpq: behave as if PQconnectPoll said WRITING */
 }
 
-struct st_monitor *st_monitor_new(struct event_base *base, const char *conninfo,
-                                  int interval_ms, int timeout_ms, st_monitor_cb cb, void *arg,
-                                  struct agg_err *err)
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct st_monitor *m = arg;
+    char why[320];
+    const void *addr = NULL;
+
+    if (result == EVUTIL_EAI_CANCEL) { /* st_monitor_free or the timeout: m is done */
+        if (res != NULL)
+            evutil_freeaddrinfo(res);
+        return;
+    }
+    m->dns_req = NULL;
+    evtimer_del(m->timer);
+    if (result == 0 && res != NULL)
+        addr = res->ai_family == AF_INET6
+                   ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                   : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    if (addr == NULL ||
+        evutil_inet_ntop(res->ai_family, addr, m->hostaddr, sizeof(m->hostaddr)) == NULL) {
+        snprintf(why, sizeof(why), "cannot resolve \"%s\": %s", m->host,
+                 result != 0 ? evutil_gai_strerror(result) : "no address");
+        if (res != NULL)
+            evutil_freeaddrinfo(res);
+        fail(m, why);
+        return;
+    }
+    evutil_freeaddrinfo(res);
+    start_connect(m, m->hostaddr);
+}
+
+static void resolve(struct st_monitor *m)
+{
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct evdns_getaddrinfo_request *req;
+
+    if (m->dns == NULL) {
+        m->dns = evdns_base_new(m->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        m->own_dns = true;
+        if (m->dns == NULL) {
+            fail(m, "cannot start the resolver");
+            return;
+        }
+    }
+    m->phase = PHASE_RESOLVING;
+    schedule(m, m->timeout_ms); /* the timer bounds the lookup */
+    req = evdns_getaddrinfo(m->dns, m->host, NULL, &hints, on_resolved, m);
+    if (m->phase == PHASE_RESOLVING) /* not answered at once */
+        m->dns_req = req;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct st_monitor *m = arg;
+
+    (void)fd;
+    (void)what;
+    if (m->phase == PHASE_RESOLVING) {
+        char why[64];
+
+        if (m->dns_req != NULL)
+            evdns_getaddrinfo_cancel(m->dns_req);
+        m->dns_req = NULL;
+        snprintf(why, sizeof(why), "no answer within %d ms", m->timeout_ms);
+        fail(m, why);
+        return;
+    }
+    if (m->conn != NULL) {
+        send_query(m);
+        return;
+    }
+    if (m->host != NULL)
+        resolve(m);
+    else
+        start_connect(m, NULL);
+}
+
+/* The single host name of <conninfo> that libpq would resolve itself, or NULL. */
+static char *name_to_resolve(const char *conninfo)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    const char *host = NULL, *hostaddr = NULL;
+    unsigned char bin[16];
+    char *out = NULL;
+
+    if (opts == NULL)
+        return NULL; /* libpq will say what is wrong with it */
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+    }
+    if (host != NULL && host[0] != '\0' && host[0] != '/' && host[0] != '@' &&
+        strchr(host, ',') == NULL && (hostaddr == NULL || hostaddr[0] == '\0') &&
+        evutil_inet_pton(AF_INET, host, bin) != 1 && evutil_inet_pton(AF_INET6, host, bin) != 1)
+        out = agg_strdup(host);
+    PQconninfoFree(opts);
+    return out;
+}
+
+struct st_monitor *st_monitor_new(struct event_base *base, struct evdns_base *dns,
+                                  const char *conninfo, int interval_ms, int timeout_ms,
+                                  st_monitor_cb cb, void *arg, struct agg_err *err)
 {
     struct st_monitor *m = agg_calloc(1, sizeof(*m));
 
@@ -248,7 +370,9 @@ struct st_monitor *st_monitor_new(struct event_base *base, const char *conninfo,
     m->cb = cb;
     m->arg = arg;
     snprintf(m->reason, sizeof(m->reason), "not probed yet");
+    m->dns = dns;
     m->conninfo = agg_strdup(conninfo);
+    m->host = m->conninfo != NULL ? name_to_resolve(conninfo) : NULL;
     m->timer = evtimer_new(base, on_timer, m);
     if (m->conninfo == NULL || m->timer == NULL)
         goto oom;
@@ -265,6 +389,10 @@ void st_monitor_free(struct st_monitor *m)
 {
     if (m == NULL)
         return;
+    if (m->dns_req != NULL)
+        evdns_getaddrinfo_cancel(m->dns_req);
+    if (m->own_dns && m->dns != NULL)
+        evdns_base_free(m->dns, 0);
     if (m->io != NULL)
         event_free(m->io);
     if (m->timer != NULL)
@@ -272,6 +400,7 @@ void st_monitor_free(struct st_monitor *m)
     if (m->conn != NULL)
         PQfinish(m->conn);
     free(m->conninfo);
+    free(m->host);
     free(m);
 }
 

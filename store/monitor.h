@@ -4,14 +4,15 @@
  * Place: feeds /readyz, /metrics and the schema-version guard of `aggd serve`.
  * Threads: event-loop thread only.
  * Ownership: owns one libpq connection; the callback borrows <reason> for the call.
- * Traps: libpq resolves host names synchronously inside PQconnectStart; use
- *        addresses or unix sockets where a slow resolver would stall the loop.
+ * Traps: a single host name is resolved without blocking (evdns) and only its first
+ *        address is tried; a host list ("h1,h2") is resolved by libpq, synchronously.
  */
 #ifndef AGGD_STORE_MONITOR_H
 #define AGGD_STORE_MONITOR_H
 
 #include <stdbool.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "core/err.h"
@@ -22,12 +23,13 @@ struct st_monitor;
  * changes. <reason> is "" when up, and points into the monitor until the next call. */
 typedef void (*st_monitor_cb)(void *arg, bool up, int schema_version, const char *reason);
 
-/* Probes <conninfo> (copied) every <interval_ms>, starting now: connects, then reads
- * the schema version; a probe taking over <timeout_ms> counts as down.
- * Caller owns the result: st_monitor_free(). */
-struct st_monitor *st_monitor_new(struct event_base *base, const char *conninfo,
-                                  int interval_ms, int timeout_ms, st_monitor_cb cb, void *arg,
-                                  struct agg_err *err);
+/* Probes <conninfo> (copied) every <interval_ms>, starting now: resolves its host name
+ * through <dns> (borrowed until free; NULL: a resolver of the system's configuration),
+ * connects, then reads the schema version; a probe taking over <timeout_ms> at any of
+ * these steps counts as down. Caller owns the result: st_monitor_free(). */
+struct st_monitor *st_monitor_new(struct event_base *base, struct evdns_base *dns,
+                                  const char *conninfo, int interval_ms, int timeout_ms,
+                                  st_monitor_cb cb, void *arg, struct agg_err *err);
 void st_monitor_free(struct st_monitor *m);
 
 bool st_monitor_is_up(const struct st_monitor *m);
