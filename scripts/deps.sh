@@ -30,8 +30,9 @@ PACKAGES=(
     tzdata dpkg-dev
     # scripts/package.sh: dpkg-buildpackage with debhelper, lintian; its install
     # check runs the package's postinst, which calls systemd-sysusers and
-    # systemd-tmpfiles (package systemd; nothing is started)
-    debhelper lintian systemd
+    # systemd-tmpfiles (package systemd; nothing is started); man for
+    # systemd-analyze verify, which opens the units' Documentation=man:aggd(8)
+    debhelper lintian systemd man-db
 )
 
 if [[ ${1:-} == --list ]]; then

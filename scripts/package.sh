@@ -61,6 +61,11 @@ if [[ $deb_version != "$version" ]]; then
         "add a changelog entry: dch -v $version" >&2
     exit 1
 fi
+man_version=$(sed -nE 's/^\.TH AGGD 8 "[^"]*" "aggd ([^"]*)".*/\1/p' "$ROOT/docs/aggd.8")
+if [[ $man_version != "$version" ]]; then
+    echo "aggd: docs/aggd.8 says version '$man_version', CMakeLists.txt $version: update its .TH line" >&2
+    exit 1
+fi
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 deb=aggd_${version}_${arch}.deb
 
