@@ -179,7 +179,8 @@ grep -qE '^spool\.dir = /var/lib/aggd/spool +# file' <<<"$check" ||
     { echo "aggd: config check did not read spool.dir from the installed file" >&2; exit 1; }
 
 "${dpkg_root[@]}" --purge aggd
-left=$(cd "$iroot" && find etc usr lib -type f 2>/dev/null | grep -E 'aggd' || true)
+left=$(find "$iroot/etc" "$iroot/usr" "$iroot/lib" -type f 2>/dev/null | sed "s|^$iroot||" |
+    grep aggd || true)
 if [[ -n $left ]]; then
     echo "aggd: files left after dpkg --purge: $left" >&2
     exit 1

@@ -131,7 +131,7 @@ if [[ ! -s $FIRST_RUN ]]; then
     case $http in
     '""') http= ;;
     0.0.0.0:*) http=127.0.0.1:${http#0.0.0.0:} ;;
-    \[::\]:*) http=[::1]:${http#\[::\]:} ;;
+    \[::\]:*) http="[::1]:${http#'[::]:'}" ;;
     esac
     password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
     echo "aggd: first run: creating the admin $ADMIN_EMAIL and two tokens"

@@ -16,7 +16,6 @@ import signal
 import stat
 import subprocess
 import tempfile
-import time
 import unittest
 
 import harness
