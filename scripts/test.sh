@@ -324,8 +324,8 @@ fi
 # `aggd config check` from there and purges it (scripts/package.sh).
 if [[ $quick -eq 0 ]]; then
     if "$ROOT/scripts/package.sh" --install-check >"$LOGDIR/package.log" 2>&1; then
-        summaries+=("aggd: Debian package: OK ($(grep -o 'build-deb/aggd_[^ ]*\.deb' \
-            "$LOGDIR/package.log" | head -n 1); lintian clean; installed, ran, purged)")
+        deb=$(grep -o 'build-deb/aggd_[^ ]*\.deb' "$LOGDIR/package.log" | head -n 1 || true)
+        summaries+=("aggd: Debian package: OK (${deb:-built}; lintian clean; installed, ran, purged)")
     else
         tail -n 60 "$LOGDIR/package.log" >&2
         summaries+=("aggd: Debian package: FAILED (scripts/package.sh --install-check)")
