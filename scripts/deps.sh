@@ -28,6 +28,11 @@ PACKAGES=(
     # zone files for listen.syslog_3164_timezone and its tests (not in a minimal image);
     # dpkg-buildflags for the build with Debian's hardening flags
     tzdata dpkg-dev
+    # scripts/package.sh: dpkg-buildpackage with debhelper, lintian; its install
+    # check runs the package's postinst, which calls systemd-sysusers and
+    # systemd-tmpfiles (package systemd; nothing is started); man for
+    # systemd-analyze verify, which opens the units' Documentation=man:aggd(8)
+    debhelper lintian systemd man-db
 )
 
 if [[ ${1:-} == --list ]]; then

@@ -4,7 +4,7 @@
 # runs every ctest test against it in both builds. CI runs exactly this.
 #
 #   scripts/test.sh [--quick] [--no-deps]
-#     --quick     skip the sanitizer build
+#     --quick     skip the sanitizer build, fuzzing and the Debian package
 #     --no-deps   do not run scripts/deps.sh (same as AGGD_SKIP_DEPS=1)
 #
 # An integration test that skips (exit 77, e.g. no database) counts as a
@@ -294,9 +294,14 @@ fi
 # /usr/bin/aggd is only there on a machine where aggd is installed (not on a
 # developer's or CI's). That one message class is expected and tolerated;
 # anything else it prints (unknown keys, bad values, ...) fails the run.
+# The units' Documentation=man:aggd(8) is looked up with man: MANPATH points at
+# docs/aggd.8, so a missing or broken page fails too.
 if command -v systemd-analyze >/dev/null 2>&1; then
     unit=$ROOT/contrib/systemd/aggd.service
-    verify_out=$(systemd-analyze verify "$unit" "$ROOT/contrib/systemd/aggd.socket" 2>&1 || true)
+    mkdir -p "$LOGDIR/man/man8"
+    cp "$ROOT/docs/aggd.8" "$LOGDIR/man/man8/"
+    verify_out=$(MANPATH=$LOGDIR/man systemd-analyze verify "$unit" \
+        "$ROOT/contrib/systemd/aggd.socket" 2>&1 || true)
     unexpected=$(printf '%s\n' "$verify_out" |
         grep -vE '^$|Command /usr/bin/aggd is not executable|(user|group).*aggd.*(not found|No such|resolve)' || true)
     if [[ -n $unexpected ]]; then
@@ -311,6 +316,21 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     fi
 else
     summaries+=("aggd: systemd unit: not checked (no systemd-analyze)")
+fi
+
+# --- Debian package ----------------------------------------------------------
+# Builds build-deb/aggd_<version>_<arch>.deb, runs lintian (errors and warnings
+# fail), installs it with dpkg into an empty root, runs `aggd version` and
+# `aggd config check` from there and purges it (scripts/package.sh).
+if [[ $quick -eq 0 ]]; then
+    if "$ROOT/scripts/package.sh" --install-check >"$LOGDIR/package.log" 2>&1; then
+        deb=$(grep -o 'build-deb/aggd_[^ ]*\.deb' "$LOGDIR/package.log" | head -n 1 || true)
+        summaries+=("aggd: Debian package: OK (${deb:-built}; lintian clean; installed, ran, purged)")
+    else
+        tail -n 60 "$LOGDIR/package.log" >&2
+        summaries+=("aggd: Debian package: FAILED (scripts/package.sh --install-check)")
+        failed=1
+    fi
 fi
 
 echo
