@@ -350,6 +350,73 @@ fail:
     return NULL;
 }
 
+/* Keys a running daemon takes from a reload; every other changed key waits for a
+ * restart. Each is read where it is used (not copied at start), on the loop thread,
+ * or has a setter the server calls after agg_config_reload(). */
+static const char *const live_keys[] = {
+    "log.level",
+    "notify.from",
+    "notify.max_attempts",
+    "partitions.premake_months",
+    "partitions.retention_months",
+    "partitions.archive_grace_hours",
+    "alerts.eval_interval_ms",
+};
+
+static bool is_live(const char *name)
+{
+    for (size_t i = 0; i < sizeof(live_keys) / sizeof(live_keys[0]); i++) {
+        if (strcmp(live_keys[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool is_string(enum conf_type type)
+{
+    return type == CONF_STRING || type == CONF_OPT_STRING || type == CONF_SECRET ||
+           type == CONF_ADDR || type == CONF_LOGLEVEL || type == CONF_TIMEZONE;
+}
+
+int agg_config_reload(struct agg_config *live, struct agg_config *next, agg_config_change_fn fn,
+                      void *arg)
+{
+    int applied = 0;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct conf_key *k = &keys[i];
+        char *a = (char *)live + k->offset, *b = (char *)next + k->offset;
+        bool changed, ok;
+
+        if (is_string(k->type))
+            changed = strcmp(*(char **)a, *(char **)b) != 0;
+        else if (k->type == CONF_ENUM)
+            changed = *(int *)a != *(int *)b;
+        else
+            changed = *(int64_t *)a != *(int64_t *)b;
+        if (!changed)
+            continue;
+        ok = is_live(k->name);
+        if (ok) {
+            if (is_string(k->type)) { /* swap: <next> frees the old string */
+                char *t = *(char **)a;
+
+                *(char **)a = *(char **)b;
+                *(char **)b = t;
+            } else if (k->type == CONF_ENUM) {
+                *(int *)a = *(int *)b;
+            } else {
+                *(int64_t *)a = *(int64_t *)b;
+            }
+            live->source[i] = next->source[i];
+            applied++;
+        }
+        if (fn != NULL)
+            fn(arg, k->name, ok);
+    }
+    return applied;
+}
+
 void agg_config_free(struct agg_config *cfg)
 {
     if (cfg == NULL)

@@ -16,6 +16,7 @@
 #ifndef AGGD_CORE_CONFIG_H
 #define AGGD_CORE_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -152,6 +153,17 @@ int agg_config_load_file(struct agg_config *cfg, const char *path, struct agg_er
 
 /* Applies AGGD_<KEY> variables of <envp> (dots and dashes as '_', upper case). */
 int agg_config_load_env(struct agg_config *cfg, char *const *envp, struct agg_err *err);
+
+/* Told of each key whose value differs, and whether the reload applied it. */
+typedef void (*agg_config_change_fn)(void *arg, const char *key, bool applied);
+
+/* Reload: copies into <live> the values of <next> (a freshly built, valid configuration)
+ * for the keys a running daemon can take; calls <fn> for every key that differs, applied
+ * or not (those need a restart). Strings move between the two: free <next> afterwards.
+ * Returns the number of keys applied. Loop thread; modules read the changed fields on
+ * the loop thread, or are told by the caller (log level, evaluation interval). */
+int agg_config_reload(struct agg_config *live, struct agg_config *next, agg_config_change_fn fn,
+                      void *arg);
 
 /* Writes every key as a `key = value  # source` line, secrets masked; re-readable. */
 void agg_config_print(const struct agg_config *cfg, FILE *out);

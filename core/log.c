@@ -15,7 +15,7 @@
 
 #include "core/time.h"
 
-enum agg_log_level agg_log_threshold = AGG_LOG_LEVEL_INFO;
+_Atomic int agg_log_threshold = AGG_LOG_LEVEL_INFO;
 static bool log_journal;
 
 static const struct {
@@ -31,8 +31,13 @@ static const struct {
 
 void agg_log_init(enum agg_log_level level, bool journal)
 {
-    agg_log_threshold = level;
+    atomic_store_explicit(&agg_log_threshold, (int)level, memory_order_relaxed);
     log_journal = journal;
+}
+
+void agg_log_set_level(enum agg_log_level level)
+{
+    atomic_store_explicit(&agg_log_threshold, (int)level, memory_order_relaxed);
 }
 
 bool agg_log_level_parse(const char *s, enum agg_log_level *out)

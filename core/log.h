@@ -8,6 +8,7 @@
 #ifndef AGGD_CORE_LOG_H
 #define AGGD_CORE_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,12 +19,16 @@ enum agg_log_level {
     AGG_LOG_LEVEL_DEBUG,
 };
 
-/* Set once at startup, before threads start: the most verbose level written. */
-extern enum agg_log_level agg_log_threshold;
+/* The most verbose level written (an enum agg_log_level): set at startup, changed by
+ * a reload (agg_log_set_level) while threads log. */
+extern _Atomic int agg_log_threshold;
 
 /* Chooses the line format: <journal> true writes "<N>area: msg" prefixes for journald
  * (JOURNAL_STREAM set), false writes "time LEVEL area: msg". */
 void agg_log_init(enum agg_log_level level, bool journal);
+
+/* Changes the level while running (configuration reload). */
+void agg_log_set_level(enum agg_log_level level);
 
 /* Parses "error", "warning", "info", "debug" into <out>; false when unknown. */
 bool agg_log_level_parse(const char *s, enum agg_log_level *out);
@@ -33,7 +38,7 @@ void agg_log_write(enum agg_log_level level, const char *area, const char *fmt, 
 
 #define AGG_LOG(level, area, ...)                                                             \
     do {                                                                                      \
-        if ((level) <= agg_log_threshold)                                                     \
+        if ((int)(level) <= atomic_load_explicit(&agg_log_threshold, memory_order_relaxed)) \
             agg_log_write((level), (area), __VA_ARGS__);                                      \
     } while (0)
 #define AGG_LOG_ERR(area, ...) AGG_LOG(AGG_LOG_LEVEL_ERR, area, __VA_ARGS__)

@@ -566,6 +566,15 @@ static struct event *every(struct rl_engine *e, int64_t ms, event_callback_fn fn
     return ev;
 }
 
+void rl_engine_set_interval(struct rl_engine *e, int64_t eval_interval_ms)
+{
+    struct timeval tv = {(time_t)(eval_interval_ms / 1000),
+                         (suseconds_t)(eval_interval_ms % 1000) * 1000};
+
+    if (e != NULL && e->eval_timer != NULL)
+        event_add(e->eval_timer, &tv); /* re-arms a persistent timer with the new period */
+}
+
 static int add_metrics(struct rl_engine *e, struct agg_metrics *m)
 {
     char labels[64];

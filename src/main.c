@@ -215,9 +215,19 @@ static int check_schema(const struct agg_config *cfg, bool migrate)
     return EXIT_SUCCESS;
 }
 
+/* SIGHUP: the same sources as at start (file, environment, --set), read again. */
+static struct agg_config *rebuild_config(void *arg, struct agg_err *err)
+{
+    const struct cli *cli = arg;
+
+    return agg_config_build(cli->config_path, environ, cli->sets, cli->nsets, err);
+}
+
 static int cmd_serve(const struct cli *cli, struct agg_config *cfg)
 {
     struct agg_serve_opts opts = {
+        .reload = rebuild_config,
+        .reload_arg = (void *)cli,
         .notify_socket = getenv("NOTIFY_SOCKET"),
         .listen_pid = getenv("LISTEN_PID"),
         .listen_fds = getenv("LISTEN_FDS"),

@@ -46,7 +46,7 @@
 #include "store/spool.h"
 
 struct server {
-    const struct agg_config *cfg;
+    struct agg_config *cfg; /* a reload changes the keys that may change live */
     struct agg_sockets sockets; /* passed by systemd, until the listeners take them */
     const struct agg_serve_opts *opts;
     struct event_base *base;
@@ -195,12 +195,60 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(s->base, NULL);
 }
 
+struct reload_report {
+    char applied[512], restart[512];
+};
+
+static void note_change(void *arg, const char *key, bool applied)
+{
+    struct reload_report *r = arg;
+    char *list = applied ? r->applied : r->restart;
+    size_t used = strlen(list), size = sizeof(r->applied);
+
+    snprintf(list + used, size - used, "%s%s", used > 0 ? ", " : "", key);
+}
+
+/* SIGHUP: builds the configuration again from the same file, environment and --set;
+ * a bad file is refused whole. Applies what may change while running and names what
+ * needs a restart. */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
+    struct server *s = arg;
+    struct agg_err err = {0};
+    struct reload_report r = {{0}, {0}};
+    struct agg_config *next;
+    enum agg_log_level level;
+    int64_t interval_ms = s->cfg->alerts.eval_interval_ms;
+
     (void)sig;
     (void)what;
-    (void)arg;
-    AGG_LOG_INFO("server", "SIGHUP: configuration reload is not supported yet; ignoring");
+    if (s->opts->reload == NULL) {
+        AGG_LOG_WARN("server", "SIGHUP: no configuration to reload from; ignoring");
+        return;
+    }
+    if (s->opts->notify_socket != NULL)
+        agg_sd_notify(s->opts->notify_socket, "RELOADING=1", NULL);
+    next = s->opts->reload(s->opts->reload_arg, &err);
+    if (next == NULL) {
+        AGG_LOG_ERR("server", "configuration reload refused, the running one stays: %s",
+                    err.msg);
+    } else {
+        agg_config_reload(s->cfg, next, note_change, &r);
+        agg_config_free(next);
+        if (agg_log_level_parse(s->cfg->log.level, &level))
+            agg_log_set_level(level);
+        if (s->cfg->alerts.eval_interval_ms != interval_ms)
+            rl_engine_set_interval(s->engine, s->cfg->alerts.eval_interval_ms);
+        if (r.applied[0] == '\0' && r.restart[0] == '\0')
+            AGG_LOG_INFO("server", "configuration reloaded: nothing changed");
+        if (r.applied[0] != '\0')
+            AGG_LOG_INFO("server", "configuration reloaded: applied %s", r.applied);
+        if (r.restart[0] != '\0')
+            AGG_LOG_WARN("server", "configuration reloaded: changed but needing a restart: %s",
+                         r.restart);
+    }
+    if (s->opts->notify_socket != NULL)
+        agg_sd_notify(s->opts->notify_socket, "READY=1", NULL);
 }
 
 static int register_metrics(struct server *s, struct agg_err *err)
@@ -498,7 +546,7 @@ static void server_clear(struct server *s)
         event_base_free(s->base);
 }
 
-int agg_server_run(const struct agg_config *cfg, const struct agg_serve_opts *opts,
+int agg_server_run(struct agg_config *cfg, const struct agg_serve_opts *opts,
                    struct agg_err *err)
 {
     struct server s = {.cfg = cfg, .opts = opts, .listen_fd = {-1, -1, -1}};

@@ -24,6 +24,7 @@ struct st_maint {
     struct st_jobs *jobs;
     const struct agg_partitions_opts *parts;
     const struct agg_archive_opts *archive;
+    struct st_partitions_opts po; /* this pass's, taken on the loop thread */
     struct event *timer;
     bool running;
     int rc;
@@ -37,16 +38,11 @@ struct st_maint {
 static void maint_work(struct st_job *job, PGconn *conn, const struct agg_err *cerr)
 {
     struct st_maint *m = (struct st_maint *)job;
-    struct st_partitions_opts po = {.now_us = agg_time_now_us(),
-                                    .premake_months = (int)m->parts->premake_months,
-                                    .retention_months = (int)m->parts->retention_months,
-                                    .archive_grace_hours = (int)m->parts->archive_grace_hours,
-                                    .archive_dir = m->archive->dir};
 
     m->have_stats = false;
     if (st_job_no_conn(conn, cerr, &m->rc, &m->err))
         return;
-    m->rc = st_partitions_maintain(conn, &po, NULL, &m->res, &m->err);
+    m->rc = st_partitions_maintain(conn, &m->po, NULL, &m->res, &m->err);
     m->have_stats = st_partitions_stats(conn, &m->stats, NULL) == AGG_OK;
     /* After a failed pass the session may still hold the advisory lock or be mid-COPY:
      * closing it is the sure way to release both. */
@@ -84,6 +80,13 @@ static void maint_fire(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (m->running)
         return;
+    /* a reload may change the keys while the pass runs: it works on a copy */
+    m->po = (struct st_partitions_opts){.now_us = agg_time_now_us(),
+                                        .premake_months = (int)m->parts->premake_months,
+                                        .retention_months = (int)m->parts->retention_months,
+                                        .archive_grace_hours =
+                                            (int)m->parts->archive_grace_hours,
+                                        .archive_dir = m->archive->dir};
     m->running = true;
     st_jobs_run(m->jobs, &m->job);
 }

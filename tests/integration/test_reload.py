@@ -1,0 +1,91 @@
+"""SIGHUP reloads the configuration file, against the real binary: the keys that may
+change while running take effect (log level, notification settings, the rule
+evaluation interval), the others are named as needing a restart, and a bad file is
+refused whole while the running configuration stays.
+"""
+import os
+import signal
+import socket
+import tempfile
+import time
+import unittest
+
+import apikit
+import harness
+
+RULE = {"name": "reload", "metric": "count{level>=ERROR}[5m]", "threshold": 1000000,
+        "operator": "gt", "severity": "low"}
+
+
+class Reload(unittest.TestCase):
+    def setUp(self):
+        fd, self.conf = tempfile.mkstemp(prefix="aggd-reload.", suffix=".conf")
+        os.close(fd)
+        self.write("log.level = info\nalerts.eval_interval_ms = 1000\nbatch.max_rows = 5000\n")
+        self.env = apikit.ApiEnv(extra=("-c", self.conf))
+        self.aggd = self.env.aggd
+
+    def tearDown(self):
+        self.env.close()
+        os.unlink(self.conf)
+
+    def write(self, text):
+        with open(self.conf, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def hup_and_wait(self, needle):
+        """Sends SIGHUP and waits for a log line containing <needle> (new ones only)."""
+        before = self.aggd.output().count(needle)
+        self.aggd.proc.send_signal(signal.SIGHUP)
+        harness.wait_for(lambda: self.aggd.output().count(needle) > before, 10,
+                         what=f"log line {needle!r}")
+        return self.aggd.output()
+
+    def oversized_frame(self):
+        """A syslog frame over ingest.max_message_bytes: rejected, logged at debug."""
+        with socket.create_connection(("127.0.0.1", self.aggd.ports["syslog_tcp"])) as s:
+            s.sendall(b"999999999 <13>1 - - - - - - x")
+            time.sleep(0.3)
+
+    def evaluations_in(self, seconds):
+        start = self.aggd.metric("aggd_rule_evaluations_total")
+        time.sleep(seconds)
+        return self.aggd.metric("aggd_rule_evaluations_total") - start
+
+    def test_live_keys_apply_and_the_others_wait_for_a_restart(self):
+        self.env.ok("POST", "/api/v1/alert-rules", RULE, status=201)
+        harness.wait_for(lambda: self.evaluations_in(0.5) > 0, 20, what="rule evaluated")
+        slow = self.evaluations_in(2.0)
+        self.oversized_frame()
+        self.assertNotIn("DEBUG listen", self.aggd.output())
+
+        self.write("log.level = debug\nalerts.eval_interval_ms = 100\nbatch.max_rows = 100\n")
+        out = self.hup_and_wait("configuration reloaded: applied")
+        self.assertIn("applied alerts.eval_interval_ms, log.level", out)  # key table order
+        self.assertIn("needing a restart: batch.max_rows", out)
+        self.oversized_frame()
+        harness.wait_for(lambda: "DEBUG listen" in self.aggd.output(), 5,
+                         what="a debug line after the reload")
+        fast = self.evaluations_in(2.0)
+        # 1000 ms -> 100 ms: about 2 -> about 20 evaluations in 2 s
+        self.assertLessEqual(slow, 4)
+        self.assertGreaterEqual(fast, 8)
+        self.assertTrue(self.aggd.healthy())
+
+    def test_a_bad_file_is_refused_whole(self):
+        self.write("log.level = debug\nno.such.key = 1\n")
+        out = self.hup_and_wait("configuration reload refused")
+        self.assertIn("the running one stays", out)
+        self.assertIn("no.such.key", out)
+        self.assertNotIn("configuration reloaded", out)
+        self.oversized_frame()
+        self.assertNotIn("DEBUG listen", self.aggd.output())  # log.level not taken
+        self.assertTrue(self.aggd.healthy())
+
+        self.write("log.level = info\nalerts.eval_interval_ms = 1000\nbatch.max_rows = 5000\n")
+        self.hup_and_wait("configuration reloaded: nothing changed")
+        self.assertEqual(self.aggd.stop(), 0)
+
+
+if __name__ == "__main__":
+    harness.main()
