@@ -1,6 +1,7 @@
 /*
  * api/login.c — POST auth/login and auth/logout: passwords to bearer tokens, with
- * failures rate-limited per email and per client address.
+ * attempts rate-limited per email, client address and network, counted before the
+ * hash; logins from an address an email used lately are trusted.
  *
  * Place: api/api.c -> [login: limiter on the loop, verify on a hashing thread]
  *        -> api/auth.c.
@@ -10,7 +11,8 @@
  * Ownership: the password lives in the request body, wiped when the request is freed.
  * Traps: an unknown email is checked against a dummy Argon2id hash so that it costs
  *        the same second as a wrong password; both answer the same 401. A bcrypt
- *        user's first login costs one more hash (the upgrade).
+ *        user's first login costs one more hash (the upgrade). Whatever prepare counts,
+ *        done settles — also when the check never ran (503 busy, database down).
  */
 #include "api/login.h"
 
@@ -53,6 +55,7 @@ struct api_login {
     struct limit fail_slots[LIMIT_SLOTS];
     struct limit known_slots[KNOWN_SLOTS]; /* "pair:" keys that logged in lately */
     struct table fails, known;
+    struct agg_log_limit limited_log; /* "rate-limited" lines: a flood writes few */
     pthread_mutex_t lock; /* guards dummy */
     char dummy[API_AUTH_PWHASH_SIZE];
 };
@@ -211,7 +214,8 @@ bool api_login_prepare(struct api_req *r)
             wait = waits[i] > wait ? waits[i] : wait;
         if (wait > 0) {
             r->retry_after_s = wait;
-            AGG_LOG_INFO("auth", "login attempts from %s rate-limited", r->peer_ip);
+            AGG_LOG_LIMITED(&l->limited_log, AGG_LOG_LEVEL_INFO, "auth",
+                            "login attempts from %s rate-limited", r->peer_ip);
             return api_fail(r, 429, "too_many_attempts", NULL,
                             "too many failed logins; retry in %d seconds", wait);
         }

@@ -8,8 +8,9 @@
  *          job runs (never both at once), then by the loop thread again.
  * Ownership: a request owns its query, body, and reply buffer; api_finish() frees it.
  *            r->ctx is borrowed from the router until api_free().
- * Traps: the client may hang up while a job runs: <req> is then NULL and the reply is
- *        dropped, but the job still completes.
+ * Traps: the client may hang up while a job runs, or the job may pass its deadline
+ *        (answered 503 there and then): <req> is then NULL and the reply is dropped,
+ *        but the job still completes, and its done callback still runs.
  * Not here: the route table and which handler runs (api/api.c, api/routes.c).
  */
 #ifndef AGGD_API_REQ_H

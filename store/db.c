@@ -18,17 +18,17 @@
  * acknowledging fails the connection within about a minute instead of the kernel's
  * two hours. */
 const char *const st_db_conn_keywords[ST_DB_CONN_NVALUES] = {
-    "connect_timeout",     "keepalives",        "keepalives_idle",
-    "keepalives_interval", "keepalives_count",  "tcp_user_timeout",
-    "fallback_application_name", "dbname",      NULL};
+    "connect_timeout",           "keepalives",       "keepalives_idle",
+    "keepalives_interval",       "keepalives_count", "tcp_user_timeout",
+    "fallback_application_name", "dbname",           NULL};
 
 void st_db_conn_values(const char *conninfo, const char *values[ST_DB_CONN_NVALUES])
 {
     values[0] = "10"; /* s */
     values[1] = "1";
-    values[2] = "30"; /* s idle before the first probe */
-    values[3] = "10"; /* s between probes */
-    values[4] = "3";  /* probes lost before the connection is dead */
+    values[2] = "30";    /* s idle before the first probe */
+    values[3] = "10";    /* s between probes */
+    values[4] = "3";     /* probes lost before the connection is dead */
     values[5] = "60000"; /* ms unacknowledged data may wait */
     values[6] = "aggd";
     values[7] = conninfo;
