@@ -13,6 +13,7 @@
 #include "store/db.h"
 
 struct st_jobs {
+    struct event_base *base;
     struct st_pool *pool;
     struct agg_workq *q;
     int statement_timeout_ms; /* 0: the session's own */
@@ -73,6 +74,7 @@ struct st_jobs *st_jobs_new(struct event_base *base, struct st_pool *pool, int t
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
+    jobs->base = base;
     jobs->pool = pool;
     jobs->q = agg_workq_new(base, threads, &jobs_ops, jobs, err);
     if (jobs->q == NULL) {
@@ -89,6 +91,11 @@ void st_jobs_free(struct st_jobs *jobs)
     agg_workq_stop(jobs->q, 2000);
     agg_workq_free(jobs->q);
     free(jobs);
+}
+
+struct event_base *st_jobs_base(const struct st_jobs *jobs)
+{
+    return jobs->base;
 }
 
 void st_jobs_set_statement_timeout(struct st_jobs *jobs, int ms)

@@ -1,7 +1,7 @@
 """The API while PostgreSQL hangs: with every server process of a private cluster
 stopped (SIGSTOP), a request whose job cannot finish is answered 503 with Retry-After
 within the job deadline (API_JOB_DEADLINE_S, 10 s) instead of hanging for the whole
-freeze; after SIGCONT the API answers again, and the late results were dropped safely
+freeze, and so is one whose token check cannot finish (api/session.c, 10 s); after SIGCONT the API answers again, and the late results were dropped safely
 (aggd exits cleanly, sanitizers quiet)."""
 import os
 import signal
@@ -83,9 +83,17 @@ class FrozenDatabase(unittest.TestCase):
         self.assertEqual(code, 503)
         self.assertIn("retry-after", headers)
         self.assertLess(time.monotonic() - t0, DEADLINE_S + 5)
+        # a token never checked before: its lookup hangs too, and is answered in time
+        t0 = time.monotonic()
+        code, doc, headers = env.call("GET", "/api/v1/pipelines", who="viewer")
+        self.assertEqual(code, 503, doc)
+        self.assertIn("retry-after", headers)
+        self.assertLess(time.monotonic() - t0, DEADLINE_S + 5)
         self.thaw()
         h.wait_for(lambda: env.call("GET", "/api/v1/users")[0] == 200, 30,
                    interval=0.5, what="the API to answer after the thaw")
+        h.wait_for(lambda: env.call("GET", "/api/v1/pipelines", who="viewer")[0] == 200, 30,
+                   interval=0.5, what="token checks after the thaw")
         self.assertIn("no answer from the database", env.aggd.output())
 
 
