@@ -264,6 +264,11 @@ void api_db_fail(struct api_req *r, PGconn *conn, const PGresult *res)
 
     if (detail == NULL)
         detail = "refused";
+    if (state != NULL && strcmp(state, "57014") == 0 && PQstatus(conn) == CONNECTION_OK) {
+        /* statement_timeout: the session is fine */
+        api_fail(r, 503, "unavailable", NULL, "the database did not answer in time; retry later");
+        return;
+    }
     if (state == NULL || PQstatus(conn) != CONNECTION_OK || strncmp(state, "08", 2) == 0 ||
         strncmp(state, "57", 2) == 0 || strncmp(state, "53", 2) == 0) {
         r->job.conn_broken = true;
@@ -282,8 +287,6 @@ void api_db_fail(struct api_req *r, PGconn *conn, const PGresult *res)
     else if (strcmp(state, "23514") == 0 || strcmp(state, "23502") == 0 ||
              strncmp(state, "22", 2) == 0)
         api_fail(r, 422, "invalid_value", field, "%s", detail);
-    else if (strcmp(state, "57014") == 0) /* statement_timeout */
-        api_fail(r, 503, "unavailable", NULL, "the database did not answer in time; retry later");
     else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
              strcmp(state, "55P03") == 0)
         api_fail(r, 409, "conflict", NULL, "a concurrent change interfered; retry");

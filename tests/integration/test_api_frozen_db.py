@@ -97,5 +97,49 @@ class FrozenDatabase(unittest.TestCase):
         self.assertIn("no answer from the database", env.aggd.output())
 
 
+
+class SlowStatement(unittest.TestCase):
+    """A statement that waits on a lock is cancelled by statement_timeout (9 s) while
+    the lock is still held, not left waiting for it."""
+
+    def setUp(self):
+        self.env = apikit.ApiEnv()
+
+    def tearDown(self):
+        self.env.close()
+
+    def test_a_blocked_statement_is_cancelled_and_answered_503(self):
+        import psycopg2
+
+        env = self.env
+        self.assertEqual(env.call("GET", "/api/v1/users")[0], 200)
+        locker = psycopg2.connect(env.db.url)
+        watcher = psycopg2.connect(env.db.url)
+        watcher.autocommit = True
+
+        def waiting():
+            with watcher.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'aggd' AND wait_event_type = 'Lock'")
+                return cur.fetchone()[0]
+
+        try:
+            with locker.cursor() as cur:
+                cur.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            t0 = time.monotonic()
+            code, doc, headers = env.call("GET", "/api/v1/users")
+            self.assertEqual(code, 503, doc)
+            self.assertIn("retry-after", headers)
+            self.assertLess(time.monotonic() - t0, DEADLINE_S + 5)
+            # the lock is still held: only statement_timeout ends the wait
+            h.wait_for(lambda: waiting() == 0, 15, interval=0.2,
+                       what="the blocked statement to be cancelled")
+        finally:
+            locker.rollback()
+            locker.close()
+            watcher.close()
+        self.assertEqual(env.call("GET", "/api/v1/users")[0], 200)
+
+
 if __name__ == "__main__":
     h.main()
