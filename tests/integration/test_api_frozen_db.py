@@ -112,7 +112,7 @@ class SlowStatement(unittest.TestCase):
         import psycopg2
 
         env = self.env
-        self.assertEqual(env.call("GET", "/api/v1/users")[0], 200)
+        self.assertEqual(env.call("GET", "/api/v1/transformations")[0], 200)
         locker = psycopg2.connect(env.db.url)
         watcher = psycopg2.connect(env.db.url)
         watcher.autocommit = True
@@ -120,25 +120,32 @@ class SlowStatement(unittest.TestCase):
         def waiting():
             with watcher.cursor() as cur:
                 cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                            "'aggd' AND wait_event_type = 'Lock'")
+                            "'aggd' AND wait_event_type = 'Lock' AND query LIKE "
+                            "'%FROM transformations%'")
                 return cur.fetchone()[0]
 
         try:
             with locker.cursor() as cur:
-                cur.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+                cur.execute("LOCK TABLE transformations IN ACCESS EXCLUSIVE MODE")
             t0 = time.monotonic()
-            code, doc, headers = env.call("GET", "/api/v1/users")
+            code, doc, headers = env.call("GET", "/api/v1/transformations")
             self.assertEqual(code, 503, doc)
             self.assertIn("retry-after", headers)
             self.assertLess(time.monotonic() - t0, DEADLINE_S + 5)
             # the lock is still held: only statement_timeout ends the wait
-            h.wait_for(lambda: waiting() == 0, 15, interval=0.2,
-                       what="the blocked statement to be cancelled")
+            try:
+                h.wait_for(lambda: waiting() == 0, 15, interval=0.2,
+                           what="the blocked statement to be cancelled")
+            except AssertionError:
+                with watcher.cursor() as cur:
+                    cur.execute("SELECT pid, state, wait_event_type, query_start, query FROM "
+                                "pg_stat_activity WHERE application_name = 'aggd'")
+                    raise AssertionError(cur.fetchall()) from None
         finally:
             locker.rollback()
             locker.close()
             watcher.close()
-        self.assertEqual(env.call("GET", "/api/v1/users")[0], 200)
+        self.assertEqual(env.call("GET", "/api/v1/transformations")[0], 200)
 
 
 if __name__ == "__main__":
