@@ -15,11 +15,15 @@
 
 #include "api/req.h"
 
-/* A login's r->data: what the work tells the loop. */
+/* A login's r->data: what prepare counted and the work found, for done to settle. */
 struct api_login_attempt {
     char email_key[300]; /* "email:<lower-cased address>" */
     char ip_key[80];     /* "ip:<client address>" */
-    bool failed;         /* wrong email or password: counts against both keys */
+    char net_key[80];    /* "net:<its /24 or /64>" */
+    char pair_key[320];  /* "pair:<email> <client address>" */
+    bool trusted;        /* the pair logged in lately: counted on pair_key only */
+    bool charged;        /* counted by prepare, not settled yet */
+    bool failed;         /* wrong email or password: the count stays */
 };
 
 struct api_login; /* opaque: the failure limiter and the dummy hash */

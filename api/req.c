@@ -25,16 +25,19 @@
 #include "core/json.h"
 #include "core/log.h"
 
-/* Password hashes waiting beyond this answer 503: each takes 256 MiB and ~1 s. */
-#define SLOW_QUEUE_MAX 8
-#define SLOW_THREADS 2
 #define QUERY_THREADS 4
+/* Statements of API jobs stop here, a second before the job deadline answers. */
+#define STATEMENT_TIMEOUT_MS ((API_JOB_DEADLINE_S - 1) * 1000)
 
 struct api_req_env {
+    struct event_base *base;
     struct st_jobs *jobs; /* queries */
-    struct st_jobs *slow; /* password hashing: few threads, bounded queue */
-    int slow_pending;
+    /* password hashing, one thread and a bounded queue each: trusted logins (api/login.c)
+     * never wait behind a flood of others */
+    struct st_jobs *slow, *trusted;
+    int slow_pending, trusted_pending;
     struct api_sessions *sessions;
+    struct agg_log_limit late_log; /* "no answer in time" lines */
 };
 
 static const char *const role_names[] = {"none", "viewer", "editor", "admin"};
@@ -89,6 +92,8 @@ static void req_free(struct api_req *r)
     api_sql_reset(r);
     agg_buf_clear(&r->sql);
     agg_buf_clear(&r->out);
+    if (r->deadline != NULL)
+        event_free(r->deadline);
     free(r->data);
     free(r);
 }
@@ -153,30 +158,73 @@ static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cer
         job->conn_broken = true;
 }
 
+/* The count of queued and running password checks <r> joins. */
+static int *pending(struct api_req *r)
+{
+    return r->trusted ? &r->env->trusted_pending : &r->env->slow_pending;
+}
+
 static void job_done(struct st_job *job)
 {
     struct api_req *r = (struct api_req *)job;
 
     if (r->slow)
-        r->env->slow_pending--;
+        *pending(r) -= 1;
     if (r->route->done != NULL)
         r->route->done(r);
     api_finish(r);
 }
 
+/* The job has not answered in time (PostgreSQL hangs, or the queue is stuck behind
+ * jobs that wait for it): answer 503 now. The job runs on and touches only its own
+ * fields; job_done then finds no client and frees the request. Loop thread. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct api_req *r = arg;
+    struct evhttp_request *req = r->req;
+    struct evhttp_connection *evcon;
+
+    (void)fd;
+    (void)what;
+    if (req == NULL)
+        return;
+    AGG_LOG_LIMITED(&r->env->late_log, AGG_LOG_LEVEL_WARN, "api",
+                    "%s: no answer from the database within %d s; answered 503",
+                    r->route->pattern, r->slow ? API_SLOW_DEADLINE_S : API_JOB_DEADLINE_S);
+    evcon = evhttp_request_get_connection(req);
+    if (evcon != NULL)
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    r->req = NULL;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", API_RETRY_LATE_S);
+    agg_http_reply_error(req, 503, "unavailable",
+                         "the database did not answer in time; retry later", NULL);
+}
+
 void api_submit(struct api_req *r)
 {
+    struct timeval tv = {r->slow ? API_SLOW_DEADLINE_S : API_JOB_DEADLINE_S, 0};
+
     r->job.fn = job_work;
     r->job.done = job_done;
+    if (r->slow && *pending(r) >= (r->trusted ? API_TRUSTED_QUEUE_MAX : API_SLOW_QUEUE_MAX)) {
+        r->retry_after_s = 2;
+        api_fail(r, 503, "busy", NULL, "too many password checks in progress; retry");
+        if (r->route->done != NULL)
+            r->route->done(r); /* it settles what prepare counted */
+        api_finish(r);
+        return;
+    }
+    r->deadline = evtimer_new(r->env->base, on_deadline, r);
+    if (r->deadline == NULL || evtimer_add(r->deadline, &tv) != 0) {
+        api_fail(r, 503, "unavailable", NULL, "out of memory");
+        if (r->route->done != NULL)
+            r->route->done(r);
+        api_finish(r);
+        return;
+    }
     if (r->slow) {
-        if (r->env->slow_pending >= SLOW_QUEUE_MAX) {
-            r->retry_after_s = 2;
-            api_fail(r, 503, "busy", NULL, "too many password checks in progress; retry");
-            api_finish(r);
-            return;
-        }
-        r->env->slow_pending++;
-        st_jobs_run(r->env->slow, &r->job);
+        *pending(r) += 1;
+        st_jobs_run(r->trusted ? r->env->trusted : r->env->slow, &r->job);
         return;
     }
     st_jobs_run(r->env->jobs, &r->job);
@@ -216,6 +264,11 @@ void api_db_fail(struct api_req *r, PGconn *conn, const PGresult *res)
 
     if (detail == NULL)
         detail = "refused";
+    if (state != NULL && strcmp(state, "57014") == 0 && PQstatus(conn) == CONNECTION_OK) {
+        /* statement_timeout: the session is fine */
+        api_fail(r, 503, "unavailable", NULL, "the database did not answer in time; retry later");
+        return;
+    }
     if (state == NULL || PQstatus(conn) != CONNECTION_OK || strncmp(state, "08", 2) == 0 ||
         strncmp(state, "57", 2) == 0 || strncmp(state, "53", 2) == 0) {
         r->job.conn_broken = true;
@@ -460,20 +513,39 @@ bool api_page_parse(struct api_req *r)
 
 /* ---- the request path (loop thread) ---- */
 
+/* The route's {param} segments, read from the path as sent: an id is plain digits there.
+ * The router's values are percent-decoded, and C strings stop at an encoded NUL:
+ * "4%005" would read as 4. */
 static bool parse_ids(struct api_req *r, const struct agg_http_match *m)
 {
-    for (int i = 0; i < m->n; i++) {
-        char *end;
-        long v;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->req);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    const char *pat = r->route->pattern;
+    int n = 0;
 
-        errno = 0;
-        v = strtol(m->values[i], &end, 10);
-        if (*m->values[i] < '0' || *m->values[i] > '9' || *end != '\0' || errno != 0 ||
-            v <= 0 || v > INT_MAX)
-            return api_fail(r, 404, "not_found", NULL, "no such resource");
-        r->ids[i] = (int)v;
+    while (path != NULL && *pat != '\0' && *path != '\0') {
+        size_t len = strcspn(path, "/");
+        long long v = 0;
+
+        if (*pat != '{') {
+            pat++;
+            path++;
+            continue;
+        }
+        if (n == AGG_HTTP_MAX_PARAMS || len == 0 || len > 18 ||
+            strspn(path, "0123456789") != len)
+            break;
+        for (size_t i = 0; i < len; i++)
+            v = v * 10 + (path[i] - '0');
+        if (v <= 0 || v > INT_MAX)
+            break;
+        r->ids[n++] = (int)v;
+        path += len;
+        pat = strchr(pat, '}') + 1;
     }
-    r->nids = m->n;
+    if (n != m->n || path == NULL || *pat != '\0' || *path != '\0')
+        return api_fail(r, 404, "not_found", NULL, "no such resource");
+    r->nids = n;
     return true;
 }
 
@@ -672,13 +744,20 @@ struct api_req_env *api_req_env_new(struct event_base *base, struct st_pool *poo
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
+    env->base = base;
     env->sessions = sessions;
     env->jobs = st_jobs_new(base, pool, QUERY_THREADS, err);
     if (env->jobs == NULL)
         goto fail;
-    env->slow = st_jobs_new(base, pool, SLOW_THREADS, err);
+    env->slow = st_jobs_new(base, pool, 1, err);
     if (env->slow == NULL)
         goto fail;
+    env->trusted = st_jobs_new(base, pool, 1, err);
+    if (env->trusted == NULL)
+        goto fail;
+    st_jobs_set_statement_timeout(env->jobs, STATEMENT_TIMEOUT_MS);
+    st_jobs_set_statement_timeout(env->slow, STATEMENT_TIMEOUT_MS);
+    st_jobs_set_statement_timeout(env->trusted, STATEMENT_TIMEOUT_MS);
     return env;
 
 fail:
@@ -690,6 +769,7 @@ void api_req_env_free(struct api_req_env *env)
 {
     if (env == NULL)
         return;
+    st_jobs_free(env->trusted);
     st_jobs_free(env->slow);
     st_jobs_free(env->jobs);
     free(env);

@@ -8,8 +8,9 @@
  *          job runs (never both at once), then by the loop thread again.
  * Ownership: a request owns its query, body, and reply buffer; api_finish() frees it.
  *            r->ctx is borrowed from the router until api_free().
- * Traps: the client may hang up while a job runs: <req> is then NULL and the reply is
- *        dropped, but the job still completes.
+ * Traps: the client may hang up while a job runs, or the job may pass its deadline
+ *        (answered 503 there and then): <req> is then NULL and the reply is dropped,
+ *        but the job still completes, and its done callback still runs.
  * Not here: the route table and which handler runs (api/api.c, api/routes.c).
  */
 #ifndef AGGD_API_REQ_H
@@ -36,6 +37,17 @@
 #define API_MAX_BODY_BYTES (256 * 1024)
 /* Deepest nesting of arrays and objects a body may have. */
 #define API_MAX_DEPTH 32
+/* A job (its wait for a thread, a connection, and its statements) that has not
+ * answered after this many seconds gets 503 + Retry-After: API_RETRY_LATE_S; its late
+ * result is dropped. Password checks wait in a longer queue. */
+#define API_JOB_DEADLINE_S 10
+#define API_SLOW_DEADLINE_S 30
+#define API_RETRY_LATE_S "5"
+/* Password checks queued or running at most (each takes 256 MiB and ~1 s; more answer
+ * 503 busy): in the lane of logins api/login.c trusts (r->trusted), and in the lane of
+ * all others. Each lane hashes on one thread. */
+#define API_TRUSTED_QUEUE_MAX 4
+#define API_SLOW_QUEUE_MAX 6
 #define API_LIMIT_DEFAULT 50
 #define API_LIMIT_MAX 500
 
@@ -101,6 +113,8 @@ struct api_req {
     yajl_val body;   /* parsed object, or NULL */
     uint64_t present; /* bit i: field i of the resource is in the body */
     bool slow;        /* run on the hashing threads */
+    bool trusted;     /* prepare vouched for it: hashed in the trusted lane */
+    struct event *deadline; /* while the job runs: answers 503 when it is late */
     bool taken;       /* prepare took the HTTP request over (live tail): no reply */
     struct api_page page;
     /* SQL parameters gathered on the loop (filters), owned copies */

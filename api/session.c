@@ -6,7 +6,9 @@
  * Ownership: each pending lookup owns a copy of the token, wiped when done.
  * Traps: while PostgreSQL cannot be reached, one lookup at a time probes it (the
  *        others answer at once from the cache, or 503): without that, each request
- *        would queue a job that waits out the connect timeout.
+ *        would queue a job that waits out the connect timeout. A lookup that has no
+ *        answer within LOOKUP_DEADLINE_S (PostgreSQL hangs) is answered as if it were
+ *        down; its job runs on and is freed when it ends.
  */
 #include "api/session.h"
 
@@ -15,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <event2/event.h>
 #include <sodium.h>
 
 #include "api/token_cache.h"
@@ -23,6 +26,8 @@
 #include "core/time.h"
 
 #define SCOPE_SIZE 16
+/* A lookup without an answer by then counts as PostgreSQL being down (it hangs). */
+#define LOOKUP_DEADLINE_S 10
 
 struct api_sessions {
     struct st_jobs *jobs;
@@ -37,7 +42,8 @@ struct lookup {
     char token[API_AUTH_TOKEN_SIZE + 1];
     char hash[API_AUTH_TOKEN_HASH_SIZE];
     char scope[SCOPE_SIZE];
-    api_session_cb cb; /* NULL for a probe nobody waits for */
+    api_session_cb cb; /* NULL for a probe nobody waits for, or once answered late */
+    struct event *deadline;
     void *arg;
     bool probe;
     int status;
@@ -121,8 +127,35 @@ static void lookup_done(struct st_job *job)
         AGG_LOG_INFO("auth", "refused a bearer token: %s", l->why);
     if (l->cb != NULL)
         l->cb(l->arg, status, status == AGG_OK ? &l->who : NULL);
+    if (l->deadline != NULL)
+        event_free(l->deadline);
     sodium_memzero(l, sizeof(*l));
     free(l);
+}
+
+/* <l> has had no answer in time: its waiter gets what an outage would give it. */
+static void on_lookup_late(evutil_socket_t fd, short what, void *arg)
+{
+    struct lookup *l = arg;
+    struct api_sessions *s = l->s;
+    api_session_cb cb = l->cb;
+    struct api_principal who;
+    int status;
+
+    (void)fd;
+    (void)what;
+    if (!s->db_down)
+        AGG_LOG_WARN("auth", "could not check a bearer token: no answer from PostgreSQL within "
+                     "%d s; until it answers, tokens seen valid before are accepted and others "
+                     "get 503", LOOKUP_DEADLINE_S);
+    s->db_down = true;
+    if (cb == NULL)
+        return;
+    l->cb = NULL; /* lookup_done must not answer again */
+    status = api_token_cache_get_stale(s->cache, l->hash, l->scope, time(NULL), &who) == AGG_OK
+                 ? AGG_OK
+                 : AGG_EDB;
+    cb(l->arg, status, status == AGG_OK ? &who : NULL);
 }
 
 /* The token of "Bearer <token>", or NULL when <authorization> is not one. */
@@ -154,9 +187,17 @@ static int start_lookup(struct api_sessions *s, const char *token, const char *h
                         const char *scope, api_session_cb cb, void *arg)
 {
     struct lookup *l = agg_calloc(1, sizeof(*l));
+    struct timeval tv = {LOOKUP_DEADLINE_S, 0};
 
     if (l == NULL)
         return AGG_ENOMEM;
+    l->deadline = evtimer_new(st_jobs_base(s->jobs), on_lookup_late, l);
+    if (l->deadline == NULL || evtimer_add(l->deadline, &tv) != 0) {
+        if (l->deadline != NULL)
+            event_free(l->deadline);
+        free(l);
+        return AGG_ENOMEM;
+    }
     l->job.fn = lookup_work;
     l->job.done = lookup_done;
     l->s = s;

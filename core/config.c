@@ -21,6 +21,8 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
+#define UTF8_BOM "\xef\xbb\xbf"
+
 enum conf_type {
     CONF_STRING = 0,
     CONF_OPT_STRING, /* a string that may be empty (empty: feature off / default) */
@@ -316,16 +318,48 @@ static int set_key(struct agg_config *cfg, const struct conf_key *k, const char 
     return agg_err_set(err, AGG_ERR, "unhandled key type");
 }
 
+/* Rewrites control bytes (C0, DEL, and C1 as UTF-8) in <err>'s message as \xNN: the
+ * message quotes keys and values from files, the environment and the command line,
+ * and ends up on a terminal. Idempotent; returns the error's code. */
+static int escape_err(struct agg_err *err)
+{
+    char out[AGG_ERR_MSG_MAX];
+    size_t n = 0;
+
+    if (err == NULL)
+        return AGG_EINVAL;
+    for (const unsigned char *p = (const unsigned char *)err->msg; *p != '\0'; p++) {
+        bool c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+
+        if (*p >= 0x20 && *p != 0x7f && !c1) {
+            if (n + 1 >= sizeof(out))
+                break;
+            out[n++] = (char)*p;
+            continue;
+        }
+        if (c1)
+            p++; /* shown as the code point's byte: \x9b for U+009B */
+        if (n + 4 >= sizeof(out))
+            break;
+        n += (size_t)snprintf(out + n, sizeof(out) - n, "\\x%02x", *p);
+    }
+    out[n] = '\0';
+    memcpy(err->msg, out, n + 1);
+    return err->code;
+}
+
 int agg_config_set(struct agg_config *cfg, const char *key, const char *value,
                    enum agg_conf_source src, struct agg_err *err)
 {
     const struct conf_key *k = find_key(key);
 
-    if (k == NULL)
-        return agg_err_set(err, AGG_EINVAL, "unknown configuration key \"%s\"", key);
+    if (k == NULL) {
+        agg_err_set(err, AGG_EINVAL, "unknown configuration key \"%s\"", key);
+        return escape_err(err);
+    }
     if (set_key(cfg, k, value, err) != AGG_OK) {
         agg_err_prefix(err, "invalid value for \"%s\"", key);
-        return err != NULL ? err->code : AGG_EINVAL;
+        return escape_err(err);
     }
     cfg->source[k - keys] = (unsigned char)src;
     return AGG_OK;
@@ -522,7 +556,10 @@ int agg_config_load_file(struct agg_config *cfg, const char *path, struct agg_er
             rc = agg_err_set(err, AGG_EINVAL, "%s:%d: line too long", path, lineno);
             break;
         }
-        s = trim(line);
+        s = line;
+        if (lineno == 1 && strncmp(s, UTF8_BOM, sizeof(UTF8_BOM) - 1) == 0)
+            s += sizeof(UTF8_BOM) - 1; /* Windows editors write one */
+        s = trim(s);
         if (*s == '\0' || *s == '#')
             continue;
         if (!split_line(s, &key, &value, &why)) {
@@ -544,6 +581,8 @@ int agg_config_load_file(struct agg_config *cfg, const char *path, struct agg_er
     if (rc == AGG_OK && ferror(f))
         rc = agg_err_set(err, AGG_EINVAL, "could not read config file \"%s\"", path);
     fclose(f);
+    if (rc != AGG_OK)
+        escape_err(err);
     return rc;
 }
 
@@ -596,6 +635,7 @@ struct agg_config *agg_config_build(const char *path, char *const *envp, char *c
 
         if (eq == NULL || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof(key)) {
             agg_err_set(err, AGG_EINVAL, "--set \"%s\": expected key=value", sets[i]);
+            escape_err(err);
             goto fail;
         }
         memcpy(key, sets[i], (size_t)(eq - sets[i]));

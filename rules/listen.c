@@ -176,7 +176,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct rl_listen *l = arg;
-    const char *values[4];
+    const char *values[ST_DB_CONN_NVALUES];
 
     (void)fd;
     (void)what;

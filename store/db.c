@@ -12,16 +12,27 @@
 
 #include "core/log.h"
 
-/* Array entries before dbname may be overridden by the conninfo (libpq rule). */
-const char *const st_db_conn_keywords[] = {"connect_timeout", "fallback_application_name",
-                                           "dbname", NULL};
+/* Array entries before dbname may be overridden by the conninfo (libpq rule). libpq
+ * ignores the keepalive and tcp_user_timeout settings on Unix-domain sockets, so they
+ * act only where the URL reaches PostgreSQL over TCP: a peer that vanishes or stops
+ * acknowledging fails the connection within about a minute instead of the kernel's
+ * two hours. */
+const char *const st_db_conn_keywords[ST_DB_CONN_NVALUES] = {
+    "connect_timeout",           "keepalives",       "keepalives_idle",
+    "keepalives_interval",       "keepalives_count", "tcp_user_timeout",
+    "fallback_application_name", "dbname",           NULL};
 
-void st_db_conn_values(const char *conninfo, const char *values[4])
+void st_db_conn_values(const char *conninfo, const char *values[ST_DB_CONN_NVALUES])
 {
-    values[0] = "10";
-    values[1] = "aggd";
-    values[2] = conninfo;
-    values[3] = NULL;
+    values[0] = "10"; /* s */
+    values[1] = "1";
+    values[2] = "30";    /* s idle before the first probe */
+    values[3] = "10";    /* s between probes */
+    values[4] = "3";     /* probes lost before the connection is dead */
+    values[5] = "60000"; /* ms unacknowledged data may wait */
+    values[6] = "aggd";
+    values[7] = conninfo;
+    values[8] = NULL;
 }
 
 static void one_line(char *s)
@@ -70,7 +81,7 @@ static void on_notice(void *arg, const char *message)
 
 PGconn *st_db_connect(const char *conninfo, struct agg_err *err)
 {
-    const char *values[4];
+    const char *values[ST_DB_CONN_NVALUES];
     PGconn *conn;
 
     st_db_conn_values(conninfo, values);

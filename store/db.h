@@ -40,8 +40,10 @@ int st_db_error(PGconn *conn, const PGresult *res, struct agg_err *err);
 /* True when <res> failed with SQLSTATE <state> (five characters). */
 bool st_db_is_sqlstate(const PGresult *res, const char *state);
 
-/* The keywords/values st_db_connect() and the async monitor hand to libpq. */
-extern const char *const st_db_conn_keywords[];
-void st_db_conn_values(const char *conninfo, const char *values[4]);
+/* The keywords/values st_db_connect() and the async monitor hand to libpq: timeouts
+ * (connect, TCP keepalives, tcp_user_timeout) that the conninfo may override, then it. */
+#define ST_DB_CONN_NVALUES 9
+extern const char *const st_db_conn_keywords[ST_DB_CONN_NVALUES];
+void st_db_conn_values(const char *conninfo, const char *values[ST_DB_CONN_NVALUES]);
 
 #endif

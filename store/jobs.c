@@ -6,14 +6,28 @@
  */
 #include "store/jobs.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/alloc.h"
+#include "store/db.h"
 
 struct st_jobs {
+    struct event_base *base;
     struct st_pool *pool;
     struct agg_workq *q;
+    int statement_timeout_ms; /* 0: the session's own */
 };
+
+/* Sets the statement timeout for one job's statements; false when the connection
+ * failed and must not be used. */
+static bool set_timeout(PGconn *conn, int ms, struct agg_err *err)
+{
+    char sql[64];
+
+    snprintf(sql, sizeof(sql), "SET statement_timeout = %d", ms);
+    return st_db_exec(conn, sql, err) == AGG_OK;
+}
 
 static void work(void *arg, void *state, struct agg_work *item)
 {
@@ -25,10 +39,20 @@ static void work(void *arg, void *state, struct agg_work *item)
     (void)state;
     if (st_pool_get(jobs->pool, &conn, &err) != AGG_OK)
         conn = NULL;
+    if (conn != NULL && jobs->statement_timeout_ms > 0 &&
+        !set_timeout(conn, jobs->statement_timeout_ms, &err)) {
+        st_pool_put(jobs->pool, conn, true);
+        conn = NULL;
+    }
     job->conn_broken = false;
     job->fn(job, conn, &err);
-    if (conn != NULL)
-        st_pool_put(jobs->pool, conn, job->conn_broken);
+    if (conn == NULL)
+        return;
+    /* the pool is shared with writers and rules, whose statements may run longer */
+    if (jobs->statement_timeout_ms > 0 && !job->conn_broken &&
+        st_db_exec(conn, "RESET statement_timeout", NULL) != AGG_OK)
+        job->conn_broken = true;
+    st_pool_put(jobs->pool, conn, job->conn_broken);
 }
 
 static void done(void *arg, struct agg_work *item)
@@ -50,6 +74,7 @@ struct st_jobs *st_jobs_new(struct event_base *base, struct st_pool *pool, int t
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
+    jobs->base = base;
     jobs->pool = pool;
     jobs->q = agg_workq_new(base, threads, &jobs_ops, jobs, err);
     if (jobs->q == NULL) {
@@ -66,6 +91,16 @@ void st_jobs_free(struct st_jobs *jobs)
     agg_workq_stop(jobs->q, 2000);
     agg_workq_free(jobs->q);
     free(jobs);
+}
+
+struct event_base *st_jobs_base(const struct st_jobs *jobs)
+{
+    return jobs->base;
+}
+
+void st_jobs_set_statement_timeout(struct st_jobs *jobs, int ms)
+{
+    jobs->statement_timeout_ms = ms > 0 ? ms : 0;
 }
 
 void st_jobs_run(struct st_jobs *jobs, struct st_job *job)

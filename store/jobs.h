@@ -56,6 +56,14 @@ struct st_jobs *st_jobs_new(struct event_base *base, struct st_pool *pool, int t
 /* Stops after the queued jobs ran; every job's done callback runs. */
 void st_jobs_free(struct st_jobs *jobs);
 
+/* The loop the done callbacks run on, for callers that time their jobs. */
+struct event_base *st_jobs_base(const struct st_jobs *jobs);
+
+/* Runs every later job's statements under statement_timeout = <ms> (0: the session's
+ * default), reset before the connection goes back to the pool. Loop thread, before
+ * the first st_jobs_run(). */
+void st_jobs_set_statement_timeout(struct st_jobs *jobs, int ms);
+
 void st_jobs_run(struct st_jobs *jobs, struct st_job *job);
 
 #endif

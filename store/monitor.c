@@ -26,8 +26,6 @@
 #include "core/alloc.h"
 #include "store/db.h"
 
-#define CONN_KEYWORDS_MAX 16
-
 enum phase {
     PHASE_IDLE = 0,
     PHASE_RESOLVING,
@@ -226,12 +224,12 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 /* Starts a connection; <hostaddr> (NULL: none) overrides the conninfo's. */
 static void start_connect(struct st_monitor *m, const char *hostaddr)
 {
-    const char *keys[CONN_KEYWORDS_MAX + 2], *values[CONN_KEYWORDS_MAX + 2];
-    const char *base_values[CONN_KEYWORDS_MAX + 1];
+    const char *keys[ST_DB_CONN_NVALUES + 1], *values[ST_DB_CONN_NVALUES + 1];
+    const char *base_values[ST_DB_CONN_NVALUES];
     size_t n = 0;
 
     st_db_conn_values(m->conninfo, base_values);
-    for (; st_db_conn_keywords[n] != NULL && n < CONN_KEYWORDS_MAX; n++) {
+    for (; st_db_conn_keywords[n] != NULL; n++) {
         keys[n] = st_db_conn_keywords[n];
         values[n] = base_values[n];
     }

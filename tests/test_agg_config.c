@@ -193,6 +193,43 @@ static void test_config_errors_name_the_key_and_the_source(void **state)
                  NULL, 0, "partitions.accept_past_months", "retention_months", NULL);
 }
 
+static void test_config_file_may_start_with_a_utf8_bom(void **state)
+{
+    const char *path = write_conf("\xef\xbb\xbflog.level = debug\n");
+    struct agg_err err = {0};
+    struct agg_config *cfg = agg_config_build(path, NULL, NULL, 0, &err);
+
+    (void)state;
+    unlink(path);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->log.level, "debug");
+    agg_config_free(cfg);
+    /* only at the very start: a BOM on another line is part of a key */
+    expect_error("log.level = info\n\xef\xbb\xbf" "batch.max_rows = 5\n", NULL, NULL, 0,
+                 "unknown configuration key", ":2", NULL);
+}
+
+static void test_config_errors_escape_control_bytes(void **state)
+{
+    char *env[] = {"AGGD_LOG_LEVEL=\x1b[2Jloud", NULL};
+    char *sets[] = {"spool.fsync=\x07\xc2\x9b" "31m"};
+    char *no_eq[] = {"\x1b]0;title\x07"};
+    struct agg_err err = {0};
+    const char *path = write_conf("log.level = info\n\x1b[31mbogus = 1\n");
+    struct agg_config *cfg = agg_config_build(path, NULL, NULL, 0, &err);
+
+    (void)state;
+    unlink(path);
+    assert_null(cfg);
+    assert_non_null(strstr(err.msg, "\"\\x1b[31mbogus\""));
+    assert_non_null(strstr(err.msg, ":2"));
+    expect_error(NULL, env, NULL, 0, "AGGD_LOG_LEVEL", "\"\\x1b[2Jloud\"", NULL);
+    expect_error(NULL, NULL, sets, 1, "spool.fsync", "\"\\x07\\x9b31m\"", NULL);
+    expect_error(NULL, NULL, no_eq, 1, "\\x1b]0;title\\x07", NULL);
+    for (size_t i = 0; err.msg[i] != '\0'; i++)
+        assert_true((unsigned char)err.msg[i] >= 0x20 && err.msg[i] != 0x7f);
+}
+
 static void test_config_missing_file_is_an_error(void **state)
 {
     struct agg_err err = {0};
@@ -352,6 +389,8 @@ int main(void)
         cmocka_unit_test(test_config_file_syntax_comments_quotes_and_sizes),
         cmocka_unit_test(test_config_env_uses_upper_case_and_underscores),
         cmocka_unit_test(test_config_errors_name_the_key_and_the_source),
+        cmocka_unit_test(test_config_file_may_start_with_a_utf8_bom),
+        cmocka_unit_test(test_config_errors_escape_control_bytes),
         cmocka_unit_test(test_config_missing_file_is_an_error),
         cmocka_unit_test(test_config_masks_passwords_in_uris_and_conninfo),
         cmocka_unit_test(test_config_print_is_rereadable_and_masked),
