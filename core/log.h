@@ -72,4 +72,8 @@ void agg_log_limited_write(struct agg_log_limit *l, enum agg_log_level level, co
             agg_log_limited_write((limit), (level), (area), __VA_ARGS__);                          \
     } while (0)
 
+/* Sends libevent's own messages (accept errors, bad requests) through this logger,
+ * rate-limited, instead of straight to stderr. Once, at startup. */
+void agg_log_route_libevent(void);
+
 #endif
