@@ -144,7 +144,8 @@ struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     evhttp_set_max_headers_size(h->http, 64 * 1024);
-    evhttp_set_timeout(h->http, 60);
+    /* no evhttp_set_timeout(): libevent 2.1 then arms timers on the guard's filter that
+     * outlive it (a use after free); the guard times the socket itself */
     evhttp_set_gencb(h->http, dispatch, h);
     evhttp_set_bevcb(h->http, agg_http_guard_new, h);
     if (fd >= 0) {

@@ -23,6 +23,8 @@
 #define AGG_HTTP_MAX_PARAMS 4
 /* Largest body of a route registered without a gate (health, metrics). */
 #define AGG_HTTP_DEFAULT_MAX_BODY (64 * 1024)
+/* A connection silent (or not taking its reply) this long is closed. */
+#define AGG_HTTP_IDLE_TIMEOUT_S 60
 /* Largest request head (request line and header fields); more answers 431. */
 #define AGG_HTTP_MAX_HEAD (64 * 1024)
 /* After accept() fails for want of descriptors (EMFILE, ENFILE) the listener rests
@@ -102,7 +104,8 @@ void agg_http_gate_done(struct agg_http_pending *p, int status, const char *ecod
                         const char *message);
 
 /* Notes a verdict (copied) for <p> to give if the gate later finds nothing worse
- * (e.g. a wrong media type, answered only once the token is known to be good). */
+ * (e.g. a wrong media type, answered only once the token is known to be good); the
+ * first one noted stands (the guard notes a 413 before the gate runs). */
 void agg_http_gate_note(struct agg_http_pending *p, int status, const char *ecode,
                         const char *message);
 

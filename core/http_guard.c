@@ -347,8 +347,8 @@ static int judge(struct agg_http_pending *g, char *text)
     }
     if (!known)
         return set_verdict(&g->v, 501, "not_implemented", "this method is not supported");
-    if ((rc = parse_fields(g, &s, &hdr, method != EVHTTP_REQ_HEAD)) != 0)
-        goto out;
+    if ((rc = parse_fields(g, &s, &hdr, method != EVHTTP_REQ_HEAD)) != 0 || g->length == 0)
+        goto out; /* without a body, dispatch() answers as it does, keeping the connection */
     rc = 400;
     uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
     if (uri == NULL)
@@ -364,17 +364,16 @@ static int judge(struct agg_http_pending *g, char *text)
     g->max_body = r->gate != NULL ? r->gate->max_body_bytes : AGG_HTTP_DEFAULT_MAX_BODY;
     if (g->h->max_body > 0 && g->h->max_body < g->max_body)
         g->max_body = g->h->max_body;
+    g->noted.status = 0;
     if (g->length > 0 && (uint64_t)g->length > g->max_body) {
-        set_verdict(&g->v, 413, "too_large", "the body is over this route's limit");
-        rc = 413;
-        goto out;
+        rc = set_verdict(&g->noted, 413, "too_large", "the body is over this route's limit");
+        if (r->gate == NULL || r->gate->check == NULL) {
+            g->v = g->noted;
+            goto out;
+        }
     }
-    rc = 0;
-    if (g->length == 0)
-        goto out;
     g->want = g->length > 0 ? (size_t)g->length : g->max_body;
     set_verdict(&g->v, 0, NULL, NULL);
-    g->noted.status = 0;
     g->phase = PH_GATE;
     g->decided = false;
     rc = 1;
@@ -597,6 +596,9 @@ static void on_free(void *arg)
     struct agg_http *h = g->h;
 
     g->closed = true;
+    /* nothing of the socket calls into the filter being freed (belt and braces) */
+    bufferevent_setcb(g->under, NULL, NULL, NULL, NULL);
+    bufferevent_disable(g->under, EV_READ | EV_WRITE);
     release(g);
     arm(g, 0);
     if (g->prev != NULL)
@@ -635,13 +637,15 @@ void agg_http_gate_done(struct agg_http_pending *p, int status, const char *ecod
 void agg_http_gate_note(struct agg_http_pending *p, int status, const char *ecode,
                         const char *message)
 {
-    set_verdict(&p->noted, status, ecode, message);
+    if (p->noted.status == 0) /* the first noted stands (a 413 before a 415) */
+        set_verdict(&p->noted, status, ecode, message);
 }
 
 struct bufferevent *agg_http_guard_new(struct event_base *base, void *arg)
 {
     struct agg_http *h = arg;
     struct agg_http_pending *g = agg_calloc(1, sizeof(*g));
+    const struct timeval idle = {AGG_HTTP_IDLE_TIMEOUT_S, 0};
 
     if (g == NULL)
         return NULL; /* evhttp makes a plain one */
@@ -653,6 +657,7 @@ struct bufferevent *agg_http_guard_new(struct event_base *base, void *arg)
     if (g->deadline == NULL || g->kick == NULL || g->under == NULL)
         goto fail;
     bufferevent_setwatermark(g->under, EV_READ, 0, READ_AHEAD);
+    bufferevent_set_timeouts(g->under, &idle, &idle);
     g->bev =
         bufferevent_filter_new(g->under, on_input, on_output, BEV_OPT_CLOSE_ON_FREE, on_free, g);
     if (g->bev == NULL)
