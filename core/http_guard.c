@@ -33,6 +33,8 @@
 
 /* How far the socket is read ahead of the guard (a head waiting for its gate). */
 #define READ_AHEAD (AGG_HTTP_MAX_HEAD + 16 * 1024)
+/* How much of a reply the socket's buffer takes ahead of the kernel. */
+#define WRITE_AHEAD (64 * 1024)
 /* Longest chunk-size or trailer line of a chunked body. */
 #define MAX_LINE 4096
 #define REFUSAL  "GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
@@ -548,10 +550,15 @@ static enum bufferevent_filter_result on_output(struct evbuffer *src, struct evb
     struct agg_http_pending *g = arg;
     size_t len = evbuffer_get_length(src);
 
-    (void)limit;
     (void)mode;
     if (len > 1) {
-        evbuffer_remove_buffer(src, dst, len - 1);
+        /* within the socket's high-water mark (<limit>): the rest stays in evhttp's
+         * buffer, where handlers see how far behind their client is */
+        size_t n = limit >= 0 && (size_t)limit < len - 1 ? (size_t)limit : len - 1;
+
+        if (n == 0)
+            return BEV_NEED_MORE;
+        evbuffer_remove_buffer(src, dst, n);
         return BEV_OK;
     }
     if (len == 0 || evbuffer_get_length(dst) > 0)
@@ -657,6 +664,7 @@ struct bufferevent *agg_http_guard_new(struct event_base *base, void *arg)
     if (g->deadline == NULL || g->kick == NULL || g->under == NULL)
         goto fail;
     bufferevent_setwatermark(g->under, EV_READ, 0, READ_AHEAD);
+    bufferevent_setwatermark(g->under, EV_WRITE, 0, WRITE_AHEAD);
     bufferevent_set_timeouts(g->under, &idle, &idle);
     g->bev =
         bufferevent_filter_new(g->under, on_input, on_output, BEV_OPT_CLOSE_ON_FREE, on_free, g);
