@@ -37,6 +37,15 @@ static void on_request(struct evhttp_request *req, const struct agg_http_match *
     api_req_start(b->api->env, b->route, b->api->states[b->route->state], req, m);
 }
 
+static void on_gate(void *arg, const struct agg_http_head *head, struct agg_http_pending *p)
+{
+    const struct api_binding *b = arg;
+
+    api_req_gate(b->api->env, b->route, head, p);
+}
+
+static const struct agg_http_gate gate = {API_MAX_BODY_BYTES, on_gate};
+
 struct api *api_new(struct event_base *base, struct agg_http *http, const struct api_options *opts,
                     struct st_pool *pool, struct api_sessions *sessions,
                     struct st_pipeline *pipeline, struct agg_err *err)
@@ -65,8 +74,8 @@ struct api *api_new(struct event_base *base, struct agg_http *http, const struct
         goto fail;
     for (size_t i = 0; i < n; i++) {
         a->bindings[i] = (struct api_binding){a, &api_routes[i]};
-        if (agg_http_route(http, api_routes[i].method, api_routes[i].pattern, on_request,
-                           &a->bindings[i]) != AGG_OK) {
+        if (agg_http_route_gated(http, api_routes[i].method, api_routes[i].pattern, on_request,
+                                 &a->bindings[i], &gate) != AGG_OK) {
             agg_err_set(err, AGG_ENOMEM, "out of memory");
             goto fail;
         }

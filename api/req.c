@@ -28,6 +28,7 @@
 #define QUERY_THREADS 4
 /* Statements of API jobs stop here, a second before the job deadline answers. */
 #define STATEMENT_TIMEOUT_MS ((API_JOB_DEADLINE_S - 1) * 1000)
+#define AUTH_REFUSED "a valid bearer token of scope api is required"
 
 struct api_req_env {
     struct event_base *base;
@@ -574,6 +575,16 @@ static int nesting(const char *s)
     return deepest;
 }
 
+#define JSON_ONLY "Content-Type must be application/json"
+
+/* Whether a body labelled <ct> (may be NULL) is read as JSON. */
+static bool is_json_type(const char *ct)
+{
+    /* curl -d labels JSON as a form unless told otherwise: read it as JSON all the same */
+    return ct == NULL || strncasecmp(ct, "application/json", 16) == 0 ||
+           strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+}
+
 static bool read_body(struct api_req *r)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
@@ -583,11 +594,8 @@ static bool read_body(struct api_req *r)
     if (len > API_MAX_BODY_BYTES)
         return api_fail(r, 413, "too_large", NULL, "the body is over %d bytes",
                         API_MAX_BODY_BYTES);
-    /* curl -d labels JSON as a form unless told otherwise: read it as JSON all the same */
-    if (ct != NULL && strncasecmp(ct, "application/json", 16) != 0 &&
-        strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0)
-        return api_fail(r, 415, "unsupported_media_type", NULL,
-                        "Content-Type must be application/json");
+    if (!is_json_type(ct))
+        return api_fail(r, 415, "unsupported_media_type", NULL, "%s", JSON_ONLY);
     /* an empty body is an empty object: POST …/runs needs nothing */
     r->body_text = agg_malloc(len > 0 ? len + 1 : 3);
     if (r->body_text == NULL)
@@ -660,7 +668,7 @@ static void on_auth(void *arg, int status, const struct api_principal *who)
         return;
     }
     if (status == AGG_ENOTFOUND) {
-        api_fail(r, 401, "unauthorized", NULL, "a valid bearer token of scope api is required");
+        api_fail(r, 401, "unauthorized", NULL, AUTH_REFUSED);
         api_finish(r);
         return;
     }
@@ -682,6 +690,32 @@ static void on_auth(void *arg, int status, const struct api_principal *who)
         return;
     }
     proceed(r);
+}
+
+/* ---- before the body: the connection guard asks (core/http.h, gates) ---- */
+
+static void on_gate_auth(void *arg, int status, const struct api_principal *who)
+{
+    (void)who;
+    if (status == AGG_ENOTFOUND)
+        agg_http_gate_done(arg, 401, "unauthorized", AUTH_REFUSED);
+    else if (status != AGG_OK)
+        agg_http_gate_done(arg, 503, "unavailable", "cannot check the token now; retry later");
+    else
+        agg_http_gate_done(arg, 0, NULL, NULL);
+}
+
+void api_req_gate(struct api_req_env *env, const struct api_route *route,
+                  const struct agg_http_head *head, struct agg_http_pending *p)
+{
+    if ((route->flags & API_R_BODY) &&
+        !is_json_type(evhttp_find_header(head->headers, "Content-Type")))
+        agg_http_gate_note(p, 415, "unsupported_media_type", JSON_ONLY); /* after a 401 */
+    if (route->role == API_ROLE_NONE)
+        agg_http_gate_done(p, 0, NULL, NULL);
+    else
+        api_session_check(env->sessions, evhttp_find_header(head->headers, "Authorization"),
+                          "api", on_gate_auth, p);
 }
 
 static void peer_ip(struct evhttp_request *req, char *out, size_t size)

@@ -136,6 +136,12 @@ struct api_req {
 bool api_fail(struct api_req *r, int status, const char *code, const char *field,
               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* The gate of every API route (core/http.h): checks the token of <route> (cached for
+ * the request's own check), then the media type of a body it reads, from <head>,
+ * before the body is read. Loop thread. */
+void api_req_gate(struct api_req_env *env, const struct api_route *route,
+                  const struct agg_http_head *head, struct agg_http_pending *p);
+
 /* Sends the reply (unless the client left) and frees <r>. Loop thread. */
 void api_finish(struct api_req *r);
 

@@ -56,6 +56,9 @@ struct agg_listen_opts {
     char *http;
     int64_t max_connections;
     int64_t idle_timeout_seconds;
+    int64_t http_header_timeout_ms;  /* first byte of a request to the end of its head */
+    int64_t http_body_timeout_ms;    /* end of the head to the end of the body */
+    int64_t http_inflight_body_bytes; /* bodies being received, all HTTP connections */
     char *syslog_3164_timezone; /* IANA zone of RFC 3164 times without offset */
     int64_t udp_rcvbuf; /* bytes; 0: the kernel's default */
 };

@@ -3,10 +3,13 @@
  *
  * Place: see core/http.h.
  * Threads: event-loop thread only.
- * Traps: evhttp answers malformed requests itself (400) before we see them; every
- *        reply we send ourselves is JSON with a Content-Type.
+ * Traps: the guard (core/http_guard.c) answers malformed and refused requests before
+ *        their body is read, through dispatch(); evhttp answers what the guard let
+ *        pass but it cannot parse (400, 413); every reply we send ourselves is JSON
+ *        with a Content-Type.
  */
 #include "core/http.h"
+#include "core/http_int.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,20 +22,6 @@
 
 #include "core/alloc.h"
 #include "core/config.h"
-
-struct route {
-    enum evhttp_cmd_type method;
-    const char *pattern;
-    agg_http_handler fn;
-    void *arg;
-};
-
-struct agg_http {
-    struct event_base *base;
-    struct evhttp *http;
-    struct route *routes;
-    size_t n, cap;
-};
 
 static const char *method_name(enum evhttp_cmd_type m)
 {
@@ -56,8 +45,7 @@ static const char *method_name(enum evhttp_cmd_type m)
     }
 }
 
-/* Matches <path> against <pattern>; on success fills <m> with the {param} segments. */
-static bool match(const char *pattern, const char *path, struct agg_http_match *m)
+bool agg_http_match(const char *pattern, const char *path, struct agg_http_match *m)
 {
     size_t used = 0;
 
@@ -101,12 +89,14 @@ static void dispatch(struct evhttp_request *req, void *arg)
     struct agg_http_match m;
     char allow[128] = "";
 
+    if (agg_http_guard_answer(h, req))
+        return;
     if (path == NULL || *path == '\0')
         path = "/";
     for (size_t i = 0; i < h->n; i++) {
         const struct route *r = &h->routes[i];
 
-        if (!match(r->pattern, path, &m))
+        if (!agg_http_match(r->pattern, path, &m))
             continue;
         if (r->method == method || (method == EVHTTP_REQ_HEAD && r->method == EVHTTP_REQ_GET)) {
             r->fn(req, &m, r->arg);
@@ -128,9 +118,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
 }
 
 struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
-                              struct agg_err *err)
+                              const struct agg_http_limits *limits, struct agg_err *err)
 {
     struct agg_http *h = agg_calloc(1, sizeof(*h));
+    struct evhttp_bound_socket *bound;
     char host[256];
     int port;
 
@@ -143,6 +134,7 @@ struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
     if (agg_config_parse_addr(addr, host, sizeof(host), &port, err) != AGG_OK)
         goto fail;
     h->base = base;
+    h->limits = *limits;
     h->http = evhttp_new(base);
     if (h->http == NULL) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
@@ -152,17 +144,25 @@ struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     evhttp_set_max_headers_size(h->http, 64 * 1024);
-    evhttp_set_timeout(h->http, 60);
+    /* no evhttp_set_timeout(): libevent 2.1 then arms timers on the guard's filter that
+     * outlive it (a use after free); the guard times the socket itself */
     evhttp_set_gencb(h->http, dispatch, h);
+    evhttp_set_bevcb(h->http, agg_http_guard_new, h);
     if (fd >= 0) {
         if (evutil_make_socket_nonblocking(fd) != 0 ||
-            evhttp_accept_socket_with_handle(h->http, fd) == NULL) {
+            (bound = evhttp_accept_socket_with_handle(h->http, fd)) == NULL) {
             agg_err_set(err, AGG_EINVAL, "could not use the HTTP socket for \"%s\"", addr);
             goto fail;
         }
         fd = -1; /* evhttp's now */
-    } else if (evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port) == NULL) {
+    } else if ((bound = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port)) ==
+               NULL) {
         agg_err_set(err, AGG_EINVAL, "could not listen for HTTP on \"%s\"", addr);
+        goto fail;
+    }
+    h->lev = evhttp_bound_socket_get_listener(bound);
+    if (agg_http_guard_listen(h) != AGG_OK) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto fail;
     }
     return h;
@@ -183,23 +183,33 @@ void agg_http_free(struct agg_http *h)
 {
     if (h == NULL)
         return;
+    if (h->resume != NULL)
+        event_free(h->resume);
+    h->lev = NULL; /* evhttp frees it before the connections, whose guards look at it */
     if (h->http != NULL)
         evhttp_free(h->http);
     free(h->routes);
     free(h);
 }
 
-int agg_http_route(struct agg_http *h, enum evhttp_cmd_type method, const char *pattern,
-                   agg_http_handler fn, void *arg)
+int agg_http_route_gated(struct agg_http *h, enum evhttp_cmd_type method, const char *pattern,
+                         agg_http_handler fn, void *arg, const struct agg_http_gate *gate)
 {
     if (agg_grow((void **)&h->routes, sizeof(*h->routes), &h->cap, h->n + 1) != AGG_OK)
         return AGG_ENOMEM;
-    h->routes[h->n++] = (struct route){method, pattern, fn, arg};
+    h->routes[h->n++] = (struct route){method, pattern, fn, arg, gate};
     return AGG_OK;
+}
+
+int agg_http_route(struct agg_http *h, enum evhttp_cmd_type method, const char *pattern,
+                   agg_http_handler fn, void *arg)
+{
+    return agg_http_route_gated(h, method, pattern, fn, arg, NULL);
 }
 
 void agg_http_set_max_body(struct agg_http *h, size_t bytes)
 {
+    h->max_body = bytes;
     evhttp_set_max_body_size(h->http, (ev_ssize_t)bytes);
 }
 

@@ -5,16 +5,31 @@
  * Threads: event-loop thread only.
  * Ownership: owns the evhttp and its bound sockets; handlers borrow the request
  *            until they reply (now or later, still on the loop thread).
+ * Traps: every connection reads through a guard (core/http_guard.c) that sees each
+ *        request's head before evhttp does: the route, method, framing, declared length
+ *        and the route's gate (token, media type) are checked before any body byte is
+ *        read, and refusals are answered with Connection: close.
  */
 #ifndef AGGD_CORE_HTTP_H
 #define AGGD_CORE_HTTP_H
 
 #include <event2/event.h>
 #include <event2/http.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "core/err.h"
 
 #define AGG_HTTP_MAX_PARAMS 4
+/* Largest body of a route registered without a gate (health, metrics). */
+#define AGG_HTTP_DEFAULT_MAX_BODY (64 * 1024)
+/* A connection silent (or not taking its reply) this long is closed. */
+#define AGG_HTTP_IDLE_TIMEOUT_S 60
+/* Largest request head (request line and header fields); more answers 431. */
+#define AGG_HTTP_MAX_HEAD (64 * 1024)
+/* After accept() fails for want of descriptors (EMFILE, ENFILE) the listener rests
+ * this long before it accepts again. */
+#define AGG_HTTP_ACCEPT_PAUSE_MS 250
 
 struct agg_http;
 
@@ -29,11 +44,43 @@ struct agg_http_match {
 typedef void (*agg_http_handler)(struct evhttp_request *req, const struct agg_http_match *m,
                                  void *arg);
 
+/* Limits against slow and greedy clients (plain data). */
+struct agg_http_limits {
+    int64_t header_timeout_ms; /* a request's first byte to the end of its head */
+    int64_t body_timeout_ms;   /* the end of its head to the end of its body */
+    size_t max_connections;    /* open connections; beyond, the listener stops accepting */
+    size_t inflight_body_bytes; /* bodies being read, all connections (declared length;
+                                 * chunked ones count their route's limit); beyond, 503 */
+};
+
+/* A request's head as a gate sees it, before the body is read. Borrowed for the call. */
+struct agg_http_head {
+    enum evhttp_cmd_type method;
+    const char *path;                 /* as sent, without the query */
+    const struct evkeyvalq *headers;  /* the header fields */
+    int64_t content_length;           /* declared length; -1 when chunked */
+};
+
+/* A head waiting for its gate's verdict (opaque). */
+struct agg_http_pending;
+
+/* Checks <head> of a request for the route registered with <arg>, before its body is
+ * read, and calls agg_http_gate_done(<p>, ...) exactly once, now or later (loop thread). */
+typedef void (*agg_http_gate_fn)(void *arg, const struct agg_http_head *head,
+                                 struct agg_http_pending *p);
+
+/* What a route admits before its body is read. */
+struct agg_http_gate {
+    size_t max_body_bytes; /* declared lengths above answer 413; chunked ones too, by evhttp */
+    agg_http_gate_fn check; /* NULL: none */
+};
+
 /* Listens on <addr> ("host:port", "[v6]:port"), or with <fd> >= 0 on that socket,
- * already bound to <addr> and listening (owned from here, even on error). Caller owns
- * the result: agg_http_free(). NULL + <err> when the address cannot be bound. */
+ * already bound to <addr> and listening (owned from here, even on error), within
+ * <limits> (copied). Caller owns the result: agg_http_free(). NULL + <err> when the
+ * address cannot be bound. */
 struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
-                              struct agg_err *err);
+                              const struct agg_http_limits *limits, struct agg_err *err);
 void agg_http_free(struct agg_http *h);
 
 /* The loop <h> runs on. */
@@ -45,7 +92,25 @@ struct event_base *agg_http_base(const struct agg_http *h);
 int agg_http_route(struct agg_http *h, enum evhttp_cmd_type method, const char *pattern,
                    agg_http_handler fn, void *arg);
 
-/* Bodies over <bytes> get evhttp's own 413 before any handler runs. */
+/* agg_http_route() with <gate> (borrowed until agg_http_free()) checking each request
+ * that has a body from its head: its check gets <arg>. */
+int agg_http_route_gated(struct agg_http *h, enum evhttp_cmd_type method, const char *pattern,
+                         agg_http_handler fn, void *arg, const struct agg_http_gate *gate);
+
+/* The gate's verdict on <p>: <status> 0 reads the body; else the request is answered
+ * <status> with the error <ecode> and <message> (copied) before its body is read, and
+ * the connection closed. A 0 after agg_http_gate_note() gives the noted verdict. */
+void agg_http_gate_done(struct agg_http_pending *p, int status, const char *ecode,
+                        const char *message);
+
+/* Notes a verdict (copied) for <p> to give if the gate later finds nothing worse
+ * (e.g. a wrong media type, answered only once the token is known to be good); the
+ * first one noted stands (the guard notes a 413 before the gate runs). */
+void agg_http_gate_note(struct agg_http_pending *p, int status, const char *ecode,
+                        const char *message);
+
+/* Bodies over <bytes> get evhttp's own 413 before any handler runs (the ceiling for
+ * every route; gates set lower ones). */
 void agg_http_set_max_body(struct agg_http *h, size_t bytes);
 
 /* The client's "address:port" (IPv6 in brackets) into <out>. */

@@ -7,11 +7,14 @@
  */
 #include "core/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "core/time.h"
 
@@ -118,4 +121,26 @@ void agg_log_limited_write(struct agg_log_limit *l, enum agg_log_level level, co
                       (unsigned long long)suppressed);
     else
         agg_log_write(level, area, "%s", line);
+}
+
+/* libevent may log from any thread that runs an event loop. */
+static pthread_mutex_t libevent_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct agg_log_limit libevent_limit;
+
+static void on_libevent_log(int severity, const char *msg)
+{
+    enum agg_log_level level = severity == EVENT_LOG_ERR    ? AGG_LOG_LEVEL_ERR
+                               : severity == EVENT_LOG_WARN ? AGG_LOG_LEVEL_WARN
+                               : severity == EVENT_LOG_MSG  ? AGG_LOG_LEVEL_INFO
+                                                            : AGG_LOG_LEVEL_DEBUG;
+
+    /* e.g. "Error from accept() call: Too many open files", once per connection */
+    pthread_mutex_lock(&libevent_lock);
+    AGG_LOG_LIMITED(&libevent_limit, level, "libevent", "%s", msg);
+    pthread_mutex_unlock(&libevent_lock);
+}
+
+void agg_log_route_libevent(void)
+{
+    event_set_log_callback(on_libevent_log);
 }

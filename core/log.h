@@ -73,8 +73,12 @@ void agg_log_limited_write(struct agg_log_limit *l, enum agg_log_level level, co
  * AGG_LOG_LIMIT_US, with the count of the lines dropped in between. */
 #define AGG_LOG_LIMITED(limit, level, area, ...)                                                   \
     do {                                                                                           \
-        if ((level) <= agg_log_threshold)                                                          \
+        if ((int)(level) <= atomic_load_explicit(&agg_log_threshold, memory_order_relaxed))      \
             agg_log_limited_write((limit), (level), (area), __VA_ARGS__);                          \
     } while (0)
+
+/* Sends libevent's own messages (accept errors, bad requests) through this logger,
+ * rate-limited, instead of straight to stderr. Once, at startup. */
+void agg_log_route_libevent(void);
 
 #endif

@@ -37,12 +37,14 @@
 /* A request whose events cannot reach the disk (full, failing) is answered 503 after
  * this long rather than when space returns; its events may still land later. */
 #define SYNC_MAX_MS 2000
+#define AUTH_REFUSED "a valid bearer token of scope ingest is required"
 
 struct agg_http_ingest {
     struct agg_http *http;
     struct st_pipeline *pipeline;
     struct api_sessions *sessions;
     struct ing_json *json;
+    struct agg_http_gate gate; /* what the route admits before its body */
     bool auth;
     size_t max_body;
     struct agg_buf body; /* decompressed body of the request being decoded */
@@ -420,25 +422,39 @@ static void on_hold_timer(evutil_socket_t fd, short what, void *arg)
         evtimer_add(h->hold_timer, &tv);
 }
 
-static void ingest(struct request *r)
+/* Reads the body's format from the headers <in> into <ndjson> and <enc>: NULL, or the
+ * error code of a 415 with its message in <why>. */
+static const char *body_format(const struct evkeyvalq *in, bool *ndjson, enum ing_encoding *enc,
+                               const char **why)
 {
-    struct agg_http_ingest *h = r->h;
-    struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
     char type[64];
 
     media_type(evhttp_find_header(in, "Content-Type"), type, sizeof(type));
     if (strcmp(type, "application/x-ndjson") == 0 || strcmp(type, "application/ndjson") == 0 ||
         strcmp(type, "application/jsonl") == 0 || strcmp(type, "application/x-jsonlines") == 0)
-        r->ndjson = true;
+        *ndjson = true;
     else if (strcmp(type, "application/json") == 0)
-        r->ndjson = false;
+        *ndjson = false;
     else {
-        finish(r, 415, "unsupported_media_type",
-               "Content-Type must be application/x-ndjson or application/json");
-        return;
+        *why = "Content-Type must be application/x-ndjson or application/json";
+        return "unsupported_media_type";
     }
-    if (!ing_encoding_parse(evhttp_find_header(in, "Content-Encoding"), &r->enc)) {
-        finish(r, 415, "unsupported_encoding", "Content-Encoding must be gzip, zstd or identity");
+    if (!ing_encoding_parse(evhttp_find_header(in, "Content-Encoding"), enc)) {
+        *why = "Content-Encoding must be gzip, zstd or identity";
+        return "unsupported_encoding";
+    }
+    return NULL;
+}
+
+static void ingest(struct request *r)
+{
+    struct agg_http_ingest *h = r->h;
+    const char *why = NULL;
+    const char *bad = body_format(evhttp_request_get_input_headers(r->req), &r->ndjson, &r->enc,
+                                  &why);
+
+    if (bad != NULL) {
+        finish(r, 415, bad, why);
         return;
     }
     if (!st_pipeline_accepting(h->pipeline)) {
@@ -458,6 +474,37 @@ static void ingest(struct request *r)
     decode(r);
 }
 
+/* ---- before the body: the connection guard asks (core/http.h, gates) ---- */
+
+static void on_gate_auth(void *arg, int status, const struct api_principal *who)
+{
+    (void)who;
+    if (status == AGG_ENOTFOUND)
+        agg_http_gate_done(arg, 401, "unauthorized", AUTH_REFUSED);
+    else if (status != AGG_OK)
+        agg_http_gate_done(arg, 503, "unavailable", "cannot check the token now");
+    else
+        agg_http_gate_done(arg, 0, NULL, NULL);
+}
+
+/* The token (a lookup is cached for the route's own check) and the body's format. */
+static void gate(void *arg, const struct agg_http_head *head, struct agg_http_pending *p)
+{
+    struct agg_http_ingest *h = arg;
+    const char *why = NULL, *bad;
+    enum ing_encoding enc;
+    bool ndjson;
+
+    bad = body_format(head->headers, &ndjson, &enc, &why);
+    if (bad != NULL)
+        agg_http_gate_note(p, 415, bad, why); /* after a 401, as the route answers */
+    if (!h->auth)
+        agg_http_gate_done(p, 0, NULL, NULL);
+    else
+        api_session_check(h->sessions, evhttp_find_header(head->headers, "Authorization"),
+                          "ingest", on_gate_auth, p);
+}
+
 static void on_auth(void *arg, int status, const struct api_principal *who)
 {
     struct request *r = arg;
@@ -468,7 +515,7 @@ static void on_auth(void *arg, int status, const struct api_principal *who)
         return;
     }
     if (status == AGG_ENOTFOUND)
-        finish(r, 401, "unauthorized", "a valid bearer token of scope ingest is required");
+        finish(r, 401, "unauthorized", AUTH_REFUSED);
     else if (status != AGG_OK)
         finish(r, 503, "unavailable", "cannot check the token now");
     else
@@ -547,7 +594,9 @@ struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http,
     h->json = ing_json_new((size_t)opts->max_message_bytes, err);
     if (h->json == NULL)
         goto fail;
-    if (agg_http_route(http, EVHTTP_REQ_POST, "/v1/logs", on_post, h) != AGG_OK) {
+    h->gate = (struct agg_http_gate){h->max_body, gate};
+    if (agg_http_route_gated(http, EVHTTP_REQ_POST, "/v1/logs", on_post, h, &h->gate) !=
+        AGG_OK) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto fail;
     }

@@ -96,6 +96,9 @@ struct conn {
     struct conn *prev, *next;
 };
 
+/* After accept() fails for want of descriptors, the listener rests this long. */
+#define ACCEPT_PAUSE_MS 250
+
 struct agg_listener {
     enum agg_listen_kind kind;
     enum agg_transport transport;
@@ -105,6 +108,8 @@ struct agg_listener {
     size_t max_conns;
     int idle_s;
     struct evconnlistener *tcp;
+    struct event *resume; /* accepts again after a pause for want of descriptors */
+    struct agg_log_limit accept_log;
     evutil_socket_t udp_fd;
     evutil_socket_t passed_fd; /* a socket given by the caller, until it is udp_fd or tcp's */
     struct event *udp_ev;
@@ -649,6 +654,29 @@ static int bind_udp(struct agg_listener *l, const char *addr, const struct addri
     return AGG_OK;
 }
 
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(((struct agg_listener *)arg)->tcp);
+}
+
+/* accept() failed: out of descriptors (or kernel memory), retrying at once would spin,
+ * so the listener rests ACCEPT_PAUSE_MS; the kernel's backlog holds the next ones. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    struct agg_listener *l = arg;
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    int e = EVUTIL_SOCKET_ERROR();
+
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        evconnlistener_disable(lev);
+        evtimer_add(l->resume, &tv);
+    }
+    AGG_LOG_LIMITED(&l->accept_log, AGG_LOG_LEVEL_WARN, "listen",
+                    "could not accept a TCP connection: %s", evutil_socket_error_to_string(e));
+}
+
 static int bind_tcp(struct agg_listener *l, const char *addr, const struct addrinfo *ai, int fd,
                     struct agg_err *err)
 {
@@ -668,6 +696,10 @@ static int bind_tcp(struct agg_listener *l, const char *addr, const struct addri
     if (l->tcp == NULL)
         return agg_err_set(err, AGG_EINVAL, "could not listen for TCP on \"%s\": %s", addr,
                            strerror(errno));
+    evconnlistener_set_error_cb(l->tcp, on_accept_error);
+    l->resume = evtimer_new(l->base, on_resume, l);
+    if (l->resume == NULL)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
     return st_pipeline_on_drain(l->pipeline, on_drain, l);
 }
 
@@ -743,6 +775,8 @@ void agg_listener_free(struct agg_listener *l)
         return;
     if (l->passed_fd >= 0)
         evutil_closesocket(l->passed_fd);
+    if (l->resume != NULL)
+        event_free(l->resume);
     if (l->tcp != NULL) {
         evconnlistener_free(l->tcp);
         st_pipeline_off_drain(l->pipeline, on_drain, l);

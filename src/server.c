@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,6 +52,7 @@ struct server {
     const struct agg_serve_opts *opts;
     struct event_base *base;
     struct agg_http *http;
+    size_t max_conns; /* listen.max_connections below the descriptor limit */
     struct agg_metrics *metrics;
     struct st_monitor *monitor;
     struct st_pool *pool;
@@ -275,14 +277,49 @@ static int register_metrics(struct server *s, struct agg_err *err)
     return AGG_OK;
 }
 
+/* Descriptors kept for all but client connections: the database pool (on top of
+ * this), spool and archive files, listeners, the journal. */
+#define FD_RESERVE 64
+
+/* listen.max_connections, lowered so that one listener's connections leave room below
+ * the descriptor limit for everything else. */
+static size_t connection_cap(const struct agg_config *cfg)
+{
+    int64_t cap = cfg->listen.max_connections;
+    int64_t room = cap;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        room = (int64_t)rl.rlim_cur - FD_RESERVE - cfg->database.pool_size -
+               cfg->database.pool_overflow;
+    if (room < 1)
+        room = 1;
+    if (room < cap) {
+        AGG_LOG_WARN("server",
+                     "listen.max_connections lowered from %lld to %lld: the limit on open "
+                     "files is %lld",
+                     (long long)cap, (long long)room, (long long)rl.rlim_cur);
+        cap = room;
+    }
+    return (size_t)cap;
+}
+
 /* Before the loop runs: taking the systemd socket and evhttp's bind resolve
  * listen.http with getaddrinfo, which may block. */
 static int start_http(struct server *s, struct agg_err *err)
 {
+    const struct agg_http_limits limits = {
+        .header_timeout_ms = s->cfg->listen.http_header_timeout_ms,
+        .body_timeout_ms = s->cfg->listen.http_body_timeout_ms,
+        .max_connections = s->max_conns,
+        .inflight_body_bytes = (size_t)s->cfg->listen.http_inflight_body_bytes,
+    };
+
     if (s->cfg->listen.http[0] == '\0')
         return AGG_OK;
     s->http = agg_http_new(s->base, s->cfg->listen.http,
-                           agg_sockets_take(&s->sockets, s->cfg->listen.http, SOCK_STREAM), err);
+                           agg_sockets_take(&s->sockets, s->cfg->listen.http, SOCK_STREAM),
+                           &limits, err);
     if (s->http == NULL)
         return err != NULL ? err->code : AGG_ERR;
     if (agg_http_route(s->http, EVHTTP_REQ_GET, "/healthz", on_healthz, s) != AGG_OK ||
@@ -390,7 +427,7 @@ static void start_listeners(void *arg)
     const struct agg_config *cfg = s->cfg;
     const struct agg_listener_opts opts = {
         .max_message_bytes = cfg->ingest.max_message_bytes,
-        .max_connections = cfg->listen.max_connections,
+        .max_connections = (int64_t)s->max_conns,
         .idle_timeout_seconds = cfg->listen.idle_timeout_seconds,
         .syslog_3164_timezone = cfg->listen.syslog_3164_timezone,
         .udp_rcvbuf = cfg->listen.udp_rcvbuf,
@@ -573,6 +610,8 @@ int agg_server_run(struct agg_config *cfg, const struct agg_serve_opts *opts,
         rc = AGG_ENOMEM;
         goto out;
     }
+    s.max_conns = connection_cap(cfg);
+    agg_log_route_libevent();
     if ((rc = start_signals(&s, err)) != AGG_OK || (rc = start_http(&s, err)) != AGG_OK ||
         (rc = start_ingest(&s, err)) != AGG_OK || (rc = start_maint(&s, err)) != AGG_OK)
         goto out;
