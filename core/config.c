@@ -398,6 +398,12 @@ fail:
  * or has a setter the server calls after agg_config_reload(). */
 static const char *const live_keys[] = {
     "log.level",
+    "listen.max_connections",
+    "listen.idle_timeout_seconds",
+    "listen.http_header_timeout_ms",
+    "listen.http_body_timeout_ms",
+    "listen.http_inflight_body_bytes",
+    "ingest.max_body_bytes",
     "notify.from",
     "notify.max_attempts",
     "partitions.premake_months",

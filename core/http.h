@@ -83,6 +83,10 @@ struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
                               const struct agg_http_limits *limits, struct agg_err *err);
 void agg_http_free(struct agg_http *h);
 
+/* A reload changed the limits: deadlines and the budget apply to requests from now on,
+ * the cap at once (the listener stops or starts accepting). Loop thread. */
+void agg_http_set_limits(struct agg_http *h, const struct agg_http_limits *limits);
+
 /* The loop <h> runs on. */
 struct event_base *agg_http_base(const struct agg_http *h);
 

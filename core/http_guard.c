@@ -733,6 +733,17 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(h->lev);
 }
 
+void agg_http_set_limits(struct agg_http *h, const struct agg_http_limits *limits)
+{
+    h->limits = *limits;
+    if (h->lev == NULL)
+        return;
+    if (h->nconns >= h->limits.max_connections)
+        evconnlistener_disable(h->lev);
+    else
+        evconnlistener_enable(h->lev); /* after an EMFILE pause, accept() fails once more */
+}
+
 int agg_http_guard_listen(struct agg_http *h)
 {
     struct timeval tv = {0, AGG_HTTP_ACCEPT_PAUSE_MS * 1000};

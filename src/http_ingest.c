@@ -608,6 +608,16 @@ fail:
     return NULL;
 }
 
+void agg_http_ingest_set_max_body(struct agg_http_ingest *h, struct agg_http *http,
+                                  int64_t max_body_bytes)
+{
+    if (h == NULL)
+        return;
+    h->max_body = (size_t)max_body_bytes;
+    h->gate.max_body_bytes = h->max_body; /* the gate reads it for each request */
+    agg_http_set_max_body(http, h->max_body);
+}
+
 void agg_http_ingest_stop(struct agg_http_ingest *h)
 {
     if (h == NULL || h->stopped)

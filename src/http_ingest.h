@@ -28,4 +28,8 @@ struct agg_http_ingest *agg_http_ingest_new(struct agg_http *http,
 void agg_http_ingest_stop(struct agg_http_ingest *h);
 void agg_http_ingest_free(struct agg_http_ingest *h);
 
+/* A reload changed ingest.max_body_bytes: requests from now on get the new limit. */
+void agg_http_ingest_set_max_body(struct agg_http_ingest *h, struct agg_http *http,
+                                  int64_t max_body_bytes);
+
 #endif

@@ -769,6 +769,15 @@ fail:
     return NULL;
 }
 
+void agg_listener_set_limits(struct agg_listener *l, size_t max_connections,
+                             int64_t idle_timeout_seconds)
+{
+    if (l == NULL)
+        return;
+    l->max_conns = max_connections;
+    l->idle_s = (int)idle_timeout_seconds;
+}
+
 void agg_listener_free(struct agg_listener *l)
 {
     if (l == NULL)

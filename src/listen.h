@@ -49,6 +49,11 @@ struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_k
                                       struct st_pipeline *pipeline,
                                       struct agg_metrics *metrics, struct agg_err *err);
 
+/* A reload changed listen.max_connections or listen.idle_timeout_seconds: the cap
+ * applies at once (connections already open stay), the idle timeout to new connections. */
+void agg_listener_set_limits(struct agg_listener *l, size_t max_connections,
+                             int64_t idle_timeout_seconds);
+
 /* Closes the listening socket and every connection (delivering what they had). */
 void agg_listener_free(struct agg_listener *l);
 

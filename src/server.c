@@ -197,6 +197,24 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(s->base, NULL);
 }
 
+static size_t connection_cap(const struct agg_config *cfg);
+static struct agg_http_limits http_limits(const struct server *s);
+
+/* After a reload: the limits the modules copied at start, from the changed config. */
+static void apply_limits(struct server *s)
+{
+    s->max_conns = connection_cap(s->cfg);
+    if (s->http != NULL) {
+        const struct agg_http_limits limits = http_limits(s);
+
+        agg_http_set_limits(s->http, &limits);
+    }
+    agg_http_ingest_set_max_body(s->ingest_http, s->http, s->cfg->ingest.max_body_bytes);
+    for (size_t i = 0; i < sizeof(s->listeners) / sizeof(s->listeners[0]); i++)
+        agg_listener_set_limits(s->listeners[i], s->max_conns,
+                                s->cfg->listen.idle_timeout_seconds);
+}
+
 struct reload_report {
     char applied[512], restart[512];
 };
@@ -241,6 +259,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
             agg_log_set_level(level);
         if (s->cfg->alerts.eval_interval_ms != interval_ms)
             rl_engine_set_interval(s->engine, s->cfg->alerts.eval_interval_ms);
+        apply_limits(s);
         if (r.applied[0] == '\0' && r.restart[0] == '\0')
             AGG_LOG_INFO("server", "configuration reloaded: nothing changed");
         if (r.applied[0] != '\0')
@@ -306,14 +325,19 @@ static size_t connection_cap(const struct agg_config *cfg)
 
 /* Before the loop runs: taking the systemd socket and evhttp's bind resolve
  * listen.http with getaddrinfo, which may block. */
-static int start_http(struct server *s, struct agg_err *err)
+static struct agg_http_limits http_limits(const struct server *s)
 {
-    const struct agg_http_limits limits = {
+    return (struct agg_http_limits){
         .header_timeout_ms = s->cfg->listen.http_header_timeout_ms,
         .body_timeout_ms = s->cfg->listen.http_body_timeout_ms,
         .max_connections = s->max_conns,
         .inflight_body_bytes = (size_t)s->cfg->listen.http_inflight_body_bytes,
     };
+}
+
+static int start_http(struct server *s, struct agg_err *err)
+{
+    const struct agg_http_limits limits = http_limits(s);
 
     if (s->cfg->listen.http[0] == '\0')
         return AGG_OK;

@@ -72,6 +72,30 @@ class Reload(unittest.TestCase):
         self.assertGreaterEqual(fast, 8)
         self.assertTrue(self.aggd.healthy())
 
+    def post_logs(self, nbytes):
+        line = b'{"message":"' + b"x" * 100 + b'","level":"INFO"}\n'
+        body = line * (nbytes // len(line) + 1)
+        return harness.request(self.aggd.http_port, "POST", "/v1/logs", body=body,
+                               headers={"Authorization": "Bearer " + self.env.tokens["ingest"],
+                                        "Content-Type": "application/x-ndjson"})[0]
+
+    def test_limits_apply_to_requests_from_now_on(self):
+        self.assertEqual(self.post_logs(8192), 202)
+        self.write("log.level = info\nalerts.eval_interval_ms = 1000\nbatch.max_rows = 5000\n"
+                   "ingest.max_body_bytes = 4096\nlisten.http_header_timeout_ms = 500\n")
+        out = self.hup_and_wait("configuration reloaded: applied")
+        self.assertIn("applied listen.http_header_timeout_ms, ingest.max_body_bytes", out)
+        self.assertEqual(self.post_logs(8192), 413)
+        self.assertEqual(self.post_logs(1024), 202)
+        # a head left unfinished is cut at the new deadline
+        with socket.create_connection(("127.0.0.1", self.aggd.http_port)) as s:
+            s.settimeout(10)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            start = time.monotonic()
+            while s.recv(4096):
+                pass
+            self.assertLess(time.monotonic() - start, 5)
+
     def test_a_bad_file_is_refused_whole(self):
         self.write("log.level = debug\nno.such.key = 1\n")
         out = self.hup_and_wait("configuration reload refused")
