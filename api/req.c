@@ -36,7 +36,7 @@ struct api_req_env {
     /* password hashing, one thread and a bounded queue each: trusted logins (api/login.c)
      * never wait behind a flood of others */
     struct st_jobs *slow, *trusted;
-    int slow_pending, trusted_pending;
+    int slow_pending, trusted_pending, jobs_pending;
     struct api_sessions *sessions;
     struct agg_log_limit late_log; /* "no answer in time" lines */
 };
@@ -162,15 +162,23 @@ static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cer
 /* The count of queued and running password checks <r> joins. */
 static int *pending(struct api_req *r)
 {
+    if (!r->slow)
+        return &r->env->jobs_pending;
     return r->trusted ? &r->env->trusted_pending : &r->env->slow_pending;
+}
+
+static int pending_max(const struct api_req *r)
+{
+    if (!r->slow)
+        return API_QUEUE_MAX;
+    return r->trusted ? API_TRUSTED_QUEUE_MAX : API_SLOW_QUEUE_MAX;
 }
 
 static void job_done(struct st_job *job)
 {
     struct api_req *r = (struct api_req *)job;
 
-    if (r->slow)
-        *pending(r) -= 1;
+    *pending(r) -= 1;
     if (r->route->done != NULL)
         r->route->done(r);
     api_finish(r);
@@ -207,9 +215,11 @@ void api_submit(struct api_req *r)
 
     r->job.fn = job_work;
     r->job.done = job_done;
-    if (r->slow && *pending(r) >= (r->trusted ? API_TRUSTED_QUEUE_MAX : API_SLOW_QUEUE_MAX)) {
+    if (*pending(r) >= pending_max(r)) {
         r->retry_after_s = 2;
-        api_fail(r, 503, "busy", NULL, "too many password checks in progress; retry");
+        api_fail(r, 503, "busy", NULL,
+                 r->slow ? "too many password checks in progress; retry"
+                         : "too many requests wait for the database; retry");
         if (r->route->done != NULL)
             r->route->done(r); /* it settles what prepare counted */
         api_finish(r);
@@ -223,8 +233,8 @@ void api_submit(struct api_req *r)
         api_finish(r);
         return;
     }
+    *pending(r) += 1;
     if (r->slow) {
-        *pending(r) += 1;
         st_jobs_run(r->trusted ? r->env->trusted : r->env->slow, &r->job);
         return;
     }

@@ -48,6 +48,9 @@
  * all others. Each lane hashes on one thread. */
 #define API_TRUSTED_QUEUE_MAX 4
 #define API_SLOW_QUEUE_MAX 6
+/* Requests waiting for a database job at once; beyond, 503 "busy" at once. While
+ * PostgreSQL hangs, late jobs stay queued after their 503: this bounds their memory. */
+#define API_QUEUE_MAX 128
 #define API_LIMIT_DEFAULT 50
 #define API_LIMIT_MAX 500
 

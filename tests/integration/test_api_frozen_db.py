@@ -12,6 +12,7 @@ import apikit
 import harness as h
 
 DEADLINE_S = 10  # api/req.h API_JOB_DEADLINE_S
+QUEUE_MAX = 128  # api/req.h API_QUEUE_MAX
 
 
 def server_pids(cluster):
@@ -96,6 +97,32 @@ class FrozenDatabase(unittest.TestCase):
                    interval=0.5, what="token checks after the thaw")
         self.assertIn("no answer from the database", env.aggd.output())
 
+
+    def test_requests_beyond_the_queue_bound_are_refused_at_once(self):
+        import concurrent.futures
+
+        env = self.env
+        self.assertEqual(env.call("GET", "/api/v1/users")[0], 200)
+        self.freeze()
+
+        def one(_):
+            t0 = time.monotonic()
+            code, doc, _ = env.call("GET", "/api/v1/users")
+            return code, (doc or {}).get("error", {}).get("code"), time.monotonic() - t0
+
+        n = QUEUE_MAX + 40
+        with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+            answers = list(pool.map(one, range(n)))
+        self.assertTrue(all(code == 503 for code, _, _ in answers), answers)
+        busy = [took for _, ecode, took in answers if ecode == "busy"]
+        # the queue holds QUEUE_MAX jobs that wait for the deadline; the rest are
+        # refused without waiting (their memory is never held)
+        self.assertGreaterEqual(len(busy), n - QUEUE_MAX)
+        self.assertLess(max(busy), DEADLINE_S / 2)
+        self.assertTrue(all(took < DEADLINE_S + 5 for _, _, took in answers), answers)
+        self.thaw()
+        h.wait_for(lambda: env.call("GET", "/api/v1/users")[0] == 200, 30,
+                   interval=0.5, what="the API to answer after the thaw")
 
 
 class SlowStatement(unittest.TestCase):
