@@ -253,3 +253,12 @@ int agg_tls_write_now(struct bufferevent *bev, const void *data, int len)
     ERR_clear_error();
     return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
 }
+
+void agg_tls_close_notify(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+    if (ssl != NULL && SSL_is_init_finished(ssl))
+        SSL_shutdown(ssl); /* one alert, written now or never: the socket closes next */
+    ERR_clear_error();
+}

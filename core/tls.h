@@ -53,4 +53,8 @@ struct bufferevent *agg_tls_bufferevent_new(struct agg_tls *t, struct event_base
  * the same bytes), -1 on a failed connection. */
 int agg_tls_write_now(struct bufferevent *bev, const void *data, int len);
 
+/* Answers a peer's close_notify with ours (RFC 5425 4.4: the closing party sends a
+ * closure alert) on the TLS bufferevent <bev>, before it is freed; best effort. */
+void agg_tls_close_notify(struct bufferevent *bev);
+
 #endif

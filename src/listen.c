@@ -398,6 +398,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
         conn_process(c, STEP_FINISH);
+        if (c->l->tls != NULL && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR))
+            agg_tls_close_notify(c->bev);
         conn_close(c);
     }
 }
