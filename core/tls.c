@@ -24,7 +24,7 @@
 
 /* What a client may negotiate: OpenSSL's defaults without the weak families. */
 #define CIPHERS "DEFAULT:!3DES:!RC4:!aNULL:!eNULL:!EXPORT:!MD5"
-#define FILES 3
+#define FILES   3
 
 struct agg_tls {
     SSL_CTX *ctx;

@@ -51,8 +51,7 @@ static void make_cert(const char *cert, const char *key, long serial)
     X509_gmtime_adj(X509_getm_notAfter(x), 86400);
     X509_set_pubkey(x, pk);
     name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"aggd", -1, -1,
-                               0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"aggd", -1, -1, 0);
     X509_set_issuer_name(x, name);
     assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
     f = fopen(cert, "w");
@@ -263,8 +262,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_tls_reload_swaps_only_on_a_change_and_keeps_the_old_on_error, setup, teardown),
         cmocka_unit_test(test_tls_listener_needs_cert_and_key_in_config),
-        cmocka_unit_test_setup_teardown(test_tls_new_and_reload_survive_allocation_failures,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_new_and_reload_survive_allocation_failures, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
