@@ -66,6 +66,10 @@ static const struct conf_key keys[] = {
      "JSON lines over TCP (empty disables)"},
     {"listen.http", CONF_ADDR, "127.0.0.1:8080", 0, 0, OFF(listen.http), NULL,
      "HTTP ingest, API, /metrics and health (empty disables)"},
+    {"listen.syslog_tls", CONF_ADDR, "", 0, 0, OFF(listen.syslog_tls), NULL,
+     "syslog over TLS (RFC 5425, conventionally port 6514; empty disables)"},
+    {"listen.https", CONF_ADDR, "", 0, 0, OFF(listen.https), NULL,
+     "the routes of listen.http over TLS (empty disables)"},
     {"listen.max_connections", CONF_INT, "1024", 1, 1000000, OFF(listen.max_connections), NULL,
      "open TCP connections per listener; more are refused"},
     {"listen.idle_timeout_seconds", CONF_INT, "600", 0, 86400 * 7,
@@ -129,6 +133,12 @@ static const struct conf_key keys[] = {
      "PEM file of CA certificates for webhook and SMTP TLS (empty: system store)"},
     {"auth.token_ttl_days", CONF_INT, "30", 1, 3650, OFF(auth.token_ttl_days), NULL,
      "lifetime of tokens issued by login"},
+    {"tls.cert_file", CONF_OPT_STRING, "", 0, 0, OFF(tls.cert_file), NULL,
+     "PEM certificate chain of the TLS listeners, server certificate first"},
+    {"tls.key_file", CONF_OPT_STRING, "", 0, 0, OFF(tls.key_file), NULL,
+     "PEM private key of tls.cert_file"},
+    {"tls.client_ca_file", CONF_OPT_STRING, "", 0, 0, OFF(tls.client_ca_file), NULL,
+     "PEM CA certificates; when set, TLS clients must present a certificate they signed"},
     {"log.level", CONF_LOGLEVEL, "info", 0, 0, OFF(log.level), NULL,
      "error, warning, info or debug"},
 };
@@ -386,6 +396,13 @@ struct agg_config *agg_config_new(struct agg_err *err)
         if (agg_config_set(cfg, keys[i].name, keys[i].def, AGG_CONF_SRC_DEFAULT, err) != AGG_OK)
             goto fail;
     }
+    if ((cfg->listen.syslog_tls[0] != '\0' || cfg->listen.https[0] != '\0') &&
+        (cfg->tls.cert_file[0] == '\0' || cfg->tls.key_file[0] == '\0')) {
+        agg_err_set(err, AGG_EINVAL, "invalid value for \"%s\": empty, but listen.%s is on",
+                    cfg->tls.cert_file[0] == '\0' ? "tls.cert_file" : "tls.key_file",
+                    cfg->listen.syslog_tls[0] != '\0' ? "syslog_tls" : "https");
+        goto fail;
+    }
     return cfg;
 
 fail:
@@ -410,6 +427,9 @@ static const char *const live_keys[] = {
     "partitions.retention_months",
     "partitions.archive_grace_hours",
     "alerts.eval_interval_ms",
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.client_ca_file",
 };
 
 static bool is_live(const char *name)
@@ -667,6 +687,13 @@ struct agg_config *agg_config_build(const char *path, char *const *envp, char *c
                     "partitions.retention_months (%lld)",
                     (long long)cfg->partitions.accept_past_months,
                     (long long)cfg->partitions.retention_months);
+        goto fail;
+    }
+    if ((cfg->listen.syslog_tls[0] != '\0' || cfg->listen.https[0] != '\0') &&
+        (cfg->tls.cert_file[0] == '\0' || cfg->tls.key_file[0] == '\0')) {
+        agg_err_set(err, AGG_EINVAL, "invalid value for \"%s\": empty, but listen.%s is on",
+                    cfg->tls.cert_file[0] == '\0' ? "tls.cert_file" : "tls.key_file",
+                    cfg->listen.syslog_tls[0] != '\0' ? "syslog_tls" : "https");
         goto fail;
     }
     return cfg;

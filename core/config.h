@@ -54,6 +54,8 @@ struct agg_listen_opts {
     char *syslog_tcp;
     char *json_tcp;
     char *http;
+    char *syslog_tls; /* syslog over TLS (RFC 5425); empty: off */
+    char *https;      /* the routes of http over TLS; empty: off */
     int64_t max_connections;
     int64_t idle_timeout_seconds;
     int64_t http_header_timeout_ms;  /* first byte of a request to the end of its head */
@@ -113,6 +115,13 @@ struct agg_auth_opts {
     int64_t token_ttl_days;
 };
 
+/* The certificate of listen.syslog_tls and listen.https (core/tls.h). */
+struct agg_tls_opts {
+    char *cert_file;      /* PEM chain, server certificate first */
+    char *key_file;       /* PEM private key */
+    char *client_ca_file; /* PEM CAs a client certificate must chain to; empty: none asked */
+};
+
 struct agg_log_opts {
     char *level;
 };
@@ -131,6 +140,7 @@ struct agg_config {
     struct agg_alerts_opts alerts;
     struct agg_notify_opts notify;
     struct agg_auth_opts auth;
+    struct agg_tls_opts tls;
     struct agg_log_opts log;
     /* Where each key's value came from, indexed like the key table. */
     unsigned char source[64];

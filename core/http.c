@@ -117,13 +117,60 @@ static void dispatch(struct evhttp_request *req, void *arg)
     agg_http_reply_error(req, 404, "not_found", "no such route", NULL);
 }
 
+/* Binds <side> of <h> on <addr>, or takes <fd> (owned from here, even on error). */
+static int listen_side(struct agg_http *h, int side, const char *addr, int fd,
+                       struct agg_err *err)
+{
+    const char *what = side == HTTP_TLS ? "HTTPS" : "HTTP";
+    struct evhttp_bound_socket *bound;
+    struct evhttp *http;
+    char host[256];
+    int port;
+
+    if (agg_config_parse_addr(addr, host, sizeof(host), &port, err) != AGG_OK)
+        goto fail;
+    http = h->http[side] = evhttp_new(h->base);
+    if (http == NULL) {
+        agg_err_set(err, AGG_ENOMEM, "out of memory");
+        goto fail;
+    }
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
+                                         EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+    evhttp_set_max_headers_size(http, 64 * 1024);
+    if (h->max_body > 0)
+        evhttp_set_max_body_size(http, (ev_ssize_t)h->max_body);
+    /* no evhttp_set_timeout(): libevent 2.1 then arms timers on the guard's filter that
+     * outlive it (a use after free); the guard times the socket itself */
+    evhttp_set_gencb(http, dispatch, h);
+    evhttp_set_bevcb(http, side == HTTP_TLS ? agg_http_guard_new_tls : agg_http_guard_new, h);
+    if (fd >= 0) {
+        if (evutil_make_socket_nonblocking(fd) != 0 ||
+            (bound = evhttp_accept_socket_with_handle(http, fd)) == NULL) {
+            agg_err_set(err, AGG_EINVAL, "could not use the %s socket for \"%s\"", what, addr);
+            goto fail;
+        }
+        fd = -1; /* evhttp's now */
+    } else if ((bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port)) ==
+               NULL) {
+        agg_err_set(err, AGG_EINVAL, "could not listen for %s on \"%s\"", what, addr);
+        goto fail;
+    }
+    h->lev[side] = evhttp_bound_socket_get_listener(bound);
+    if (agg_http_guard_listen(h, side) != AGG_OK)
+        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    return AGG_OK;
+
+fail:
+    if (fd >= 0)
+        evutil_closesocket(fd);
+    return err != NULL && err->code != AGG_OK ? err->code : AGG_EINVAL;
+}
+
 struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
                               const struct agg_http_limits *limits, struct agg_err *err)
 {
     struct agg_http *h = agg_calloc(1, sizeof(*h));
-    struct evhttp_bound_socket *bound;
-    char host[256];
-    int port;
 
     if (h == NULL) {
         if (fd >= 0)
@@ -131,47 +178,20 @@ struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
         agg_err_set(err, AGG_ENOMEM, "out of memory");
         return NULL;
     }
-    if (agg_config_parse_addr(addr, host, sizeof(host), &port, err) != AGG_OK)
-        goto fail;
     h->base = base;
     h->limits = *limits;
-    h->http = evhttp_new(base);
-    if (h->http == NULL) {
-        agg_err_set(err, AGG_ENOMEM, "out of memory");
-        goto fail;
-    }
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
-    evhttp_set_max_headers_size(h->http, 64 * 1024);
-    /* no evhttp_set_timeout(): libevent 2.1 then arms timers on the guard's filter that
-     * outlive it (a use after free); the guard times the socket itself */
-    evhttp_set_gencb(h->http, dispatch, h);
-    evhttp_set_bevcb(h->http, agg_http_guard_new, h);
-    if (fd >= 0) {
-        if (evutil_make_socket_nonblocking(fd) != 0 ||
-            (bound = evhttp_accept_socket_with_handle(h->http, fd)) == NULL) {
-            agg_err_set(err, AGG_EINVAL, "could not use the HTTP socket for \"%s\"", addr);
-            goto fail;
-        }
-        fd = -1; /* evhttp's now */
-    } else if ((bound = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port)) ==
-               NULL) {
-        agg_err_set(err, AGG_EINVAL, "could not listen for HTTP on \"%s\"", addr);
-        goto fail;
-    }
-    h->lev = evhttp_bound_socket_get_listener(bound);
-    if (agg_http_guard_listen(h) != AGG_OK) {
-        agg_err_set(err, AGG_ENOMEM, "out of memory");
-        goto fail;
+    if (addr[0] != '\0' && listen_side(h, HTTP_PLAIN, addr, fd, err) != AGG_OK) {
+        agg_http_free(h);
+        return NULL;
     }
     return h;
+}
 
-fail:
-    if (fd >= 0)
-        evutil_closesocket(fd);
-    agg_http_free(h);
-    return NULL;
+int agg_http_listen_tls(struct agg_http *h, const char *addr, int fd, struct agg_tls *tls,
+                        struct agg_err *err)
+{
+    h->tls = tls;
+    return listen_side(h, HTTP_TLS, addr, fd, err);
 }
 
 struct event_base *agg_http_base(const struct agg_http *h)
@@ -185,9 +205,11 @@ void agg_http_free(struct agg_http *h)
         return;
     if (h->resume != NULL)
         event_free(h->resume);
-    h->lev = NULL; /* evhttp frees it before the connections, whose guards look at it */
-    if (h->http != NULL)
-        evhttp_free(h->http);
+    for (int i = 0; i < HTTP_SIDES; i++) {
+        h->lev[i] = NULL; /* evhttp frees it before the connections, whose guards look at it */
+        if (h->http[i] != NULL)
+            evhttp_free(h->http[i]);
+    }
     free(h->routes);
     free(h);
 }
@@ -210,7 +232,10 @@ int agg_http_route(struct agg_http *h, enum evhttp_cmd_type method, const char *
 void agg_http_set_max_body(struct agg_http *h, size_t bytes)
 {
     h->max_body = bytes;
-    evhttp_set_max_body_size(h->http, (ev_ssize_t)bytes);
+    for (int i = 0; i < HTTP_SIDES; i++) {
+        if (h->http[i] != NULL)
+            evhttp_set_max_body_size(h->http[i], (ev_ssize_t)bytes);
+    }
 }
 
 void agg_http_peer(struct evhttp_request *req, char *out, size_t size)

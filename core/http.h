@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/tls.h"
 
 #define AGG_HTTP_MAX_PARAMS 4
 /* Largest body of a route registered without a gate (health, metrics). */
@@ -75,12 +76,19 @@ struct agg_http_gate {
     agg_http_gate_fn check; /* NULL: none */
 };
 
-/* Listens on <addr> ("host:port", "[v6]:port"), or with <fd> >= 0 on that socket,
- * already bound to <addr> and listening (owned from here, even on error), within
- * <limits> (copied). Caller owns the result: agg_http_free(). NULL + <err> when the
- * address cannot be bound. */
+/* Listens on <addr> ("host:port", "[v6]:port"; "": no plain listener, only the TLS
+ * one of agg_http_listen_tls()), or with <fd> >= 0 on that socket, already bound to
+ * <addr> and listening (owned from here, even on error), within <limits> (copied).
+ * Caller owns the result: agg_http_free(). NULL + <err> when the address cannot be
+ * bound. */
 struct agg_http *agg_http_new(struct event_base *base, const char *addr, int fd,
                               const struct agg_http_limits *limits, struct agg_err *err);
+
+/* Also serves the same routes over TLS (<tls>, borrowed until agg_http_free()) on
+ * <addr>, or on <fd> >= 0 as for agg_http_new(); both listeners share the limits (one
+ * connection cap, one body budget). Once, before the loop runs. */
+int agg_http_listen_tls(struct agg_http *h, const char *addr, int fd, struct agg_tls *tls,
+                        struct agg_err *err);
 void agg_http_free(struct agg_http *h);
 
 /* A reload changed the limits: deadlines and the budget apply to requests from now on,

@@ -69,6 +69,7 @@ struct agg_http_pending {
     bool closed;                             /* evhttp freed the connection */
     bool in_step;                            /* a gate answering now is heard by step() itself */
     bool decided;                            /* the gate answered (PH_GATE) */
+    bool tls;                                /* <under> is a TLS bufferevent */
     size_t head_len;                         /* the head at the front of the input, in PH_GATE */
     int64_t length;                          /* the head's body: bytes, -1 chunked, 0 none */
     int64_t left;                            /* bytes of the body or chunk still to pass */
@@ -79,6 +80,19 @@ struct agg_http_pending {
     struct verdict v, noted;
     char allow[128];
 };
+
+/* Both listeners accept (below the cap) or rest (at it): the cap counts them together. */
+static void set_accepting(struct agg_http *h, bool on)
+{
+    for (int i = 0; i < HTTP_SIDES; i++) {
+        if (h->lev[i] == NULL)
+            continue;
+        if (on)
+            evconnlistener_enable(h->lev[i]);
+        else
+            evconnlistener_disable(h->lev[i]);
+    }
+}
 
 /* Sets <v>; returns <status>. */
 static int set_verdict(struct verdict *v, int status, const char *ecode, const char *message)
@@ -542,6 +556,23 @@ static enum bufferevent_filter_result on_input(struct evbuffer *src, struct evbu
     return step(arg, src, dst) ? BEV_OK : BEV_NEED_MORE;
 }
 
+/* The last byte over TLS: its output being empty, all before it was written to the
+ * kernel; so is this one, as its own record. A full socket has it tried again soon. */
+static enum bufferevent_filter_result write_last_tls(struct agg_http_pending *g,
+                                                     struct evbuffer *src)
+{
+    const struct timeval soon = {0, 10 * 1000};
+    unsigned char last;
+
+    evbuffer_copyout(src, &last, 1);
+    if (agg_tls_write_now(g->under, &last, 1) == 0) {
+        event_add(g->kick, &soon);
+        return BEV_NEED_MORE;
+    }
+    evbuffer_drain(src, 1); /* written, or the connection failed: the reader hears of it */
+    return BEV_OK;
+}
+
 /* The reply's last byte waits until all before it left for the kernel (see Traps). */
 static enum bufferevent_filter_result on_output(struct evbuffer *src, struct evbuffer *dst,
                                                 ev_ssize_t limit, enum bufferevent_flush_mode mode,
@@ -563,6 +594,8 @@ static enum bufferevent_filter_result on_output(struct evbuffer *src, struct evb
     }
     if (len == 0 || evbuffer_get_length(dst) > 0)
         return BEV_NEED_MORE;
+    if (g->tls)
+        return write_last_tls(g, src);
     if (evbuffer_write(src, bufferevent_getfd(g->under)) < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             evbuffer_drain(src, len); /* the socket failed: the reader hears of it */
@@ -615,9 +648,8 @@ static void on_free(void *arg)
     if (g->next != NULL)
         g->next->prev = g->prev;
     h->nconns--;
-    if (h->nconns + 1 >= h->limits.max_connections && h->nconns < h->limits.max_connections &&
-        h->lev != NULL)
-        evconnlistener_enable(h->lev); /* it stopped at the cap */
+    if (h->nconns + 1 >= h->limits.max_connections && h->nconns < h->limits.max_connections)
+        set_accepting(h, true); /* it stopped at the cap */
     unref(g);
 }
 
@@ -648,9 +680,8 @@ void agg_http_gate_note(struct agg_http_pending *p, int status, const char *ecod
         set_verdict(&p->noted, status, ecode, message);
 }
 
-struct bufferevent *agg_http_guard_new(struct event_base *base, void *arg)
+static struct bufferevent *guard_new(struct event_base *base, struct agg_http *h, bool tls)
 {
-    struct agg_http *h = arg;
     struct agg_http_pending *g = agg_calloc(1, sizeof(*g));
     const struct timeval idle = {AGG_HTTP_IDLE_TIMEOUT_S, 0};
 
@@ -660,7 +691,9 @@ struct bufferevent *agg_http_guard_new(struct event_base *base, void *arg)
     g->refs = 1;
     g->deadline = evtimer_new(base, on_deadline, g);
     g->kick = event_new(base, -1, 0, on_kick, g);
-    g->under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    g->tls = tls;
+    g->under = tls ? agg_tls_bufferevent_new(h->tls, base, -1, BEV_OPT_CLOSE_ON_FREE)
+                   : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (g->deadline == NULL || g->kick == NULL || g->under == NULL)
         goto fail;
     bufferevent_setwatermark(g->under, EV_READ, 0, READ_AHEAD);
@@ -674,8 +707,8 @@ struct bufferevent *agg_http_guard_new(struct event_base *base, void *arg)
     if (h->conns != NULL)
         h->conns->prev = g;
     h->conns = g;
-    if (++h->nconns >= h->limits.max_connections && h->lev != NULL)
-        evconnlistener_disable(h->lev); /* the kernel's backlog holds the next ones */
+    if (++h->nconns >= h->limits.max_connections)
+        set_accepting(h, false); /* the kernel's backlog holds the next ones */
     if (evbuffer_add_cb(bufferevent_get_output(g->bev), on_output_added, g) == NULL) {
         bufferevent_free(g->bev); /* frees under, and g through on_free */
         return NULL;
@@ -687,6 +720,16 @@ fail:
         bufferevent_free(g->under);
     unref(g);
     return NULL;
+}
+
+struct bufferevent *agg_http_guard_new(struct event_base *base, void *arg)
+{
+    return guard_new(base, arg, false);
+}
+
+struct bufferevent *agg_http_guard_new_tls(struct event_base *base, void *arg)
+{
+    return guard_new(base, arg, true);
 }
 
 bool agg_http_guard_answer(struct agg_http *h, struct evhttp_request *req)
@@ -730,25 +773,23 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (h->nconns < h->limits.max_connections)
-        evconnlistener_enable(h->lev);
+        set_accepting(h, true);
 }
 
 void agg_http_set_limits(struct agg_http *h, const struct agg_http_limits *limits)
 {
     h->limits = *limits;
-    if (h->lev == NULL)
-        return;
-    if (h->nconns >= h->limits.max_connections)
-        evconnlistener_disable(h->lev);
-    else
-        evconnlistener_enable(h->lev); /* after an EMFILE pause, accept() fails once more */
+    /* after an EMFILE pause, accept() fails once more and pauses again */
+    set_accepting(h, h->nconns < h->limits.max_connections);
 }
 
-int agg_http_guard_listen(struct agg_http *h)
+int agg_http_guard_listen(struct agg_http *h, int side)
 {
     struct timeval tv = {0, AGG_HTTP_ACCEPT_PAUSE_MS * 1000};
 
-    evconnlistener_set_error_cb(h->lev, on_accept_error);
+    evconnlistener_set_error_cb(h->lev[side], on_accept_error);
+    if (h->resume != NULL)
+        return AGG_OK;
     h->resume = event_new(h->base, -1, EV_PERSIST, on_resume, h);
     if (h->resume == NULL || event_add(h->resume, &tv) != 0)
         return AGG_ENOMEM;

@@ -13,6 +13,10 @@
 #include <event2/listener.h>
 
 #include "core/http.h"
+#include "core/tls.h"
+
+/* The plain listener (listen.http) and the TLS one (listen.https). */
+enum { HTTP_PLAIN = 0, HTTP_TLS, HTTP_SIDES };
 
 struct route {
     enum evhttp_cmd_type method;
@@ -24,8 +28,9 @@ struct route {
 
 struct agg_http {
     struct event_base *base;
-    struct evhttp *http;
-    struct evconnlistener *lev; /* evhttp's, borrowed */
+    struct evhttp *http[HTTP_SIDES];       /* NULL: that side is off */
+    struct evconnlistener *lev[HTTP_SIDES]; /* evhttp's, borrowed; NULL: off */
+    struct agg_tls *tls;                    /* HTTP_TLS's context; borrowed */
     struct route *routes;
     size_t n, cap;
     size_t max_body; /* ceiling for every route (agg_http_set_max_body) */
@@ -39,13 +44,16 @@ struct agg_http {
 /* Matches <path> against <pattern>; on success fills <m> with the {param} segments. */
 bool agg_http_match(const char *pattern, const char *path, struct agg_http_match *m);
 
-/* For evhttp_set_bevcb(): the guarded bufferevent of a new connection, arg <h>. */
+/* For evhttp_set_bevcb(): the guarded bufferevent of a new connection, arg <h>, over
+ * the socket (plain) or over TLS with <h->tls>. */
 struct bufferevent *agg_http_guard_new(struct event_base *base, void *arg);
+struct bufferevent *agg_http_guard_new_tls(struct event_base *base, void *arg);
 
 /* For dispatch(): true when <req> is a refusal made by the guard, now answered. */
 bool agg_http_guard_answer(struct agg_http *h, struct evhttp_request *req);
 
-/* For agg_http_new(): watch <h->lev> for accept errors and the connection cap. */
-int agg_http_guard_listen(struct agg_http *h);
+/* For agg_http_new(): watch <h->lev[side]> for accept errors and the connection cap
+ * (the first call also starts the timer that resumes a paused listener). */
+int agg_http_guard_listen(struct agg_http *h, int side);
 
 #endif

@@ -24,6 +24,8 @@ PACKAGES=(
     # tools the scripts and integration tests call (logger, runuser, ss, ps,
     # zstd, a fake SMTP server, a Python DB client)
     curl bsdutils util-linux python3 python3-psycopg2 python3-aiosmtpd python3-yaml zstd
+    # TLS tests: throw-away certificates and s_client; rsyslog omfwd with gtls
+    openssl rsyslog rsyslog-gnutls
     ca-certificates procps iproute2 git
     # zone files for listen.syslog_3164_timezone and its tests (not in a minimal image);
     # dpkg-buildflags for the build with Debian's hardening flags

@@ -107,6 +107,7 @@ struct agg_listener {
     size_t max_message;
     size_t max_conns;
     int idle_s;
+    struct agg_tls *tls; /* syslog over TLS; borrowed */
     struct evconnlistener *tcp;
     struct event *resume; /* accepts again after a pause for want of descriptors */
     struct agg_log_limit accept_log;
@@ -132,6 +133,8 @@ static const struct {
     [AGG_LISTEN_SYSLOG_UDP] = {AGG_TRANSPORT_SYSLOG_UDP, "transport=\"syslog_udp\""},
     [AGG_LISTEN_SYSLOG_TCP] = {AGG_TRANSPORT_SYSLOG_TCP, "transport=\"syslog_tcp\""},
     [AGG_LISTEN_JSON_TCP] = {AGG_TRANSPORT_JSON_TCP, "transport=\"json_tcp\""},
+    /* events count as syslog_tcp; the connection series have their own label */
+    [AGG_LISTEN_SYSLOG_TLS] = {AGG_TRANSPORT_SYSLOG_TCP, "transport=\"syslog_tls\""},
 };
 
 static void format_peer(const struct sockaddr *sa, char out[PEER_MAX])
@@ -395,6 +398,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
         conn_process(c, STEP_FINISH);
+        if (c->l->tls != NULL && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR))
+            agg_tls_close_notify(c->bev);
         conn_close(c);
     }
 }
@@ -443,8 +448,12 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     /* JSON lines: a NUL is never a delimiter there */
     c->framer.nul_detect = l->kind != AGG_LISTEN_JSON_TCP;
     c->nul_timer = evtimer_new(l->base, on_nul_pause, c);
-    c->bev = c->nul_timer != NULL ? bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE)
-                                  : NULL;
+    if (c->nul_timer == NULL)
+        c->bev = NULL;
+    else if (l->tls != NULL)
+        c->bev = agg_tls_bufferevent_new(l->tls, l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    else
+        c->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
         if (c->nul_timer != NULL)
             event_free(c->nul_timer);
@@ -731,6 +740,7 @@ struct agg_listener *agg_listener_new(struct event_base *base, enum agg_listen_k
     l->max_message = (size_t)opts->max_message_bytes;
     l->max_conns = (size_t)opts->max_connections;
     l->idle_s = (int)opts->idle_timeout_seconds;
+    l->tls = kind == AGG_LISTEN_SYSLOG_TLS ? opts->tls : NULL;
     l->udp_fd = -1;
     agg_buf_init(&l->scratch);
     agg_buf_init(&l->merged);

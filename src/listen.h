@@ -1,5 +1,5 @@
 /*
- * src/listen.h — the syslog (UDP, TCP) and JSON-lines (TCP) listeners.
+ * src/listen.h — the syslog (UDP, TCP, TLS) and JSON-lines (TCP) listeners.
  *
  * Place: sockets -> [listen: framing, parsing] -> pipeline.
  * Threads: event-loop thread only.
@@ -19,11 +19,13 @@ struct addrinfo; /* <netdb.h> */
 
 #include "store/pipeline.h"
 #include "core/metrics.h"
+#include "core/tls.h"
 
 enum agg_listen_kind {
     AGG_LISTEN_SYSLOG_UDP = 0,
     AGG_LISTEN_SYSLOG_TCP,
     AGG_LISTEN_JSON_TCP,
+    AGG_LISTEN_SYSLOG_TLS, /* RFC 5425: syslog over TLS, framed as over TCP */
 };
 
 struct agg_listener;
@@ -35,6 +37,7 @@ struct agg_listener_opts {
     int64_t idle_timeout_seconds;     /* listen.idle_timeout_seconds (TCP) */
     const char *syslog_3164_timezone; /* listen.syslog_3164_timezone (syslog) */
     int64_t udp_rcvbuf;               /* listen.udp_rcvbuf (UDP) */
+    struct agg_tls *tls; /* syslog over TLS: the context, borrowed until free */
 };
 
 /* Binds <ai> (the first address agg_sockets_resolve() gave for <addr>, named in

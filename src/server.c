@@ -29,6 +29,7 @@
 #include "core/alloc.h"
 #include "core/http.h"
 #include "core/log.h"
+#include "core/tls.h"
 #include "core/metrics.h"
 #include "src/sdnotify.h"
 #include "src/sockets.h"
@@ -58,12 +59,13 @@ struct server {
     struct st_pool *pool;
     struct st_spool *spool;
     struct st_pipeline *pipeline;
-    struct agg_listener *listeners[3];
+    struct agg_tls *tls; /* listen.syslog_tls and listen.https; NULL: both off */
+    struct agg_listener *listeners[4];
     /* For each listener: its address resolved at start (getaddrinfo may block, so not
      * from the loop, where start_listeners() runs) and the socket systemd passed for
      * it; both handed over, or freed by server_clear(). */
-    struct addrinfo *listen_ai[3];
-    int listen_fd[3]; /* -1: none */
+    struct addrinfo *listen_ai[4];
+    int listen_fd[4]; /* -1: none */
     struct st_jobs *jobs;
     struct api_sessions *sessions;
     struct agg_http_ingest *ingest_http;
@@ -228,6 +230,8 @@ static void note_change(void *arg, const char *key, bool applied)
     snprintf(list + used, size - used, "%s%s", used > 0 ? ", " : "", key);
 }
 
+static void reload_tls(struct server *s);
+
 /* SIGHUP: builds the configuration again from the same file, environment and --set;
  * a bad file is refused whole. Applies what may change while running and names what
  * needs a restart. */
@@ -260,6 +264,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         if (s->cfg->alerts.eval_interval_ms != interval_ms)
             rl_engine_set_interval(s->engine, s->cfg->alerts.eval_interval_ms);
         apply_limits(s);
+        reload_tls(s);
         if (r.applied[0] == '\0' && r.restart[0] == '\0')
             AGG_LOG_INFO("server", "configuration reloaded: nothing changed");
         if (r.applied[0] != '\0')
@@ -339,19 +344,53 @@ static int start_http(struct server *s, struct agg_err *err)
 {
     const struct agg_http_limits limits = http_limits(s);
 
-    if (s->cfg->listen.http[0] == '\0')
+    const char *plain = s->cfg->listen.http, *tls = s->cfg->listen.https;
+
+    if (plain[0] == '\0' && tls[0] == '\0')
         return AGG_OK;
-    s->http = agg_http_new(s->base, s->cfg->listen.http,
-                           agg_sockets_take(&s->sockets, s->cfg->listen.http, SOCK_STREAM),
+    s->http = agg_http_new(s->base, plain,
+                           plain[0] != '\0' ? agg_sockets_take(&s->sockets, plain, SOCK_STREAM)
+                                            : -1,
                            &limits, err);
     if (s->http == NULL)
+        return err != NULL ? err->code : AGG_ERR;
+    if (tls[0] != '\0' &&
+        agg_http_listen_tls(s->http, tls, agg_sockets_take(&s->sockets, tls, SOCK_STREAM),
+                            s->tls, err) != AGG_OK)
         return err != NULL ? err->code : AGG_ERR;
     if (agg_http_route(s->http, EVHTTP_REQ_GET, "/healthz", on_healthz, s) != AGG_OK ||
         agg_http_route(s->http, EVHTTP_REQ_GET, "/readyz", on_readyz, s) != AGG_OK ||
         agg_http_route(s->http, EVHTTP_REQ_GET, "/metrics", on_metrics, s) != AGG_OK)
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
-    AGG_LOG_INFO("server", "HTTP listening on %s", s->cfg->listen.http);
+    if (plain[0] != '\0')
+        AGG_LOG_INFO("server", "HTTP listening on %s", plain);
+    if (tls[0] != '\0')
+        AGG_LOG_INFO("server", "HTTPS listening on %s", tls);
     return AGG_OK;
+}
+
+/* The TLS context of listen.syslog_tls and listen.https, when either is on. */
+static int start_tls(struct server *s, struct agg_err *err)
+{
+    if (s->cfg->listen.syslog_tls[0] == '\0' && s->cfg->listen.https[0] == '\0')
+        return AGG_OK;
+    s->tls = agg_tls_new(&s->cfg->tls, err);
+    return s->tls != NULL ? AGG_OK : AGG_EINVAL;
+}
+
+/* SIGHUP: a new context when tls.* or the files changed; the old one stays on error. */
+static void reload_tls(struct server *s)
+{
+    struct agg_err err = {0};
+    bool changed;
+
+    if (s->tls == NULL)
+        return;
+    if (agg_tls_reload(s->tls, &s->cfg->tls, &changed, &err) != AGG_OK)
+        AGG_LOG_ERR("server", "TLS certificate reload refused, the running one stays: %s",
+                    err.msg);
+    else if (changed)
+        AGG_LOG_INFO("server", "TLS certificate reloaded from \"%s\"", s->cfg->tls.cert_file);
 }
 
 static double pool_in_use(void *arg)
@@ -402,11 +441,13 @@ static const struct {
     {AGG_LISTEN_SYSLOG_UDP, SOCK_DGRAM, "syslog over UDP"},
     {AGG_LISTEN_SYSLOG_TCP, SOCK_STREAM, "syslog over TCP"},
     {AGG_LISTEN_JSON_TCP, SOCK_STREAM, "JSON lines over TCP"},
+    {AGG_LISTEN_SYSLOG_TLS, SOCK_STREAM, "syslog over TLS"},
 };
 
 static const char *listen_addr(const struct agg_config *cfg, size_t i)
 {
-    const char *addr[] = {cfg->listen.syslog_udp, cfg->listen.syslog_tcp, cfg->listen.json_tcp};
+    const char *addr[] = {cfg->listen.syslog_udp, cfg->listen.syslog_tcp, cfg->listen.json_tcp,
+                          cfg->listen.syslog_tls};
 
     return addr[i];
 }
@@ -455,6 +496,7 @@ static void start_listeners(void *arg)
         .idle_timeout_seconds = cfg->listen.idle_timeout_seconds,
         .syslog_3164_timezone = cfg->listen.syslog_3164_timezone,
         .udp_rcvbuf = cfg->listen.udp_rcvbuf,
+        .tls = s->tls,
     };
     struct agg_err err = {0};
 
@@ -596,6 +638,7 @@ static void server_clear(struct server *s)
     st_pool_free(s->pool);
     st_monitor_free(s->monitor);
     agg_http_free(s->http);
+    agg_tls_free(s->tls); /* after the listeners that borrow it */
     if (s->sig_term != NULL)
         event_free(s->sig_term);
     if (s->sig_int != NULL)
@@ -610,7 +653,7 @@ static void server_clear(struct server *s)
 int agg_server_run(struct agg_config *cfg, const struct agg_serve_opts *opts,
                    struct agg_err *err)
 {
-    struct server s = {.cfg = cfg, .opts = opts, .listen_fd = {-1, -1, -1}};
+    struct server s = {.cfg = cfg, .opts = opts, .listen_fd = {-1, -1, -1, -1}};
     int rc;
 
     signal(SIGPIPE, SIG_IGN);
@@ -636,7 +679,8 @@ int agg_server_run(struct agg_config *cfg, const struct agg_serve_opts *opts,
     }
     s.max_conns = connection_cap(cfg);
     agg_log_route_libevent();
-    if ((rc = start_signals(&s, err)) != AGG_OK || (rc = start_http(&s, err)) != AGG_OK ||
+    if ((rc = start_signals(&s, err)) != AGG_OK || (rc = start_tls(&s, err)) != AGG_OK ||
+        (rc = start_http(&s, err)) != AGG_OK ||
         (rc = start_ingest(&s, err)) != AGG_OK || (rc = start_maint(&s, err)) != AGG_OK)
         goto out;
     s.monitor = st_monitor_new(s.base, NULL, cfg->database.url, opts->health_interval_ms, 5000,
