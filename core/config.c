@@ -423,6 +423,7 @@ static const char *const live_keys[] = {
     "ingest.max_body_bytes",
     "notify.from",
     "notify.max_attempts",
+    "notify.webhook_timeout_ms",
     "partitions.premake_months",
     "partitions.retention_months",
     "partitions.archive_grace_hours",

@@ -63,6 +63,7 @@ struct batch {
     struct batch *prev, *next; /* d->batches, once claimed rows are being sent */
     enum phase phase;
     int limit;                  /* the claim's */
+    int64_t lease_us;           /* the claim's (a reload may change d's meanwhile) */
     int64_t skip[INFLIGHT_MAX]; /* the claim's: ids of the rows in flight, never reclaimed */
     size_t nskip;
     struct rl_outbox_row *rows;
@@ -172,7 +173,7 @@ static void job_work(struct st_job *job, PGconn *conn, const struct agg_err *cer
     if (b->phase == PHASE_CLAIMING) {
         if (atomic_load(&d->halting))
             return;
-        b->rc = rl_outbox_claim(conn, now, d->lease_us, b->limit, b->skip, b->nskip, &b->rows,
+        b->rc = rl_outbox_claim(conn, now, b->lease_us, b->limit, b->skip, b->nskip, &b->rows,
                                 &b->nrows, &b->err);
         if (atomic_load(&d->halting)) /* nobody will send them */
             settle_batch(b, conn, now);
@@ -212,6 +213,7 @@ static void claim(struct rl_dispatch *d)
     b->phase = PHASE_CLAIMING;
     room = INFLIGHT_MAX - d->inflight;
     b->limit = room < CLAIM_LIMIT ? (int)room : CLAIM_LIMIT;
+    b->lease_us = d->lease_us;
     for (const struct batch *o = d->batches; o != NULL; o = o->next) {
         for (size_t i = 0; i < o->nrows; i++)
             b->skip[b->nskip++] = o->rows[i].id;
@@ -434,6 +436,15 @@ static int add_metrics(struct rl_dispatch *d, struct agg_metrics *m)
         }
     }
     return AGG_OK;
+}
+
+void rl_dispatch_set_timeout(struct rl_dispatch *d, int64_t timeout_ms)
+{
+    if (d == NULL)
+        return;
+    d->lease_us = rl_outbox_lease_us(timeout_ms); /* claims from now on */
+    rl_httpc_set_timeout(d->http, (int)timeout_ms);
+    rl_smtp_set_timeout(d->smtp, (int)timeout_ms);
 }
 
 struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_notify_opts *opts,

@@ -34,6 +34,9 @@ struct rl_dispatch *rl_dispatch_new(struct event_base *base, const struct agg_no
                                     struct st_jobs *jobs, struct agg_metrics *metrics,
                                     int poll_ms, struct agg_err *err);
 
+/* A reload changed notify.webhook_timeout_ms: sends and claims from now on use it. */
+void rl_dispatch_set_timeout(struct rl_dispatch *d, int64_t timeout_ms);
+
 /* New rows were queued: claim as soon as the current batch is done. */
 void rl_dispatch_kick(struct rl_dispatch *d);
 

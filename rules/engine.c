@@ -566,6 +566,12 @@ static struct event *every(struct rl_engine *e, int64_t ms, event_callback_fn fn
     return ev;
 }
 
+void rl_engine_set_notify_timeout(struct rl_engine *e, int64_t timeout_ms)
+{
+    if (e != NULL)
+        rl_dispatch_set_timeout(e->dispatch, timeout_ms);
+}
+
 void rl_engine_set_interval(struct rl_engine *e, int64_t eval_interval_ms)
 {
     struct timeval tv = {(time_t)(eval_interval_ms / 1000),

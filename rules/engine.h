@@ -46,6 +46,9 @@ struct rl_engine *rl_engine_new(struct event_base *base, const struct rl_engine_
  * NULL is allowed. */
 void rl_engine_free(struct rl_engine *e);
 
+/* A reload changed notify.webhook_timeout_ms: the dispatcher's sends and leases. */
+void rl_engine_set_notify_timeout(struct rl_engine *e, int64_t timeout_ms);
+
 /* A reload changed alerts.eval_interval_ms: evaluate every <eval_interval_ms> from now. */
 void rl_engine_set_interval(struct rl_engine *e, int64_t eval_interval_ms);
 

@@ -360,6 +360,12 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     finish(r, 0, "%s: timed out after %d ms", r->where, r->c->timeout_ms);
 }
 
+void rl_httpc_set_timeout(struct rl_httpc *c, int timeout_ms)
+{
+    if (c != NULL)
+        c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1; /* requests started from now on */
+}
+
 struct rl_httpc *rl_httpc_new(struct event_base *base, const char *ca_file, int timeout_ms,
                               struct agg_err *err)
 {

@@ -95,4 +95,7 @@ void rl_httpc_error_text(struct bufferevent *bev, short what, char *out, size_t 
 /* True when <host> is an IPv4 or IPv6 address literal (no brackets). */
 bool rl_httpc_host_is_ip(const char *host);
 
+/* Requests started from now on time out after <timeout_ms> (a reload). */
+void rl_httpc_set_timeout(struct rl_httpc *c, int timeout_ms);
+
 #endif

@@ -472,6 +472,12 @@ out:
     return rc;
 }
 
+void rl_smtp_set_timeout(struct rl_smtp *s, int timeout_ms)
+{
+    if (s != NULL)
+        s->timeout_ms = timeout_ms > 0 ? timeout_ms : 1; /* requests started from now on */
+}
+
 struct rl_smtp *rl_smtp_new(struct event_base *base, const char *smtp_url, const char *ca_file,
                             int timeout_ms, struct agg_err *err)
 {

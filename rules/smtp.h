@@ -55,4 +55,7 @@ void rl_smtp_free(struct rl_smtp *s);
 int rl_smtp_send(struct rl_smtp *s, const char *from, const char *const *rcpt, int nrcpt,
                  const char *message, size_t len, rl_smtp_cb cb, void *arg, struct agg_err *err);
 
+/* Sends started from now on time out after <timeout_ms> (a reload). */
+void rl_smtp_set_timeout(struct rl_smtp *s, int timeout_ms);
+
 #endif

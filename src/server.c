@@ -243,6 +243,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     struct agg_config *next;
     enum agg_log_level level;
     int64_t interval_ms = s->cfg->alerts.eval_interval_ms;
+    int64_t notify_timeout_ms = s->cfg->notify.webhook_timeout_ms;
 
     (void)sig;
     (void)what;
@@ -263,6 +264,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
             agg_log_set_level(level);
         if (s->cfg->alerts.eval_interval_ms != interval_ms)
             rl_engine_set_interval(s->engine, s->cfg->alerts.eval_interval_ms);
+        if (s->cfg->notify.webhook_timeout_ms != notify_timeout_ms)
+            rl_engine_set_notify_timeout(s->engine, s->cfg->notify.webhook_timeout_ms);
         apply_limits(s);
         reload_tls(s);
         if (r.applied[0] == '\0' && r.restart[0] == '\0')

@@ -3,6 +3,7 @@ change while running take effect (log level, notification settings, the rule
 evaluation interval), the others are named as needing a restart, and a bad file is
 refused whole while the running configuration stays.
 """
+import json
 import os
 import signal
 import socket
@@ -95,6 +96,35 @@ class Reload(unittest.TestCase):
             while s.recv(4096):
                 pass
             self.assertLess(time.monotonic() - start, 5)
+
+    def test_the_webhook_timeout_applies_to_sends_from_now_on(self):
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # accepts (the kernel does) and never answers
+        try:
+            self.write("log.level = info\nalerts.eval_interval_ms = 1000\nbatch.max_rows = 5000\n"
+                       "notify.webhook_timeout_ms = 1000\n")
+            self.hup_and_wait("applied notify.webhook_timeout_ms")
+            env = self.env
+            rule = env.ok("POST", "/api/v1/alert-rules", RULE, status=201)["id"]
+            alert = env.scalar("INSERT INTO alerts (rule_id, severity, status, metric_value,"
+                               f" message) VALUES ({rule}, 'low', 'active', 1, 'x') RETURNING id")
+            facts = {"notice": "firing", "status": "firing", "alert_id": alert,
+                     "rule_id": rule, "rule": "reload", "starts_at": "2025-01-31T12:00:00Z"}
+            env.db.sql("INSERT INTO alert_notifications (message_id, alert_id, alert_created_at,"
+                       " rule_id, notice, channel, target, next_attempt_at, payload)"
+                       " SELECT 'msg_reload', id, created_at, rule_id, 'firing', 'webhook',"
+                       f" 'http://127.0.0.1:{silent.getsockname()[1]}/hook',"
+                       f" now() AT TIME ZONE 'UTC', '{json.dumps(facts)}'::jsonb"
+                       f" FROM alerts WHERE id = {alert}")
+            # the default (5000 ms) would not have timed out yet
+            result = harness.wait_for(
+                lambda: env.db.sql("SELECT last_result FROM alert_notifications"
+                                   " WHERE message_id = 'msg_reload' AND attempts > 0") or None,
+                4, interval=0.1, what="the first attempt to time out")
+            self.assertIn("timed out after 1000 ms", result)
+        finally:
+            silent.close()
 
     def test_a_bad_file_is_refused_whole(self):
         self.write("log.level = debug\nno.such.key = 1\n")
