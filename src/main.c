@@ -24,6 +24,7 @@
 #include "src/cli.h"
 #include "core/alloc.h"
 #include "core/config.h"
+#include "core/tls.h"
 #include "core/log.h"
 #include "src/server.h"
 #include "core/version.h"
@@ -134,6 +135,14 @@ static int cmd_config(const struct cli *cli, struct agg_config *cfg)
 {
     if (cli->nargs != 1 || strcmp(cli->args[0], "check") != 0)
         return usage_error("usage: aggd config check [-c FILE] [--set key=value]...");
+    if (cfg->listen.syslog_tls[0] != '\0' || cfg->listen.https[0] != '\0') {
+        struct agg_err err = {0};
+        struct agg_tls *tls = agg_tls_new(&cfg->tls, &err); /* reads the files as serve does */
+
+        if (tls == NULL)
+            return fail("%s", err.msg);
+        agg_tls_free(tls);
+    }
     agg_config_print(cfg, stdout);
     return EXIT_SUCCESS;
 }

@@ -379,6 +379,23 @@ class Config(unittest.TestCase):
         finally:
             pki.close()
 
+    def test_config_check_reads_the_certificate_files(self):
+        pki = Pki()
+        try:
+            tls = ("--set", "listen.https=127.0.0.1:8443",
+                   "--set", f"tls.cert_file={pki.path('server.pem')}")
+            out = harness.run_aggd("config", "check", *tls,
+                                   "--set", f"tls.key_file={pki.path('client.key')}")
+            self.assertEqual(out.returncode, 1, out.stdout)
+            self.assertIn("tls.key_file", out.stderr)
+            self.assertIn(pki.path("client.key"), out.stderr)
+            out = harness.run_aggd("config", "check", *tls,
+                                   "--set", f"tls.key_file={pki.path('server.key')}")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("listen.https = 127.0.0.1:8443", out.stdout)
+        finally:
+            pki.close()
+
 
 if __name__ == "__main__":
     harness.main()
