@@ -210,6 +210,7 @@ void agg_http_free(struct agg_http *h)
         if (h->http[i] != NULL)
             evhttp_free(h->http[i]);
     }
+    agg_http_guard_detach(h);
     free(h->routes);
     free(h);
 }

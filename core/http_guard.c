@@ -126,7 +126,8 @@ static void arm(struct agg_http_pending *g, int64_t ms)
 
 static void release(struct agg_http_pending *g)
 {
-    g->h->inflight -= g->reserved;
+    if (g->h != NULL) /* NULL: agg_http_free() ran */
+        g->h->inflight -= g->reserved;
     g->reserved = 0;
 }
 
@@ -641,6 +642,10 @@ static void on_free(void *arg)
     bufferevent_disable(g->under, EV_READ | EV_WRITE);
     release(g);
     arm(g, 0);
+    if (h == NULL) { /* agg_http_free() ran first: nothing to count */
+        unref(g);
+        return;
+    }
     if (g->prev != NULL)
         g->prev->next = g->next;
     else
@@ -653,11 +658,32 @@ static void on_free(void *arg)
     unref(g);
 }
 
-/* A gate answered after its check returned: go on with what waits. */
+/* A gate answered after its check returned: go on with what waits. The read callback
+ * runs now, not deferred: a deferred one could run after the filter's own input had
+ * already handed evhttp the request, calling evhttp_read_cb while the connection is
+ * writing its reply, which libevent 2.1 ends with exit(1). */
 static void resume(struct agg_http_pending *g)
 {
-    if (step(g, bufferevent_get_input(g->under), bufferevent_get_input(g->bev)))
-        bufferevent_trigger(g->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    bufferevent_data_cb readcb = NULL;
+
+    if (!step(g, bufferevent_get_input(g->under), bufferevent_get_input(g->bev)))
+        return;
+    bufferevent_getcb(g->bev, &readcb, NULL, NULL, NULL);
+    if (readcb != NULL && (bufferevent_get_enabled(g->bev) & EV_READ))
+        bufferevent_trigger(g->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+}
+
+void agg_http_guard_detach(struct agg_http *h)
+{
+    struct agg_http_pending *g = h->conns, *next;
+
+    for (; g != NULL; g = next) {
+        next = g->next;
+        g->h = NULL;
+        g->prev = g->next = NULL;
+    }
+    h->conns = NULL;
+    h->nconns = 0;
 }
 
 void agg_http_gate_done(struct agg_http_pending *p, int status, const char *ecode,

@@ -56,4 +56,8 @@ bool agg_http_guard_answer(struct agg_http *h, struct evhttp_request *req);
  * (the first call also starts the timer that resumes a paused listener). */
 int agg_http_guard_listen(struct agg_http *h, int side);
 
+/* For agg_http_free(), after evhttp_free(): the guards of connections whose bufferevents
+ * libevent frees later forget <h>. */
+void agg_http_guard_detach(struct agg_http *h);
+
 #endif
