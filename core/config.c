@@ -396,14 +396,7 @@ struct agg_config *agg_config_new(struct agg_err *err)
         if (agg_config_set(cfg, keys[i].name, keys[i].def, AGG_CONF_SRC_DEFAULT, err) != AGG_OK)
             goto fail;
     }
-    if ((cfg->listen.syslog_tls[0] != '\0' || cfg->listen.https[0] != '\0') &&
-        (cfg->tls.cert_file[0] == '\0' || cfg->tls.key_file[0] == '\0')) {
-        agg_err_set(err, AGG_EINVAL, "invalid value for \"%s\": empty, but listen.%s is on",
-                    cfg->tls.cert_file[0] == '\0' ? "tls.cert_file" : "tls.key_file",
-                    cfg->listen.syslog_tls[0] != '\0' ? "syslog_tls" : "https");
-        goto fail;
-    }
-    return cfg;
+    return cfg; /* cross-key checks are agg_config_build()'s: defaults pass them */
 
 fail:
     agg_config_free(cfg);

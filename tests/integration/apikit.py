@@ -71,6 +71,11 @@ class ApiEnv:
                     f"(now() AT TIME ZONE 'UTC') {when})")
         return token
 
+    def login(self, email, password, source=None):
+        """POST /api/v1/auth/login without a token, from <source> (an address) if given."""
+        return self.call("POST", "/api/v1/auth/login", {"email": email, "password": password},
+                         who=None, source=source)
+
     def call(self, method, path, body=None, who="admin", raw=None, headers=None,
              source=None):
         """(status, parsed JSON or None, headers) of one request as <who>."""

@@ -21,8 +21,7 @@ class Login(unittest.TestCase):
         self.env.close()
 
     def login(self, email, password, source=None):
-        return self.env.call("POST", "/api/v1/auth/login",
-                             {"email": email, "password": password}, who=None, source=source)
+        return self.env.login(email, password, source)
 
     def use(self, token, path="/api/v1/pipelines"):
         self.env.tokens["session"] = token

@@ -15,24 +15,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import apikit  # noqa: E402
 import harness as h  # noqa: E402
 
-# ASan keeps freed memory in quarantine: the resident size is checked on the plain build
-SANITIZED = os.environ.get("AGGD_SANITIZE") in ("1", "ON")
 MIB = 1 << 20
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s(pid):
-    """User + system CPU seconds of <pid> so far."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+SANITIZED = h.SANITIZED
+rss_mib = h.rss_mib
+cpu_s = h.cpu_s
 
 
 def read_all(sock, timeout=10):

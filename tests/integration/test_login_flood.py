@@ -21,8 +21,7 @@ class LoginFlood(unittest.TestCase):
         self.env.close()
 
     def login(self, email, password, source=None):
-        return self.env.call("POST", "/api/v1/auth/login",
-                             {"email": email, "password": password}, who=None, source=source)
+        return self.env.login(email, password, source)
 
     def test_parallel_guesses_for_one_email_get_at_most_five_checks(self):
         self.env.add_user("target@example.com", "viewer")

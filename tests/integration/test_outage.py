@@ -15,17 +15,8 @@ import harness as h
 
 OUTAGE_SECONDS = int(os.environ.get("AGGD_OUTAGE_SECONDS", "60"))
 RSS_LIMIT_MIB = 160
-# ASan keeps up to 256 MiB of freed memory in quarantine, so under the sanitizers the
-# resident size says nothing about aggd's own: the plain build checks it.
-SANITIZED = os.environ.get("AGGD_SANITIZE") == "1"
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+SANITIZED = harness.SANITIZED
+rss_mib = harness.rss_mib
 
 
 class Sender(threading.Thread):
