@@ -15,8 +15,8 @@ import harness as h
 
 OUTAGE_SECONDS = int(os.environ.get("AGGD_OUTAGE_SECONDS", "60"))
 RSS_LIMIT_MIB = 160
-SANITIZED = harness.SANITIZED
-rss_mib = harness.rss_mib
+SANITIZED = h.SANITIZED
+rss_mib = h.rss_mib
 
 
 class Sender(threading.Thread):
