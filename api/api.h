@@ -12,6 +12,8 @@
 #ifndef AGGD_API_API_H
 #define AGGD_API_API_H
 
+#include <stdint.h>
+
 #include <event2/event.h>
 
 #include "api/session.h"
@@ -23,7 +25,10 @@ struct api;
 
 /* What the API takes from the configuration (src/server.c fills it). */
 struct api_options {
-    int token_ttl_days; /* auth.token_ttl_days: lifetime of a login's token */
+    int token_ttl_days;         /* auth.token_ttl_days: lifetime of a login's token */
+    const char *secrets_key_file; /* secrets.key_file */
+    const char *uploads_dir;      /* uploads.dir */
+    int64_t uploads_max_bytes;    /* uploads.max_bytes */
 };
 
 /* Registers every /api/v1 route on <http>. <opts> is read during the call only.

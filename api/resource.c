@@ -301,6 +301,35 @@ static bool parent_exists(struct api_req *r, PGconn *conn, const struct api_reso
     return ok || api_fail(r, 404, "not_found", NULL, "no such %s", res->parent_table);
 }
 
+void api_res_missing(struct api_req *r, PGconn *conn, const struct api_resource *res)
+{
+    PGresult *q;
+    int rc;
+
+    if (res->scope == NULL) {
+        api_fail(r, 404, "not_found", NULL, "no such %s", res->what);
+        return;
+    }
+    api_sql_reset(r);
+    rc = agg_buf_printf(&r->sql, "SELECT 1 FROM %s", res->table);
+    if (rc == AGG_OK)
+        rc = where_key(r, res);
+    if (rc == AGG_OK)
+        rc = res->scope(r, false);
+    if (rc != AGG_OK) {
+        nomem(r);
+        return;
+    }
+    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    if (q == NULL)
+        return;
+    if (PQntuples(q) == 0)
+        api_fail(r, 404, "not_found", NULL, "no such %s", res->what);
+    else
+        api_fail(r, 403, "forbidden", NULL, "you may not change this %s", res->what);
+    PQclear(q);
+}
+
 /* ---- list ---- */
 
 bool api_res_prepare_list(struct api_req *r)
@@ -370,6 +399,8 @@ void api_res_list_work(struct api_req *r, PGconn *conn)
         if (rc == AGG_OK)
             rc = api_param(r, kv->value);
     }
+    if (rc == AGG_OK && res->scope != NULL)
+        rc = res->scope(r, false);
     if (rc == AGG_OK && r->page.has_cursor) {
         if (!is_int_text(r->page.cursor)) {
             api_fail(r, 400, "invalid_parameter", "cursor", "cursor is not one this API gave");
@@ -397,6 +428,8 @@ void api_res_get_work(struct api_req *r, PGconn *conn)
         rc = agg_buf_printf(&r->sql, " FROM %s", res->table);
     if (rc == AGG_OK)
         rc = where_key(r, res);
+    if (rc == AGG_OK && res->scope != NULL)
+        rc = res->scope(r, false);
     api_run_row(r, conn, rc, 200, res->what);
 }
 
@@ -540,6 +573,8 @@ PGresult *api_res_update_row(struct api_req *r, PGconn *conn, const struct api_r
         if (rc == AGG_OK)
             rc = api_param(r, itoa_buf(r->ids[0], a));
     }
+    if (rc == AGG_OK && res->scope != NULL)
+        rc = res->scope(r, true);
     if (rc == AGG_OK && (n > 0 || pwf != NULL)) {
         rc = agg_buf_printf(&r->sql, " RETURNING ");
         if (rc == AGG_OK)
@@ -579,7 +614,9 @@ void api_res_update_work(struct api_req *r, PGconn *conn)
         return;
     }
     api_rollback(conn);
-    if (q != NULL)
+    if (q != NULL && PQntuples(q) == 0)
+        api_res_missing(r, conn, res);
+    else if (q != NULL)
         api_reply_row(r, q, 200, res->what);
     PQclear(q);
 }
@@ -599,6 +636,8 @@ void api_res_delete_work(struct api_req *r, PGconn *conn)
         rc = agg_buf_printf(&r->sql, "DELETE FROM %s", res->table);
     if (rc == AGG_OK)
         rc = where_key(r, res);
+    if (rc == AGG_OK && res->scope != NULL)
+        rc = res->scope(r, true);
     if (rc == AGG_OK)
         rc = agg_buf_printf(&r->sql, " RETURNING 1");
     if (rc != AGG_OK) {
@@ -609,7 +648,7 @@ void api_res_delete_work(struct api_req *r, PGconn *conn)
     if (q == NULL)
         return;
     if (PQntuples(q) == 0)
-        api_fail(r, 404, "not_found", NULL, "no such %s", res->what);
+        api_res_missing(r, conn, res);
     else
         r->status = 204;
     PQclear(q);

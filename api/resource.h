@@ -68,6 +68,10 @@ struct api_resource {
     bool owned;              /* owner_id := the caller on create */
     /* Job thread, in the update's transaction before the UPDATE: false = reply set. */
     bool (*before_update)(struct api_req *r, PGconn *conn);
+    /* Job thread: appends " AND (…)" to r->sql limiting the rows the caller may read
+     * (<write> false) or change (<write> true), values through api_param. A row it
+     * hides is 404; one it may read but not change is 403. NULL: every row. */
+    int (*scope)(struct api_req *r, bool write);
 };
 
 /* Characters of the UTF-8 text <s> (PostgreSQL counts VARCHAR(n) in characters). */
@@ -106,6 +110,10 @@ void api_res_delete_work(struct api_req *r, PGconn *conn);
  * returning the row's JSON. NULL with the reply set on failure. Job thread. */
 PGresult *api_res_update_row(struct api_req *r, PGconn *conn, const struct api_resource *res,
                              const char *key_value, const char *body_json, uint64_t present);
+
+/* After a change of row {id} of <res> touched nothing: 404 when the caller cannot
+ * see the row, 403 when it can but may not change it. Job thread. */
+void api_res_missing(struct api_req *r, PGconn *conn, const struct api_resource *res);
 
 /* GET users/{id}/preferences: the row, made with the seed's defaults when missing. */
 void api_prefs_get_work(struct api_req *r, PGconn *conn);

@@ -139,6 +139,12 @@ static const struct conf_key keys[] = {
      "PEM private key of tls.cert_file"},
     {"tls.client_ca_file", CONF_OPT_STRING, "", 0, 0, OFF(tls.client_ca_file), NULL,
      "PEM CA certificates; when set, TLS clients must present a certificate they signed"},
+    {"secrets.key_file", CONF_STRING, "./var/secrets.key", 0, 0, OFF(secrets.key_file), NULL,
+     "key of connector secrets at rest (32 random bytes, made 0600 when missing)"},
+    {"uploads.dir", CONF_STRING, "./var/uploads", 0, 0, OFF(uploads.dir), NULL,
+     "where uploaded files are kept"},
+    {"uploads.max_bytes", CONF_SIZE, "1GiB", 0, INT64_MAX, OFF(uploads.max_bytes), NULL,
+     "uploaded bytes each user may keep at once"},
     {"log.level", CONF_LOGLEVEL, "info", 0, 0, OFF(log.level), NULL,
      "error, warning, info or debug"},
 };

@@ -122,6 +122,17 @@ struct agg_tls_opts {
     char *client_ca_file; /* PEM CAs a client certificate must chain to; empty: none asked */
 };
 
+/* Connector credentials at rest (api/secret.h). */
+struct agg_secrets_opts {
+    char *key_file; /* 32-byte key, made (0600) when missing */
+};
+
+/* Uploaded files (api/files.c). */
+struct agg_uploads_opts {
+    char *dir;
+    int64_t max_bytes; /* per user */
+};
+
 struct agg_log_opts {
     char *level;
 };
@@ -141,6 +152,8 @@ struct agg_config {
     struct agg_notify_opts notify;
     struct agg_auth_opts auth;
     struct agg_tls_opts tls;
+    struct agg_secrets_opts secrets;
+    struct agg_uploads_opts uploads;
     struct agg_log_opts log;
     /* Where each key's value came from, indexed like the key table. */
     unsigned char source[64];

@@ -560,7 +560,10 @@ static int start_ingest(struct server *s, struct agg_err *err)
     if (s->sessions == NULL)
         return AGG_ENOMEM;
     if (s->http != NULL) {
-        struct api_options api_opts = {.token_ttl_days = (int)cfg->auth.token_ttl_days};
+        struct api_options api_opts = {.token_ttl_days = (int)cfg->auth.token_ttl_days,
+                                       .secrets_key_file = cfg->secrets.key_file,
+                                       .uploads_dir = cfg->uploads.dir,
+                                       .uploads_max_bytes = cfg->uploads.max_bytes};
 
         s->ingest_http = agg_http_ingest_new(s->http, &cfg->ingest, s->pipeline, s->sessions, err);
         if (s->ingest_http == NULL)
