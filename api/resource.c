@@ -502,6 +502,12 @@ void api_res_create_work(struct api_req *r, PGconn *conn)
         return;
     if (res->parent != NULL && !parent_exists(r, conn, res))
         return;
+    if (res->before_create != NULL && !api_begin(r, conn))
+        return;
+    if (res->before_create != NULL && !res->before_create(r, conn)) {
+        api_rollback(conn);
+        return;
+    }
     agg_buf_init(&cols);
     agg_buf_init(&vals);
     api_sql_reset(r);
@@ -509,6 +515,8 @@ void api_res_create_work(struct api_req *r, PGconn *conn)
     if (rc == AGG_OK)
         rc = api_res_json_expr(&r->sql, res);
     api_run_row(r, conn, rc, 201, res->what);
+    if (res->before_create != NULL && (r->status != 201 || !api_commit(r, conn)))
+        api_rollback(conn);
     sodium_memzero(hash, sizeof(hash));
     agg_buf_clear(&cols);
     agg_buf_clear(&vals);

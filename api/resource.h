@@ -66,7 +66,9 @@ struct api_resource {
     const char *insert_vals; /* ... and their SQL values, e.g. "'pending'" */
     bool soft_delete;        /* DELETE sets is_active = false */
     bool owned;              /* owner_id := the caller on create */
-    /* Job thread, in the update's transaction before the UPDATE: false = reply set. */
+    /* Job thread, in the create's / update's transaction before the INSERT / UPDATE
+     * (which use r->body_text, so a hook may replace it): false = reply set. */
+    bool (*before_create)(struct api_req *r, PGconn *conn);
     bool (*before_update)(struct api_req *r, PGconn *conn);
     /* Job thread: appends " AND (…)" to r->sql limiting the rows the caller may read
      * (<write> false) or change (<write> true), values through api_param. A row it
