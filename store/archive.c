@@ -28,6 +28,7 @@
 #include <zstd.h>
 
 #include "core/alloc.h"
+#include "core/file.h"
 #include "core/time.h"
 
 #define PATH_CAP 4096
@@ -105,116 +106,6 @@ static void meter_final(struct meter *mt, struct st_archive_stats *out)
     out->rows = mt->newlines > 0 ? mt->newlines - 1 : 0;
 }
 
-/* ---- files ---- */
-
-static int write_all(int fd, const void *buf, size_t len, const char *path, struct agg_err *err)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return agg_err_set(err, AGG_ERR, "could not write \"%s\": %s", path, strerror(errno));
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return AGG_OK;
-}
-
-static int mkdirs(const char *path, struct agg_err *err)
-{
-    char buf[PATH_CAP];
-    size_t n = strlen(path);
-
-    if (n >= sizeof(buf))
-        return agg_err_set(err, AGG_EINVAL, "path \"%s\" is too long", path);
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        buf[i] = '\0';
-        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-            return agg_err_set(err, AGG_ERR, "could not create directory \"%s\": %s", buf,
-                               strerror(errno));
-        if (i < n)
-            buf[i] = '/';
-    }
-    return AGG_OK;
-}
-
-/* The directory part of <path> into <dir>. */
-static int dir_of(const char *path, char *dir, size_t cap, struct agg_err *err)
-{
-    const char *slash = strrchr(path, '/');
-    size_t n = slash == NULL ? 1 : (size_t)(slash - path);
-
-    if (n >= cap)
-        return agg_err_set(err, AGG_EINVAL, "path \"%s\" is too long", path);
-    if (slash == NULL)
-        memcpy(dir, ".", 2);
-    else if (n == 0)
-        memcpy(dir, "/", 2);
-    else {
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    return AGG_OK;
-}
-
-static int fsync_dir(const char *path, struct agg_err *err)
-{
-    char dir[PATH_CAP];
-    int fd, rc = AGG_OK;
-
-    if (dir_of(path, dir, sizeof(dir), err) != AGG_OK)
-        return AGG_EINVAL;
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return agg_err_set(err, AGG_ERR, "could not open directory \"%s\": %s", dir,
-                           strerror(errno));
-    if (fsync(fd) != 0)
-        rc =
-            agg_err_set(err, AGG_ERR, "could not fsync directory \"%s\": %s", dir, strerror(errno));
-    close(fd);
-    return rc;
-}
-
-/* Opens "<path>.tmp" for writing, creating the directories above it. */
-static int open_tmp(const char *path, char *tmp, size_t cap, struct agg_err *err)
-{
-    char dir[PATH_CAP];
-    int n = snprintf(tmp, cap, "%s.tmp", path);
-    int fd;
-
-    if (n < 0 || (size_t)n >= cap)
-        return agg_err_set(err, AGG_EINVAL, "path \"%s\" is too long", path);
-    if (dir_of(path, dir, sizeof(dir), err) != AGG_OK || mkdirs(dir, err) != AGG_OK)
-        return -1;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        agg_err_set(err, AGG_ERR, "could not create \"%s\": %s", tmp, strerror(errno));
-    return fd;
-}
-
-/* fsync + close <fd>, rename <tmp> to <path>, fsync the directory. */
-static int publish(int fd, const char *tmp, const char *path, struct agg_err *err)
-{
-    if (fsync(fd) != 0) {
-        agg_err_set(err, AGG_ERR, "could not fsync \"%s\": %s", tmp, strerror(errno));
-        close(fd);
-        return AGG_ERR;
-    }
-    if (close(fd) != 0)
-        return agg_err_set(err, AGG_ERR, "could not close \"%s\": %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0)
-        return agg_err_set(err, AGG_ERR, "could not rename \"%s\": %s", tmp, strerror(errno));
-    return fsync_dir(path, err);
-}
-
 /* ---- writer ---- */
 
 struct st_archive_writer {
@@ -268,7 +159,7 @@ struct st_archive_writer *st_archive_writer_open(const char *path, struct agg_er
         agg_err_set(err, AGG_ERR, "could not configure zstd");
         goto fail;
     }
-    w->fd = open_tmp(path, w->tmp, sizeof(w->tmp), err);
+    w->fd = agg_file_open_tmp(path, w->tmp, sizeof(w->tmp), err);
     if (w->fd < 0)
         goto fail;
     return w;
@@ -288,7 +179,7 @@ static int compress_step(struct st_archive_writer *w, ZSTD_inBuffer *in, ZSTD_En
         return agg_err_set(err, AGG_ERR, "could not compress: %s", ZSTD_getErrorName(r));
     w->compressed += o.pos;
     *remaining = r;
-    return write_all(w->fd, w->out, o.pos, w->tmp, err);
+    return agg_file_write_all(w->fd, w->out, o.pos, w->tmp, err);
 }
 
 int st_archive_writer_write(struct st_archive_writer *w, const void *buf, size_t len,
@@ -321,7 +212,7 @@ int st_archive_writer_commit(struct st_archive_writer *w, struct st_archive_stat
     out->compressed_bytes = w->compressed;
     fd = w->fd;
     w->fd = -1;
-    if (publish(fd, w->tmp, w->path, err) != AGG_OK) {
+    if (agg_file_publish(fd, w->tmp, w->path, err) != AGG_OK) {
         unlink(w->tmp);
         goto fail;
     }
@@ -470,19 +361,19 @@ int st_archive_manifest_write(const char *path, const struct st_archive_manifest
     yajl_gen_map_close(g);
     yajl_gen_get_buf(g, &buf, &len);
 
-    fd = open_tmp(path, tmp, sizeof(tmp), err);
+    fd = agg_file_open_tmp(path, tmp, sizeof(tmp), err);
     if (fd < 0) {
         yajl_gen_free(g);
         return AGG_ERR;
     }
-    rc = write_all(fd, buf, len, tmp, err);
+    rc = agg_file_write_all(fd, buf, len, tmp, err);
     yajl_gen_free(g);
     if (rc != AGG_OK) {
         close(fd);
         unlink(tmp);
         return rc;
     }
-    rc = publish(fd, tmp, path, err);
+    rc = agg_file_publish(fd, tmp, path, err);
     if (rc != AGG_OK)
         unlink(tmp);
     return rc;
