@@ -194,10 +194,15 @@ class Aggd:
         self.http_port = self.ports["http"]
         self.spool = spool or tempfile.mkdtemp(prefix="aggd-spool.")
         self.own_spool = spool is None
+        # beside the spool, so a restart on the same spool finds them again
+        self.uploads = self.spool.rstrip("/") + ".uploads"
+        self.secrets_key = self.spool.rstrip("/") + ".secrets.key"
         self.log = tempfile.NamedTemporaryFile(prefix="aggd-log.", suffix=".txt", delete=False)
         args = [aggd_bin(), "serve",
                 "--set", f"database.url={db_url}",
                 "--set", f"spool.dir={self.spool}",
+                "--set", f"uploads.dir={self.uploads}",
+                "--set", f"secrets.key_file={self.secrets_key}",
                 "--set", f"listen.http=127.0.0.1:{self.ports['http']}",
                 "--set", f"listen.syslog_udp=127.0.0.1:{self.ports['syslog_udp']}",
                 "--set", f"listen.syslog_tcp=127.0.0.1:{self.ports['syslog_tcp']}",
@@ -255,6 +260,9 @@ class Aggd:
         os.unlink(self.log.name)
         if self.own_spool:
             shutil.rmtree(self.spool, ignore_errors=True)
+            shutil.rmtree(self.uploads, ignore_errors=True)
+            if os.path.exists(self.secrets_key):
+                os.unlink(self.secrets_key)
 
 
 class Served:
