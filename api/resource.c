@@ -19,6 +19,9 @@
 #include "api/auth.h"
 
 #define ISO_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
+/* Filters a list takes at most: each is a parameter, and the scope, the cursor and
+ * the limit need theirs (API_MAX_PARAMS). */
+#define API_MAX_FILTERS (API_MAX_PARAMS - 4)
 
 static const char *key_col(const struct api_resource *res)
 {
@@ -335,6 +338,7 @@ void api_res_missing(struct api_req *r, PGconn *conn, const struct api_resource 
 bool api_res_prepare_list(struct api_req *r)
 {
     const struct api_resource *res = r->route->res;
+    int filters = 0;
 
     for (struct evkeyval *kv = r->query.tqh_first; kv != NULL; kv = kv->next.tqe_next) {
         int fi = api_res_field(res, kv->key, strlen(kv->key));
@@ -352,10 +356,14 @@ bool api_res_prepare_list(struct api_req *r)
                             f->name);
         if (f->type == API_T_INT && !api_query_int(r, f->name, INT_MIN, INT_MAX, &v))
             return false;
-        if (f->type == API_T_STRING && !check_string(r, f, kv->value)) {
+        if ((f->type == API_T_STRING || f->type == API_T_STRINGS) &&
+            !check_string(r, f, kv->value)) {
             r->status = 400;
             return false;
         }
+        if (++filters > API_MAX_FILTERS)
+            return api_fail(r, 400, "invalid_parameter", f->name,
+                            "a list takes at most %d filters", API_MAX_FILTERS);
     }
     return api_page_parse(r);
 }
@@ -395,9 +403,15 @@ void api_res_list_work(struct api_req *r, PGconn *conn)
 
         if (fi < 0)
             continue; /* limit, cursor */
-        rc = agg_buf_printf(&r->sql, " AND %s = ", res->fields[fi].name);
+        /* an array column: rows holding the value (repeated: all of them) */
+        if (res->fields[fi].type == API_T_STRINGS)
+            rc = agg_buf_printf(&r->sql, " AND %s @> ARRAY[", res->fields[fi].name);
+        else
+            rc = agg_buf_printf(&r->sql, " AND %s = ", res->fields[fi].name);
         if (rc == AGG_OK)
             rc = api_param(r, kv->value);
+        if (rc == AGG_OK && res->fields[fi].type == API_T_STRINGS)
+            rc = agg_buf_printf(&r->sql, "]::varchar[]");
     }
     if (rc == AGG_OK && res->scope != NULL)
         rc = res->scope(r, false);
@@ -490,13 +504,34 @@ static int build_insert(struct api_req *r, const struct api_resource *res, const
                           res->table, cols->data, vals->data, res->table);
 }
 
+/* INSERT of r->body_text into <res>, with <hash> in <pwf>'s column if <pwf>; replies. */
+static void insert_row(struct api_req *r, PGconn *conn, const struct api_resource *res,
+                       const struct api_field *pwf, const char *hash)
+{
+    struct agg_buf cols, vals;
+    int rc;
+
+    agg_buf_init(&cols);
+    agg_buf_init(&vals);
+    api_sql_reset(r);
+    rc = build_insert(r, res, pwf != NULL ? pwf->column : NULL, hash, &cols, &vals);
+    if (rc == AGG_OK)
+        rc = api_res_json_expr(&r->sql, res);
+    api_run_row(r, conn, rc, 201, res->what);
+    agg_buf_clear(&cols);
+    agg_buf_clear(&vals);
+}
+
+void api_res_insert(struct api_req *r, PGconn *conn, const struct api_resource *res)
+{
+    insert_row(r, conn, res, NULL, NULL);
+}
+
 void api_res_create_work(struct api_req *r, PGconn *conn)
 {
     const struct api_resource *res = r->route->res;
     const struct api_field *pwf = NULL;
     char hash[API_AUTH_PWHASH_SIZE];
-    struct agg_buf cols, vals;
-    int rc;
 
     if (!hash_password(r, res, hash, &pwf))
         return;
@@ -508,18 +543,10 @@ void api_res_create_work(struct api_req *r, PGconn *conn)
         api_rollback(conn);
         return;
     }
-    agg_buf_init(&cols);
-    agg_buf_init(&vals);
-    api_sql_reset(r);
-    rc = build_insert(r, res, pwf != NULL ? pwf->column : NULL, hash, &cols, &vals);
-    if (rc == AGG_OK)
-        rc = api_res_json_expr(&r->sql, res);
-    api_run_row(r, conn, rc, 201, res->what);
+    insert_row(r, conn, res, pwf, hash);
     if (res->before_create != NULL && (r->status != 201 || !api_commit(r, conn)))
         api_rollback(conn);
     sodium_memzero(hash, sizeof(hash));
-    agg_buf_clear(&cols);
-    agg_buf_clear(&vals);
 }
 
 /* ---- update ---- */

@@ -38,7 +38,7 @@ enum api_type {
 #define API_F_REQUIRED 4u /* must be given on create */
 #define API_F_NULLABLE 8u /* JSON null allowed */
 #define API_F_HIDDEN 16u  /* never in replies */
-#define API_F_FILTER 32u  /* ?<name>= filters lists */
+#define API_F_FILTER 32u  /* ?<name>= filters lists (arrays: rows holding all given) */
 
 struct api_field {
     const char *name; /* JSON key and column */
@@ -107,6 +107,11 @@ void api_res_get_work(struct api_req *r, PGconn *conn);
 void api_res_create_work(struct api_req *r, PGconn *conn);
 void api_res_update_work(struct api_req *r, PGconn *conn);
 void api_res_delete_work(struct api_req *r, PGconn *conn);
+
+/* Inserts r->body_text (validated for <res>, which has no password field: r->present)
+ * as a new row of <res> and replies it with 201; inside the caller's transaction if
+ * one is open. Job thread. */
+void api_res_insert(struct api_req *r, PGconn *conn, const struct api_resource *res);
 
 /* Runs the UPDATE of r->body on row <key_value> of <res> (columns present only),
  * returning the row's JSON. NULL with the reply set on failure. Job thread. */

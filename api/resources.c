@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "api/auth.h"
+#include "api/catalog.h"
 #include "core/time.h"
 #include "rules/alerts.h"
 #include "rules/expr.h"
@@ -352,11 +353,12 @@ const struct api_resource api_res_versions = {
     .parent = "pipeline_id", .parent_table = "pipelines",
 };
 
-/* ---- transformations: a plain owned table ---- */
+/* ---- transformations: config.function counts a use of that function (api/catalog.c) ---- */
 
 const struct api_resource api_res_transformations = {
     .what = "transformation", .table = "transformations", .fields = transformation_fields,
-    .soft_delete = true, .owned = true,
+    .soft_delete = true, .owned = true, .before_create = api_catalog_count_on_create,
+    .before_update = api_catalog_count_on_update,
 };
 
 /* ---- runs: pending -> running -> completed | failed, stamping the times ---- */

@@ -9,6 +9,7 @@
  */
 #include "api/routes.h"
 
+#include "api/catalog.h"
 #include "api/login.h"
 #include "api/logs.h"
 #include "api/resource.h"
@@ -68,6 +69,18 @@ const struct api_route api_routes[] = {
     {GET,    "/api/v1/transformations/{id}", VIEWER, 0, READ(api_res_transformations)},
     {PATCH,  "/api/v1/transformations/{id}", EDITOR, BODY, UPDATE(api_res_transformations)},
     {DELETE, "/api/v1/transformations/{id}", EDITOR, 0, REMOVE(api_res_transformations)},
+
+    {GET,    "/api/v1/pipeline-templates", VIEWER, 0, LIST(api_res_templates)},
+    {POST,   "/api/v1/pipeline-templates", EDITOR, BODY, &api_res_templates, api_catalog_prepare_create, api_res_create_work, NULL, NONE},
+    {GET,    "/api/v1/pipeline-templates/{id}", VIEWER, 0, READ(api_res_templates)},
+    {PATCH,  "/api/v1/pipeline-templates/{id}", EDITOR, BODY, &api_res_templates, api_catalog_prepare_update, api_res_update_work, NULL, NONE},
+    {DELETE, "/api/v1/pipeline-templates/{id}", EDITOR, 0, REMOVE(api_res_templates)},
+    {POST,   "/api/v1/pipeline-templates/{id}/instantiate", EDITOR, BODY, &api_res_templates, NULL, api_catalog_instantiate_work, NULL, NONE},
+    {GET,    "/api/v1/transformation-functions", VIEWER, 0, LIST(api_res_functions)},
+    {POST,   "/api/v1/transformation-functions", EDITOR, BODY, &api_res_functions, api_catalog_prepare_create, api_res_create_work, NULL, NONE},
+    {GET,    "/api/v1/transformation-functions/{id}", VIEWER, 0, READ(api_res_functions)},
+    {PATCH,  "/api/v1/transformation-functions/{id}", EDITOR, BODY, &api_res_functions, api_catalog_prepare_update, api_res_update_work, NULL, NONE},
+    {DELETE, "/api/v1/transformation-functions/{id}", EDITOR, 0, REMOVE(api_res_functions)},
 
     {GET,    "/api/v1/alert-rules", VIEWER, 0, LIST(api_res_rules)},
     {POST,   "/api/v1/alert-rules", EDITOR, BODY, CREATE(api_res_rules)},

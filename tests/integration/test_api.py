@@ -57,6 +57,15 @@ class Api(unittest.TestCase):
         rule = env.ok("POST", "/api/v1/alert-rules", RULE, status=201)["id"]
         alert = self.new_alert(rule)
         victim = env.add_user("victim@example.com", "viewer")
+        # ---- c2 ----
+        template = {"name": "matrix", "category": "etl", "is_public": True,
+                    "template_config": dict(PIPELINE, name="from a template")}
+        function = {"name": "fn_{who}", "display_name": "F", "category": "map",
+                    "function_type": "sql", "function_code": "SELECT 1", "is_public": True}
+        tpl = env.ok("POST", "/api/v1/pipeline-templates", template, who="editor",
+                     status=201)["id"]
+        fn = env.ok("POST", "/api/v1/transformation-functions",
+                    dict(function, name="fn_matrix"), who="editor", status=201)["id"]
         return [
             ("GET", "/api/v1/users", None, "admin", 200),
             ("POST", "/api/v1/users", {"email": "new-{who}@example.com", "role": "viewer",
@@ -111,6 +120,20 @@ class Api(unittest.TestCase):
             ("GET", "/api/v1/logs", None, "viewer", 200),
             ("GET", "/api/v1/logs/tail", None, "viewer", 200),
             ("GET", "/api/v1/partitions", None, "admin", 200),
+            # ---- c2 ----
+            ("GET", "/api/v1/pipeline-templates", None, "viewer", 200),
+            ("POST", "/api/v1/pipeline-templates", template, "editor", 201),
+            ("GET", f"/api/v1/pipeline-templates/{tpl}", None, "viewer", 200),
+            ("PATCH", f"/api/v1/pipeline-templates/{tpl}", {"tags": ["m"]}, "editor", 200),
+            ("POST", f"/api/v1/pipeline-templates/{tpl}/instantiate", None, "editor", 201),
+            # hard delete: the second caller finds it gone
+            ("DELETE", f"/api/v1/pipeline-templates/{tpl}", None, "editor", (204, 404)),
+            ("GET", "/api/v1/transformation-functions", None, "viewer", 200),
+            ("POST", "/api/v1/transformation-functions", function, "editor", 201),
+            ("GET", f"/api/v1/transformation-functions/{fn}", None, "viewer", 200),
+            ("PATCH", f"/api/v1/transformation-functions/{fn}", {"tags": ["m"]}, "editor",
+             200),
+            ("DELETE", f"/api/v1/transformation-functions/{fn}", None, "editor", (204, 404)),
         ]
 
     def status_of(self, method, path, body, who):
