@@ -16,6 +16,7 @@
 #include "api/logs.h"
 #include "api/req.h"
 #include "api/routes.h"
+#include "api/secret.h"
 #include "core/alloc.h"
 
 /* What the HTTP router hands back for one route. */
@@ -70,6 +71,9 @@ struct api *api_new(struct event_base *base, struct agg_http *http, const struct
     a->states[API_STATE_LOGIN] = api_login_new(sessions, opts->token_ttl_days, err);
     if (a->states[API_STATE_LOGIN] == NULL)
         goto fail;
+    if (opts->secrets_key_file != NULL &&
+        (a->states[API_STATE_SECRETS] = api_secrets_load(opts->secrets_key_file, err)) == NULL)
+        goto fail;
     if (pipeline != NULL && (a->states[API_STATE_TAIL] = api_tail_new(base, pipeline, err)) == NULL)
         goto fail;
     for (size_t i = 0; i < n; i++) {
@@ -94,6 +98,7 @@ void api_free(struct api *a)
     api_tail_free(a->states[API_STATE_TAIL]);
     api_req_env_free(a->env);
     api_login_free(a->states[API_STATE_LOGIN]);
+    api_secrets_free(a->states[API_STATE_SECRETS]);
     free(a->bindings);
     free(a);
 }

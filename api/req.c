@@ -81,11 +81,25 @@ bool api_fail(struct api_req *r, int status, const char *code, const char *field
     return false;
 }
 
+/* Wipes the string values of the parsed body <v>: they may hold a password or a
+ * connector's secrets (the body is at most API_MAX_DEPTH deep). */
+static void wipe_strings(yajl_val v)
+{
+    if (YAJL_IS_STRING(v))
+        sodium_memzero(v->u.string, strlen(v->u.string));
+    for (size_t i = 0; YAJL_IS_OBJECT(v) && i < v->u.object.len; i++)
+        wipe_strings(v->u.object.values[i]);
+    for (size_t i = 0; YAJL_IS_ARRAY(v) && i < v->u.array.len; i++)
+        wipe_strings(v->u.array.values[i]);
+}
+
 static void req_free(struct api_req *r)
 {
     evhttp_clear_headers(&r->query);
-    if (r->body != NULL)
+    if (r->body != NULL) {
+        wipe_strings(r->body);
         yajl_tree_free(r->body);
+    }
     if (r->body_text != NULL) {
         sodium_memzero(r->body_text, strlen(r->body_text)); /* may hold a password */
         free(r->body_text);
@@ -631,7 +645,9 @@ bool api_req_parse_body(struct api_req *r, size_t len)
     if (rc == AGG_ENOMEM)
         return api_fail(r, 503, "unavailable", NULL, "out of memory");
     if (rc != AGG_OK) {
-        /* yajl quotes the input: keep the message one line of ASCII */
+        /* yajl's first line says why; the next ones quote the input, which may hold
+         * secrets (connectors): not in replies. Keep the message one line of ASCII. */
+        why[strcspn(why, "\n")] = '\0';
         for (char *p = why; *p != '\0'; p++) {
             if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
                 *p = (*p == '\n') ? ' ' : '?';

@@ -486,8 +486,9 @@ static int build_insert(struct api_req *r, const struct api_resource *res, const
         return AGG_ENOMEM;
     if (hash_col != NULL && (rc = add_value(r, cols, vals, hash_col, hash)) != AGG_OK)
         return rc;
-    if (res->owned &&
-        (rc = add_value(r, cols, vals, "owner_id", itoa_buf(r->who.user_id, a))) != AGG_OK)
+    if (res->owned && (rc = add_value(r, cols, vals,
+                                      res->owner_col != NULL ? res->owner_col : "owner_id",
+                                      itoa_buf(r->who.user_id, a))) != AGG_OK)
         return rc;
     if (res->parent != NULL &&
         (rc = add_value(r, cols, vals, res->parent, itoa_buf(r->ids[0], b))) != AGG_OK)

@@ -66,6 +66,7 @@ struct api_resource {
     const char *insert_vals; /* ... and their SQL values, e.g. "'pending'" */
     bool soft_delete;        /* DELETE sets is_active = false */
     bool owned;              /* owner_id := the caller on create */
+    const char *owner_col;   /* ... or this column when not owner_id (layouts: user_id) */
     /* Job thread, in the create's / update's transaction before the INSERT / UPDATE
      * (which use r->body_text, so a hook may replace it): false = reply set. */
     bool (*before_create)(struct api_req *r, PGconn *conn);

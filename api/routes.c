@@ -10,8 +10,11 @@
 #include "api/routes.h"
 
 #include "api/catalog.h"
+#include "api/connectors.h"
+#include "api/layouts.h"
 #include "api/login.h"
 #include "api/logs.h"
+#include "api/mappings.h"
 #include "api/resource.h"
 
 #define GET EVHTTP_REQ_GET
@@ -37,6 +40,7 @@
 #define NONE API_STATE_NONE
 #define LOGIN API_STATE_LOGIN
 #define TAIL API_STATE_TAIL
+#define SECRETS API_STATE_SECRETS
 
 /* clang-format off */
 const struct api_route api_routes[] = {
@@ -99,6 +103,24 @@ const struct api_route api_routes[] = {
     {GET,    "/api/v1/notification-endpoints/{id}", VIEWER, 0, READ(api_res_endpoints)},
     {PATCH,  "/api/v1/notification-endpoints/{id}", EDITOR, BODY, UPDATE(api_res_endpoints)},
     {DELETE, "/api/v1/notification-endpoints/{id}", EDITOR, 0, REMOVE(api_res_endpoints)},
+
+    {GET,    "/api/v1/connectors", VIEWER, 0, LIST(api_res_connectors)},
+    {POST,   "/api/v1/connectors", EDITOR, BODY, &api_res_connectors, api_connector_prepare_create, api_res_create_work, NULL, SECRETS},
+    {GET,    "/api/v1/connectors/{id}", VIEWER, 0, READ(api_res_connectors)},
+    {PATCH,  "/api/v1/connectors/{id}", EDITOR, BODY, &api_res_connectors, api_connector_prepare_update, api_res_update_work, NULL, SECRETS},
+    {DELETE, "/api/v1/connectors/{id}", EDITOR, 0, REMOVE(api_res_connectors)},
+
+    {GET,    "/api/v1/schema-mappings", VIEWER, 0, LIST(api_res_mappings)},
+    {POST,   "/api/v1/schema-mappings", EDITOR, BODY, &api_res_mappings, api_mapping_prepare_create, api_res_create_work, NULL, NONE},
+    {GET,    "/api/v1/schema-mappings/{id}", VIEWER, 0, READ(api_res_mappings)},
+    {PATCH,  "/api/v1/schema-mappings/{id}", EDITOR, BODY, UPDATE(api_res_mappings)},
+    {DELETE, "/api/v1/schema-mappings/{id}", EDITOR, 0, REMOVE(api_res_mappings)},
+
+    {GET,    "/api/v1/dashboard-layouts", VIEWER, 0, LIST(api_res_layouts)},
+    {POST,   "/api/v1/dashboard-layouts", VIEWER, BODY, &api_res_layouts, api_res_prepare_create, api_res_create_work, api_layout_done, NONE},
+    {GET,    "/api/v1/dashboard-layouts/{id}", VIEWER, 0, &api_res_layouts, NULL, api_res_get_work, api_layout_done, NONE},
+    {PATCH,  "/api/v1/dashboard-layouts/{id}", VIEWER, BODY, &api_res_layouts, api_layout_prepare_update, api_res_update_work, api_layout_done, NONE},
+    {DELETE, "/api/v1/dashboard-layouts/{id}", VIEWER, 0, REMOVE(api_res_layouts)},
 
     {GET,    "/api/v1/alerts", VIEWER, 0, LIST(api_res_alerts)},
     {GET,    "/api/v1/alerts/{id}", VIEWER, 0, READ(api_res_alerts)},

@@ -19,6 +19,11 @@ PIPELINE = {"name": "orders", "source_config": {"kind": "s3"},
             "destination_config": {"kind": "pg"}}
 TRANSFORMATION = {"name": "drop debug", "transformation_type": "filter",
                   "transformation_code": "level != 'DEBUG'", "config": {"field": "level"}}
+CONNECTOR = {"name": "matrix", "connector_type": "postgres",
+             "config": {"host": "db", "password": "matrix-pw"}}
+MAPPING = {"name": "matrix", "source_schema": {"type": "object", "properties": {"a": {}}},
+           "destination_schema": {"fields": [{"name": "b"}]}, "field_mappings": {"a": "b"}}
+LAYOUT = {"name": "matrix", "layout_config": {"widgets": []}}
 RULE = {"name": "errors", "metric": "count{level>=ERROR}[5m]", "threshold": 10,
         "operator": "gt", "severity": "high", "notification_channels": ["email", "webhook:ops"]}
 
@@ -66,6 +71,11 @@ class Api(unittest.TestCase):
                      status=201)["id"]
         fn = env.ok("POST", "/api/v1/transformation-functions",
                     dict(function, name="fn_matrix"), who="editor", status=201)["id"]
+        # ---- c1 ----
+        conn = env.ok("POST", "/api/v1/connectors", CONNECTOR, status=201)["id"]
+        mapping = env.ok("POST", "/api/v1/schema-mappings", MAPPING, status=201)["id"]
+        shared = env.ok("POST", "/api/v1/dashboard-layouts", dict(LAYOUT, is_shared=True),
+                        who="admin", status=201)["id"]
         return [
             ("GET", "/api/v1/users", None, "admin", 200),
             ("POST", "/api/v1/users", {"email": "new-{who}@example.com", "role": "viewer",
@@ -134,6 +144,26 @@ class Api(unittest.TestCase):
             ("PATCH", f"/api/v1/transformation-functions/{fn}", {"tags": ["m"]}, "editor",
              200),
             ("DELETE", f"/api/v1/transformation-functions/{fn}", None, "editor", (204, 404)),
+            # ---- c1 ----
+            ("GET", "/api/v1/connectors", None, "viewer", 200),
+            ("POST", "/api/v1/connectors", CONNECTOR, "editor", 201),
+            ("GET", f"/api/v1/connectors/{conn}", None, "viewer", 200),
+            ("PATCH", f"/api/v1/connectors/{conn}", {"config": {"password": "***"}}, "editor",
+             200),
+            ("DELETE", f"/api/v1/connectors/{conn}", None, "editor", 204),
+            ("GET", "/api/v1/schema-mappings", None, "viewer", 200),
+            ("POST", "/api/v1/schema-mappings", MAPPING, "editor", 201),
+            ("GET", f"/api/v1/schema-mappings/{mapping}", None, "viewer", 200),
+            ("PATCH", f"/api/v1/schema-mappings/{mapping}", {"transformation_rules": None},
+             "editor", 200),
+            ("DELETE", f"/api/v1/schema-mappings/{mapping}", None, "editor", 204),
+            ("GET", "/api/v1/dashboard-layouts", None, "viewer", 200),
+            ("POST", "/api/v1/dashboard-layouts", LAYOUT, "viewer", 201),
+            # an admin's shared layout: readable by all, changed by its owner only (others'
+            # private layouts are 404: test_api_catalog.py)
+            ("GET", f"/api/v1/dashboard-layouts/{shared}", None, "viewer", 200),
+            ("PATCH", f"/api/v1/dashboard-layouts/{shared}", {"name": "m"}, "admin", 200),
+            ("DELETE", f"/api/v1/dashboard-layouts/{shared}", None, "admin", 204),
         ]
 
     def status_of(self, method, path, body, who):
