@@ -15,6 +15,7 @@ enum api_state {
     API_STATE_NONE = 0,
     API_STATE_LOGIN, /* struct api_login (api/login.h) */
     API_STATE_TAIL,  /* struct api_tail (api/logs.h); NULL without a pipeline */
+    API_STATE_FILES, /* struct api_files (api/files.h) */
     API_STATE_COUNT,
 };
 
