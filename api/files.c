@@ -240,10 +240,49 @@ static long long body_int(struct api_req *r, const char *name, long long dflt)
     return v != NULL && YAJL_IS_INTEGER(v) ? YAJL_GET_INTEGER(v) : dflt;
 }
 
+/* The top-level key of the object <json> whose value holds an escaped NUL ("\u0000":
+ * yajl decodes it, and C strings end there) into <key>[<cap>]; false when none does. */
+static bool nul_field(const char *json, char *key, size_t cap)
+{
+    const char *start = NULL;
+    int depth = 0;
+    bool in_string = false, want_key = false;
+
+    key[0] = '\0';
+    for (const char *s = json; *s != '\0'; s++) {
+        if (in_string) {
+            if (*s == '\\' && strncmp(s + 1, "u0000", 5) == 0)
+                return true;
+            if (*s == '\\' && s[1] != '\0')
+                s++;
+            else if (*s == '"') {
+                in_string = false;
+                if (start != NULL)
+                    snprintf(key, cap, "%.*s", (int)(s - start), start);
+                start = NULL;
+            }
+        } else if (*s == '"') {
+            in_string = true;
+            if (depth == 1 && want_key)
+                start = s + 1, want_key = false;
+        } else if (*s == '{' || *s == '[') {
+            want_key = ++depth == 1;
+        } else if (*s == '}' || *s == ']') {
+            depth--;
+        } else if (*s == ',' && depth == 1) {
+            want_key = true;
+        }
+    }
+    return false;
+}
+
 bool api_files_prepare_create(struct api_req *r)
 {
     long long size, total;
+    char key[64];
 
+    if (nul_field(r->body_text, key, sizeof(key)))
+        return api_fail(r, 422, "invalid_value", key, "%s must not contain NUL (\\u0000)", key);
     if (!api_res_validate(r, &api_res_files, true))
         return false;
     size = body_int(r, "file_size", 0);
