@@ -28,6 +28,7 @@
 #include <event2/buffer.h>
 #include <sodium.h>
 
+#include "api/files_int.h"
 #include "api/uploads.h"
 #include "core/alloc.h"
 #include "core/file.h"
@@ -57,9 +58,7 @@ struct api_files {
 /* A download on its way from the job to the loop (r->data). */
 struct download {
     int fd;            /* -1: nothing to send */
-    bool ranged;       /* the request had a single "bytes=" range */
-    long long first;   /* its first byte (-1: a suffix of <last> bytes) */
-    long long last;    /* its last byte (-1: to the end) */
+    struct api_files_range range;
     long long size;    /* the file's */
     long long offset, length; /* what is sent */
     char mime[128];
@@ -175,22 +174,19 @@ const struct api_resource api_res_files = {
 
 /* ---- chunk arithmetic (contract with the jobs: api/files.h) ---- */
 
-static long long chunk_size(long long file_size, long long total)
+long long api_files_chunk_size(long long file_size, long long total)
 {
     return (file_size + total - 1) / total;
 }
 
-/* Bytes of chunk <n> (0-based) of a file of <file_size> in <total> chunks. */
-static long long chunk_len(long long file_size, long long total, long long n)
+long long api_files_chunk_len(long long file_size, long long total, long long n)
 {
-    long long c = chunk_size(file_size, total);
+    long long c = api_files_chunk_size(file_size, total);
 
     return n < total - 1 ? c : file_size - c * (total - 1);
 }
 
-/* The file type from the name's extension, else the MIME type, else "binary":
- * csv, tsv, json, ndjson (.ndjson, .jsonl), log, syslog, txt, xml, gzip, zstd. */
-static const char *derive_type(const char *filename, const char *mime)
+const char *api_files_type_of(const char *filename, const char *mime)
 {
     static const char *const by_ext[][2] = {
         {"csv", "csv"},     {"tsv", "tsv"},   {"json", "json"},     {"ndjson", "ndjson"},
@@ -240,9 +236,7 @@ static long long body_int(struct api_req *r, const char *name, long long dflt)
     return v != NULL && YAJL_IS_INTEGER(v) ? YAJL_GET_INTEGER(v) : dflt;
 }
 
-/* The top-level key of the object <json> whose value holds an escaped NUL ("\u0000":
- * yajl decodes it, and C strings end there) into <key>[<cap>]; false when none does. */
-static bool nul_field(const char *json, char *key, size_t cap)
+bool api_files_nul_field(const char *json, char *key, size_t cap)
 {
     const char *start = NULL;
     int depth = 0;
@@ -281,17 +275,18 @@ bool api_files_prepare_create(struct api_req *r)
     long long size, total;
     char key[64];
 
-    if (nul_field(r->body_text, key, sizeof(key)))
+    if (api_files_nul_field(r->body_text, key, sizeof(key)))
         return api_fail(r, 422, "invalid_value", key, "%s must not contain NUL (\\u0000)", key);
     if (!api_res_validate(r, &api_res_files, true))
         return false;
     size = body_int(r, "file_size", 0);
     total = body_int(r, "total_chunks", 1);
-    if (chunk_size(size, total) > API_FILES_MAX_CHUNK)
+    if (api_files_chunk_size(size, total) > API_FILES_MAX_CHUNK)
         return api_fail(r, 422, "out_of_range", "total_chunks",
                         "chunks would be over %d bytes: declare more of them",
                         API_FILES_MAX_CHUNK);
-    if ((size == 0 && total != 1) || (size > 0 && chunk_size(size, total) * (total - 1) >= size))
+    if ((size == 0 && total != 1) ||
+        (size > 0 && api_files_chunk_size(size, total) * (total - 1) >= size))
         return api_fail(r, 422, "out_of_range", "total_chunks",
                         "%lld bytes cannot be cut into %lld chunks of ceil(file_size / "
                         "total_chunks) bytes",
@@ -456,7 +451,7 @@ void api_files_create_work(struct api_req *r, PGconn *conn)
     const char *when = body_string(r, "expires_at"), *name = body_string(r, "filename");
     long long size = body_int(r, "file_size", 0);
     char uid[24], ttl[24], expires[32], path[32], idtext[24];
-    const char *p[5] = {r->body_text, derive_type(name != NULL ? name : "",
+    const char *p[5] = {r->body_text, api_files_type_of(name != NULL ? name : "",
                                                   body_string(r, "mime_type")),
                         NULL, itoa16(r->who.user_id, uid), itoa16(API_FILES_TEMP_TTL_S, ttl)};
     const char *u[2] = {path, idtext};
@@ -554,7 +549,7 @@ static bool write_chunk(struct api_req *r, const struct api_files *f, const stru
     if (fd < 0)
         return disk_fail(r, "open", path, errno);
     if (pwrite_all(fd, r->body_text, r->body_len,
-                   (off_t)(chunk_size(u->size, u->total) * n)) != 0 ||
+                   (off_t)(api_files_chunk_size(u->size, u->total) * n)) != 0 ||
         fdatasync(fd) != 0)
         e = errno;
     close(fd);
@@ -674,7 +669,7 @@ void api_files_chunk_work(struct api_req *r, PGconn *conn)
                  r->ids[1], u.total - 1);
         return;
     }
-    want = chunk_len(u.size, u.total, r->ids[1]);
+    want = api_files_chunk_len(u.size, u.total, r->ids[1]);
     if ((long long)r->body_len != want) {
         api_fail(r, 422, "invalid_value", "chunk", "chunk %d must be %lld bytes, not %zu",
                  r->ids[1], want, r->body_len);
@@ -712,13 +707,12 @@ out_rollback:
 
 /* ---- GET files/{id}/content ---- */
 
-/* Reads "bytes=a-b", "bytes=a-" or "bytes=-n"; anything else (several ranges, other
- * units) is ignored and the whole file sent, as RFC 9110 allows. */
-static void parse_range(const char *h, struct download *d)
+void api_files_parse_range(const char *h, struct api_files_range *out)
 {
     long long a = -1, b = -1;
     char *end;
 
+    out->ranged = false;
     if (h == NULL || strncmp(h, "bytes=", 6) != 0 || strchr(h, ',') != NULL)
         return;
     h += 6;
@@ -735,9 +729,9 @@ static void parse_range(const char *h, struct download *d)
     if (*h != '\0' || (a < 0 && b < 0) || (a >= 0 && b >= 0 && b < a) || a == LLONG_MAX ||
         b == LLONG_MAX)
         return;
-    d->ranged = true;
-    d->first = a;
-    d->last = b;
+    out->ranged = true;
+    out->first = a;
+    out->last = b;
 }
 
 bool api_files_prepare_content(struct api_req *r)
@@ -748,28 +742,27 @@ bool api_files_prepare_content(struct api_req *r)
         return api_fail(r, 503, "unavailable", NULL, "out of memory");
     d->fd = -1;
     r->data = d;
-    parse_range(evhttp_find_header(evhttp_request_get_input_headers(r->req), "Range"), d);
+    api_files_parse_range(evhttp_find_header(evhttp_request_get_input_headers(r->req), "Range"),
+                          &d->range);
     return true;
 }
 
-/* Which bytes of the file to send: false (416) when the range is past its end. */
-static bool pick_range(struct api_req *r, struct download *d)
+bool api_files_pick_range(const struct api_files_range *rg, long long size, long long *offset,
+                          long long *length)
 {
-    d->offset = 0;
-    d->length = d->size;
-    if (!d->ranged)
+    *offset = 0;
+    *length = size;
+    if (!rg->ranged)
         return true;
-    if (d->first < 0) { /* the last n bytes */
-        d->length = d->last < d->size ? d->last : d->size;
-        d->offset = d->size - d->length;
-        return d->length > 0 ||
-               api_fail(r, 416, "range_not_satisfiable", NULL, "the file is empty");
+    if (rg->first < 0) { /* the last n bytes */
+        *length = rg->last < size ? rg->last : size;
+        *offset = size - *length;
+        return *length > 0;
     }
-    if (d->first >= d->size)
-        return api_fail(r, 416, "range_not_satisfiable", NULL, "the file has %lld bytes",
-                        d->size);
-    d->offset = d->first;
-    d->length = (d->last < 0 || d->last >= d->size ? d->size - 1 : d->last) - d->first + 1;
+    if (rg->first >= size)
+        return false;
+    *offset = rg->first;
+    *length = (rg->last < 0 || rg->last >= size ? size - 1 : rg->last) - rg->first + 1;
     return true;
 }
 
@@ -821,13 +814,14 @@ void api_files_content_work(struct api_req *r, PGconn *conn)
         return;
     }
     d->size = st.st_size;
-    if (!pick_range(r, d))
+    if (!api_files_pick_range(&d->range, d->size, &d->offset, &d->length)) {
+        api_fail(r, 416, "range_not_satisfiable", NULL, "the file has %lld bytes", d->size);
         return;
-    r->status = d->ranged ? 206 : 200;
+    }
+    r->status = d->range.ranged ? 206 : 200;
 }
 
-/* attachment; filename="<ASCII, quotes and controls replaced>"; filename*=UTF-8''<pct> */
-static int disposition(struct agg_buf *b, const char *name)
+int api_files_disposition(struct agg_buf *b, const char *name)
 {
     static const char keep[] = "!#$&+-.^_`|~";
     int rc = agg_buf_printf(b, "attachment; filename=\"");
@@ -866,7 +860,7 @@ static void send_file(struct api_req *r, struct download *d)
             close(d->fd);
         d->fd = -1; /* the segment's now */
     }
-    if (body == NULL || d->fd >= 0 || disposition(&cd, d->filename) != AGG_OK ||
+    if (body == NULL || d->fd >= 0 || api_files_disposition(&cd, d->filename) != AGG_OK ||
         (seg != NULL && evbuffer_add_file_segment(body, seg, d->offset, d->length) != 0)) {
         api_fail(r, 503, "unavailable", NULL, "out of memory");
         goto out;
@@ -1021,7 +1015,8 @@ static void sweep(struct api_files *f, PGconn *conn)
         struct stat st;
         PGresult *q;
 
-        if (id == 0 || snprintf(path, sizeof(path), "%s/%s", f->dir, e->d_name) >= (int)sizeof(path) ||
+        if (id == 0 ||
+            snprintf(path, sizeof(path), "%s/%s", f->dir, e->d_name) >= (int)sizeof(path) ||
             stat(path, &st) != 0 || st.st_mtime >= f->start_s)
             continue;
         q = PQexecParams(conn, "SELECT status FROM file_uploads WHERE id = $1::int", 1, NULL, p,
