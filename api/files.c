@@ -470,7 +470,7 @@ void api_files_create_work(struct api_req *r, PGconn *conn)
     q = api_exec(r, conn, insert_sql, 5, p, PGRES_TUPLES_OK);
     if (q == NULL)
         goto out_rollback;
-    id = atoi(PQgetvalue(q, 0, 0));
+    id = (int)strtol(PQgetvalue(q, 0, 0), NULL, 10);
     PQclear(q);
     snprintf(path, sizeof(path), "%d" API_UPLOAD_DATA, id);
     itoa16(id, idtext);
@@ -991,7 +991,7 @@ static void expire(struct api_files *f, PGconn *conn)
     }
     n = PQntuples(q);
     for (int i = 0; i < n; i++)
-        remove_files(f, atoi(PQgetvalue(q, i, 0)));
+        remove_files(f, (int)strtol(PQgetvalue(q, i, 0), NULL, 10));
     if (n > 0)
         AGG_LOG_INFO("api", "expired %d temporary upload%s", n, n == 1 ? "" : "s");
     PQclear(q);
@@ -1085,6 +1085,7 @@ struct api_files *api_files_new(struct event_base *base, struct st_pool *pool, c
 {
     struct api_files *f = agg_calloc(1, sizeof(*f));
     struct timeval tv = {API_FILES_PASS_S, 0};
+    struct agg_err mkerr = {0};
 
     if (f == NULL) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
@@ -1094,8 +1095,8 @@ struct api_files *api_files_new(struct event_base *base, struct st_pool *pool, c
         agg_err_set(err, AGG_EINVAL, "uploads.dir \"%s\" is too long", dir);
         goto fail;
     }
-    if (agg_file_mkdirs(f->dir, err) != AGG_OK)
-        goto fail;
+    if (agg_file_mkdirs(f->dir, &mkerr) != AGG_OK) /* declaring files will say so */
+        AGG_LOG_WARN("api", "uploads are not possible now: %s", mkerr.msg);
     f->max_bytes = max_bytes;
     f->first = true;
     f->start_s = time(NULL);

@@ -34,7 +34,7 @@
 
 struct api_files;
 
-/* The uploads of <dir> (copied; created when missing) with a quota of <max_bytes> per
+/* The uploads of <dir> (copied; created when missing, a failure only logged) with a quota of <max_bytes> per
  * user; runs the maintenance pass now (also removing files a crash left without a row)
  * and every API_FILES_PASS_S on a job thread with connections of <pool> (borrowed until
  * api_files_free()). Caller owns the result. NULL + <err> on failure. Loop thread. */

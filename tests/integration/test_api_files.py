@@ -273,6 +273,27 @@ class Files(unittest.TestCase):
         self.assertEqual(last["status"], "uploaded")
         self.assertEqual(self.content(doc["id"])[1], data)
 
+    def test_a_completion_lost_in_a_crash_is_resumed(self):
+        # the last chunk renamed <id>.part to <id>.data, then aggd died before the
+        # commit: the row still says uploading, without that chunk
+        data = os.urandom(3000)
+        doc, (code, _) = self.upload(data, 3)
+        fid = doc["id"]
+        self.assertEqual(code, 200)
+        self.env.db.sql("UPDATE file_uploads SET status = 'uploading', file_hash = NULL, "
+                        f"uploaded_chunks = 2, upload_progress = 66 WHERE id = {fid};"
+                        f"DELETE FROM file_upload_chunks WHERE file_id = {fid} AND n = 1")
+        os.utime(self.path(fid, ".data"), (time.time() - 3600, time.time() - 3600))
+        self.restart()
+        harness.wait_for(lambda: os.path.exists(self.path(fid, ".part")), 15,
+                         what="the start-up pass")
+        self.assertFalse(os.path.exists(self.path(fid, ".data")))
+        self.assertEqual(self.content(fid)[0], 409)
+        code, doc = self.put(fid, 1, data[1000:2000])
+        self.assertEqual((code, doc["status"], doc["file_hash"]),
+                         (200, "uploaded", hashlib.sha256(data).hexdigest()))
+        self.assertEqual(self.content(fid)[1], data)
+
     # ---- quota, visibility, delete, expiry ----
 
     def test_quota_counts_every_file_of_the_caller(self):
