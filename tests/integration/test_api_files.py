@@ -37,6 +37,9 @@ class Files(unittest.TestCase):
         env = self.env
         ports = env.aggd.ports
         self.assertEqual(env.aggd.stop(), 0, env.aggd.output()[-3000:])
+        out = env.aggd.output()
+        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
+            self.assertNotIn(bad, out)
         env.aggd.close()
         env.aggd = env.start_aggd("--set", f"uploads.max_bytes={QUOTA}", ports=ports)
 
