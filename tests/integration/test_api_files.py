@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import random
+import socket
 import time
 import unittest
 
@@ -227,6 +228,16 @@ class Files(unittest.TestCase):
         self.assertEqual((code, doc["status"], doc["file_hash"]),
                          (200, "uploaded", hashlib.sha256(b"abcabcabcz").hexdigest()))
         self.assertEqual(self.content(fid)[1], b"abcabcabcz")
+
+    def test_an_oversized_chunk_is_refused_before_its_body(self):
+        doc = self.declare(file_size=10)
+        with socket.create_connection(("127.0.0.1", self.env.aggd.http_port), timeout=10) as s:
+            s.sendall((f"PUT /api/v1/files/{doc['id']}/chunks/0 HTTP/1.1\r\n"
+                       "Host: x\r\nContent-Type: application/octet-stream\r\n"
+                       f"Authorization: Bearer {self.env.tokens['editor']}\r\n"
+                       f"Content-Length: {16 * MIB + 1}\r\n\r\n").encode())
+            head = s.recv(4096).decode(errors="replace")
+        self.assertTrue(head.startswith("HTTP/1.1 413"), head)
 
     def test_concurrent_last_chunks_complete_the_upload_once(self):
         data = os.urandom(4000)
