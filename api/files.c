@@ -39,6 +39,7 @@
 #define HASH_BUF_BYTES (1024 * 1024)
 /* Rows one maintenance pass expires at most (the next pass takes the rest). */
 #define EXPIRE_BATCH "1000"
+#define PASS_STATEMENT_TIMEOUT_MS 30000
 /* pg_advisory_xact_lock(<this>, owner): one quota check per owner at a time. */
 #define QUOTA_LOCK_KEY "1718185281"
 #define ISO_OUT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
@@ -1103,6 +1104,7 @@ struct api_files *api_files_new(struct event_base *base, struct st_pool *pool, c
     f->jobs = st_jobs_new(base, pool, 1, err);
     if (f->jobs == NULL)
         goto fail;
+    st_jobs_set_statement_timeout(f->jobs, PASS_STATEMENT_TIMEOUT_MS); /* shutdown waits */
     f->timer = event_new(base, -1, EV_PERSIST, on_timer, f);
     if (f->timer == NULL || event_add(f->timer, &tv) != 0) {
         agg_err_set(err, AGG_ENOMEM, "out of memory");
