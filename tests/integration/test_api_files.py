@@ -34,7 +34,7 @@ class Files(unittest.TestCase):
     def tearDownClass(cls):
         cls.env.close()
 
-    def restart(self):
+    def restart(self, quota=QUOTA):
         env = self.env
         ports = env.aggd.ports
         self.assertEqual(env.aggd.stop(), 0, env.aggd.output()[-3000:])
@@ -42,7 +42,7 @@ class Files(unittest.TestCase):
         for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
             self.assertNotIn(bad, out)
         env.aggd.close()
-        env.aggd = env.start_aggd("--set", f"uploads.max_bytes={QUOTA}", ports=ports)
+        env.aggd = env.start_aggd("--set", f"uploads.max_bytes={quota}", ports=ports)
 
     def declare(self, who="editor", status=201, **body):
         body.setdefault("filename", "events.ndjson")
@@ -323,6 +323,17 @@ class Files(unittest.TestCase):
         self.declare(who="other", file_size=101)  # another user's own quota
         self.env.ok("DELETE", f"/api/v1/files/{big['id']}", who="admin", status=204)
         self.declare(who="admin", file_size=101)
+
+    def test_a_file_the_disk_cannot_hold_is_507(self):
+        vfs = os.statvfs(self.env.uploads)
+        size = vfs.f_bavail * vfs.f_frsize + 1024 * MIB
+        self.assertLess(size, 1000000 * 16 * MIB, "the disk is too big for this test")
+        self.restart(quota=2 * size)
+        try:
+            err = self.declare(file_size=size, total_chunks=-(-size // (16 * MIB)), status=507)
+            self.assertEqual(err["error"]["code"], "insufficient_storage")
+        finally:
+            self.restart()
 
     def test_files_are_their_owners_and_admins_only(self):
         doc, _ = self.upload(b"secret", 1, filename="mine.txt")
