@@ -9,8 +9,6 @@ import importlib.util
 import json
 import os
 import secrets
-import shutil
-import tempfile
 
 import harness
 
@@ -26,12 +24,10 @@ def new_token():
 
 class ApiEnv:
     """A database with users admin/editor/viewer (password PASSWORD), an inactive
-    user, api tokens for each (plus an expired one), and an ingest token; and aggd,
-    whose uploads.dir is a fresh directory of its own (self.uploads)."""
+    user, api tokens for each (plus an expired one), and an ingest token; and aggd."""
 
     def __init__(self, start=True, extra=(), admin=None):
         self.db = harness.Database(admin)
-        self.uploads = tempfile.mkdtemp(prefix="aggd-uploads.")
         try:
             out = harness.run_aggd("migrate", "up", "--set", f"database.url={self.db.url}")
             assert out.returncode == 0, out.stderr
@@ -51,15 +47,10 @@ class ApiEnv:
                            ("admin", "editor", "viewer", "inactive")}
             self.tokens["expired"] = self.add_token(self.ids["admin"], expired=True)
             self.tokens["ingest"] = self.add_token(self.ids["admin"], scope="ingest")
-            self.aggd = self.start_aggd(*extra) if start else None
+            self.aggd = harness.Aggd(self.db.url, *extra) if start else None
         except BaseException:
             self.db.close()
-            shutil.rmtree(self.uploads, ignore_errors=True)
             raise
-
-    def start_aggd(self, *extra, **kw):
-        """aggd on this database and uploads directory (<extra> may override it)."""
-        return harness.Aggd(self.db.url, "--set", f"uploads.dir={self.uploads}", *extra, **kw)
 
     def scalar(self, sql):
         return int(self.db.sql(sql))
@@ -127,7 +118,6 @@ class ApiEnv:
                 assert code == 0, f"aggd exited with {code}:\n{out[-3000:]}"
         finally:
             self.db.close()
-            shutil.rmtree(self.uploads, ignore_errors=True)
 
 
 def all_pages(env, path, limit, who="admin"):

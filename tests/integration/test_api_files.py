@@ -10,7 +10,9 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
+import tempfile
 import time
 import unittest
 
@@ -24,15 +26,28 @@ QUOTA = 64 * MIB  # uploads.max_bytes of these tests
 class Files(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env = apikit.ApiEnv(extra=("--set", f"uploads.max_bytes={QUOTA}"))
+        # the uploads directory outlives each daemon: restarts find the files again
+        cls.uploads = tempfile.mkdtemp(prefix="aggd-uploads.")
+        try:
+            cls.env = apikit.ApiEnv(extra=cls.options())
+        except BaseException:
+            shutil.rmtree(cls.uploads, ignore_errors=True)
+            raise
         env = cls.env
         cls.ids = dict(env.ids)
         cls.ids["other"] = env.add_user("other@example.com", "editor")
         env.tokens["other"] = env.add_token(cls.ids["other"])
 
     @classmethod
+    def options(cls, quota=QUOTA):
+        return ("--set", f"uploads.dir={cls.uploads}", "--set", f"uploads.max_bytes={quota}")
+
+    @classmethod
     def tearDownClass(cls):
-        cls.env.close()
+        try:
+            cls.env.close()
+        finally:
+            shutil.rmtree(cls.uploads, ignore_errors=True)
 
     def restart(self, quota=QUOTA):
         env = self.env
@@ -42,7 +57,7 @@ class Files(unittest.TestCase):
         for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
             self.assertNotIn(bad, out)
         env.aggd.close()
-        env.aggd = env.start_aggd("--set", f"uploads.max_bytes={quota}", ports=ports)
+        env.aggd = harness.Aggd(env.db.url, *self.options(quota), ports=ports)
 
     def declare(self, who="editor", status=201, **body):
         body.setdefault("filename", "events.ndjson")
@@ -88,7 +103,7 @@ class Files(unittest.TestCase):
         return doc, last
 
     def path(self, fid, suffix):
-        return os.path.join(self.env.uploads, f"{fid}{suffix}")
+        return os.path.join(self.uploads, f"{fid}{suffix}")
 
     # ---- declaring ----
 
@@ -126,12 +141,12 @@ class Files(unittest.TestCase):
             ({"filename": "a.csv", "file_size": 1, "owner_id": 1}, 400, "owner_id"),
             ({"filename": "a.csv", "file_size": 1, "colour": "red"}, 400, "colour"),
         ]
-        before = os.listdir(self.env.uploads)
+        before = os.listdir(self.uploads)
         for body, status, field in cases:
             with self.subTest(body=body):
                 code, doc, _ = self.env.call("POST", "/api/v1/files", body, who="editor")
                 self.assertEqual((code, doc["error"]["field"]), (status, field), doc)
-        self.assertEqual(sorted(os.listdir(self.env.uploads)), sorted(before))
+        self.assertEqual(sorted(os.listdir(self.uploads)), sorted(before))
 
     def test_declare_creates_the_row_and_a_preallocated_part_file(self):
         p = self.env.ok("POST", "/api/v1/pipelines", {"name": "files", "source_config": {},
@@ -325,7 +340,7 @@ class Files(unittest.TestCase):
         self.declare(who="admin", file_size=101)
 
     def test_a_file_the_disk_cannot_hold_is_507(self):
-        vfs = os.statvfs(self.env.uploads)
+        vfs = os.statvfs(self.uploads)
         size = vfs.f_bavail * vfs.f_frsize + 1024 * MIB
         self.assertLess(size, 1000000 * 16 * MIB, "the disk is too big for this test")
         self.restart(quota=2 * size)
