@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 
+#include "api/files.h"
 #include "api/login.h"
 #include "api/logs.h"
 #include "api/req.h"
@@ -46,6 +47,7 @@ static void on_gate(void *arg, const struct agg_http_head *head, struct agg_http
 }
 
 static const struct agg_http_gate gate = {API_MAX_BODY_BYTES, on_gate};
+static const struct agg_http_gate raw_gate = {API_MAX_RAW_BYTES, on_gate};
 
 struct api *api_new(struct event_base *base, struct agg_http *http, const struct api_options *opts,
                     struct st_pool *pool, struct api_sessions *sessions,
@@ -76,10 +78,16 @@ struct api *api_new(struct event_base *base, struct agg_http *http, const struct
         goto fail;
     if (pipeline != NULL && (a->states[API_STATE_TAIL] = api_tail_new(base, pipeline, err)) == NULL)
         goto fail;
+    a->states[API_STATE_FILES] =
+        api_files_new(base, pool, opts->uploads_dir, opts->uploads_max_bytes, err);
+    if (a->states[API_STATE_FILES] == NULL)
+        goto fail;
     for (size_t i = 0; i < n; i++) {
         a->bindings[i] = (struct api_binding){a, &api_routes[i]};
         if (agg_http_route_gated(http, api_routes[i].method, api_routes[i].pattern, on_request,
-                                 &a->bindings[i], &gate) != AGG_OK) {
+                                 &a->bindings[i],
+                                 (api_routes[i].flags & API_R_RAW) ? &raw_gate : &gate) !=
+            AGG_OK) {
             agg_err_set(err, AGG_ENOMEM, "out of memory");
             goto fail;
         }
@@ -96,6 +104,7 @@ void api_free(struct api *a)
     if (a == NULL)
         return;
     api_tail_free(a->states[API_STATE_TAIL]);
+    api_files_free(a->states[API_STATE_FILES]);
     api_req_env_free(a->env);
     api_login_free(a->states[API_STATE_LOGIN]);
     api_secrets_free(a->states[API_STATE_SECRETS]);

@@ -551,6 +551,7 @@ static bool parse_ids(struct api_req *r, const struct agg_http_match *m)
     while (path != NULL && *pat != '\0' && *path != '\0') {
         size_t len = strcspn(path, "/");
         long long v = 0;
+        bool index;
 
         if (*pat != '{') {
             pat++;
@@ -562,7 +563,8 @@ static bool parse_ids(struct api_req *r, const struct agg_http_match *m)
             break;
         for (size_t i = 0; i < len; i++)
             v = v * 10 + (path[i] - '0');
-        if (v <= 0 || v > INT_MAX)
+        index = strncmp(pat, "{n}", 3) == 0; /* a position (a chunk's n) may be 0 */
+        if (v < (index ? 0 : 1) || v > INT_MAX)
             break;
         r->ids[n++] = (int)v;
         path += len;
@@ -609,6 +611,36 @@ static bool is_json_type(const char *ct)
            strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
 }
 
+#define RAW_ONLY "Content-Type must be application/octet-stream"
+
+/* Whether a raw body labelled <ct> (may be NULL) is accepted. */
+static bool is_raw_type(const char *ct)
+{
+    return ct == NULL || strncasecmp(ct, "application/octet-stream", 24) == 0;
+}
+
+/* API_R_RAW: the bytes as they are (an empty body whatever its label). */
+static bool read_raw(struct api_req *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(r->req), "Content-Type");
+    size_t len = evbuffer_get_length(in);
+
+    if (len > API_MAX_RAW_BYTES)
+        return api_fail(r, 413, "too_large", NULL, "the body is over %d bytes",
+                        API_MAX_RAW_BYTES);
+    if (len > 0 && !is_raw_type(ct))
+        return api_fail(r, 415, "unsupported_media_type", NULL, "%s", RAW_ONLY);
+    r->body_text = agg_malloc(len + 1);
+    if (r->body_text == NULL)
+        return api_fail(r, 503, "unavailable", NULL, "out of memory");
+    if (evbuffer_remove(in, r->body_text, len) != (int)len) /* frees libevent's copy */
+        return api_fail(r, 503, "unavailable", NULL, "out of memory");
+    r->body_text[len] = '\0';
+    r->body_len = len;
+    return true;
+}
+
 static bool read_body(struct api_req *r)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
@@ -628,6 +660,7 @@ static bool read_body(struct api_req *r)
     r->body_text[len] = '\0';
     if (len == 0)
         memcpy(r->body_text, "{}", 3), len = 2;
+    r->body_len = len;
     return api_req_parse_body(r, len);
 }
 
@@ -664,7 +697,7 @@ static void proceed(struct api_req *r)
 {
     const struct api_route *rt = r->route;
 
-    if ((rt->flags & API_R_BODY) && !read_body(r)) {
+    if (((rt->flags & API_R_BODY) && !read_body(r)) || ((rt->flags & API_R_RAW) && !read_raw(r))) {
         api_finish(r);
         return;
     }
@@ -737,6 +770,9 @@ void api_req_gate(struct api_req_env *env, const struct api_route *route,
     if ((route->flags & API_R_BODY) &&
         !is_json_type(evhttp_find_header(head->headers, "Content-Type")))
         agg_http_gate_note(p, 415, "unsupported_media_type", JSON_ONLY); /* after a 401 */
+    if ((route->flags & API_R_RAW) &&
+        !is_raw_type(evhttp_find_header(head->headers, "Content-Type")))
+        agg_http_gate_note(p, 415, "unsupported_media_type", RAW_ONLY);
     if (route->role == API_ROLE_NONE)
         agg_http_gate_done(p, 0, NULL, NULL);
     else

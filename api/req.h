@@ -35,6 +35,8 @@
 #define API_PREFIX "/api/v1"
 /* Largest JSON body the API reads (ingest has its own, larger limit). */
 #define API_MAX_BODY_BYTES (256 * 1024)
+/* Largest raw body (API_R_RAW routes: an upload's chunk). */
+#define API_MAX_RAW_BYTES (16 * 1024 * 1024)
 /* Deepest nesting of arrays and objects a body may have. */
 #define API_MAX_DEPTH 32
 /* A job (its wait for a thread, a connection, and its statements) that has not
@@ -65,6 +67,9 @@ enum api_role {
 #define API_R_BODY 1u /* a JSON object body is required */
 #define API_R_SELF 2u /* users/{id}/...: the user themself, or an admin */
 #define API_R_SLOW 4u /* runs on the bounded password-hashing threads */
+/* The body is bytes, not JSON: application/octet-stream (or unlabelled), up to
+ * API_MAX_RAW_BYTES, kept in r->body_text / r->body_len unparsed. */
+#define API_R_RAW 8u
 
 struct api_req;
 struct api_resource;
@@ -113,6 +118,7 @@ struct api_req {
     struct api_principal who;
     char peer_ip[64];
     char *body_text; /* NUL-terminated copy of the body */
+    size_t body_len; /* its length in bytes (raw bodies may hold NULs) */
     yajl_val body;   /* parsed object, or NULL */
     uint64_t present; /* bit i: field i of the resource is in the body */
     bool slow;        /* run on the hashing threads */

@@ -12,6 +12,7 @@
 #include "api/catalog.h"
 #include "api/connectors.h"
 #include "api/layouts.h"
+#include "api/files.h"
 #include "api/login.h"
 #include "api/logs.h"
 #include "api/mappings.h"
@@ -20,6 +21,7 @@
 #define GET EVHTTP_REQ_GET
 #define POST EVHTTP_REQ_POST
 #define PATCH EVHTTP_REQ_PATCH
+#define PUT EVHTTP_REQ_PUT
 #define DELETE EVHTTP_REQ_DELETE
 
 #define VIEWER API_ROLE_VIEWER
@@ -36,11 +38,13 @@
 #define BODY API_R_BODY
 #define SELF API_R_SELF
 #define SLOW API_R_SLOW
+#define RAW API_R_RAW
 
 #define NONE API_STATE_NONE
 #define LOGIN API_STATE_LOGIN
 #define TAIL API_STATE_TAIL
 #define SECRETS API_STATE_SECRETS
+#define FILES API_STATE_FILES
 
 /* clang-format off */
 const struct api_route api_routes[] = {
@@ -127,6 +131,13 @@ const struct api_route api_routes[] = {
     {POST,   "/api/v1/alerts/{id}/acknowledge", EDITOR, 0, &api_res_alerts, NULL, api_alert_ack_work, NULL, NONE},
     {POST,   "/api/v1/alerts/{id}/resolve", EDITOR, 0, &api_res_alerts, NULL, api_alert_resolve_work, NULL, NONE},
     {POST,   "/api/v1/alerts/{id}/close", EDITOR, 0, &api_res_alerts, NULL, api_alert_close_work, NULL, NONE},
+
+    {GET,    "/api/v1/files", VIEWER, 0, LIST(api_res_files)},
+    {POST,   "/api/v1/files", EDITOR, BODY, &api_res_files, api_files_prepare_create, api_files_create_work, NULL, FILES},
+    {GET,    "/api/v1/files/{id}", VIEWER, 0, READ(api_res_files)},
+    {DELETE, "/api/v1/files/{id}", EDITOR, 0, &api_res_files, NULL, api_files_delete_work, NULL, FILES},
+    {PUT,    "/api/v1/files/{id}/chunks/{n}", EDITOR, RAW, &api_res_files, NULL, api_files_chunk_work, NULL, FILES},
+    {GET,    "/api/v1/files/{id}/content", VIEWER, 0, &api_res_files, api_files_prepare_content, api_files_content_work, api_files_content_done, FILES},
 
     {GET,    "/api/v1/logs", VIEWER, 0, NULL, api_logs_prepare, api_logs_work, NULL, NONE},
     {GET,    "/api/v1/logs/tail", VIEWER, 0, NULL, api_tail_prepare, NULL, NULL, TAIL},

@@ -16,6 +16,7 @@ enum api_state {
     API_STATE_LOGIN, /* struct api_login (api/login.h) */
     API_STATE_TAIL,  /* struct api_tail (api/logs.h); NULL without a pipeline */
     API_STATE_SECRETS, /* struct api_secrets (api/secret.h): the key of secrets at rest */
+    API_STATE_FILES, /* struct api_files (api/files.h) */
     API_STATE_COUNT,
 };
 

@@ -76,6 +76,16 @@ class Api(unittest.TestCase):
         mapping = env.ok("POST", "/api/v1/schema-mappings", MAPPING, status=201)["id"]
         shared = env.ok("POST", "/api/v1/dashboard-layouts", dict(LAYOUT, is_shared=True),
                         who="admin", status=201)["id"]
+        # ---- files ----
+        # the editor's empty files (one chunk of 0 bytes): visible to it and admins only,
+        # so the viewer's reads answer 404
+        def editor_file(complete=False):
+            f = env.ok("POST", "/api/v1/files", {"filename": "m.txt", "file_size": 0},
+                       who="editor", status=201)["id"]
+            if complete:
+                env.ok("PUT", f"/api/v1/files/{f}/chunks/0", who="editor", status=200)
+            return f
+        f_read, f_chunk, f_gone = editor_file(True), editor_file(), editor_file()
         return [
             ("GET", "/api/v1/users", None, "admin", 200),
             ("POST", "/api/v1/users", {"email": "new-{who}@example.com", "role": "viewer",
@@ -164,6 +174,15 @@ class Api(unittest.TestCase):
             ("GET", f"/api/v1/dashboard-layouts/{shared}", None, "viewer", 200),
             ("PATCH", f"/api/v1/dashboard-layouts/{shared}", {"name": "m"}, "admin", 200),
             ("DELETE", f"/api/v1/dashboard-layouts/{shared}", None, "admin", 204),
+            # ---- files ----
+            ("GET", "/api/v1/files", None, "viewer", 200),
+            ("POST", "/api/v1/files", {"filename": "m-{who}.csv", "file_size": 0}, "editor",
+             201),
+            ("GET", f"/api/v1/files/{f_read}", None, "viewer", (200, 404)),
+            ("GET", f"/api/v1/files/{f_read}/content", None, "viewer", (200, 404)),
+            # the editor's empty chunk completes the file; the admin's comes too late
+            ("PUT", f"/api/v1/files/{f_chunk}/chunks/0", None, "editor", (200, 409)),
+            ("DELETE", f"/api/v1/files/{f_gone}", None, "editor", (204, 404)),
         ]
 
     def status_of(self, method, path, body, who):

@@ -107,6 +107,8 @@ AGGD_TABLES = {
     "partition_activity": {
         "table_name": (V + "(63)", True), "month": ("date", True),
         "last_received_at": (TS, True)},
+    "file_upload_chunks": {
+        "file_id": ("integer", True), "n": ("integer", True), "received_at": (TS, True)},
     "schema_migrations": {
         "version": ("integer", True), "name": (V + "(255)", True), "applied_at": (TS, True)},
 }
