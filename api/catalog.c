@@ -24,9 +24,7 @@
 #include "core/json.h"
 
 /* clang-format off */
-#define TS(name) {name, API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL}
-#define RO_INT(name) {name, API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL}
-#define END {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL}
+#define RO_INT(name) API_FIELD_RO(name, API_T_INT)
 #define TEXT(name, flags, check) {name, API_T_STRING, (flags), 0, NULL, 0, 0, check, NULL}
 #define FLAG(name) {name, API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL}
 /* what templates and functions both end with */
@@ -34,7 +32,7 @@
     FLAG("is_builtin"), FLAG("is_public"), RO_INT("use_count"),                               \
         {"tags", API_T_STRINGS, API_F_WRITE | API_F_NULLABLE | API_F_FILTER, 100, NULL, 0, 0, \
          check_tags, NULL},                                                                   \
-        RO_INT("owner_id"), TS("created_at"), TS("updated_at"), END
+        API_FIELDS_OWNED_TAIL
 
 static const char *const template_categories[] = {"etl", "elt", "quality", "streaming", NULL};
 static const char *const function_categories[] = {"filter", "map", "aggregate",
@@ -308,11 +306,7 @@ void api_catalog_instantiate_work(struct api_req *r, PGconn *conn)
         rc = api_param(r, r->body_text);
     if (rc == AGG_OK)
         rc = agg_buf_printf(&r->sql, "::jsonb)::text");
-    if (rc != AGG_OK) {
-        api_fail(r, 503, "unavailable", NULL, "out of memory");
-        goto out_rollback;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q == NULL)
         goto out_rollback;
     if (PQntuples(q) == 0) {
@@ -370,9 +364,7 @@ static bool count_use(struct api_req *r, PGconn *conn, const char *name)
         rc = catalog_scope(r, false);
     if (rc == AGG_OK)
         rc = agg_buf_printf(&r->sql, " RETURNING 1");
-    if (rc != AGG_OK)
-        return api_fail(r, 503, "unavailable", NULL, "out of memory");
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q == NULL)
         return false;
     found = PQntuples(q) == 1;

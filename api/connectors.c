@@ -420,18 +420,15 @@ static bool seal_update(struct api_req *r, PGconn *conn)
 
 /* clang-format off */
 static const struct api_field connector_fields[] = {
-    {"id", API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL},
+    API_FIELD_RO("id", API_T_INT),
     {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, NULL, NULL},
     {"connector_type", API_T_STRING, API_F_WRITE | API_F_REQUIRED | API_F_FILTER, 100, NULL, 0,
      0, NULL, NULL},
     /* answered masked, through extra_out */
     {"config", API_T_OBJECT, API_F_WRITE | API_F_REQUIRED | API_F_HIDDEN, 0, NULL, 0, 0, NULL,
      NULL},
-    {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
-    {"owner_id", API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL},
-    {"created_at", API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL},
-    {"updated_at", API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL},
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    API_FIELD_ACTIVE,
+    API_FIELDS_OWNED_TAIL,
 };
 /* clang-format on */
 

@@ -42,7 +42,6 @@
 #define PASS_STATEMENT_TIMEOUT_MS 30000
 /* pg_advisory_xact_lock(<this>, owner): one quota check per owner at a time. */
 #define QUOTA_LOCK_KEY "1718185281"
-#define ISO_OUT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 
 struct api_files {
     char dir[PATH_CAP];
@@ -123,7 +122,7 @@ static int check_future(yajl_val v, struct agg_err *err)
     return AGG_OK;
 }
 
-#define RO(name, type) {name, type, 0, 0, NULL, 0, 0, NULL, NULL}
+#define RO(name, type) API_FIELD_RO(name, type)
 
 static const struct api_field file_fields[] = {
     RO("id", API_T_INT),
@@ -148,9 +147,9 @@ static const struct api_field file_fields[] = {
     RO("owner_id", API_T_INT),
     {"pipeline_id", API_T_INT, API_F_CREATE | API_F_NULLABLE | API_F_FILTER, 0, NULL, 1, INT32_MAX,
      NULL, NULL},
-    RO("created_at", API_T_TIME),
-    RO("updated_at", API_T_TIME),
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    API_FIELD_TIME("created_at"),
+    API_FIELD_TIME("updated_at"),
+    API_FIELDS_END,
 };
 
 /* Owners see and change their own files; admins every file. */
@@ -169,7 +168,7 @@ static int own_scope(struct api_req *r, bool write)
 
 const struct api_resource api_res_files = {
     .what = "file", .table = "file_uploads", .fields = file_fields,
-    .extra_out = "'expires_at', to_char(expires_at, " ISO_OUT ")", .owned = true,
+    .extra_out = "'expires_at', to_char(expires_at, " API_ISO_FMT ")", .owned = true,
     .scope = own_scope,
 };
 
@@ -515,9 +514,7 @@ static bool load_upload(struct api_req *r, PGconn *conn, bool lock, struct uploa
         rc = own_scope(r, true);
     if (rc == AGG_OK && lock)
         rc = agg_buf_printf(&r->sql, " FOR UPDATE");
-    if (rc != AGG_OK)
-        return api_fail(r, 503, "unavailable", NULL, "out of memory");
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q == NULL)
         return false;
     if (PQntuples(q) == 0) {
@@ -783,11 +780,7 @@ void api_files_content_work(struct api_req *r, PGconn *conn)
         rc = api_param(r, itoa16(r->ids[0], a));
     if (rc == AGG_OK)
         rc = own_scope(r, false);
-    if (rc != AGG_OK) {
-        api_fail(r, 503, "unavailable", NULL, "out of memory");
-        return;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q == NULL)
         return;
     if (PQntuples(q) == 0) {
@@ -929,11 +922,7 @@ void api_files_delete_work(struct api_req *r, PGconn *conn)
         rc = own_scope(r, true);
     if (rc == AGG_OK)
         rc = agg_buf_printf(&r->sql, " FOR UPDATE");
-    if (rc != AGG_OK) {
-        api_fail(r, 503, "unavailable", NULL, "out of memory");
-        goto out_rollback;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q == NULL)
         goto out_rollback;
     rc = PQntuples(q);

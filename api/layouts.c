@@ -106,9 +106,7 @@ static bool layout_update(struct api_req *r, PGconn *conn)
         rc = api_param(r, id);
     if (rc == AGG_OK)
         rc = layout_scope(r, true);
-    if (rc != AGG_OK)
-        return api_fail(r, 503, "unavailable", NULL, "out of memory");
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q == NULL)
         return false;
     if (PQntuples(q) == 0) {
@@ -184,7 +182,7 @@ void api_layout_done(struct api_req *r)
 
 /* clang-format off */
 static const struct api_field layout_fields[] = {
-    {"id", API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL},
+    API_FIELD_RO("id", API_T_INT),
     {"user_id", API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL},
     {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, NULL, NULL},
     {"description", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL},
@@ -193,9 +191,9 @@ static const struct api_field layout_fields[] = {
     {"is_shared", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
     /* on PATCH: the version the change applies to (a precondition) */
     {"version", API_T_INT, API_F_UPDATE, 0, NULL, 1, INT_MAX, NULL, NULL},
-    {"created_at", API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL},
-    {"updated_at", API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL},
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    API_FIELD_TIME("created_at"),
+    API_FIELD_TIME("updated_at"),
+    API_FIELDS_END,
 };
 /* clang-format on */
 

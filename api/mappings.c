@@ -198,7 +198,7 @@ static bool check_merged(struct api_req *r, PGconn *conn)
 
 /* clang-format off */
 static const struct api_field mapping_fields[] = {
-    {"id", API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL},
+    API_FIELD_RO("id", API_T_INT),
     {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, NULL, NULL},
     {"source_schema", API_T_OBJECT, API_F_WRITE | API_F_REQUIRED, 0, NULL, 0, 0, check_schema,
      NULL},
@@ -208,11 +208,8 @@ static const struct api_field mapping_fields[] = {
      check_mappings, NULL},
     {"transformation_rules", API_T_OBJECT, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL,
      NULL},
-    {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL},
-    {"owner_id", API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL},
-    {"created_at", API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL},
-    {"updated_at", API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL},
-    {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL},
+    API_FIELD_ACTIVE,
+    API_FIELDS_OWNED_TAIL,
 };
 /* clang-format on */
 

@@ -441,14 +441,13 @@ void api_reply_row(struct api_req *r, const PGresult *res, int status, const cha
     r->status = status;
 }
 
-/* Runs r->sql when building it went well (<rc>); NULL with the reply set otherwise. */
-static PGresult *run_built(struct api_req *r, PGconn *conn, int rc)
+PGresult *api_query_built(struct api_req *r, PGconn *conn, int rc, ExecStatusType want)
 {
     if (rc != AGG_OK) {
         api_fail(r, 503, "unavailable", NULL, "out of memory");
         return NULL;
     }
-    return api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    return api_query(r, conn, r->sql.data, want);
 }
 
 void api_run_list(struct api_req *r, PGconn *conn, int rc, const char *order)
@@ -461,7 +460,7 @@ void api_run_list(struct api_req *r, PGconn *conn, int rc, const char *order)
         rc = agg_buf_printf(&r->sql, " ORDER BY %s LIMIT ", order);
     if (rc == AGG_OK)
         rc = api_param(r, lim);
-    q = run_built(r, conn, rc);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q != NULL)
         api_reply_list(r, q, 1);
     PQclear(q);
@@ -469,7 +468,7 @@ void api_run_list(struct api_req *r, PGconn *conn, int rc, const char *order)
 
 void api_run_row(struct api_req *r, PGconn *conn, int rc, int status, const char *what)
 {
-    PGresult *q = run_built(r, conn, rc);
+    PGresult *q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
 
     if (q != NULL)
         api_reply_row(r, q, status, what);

@@ -166,6 +166,10 @@ void api_db_fail(struct api_req *r, PGconn *conn, const PGresult *res);
  * NULL. Caller owns the result: PQclear(). Job thread. */
 PGresult *api_query(struct api_req *r, PGconn *conn, const char *sql, ExecStatusType want);
 
+/* api_query of r->sql when building it went well (<rc> AGG_OK); otherwise NULL with
+ * the reply set to 503 out of memory. Job thread. */
+PGresult *api_query_built(struct api_req *r, PGconn *conn, int rc, ExecStatusType want);
+
 /* Appends a copy of <value> (NULL = SQL NULL) to the request's parameters and writes
  * "$n" into r->sql. AGG_OK or AGG_ENOMEM / AGG_EFULL. */
 int api_param(struct api_req *r, const char *value);

@@ -18,7 +18,6 @@
 
 #include "api/auth.h"
 
-#define ISO_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 /* Filters a list takes at most: each is a parameter, and the scope, the cursor and
  * the limit need theirs (API_MAX_PARAMS). */
 #define API_MAX_FILTERS (API_MAX_PARAMS - 4)
@@ -172,7 +171,7 @@ int api_res_json_expr(struct agg_buf *sql, const struct api_resource *res)
         if (f->flags & API_F_HIDDEN)
             continue;
         if (f->type == API_T_TIME)
-            rc = agg_buf_printf(sql, "%s'%s', to_char(%s, " ISO_FMT ")", first ? "" : ", ",
+            rc = agg_buf_printf(sql, "%s'%s', to_char(%s, " API_ISO_FMT ")", first ? "" : ", ",
                                 f->name, f->name);
         else
             rc = agg_buf_printf(sql, "%s'%s', %s", first ? "" : ", ", f->name, f->name);
@@ -319,11 +318,7 @@ void api_res_missing(struct api_req *r, PGconn *conn, const struct api_resource 
         rc = where_key(r, res);
     if (rc == AGG_OK)
         rc = res->scope(r, false);
-    if (rc != AGG_OK) {
-        nomem(r);
-        return;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q == NULL)
         return;
     if (PQntuples(q) == 0)
@@ -676,11 +671,7 @@ void api_res_delete_work(struct api_req *r, PGconn *conn)
         rc = res->scope(r, true);
     if (rc == AGG_OK)
         rc = agg_buf_printf(&r->sql, " RETURNING 1");
-    if (rc != AGG_OK) {
-        nomem(r);
-        return;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q == NULL)
         return;
     if (PQntuples(q) == 0)

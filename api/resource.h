@@ -52,6 +52,20 @@ struct api_field {
     const char *column; /* where it is stored when not <name> (passwords) */
 };
 
+/* Field-table shorthands */
+#define API_FIELD_RO(name, type) {name, type, 0, 0, NULL, 0, 0, NULL, NULL}
+#define API_FIELD_TIME(name) API_FIELD_RO(name, API_T_TIME)
+#define API_FIELD_ACTIVE                                                                      \
+    {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL}
+#define API_FIELDS_END {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL}
+/* what an owned table ends with, and the table's end */
+#define API_FIELDS_OWNED_TAIL                                                                 \
+    API_FIELD_RO("owner_id", API_T_INT), API_FIELD_TIME("created_at"),                        \
+        API_FIELD_TIME("updated_at"), API_FIELDS_END
+
+/* How a timestamp column is answered: UTC with microseconds and a Z. */
+#define API_ISO_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
+
 struct api_req;
 
 struct api_resource {

@@ -22,16 +22,15 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-#define TS(name) {name, API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL}
-#define RO_INT(name) {name, API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL}
-#define END {NULL, 0, 0, 0, NULL, 0, 0, NULL, NULL}
+#define TS(name) API_FIELD_TIME(name)
+#define RO_INT(name) API_FIELD_RO(name, API_T_INT)
+#define END API_FIELDS_END
 #define NAME                                                                                  \
     {"name", API_T_STRING, API_F_WRITE | API_F_REQUIRED, 255, NULL, 0, 0, check_not_empty, NULL}
 #define DESCRIPTION                                                                           \
     {"description", API_T_STRING, API_F_WRITE | API_F_NULLABLE, 0, NULL, 0, 0, NULL, NULL}
-#define ACTIVE {"is_active", API_T_BOOL, API_F_WRITE | API_F_FILTER, 0, NULL, 0, 0, NULL, NULL}
-/* the columns every owned table ends with, and the table's end */
-#define OWNED_TAIL RO_INT("owner_id"), TS("created_at"), TS("updated_at"), END
+#define ACTIVE API_FIELD_ACTIVE
+#define OWNED_TAIL API_FIELDS_OWNED_TAIL
 
 static const char *const roles[] = {"admin", "editor", "viewer", NULL};
 static const char *const run_statuses[] = {"pending", "running", "completed", "failed", NULL};
