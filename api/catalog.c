@@ -167,27 +167,14 @@ static const struct api_field function_fields[] = {
 };
 /* clang-format on */
 
-static bool is_admin(const struct api_req *r)
-{
-    return api_role_rank(r->who.role) >= API_ROLE_ADMIN;
-}
-
 /* Read: public, built-in or own rows; write: own rows that are not built-in. Admins
  * read and write every row. Both tables have these columns. */
 static int catalog_scope(struct api_req *r, bool write)
 {
-    char uid[16];
-    int rc;
-
-    if (is_admin(r))
-        return AGG_OK;
-    snprintf(uid, sizeof(uid), "%d", r->who.user_id);
-    rc = agg_buf_printf(&r->sql, write ? " AND (is_builtin IS NOT TRUE AND owner_id = "
-                                       : " AND (is_public IS TRUE OR is_builtin IS TRUE OR "
-                                         "owner_id = ");
-    if (rc == AGG_OK)
-        rc = api_param(r, uid);
-    return rc == AGG_OK ? agg_buf_printf(&r->sql, ")") : rc;
+    return api_res_scope_user(r,
+                              write ? "is_builtin IS NOT TRUE AND owner_id = "
+                                    : "is_public IS TRUE OR is_builtin IS TRUE OR owner_id = ",
+                              "");
 }
 
 const struct api_resource api_res_templates = {
@@ -212,7 +199,7 @@ static bool builtin_allowed(struct api_req *r)
 {
     const char *path[] = {"is_builtin", NULL};
 
-    if (is_admin(r) || yajl_tree_get(r->body, path, yajl_t_true) == NULL)
+    if (api_req_is_admin(r) || yajl_tree_get(r->body, path, yajl_t_true) == NULL)
         return true;
     return api_fail(r, 403, "forbidden", "is_builtin", "only an admin may make a %s built-in",
                     r->route->res->what);

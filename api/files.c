@@ -155,15 +155,8 @@ static const struct api_field file_fields[] = {
 /* Owners see and change their own files; admins every file. */
 static int own_scope(struct api_req *r, bool write)
 {
-    char uid[16];
-    int rc;
-
     (void)write;
-    if (api_role_rank(r->who.role) >= API_ROLE_ADMIN)
-        return AGG_OK;
-    snprintf(uid, sizeof(uid), "%d", r->who.user_id);
-    rc = agg_buf_printf(&r->sql, " AND owner_id = ");
-    return rc == AGG_OK ? api_param(r, uid) : rc;
+    return api_res_scope_user(r, "owner_id = ", "");
 }
 
 const struct api_resource api_res_files = {

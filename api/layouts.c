@@ -22,24 +22,10 @@
 #include "core/alloc.h"
 #include "core/json.h"
 
-static bool is_admin(const struct api_req *r)
-{
-    return api_role_rank(r->who.role) >= API_ROLE_ADMIN;
-}
-
 /* Read: own rows and shared ones; write: own rows; admins: all. */
 static int layout_scope(struct api_req *r, bool write)
 {
-    char uid[16];
-    int rc;
-
-    if (is_admin(r))
-        return AGG_OK;
-    snprintf(uid, sizeof(uid), "%d", r->who.user_id);
-    rc = agg_buf_printf(&r->sql, " AND (user_id = ");
-    if (rc == AGG_OK)
-        rc = api_param(r, uid);
-    return rc == AGG_OK ? agg_buf_printf(&r->sql, write ? ")" : " OR is_shared)") : rc;
+    return api_res_scope_user(r, "user_id = ", write ? "" : " OR is_shared");
 }
 
 static bool body_sets_default(struct api_req *r)

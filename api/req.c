@@ -52,6 +52,11 @@ enum api_role api_role_rank(const char *role)
     return API_ROLE_NONE;
 }
 
+bool api_req_is_admin(const struct api_req *r)
+{
+    return api_role_rank(r->who.role) >= API_ROLE_ADMIN;
+}
+
 /* Replaces each byte that breaks UTF-8 in <s> by '?': messages quote client text (a
  * query parameter's name may be any bytes), and truncation may cut a character. */
 static void clean_utf8(char *s)

@@ -221,6 +221,9 @@ void api_run_row(struct api_req *r, PGconn *conn, int rc, int status, const char
 /* Rank of a users.role value; API_ROLE_NONE for anything unknown. */
 enum api_role api_role_rank(const char *role);
 
+/* Whether the caller of <r> is an admin. */
+bool api_req_is_admin(const struct api_req *r);
+
 /* The request's integer from query parameter <name> into *<out> within [lo, hi]; absent
  * leaves *<out>. false (400 naming it) when malformed. */
 bool api_query_int(struct api_req *r, const char *name, long long lo, long long hi,

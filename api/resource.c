@@ -303,6 +303,19 @@ static bool parent_exists(struct api_req *r, PGconn *conn, const struct api_reso
     return ok || api_fail(r, 404, "not_found", NULL, "no such %s", res->parent_table);
 }
 
+int api_res_scope_user(struct api_req *r, const char *before, const char *after)
+{
+    char uid[16];
+    int rc;
+
+    if (api_req_is_admin(r))
+        return AGG_OK;
+    rc = agg_buf_printf(&r->sql, " AND (%s", before);
+    if (rc == AGG_OK)
+        rc = api_param(r, itoa_buf(r->who.user_id, uid));
+    return rc == AGG_OK ? agg_buf_printf(&r->sql, "%s)", after) : rc;
+}
+
 void api_res_missing(struct api_req *r, PGconn *conn, const struct api_resource *res)
 {
     PGresult *q;

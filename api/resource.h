@@ -133,6 +133,10 @@ void api_res_insert(struct api_req *r, PGconn *conn, const struct api_resource *
 PGresult *api_res_update_row(struct api_req *r, PGconn *conn, const struct api_resource *res,
                              const char *key_value, const char *body_json, uint64_t present);
 
+/* For scope hooks: nothing for an admin (every row); else " AND (<before>$n<after>)"
+ * with the caller's user id as $n. */
+int api_res_scope_user(struct api_req *r, const char *before, const char *after);
+
 /* After a change of row {id} of <res> touched nothing: 404 when the caller cannot
  * see the row, 403 when it can but may not change it. Job thread. */
 void api_res_missing(struct api_req *r, PGconn *conn, const struct api_resource *res);
