@@ -9,6 +9,7 @@
  */
 #include "api/routes.h"
 
+#include "api/filejobs.h"
 #include "api/login.h"
 #include "api/logs.h"
 #include "api/resource.h"
@@ -92,6 +93,10 @@ const struct api_route api_routes[] = {
     {POST,   "/api/v1/alerts/{id}/acknowledge", EDITOR, 0, &api_res_alerts, NULL, api_alert_ack_work, NULL, NONE},
     {POST,   "/api/v1/alerts/{id}/resolve", EDITOR, 0, &api_res_alerts, NULL, api_alert_resolve_work, NULL, NONE},
     {POST,   "/api/v1/alerts/{id}/close", EDITOR, 0, &api_res_alerts, NULL, api_alert_close_work, NULL, NONE},
+
+    {POST,   "/api/v1/files/{id}/jobs", EDITOR, BODY, &api_res_file_jobs, api_filejobs_prepare_create, api_filejobs_create_work, NULL, NONE},
+    {GET,    "/api/v1/files/{id}/jobs", VIEWER, 0, &api_res_file_jobs, api_res_prepare_list, api_filejobs_list_work, NULL, NONE},
+    {GET,    "/api/v1/jobs/{id}", VIEWER, 0, READ(api_res_jobs)},
 
     {GET,    "/api/v1/logs", VIEWER, 0, NULL, api_logs_prepare, api_logs_work, NULL, NONE},
     {GET,    "/api/v1/logs/tail", VIEWER, 0, NULL, api_tail_prepare, NULL, NULL, TAIL},
