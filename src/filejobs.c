@@ -208,9 +208,9 @@ static int finish(struct job *j, const char *status, const char *message, const 
                   const char *pre, int pre_n, const char *const *pre_p, const char *output)
 {
     static const char end_sql[] =
-        "UPDATE file_processing_jobs SET status = $2, error_message = $3,"
+        "UPDATE file_processing_jobs SET status = $2::varchar, error_message = $3,"
         " result_data = coalesce(result_data, '{}'::jsonb) || $4::jsonb,"
-        " progress = CASE WHEN $2 = 'completed' THEN 100 ELSE progress END,"
+        " progress = CASE WHEN $2::varchar = 'completed' THEN 100 ELSE progress END,"
         " output_file_id = coalesce($5::int, output_file_id),"
         " completed_at = now() AT TIME ZONE 'UTC' WHERE id = $1";
     static const char file_sql[] =
@@ -493,11 +493,15 @@ static int validate_lines(struct job *j, struct tally *t, bool syslog)
             continue;
         }
         t->records++;
-        if (ing_syslog_parse(j->data + at, len, agg_time_now_us(), j->f->zone, &msg, &err) ==
+        /* live ingest takes a line without PRI as RFC 3164 user.notice; a file that
+         * claims to be syslog is not well formed with one */
+        if (ing_syslog_parse(j->data + at, len, agg_time_now_us(), j->f->zone, &msg, &err) !=
             AGG_OK)
-            t->valid++;
-        else
             tally_bad(t, (int64_t)line, err.msg);
+        else if (msg.pri_assumed)
+            tally_bad(t, (int64_t)line, "no valid PRI: neither RFC 5424 nor RFC 3164");
+        else
+            t->valid++;
     }
     return AGG_OK;
 }
