@@ -57,6 +57,14 @@ class Api(unittest.TestCase):
         rule = env.ok("POST", "/api/v1/alert-rules", RULE, status=201)["id"]
         alert = self.new_alert(rule)
         victim = env.add_user("victim@example.com", "viewer")
+        # ---- jobs ----
+        # a file of the editor's: admins see it too, the viewer does not (404)
+        jobs_file = env.scalar(
+            "INSERT INTO file_uploads (filename, file_path, file_type, file_size, status,"
+            f" owner_id) VALUES ('m.ndjson', 'matrix.data', 'ndjson', 0, 'uploaded',"
+            f" {env.ids['editor']}) RETURNING id")
+        job = env.scalar("INSERT INTO file_processing_jobs (file_id, job_type, status) VALUES"
+                         f" ({jobs_file}, 'validation', 'completed') RETURNING id")
         return [
             ("GET", "/api/v1/users", None, "admin", 200),
             ("POST", "/api/v1/users", {"email": "new-{who}@example.com", "role": "viewer",
@@ -111,6 +119,11 @@ class Api(unittest.TestCase):
             ("GET", "/api/v1/logs", None, "viewer", 200),
             ("GET", "/api/v1/logs/tail", None, "viewer", 200),
             ("GET", "/api/v1/partitions", None, "admin", 200),
+            # ---- jobs ----
+            ("POST", f"/api/v1/files/{jobs_file}/jobs", {"job_type": "validation"}, "editor",
+             201),
+            ("GET", f"/api/v1/files/{jobs_file}/jobs", None, "viewer", (200, 404)),
+            ("GET", f"/api/v1/jobs/{job}", None, "viewer", (200, 404)),
         ]
 
     def status_of(self, method, path, body, who):
