@@ -10,8 +10,14 @@
 #include <string.h>
 #include <strings.h>
 
-#define TS(name) {name, API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL}
-#define RO_INT(name) {name, API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL}
+#define TS(name)                                                                                   \
+    {                                                                                              \
+        name, API_T_TIME, 0, 0, NULL, 0, 0, NULL, NULL                                             \
+    }
+#define RO_INT(name)                                                                               \
+    {                                                                                              \
+        name, API_T_INT, 0, 0, NULL, 0, 0, NULL, NULL                                              \
+    }
 
 static const char *const job_types[] = {"validation", "conversion", "extraction", NULL};
 static const char *const job_statuses[] = {"pending", "running", "completed", "failed", NULL};
@@ -45,8 +51,8 @@ static int file_scope_of(struct api_req *r, const char *file_col)
     if (api_role_rank(r->who.role) == API_ROLE_ADMIN)
         return AGG_OK;
     snprintf(uid, sizeof(uid), "%d", r->who.user_id);
-    rc = agg_buf_printf(&r->sql, " AND %s IN (SELECT id FROM file_uploads WHERE owner_id = ",
-                        file_col);
+    rc = agg_buf_printf(&r->sql,
+                        " AND %s IN (SELECT id FROM file_uploads WHERE owner_id = ", file_col);
     if (rc == AGG_OK)
         rc = api_param(r, uid);
     return rc == AGG_OK ? agg_buf_printf(&r->sql, ")") : rc;
@@ -59,12 +65,18 @@ static int job_scope(struct api_req *r, bool write)
 }
 
 const struct api_resource api_res_file_jobs = {
-    .what = "file processing job", .table = "file_processing_jobs", .fields = job_fields,
-    .parent = "file_id", .parent_table = "file_uploads", .scope = job_scope,
+    .what = "file processing job",
+    .table = "file_processing_jobs",
+    .fields = job_fields,
+    .parent = "file_id",
+    .parent_table = "file_uploads",
+    .scope = job_scope,
 };
 
 const struct api_resource api_res_jobs = {
-    .what = "file processing job", .table = "file_processing_jobs", .fields = job_fields,
+    .what = "file processing job",
+    .table = "file_processing_jobs",
+    .fields = job_fields,
     .scope = job_scope,
 };
 
@@ -186,15 +198,14 @@ static const char *option(struct api_req *r, const char *name)
 
 /* Resolves the job's format (and target) into <json>: {"options":{…}}; false with the
  * reply set when the file cannot have them. */
-static bool resolve_options(struct api_req *r, const PGresult *file, const char *type,
-                            char *json, size_t size)
+static bool resolve_options(struct api_req *r, const PGresult *file, const char *type, char *json,
+                            size_t size)
 {
     const char *format = option(r, "format"), *target = option(r, "target");
     bool convert = strcmp(type, "conversion") == 0;
 
     if (format == NULL)
-        format = format_of(PQgetvalue(file, 0, 1), PQgetvalue(file, 0, 2),
-                           PQgetvalue(file, 0, 3));
+        format = format_of(PQgetvalue(file, 0, 1), PQgetvalue(file, 0, 2), PQgetvalue(file, 0, 3));
     if (format == NULL)
         return api_fail(r, 422, "invalid_value", "options.format",
                         "the file's format is not one aggd knows from its type, media type or "
@@ -207,11 +218,9 @@ static bool resolve_options(struct api_req *r, const PGresult *file, const char 
     if (convert && !(strcmp(target, "ndjson") == 0 &&
                      (strcmp(format, "csv") == 0 || strcmp(format, "json") == 0)))
         return api_fail(r, 422, "invalid_value", "options.target",
-                        "cannot convert %s to %s (csv and json convert to ndjson)", format,
-                        target);
+                        "cannot convert %s to %s (csv and json convert to ndjson)", format, target);
     if (convert)
-        snprintf(json, size, "{\"options\":{\"format\":\"%s\",\"target\":\"%s\"}}", format,
-                 target);
+        snprintf(json, size, "{\"options\":{\"format\":\"%s\",\"target\":\"%s\"}}", format, target);
     else
         snprintf(json, size, "{\"options\":{\"format\":\"%s\"}}", format);
     return true;

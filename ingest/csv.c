@@ -83,7 +83,8 @@ int ing_csv_read(struct ing_csv *c, const char *p, size_t len, size_t *used, str
                     *used = len;
                     return agg_err_set(err, AGG_EINVAL,
                                        "quoted field opened on line %zu of the record is never "
-                                       "closed", opened);
+                                       "closed",
+                                       opened);
                 }
                 if (p[i] == '"' && i + 1 < len && p[i + 1] == '"') {
                     i++;

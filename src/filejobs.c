@@ -48,7 +48,7 @@
 #include "store/writer.h"
 
 #define IDLE_POLL_MS 1000
-#define RETRY_MS 2000
+#define RETRY_MS     2000
 /* Rows (and rejects) per transaction of an extraction. */
 #define BATCH_ITEMS 2000
 /* How often the stop flag is looked at, in lines. */
@@ -71,7 +71,7 @@ struct agg_filejobs {
     struct ing_json *json;
     struct st_writer_direct *direct;
     struct ing_csv csv;
-    struct agg_buf line; /* a CSV row as JSON */
+    struct agg_buf line;    /* a CSV row as JSON */
     struct agg_buf scratch; /* syslog mapping */
     struct agg_log_limit trouble;
 };
@@ -173,8 +173,10 @@ static int load(struct job *j)
     if (PQgetisnull(res, 0, 5))
         rc = agg_err_set(&j->err, AGG_EINVAL, "the job's file is gone");
     else if (fp[0] == '\0' || fp[0] == '.' || strchr(fp, '/') != NULL)
-        rc = agg_err_set(&j->err, AGG_EINVAL, "the file's path \"%.100s\" is not a name in "
-                                              "uploads.dir", fp);
+        rc = agg_err_set(&j->err, AGG_EINVAL,
+                         "the file's path \"%.100s\" is not a name in "
+                         "uploads.dir",
+                         fp);
     else if (snprintf(j->path, sizeof(j->path), "%s/%s", j->f->dir, fp) >= (int)sizeof(j->path))
         rc = agg_err_set(&j->err, AGG_EINVAL, "the file's path is too long");
     PQclear(res);
@@ -467,7 +469,7 @@ static int tally_json(const struct job *j, const struct tally *t, struct agg_buf
 #undef KEY
     yajl_gen_map_close(g);
     rc = yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok ? agg_buf_append(out, buf, len)
-                                                                : AGG_ENOMEM;
+                                                               : AGG_ENOMEM;
     yajl_gen_free(g);
     return rc;
 }
@@ -676,8 +678,7 @@ static int convert_json(struct job *j, struct output *o, struct tally *t)
             rc = agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
             break;
         }
-        if (gen_tree(g, v) != AGG_OK ||
-            yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
+        if (gen_tree(g, v) != AGG_OK || yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
             rc = agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
         else
             rc = out_line(j, o, (const char *)buf, len);
@@ -744,8 +745,8 @@ static int convert_csv(struct job *j, struct output *o, struct tally *t)
 static void output_name(const struct job *j, char *out, size_t size)
 {
     const char *dot = strrchr(j->filename, '.');
-    int stem = dot != NULL && dot != j->filename ? (int)(dot - j->filename)
-                                                 : (int)strlen(j->filename);
+    int stem =
+        dot != NULL && dot != j->filename ? (int)(dot - j->filename) : (int)strlen(j->filename);
 
     if (stem > 240)
         stem = 240;
@@ -808,8 +809,8 @@ static int run_conversion(struct job *j, struct agg_buf *result, char *output_id
         /* the target, records written, and the row in one transaction with the end */
         if (result->len > 0)
             result->len--; /* reopen the object */
-        if (agg_buf_printf(result, ",\"target\":\"%s\",\"written\":%" PRIu64
-                                   ",\"output_file_id\":%s}",
+        if (agg_buf_printf(result,
+                           ",\"target\":\"%s\",\"written\":%" PRIu64 ",\"output_file_id\":%s}",
                            j->target, o.records, output_id) != AGG_OK)
             return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
         rc = finish(j, "completed", NULL, result->data, insert_sql, 6, p, output_id);
@@ -826,13 +827,13 @@ struct extract {
     struct st_copy_scratch scratch;
     int64_t now_us, window_lo_us;
     char peer[48];
-    bool by_element; /* JSON document: positions are element indices */
+    bool by_element;          /* JSON document: positions are element indices */
     uint64_t pos, next, line; /* the item being decoded: [pos, next), its last line */
-    uint64_t index; /* JSON: elements seen */
+    uint64_t index;           /* JSON: elements seen */
     /* for the hook: where each item of the batch ends, and the line it ends on */
     struct mark {
         uint64_t end, line;
-    } *marks;
+    } * marks;
     size_t nmarks, cap;
     int rc;
 };
@@ -884,8 +885,7 @@ static int flush(struct extract *x)
 
     if (st_batch_is_empty(x->b))
         return AGG_OK;
-    if (st_writer_direct_write(j->f->direct, j->conn, x->b, save_checkpoint, x, &j->err) !=
-        AGG_OK)
+    if (st_writer_direct_write(j->f->direct, j->conn, x->b, save_checkpoint, x, &j->err) != AGG_OK)
         return AGG_EDB;
     st_batch_reset(x->b);
     x->nmarks = 0;
@@ -944,10 +944,9 @@ static void add_reject(struct extract *x, const char *why, const char *raw, size
         return;
     }
     x->rc = make_room(x, false);
-    if (x->rc == AGG_OK &&
-        (st_batch_add_reject(x->b, AGG_TRANSPORT_HTTP, x->peer, x->now_us, why, raw, len) !=
-             AGG_OK ||
-         place(x, true) != AGG_OK))
+    if (x->rc == AGG_OK && (st_batch_add_reject(x->b, AGG_TRANSPORT_HTTP, x->peer, x->now_us, why,
+                                                raw, len) != AGG_OK ||
+                            place(x, true) != AGG_OK))
         x->rc = agg_err_set(&x->j->err, AGG_ENOMEM, "out of memory");
     x->index++;
 }
@@ -1001,8 +1000,7 @@ static int extract_lines(struct extract *x, const struct agg_sink *sink)
         if (syslog) {
             rc = extract_syslog(x, j->data + at, len);
         } else {
-            rc = ing_json_decode_line(j->f->json, j->data + at, len, (size_t)x->line, sink,
-                                      &err);
+            rc = ing_json_decode_line(j->f->json, j->data + at, len, (size_t)x->line, sink, &err);
             rc = rc == AGG_EINVAL ? AGG_OK : rc; /* rejected: in the batch */
         }
         if (rc == AGG_OK)
@@ -1051,8 +1049,7 @@ static int extract_csv(struct extract *x, const struct agg_sink *sink)
         } else if (f->csv.nfields == 1 && f->csv.len[0] == 0) {
             continue; /* a blank line */
         } else if (f->csv.nfields != nheader) {
-            add_reject(x, "the row's field count differs from the header's", j->data + at,
-                       used);
+            add_reject(x, "the row's field count differs from the header's", j->data + at, used);
         } else if ((rc = csv_row_json(f, &header, nheader, true)) == AGG_OK) {
             rc = ing_json_decode_line(f->json, f->line.data, f->line.len, (size_t)x->line, sink,
                                       &err);
@@ -1125,8 +1122,8 @@ static int run_job(struct job *j)
     if (rc == AGG_OK)
         rc = map_file(j);
     if (rc == AGG_OK) {
-        AGG_LOG_INFO("filejobs", "job %s: %s of file %s (%s) from offset %" PRIu64, j->id,
-                     j->type, j->file_id, j->format, j->offset);
+        AGG_LOG_INFO("filejobs", "job %s: %s of file %s (%s) from offset %" PRIu64, j->id, j->type,
+                     j->file_id, j->format, j->offset);
         if (strcmp(j->type, "validation") == 0)
             rc = run_validation(j, &result);
         else if (strcmp(j->type, "conversion") == 0)
