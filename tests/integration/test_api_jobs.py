@@ -291,17 +291,49 @@ class Jobs(unittest.TestCase):
         lines[10] = "this is not json"
         lines[20] = json.dumps({"message": "typed", "logger_name": tag, "line_number": "x"})
         lines[30] = "[1, 2]"
-        fid = self.new_file("mixed.ndjson", "\n".join(lines) + "\n")
-        job = self.run_job(fid, "extraction")
+        # a row that decodes but PostgreSQL refuses (a constraint an operator added)
+        lines[40] = json.dumps({"message": "poison-jobs", "logger_name": tag, "uid": 40})
+        env.db.sql("ALTER TABLE system_logs ADD CONSTRAINT poison_jobs"
+                   " CHECK (message <> 'poison-jobs') NOT VALID")
+        try:
+            fid = self.new_file("mixed.ndjson", "\n".join(lines) + "\n")
+            job = self.run_job(fid, "extraction")
+        finally:
+            env.db.sql("ALTER TABLE system_logs DROP CONSTRAINT poison_jobs")
         self.assertEqual(job["status"], "completed", job)
         self.assertEqual((job["result_data"]["imported"], job["result_data"]["rejected"]),
-                         (47, 3))
-        self.assertEqual(self.count_rows(tag), (47, 47))
-        self.assertEqual(env.scalar("SELECT count(*) FROM ingest_rejects WHERE peer ="
-                                    f" 'file {fid} job {job['id']}'"), 3)
+                         (46, 4))
+        self.assertEqual(self.count_rows(tag), (46, 46))
+        peer = f"file {fid} job {job['id']}"
+        self.assertEqual(env.scalar(f"SELECT count(*) FROM ingest_rejects WHERE peer = '{peer}'"),
+                         4)
         raw = env.db.sql("SELECT convert_from(raw, 'UTF8') FROM ingest_rejects WHERE peer ="
-                         f" 'file {fid} job {job['id']}' ORDER BY id LIMIT 1")
+                         f" '{peer}' AND raw = convert_to('this is not json', 'UTF8')")
         self.assertEqual(raw, "this is not json")
+        error = env.db.sql("SELECT error FROM ingest_rejects WHERE peer ="
+                           f" '{peer}' AND convert_from(raw, 'UTF8') LIKE '%poison-jobs%'")
+        self.assertIn("check constraint", error)
+
+    def test_shutdown_mid_job_is_prompt_and_the_job_resumes(self):
+        env = self.env
+        n = 60000
+        tag = "bulk-term"
+        data = "".join(json.dumps({"message": f"t{i} " + "y" * 200, "logger_name": tag,
+                                   "uid": i}) + "\n" for i in range(n))
+        fid = self.new_file("term.ndjson", data)
+        jid = self.new_job(fid, "extraction")["id"]
+        harness.wait_for(lambda: 5 <= env.ok("GET", f"/api/v1/jobs/{jid}")["progress"] <= 95,
+                         120, interval=0.02, what="progress between 5 and 95")
+        started = time.monotonic()
+        self.assertEqual(env.aggd.stop(timeout=10), 0, env.aggd.output()[-3000:])
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(env.db.sql(f"SELECT status FROM file_processing_jobs WHERE id = {jid}"),
+                         "running")
+        env.aggd.close()
+        env.aggd = harness.Aggd(env.db.url, *self.extra)
+        job = self.wait_job(jid, timeout=240)
+        self.assertEqual((job["status"], job["result_data"]["imported"]), ("completed", n))
+        self.assertEqual(self.count_rows(tag), (n, n))
 
     def test_extraction_of_csv_and_syslog(self):
         env = self.env
