@@ -22,7 +22,7 @@
 static const char *const job_types[] = {"validation", "conversion", "extraction", NULL};
 static const char *const job_statuses[] = {"pending", "running", "completed", "failed", NULL};
 static const char *const formats[] = {"csv", "json", "ndjson", "syslog", NULL};
-static const char *const targets[] = {"ndjson", NULL};
+static const char *const targets[] = {"ndjson", "csv", NULL};
 
 /* clang-format off */
 static const struct api_field job_fields[] = {
@@ -152,7 +152,7 @@ bool api_filejobs_prepare_create(struct api_req *r)
             return api_fail(r, 422, "invalid_type", field, "%s must be a string", field);
         if (!one_of(is_format ? formats : targets, YAJL_GET_STRING(v)))
             return api_fail(r, 422, "invalid_value", field, "%s must be one of %s", field,
-                            is_format ? "csv, json, ndjson, syslog" : "ndjson");
+                            is_format ? "csv, json, ndjson, syslog" : "ndjson, csv");
     }
     return true;
 }
@@ -214,11 +214,14 @@ static bool resolve_options(struct api_req *r, const PGresult *file, const char 
         return api_fail(r, 422, "invalid_value", "options.target",
                         "options.target applies to conversion jobs only");
     if (convert && target == NULL)
-        target = "ndjson";
-    if (convert && !(strcmp(target, "ndjson") == 0 &&
-                     (strcmp(format, "csv") == 0 || strcmp(format, "json") == 0)))
+        target = strcmp(format, "ndjson") == 0 ? "csv" : "ndjson";
+    if (convert &&
+        !(strcmp(target, "ndjson") == 0 ? strcmp(format, "csv") == 0 || strcmp(format, "json") == 0
+                                        : strcmp(format, "ndjson") == 0))
         return api_fail(r, 422, "invalid_value", "options.target",
-                        "cannot convert %s to %s (csv and json convert to ndjson)", format, target);
+                        "cannot convert %s to %s (csv and json convert to ndjson, ndjson to "
+                        "csv)",
+                        format, target);
     if (convert)
         snprintf(json, size, "{\"options\":{\"format\":\"%s\",\"target\":\"%s\"}}", format, target);
     else

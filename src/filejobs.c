@@ -741,7 +741,156 @@ static int convert_csv(struct job *j, struct output *o, struct tally *t)
     return rc;
 }
 
-/* The output's name: the source's with its extension replaced by ".ndjson". */
+/* Appends <p>[<len>] as one CSV field (RFC 4180: quoted when it holds a comma, a
+ * quote, CR or LF, quotes doubled), after a comma unless <first>. */
+static int put_csv_field(struct agg_buf *out, const char *p, size_t len, bool first)
+{
+    bool quote = memchr(p, ',', len) != NULL || memchr(p, '"', len) != NULL ||
+                 memchr(p, '\r', len) != NULL || memchr(p, '\n', len) != NULL;
+    int rc = first ? AGG_OK : agg_buf_putc(out, ',');
+
+    if (rc != AGG_OK || !quote)
+        return rc == AGG_OK ? agg_buf_append(out, p, len) : rc;
+    rc = agg_buf_putc(out, '"');
+    for (size_t i = 0; rc == AGG_OK && i < len; i++)
+        rc = p[i] == '"' ? agg_buf_append(out, "\"\"", 2) : agg_buf_putc(out, p[i]);
+    return rc == AGG_OK ? agg_buf_putc(out, '"') : rc;
+}
+
+/* The CSV cell of JSON value <v> (NULL: the member is missing): strings as they are,
+ * numbers and booleans as written, null and missing empty, objects and arrays as JSON. */
+static int put_csv_cell(struct agg_buf *out, yajl_val v, bool first)
+{
+    const unsigned char *buf;
+    size_t len;
+    yajl_gen g;
+    int rc;
+
+    if (v == NULL || YAJL_IS_NULL(v))
+        return put_csv_field(out, "", 0, first);
+    if (YAJL_IS_STRING(v))
+        return put_csv_field(out, v->u.string, strlen(v->u.string), first);
+    if (YAJL_IS_NUMBER(v))
+        return put_csv_field(out, YAJL_GET_NUMBER(v), strlen(YAJL_GET_NUMBER(v)), first);
+    if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v))
+        return put_csv_field(out, YAJL_IS_TRUE(v) ? "true" : "false", YAJL_IS_TRUE(v) ? 4 : 5,
+                             first);
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL)
+        return AGG_ENOMEM;
+    rc = gen_tree(g, v);
+    if (rc == AGG_OK && yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
+        rc = AGG_ENOMEM;
+    if (rc == AGG_OK)
+        rc = put_csv_field(out, (const char *)buf, len, first);
+    yajl_gen_free(g);
+    return rc;
+}
+
+/* The header of an NDJSON file's CSV: every member name, in order of first sight. */
+struct columns {
+    struct agg_buf names; /* each followed by a NUL */
+    size_t n;
+};
+
+#define MAX_COLUMNS 1024
+
+static int add_columns(struct job *j, struct columns *c, yajl_val obj)
+{
+    for (size_t i = 0; i < obj->u.object.len; i++) {
+        const char *k = obj->u.object.keys[i];
+        size_t at = 0, m;
+        bool seen = false;
+
+        for (m = 0; m < c->n && !seen; m++) {
+            seen = strcmp(c->names.data + at, k) == 0;
+            at += strlen(c->names.data + at) + 1;
+        }
+        if (seen)
+            continue;
+        if (c->n == MAX_COLUMNS)
+            return agg_err_set(&j->err, AGG_EINVAL, "more than %d distinct members", MAX_COLUMNS);
+        if (agg_buf_append(&c->names, k, strlen(k) + 1) != AGG_OK)
+            return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
+        c->n++;
+    }
+    return AGG_OK;
+}
+
+/* NDJSON to CSV in two passes: the columns, then the rows. */
+static int convert_ndjson(struct job *j, struct output *o, struct tally *t)
+{
+    struct columns c = {.n = 0};
+    struct agg_buf row;
+    int rc = AGG_OK;
+
+    agg_buf_init(&c.names);
+    agg_buf_init(&row);
+    for (int pass = 0; rc == AGG_OK && pass < 2; pass++) {
+        uint64_t line = 0;
+        size_t len, at = 0;
+
+        if (pass == 1) { /* the header row */
+            for (size_t i = 0, k = 0; rc == AGG_OK && i < c.n; i++) {
+                const char *name = c.names.data + k;
+
+                k += strlen(name) + 1;
+                rc = put_csv_field(&row, name, strlen(name), i == 0);
+            }
+            if (rc == AGG_OK && agg_buf_putc(&row, '\r') == AGG_OK)
+                rc = out_line(j, o, row.data, row.len);
+            o->records = 0;
+        }
+        for (size_t next; rc == AGG_OK && at < j->size; at = next) {
+            yajl_val v = NULL;
+            char why[128];
+
+            next = next_line(j, at, &len);
+            line++;
+            if (stopping(j, line) ||
+                note_progress(j, (uint64_t)pass * j->size + at, 2 * (uint64_t)j->size) != AGG_OK) {
+                rc = j->err.code;
+                break;
+            }
+            if (is_blank(j->data + at, len))
+                continue;
+            rc = agg_json_parse(j->data + at, len, ING_JSON_MAX_EVENT_DEPTH, &v, why, sizeof(why));
+            if (rc == AGG_OK && !YAJL_IS_OBJECT(v)) {
+                rc = AGG_EINVAL;
+                snprintf(why, sizeof(why), "not a JSON object");
+            }
+            if (rc == AGG_EINVAL) {
+                if (pass == 1) {
+                    t->records++;
+                    tally_bad(t, (int64_t)line, why);
+                }
+                rc = AGG_OK;
+            } else if (rc == AGG_OK && pass == 0) {
+                rc = add_columns(j, &c, v);
+            } else if (rc == AGG_OK) {
+                agg_buf_reset(&row);
+                t->records++;
+                t->valid++;
+                for (size_t i = 0, k = 0; rc == AGG_OK && i < c.n; i++) {
+                    const char *path[2] = {c.names.data + k, NULL};
+
+                    k += strlen(path[0]) + 1;
+                    rc = put_csv_cell(&row, yajl_tree_get(v, path, yajl_t_any), i == 0);
+                }
+                if (rc == AGG_OK && agg_buf_putc(&row, '\r') == AGG_OK)
+                    rc = out_line(j, o, row.data, row.len);
+            }
+            yajl_tree_free(v);
+        }
+    }
+    agg_buf_clear(&c.names);
+    agg_buf_clear(&row);
+    if (rc == AGG_ENOMEM)
+        agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
+    return rc;
+}
+
+/* The output's name: the source's with its extension replaced by the target's. */
 static void output_name(const struct job *j, char *out, size_t size)
 {
     const char *dot = strrchr(j->filename, '.');
@@ -750,7 +899,7 @@ static void output_name(const struct job *j, char *out, size_t size)
 
     if (stem > 240)
         stem = 240;
-    snprintf(out, size, "%.*s.ndjson", stem, j->filename);
+    snprintf(out, size, "%.*s.%s", stem, j->filename, j->target);
 }
 
 static int run_conversion(struct job *j, struct agg_buf *result, char *output_id)
@@ -760,7 +909,7 @@ static int run_conversion(struct job *j, struct agg_buf *result, char *output_id
         "INSERT INTO file_uploads (id, filename, file_path, file_type, file_size, mime_type,"
         " file_hash, status, upload_progress, total_chunks, uploaded_chunks, is_temporary,"
         " expires_at, owner_id, pipeline_id)"
-        " SELECT $1, $2, $3, 'ndjson', $4, 'application/x-ndjson', $5, 'uploaded', 100, 1, 1,"
+        " SELECT $1, $2, $3, $7, $4, $8, $5, 'uploaded', 100, 1, 1,"
         " is_temporary, expires_at, owner_id, pipeline_id FROM file_uploads WHERE id = $6";
     struct output o = {.fd = -1};
     struct tally t = {0};
@@ -783,7 +932,12 @@ static int run_conversion(struct job *j, struct agg_buf *result, char *output_id
         return AGG_EINVAL;
     agg_buf_init(&o.buf);
     crypto_hash_sha256_init(&o.sha);
-    rc = strcmp(j->format, "csv") == 0 ? convert_csv(j, &o, &t) : convert_json(j, &o, &t);
+    if (strcmp(j->format, "csv") == 0)
+        rc = convert_csv(j, &o, &t);
+    else if (strcmp(j->format, "json") == 0)
+        rc = convert_json(j, &o, &t);
+    else
+        rc = convert_ndjson(j, &o, &t);
     if (rc == AGG_OK)
         rc = out_flush(j, &o);
     if (rc == AGG_OK) {
@@ -802,7 +956,15 @@ static int run_conversion(struct job *j, struct agg_buf *result, char *output_id
     snprintf(size, sizeof(size), "%" PRIu64, o.bytes);
     output_name(j, filename, sizeof(filename));
     {
-        const char *p[6] = {output_id, filename, name, size, hash, j->file_id};
+        bool csv = strcmp(j->target, "csv") == 0;
+        const char *p[8] = {output_id,
+                            filename,
+                            name,
+                            size,
+                            hash,
+                            j->file_id,
+                            csv ? "csv" : "ndjson",
+                            csv ? "text/csv" : "application/x-ndjson"};
 
         if (tally_json(j, &t, result) != AGG_OK)
             return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
@@ -813,7 +975,7 @@ static int run_conversion(struct job *j, struct agg_buf *result, char *output_id
                            ",\"target\":\"%s\",\"written\":%" PRIu64 ",\"output_file_id\":%s}",
                            j->target, o.records, output_id) != AGG_OK)
             return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-        rc = finish(j, "completed", NULL, result->data, insert_sql, 6, p, output_id);
+        rc = finish(j, "completed", NULL, result->data, insert_sql, 8, p, output_id);
         j->finished = rc == AGG_OK;
         return rc;
     }

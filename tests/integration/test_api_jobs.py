@@ -245,6 +245,27 @@ class Jobs(unittest.TestCase):
         with open(os.path.join(self.dir, f"{job['output_file_id']}.data"), "rb") as f:
             self.assertEqual(f.read(), b'{"a":[1,{"b":null}]}\n{"c":"d"}\n')
 
+    def test_ndjson_converts_to_csv(self):
+        env = self.env
+        data = ('{"a": 1, "b": "x,y"}\n{"b": "q\\"r", "c": {"d": [1]}}\nnope\n\n'
+                '{"a": null, "c": true}\n')
+        fid = self.new_file("events.ndjson", data)
+        job = self.run_job(fid, "conversion")
+        self.assertEqual(job["status"], "completed", job)
+        res = job["result_data"]
+        self.assertEqual((res["options"]["target"], res["records"], res["written"],
+                          res["invalid"], res["errors"][0]["line"]), ("csv", 4, 3, 1, 3))
+        out = job["output_file_id"]
+        with open(os.path.join(self.dir, f"{out}.data"), "rb") as f:
+            body = f.read()
+        self.assertEqual(body, b'a,b,c\r\n1,"x,y",\r\n,"q""r","{""d"":[1]}"\r\n,,true\r\n')
+        self.assertEqual(env.db.sql("SELECT filename || ' ' || file_type || ' ' || mime_type ||"
+                                    f" ' ' || file_hash FROM file_uploads WHERE id = {out}"),
+                         f"events.csv csv text/csv {hashlib.sha256(body).hexdigest()}")
+        # and back: the CSV validates, with as many rows
+        res = self.run_job(out, "validation")["result_data"]
+        self.assertEqual((res["format"], res["records"], res["invalid"]), ("csv", 3, 0))
+
     # ---- extraction ----
 
     def count_rows(self, tag):
