@@ -67,6 +67,7 @@ struct agg_filejobs {
     struct st_pool *pool;
     char *dir;
     int64_t accept_past_months;
+    size_t max_event_bytes; /* longer events are rejected, their raw bytes cut there */
     struct agg_tz *zone;
     struct ing_json *json;
     struct st_writer_direct *direct;
@@ -1105,6 +1106,8 @@ static void add_reject(struct extract *x, const char *why, const char *raw, size
         x->index++;
         return;
     }
+    if (len > x->j->f->max_event_bytes)
+        len = x->j->f->max_event_bytes; /* as the JSON decoder keeps its rejects */
     x->rc = make_room(x, false);
     if (x->rc == AGG_OK && (st_batch_add_reject(x->b, AGG_TRANSPORT_HTTP, x->peer, x->now_us, why,
                                                 raw, len) != AGG_OK ||
@@ -1129,6 +1132,11 @@ static int extract_syslog(struct extract *x, const char *p, size_t len)
 
     agg_buf_reset(&f->scratch);
     agg_record_init(&rec);
+    if (len > f->max_event_bytes) {
+        snprintf(err.msg, sizeof(err.msg), "message longer than %zu bytes", f->max_event_bytes);
+        add_reject(x, err.msg, p, len);
+        return x->rc;
+    }
     if (ing_syslog_parse(p, len, x->now_us, f->zone, &msg, &err) != AGG_OK ||
         ing_syslog_to_record(&msg, &f->scratch, &rec, &err) != AGG_OK) {
         if (err.code == AGG_ENOMEM)
@@ -1371,6 +1379,7 @@ struct agg_filejobs *agg_filejobs_new(struct event_base *base, struct st_pool *p
     }
     f->pool = pool;
     f->accept_past_months = opts->accept_past_months;
+    f->max_event_bytes = (size_t)opts->max_event_bytes;
     ing_csv_init(&f->csv);
     agg_buf_init(&f->line);
     agg_buf_init(&f->scratch);

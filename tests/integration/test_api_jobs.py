@@ -360,11 +360,15 @@ class Jobs(unittest.TestCase):
         env = self.env
         csv = ("level,message,logger_name,duration_ms,uid\n"
                "ERROR,disk full,bulk-csv,12,1\nINFO,\"multi\nline\",bulk-csv,,2\n"
-               "INFO,short row\n")
+               "INFO,short row\nERROR,\"never closed,bulk-csv,1,3\n")
         fid = self.new_file("rows.csv", csv)
         job = self.run_job(fid, "extraction")
         self.assertEqual((job["result_data"]["imported"], job["result_data"]["rejected"]),
-                         (2, 1), job)
+                         (2, 2), job)
+        self.assertEqual(job["result_data"]["lines"], 6)
+        self.assertIn("never closed", env.db.sql(
+            "SELECT string_agg(error, ' | ') FROM ingest_rejects WHERE peer ="
+            f" 'file {fid} job {job['id']}'"))
         got = env.db.sql("SELECT string_agg(level || ':' || message || ':' ||"
                          " coalesce(duration_ms::text, '-'), ',' ORDER BY message)"
                          " FROM system_logs WHERE logger_name = 'bulk-csv'")
