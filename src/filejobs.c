@@ -316,7 +316,8 @@ static bool is_json_number(const char *s, size_t len)
 {
     char *end;
 
-    if (len == 0 || len > 40 || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
+    if (len == 0 || len > 40 || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) ||
+        strspn(s, "0123456789+-.eE") < len) /* strtod also reads hex, inf and nan */
         return false;
     strtod(s, &end);
     return end == s + len;
