@@ -910,9 +910,9 @@ static int run_conversion(struct job *j, struct agg_buf *result, char *output_id
     static const char insert_sql[] =
         "INSERT INTO file_uploads (id, filename, file_path, file_type, file_size, mime_type,"
         " file_hash, status, upload_progress, total_chunks, uploaded_chunks, is_temporary,"
-        " expires_at, owner_id, pipeline_id)"
+        " expires_at, owner_id)"
         " SELECT $1, $2, $3, $7, $4, $8, $5, 'uploaded', 100, 1, 1,"
-        " is_temporary, expires_at, owner_id, pipeline_id FROM file_uploads WHERE id = $6";
+        " is_temporary, expires_at, owner_id FROM file_uploads WHERE id = $6";
     struct output o = {.fd = -1};
     struct tally t = {0};
     unsigned char digest[crypto_hash_sha256_BYTES];

@@ -13,6 +13,8 @@
  *        name none, and those ranges are bisected. Before a COPY into a month the
  *        thread notes it in partition_activity (once a minute per month, its own
  *        transaction): maintenance never archives a month still being written.
+ *        Direct writes (file imports) run the same code on their caller's thread and
+ *        connection, with a hook in every transaction for the caller's checkpoint.
  */
 #include "store/writer.h"
 
