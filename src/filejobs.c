@@ -42,6 +42,7 @@
 #include "ingest/csv.h"
 #include "ingest/json.h"
 #include "ingest/syslog.h"
+#include "src/listen.h"
 #include "store/batch.h"
 #include "store/db.h"
 #include "store/pipeline.h"
@@ -74,6 +75,7 @@ struct agg_filejobs {
     struct ing_csv csv;
     struct agg_buf line;    /* a CSV row as JSON */
     struct agg_buf scratch; /* syslog mapping */
+    struct agg_buf merged;  /* syslog: extra_data of a JSON MSG and the syslog fields */
     struct agg_log_limit trouble;
 };
 
@@ -1123,29 +1125,19 @@ static void x_reject(void *arg, size_t index, const char *why, const char *raw, 
     add_reject(arg, why, raw, len);
 }
 
-/* One syslog line: mapped as the syslog listeners map it, or rejected. */
-static int extract_syslog(struct extract *x, const char *p, size_t len)
+/* One syslog line: mapped as the syslog listeners map it (src/listen.h), or rejected. */
+static int extract_syslog(struct extract *x, const struct agg_sink *sink, const char *p, size_t len)
 {
     struct agg_filejobs *f = x->j->f;
-    struct ing_syslog_msg msg;
-    struct agg_record rec;
-    struct agg_err err = {0};
+    char why[64];
 
-    agg_buf_reset(&f->scratch);
-    agg_record_init(&rec);
     if (len > f->max_event_bytes) {
-        snprintf(err.msg, sizeof(err.msg), "message longer than %zu bytes", f->max_event_bytes);
-        add_reject(x, err.msg, p, len);
+        snprintf(why, sizeof(why), "message longer than %zu bytes", f->max_event_bytes);
+        add_reject(x, why, p, len);
         return x->rc;
     }
-    if (ing_syslog_parse(p, len, x->now_us, f->zone, &msg, &err) != AGG_OK ||
-        ing_syslog_to_record(&msg, &f->scratch, &rec, &err) != AGG_OK) {
-        if (err.code == AGG_ENOMEM)
-            return agg_err_set(&x->j->err, AGG_ENOMEM, "out of memory");
-        add_reject(x, err.msg, p, len);
-        return x->rc;
-    }
-    return x_emit(x, &rec);
+    return agg_listen_syslog_decode(f->json, f->zone, &f->scratch, &f->merged, p, len, x->now_us,
+                                    sink);
 }
 
 static int extract_lines(struct extract *x, const struct agg_sink *sink)
@@ -1169,7 +1161,7 @@ static int extract_lines(struct extract *x, const struct agg_sink *sink)
         x->next = next;
         x->now_us = agg_time_now_us();
         if (syslog) {
-            rc = extract_syslog(x, j->data + at, len);
+            rc = extract_syslog(x, sink, j->data + at, len);
         } else {
             rc = ing_json_decode_line(j->f->json, j->data + at, len, (size_t)x->line, sink, &err);
             rc = rc == AGG_EINVAL ? AGG_OK : rc; /* rejected: in the batch */
@@ -1384,6 +1376,7 @@ struct agg_filejobs *agg_filejobs_new(struct event_base *base, struct st_pool *p
     ing_csv_init(&f->csv);
     agg_buf_init(&f->line);
     agg_buf_init(&f->scratch);
+    agg_buf_init(&f->merged);
     f->dir = agg_strdup(opts->uploads_dir);
     f->json = ing_json_new((size_t)opts->max_event_bytes, err);
     f->direct = st_writer_direct_new();
@@ -1422,6 +1415,7 @@ void agg_filejobs_free(struct agg_filejobs *f)
     ing_csv_clear(&f->csv);
     agg_buf_clear(&f->line);
     agg_buf_clear(&f->scratch);
+    agg_buf_clear(&f->merged);
     free(f->dir);
     free(f);
 }

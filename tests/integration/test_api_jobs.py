@@ -375,14 +375,17 @@ class Jobs(unittest.TestCase):
         self.assertEqual(got, "ERROR:disk full:12,INFO:multi\nline:-")
         # as the syslog listeners do: a line without PRI is a user.notice message
         log = ("<11>1 2026-01-02T03:04:05Z web bulk-syslog 7 - - failed\n"
-               "bulk-syslog: no priority\n")
+               "bulk-syslog: no priority\n"
+               '<14>1 2026-01-02T03:04:05Z web bulk-syslog - - - {"message": "as json",'
+               ' "request_id": "r-17"}\n')
         fid = self.new_file("sys.log", log, file_type="syslog")
         job = self.run_job(fid, "extraction")
         self.assertEqual((job["result_data"]["imported"], job["result_data"]["rejected"]),
-                         (2, 0), job)
-        self.assertEqual(env.db.sql("SELECT string_agg(level || ' ' || message, ',' ORDER BY"
-                                    " level) FROM system_logs WHERE logger_name ="
-                                    " 'bulk-syslog'"), "ERROR failed,INFO no priority")
+                         (3, 0), job)
+        self.assertEqual(env.db.sql("SELECT string_agg(level || ' ' || message || ' ' ||"
+                                    " coalesce(request_id, '-'), ',' ORDER BY message)"
+                                    " FROM system_logs WHERE logger_name = 'bulk-syslog'"),
+                         "INFO as json r-17,ERROR failed -,INFO no priority -")
 
     def test_extraction_of_a_json_array(self):
         fid = self.new_file("events.json", json.dumps(
