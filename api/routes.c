@@ -13,6 +13,7 @@
 #include "api/connectors.h"
 #include "api/layouts.h"
 #include "api/files.h"
+#include "api/filejobs.h"
 #include "api/login.h"
 #include "api/logs.h"
 #include "api/mappings.h"
@@ -138,6 +139,9 @@ const struct api_route api_routes[] = {
     {DELETE, "/api/v1/files/{id}", EDITOR, 0, &api_res_files, NULL, api_files_delete_work, NULL, FILES},
     {PUT,    "/api/v1/files/{id}/chunks/{n}", EDITOR, RAW, &api_res_files, NULL, api_files_chunk_work, NULL, FILES},
     {GET,    "/api/v1/files/{id}/content", VIEWER, 0, &api_res_files, api_files_prepare_content, api_files_content_work, api_files_content_done, FILES},
+    {POST,   "/api/v1/files/{id}/jobs", EDITOR, BODY, &api_res_file_jobs, api_filejobs_prepare_create, api_filejobs_create_work, NULL, NONE},
+    {GET,    "/api/v1/files/{id}/jobs", VIEWER, 0, &api_res_file_jobs, api_res_prepare_list, api_filejobs_list_work, NULL, NONE},
+    {GET,    "/api/v1/jobs/{id}", VIEWER, 0, READ(api_res_jobs)},
 
     {GET,    "/api/v1/logs", VIEWER, 0, NULL, api_logs_prepare, api_logs_work, NULL, NONE},
     {GET,    "/api/v1/logs/tail", VIEWER, 0, NULL, api_tail_prepare, NULL, NULL, TAIL},

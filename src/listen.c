@@ -187,12 +187,9 @@ static void json_reject(void *arg, size_t index, const char *why, const char *ra
         c->rc = AGG_EFULL;
 }
 
-/* One syslog message (a TCP frame or a datagram) into the pipeline; a MSG that is a
- * JSON object is decoded as JSON ingest would, over the syslog fields (the text is
- * kept when it is not valid JSON). AGG_EFULL when the pipeline could not take it (out
- * of memory): the caller keeps the bytes. */
-static int take_syslog(struct agg_listener *l, const char *p, size_t n, const char *peer,
-                       int64_t now_us)
+int agg_listen_syslog_decode(struct ing_json *json, const struct agg_tz *zone,
+                             struct agg_buf *scratch, struct agg_buf *merged, const char *p,
+                             size_t n, int64_t now_us, const struct agg_sink *sink)
 {
     struct ing_syslog_msg msg;
     struct agg_record rec;
@@ -200,25 +197,34 @@ static int take_syslog(struct agg_listener *l, const char *p, size_t n, const ch
     struct agg_err err = {0};
     int rc;
 
-    agg_buf_reset(&l->scratch);
+    agg_buf_reset(scratch);
     agg_record_init(&rec);
-    if (ing_syslog_parse(p, n, now_us, l->zone, &msg, &err) != AGG_OK ||
-        ing_syslog_to_record(&msg, &l->scratch, &rec, &err) != AGG_OK)
-        return st_pipeline_reject(l->pipeline, l->transport, peer, now_us, err.msg, p, n) ==
-                       AGG_OK
-                   ? AGG_OK
-                   : AGG_EFULL;
+    if (ing_syslog_parse(p, n, now_us, zone, &msg, &err) != AGG_OK ||
+        ing_syslog_to_record(&msg, scratch, &rec, &err) != AGG_OK) {
+        sink->reject(sink->arg, 0, err.msg, p, n);
+        return AGG_OK;
+    }
     if (ing_syslog_json_msg(rec.str[AGG_F_MESSAGE], &obj)) {
-        struct json_ctx ctx = {l, peer, now_us, AGG_OK};
-        struct agg_sink sink = {json_emit, NULL, &ctx};
+        struct agg_sink emit_only = {sink->emit, NULL, sink->arg};
 
-        rc = ing_json_decode_over(l->json, obj.p, obj.len, &rec, &l->merged, &sink, &err);
-        if (rc == AGG_OK || ctx.rc != AGG_OK)
-            return ctx.rc == AGG_OK ? AGG_OK : AGG_EFULL;
+        rc = ing_json_decode_over(json, obj.p, obj.len, &rec, merged, &emit_only, &err);
+        if (rc != AGG_EINVAL && rc != AGG_ENOMEM)
+            return rc; /* emitted, or what emit said */
         /* not a JSON object after all, or out of memory: the text as it is */
     }
-    rc = st_pipeline_add(l->pipeline, &rec, l->transport, peer, now_us);
-    return rc == AGG_OK ? AGG_OK : AGG_EFULL;
+    return sink->emit(sink->arg, &rec);
+}
+
+/* One syslog message (a TCP frame or a datagram) into the pipeline. AGG_EFULL when the
+ * pipeline could not take it (out of memory): the caller keeps the bytes. */
+static int take_syslog(struct agg_listener *l, const char *p, size_t n, const char *peer,
+                       int64_t now_us)
+{
+    struct json_ctx ctx = {l, peer, now_us, AGG_OK};
+    struct agg_sink sink = {json_emit, json_reject, &ctx};
+
+    agg_listen_syslog_decode(l->json, l->zone, &l->scratch, &l->merged, p, n, now_us, &sink);
+    return ctx.rc == AGG_OK ? AGG_OK : AGG_EFULL;
 }
 
 static int take_json_line(struct conn *c, const char *p, size_t n)

@@ -17,6 +17,8 @@
 
 struct addrinfo; /* <netdb.h> */
 
+#include "core/buf.h"
+#include "core/record.h"
 #include "store/pipeline.h"
 #include "core/metrics.h"
 #include "core/tls.h"
@@ -29,6 +31,20 @@ enum agg_listen_kind {
 };
 
 struct agg_listener;
+struct agg_tz;   /* core/tz.h */
+struct ing_json; /* ingest/json.h */
+
+/* Decodes one syslog message <p>[<n>] received at <now_us> as the syslog listeners do:
+ * parsed (RFC 5424 or 3164, whose times without offset are in <zone>; NULL: UTC) and
+ * mapped (ingest/syslog.h); a MSG carrying a JSON object is decoded over the syslog
+ * fields by <json>, its text kept when it is not one. The record goes to sink->emit; a
+ * message that does not parse goes to sink->reject (index 0) with the reason and
+ * <p>[<n>]. <scratch> and <merged> are the caller's buffers, which the record may point
+ * into until the next call. Returns what emit returned (AGG_OK when rejected). Any
+ * thread that owns <json> and the buffers. */
+int agg_listen_syslog_decode(struct ing_json *json, const struct agg_tz *zone,
+                             struct agg_buf *scratch, struct agg_buf *merged, const char *p,
+                             size_t n, int64_t now_us, const struct agg_sink *sink);
 
 /* What a listener reads of the configuration; src/server.c fills it. */
 struct agg_listener_opts {

@@ -36,6 +36,7 @@
 #include "core/version.h"
 #include "api/api.h"
 #include "api/session.h"
+#include "src/filejobs.h"
 #include "src/http_ingest.h"
 #include "src/listen.h"
 #include "store/pipeline.h"
@@ -72,6 +73,7 @@ struct server {
     struct api *api;
     struct rl_engine *engine;
     struct st_maint *maint; /* partition maintenance on a timer */
+    struct agg_filejobs *filejobs; /* file processing jobs, on their own thread */
     struct event *sig_term, *sig_int, *sig_hup;
     _Atomic int64_t *db_up;
     _Atomic int64_t *schema_version;
@@ -533,6 +535,12 @@ static int start_ingest(struct server *s, struct agg_err *err)
         .writer = cfg->writer,
         .accept_past_months = cfg->partitions.accept_past_months,
     };
+    const struct agg_filejobs_opts filejobs_opts = {
+        .uploads_dir = cfg->uploads.dir,
+        .accept_past_months = cfg->partitions.accept_past_months,
+        .max_event_bytes = cfg->ingest.max_message_bytes,
+        .syslog_3164_timezone = cfg->listen.syslog_3164_timezone,
+    };
     const struct rl_engine_opts engine_opts = {
         .database_url = cfg->database.url,
         .eval_interval_ms = cfg->alerts.eval_interval_ms,
@@ -580,6 +588,9 @@ static int start_ingest(struct server *s, struct agg_err *err)
     s->engine = rl_engine_new(s->base, &engine_opts, s->pool, s->pipeline, s->metrics, err);
     if (s->engine == NULL)
         return AGG_ERR;
+    s->filejobs = agg_filejobs_new(s->base, s->pool, &filejobs_opts, err);
+    if (s->filejobs == NULL)
+        return AGG_ERR;
     if (prepare_listeners(s, err) != AGG_OK)
         return AGG_EINVAL;
     st_pipeline_replay(s->pipeline, start_listeners, s);
@@ -597,6 +608,8 @@ static void stop_ingest(struct server *s)
         agg_listener_free(s->listeners[i]); /* delivers what connections had read */
         s->listeners[i] = NULL;
     }
+    agg_filejobs_free(s->filejobs); /* a job in progress resumes at the next start */
+    s->filejobs = NULL;
     api_free(s->api); /* before the pipeline it taps and the sessions it uses */
     s->api = NULL;
     agg_http_ingest_stop(s->ingest_http); /* answers requests still waiting for room */

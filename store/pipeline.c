@@ -333,13 +333,30 @@ static void on_batch_done(void *arg, struct st_batch *b)
     drain_if_free(p);
 }
 
+int64_t st_pipeline_window_low(int64_t now_us, int64_t accept_past_months)
+{
+    return agg_time_month_start_us(agg_time_month_of_us(now_us) - (int)accept_past_months);
+}
+
+int64_t st_pipeline_stamp(int64_t created_us, int64_t received_us, int64_t window_low_us,
+                          int64_t *original_us)
+{
+    *original_us = AGG_TIME_NONE;
+    if (created_us == AGG_TIME_NONE)
+        return received_us;
+    if (created_us < window_low_us || created_us > received_us + 86400 * AGG_US_PER_SEC) {
+        *original_us = created_us;
+        return received_us;
+    }
+    return created_us;
+}
+
 static int64_t window_low(struct st_pipeline *p, int64_t now_us)
 {
     int64_t sec = now_us / AGG_US_PER_SEC;
 
     if (sec != p->window_sec) {
-        p->window_lo_us =
-            agg_time_month_start_us(agg_time_month_of_us(now_us) - (int)p->accept_past_months);
+        p->window_lo_us = st_pipeline_window_low(now_us, p->accept_past_months);
         p->window_sec = sec;
     }
     return p->window_lo_us;
@@ -419,16 +436,11 @@ static void after_add(struct st_pipeline *p)
 int st_pipeline_add(struct st_pipeline *p, const struct agg_record *rec,
                      enum agg_transport transport, const char *peer, int64_t received_us)
 {
-    int64_t created = rec->created_us, original = AGG_TIME_NONE;
+    int64_t original, created;
     int rc;
 
-    if (created == AGG_TIME_NONE) {
-        created = received_us;
-    } else if (created < window_low(p, received_us) ||
-               created > received_us + 86400 * AGG_US_PER_SEC) {
-        original = created;
-        created = received_us;
-    }
+    created = st_pipeline_stamp(rec->created_us, received_us, window_low(p, received_us),
+                                &original);
     if (open_batch(p, received_us) != AGG_OK ||
         st_batch_add(p->open, rec, created, original, transport, peer, received_us,
                      &p->scratch) != AGG_OK)

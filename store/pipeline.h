@@ -56,6 +56,17 @@ struct st_pipeline *st_pipeline_new(struct event_base *base, const struct st_pip
                                       struct agg_metrics *metrics, struct agg_err *err);
 void st_pipeline_free(struct st_pipeline *p);
 
+/* DESIGN.md "Timestamps" for every way events come in: the created_at of an event
+ * stamped <created_us> (AGG_TIME_NONE: none) received at <received_us>, given the
+ * window's low end <window_low_us> (st_pipeline_window_low): the receive time when it
+ * has none or falls outside [window low, received + 1 day], the original then in
+ * *<original_us> (else AGG_TIME_NONE). Pure. */
+int64_t st_pipeline_stamp(int64_t created_us, int64_t received_us, int64_t window_low_us,
+                          int64_t *original_us);
+
+/* The first instant of the month <accept_past_months> before the month of <now_us>. */
+int64_t st_pipeline_window_low(int64_t now_us, int64_t accept_past_months);
+
 /* Adds one record received over <transport> from <peer> (may be NULL) at
  * <received_us>, and spools it. AGG_EFULL when the spool cannot take it (full, or
  * the disk failed), AGG_ENOMEM: the event was not taken. */

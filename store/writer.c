@@ -13,6 +13,8 @@
  *        name none, and those ranges are bisected. Before a COPY into a month the
  *        thread notes it in partition_activity (once a minute per month, its own
  *        transaction): maintenance never archives a month still being written.
+ *        Direct writes (file imports) run the same code on their caller's thread and
+ *        connection, with a hook in every transaction for the caller's checkpoint.
  */
 #include "store/writer.h"
 
@@ -103,6 +105,8 @@ struct thread {
     size_t cap_ids;
     struct agg_buf idtext;  /* the same as a PostgreSQL array literal */
     struct agg_buf rewrite; /* rows rebuilt without an unknown user_id */
+    st_writer_commit_fn commit; /* direct writes: saves the caller's checkpoint */
+    void *commit_arg;
 };
 
 /* The <attempt>th backoff pause in ms, with jitter. */
@@ -203,6 +207,17 @@ out:
     agg_buf_clear(&starts);
     agg_buf_clear(&ends);
     return out;
+}
+
+/* Inside the open transaction: tells a direct writer's caller what it settles. */
+static enum outcome settled(struct thread *t, uint64_t to, size_t rows, size_t rejects)
+{
+    struct agg_err err = {0};
+
+    if (t->commit == NULL || t->commit(t->commit_arg, t->conn, to, rows, rejects, &err) == AGG_OK)
+        return OUT_OK;
+    snprintf(t->why, sizeof(t->why), "%s", err.msg);
+    return OUT_TRANSIENT;
 }
 
 static enum outcome exec_simple(struct thread *t, const char *sql)
@@ -397,6 +412,8 @@ static enum outcome copy_rows(struct thread *t, struct st_batch *b, size_t lo, s
             free(pos);
         }
     }
+    if (out == OUT_OK)
+        out = settled(t, b->rows[hi - 1].next, hi - lo, 0);
     return end_transaction(t, out);
 }
 
@@ -433,7 +450,7 @@ static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, siz
             out = classify(t, res);
         PQclear(res);
     }
-    if (out == OUT_OK)
+    if (out == OUT_OK && t->w->h_copy != NULL) /* NULL: a direct writer's */
         agg_histogram_observe(t->w->h_copy, (double)(agg_time_mono_us() - started) / 1e6);
     return out;
 }
@@ -466,6 +483,8 @@ static enum outcome store_reject(struct thread *t, const struct st_batch *b, uin
     PQclear(res);
     if (out == OUT_OK)
         out = checkpoint(t, b, &pos, &next, 1, 0);
+    if (out == OUT_OK)
+        out = settled(t, next, 0, 1);
     return end_transaction(t, out);
 }
 
@@ -841,4 +860,55 @@ void st_writer_free(struct st_writer *w)
         return;
     agg_workq_free(w->q);
     free(w);
+}
+
+/* ---- direct writes: one caller's thread and connection, its checkpoint in every
+ * transaction ---- */
+
+struct st_writer_direct {
+    struct st_writer w;             /* what a thread reads of its writer: counters */
+    _Atomic int64_t unknown_users;  /* w.m_user_unknown */
+    struct thread *t;
+};
+
+struct st_writer_direct *st_writer_direct_new(void)
+{
+    struct st_writer_direct *d = agg_calloc(1, sizeof(*d));
+
+    if (d == NULL)
+        return NULL;
+    d->w.m_user_unknown = &d->unknown_users;
+    d->t = thread_init(&d->w);
+    if (d->t == NULL) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void st_writer_direct_free(struct st_writer_direct *d)
+{
+    if (d == NULL)
+        return;
+    thread_fini(NULL, d->t);
+    free(d);
+}
+
+int st_writer_direct_write(struct st_writer_direct *d, PGconn *conn, struct st_batch *b,
+                           st_writer_commit_fn commit, void *arg, struct agg_err *err)
+{
+    struct thread *t = d->t;
+    bool ok;
+
+    t->conn = conn;
+    t->commit = commit;
+    t->commit_arg = arg;
+    ok = ensure_partitions(t, b) == OUT_OK && write_rows(t, b) == OUT_OK &&
+         store_decode_rejects(t, b) == OUT_OK;
+    t->conn = NULL; /* the caller's */
+    t->commit = NULL;
+    if (!ok)
+        return agg_err_set(err, AGG_EDB, "%s", t->why);
+    b->done = true;
+    return AGG_OK;
 }

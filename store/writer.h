@@ -14,6 +14,9 @@
 #define AGGD_STORE_WRITER_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
 
 #include <event2/event.h>
 
@@ -50,5 +53,30 @@ size_t st_writer_inflight(const struct st_writer *w);
  * landed come back with done = false. Loop thread; runs the done callbacks. */
 void st_writer_stop(struct st_writer *w);
 void st_writer_free(struct st_writer *w);
+
+/* Direct writes: a caller with its own thread and connection (file imports) writes a
+ * batch the way writer threads do (partitions made on demand, poison rows isolated into
+ * ingest_rejects, unknown user ids unlinked), synchronously. Inside every transaction
+ * that settles rows or rejects, before its COMMIT, <commit> gets <arg>, the connection,
+ * the spool position <to> where the last settled item ends (st_batch_place_last), and
+ * how many rows it committed and how many items it stored in ingest_rejects; anything
+ * but AGG_OK (with <err>) rolls that transaction back. Rows are settled left to
+ * right, then decode rejects in order: a caller that wants every transaction to settle
+ * a prefix of its input puts rejects only after the rows of a batch. */
+typedef int (*st_writer_commit_fn)(void *arg, PGconn *conn, uint64_t to, size_t rows,
+                                   size_t rejects, struct agg_err *err);
+
+struct st_writer_direct;
+
+/* Caller owns the result: st_writer_direct_free(). NULL when out of memory. */
+struct st_writer_direct *st_writer_direct_new(void);
+void st_writer_direct_free(struct st_writer_direct *d);
+
+/* Writes <b> (no spool stream) on <conn> (borrowed for the call), calling <commit> in
+ * each transaction. AGG_OK when every row and reject is settled (b->done); AGG_EDB +
+ * <err> when the database failed: what committed stays committed (b->progress says
+ * how far), the caller decides whether to retry. */
+int st_writer_direct_write(struct st_writer_direct *d, PGconn *conn, struct st_batch *b,
+                           st_writer_commit_fn commit, void *arg, struct agg_err *err);
 
 #endif

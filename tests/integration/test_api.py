@@ -86,6 +86,14 @@ class Api(unittest.TestCase):
                 env.ok("PUT", f"/api/v1/files/{f}/chunks/0", who="editor", status=200)
             return f
         f_read, f_chunk, f_gone = editor_file(True), editor_file(), editor_file()
+        # ---- jobs ----
+        # a file of the editor's: admins see it too, the viewer does not (404)
+        jobs_file = env.scalar(
+            "INSERT INTO file_uploads (filename, file_path, file_type, file_size, status,"
+            f" owner_id) VALUES ('m.ndjson', 'matrix.data', 'ndjson', 0, 'uploaded',"
+            f" {env.ids['editor']}) RETURNING id")
+        job = env.scalar("INSERT INTO file_processing_jobs (file_id, job_type, status) VALUES"
+                         f" ({jobs_file}, 'validation', 'completed') RETURNING id")
         return [
             ("GET", "/api/v1/users", None, "admin", 200),
             ("POST", "/api/v1/users", {"email": "new-{who}@example.com", "role": "viewer",
@@ -183,6 +191,11 @@ class Api(unittest.TestCase):
             # the editor's empty chunk completes the file; the admin's comes too late
             ("PUT", f"/api/v1/files/{f_chunk}/chunks/0", None, "editor", (200, 409)),
             ("DELETE", f"/api/v1/files/{f_gone}", None, "editor", (204, 404)),
+            # ---- jobs ----
+            ("POST", f"/api/v1/files/{jobs_file}/jobs", {"job_type": "validation"}, "editor",
+             201),
+            ("GET", f"/api/v1/files/{jobs_file}/jobs", None, "viewer", (200, 404)),
+            ("GET", f"/api/v1/jobs/{job}", None, "viewer", (200, 404)),
         ]
 
     def status_of(self, method, path, body, who):
