@@ -106,6 +106,36 @@ class ApiEnv:
             assert 200 <= code < 300, f"{method} {path}: {code} {doc}"
         return doc
 
+    def put_chunk(self, fid, n, data, who="editor", ctype="application/octet-stream"):
+        """(status, parsed JSON or None) of PUT files/<fid>/chunks/<n> with raw <data>
+        (no Content-Type when <ctype> is None)."""
+        hdrs = {"Content-Type": ctype} if ctype else {}
+        conn = http.client.HTTPConnection("127.0.0.1", self.aggd.http_port, timeout=60)
+        try:
+            hdrs["Authorization"] = "Bearer " + self.tokens[who]
+            conn.putrequest("PUT", f"/api/v1/files/{fid}/chunks/{n}", skip_accept_encoding=True)
+            for k, v in hdrs.items():
+                conn.putheader(k, v)
+            conn.putheader("Content-Length", str(len(data)))
+            conn.endheaders(data)
+            resp = conn.getresponse()
+            text = resp.read()
+            return resp.status, json.loads(text) if text else None
+        finally:
+            conn.close()
+
+    def upload(self, data, chunks, who="editor", order=None, **body):
+        """Declares (POST files with <body>) and uploads <data> in <chunks> chunks, in
+        <order> if given; the declared row and the last chunk's (status, doc)."""
+        body.setdefault("filename", "events.ndjson")
+        doc = self.ok("POST", "/api/v1/files",
+                      dict(body, file_size=len(data), total_chunks=chunks), who=who, status=201)
+        size = -(-len(data) // chunks) if data else 0
+        last = None
+        for n in order if order is not None else range(chunks):
+            last = self.put_chunk(doc["id"], n, data[n * size:(n + 1) * size], who=who)
+        return doc, last
+
     def close(self):
         """Stops aggd, which must exit cleanly (sanitizers quiet), and drops the database."""
         try:

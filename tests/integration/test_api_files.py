@@ -7,7 +7,6 @@ temporary files by the maintenance pass.
 import concurrent.futures
 import hashlib
 import http.client
-import json
 import os
 import random
 import shutil
@@ -67,20 +66,7 @@ class Files(unittest.TestCase):
         return doc
 
     def put(self, fid, n, data, who="editor", ctype="application/octet-stream"):
-        hdrs = {"Content-Type": ctype} if ctype else {}
-        conn = http.client.HTTPConnection("127.0.0.1", self.env.aggd.http_port, timeout=60)
-        try:
-            hdrs["Authorization"] = "Bearer " + self.env.tokens[who]
-            conn.putrequest("PUT", f"/api/v1/files/{fid}/chunks/{n}", skip_accept_encoding=True)
-            for k, v in hdrs.items():
-                conn.putheader(k, v)
-            conn.putheader("Content-Length", str(len(data)))
-            conn.endheaders(data)
-            resp = conn.getresponse()
-            text = resp.read()
-            return resp.status, json.loads(text) if text else None
-        finally:
-            conn.close()
+        return self.env.put_chunk(fid, n, data, who=who, ctype=ctype)
 
     def content(self, fid, who="editor", headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.env.aggd.http_port, timeout=60)
@@ -94,13 +80,7 @@ class Files(unittest.TestCase):
             conn.close()
 
     def upload(self, data, chunks, who="editor", order=None, **body):
-        """Declares and uploads <data> in <chunks>; the last chunk's (status, doc)."""
-        doc = self.declare(who=who, file_size=len(data), total_chunks=chunks, **body)
-        size = -(-len(data) // chunks) if data else 0
-        last = None
-        for n in order if order is not None else range(chunks):
-            last = self.put(doc["id"], n, data[n * size:(n + 1) * size], who=who)
-        return doc, last
+        return self.env.upload(data, chunks, who=who, order=order, **body)
 
     def path(self, fid, suffix):
         return os.path.join(self.uploads, f"{fid}{suffix}")

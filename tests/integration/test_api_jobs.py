@@ -34,23 +34,22 @@ class Jobs(unittest.TestCase):
 
     def new_file(self, name, data, owner="editor", status="uploaded", file_type=None,
                  mime=None):
-        """A complete uploaded file as the upload API leaves it: a file_uploads row and
-        its bytes at <uploads.dir>/<id>.data. (Swap for the upload API once it exists.)"""
-        env = self.env
+        """A file of <owner> through the upload API: complete (in chunks of at most
+        8 MiB), or only declared when <status> is "uploading"."""
         if isinstance(data, str):
             data = data.encode()
-        file_type = file_type or name.rsplit(".", 1)[-1]
-        mime_sql = "NULL" if mime is None else f"'{mime}'"
-        fid = env.scalar(
-            "INSERT INTO file_uploads (filename, file_path, file_type, file_size, mime_type,"
-            " file_hash, status, upload_progress, total_chunks, uploaded_chunks, owner_id)"
-            f" VALUES ('{name}', 'pending', '{file_type}', {len(data)}, {mime_sql},"
-            f" '{hashlib.sha256(data).hexdigest()}', '{status}', 100, 1, 1,"
-            f" {env.ids[owner]}) RETURNING id")
-        env.db.sql(f"UPDATE file_uploads SET file_path = '{fid}.data' WHERE id = {fid}")
-        with open(os.path.join(self.dir, f"{fid}.data"), "wb") as f:
-            f.write(data)
-        return fid
+        body = {"filename": name}
+        if file_type is not None:
+            body["file_type"] = file_type
+        if mime is not None:
+            body["mime_type"] = mime
+        if status == "uploading":
+            return self.env.ok("POST", "/api/v1/files", dict(body, file_size=len(data)),
+                               who=owner, status=201)["id"]
+        doc, last = self.env.upload(data, max(1, -(-len(data) // (8 << 20))), who=owner,
+                                    file_hash=hashlib.sha256(data).hexdigest(), **body)
+        assert last[0] == 200 and last[1]["status"] == "uploaded", last
+        return doc["id"]
 
     def new_job(self, fid, job_type, options=None, who="editor"):
         body = {"job_type": job_type}
