@@ -16,6 +16,7 @@
  * Not here: the routes (api/filejobs.c), the decoders (ingest/), the COPY (store/).
  */
 #include "src/filejobs.h"
+#include "src/filejobs_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,73 +29,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sodium.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "core/alloc.h"
-#include "core/file.h"
-#include "core/json.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "core/tz.h"
 #include "core/workq.h"
 #include "ingest/csv.h"
 #include "ingest/json.h"
-#include "ingest/syslog.h"
 #include "src/listen.h"
 #include "store/batch.h"
 #include "store/db.h"
 #include "store/pipeline.h"
 #include "store/writer.h"
 
-#define IDLE_POLL_MS 1000
-#define RETRY_MS     2000
-/* Rows (and rejects) per transaction of an extraction. */
-#define BATCH_ITEMS 2000
-/* How often the stop flag is looked at, in lines. */
-#define STOP_EVERY 1024
-/* First errors kept in a validation's result. */
-#define MAX_ERRORS 10
-/* pg_try_advisory_lock(LOCK_CLASS, job id): "aggd" */
-#define LOCK_CLASS "1634166628"
 /* Column names whose CSV values are numbers, not text. */
 static const char *const numeric_columns[] = {"line_number", "user_id", "duration_ms",
                                               "memory_usage_mb", NULL};
-
-struct agg_filejobs {
-    struct agg_workq *q;
-    struct agg_work item; /* the one work item: the claim loop */
-    struct st_pool *pool;
-    char *dir;
-    int64_t accept_past_months;
-    size_t max_event_bytes; /* longer events are rejected, their raw bytes cut there */
-    struct agg_tz *zone;
-    struct ing_json *json;
-    struct st_writer_direct *direct;
-    struct ing_csv csv;
-    struct agg_buf line;    /* a CSV row as JSON */
-    struct agg_buf scratch; /* syslog mapping */
-    struct agg_buf merged;  /* syslog: extra_data of a JSON MSG and the syslog fields */
-    struct agg_log_limit trouble;
-};
-
-struct job {
-    struct agg_filejobs *f;
-    PGconn *conn;
-    char id[16], file_id[16];
-    char type[16], format[8], target[8];
-    char path[PATH_MAX];
-    char filename[256];
-    const char *data; /* the file, mapped */
-    size_t size;
-    uint64_t offset; /* extraction checkpoint: bytes (elements for JSON) settled */
-    uint64_t lines;  /* ... and lines up to there */
-    int64_t progress_at_us;
-    int progress;
-    bool finished; /* the job's end is already recorded */
-    struct agg_err err;
-};
 
 /* ---- database ---- */
 
@@ -187,7 +140,7 @@ static int load(struct job *j)
 }
 
 /* Sets the job's progress (0..99 while running) at most every 250 ms. */
-static int note_progress(struct job *j, uint64_t done, uint64_t total)
+int fj_note_progress(struct job *j, uint64_t done, uint64_t total)
 {
     static const char sql[] = "UPDATE file_processing_jobs SET progress = $2 WHERE id = $1";
     int pct = total > 0 ? (int)(done * 100 / total) : 0;
@@ -209,7 +162,7 @@ static int note_progress(struct job *j, uint64_t done, uint64_t total)
  * into result_data, the output file <output> (NULL: none) made first by <pre> (NULL:
  * nothing) with parameters <pre_p>[<pre_n>]; the file completed or failed after its
  * last job. */
-static int finish(struct job *j, const char *status, const char *message, const char *result,
+int fj_finish(struct job *j, const char *status, const char *message, const char *result,
                   const char *pre, int pre_n, const char *const *pre_p, const char *output)
 {
     static const char end_sql[] =
@@ -241,7 +194,7 @@ static int finish(struct job *j, const char *status, const char *message, const 
 
 /* ---- reading the file ---- */
 
-static int map_file(struct job *j)
+int fj_map_file(struct job *j)
 {
     struct stat st;
     int fd = open(j->path, O_RDONLY | O_CLOEXEC);
@@ -268,7 +221,7 @@ static int map_file(struct job *j)
     return AGG_OK;
 }
 
-static void unmap_file(struct job *j)
+void fj_unmap_file(struct job *j)
 {
     if (j->size > 0 && j->data != NULL)
         munmap((void *)j->data, j->size);
@@ -277,7 +230,7 @@ static void unmap_file(struct job *j)
 
 /* The line at <at>: its length without the line end (LF, CRLF) into *<len>; returns
  * where the next starts. */
-static size_t next_line(const struct job *j, size_t at, size_t *len)
+size_t fj_next_line(const struct job *j, size_t at, size_t *len)
 {
     const char *lf = memchr(j->data + at, '\n', j->size - at);
     size_t end = lf != NULL ? (size_t)(lf - j->data) : j->size;
@@ -288,7 +241,7 @@ static size_t next_line(const struct job *j, size_t at, size_t *len)
     return lf != NULL ? end + 1 : end;
 }
 
-static bool is_blank(const char *p, size_t len)
+bool fj_is_blank(const char *p, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
@@ -297,7 +250,7 @@ static bool is_blank(const char *p, size_t len)
     return true;
 }
 
-static bool stopping(struct job *j, uint64_t n)
+bool fj_stopping(struct job *j, uint64_t n)
 {
     if (n % STOP_EVERY != 0 || !agg_workq_expired(j->f->q))
         return false;
@@ -327,7 +280,7 @@ static bool is_json_number(const char *s, size_t len)
 
 /* The current CSV record as a JSON object into f->line: header i -> field i. With
  * <typed>, empty fields are left out and the numeric columns are numbers. */
-static int csv_row_json(struct agg_filejobs *f, const struct agg_buf *header, size_t nheader,
+int fj_csv_row_json(struct agg_filejobs *f, const struct agg_buf *header, size_t nheader,
                         bool typed)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
@@ -367,7 +320,7 @@ out:
 
 /* Reads the CSV header at the start of the file into <header> (names, NUL after each):
  * the bytes it took, or 0 with <j>->err set. */
-static size_t csv_header(struct job *j, struct agg_buf *header, size_t *n)
+size_t fj_csv_header(struct job *j, struct agg_buf *header, size_t *n)
 {
     struct agg_filejobs *f = j->f;
     size_t used = 0, len;
@@ -391,598 +344,6 @@ static size_t csv_header(struct job *j, struct agg_buf *header, size_t *n)
     }
     *n = f->csv.nfields;
     return used;
-}
-
-/* ---- validation ---- */
-
-struct tally {
-    uint64_t records, valid, invalid;
-    int nerrors;
-    struct {
-        int64_t at; /* line (or element index for JSON); -1: the whole document */
-        char message[200];
-    } errors[MAX_ERRORS];
-    bool by_index;
-};
-
-static void tally_bad(struct tally *t, int64_t at, const char *message)
-{
-    t->invalid++;
-    if (t->nerrors == MAX_ERRORS)
-        return;
-    t->errors[t->nerrors].at = at;
-    snprintf(t->errors[t->nerrors].message, sizeof(t->errors[0].message), "%s", message);
-    t->nerrors++;
-}
-
-static int count_emit(void *arg, const struct agg_record *rec)
-{
-    struct tally *t = arg;
-
-    (void)rec;
-    t->records++;
-    t->valid++;
-    return AGG_OK;
-}
-
-static void count_reject(void *arg, size_t index, const char *why, const char *raw, size_t len)
-{
-    struct tally *t = arg;
-
-    (void)raw;
-    (void)len;
-    t->records++;
-    tally_bad(t, (int64_t)index, why);
-}
-
-/* The validation's result as JSON text into <out>. */
-static int tally_json(const struct job *j, const struct tally *t, struct agg_buf *out)
-{
-    yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *buf;
-    size_t len;
-    int rc;
-
-    if (g == NULL)
-        return AGG_ENOMEM;
-    yajl_gen_map_open(g);
-    yajl_gen_string(g, (const unsigned char *)"format", 6);
-    yajl_gen_string(g, (const unsigned char *)j->format, strlen(j->format));
-#define KEY(k) yajl_gen_string(g, (const unsigned char *)(k), strlen(k))
-    KEY("records");
-    yajl_gen_integer(g, (long long)t->records);
-    KEY("valid");
-    yajl_gen_integer(g, (long long)t->valid);
-    KEY("invalid");
-    yajl_gen_integer(g, (long long)t->invalid);
-    KEY("well_formed");
-    yajl_gen_bool(g, t->invalid == 0);
-    KEY("errors");
-    yajl_gen_array_open(g);
-    for (int i = 0; i < t->nerrors; i++) {
-        yajl_gen_map_open(g);
-        if (t->errors[i].at >= 0) {
-            KEY(t->by_index ? "index" : "line");
-            yajl_gen_integer(g, (long long)t->errors[i].at);
-        }
-        KEY("message");
-        KEY(t->errors[i].message);
-        yajl_gen_map_close(g);
-    }
-    yajl_gen_array_close(g);
-#undef KEY
-    yajl_gen_map_close(g);
-    rc = yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok ? agg_buf_append(out, buf, len)
-                                                               : AGG_ENOMEM;
-    yajl_gen_free(g);
-    return rc;
-}
-
-static int validate_lines(struct job *j, struct tally *t, bool syslog)
-{
-    struct agg_sink sink = {count_emit, count_reject, t};
-    uint64_t line = 0;
-    size_t len;
-
-    for (size_t at = 0, next; at < j->size; at = next) {
-        struct agg_err err = {0};
-        struct ing_syslog_msg msg;
-
-        next = next_line(j, at, &len);
-        line++;
-        if (stopping(j, line) || note_progress(j, at, j->size) != AGG_OK)
-            return j->err.code;
-        if (is_blank(j->data + at, len))
-            continue;
-        if (!syslog) { /* count_emit and count_reject count it, the line as index */
-            ing_json_decode_line(j->f->json, j->data + at, len, (size_t)line, &sink, &err);
-            continue;
-        }
-        t->records++;
-        /* live ingest takes a line without PRI as RFC 3164 user.notice; a file that
-         * claims to be syslog is not well formed with one */
-        if (ing_syslog_parse(j->data + at, len, agg_time_now_us(), j->f->zone, &msg, &err) !=
-            AGG_OK)
-            tally_bad(t, (int64_t)line, err.msg);
-        else if (msg.pri_assumed)
-            tally_bad(t, (int64_t)line, "no valid PRI: neither RFC 5424 nor RFC 3164");
-        else
-            t->valid++;
-    }
-    return AGG_OK;
-}
-
-static int validate_csv(struct job *j, struct tally *t)
-{
-    struct agg_filejobs *f = j->f;
-    struct agg_buf header;
-    size_t nheader = 0, used;
-    uint64_t line = 1;
-    size_t at;
-
-    agg_buf_init(&header);
-    at = csv_header(j, &header, &nheader);
-    agg_buf_clear(&header);
-    if (at == 0) {
-        if (j->err.code == AGG_ENOMEM)
-            return AGG_ENOMEM;
-        tally_bad(t, 1, j->err.msg);
-        return AGG_OK;
-    }
-    line += f->csv.lines - 1;
-    for (; at < j->size; at += used) {
-        struct agg_err err = {0};
-        int rc;
-
-        line++;
-        if (stopping(j, line) || note_progress(j, at, j->size) != AGG_OK)
-            return j->err.code;
-        rc = ing_csv_read(&f->csv, j->data + at, j->size - at, &used, &err);
-        if (rc == AGG_ENOMEM)
-            return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-        if (rc == AGG_OK && f->csv.nfields == 1 && f->csv.len[0] == 0 &&
-            is_blank(j->data + at, used - (j->data[at + used - 1] == '\n')))
-            continue; /* a blank line */
-        t->records++;
-        if (rc != AGG_OK) {
-            tally_bad(t, (int64_t)line, err.msg);
-        } else if (f->csv.nfields != nheader) {
-            char why[96];
-
-            snprintf(why, sizeof(why), "%zu fields where the header has %zu", f->csv.nfields,
-                     nheader);
-            tally_bad(t, (int64_t)line, why);
-        } else {
-            t->valid++;
-        }
-        if (rc == AGG_OK)
-            line += f->csv.lines - 1;
-    }
-    return AGG_OK;
-}
-
-static int run_validation(struct job *j, struct agg_buf *result)
-{
-    struct tally t = {0};
-    int rc;
-
-    if (strcmp(j->format, "json") == 0) {
-        struct agg_sink sink = {count_emit, count_reject, &t};
-        struct ing_json_stats stats;
-        struct agg_err err = {0};
-
-        t.by_index = true;
-        rc = ing_json_decode_document(j->f->json, j->data, j->size, &sink, &stats, &err);
-        if (rc == AGG_EINVAL) {
-            t.records = 1;
-            tally_bad(&t, -1, err.msg);
-        } else if (rc != AGG_OK) {
-            return agg_err_set(&j->err, rc, "%s", err.msg);
-        }
-    } else if (strcmp(j->format, "csv") == 0) {
-        if ((rc = validate_csv(j, &t)) != AGG_OK)
-            return rc;
-    } else if ((rc = validate_lines(j, &t, strcmp(j->format, "syslog") == 0)) != AGG_OK) {
-        return rc;
-    }
-    return tally_json(j, &t, result) == AGG_OK ? AGG_OK
-                                               : agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-}
-
-/* ---- conversion to NDJSON ---- */
-
-struct output {
-    int fd;
-    char tmp[PATH_MAX + 8];
-    crypto_hash_sha256_state sha;
-    uint64_t bytes, records;
-    struct agg_buf buf;
-};
-
-static int out_flush(struct job *j, struct output *o)
-{
-    crypto_hash_sha256_update(&o->sha, (const unsigned char *)o->buf.data, o->buf.len);
-    o->bytes += o->buf.len;
-    if (agg_file_write_all(o->fd, o->buf.data, o->buf.len, o->tmp, &j->err) != AGG_OK)
-        return AGG_EINVAL;
-    agg_buf_reset(&o->buf);
-    return AGG_OK;
-}
-
-/* One NDJSON line (<p>[<len>] and a LF) to the output. */
-static int out_line(struct job *j, struct output *o, const char *p, size_t len)
-{
-    o->records++;
-    if (agg_buf_append(&o->buf, p, len) != AGG_OK || agg_buf_putc(&o->buf, '\n') != AGG_OK)
-        return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-    return o->buf.len >= 1024 * 1024 ? out_flush(j, o) : AGG_OK;
-}
-
-static int gen_tree(yajl_gen g, yajl_val v)
-{
-    yajl_gen_status st = yajl_gen_status_ok;
-
-    if (YAJL_IS_OBJECT(v)) {
-        st = yajl_gen_map_open(g);
-        for (size_t i = 0; st == yajl_gen_status_ok && i < v->u.object.len; i++) {
-            const char *k = v->u.object.keys[i];
-
-            st = yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-            if (st == yajl_gen_status_ok && gen_tree(g, v->u.object.values[i]) != AGG_OK)
-                return AGG_ENOMEM;
-        }
-        if (st == yajl_gen_status_ok)
-            st = yajl_gen_map_close(g);
-    } else if (YAJL_IS_ARRAY(v)) {
-        st = yajl_gen_array_open(g);
-        for (size_t i = 0; st == yajl_gen_status_ok && i < v->u.array.len; i++) {
-            if (gen_tree(g, v->u.array.values[i]) != AGG_OK)
-                return AGG_ENOMEM;
-        }
-        if (st == yajl_gen_status_ok)
-            st = yajl_gen_array_close(g);
-    } else if (YAJL_IS_STRING(v)) {
-        const char *text = v->u.string;
-
-        st = yajl_gen_string(g, (const unsigned char *)text, strlen(text));
-    } else if (YAJL_IS_NUMBER(v)) {
-        st = yajl_gen_number(g, YAJL_GET_NUMBER(v), strlen(YAJL_GET_NUMBER(v)));
-    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
-        st = yajl_gen_bool(g, YAJL_IS_TRUE(v));
-    } else {
-        st = yajl_gen_null(g);
-    }
-    return st == yajl_gen_status_ok ? AGG_OK : AGG_ENOMEM;
-}
-
-static int convert_json(struct job *j, struct output *o, struct tally *t)
-{
-    yajl_val root = NULL;
-    char why[256];
-    int rc = agg_json_parse(j->data, j->size, 512, &root, why, sizeof(why));
-    size_t n;
-
-    if (rc == AGG_EINVAL)
-        return agg_err_set(&j->err, AGG_EINVAL, "the file is not JSON: %s", why);
-    if (rc != AGG_OK)
-        return agg_err_set(&j->err, rc, "out of memory");
-    if (!YAJL_IS_ARRAY(root) && !YAJL_IS_OBJECT(root)) {
-        yajl_tree_free(root);
-        return agg_err_set(&j->err, AGG_EINVAL, "the document is neither an object nor an array");
-    }
-    n = YAJL_IS_ARRAY(root) ? root->u.array.len : 1;
-    for (size_t i = 0; rc == AGG_OK && i < n; i++) {
-        yajl_val v = YAJL_IS_ARRAY(root) ? root->u.array.values[i] : root;
-        yajl_gen g = yajl_gen_alloc(NULL);
-        const unsigned char *buf;
-        size_t len;
-
-        t->records++;
-        if (g == NULL) {
-            rc = agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-            break;
-        }
-        if (gen_tree(g, v) != AGG_OK || yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
-            rc = agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-        else
-            rc = out_line(j, o, (const char *)buf, len);
-        t->valid += rc == AGG_OK;
-        yajl_gen_free(g);
-    }
-    yajl_tree_free(root);
-    return rc;
-}
-
-static int convert_csv(struct job *j, struct output *o, struct tally *t)
-{
-    struct agg_filejobs *f = j->f;
-    struct agg_buf header;
-    size_t nheader = 0, used, at;
-    uint64_t line = 1;
-    int rc = AGG_OK;
-
-    agg_buf_init(&header);
-    at = csv_header(j, &header, &nheader);
-    if (at == 0) {
-        agg_buf_clear(&header);
-        return j->err.code;
-    }
-    line += f->csv.lines - 1;
-    for (; rc == AGG_OK && at < j->size; at += used) {
-        struct agg_err err = {0};
-
-        line++;
-        if (stopping(j, line) || note_progress(j, at, j->size) != AGG_OK) {
-            rc = j->err.code;
-            break;
-        }
-        rc = ing_csv_read(&f->csv, j->data + at, j->size - at, &used, &err);
-        if (rc == AGG_ENOMEM)
-            break;
-        if (rc == AGG_OK && f->csv.nfields == 1 && f->csv.len[0] == 0) {
-            line += f->csv.lines - 1;
-            continue;
-        }
-        t->records++;
-        if (rc != AGG_OK) {
-            tally_bad(t, (int64_t)line, err.msg);
-            rc = AGG_OK;
-            continue;
-        }
-        if (f->csv.nfields != nheader) {
-            tally_bad(t, (int64_t)line, "the row's field count differs from the header's");
-        } else {
-            t->valid++;
-            rc = csv_row_json(f, &header, nheader, false);
-            if (rc == AGG_OK)
-                rc = out_line(j, o, f->line.data, f->line.len);
-        }
-        line += f->csv.lines - 1;
-    }
-    agg_buf_clear(&header);
-    if (rc == AGG_ENOMEM)
-        agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-    return rc;
-}
-
-/* Appends <p>[<len>] as one CSV field (RFC 4180: quoted when it holds a comma, a
- * quote, CR or LF, quotes doubled), after a comma unless <first>. */
-static int put_csv_field(struct agg_buf *out, const char *p, size_t len, bool first)
-{
-    bool quote = memchr(p, ',', len) != NULL || memchr(p, '"', len) != NULL ||
-                 memchr(p, '\r', len) != NULL || memchr(p, '\n', len) != NULL;
-    int rc = first ? AGG_OK : agg_buf_putc(out, ',');
-
-    if (rc != AGG_OK || !quote)
-        return rc == AGG_OK ? agg_buf_append(out, p, len) : rc;
-    rc = agg_buf_putc(out, '"');
-    for (size_t i = 0; rc == AGG_OK && i < len; i++)
-        rc = p[i] == '"' ? agg_buf_append(out, "\"\"", 2) : agg_buf_putc(out, p[i]);
-    return rc == AGG_OK ? agg_buf_putc(out, '"') : rc;
-}
-
-/* The CSV cell of JSON value <v> (NULL: the member is missing): strings as they are,
- * numbers and booleans as written, null and missing empty, objects and arrays as JSON. */
-static int put_csv_cell(struct agg_buf *out, yajl_val v, bool first)
-{
-    const unsigned char *buf;
-    size_t len;
-    yajl_gen g;
-    int rc;
-
-    if (v == NULL || YAJL_IS_NULL(v))
-        return put_csv_field(out, "", 0, first);
-    if (YAJL_IS_STRING(v))
-        return put_csv_field(out, v->u.string, strlen(v->u.string), first);
-    if (YAJL_IS_NUMBER(v))
-        return put_csv_field(out, YAJL_GET_NUMBER(v), strlen(YAJL_GET_NUMBER(v)), first);
-    if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v))
-        return put_csv_field(out, YAJL_IS_TRUE(v) ? "true" : "false", YAJL_IS_TRUE(v) ? 4 : 5,
-                             first);
-    g = yajl_gen_alloc(NULL);
-    if (g == NULL)
-        return AGG_ENOMEM;
-    rc = gen_tree(g, v);
-    if (rc == AGG_OK && yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
-        rc = AGG_ENOMEM;
-    if (rc == AGG_OK)
-        rc = put_csv_field(out, (const char *)buf, len, first);
-    yajl_gen_free(g);
-    return rc;
-}
-
-/* The header of an NDJSON file's CSV: every member name, in order of first sight. */
-struct columns {
-    struct agg_buf names; /* each followed by a NUL */
-    size_t n;
-};
-
-#define MAX_COLUMNS 1024
-
-static int add_columns(struct job *j, struct columns *c, yajl_val obj)
-{
-    for (size_t i = 0; i < obj->u.object.len; i++) {
-        const char *k = obj->u.object.keys[i];
-        size_t at = 0, m;
-        bool seen = false;
-
-        for (m = 0; m < c->n && !seen; m++) {
-            seen = strcmp(c->names.data + at, k) == 0;
-            at += strlen(c->names.data + at) + 1;
-        }
-        if (seen)
-            continue;
-        if (c->n == MAX_COLUMNS)
-            return agg_err_set(&j->err, AGG_EINVAL, "more than %d distinct members", MAX_COLUMNS);
-        if (agg_buf_append(&c->names, k, strlen(k) + 1) != AGG_OK)
-            return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-        c->n++;
-    }
-    return AGG_OK;
-}
-
-/* NDJSON to CSV in two passes: the columns, then the rows. */
-static int convert_ndjson(struct job *j, struct output *o, struct tally *t)
-{
-    struct columns c = {.n = 0};
-    struct agg_buf row;
-    int rc = AGG_OK;
-
-    agg_buf_init(&c.names);
-    agg_buf_init(&row);
-    for (int pass = 0; rc == AGG_OK && pass < 2; pass++) {
-        uint64_t line = 0;
-        size_t len, at = 0;
-
-        if (pass == 1) { /* the header row */
-            for (size_t i = 0, k = 0; rc == AGG_OK && i < c.n; i++) {
-                const char *name = c.names.data + k;
-
-                k += strlen(name) + 1;
-                rc = put_csv_field(&row, name, strlen(name), i == 0);
-            }
-            if (rc == AGG_OK && agg_buf_putc(&row, '\r') == AGG_OK)
-                rc = out_line(j, o, row.data, row.len);
-            o->records = 0;
-        }
-        for (size_t next; rc == AGG_OK && at < j->size; at = next) {
-            yajl_val v = NULL;
-            char why[128];
-
-            next = next_line(j, at, &len);
-            line++;
-            if (stopping(j, line) ||
-                note_progress(j, (uint64_t)pass * j->size + at, 2 * (uint64_t)j->size) != AGG_OK) {
-                rc = j->err.code;
-                break;
-            }
-            if (is_blank(j->data + at, len))
-                continue;
-            rc = agg_json_parse(j->data + at, len, ING_JSON_MAX_EVENT_DEPTH, &v, why, sizeof(why));
-            if (rc == AGG_OK && !YAJL_IS_OBJECT(v)) {
-                rc = AGG_EINVAL;
-                snprintf(why, sizeof(why), "not a JSON object");
-            }
-            if (rc == AGG_EINVAL) {
-                if (pass == 1) {
-                    t->records++;
-                    tally_bad(t, (int64_t)line, why);
-                }
-                rc = AGG_OK;
-            } else if (rc == AGG_OK && pass == 0) {
-                rc = add_columns(j, &c, v);
-            } else if (rc == AGG_OK) {
-                agg_buf_reset(&row);
-                t->records++;
-                t->valid++;
-                for (size_t i = 0, k = 0; rc == AGG_OK && i < c.n; i++) {
-                    const char *path[2] = {c.names.data + k, NULL};
-
-                    k += strlen(path[0]) + 1;
-                    rc = put_csv_cell(&row, yajl_tree_get(v, path, yajl_t_any), i == 0);
-                }
-                if (rc == AGG_OK && agg_buf_putc(&row, '\r') == AGG_OK)
-                    rc = out_line(j, o, row.data, row.len);
-            }
-            yajl_tree_free(v);
-        }
-    }
-    agg_buf_clear(&c.names);
-    agg_buf_clear(&row);
-    if (rc == AGG_ENOMEM)
-        agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-    return rc;
-}
-
-/* The output's name: the source's with its extension replaced by the target's. */
-static void output_name(const struct job *j, char *out, size_t size)
-{
-    const char *dot = strrchr(j->filename, '.');
-    int stem =
-        dot != NULL && dot != j->filename ? (int)(dot - j->filename) : (int)strlen(j->filename);
-
-    if (stem > 240)
-        stem = 240;
-    snprintf(out, size, "%.*s.%s", stem, j->filename, j->target);
-}
-
-static int run_conversion(struct job *j, struct agg_buf *result, char *output_id)
-{
-    static const char next_id[] = "SELECT nextval(pg_get_serial_sequence('file_uploads', 'id'))";
-    static const char insert_sql[] =
-        "INSERT INTO file_uploads (id, filename, file_path, file_type, file_size, mime_type,"
-        " file_hash, status, upload_progress, total_chunks, uploaded_chunks, is_temporary,"
-        " expires_at, owner_id)"
-        " SELECT $1, $2, $3, $7, $4, $8, $5, 'uploaded', 100, 1, 1,"
-        " is_temporary, expires_at, owner_id FROM file_uploads WHERE id = $6";
-    struct output o = {.fd = -1};
-    struct tally t = {0};
-    unsigned char digest[crypto_hash_sha256_BYTES];
-    char path[PATH_MAX], name[64], hash[crypto_hash_sha256_BYTES * 2 + 1], size[24];
-    char filename[256];
-    PGresult *res;
-    int rc;
-
-    rc = st_db_query(j->conn, next_id, 0, NULL, PGRES_TUPLES_OK, &res, &j->err);
-    if (rc != AGG_OK)
-        return rc;
-    snprintf(output_id, 16, "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    snprintf(name, sizeof(name), "%s.data", output_id);
-    if (snprintf(path, sizeof(path), "%s/%s", j->f->dir, name) >= (int)sizeof(path))
-        return agg_err_set(&j->err, AGG_EINVAL, "uploads.dir is too long");
-    o.fd = agg_file_open_tmp(path, o.tmp, sizeof(o.tmp), &j->err);
-    if (o.fd < 0)
-        return AGG_EINVAL;
-    agg_buf_init(&o.buf);
-    crypto_hash_sha256_init(&o.sha);
-    if (strcmp(j->format, "csv") == 0)
-        rc = convert_csv(j, &o, &t);
-    else if (strcmp(j->format, "json") == 0)
-        rc = convert_json(j, &o, &t);
-    else
-        rc = convert_ndjson(j, &o, &t);
-    if (rc == AGG_OK)
-        rc = out_flush(j, &o);
-    if (rc == AGG_OK) {
-        rc = agg_file_publish(o.fd, o.tmp, path, &j->err);
-        o.fd = -1;
-    }
-    if (o.fd >= 0) {
-        close(o.fd);
-        unlink(o.tmp);
-    }
-    agg_buf_clear(&o.buf);
-    if (rc != AGG_OK)
-        return rc;
-    crypto_hash_sha256_final(&o.sha, digest);
-    sodium_bin2hex(hash, sizeof(hash), digest, sizeof(digest));
-    snprintf(size, sizeof(size), "%" PRIu64, o.bytes);
-    output_name(j, filename, sizeof(filename));
-    {
-        bool csv = strcmp(j->target, "csv") == 0;
-        const char *p[8] = {output_id,
-                            filename,
-                            name,
-                            size,
-                            hash,
-                            j->file_id,
-                            csv ? "csv" : "ndjson",
-                            csv ? "text/csv" : "application/x-ndjson"};
-
-        if (tally_json(j, &t, result) != AGG_OK)
-            return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-        /* the target, records written, and the row in one transaction with the end */
-        if (result->len > 0)
-            result->len--; /* reopen the object */
-        if (agg_buf_printf(result,
-                           ",\"target\":\"%s\",\"written\":%" PRIu64 ",\"output_file_id\":%s}",
-                           j->target, o.records, output_id) != AGG_OK)
-            return agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
-        rc = finish(j, "completed", NULL, result->data, insert_sql, 8, p, output_id);
-        j->finished = rc == AGG_OK;
-        return rc;
-    }
 }
 
 /* ---- extraction ---- */
@@ -1151,11 +512,11 @@ static int extract_lines(struct extract *x, const struct agg_sink *sink)
     for (size_t at = j->offset, next; rc == AGG_OK && at < j->size; at = next) {
         struct agg_err err = {0};
 
-        next = next_line(j, at, &len);
+        next = fj_next_line(j, at, &len);
         x->line++;
-        if (stopping(j, x->line))
+        if (fj_stopping(j, x->line))
             return AGG_EAGAIN;
-        if (is_blank(j->data + at, len))
+        if (fj_is_blank(j->data + at, len))
             continue;
         x->pos = at;
         x->next = next;
@@ -1181,7 +542,7 @@ static int extract_csv(struct extract *x, const struct agg_sink *sink)
     int rc = AGG_OK;
 
     agg_buf_init(&header);
-    at = csv_header(j, &header, &nheader);
+    at = fj_csv_header(j, &header, &nheader);
     if (at == 0) {
         agg_buf_clear(&header);
         return j->err.code;
@@ -1196,7 +557,7 @@ static int extract_csv(struct extract *x, const struct agg_sink *sink)
         struct agg_err err = {0};
         int read;
 
-        if (stopping(j, x->line + 1)) {
+        if (fj_stopping(j, x->line + 1)) {
             rc = AGG_EAGAIN;
             break;
         }
@@ -1213,7 +574,7 @@ static int extract_csv(struct extract *x, const struct agg_sink *sink)
             continue; /* a blank line */
         } else if (f->csv.nfields != nheader) {
             add_reject(x, "the row's field count differs from the header's", j->data + at, used);
-        } else if ((rc = csv_row_json(f, &header, nheader, true)) == AGG_OK) {
+        } else if ((rc = fj_csv_row_json(f, &header, nheader, true)) == AGG_OK) {
             rc = ing_json_decode_line(f->json, f->line.data, f->line.len, (size_t)x->line, sink,
                                       &err);
             rc = rc == AGG_EINVAL ? AGG_OK : rc;
@@ -1283,27 +644,27 @@ static int run_job(struct job *j)
     if (rc == AGG_ENOTFOUND)
         return AGG_OK;
     if (rc == AGG_OK)
-        rc = map_file(j);
+        rc = fj_map_file(j);
     if (rc == AGG_OK) {
         AGG_LOG_INFO("filejobs", "job %s: %s of file %s (%s) from offset %" PRIu64, j->id, j->type,
                      j->file_id, j->format, j->offset);
         if (strcmp(j->type, "validation") == 0)
-            rc = run_validation(j, &result);
+            rc = fj_run_validation(j, &result);
         else if (strcmp(j->type, "conversion") == 0)
-            rc = run_conversion(j, &result, output_id);
+            rc = fj_run_conversion(j, &result, output_id);
         else if (strcmp(j->type, "extraction") == 0)
             rc = run_extraction(j, &result);
         else
             rc = agg_err_set(&j->err, AGG_EINVAL, "unknown job type \"%s\"", j->type);
     }
-    unmap_file(j);
+    fj_unmap_file(j);
     if (rc == AGG_OK && j->finished) {
         /* finished with its output file, in one transaction */
     } else if (rc == AGG_OK) {
-        rc = finish(j, "completed", NULL, result.data, NULL, 0, NULL, NULL);
+        rc = fj_finish(j, "completed", NULL, result.data, NULL, 0, NULL, NULL);
     } else if (rc != AGG_EDB && rc != AGG_EAGAIN) {
         AGG_LOG_WARN("filejobs", "job %s failed: %s", j->id, j->err.msg);
-        rc = finish(j, "failed", j->err.msg, NULL, NULL, 0, NULL, NULL);
+        rc = fj_finish(j, "failed", j->err.msg, NULL, NULL, 0, NULL, NULL);
     }
     if (rc == AGG_OK)
         AGG_LOG_INFO("filejobs", "job %s ended", j->id);
