@@ -323,69 +323,70 @@ static void gen_message(struct rng *r, struct gen_event *e)
     m->len = 0;
     switch (rng_below(r, 16)) {
     case 0:
-        gen_buf_addf(m, "user \"%s\" logged in from %u.%u.%u.%u using password+totp", PICK(r, users),
-                 10u, rng_below(r, 255), rng_below(r, 255), rng_below(r, 255));
+        gen_buf_addf(m, "user \"%s\" logged in from %u.%u.%u.%u using password+totp",
+                     PICK(r, users), 10u, rng_below(r, 255), rng_below(r, 255), rng_below(r, 255));
         break;
     case 1:
         gen_buf_addf(m, "processed batch %u of %u for tenant %s in %u ms", rng_below(r, 500), 500u,
-                 PICK(r, tenants), rng_below(r, 4000));
+                     PICK(r, tenants), rng_below(r, 4000));
         break;
     case 2:
         gen_buf_addf(m, "cache %s for key \"%s:%u\"; loading from upstream", PICK(r, caches), res,
-                 rng_below(r, 1000000));
+                     rng_below(r, 1000000));
         break;
     case 3:
         gen_buf_addf(m, "connection pool stats: %u active, %u idle, %u waiting (max wait %u ms)",
-                 rng_below(r, 40), rng_below(r, 20), rng_below(r, 8), rng_below(r, 900));
+                     rng_below(r, 40), rng_below(r, 20), rng_below(r, 8), rng_below(r, 900));
         break;
     case 4:
         gen_buf_addf(m, "%s /api/v1/%s/%u completed with status %u in %u ms", PICK(r, methods), res,
-                 rng_below(r, 99999), rng_below(r, 10) < 8 ? 200u : 404u, rng_below(r, 2500));
+                     rng_below(r, 99999), rng_below(r, 10) < 8 ? 200u : 404u, rng_below(r, 2500));
         break;
     case 5:
         gen_buf_addf(m, "query on %s took %u ms (rows=%u, plan=%s)", PICK(r, tables),
-                 rng_below(r, 3000), rng_below(r, 50000),
-                 rng_below(r, 2) ? "Index Scan" : "Seq Scan");
+                     rng_below(r, 3000), rng_below(r, 50000),
+                     rng_below(r, 2) ? "Index Scan" : "Seq Scan");
         break;
     case 6:
         gen_buf_addf(m, "scheduled job '%s-%s' started, next run at +%us", PICK(r, tenants), res,
-                 rng_below(r, 3600));
+                     rng_below(r, 3600));
         break;
     case 7:
-        gen_buf_addf(m, "sent notification to %s@example.com (template=%s_v%u)", PICK(r, users), res,
-                 rng_below(r, 5));
+        gen_buf_addf(m, "sent notification to %s@example.com (template=%s_v%u)", PICK(r, users),
+                     res, rng_below(r, 5));
         break;
     case 8:
         gen_buf_addf(m, "retrying upstream call to payments-api after %u ms (attempt %u/5)",
-                 rng_below(r, 2000), 1 + rng_below(r, 5));
+                     rng_below(r, 2000), 1 + rng_below(r, 5));
         break;
     case 9:
         gen_buf_addf(m, "uploaded C:\\exports\\%s\\%s_%u.csv (%u bytes)", PICK(r, tenants), res,
-                 rng_below(r, 9999), rng_below(r, 50000000));
+                     rng_below(r, 9999), rng_below(r, 50000000));
         break;
     case 10:
         gen_buf_addf(m, "pipeline run %u step \"%s\" finished: %u records in, %u out",
-                 rng_below(r, 100000), PICK(r, functions), rng_below(r, 90000),
-                 rng_below(r, 90000));
+                     rng_below(r, 100000), PICK(r, functions), rng_below(r, 90000),
+                     rng_below(r, 90000));
         break;
     case 11:
         gen_buf_addf(m, "token refreshed for session %08x; expires in %u s", (unsigned)rng_next(r),
-                 rng_below(r, 86400));
+                     rng_below(r, 86400));
         break;
     case 12:
         gen_buf_addf(m, "slow request detected:\tpath=/api/v1/%s\tthreshold=500ms", res);
         break;
     case 13:
         gen_buf_addf(m, "GC pause %u.%03u ms, heap %u MB → %u MB", rng_below(r, 200),
-                 rng_below(r, 1000), 200 + rng_below(r, 800), 100 + rng_below(r, 300));
+                     rng_below(r, 1000), 200 + rng_below(r, 800), 100 + rng_below(r, 300));
         break;
     case 14:
-        gen_buf_addf(m, "validation failed for %s: field 'email' must match [^@]+@[^@]+ (got \"%s\")",
-                 res, PICK(r, users));
+        gen_buf_addf(m,
+                     "validation failed for %s: field 'email' must match [^@]+@[^@]+ (got \"%s\")",
+                     res, PICK(r, users));
         break;
     default:
         gen_buf_addf(m, "health check of %s on %s: %s", PICK(r, services), PICK(r, hosts),
-                 rng_below(r, 20) ? "healthy" : "degraded");
+                     rng_below(r, 20) ? "healthy" : "degraded");
         break;
     }
     base = m->len;
@@ -412,15 +413,15 @@ static void gen_stack(struct rng *r, struct gen_event *e)
         gen_buf_addf(s, "%s: %.*s\n", e->exc_type, (int)e->exc_msg.len, e->exc_msg.p);
         while (s->len < target)
             gen_buf_addf(s, "\tat com.example.%s.%s(%s.java:%u)\n", PICK(r, resources),
-                     PICK(r, functions), PICK(r, resources), 1 + rng_below(r, 900));
+                         PICK(r, functions), PICK(r, resources), 1 + rng_below(r, 900));
         gen_buf_addf(s, "\t... %u more", rng_below(r, 40));
     } else {
         e->exc_type = PICK(r, exc_py);
         gen_buf_adds(s, "Traceback (most recent call last):\n");
         while (s->len + 60 < target)
             gen_buf_addf(s, "  File \"/srv/app/%s/%s.py\", line %u, in %s\n    %s\n",
-                     PICK(r, resources), PICK(r, functions), 1 + rng_below(r, 1500),
-                     PICK(r, functions), PICK(r, code_lines));
+                         PICK(r, resources), PICK(r, functions), 1 + rng_below(r, 1500),
+                         PICK(r, functions), PICK(r, code_lines));
         gen_buf_addf(s, "%s: %.*s", e->exc_type, (int)e->exc_msg.len, e->exc_msg.p);
     }
 }
@@ -751,8 +752,7 @@ void gen_enc_otlp(struct gen_buf *b, const struct gen_event *e)
         otlp_str(b, &first, "exception.type", e->exc_type);
         otlp_attr(b, &first, "exception.message", "stringValue", e->exc_msg.p, e->exc_msg.len,
                   true);
-        otlp_attr(b, &first, "exception.stacktrace", "stringValue", e->stack.p, e->stack.len,
-                  true);
+        otlp_attr(b, &first, "exception.stacktrace", "stringValue", e->stack.p, e->stack.len, true);
     }
     if (e->has_extra) {
         otlp_str(b, &first, "env", e->env);

@@ -204,8 +204,8 @@ static void copy_int(struct gen_buf *b, bool has, uint64_t v)
 }
 
 /* One COPY text row in ST_COPY_COLUMNS order (store/copy.h). */
-static void enc_copy(struct gen_buf *b, struct gen_buf *tmp, const struct gen_event *e, enum shape shape,
-                     struct gen_clock *c)
+static void enc_copy(struct gen_buf *b, struct gen_buf *tmp, const struct gen_event *e,
+                     enum shape shape, struct gen_clock *c)
 {
     gen_buf_adds(b, gen_level_names[e->level]);
     gen_buf_addc(b, '\t');
@@ -476,7 +476,8 @@ static bool parse_long(const char *s, long *out)
 
 /* Reads one response from <fd> into <r>, with <in> holding bytes already read
  * (leftovers stay in it). 0, or -1 with a reason in <why>. */
-static int http_read_response(int fd, struct gen_buf *in, struct http_resp *r, char *why, size_t whylen)
+static int http_read_response(int fd, struct gen_buf *in, struct http_resp *r, char *why,
+                              size_t whylen)
 {
     char *hdr_end = NULL, *line, *eol;
     size_t hdr_len, pos;
@@ -648,9 +649,9 @@ static void *http_worker(void *arg)
         }
         hdr.len = 0;
         gen_buf_addf(&hdr,
-                 "POST /v1/logs HTTP/1.1\r\nHost: %s:%s\r\n"
-                 "Content-Type: application/x-ndjson\r\nContent-Length: %zu\r\n\r\n",
-                 o->host, o->port, body.len);
+                     "POST /v1/logs HTTP/1.1\r\nHost: %s:%s\r\n"
+                     "Content-Type: application/x-ndjson\r\nContent-Length: %zu\r\n\r\n",
+                     o->host, o->port, body.len);
         for (;;) {
             struct iovec iov[2] = {{hdr.p, hdr.len}, {body.p, body.len}};
             char why[200];

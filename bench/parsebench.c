@@ -35,11 +35,11 @@
 #include "store/copy.h"
 #include "store/pipeline.h"
 
-#define AIM_EVENTS_PER_S   400000.0 /* issue 15: per core, RFC 5424 and NDJSON */
-#define MAX_EVENT_BYTES    65536    /* ingest.max_message_bytes' default */
-#define NDJSON_BATCH       1000     /* events per body, as the loadgen's http default */
-#define OTLP_BATCH         100      /* logRecords per OTLP/HTTP JSON document */
-#define COPY_FLUSH_BYTES   (4u << 20) /* the COPY buffer is emptied past this (a batch) */
+#define AIM_EVENTS_PER_S 400000.0   /* issue 15: per core, RFC 5424 and NDJSON */
+#define MAX_EVENT_BYTES  65536      /* ingest.max_message_bytes' default */
+#define NDJSON_BATCH     1000       /* events per body, as the loadgen's http default */
+#define OTLP_BATCH       100        /* logRecords per OTLP/HTTP JSON document */
+#define COPY_FLUSH_BYTES (4u << 20) /* the COPY buffer is emptied past this (a batch) */
 
 enum format {
     FMT_RFC5424 = 0,
@@ -326,13 +326,13 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    printf("parse-only: %" PRIu64 " events per format, seed %" PRIu64
-           ", best of %" PRIu64 " passes, one thread\n\n",
+    printf("parse-only: %" PRIu64 " events per format, seed %" PRIu64 ", best of %" PRIu64
+           " passes, one thread\n\n",
            count, seed, reps);
     printf("%-10s %9s %8s %11s %9s %9s %7s\n", "decoder", "events", "MiB", "events/s", "ns/event",
            "vs 400k", "rejects");
-    printf("%-10s %9s %8s %11s %9s %9s %7s\n", "----------", "---------", "--------",
-           "-----------", "---------", "---------", "-------");
+    printf("%-10s %9s %8s %11s %9s %9s %7s\n", "----------", "---------", "--------", "-----------",
+           "---------", "---------", "-------");
     for (int f = 0; f < FMT_COUNT; f++) {
         struct corpus c;
         struct result r;
@@ -348,8 +348,7 @@ int main(int argc, char **argv)
 
             printf("%-10s %9" PRIu64 " %8.1f %11.0f %9.0f %9.2f %7" PRIu64 "\n", format_names[f],
                    r.rows, (double)r.bytes / 1048576.0, rate,
-                   r.rows ? r.cpu_s * 1e9 / (double)r.rows : 0, rate / AIM_EVENTS_PER_S,
-                   r.rejects);
+                   r.rows ? r.cpu_s * 1e9 / (double)r.rows : 0, rate / AIM_EVENTS_PER_S, r.rejects);
             if (r.rows != count || r.rejects != 0)
                 rc = 1; /* every event must become a row: else the figure means nothing */
         }
