@@ -722,7 +722,9 @@ void gen_enc_otlp(struct gen_buf *b, const struct gen_event *e)
     gen_buf_add(b, "{\"resource\":{\"attributes\":[", 27);
     otlp_str(b, &first, "service.name", e->logger);
     otlp_str(b, &first, "host.name", e->host);
-    gen_buf_add(b, "]},\"scopeLogs\":[{\"scope\":{\"name\":\"bench\"},\"logRecords\":[{", 57);
+    gen_buf_add(b, "]},\"scopeLogs\":[{\"scope\":{\"name\":", 33);
+    gen_json_str(b, e->logger, strlen(e->logger)); /* the logger: logger_name */
+    gen_buf_add(b, "},\"logRecords\":[{", 17);
     gen_buf_add(b, "\"timeUnixNano\":\"", 16);
     gen_buf_addu(b, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
     gen_buf_add(b, "\",\"severityNumber\":", 19);

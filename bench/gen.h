@@ -115,8 +115,8 @@ void gen_syslog3164(struct gen_buf *b, const struct gen_event *e);
 void gen_json_extra(struct gen_buf *b, const struct gen_event *e, bool *first);
 /* One NDJSON line (ending in LF) with the system_logs column names as keys. */
 void gen_enc_json(struct gen_buf *b, const struct gen_event *e, struct gen_clock *c);
-/* One OTLP/HTTP JSON ResourceLogs element (service.name, host.name; one ScopeLogs
- * with one LogRecord: timeUnixNano, severityNumber/Text, string body, the columns as
+/* One OTLP/HTTP JSON ResourceLogs element (service.name, host.name; one ScopeLogs,
+ * named after the logger as OTel SDKs name scopes, with one LogRecord: timeUnixNano, severityNumber/Text, string body, the columns as
  * attributes with their semantic-convention names where docs/json-mapping.md has
  * one, the unknown fields as attributes too). A document is
  * {"resourceLogs":[e1,e2,…]}: the caller writes the brackets and commas. */

@@ -66,6 +66,7 @@ struct encoder {
     struct st_copy_scratch scratch;
     int64_t now_us, window_low_us;
     uint64_t rows, rejects;
+    bool show; /* print the first row to stderr */
     int rc;
 };
 
@@ -87,12 +88,15 @@ static int enc_emit(void *arg, const struct agg_record *rec)
 {
     struct encoder *x = arg;
     int64_t original, created;
+    size_t mark = x->copy.len;
 
     created = st_pipeline_stamp(rec->created_us, x->now_us, x->window_low_us, &original);
     if (st_copy_encode(&x->copy, rec, created, original, &x->scratch) != AGG_OK) {
         x->rc = AGG_ENOMEM;
         return AGG_ENOMEM;
     }
+    if (x->show && x->rows == 0)
+        fwrite(x->copy.data + mark, 1, x->copy.len - mark, stderr);
     x->rows++;
     if (x->copy.len >= COPY_FLUSH_BYTES)
         agg_buf_reset(&x->copy);
@@ -220,7 +224,8 @@ struct result {
 };
 
 /* The best (least CPU) of <reps> passes over <c>. */
-static int bench_format(enum format fmt, const struct corpus *c, int reps, struct result *best)
+static int bench_format(enum format fmt, const struct corpus *c, int reps, bool show,
+                        struct result *best)
 {
     struct agg_err err = {0};
     struct ing_json *json = ing_json_new(MAX_EVENT_BYTES, &err);
@@ -239,6 +244,7 @@ static int bench_format(enum format fmt, const struct corpus *c, int reps, struc
     st_copy_scratch_init(&x.scratch);
     x.now_us = agg_time_now_us();
     x.window_low_us = st_pipeline_window_low(x.now_us, 1);
+    x.show = show;
     best->cpu_s = -1;
     /* one pass untimed: buffers grown, caches warm, as in a running daemon */
     for (int r = -1; r < reps && rc == AGG_OK; r++) {
@@ -249,6 +255,7 @@ static int bench_format(enum format fmt, const struct corpus *c, int reps, struc
         c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
         w0 = clock_s(CLOCK_MONOTONIC);
         rc = run_once(fmt, c, json, &scratch, &merged, &x);
+        x.show = false;
         cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
         wall = clock_s(CLOCK_MONOTONIC) - w0;
         if (r >= 0 && (best->cpu_s < 0 || cpu < best->cpu_s)) {
@@ -269,9 +276,10 @@ static int bench_format(enum format fmt, const struct corpus *c, int reps, struc
 
 static void usage(FILE *f)
 {
-    fputs("usage: aggd_parsebench [--count N] [--reps R] [--seed S] [--format F]...\n"
+    fputs("usage: aggd_parsebench [--count N] [--reps R] [--seed S] [--format F]... [--show]\n"
           "  N events per format (default 200000), best of R timed passes (default 3)\n"
-          "  after one untimed pass; F: rfc5424, rfc3164, ndjson, otlp-json (default all)\n",
+          "  after one untimed pass; F: rfc5424, rfc3164, ndjson, otlp-json (default all);\n"
+          "  --show prints each format's first COPY row to stderr\n",
           f);
 }
 
@@ -291,7 +299,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
     uint64_t count = 200000, reps = 3, seed = 1;
-    bool want[FMT_COUNT] = {false}, any = false;
+    bool want[FMT_COUNT] = {false}, any = false, show = false;
     int rc = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -301,6 +309,10 @@ int main(int argc, char **argv)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(a, "--show") == 0) {
+            show = true;
+            continue;
         }
         if (v == NULL) {
             usage(stderr);
@@ -340,7 +352,7 @@ int main(int argc, char **argv)
         if (any && !want[f])
             continue;
         corpus_build(&c, (enum format)f, seed, count);
-        if (bench_format((enum format)f, &c, (int)reps, &r) != AGG_OK) {
+        if (bench_format((enum format)f, &c, (int)reps, show, &r) != AGG_OK) {
             printf("%-10s %9" PRIu64 " FAILED\n", format_names[f], count);
             rc = 1;
         } else {
