@@ -807,9 +807,9 @@ echo "vs the best psql COPY of the same rows (aggd with spool.fsync=batch, the d
 echo
 # 2 decimals of a float, "-" when missing
 dec() { if [[ ${1:-} =~ ^[0-9.]+$ ]]; then printf "%.${2:-2}f" "$1"; else echo -; fi; }
-row() { printf '%-28s %8s %8s %9s %7s %7s %7s %7s %8s %8s %7s\n' "$@"; }
-row path rows seconds rows/s 'vs best' 'RSS MiB' 'p50 ms' 'p99 ms' 'aggd us' 'PG us' 'aggd/PG'
-row ---------------------------- -------- -------- --------- ------- ------- ------- ------- -------- -------- -------
+row() { printf '%-28s %8s %8s %9s %7s %7s %7s %7s %7s %8s %8s %7s\n' "$@"; }
+row path rows seconds rows/s 'vs best' 'RSS MiB' 'p50 ms' 'p99 ms' 'b/never' 'aggd us' 'PG us' 'aggd/PG'
+row ---------------------------- -------- -------- --------- ------- ------- ------- ------- ------- -------- -------- -------
 declare -A RATIO CPU_SHARE
 for m in $MODES; do
     for n in 1 2; do
@@ -817,7 +817,7 @@ for m in $MODES; do
         [[ -n ${COPY_RATE[$k]:-} ]] || continue
         if ((n == 1)); then label="COPY 1 session ($m)"; else label="COPY 2 sessions ($m)"; fi
         row "$label" "${COPY_ROWS[$m]}" "$(dec "${COPY_S[$k]}")" "$(int "${COPY_RATE[$k]}")" \
-            "$(ratio "${COPY_RATE[$k]}" "${COPY_BEST[$m]}")" - - - - "$(dec "${COPY_PG_US[$k]}" 1)" -
+            "$(ratio "${COPY_RATE[$k]}" "${COPY_BEST[$m]}")" - - - - - "$(dec "${COPY_PG_US[$k]}" 1)" -
     done
     k=$m/batch
     if [[ -n ${RESULT_RATE[$k]:-} ]]; then
@@ -825,12 +825,13 @@ for m in $MODES; do
         CPU_SHARE[$m]=$(ratio "${RESULT_AG_US[$k]:-}" "${RESULT_PG_US[$k]:-}")
         row "aggd $m" "${RESULT_ROWS[$k]%%/*}" "$(dec "${RESULT_S[$k]}")" \
             "$(int "${RESULT_RATE[$k]}")" "${RATIO[$m]}" "${RESULT_RSS[$k]}" \
-            "${LAT_P50[$m]:--}" "${LAT_P99[$m]:--}" "$(dec "${RESULT_AG_US[$k]:-}" 1)" \
+            "${LAT_P50[$m]:--}" "${LAT_P99[$m]:--}" \
+            "$(ratio "${RESULT_RATE[$k]}" "${RESULT_RATE[$m/never]:-}")" "$(dec "${RESULT_AG_US[$k]:-}" 1)" \
             "$(dec "${RESULT_PG_US[$k]:-}" 1)" "${CPU_SHARE[$m]}"
     else
         RATIO[$m]=-
         CPU_SHARE[$m]=-
-        row "aggd $m" "$N" FAILED - - "${RESULT_RSS[$k]:--}" - - - - -
+        row "aggd $m" "$N" FAILED - - "${RESULT_RSS[$k]:--}" - - - - - -
     fi
 done
 echo
@@ -838,6 +839,7 @@ echo "COPY n session(s): the rows aggd committed in that mode's run, dumped and 
 echo "(text) into a fresh system_logs; 2 sessions load one half each at once. vs best: over the faster"
 echo "of the two. seconds: COPY, all sessions; aggd, loadgen start to the commit of the last row."
 echo "p50/p99: commit time - send time of each row, at half the mode's events/s, ${LATENCY_S} s of events (at most N)."
+echo "b/never: aggd's events/s with spool.fsync=batch over never (needs never in BENCH_FSYNC)."
 echo "aggd us: aggd's CPU (user + system) per event, µs; PG us: PostgreSQL's CPU per row, µs (all its"
 echo "processes, same interval); aggd/PG: the one over the other (aim <= 0.25)."
 
