@@ -10,6 +10,9 @@
  *        one and run test_ing_syslog, which prints the per-file tally. yajl_gen
  *        allocates with plain malloc: its allocator hooks do not survive a failing
  *        allocation, so the allocation-failure sweep reaches only our buffers.
+ *        An SD param left out of extra_data.sd must come back from its column exactly:
+ *        column_holds() decides, against how PostgreSQL prints the column, and
+ *        tests/integration/test_sd_rebuild.py checks the stored rows.
  * Not here: framing (ingest/framing.c), UTF-8 repair of columns (store/ COPY encoder).
  */
 #include "ingest/syslog.h"

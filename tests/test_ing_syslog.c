@@ -1066,6 +1066,23 @@ static void test_syslog_to_record_keeps_repeated_params_and_their_order(void **s
     mapped_free(&x);
 }
 
+/* The example of docs/json-mapping.md, "Syslog structured data stored once". */
+static void test_syslog_to_record_stores_the_documented_example(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    map(&x, "<14>1 2026-12-03T10:00:00Z web01 api 42 - [req@32473 correlation_id=\"c-9\" "
+            "request_id=\"r-1\" duration_ms=\"12\"][meta@32473 tenant=\"acme\" env=\"prod\" "
+            "tag=\"a\" tag=\"b\"] done");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(extra_is(&x, "{\"syslog\":{\"hostname\":\"web01\",\"facility\":1,"
+                             "\"severity\":6,\"procid\":\"42\"},\"sd\":{\"meta@32473\":{"
+                             "\"env\":\"prod\",\"tag\":[\"a\",\"b\"],\"tenant\":\"acme\"}},"
+                             "\"sd_order\":\"[req@32473=efo 0=2011\"}"));
+    mapped_free(&x);
+}
+
 static void test_syslog_to_record_keeps_the_sd_whole_under_a_json_msg(void **state)
 {
     struct mapped x;
@@ -1435,6 +1452,7 @@ int main(void)
         cmocka_unit_test(test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json),
         cmocka_unit_test(test_syslog_to_record_keeps_in_sd_what_the_column_cannot_give_back),
         cmocka_unit_test(test_syslog_to_record_keeps_repeated_params_and_their_order),
+        cmocka_unit_test(test_syslog_to_record_stores_the_documented_example),
         cmocka_unit_test(test_syslog_to_record_keeps_the_sd_whole_under_a_json_msg),
         cmocka_unit_test(test_syslog_to_record_survives_allocation_failures),
         cmocka_unit_test(test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header),
