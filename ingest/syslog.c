@@ -1066,7 +1066,8 @@ struct sd_elem {
     struct agg_str id;
     uint32_t first, n; /* its params: params[first .. first + n) */
     uint32_t rank;     /* rank of id among the SD-IDs kept in sd */
-    bool in_sd;        /* has a param left in sd, or none at all */
+    uint32_t keys_at, nkeys; /* its names kept in sd, sorted: keys[keys_at ..] */
+    bool in_sd;              /* has a param left in sd, or none at all */
 };
 
 /* A name to sort by, and whose it is. */
@@ -1212,7 +1213,7 @@ static int sd_columns(const struct ing_syslog_msg *m, struct agg_buf *scratch,
         last[f] = SIZE_MAX;
     ing_syslog_sd_init(&it, m->sd);
     while (ing_syslog_sd_next_element(&it, &id)) {
-        struct sd_elem e = {id, (uint32_t)sm->nparams, 0, 0, false};
+        struct sd_elem e = {id, (uint32_t)sm->nparams, 0, 0, 0, 0, false};
 
         while (ing_syslog_sd_next_param(&it, &name, &value)) {
             struct sd_param sp = {name, value, (uint32_t)sm->nelems, 0, -1, false, false};
@@ -1253,16 +1254,21 @@ static int sd_columns(const struct ing_syslog_msg *m, struct agg_buf *scratch,
     return AGG_OK;
 }
 
-/* Ranks the names element <e> keeps in sd (params[].key), and says whether they come
- * in strictly ascending order with none in a column. Leaves the sorted names in
- * sm->keys. */
+static struct sd_key *sd_keys(const struct sd_map *sm)
+{
+    return (struct sd_key *)(void *)sm->keys.data;
+}
+
+/* Ranks the names element <e> keeps in sd (params[].key), appending them sorted to
+ * sm->keys, and says whether they come in strictly ascending order with none in a
+ * column. */
 static int rank_params(struct sd_map *sm, struct sd_elem *e, bool *plain)
 {
     struct sd_param *ps = sd_params(sm);
     struct sd_key *k;
-    uint32_t nk = 0, rank = 0;
+    uint32_t rank = 0;
 
-    agg_buf_reset(&sm->keys);
+    e->keys_at = (uint32_t)(sm->keys.len / sizeof(*k));
     for (uint32_t i = e->first; i < e->first + e->n; i++) {
         struct sd_key key = {ps[i].name, i};
 
@@ -1272,12 +1278,12 @@ static int rank_params(struct sd_map *sm, struct sd_elem *e, bool *plain)
         }
         if (agg_buf_append(&sm->keys, &key, sizeof(key)) != AGG_OK)
             return AGG_ENOMEM;
-        nk++;
+        e->nkeys++;
     }
-    k = (struct sd_key *)(void *)sm->keys.data;
-    if (nk > 1)
-        qsort(k, nk, sizeof(*k), key_cmp);
-    for (uint32_t i = 0; i < nk; i++) {
+    k = sd_keys(sm) + e->keys_at;
+    if (e->nkeys > 1)
+        qsort(k, e->nkeys, sizeof(*k), key_cmp);
+    for (uint32_t i = 0; i < e->nkeys; i++) {
         if (i > 0 && !name_eq(k[i].name, k[i - 1].name))
             rank++;
         ps[k[i].who].key = rank;
@@ -1286,30 +1292,27 @@ static int rank_params(struct sd_map *sm, struct sd_elem *e, bool *plain)
         if (ps[i].key <= ps[i - 1].key)
             *plain = false; /* out of order, or repeated */
     }
-    e->in_sd = e->n == 0 || nk > 0;
-    sm->keys.len = nk * sizeof(*k);
+    e->in_sd = e->n == 0 || e->nkeys > 0;
     return AGG_OK;
 }
 
-/* The SD-ELEMENT <e> as a member of extra_data.sd: its names kept in sd (sorted in
- * sm->keys by rank_params), each with its value, or an array of its values when it
- * is repeated. */
+/* The SD-ELEMENT <e> as a member of extra_data.sd: its names kept in sd, each with
+ * its value, or an array of its values when it is repeated. */
 static void json_elem(struct json *j, const struct sd_map *sm, const struct sd_elem *e)
 {
     const struct sd_param *ps = sd_params(sm);
-    const struct sd_key *k = (const struct sd_key *)(const void *)sm->keys.data;
-    size_t nk = sm->keys.len / sizeof(*k);
+    const struct sd_key *k = sd_keys(sm) + e->keys_at;
 
     json_str(j, e->id.p, e->id.len);
     json_status(j, yajl_gen_map_open(j->g));
-    for (size_t i = 0; i < nk && !j->nomem; i++) {
-        bool many = (i + 1 < nk && name_eq(k[i + 1].name, k[i].name));
+    for (uint32_t i = 0; i < e->nkeys && !j->nomem; i++) {
+        bool more = i + 1 < e->nkeys && name_eq(k[i + 1].name, k[i].name);
         bool in_array = i > 0 && name_eq(k[i - 1].name, k[i].name);
         const struct sd_param *p = &ps[k[i].who];
 
         if (!in_array) {
             json_str(j, p->name.p, p->name.len);
-            if (many)
+            if (more)
                 json_status(j, yajl_gen_array_open(j->g));
         }
         agg_buf_reset(&j->tmp);
@@ -1318,7 +1321,7 @@ static void json_elem(struct json *j, const struct sd_map *sm, const struct sd_e
             return;
         }
         json_str(j, j->tmp.data, j->tmp.len);
-        if (in_array && !many)
+        if (in_array && !more)
             json_status(j, yajl_gen_array_close(j->g));
     }
     json_status(j, yajl_gen_map_close(j->g));
@@ -1353,35 +1356,36 @@ static void json_sd(struct json *j, struct sd_map *sm)
 {
     struct sd_elem *es = sd_elems(sm);
     struct sd_key *k;
-    uint32_t nk = 0;
+    uint32_t ids_at, nids = 0;
     bool plain = true, opened = false;
 
-    agg_buf_reset(&sm->keys);
     for (uint32_t i = 0; i < sm->nelems; i++) {
-        struct sd_key key = {es[i].id, i};
-
         if (rank_params(sm, &es[i], &plain) != AGG_OK) {
             j->nomem = true;
             return;
         }
+    }
+    /* the SD-IDs in sd, sorted after the names */
+    ids_at = (uint32_t)(sm->keys.len / sizeof(*k));
+    for (uint32_t i = 0; i < sm->nelems; i++) {
+        struct sd_key key = {es[i].id, i};
+
         if (!es[i].in_sd)
             continue;
-        /* rank_params used sm->keys: element keys go after the order buffer's data */
-        if (agg_buf_append(&sm->order, &key, sizeof(key)) != AGG_OK) {
+        if (agg_buf_append(&sm->keys, &key, sizeof(key)) != AGG_OK) {
             j->nomem = true;
             return;
         }
-        nk++;
+        nids++;
     }
-    k = (struct sd_key *)(void *)sm->order.data;
-    if (nk > 1)
-        qsort(k, nk, sizeof(*k), key_cmp);
-    for (uint32_t i = 0; i < nk; i++) {
+    k = sd_keys(sm) + ids_at;
+    if (nids > 1)
+        qsort(k, nids, sizeof(*k), key_cmp);
+    for (uint32_t i = 0; i < nids; i++) {
         es[k[i].who].rank = i;
         if (i > 0 && k[i].who < k[i - 1].who)
             plain = false; /* elements not in SD-ID order */
     }
-    agg_buf_reset(&sm->order);
     for (uint32_t i = 0; i < sm->nelems && !j->nomem && !j->bad; i++) {
         if (!es[i].in_sd)
             continue;
@@ -1389,10 +1393,6 @@ static void json_sd(struct json *j, struct sd_map *sm)
             json_key(j, "sd");
             json_status(j, yajl_gen_map_open(j->g));
             opened = true;
-        }
-        if (rank_params(sm, &es[i], &plain) != AGG_OK) {
-            j->nomem = true;
-            return;
         }
         json_elem(j, sm, &es[i]);
     }
