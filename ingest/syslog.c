@@ -1064,8 +1064,8 @@ struct sd_param {
 
 struct sd_elem {
     struct agg_str id;
-    uint32_t first, n; /* its params: params[first .. first + n) */
-    uint32_t rank;     /* rank of id among the SD-IDs kept in sd */
+    uint32_t first, n;       /* its params: params[first .. first + n) */
+    uint32_t rank;           /* rank of id among the SD-IDs kept in sd */
     uint32_t keys_at, nkeys; /* its names kept in sd, sorted: keys[keys_at ..] */
     bool in_sd;              /* has a param left in sd, or none at all */
 };
@@ -1085,12 +1085,23 @@ struct sd_map {
 
 /* sd_order's letter for a param taken from a column; 0: never left out of sd. */
 static const char column_codes[AGG_F_COUNT] = {
-    [AGG_F_MESSAGE] = 'a',        [AGG_F_LOGGER_NAME] = 'b',    [AGG_F_MODULE] = 'c',
-    [AGG_F_FUNCTION_NAME] = 'd',  [AGG_F_CORRELATION_ID] = 'e', [AGG_F_REQUEST_ID] = 'f',
-    [AGG_F_REQUEST_METHOD] = 'g', [AGG_F_REQUEST_PATH] = 'h',   [AGG_F_REQUEST_IP] = 'i',
-    [AGG_F_EXCEPTION_TYPE] = 'j', [AGG_F_EXCEPTION_MESSAGE] = 'k', [AGG_F_STACK_TRACE] = 'l',
-    [AGG_F_LINE_NUMBER] = 'm',    [AGG_F_USER_ID] = 'n',        [AGG_F_DURATION_MS] = 'o',
-    [AGG_F_MEMORY_USAGE_MB] = 'p', [AGG_F_LEVEL] = 'q',
+    [AGG_F_MESSAGE] = 'a',
+    [AGG_F_LOGGER_NAME] = 'b',
+    [AGG_F_MODULE] = 'c',
+    [AGG_F_FUNCTION_NAME] = 'd',
+    [AGG_F_CORRELATION_ID] = 'e',
+    [AGG_F_REQUEST_ID] = 'f',
+    [AGG_F_REQUEST_METHOD] = 'g',
+    [AGG_F_REQUEST_PATH] = 'h',
+    [AGG_F_REQUEST_IP] = 'i',
+    [AGG_F_EXCEPTION_TYPE] = 'j',
+    [AGG_F_EXCEPTION_MESSAGE] = 'k',
+    [AGG_F_STACK_TRACE] = 'l',
+    [AGG_F_LINE_NUMBER] = 'm',
+    [AGG_F_USER_ID] = 'n',
+    [AGG_F_DURATION_MS] = 'o',
+    [AGG_F_MEMORY_USAGE_MB] = 'p',
+    [AGG_F_LEVEL] = 'q',
 };
 
 static struct sd_param *sd_params(const struct sd_map *sm)
@@ -1226,8 +1237,8 @@ static int sd_columns(const struct ing_syslog_msg *m, struct agg_buf *scratch,
                 if (sp.field < AGG_F_STR_COUNT) {
                     off[sp.field] = at;
                     len[sp.field] = scratch->len - at;
-                } else if (agg_record_set_text(rec, sp.field, scratch->data + at,
-                                               scratch->len - at, err) != AGG_OK) {
+                } else if (agg_record_set_text(rec, sp.field, scratch->data + at, scratch->len - at,
+                                               err) != AGG_OK) {
                     agg_err_prefix(err, "syslog SD-PARAM %.*s in [%.*s]", (int)name.len, name.p,
                                    (int)id.len, id.p);
                     return AGG_EINVAL;
