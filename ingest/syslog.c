@@ -1055,7 +1055,6 @@ static void json_status(struct json *j, yajl_gen_status st)
 /* One SD-PARAM of the message, in message order. */
 struct sd_param {
     struct agg_str name, value; /* point into the input; value as written (escapes kept) */
-    uint32_t elem;              /* its SD-ELEMENT, numbered from 0 in message order */
     uint32_t key;               /* rank of name among the names its element keeps in sd */
     int field;                  /* the system_logs column named so, or -1 */
     bool exact;                 /* the column took this value and holds it exactly */
@@ -1227,7 +1226,7 @@ static int sd_columns(const struct ing_syslog_msg *m, struct agg_buf *scratch,
         struct sd_elem e = {id, (uint32_t)sm->nparams, 0, 0, 0, 0, false};
 
         while (ing_syslog_sd_next_param(&it, &name, &value)) {
-            struct sd_param sp = {name, value, (uint32_t)sm->nelems, 0, -1, false, false};
+            struct sd_param sp = {name, value, 0, -1, false, false};
             size_t at = scratch->len;
 
             sp.field = agg_field_by_column(name.p, name.len);
