@@ -10,11 +10,15 @@
  *        one and run test_ing_syslog, which prints the per-file tally. yajl_gen
  *        allocates with plain malloc: its allocator hooks do not survive a failing
  *        allocation, so the allocation-failure sweep reaches only our buffers.
+ *        An SD param left out of extra_data.sd must come back from its column exactly:
+ *        column_holds() decides, against how PostgreSQL prints the column, and
+ *        tests/integration/test_sd_rebuild.py checks the stored rows.
  * Not here: framing (ingest/framing.c), UTF-8 repair of columns (store/ COPY encoder).
  */
 #include "ingest/syslog.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <yajl/yajl_gen.h>
@@ -1048,11 +1052,376 @@ static void json_status(struct json *j, yajl_gen_status st)
         j->bad = true;
 }
 
-static void json_record(struct json *j, const struct ing_syslog_msg *m)
+/* One SD-PARAM of the message, in message order. */
+struct sd_param {
+    struct agg_str name, value; /* point into the input; value as written (escapes kept) */
+    uint32_t key;               /* rank of name among the names its element keeps in sd */
+    int field;                  /* the system_logs column named so, or -1 */
+    bool exact;                 /* the column took this value and holds it exactly */
+    bool in_column;             /* left out of extra_data.sd: the column has it */
+};
+
+struct sd_elem {
+    struct agg_str id;
+    uint32_t first, n;       /* its params: params[first .. first + n) */
+    uint32_t rank;           /* rank of id among the SD-IDs kept in sd */
+    uint32_t keys_at, nkeys; /* its names kept in sd, sorted: keys[keys_at ..] */
+    bool in_sd;              /* has a param left in sd, or none at all */
+};
+
+/* A name to sort by, and whose it is. */
+struct sd_key {
+    struct agg_str name;
+    uint32_t who;
+};
+
+/* The SD of one message as ing_syslog_to_record stores it (docs/json-mapping.md,
+ * "Structured data stored once"). Arrays in buffers: they grow with the input. */
+struct sd_map {
+    struct agg_buf params, elems, keys, order;
+    size_t nparams, nelems;
+};
+
+/* sd_order's letter for a param taken from a column; 0: never left out of sd. */
+static const char column_codes[AGG_F_COUNT] = {
+    [AGG_F_MESSAGE] = 'a',
+    [AGG_F_LOGGER_NAME] = 'b',
+    [AGG_F_MODULE] = 'c',
+    [AGG_F_FUNCTION_NAME] = 'd',
+    [AGG_F_CORRELATION_ID] = 'e',
+    [AGG_F_REQUEST_ID] = 'f',
+    [AGG_F_REQUEST_METHOD] = 'g',
+    [AGG_F_REQUEST_PATH] = 'h',
+    [AGG_F_REQUEST_IP] = 'i',
+    [AGG_F_EXCEPTION_TYPE] = 'j',
+    [AGG_F_EXCEPTION_MESSAGE] = 'k',
+    [AGG_F_STACK_TRACE] = 'l',
+    [AGG_F_LINE_NUMBER] = 'm',
+    [AGG_F_USER_ID] = 'n',
+    [AGG_F_DURATION_MS] = 'o',
+    [AGG_F_MEMORY_USAGE_MB] = 'p',
+    [AGG_F_LEVEL] = 'q',
+};
+
+static struct sd_param *sd_params(const struct sd_map *sm)
+{
+    return (struct sd_param *)(void *)sm->params.data;
+}
+
+static struct sd_elem *sd_elems(const struct sd_map *sm)
+{
+    return (struct sd_elem *)(void *)sm->elems.data;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    const struct sd_key *x = a, *y = b;
+    int c = memcmp(x->name.p, y->name.p, x->name.len < y->name.len ? x->name.len : y->name.len);
+
+    if (c == 0)
+        c = x->name.len < y->name.len ? -1 : x->name.len > y->name.len;
+    if (c == 0)
+        c = x->who < y->who ? -1 : x->who > y->who;
+    return c;
+}
+
+static bool name_eq(struct agg_str a, struct agg_str b)
+{
+    return a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
+}
+
+/* Whether <p>[<n>] is how PostgreSQL prints an integer: -?(0|[1-9][0-9]*), not -0. */
+static bool is_int_text(const char *p, size_t n)
+{
+    size_t i = n > 0 && p[0] == '-';
+
+    if (i == n || (p[i] == '0' && n - i > 1) || (i == 1 && p[1] == '0'))
+        return false;
+    for (; i < n; i++) {
+        if (!is_digit(p[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Whether <p>[<n>] is how PostgreSQL prints the float8 it reads from it: a plain
+ * decimal without superfluous zeros, at most 15 significant digits (so it is the
+ * shortest text of its double), written without exponent (decimal exponent -4..14). */
+static bool is_float_text(const char *p, size_t n)
+{
+    size_t i = n > 0 && p[0] == '-', int_digits = 0, lead = 0, sig = 0, dot;
+    bool seen = false;
+
+    if (i == n)
+        return false;
+    if (p[i] == '0') {
+        i++;
+    } else {
+        for (; i < n && is_digit(p[i]); i++)
+            int_digits++;
+        if (int_digits == 0)
+            return false;
+        seen = true;
+        sig = int_digits;
+    }
+    if (i < n && p[i] == '.') {
+        dot = ++i;
+        for (; i < n && is_digit(p[i]); i++) {
+            if (!seen && p[i] == '0') {
+                lead++;
+                continue;
+            }
+            seen = true;
+            sig++;
+        }
+        if (i == dot || p[i - 1] == '0')
+            return false;
+    }
+    return i == n && sig <= 15 && int_digits <= 15 && (int_digits > 0 || !seen || lead <= 3);
+}
+
+/* Whether column <f>, just set by <rec> from the unescaped value <v>[<n>], gives that
+ * text back exactly (docs/json-mapping.md lists what PostgreSQL prints). */
+static bool column_holds(const struct agg_record *rec, int f, const char *v, size_t n)
+{
+    size_t chars = 0, max;
+
+    if (column_codes[f] == 0 || !agg_utf8_is_clean(v, n))
+        return false;
+    if (f < AGG_F_STR_COUNT) {
+        max = agg_field_max_chars(f);
+        for (size_t i = 0; max > 0 && i < n; i++)
+            chars += ((unsigned char)v[i] & 0xC0) != 0x80;
+        return chars <= max || max == 0;
+    }
+    switch (f) {
+    case AGG_F_USER_ID: /* else kept as the string extra_data.user_id */
+        return rec->user_id_orig.p != NULL || is_int_text(v, n);
+    case AGG_F_MEMORY_USAGE_MB:
+        return is_float_text(v, n);
+    case AGG_F_LEVEL:
+        return strlen(agg_level_name(rec->level)) == n &&
+               memcmp(agg_level_name(rec->level), v, n) == 0;
+    default:
+        return is_int_text(v, n);
+    }
+}
+
+/* Reads the SD of <m> into <sm>, and sets the columns its params name: typed ones
+ * now, text ones unescaped into <scratch> with their offsets noted (<scratch> may
+ * still move); so is a user_id that is not an INTEGER, at off[AGG_F_STR_COUNT]. The
+ * last param naming a column sets it (and only it can be in_column). */
+static int sd_columns(const struct ing_syslog_msg *m, struct agg_buf *scratch,
+                      struct agg_record *rec, size_t off[], size_t len[], struct sd_map *sm,
+                      struct agg_err *err)
 {
     struct ing_syslog_sd_iter it;
     struct agg_str id, name, value;
+    size_t last[AGG_F_COUNT];
 
+    for (int f = 0; f < AGG_F_COUNT; f++)
+        last[f] = SIZE_MAX;
+    ing_syslog_sd_init(&it, m->sd);
+    while (ing_syslog_sd_next_element(&it, &id)) {
+        struct sd_elem e = {id, (uint32_t)sm->nparams, 0, 0, 0, 0, false};
+
+        while (ing_syslog_sd_next_param(&it, &name, &value)) {
+            struct sd_param sp = {name, value, 0, -1, false, false};
+            size_t at = scratch->len;
+
+            sp.field = agg_field_by_column(name.p, name.len);
+            if (sp.field >= 0) {
+                if (ing_syslog_sd_unescape(scratch, value.p, value.len) != AGG_OK)
+                    return agg_err_set(err, AGG_ENOMEM, "out of memory");
+                if (sp.field < AGG_F_STR_COUNT) {
+                    off[sp.field] = at;
+                    len[sp.field] = scratch->len - at;
+                } else if (agg_record_set_text(rec, sp.field, scratch->data + at, scratch->len - at,
+                                               err) != AGG_OK) {
+                    agg_err_prefix(err, "syslog SD-PARAM %.*s in [%.*s]", (int)name.len, name.p,
+                                   (int)id.len, id.p);
+                    return AGG_EINVAL;
+                } else if (sp.field == AGG_F_USER_ID) {
+                    /* a user_id that is not an INTEGER, kept for extra_data: an offset too */
+                    off[AGG_F_STR_COUNT] = rec->user_id_orig.p != NULL ? at : SIZE_MAX;
+                }
+                sp.exact = column_holds(rec, sp.field, scratch->data + at, scratch->len - at);
+                last[sp.field] = sm->nparams;
+            }
+            if (agg_buf_append(&sm->params, &sp, sizeof(sp)) != AGG_OK)
+                return agg_err_set(err, AGG_ENOMEM, "out of memory");
+            sm->nparams++;
+            e.n++;
+        }
+        if (agg_buf_append(&sm->elems, &e, sizeof(e)) != AGG_OK)
+            return agg_err_set(err, AGG_ENOMEM, "out of memory");
+        sm->nelems++;
+    }
+    for (int f = 0; f < AGG_F_COUNT; f++) {
+        if (last[f] != SIZE_MAX)
+            sd_params(sm)[last[f]].in_column = sd_params(sm)[last[f]].exact;
+    }
+    return AGG_OK;
+}
+
+static struct sd_key *sd_keys(const struct sd_map *sm)
+{
+    return (struct sd_key *)(void *)sm->keys.data;
+}
+
+/* Ranks the names element <e> keeps in sd (params[].key), appending them sorted to
+ * sm->keys, and says whether they come in strictly ascending order with none in a
+ * column. */
+static int rank_params(struct sd_map *sm, struct sd_elem *e, bool *plain)
+{
+    struct sd_param *ps = sd_params(sm);
+    struct sd_key *k;
+    uint32_t rank = 0;
+
+    e->keys_at = (uint32_t)(sm->keys.len / sizeof(*k));
+    for (uint32_t i = e->first; i < e->first + e->n; i++) {
+        struct sd_key key = {ps[i].name, i};
+
+        if (ps[i].in_column) {
+            *plain = false;
+            continue;
+        }
+        if (agg_buf_append(&sm->keys, &key, sizeof(key)) != AGG_OK)
+            return AGG_ENOMEM;
+        e->nkeys++;
+    }
+    k = sd_keys(sm) + e->keys_at;
+    if (e->nkeys > 1)
+        qsort(k, e->nkeys, sizeof(*k), key_cmp);
+    for (uint32_t i = 0; i < e->nkeys; i++) {
+        if (i > 0 && !name_eq(k[i].name, k[i - 1].name))
+            rank++;
+        ps[k[i].who].key = rank;
+    }
+    for (uint32_t i = e->first + 1; i < e->first + e->n; i++) {
+        if (ps[i].key <= ps[i - 1].key)
+            *plain = false; /* out of order, or repeated */
+    }
+    e->in_sd = e->n == 0 || e->nkeys > 0;
+    return AGG_OK;
+}
+
+/* The SD-ELEMENT <e> as a member of extra_data.sd: its names kept in sd, each with
+ * its value, or an array of its values when it is repeated. */
+static void json_elem(struct json *j, const struct sd_map *sm, const struct sd_elem *e)
+{
+    const struct sd_param *ps = sd_params(sm);
+    const struct sd_key *k = sd_keys(sm) + e->keys_at;
+
+    json_str(j, e->id.p, e->id.len);
+    json_status(j, yajl_gen_map_open(j->g));
+    for (uint32_t i = 0; i < e->nkeys && !j->nomem; i++) {
+        bool more = i + 1 < e->nkeys && name_eq(k[i + 1].name, k[i].name);
+        bool in_array = i > 0 && name_eq(k[i - 1].name, k[i].name);
+        const struct sd_param *p = &ps[k[i].who];
+
+        if (!in_array) {
+            json_str(j, p->name.p, p->name.len);
+            if (more)
+                json_status(j, yajl_gen_array_open(j->g));
+        }
+        agg_buf_reset(&j->tmp);
+        if (ing_syslog_sd_unescape(&j->tmp, p->value.p, p->value.len) != AGG_OK) {
+            j->nomem = true;
+            return;
+        }
+        json_str(j, j->tmp.data, j->tmp.len);
+        if (in_array && !more)
+            json_status(j, yajl_gen_array_close(j->g));
+    }
+    json_status(j, yajl_gen_map_close(j->g));
+}
+
+/* Appends element <e>'s entry of sd_order to sm->order: its reference, '=', one
+ * letter per param. */
+static int order_entry(struct sd_map *sm, const struct sd_elem *e)
+{
+    static const char digit36[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const struct sd_param *ps = sd_params(sm);
+    struct agg_buf *o = &sm->order;
+    int rc;
+
+    if (o->len > 0 && agg_buf_putc(o, ' ') != AGG_OK)
+        return AGG_ENOMEM;
+    rc = e->in_sd ? agg_buf_printf(o, "%u=", e->rank)
+                  : agg_buf_printf(o, "[%.*s=", (int)e->id.len, e->id.p);
+    for (uint32_t i = e->first; rc == AGG_OK && i < e->first + e->n; i++) {
+        if (ps[i].in_column)
+            rc = agg_buf_putc(o, column_codes[ps[i].field]);
+        else if (ps[i].key < 36)
+            rc = agg_buf_putc(o, digit36[ps[i].key]);
+        else
+            rc = agg_buf_printf(o, "(%u)", ps[i].key);
+    }
+    return rc;
+}
+
+/* extra_data.sd and, unless it can be read in sorted order, extra_data.sd_order. */
+static void json_sd(struct json *j, struct sd_map *sm)
+{
+    struct sd_elem *es = sd_elems(sm);
+    struct sd_key *k;
+    uint32_t ids_at, nids = 0;
+    bool plain = true, opened = false;
+
+    for (uint32_t i = 0; i < sm->nelems; i++) {
+        if (rank_params(sm, &es[i], &plain) != AGG_OK) {
+            j->nomem = true;
+            return;
+        }
+    }
+    /* the SD-IDs in sd, sorted after the names */
+    ids_at = (uint32_t)(sm->keys.len / sizeof(*k));
+    for (uint32_t i = 0; i < sm->nelems; i++) {
+        struct sd_key key = {es[i].id, i};
+
+        if (!es[i].in_sd)
+            continue;
+        if (agg_buf_append(&sm->keys, &key, sizeof(key)) != AGG_OK) {
+            j->nomem = true;
+            return;
+        }
+        nids++;
+    }
+    k = sd_keys(sm) + ids_at;
+    if (nids > 1)
+        qsort(k, nids, sizeof(*k), key_cmp);
+    for (uint32_t i = 0; i < nids; i++) {
+        es[k[i].who].rank = i;
+        if (i > 0 && k[i].who < k[i - 1].who)
+            plain = false; /* elements not in SD-ID order */
+    }
+    for (uint32_t i = 0; i < sm->nelems && !j->nomem && !j->bad; i++) {
+        if (!es[i].in_sd)
+            continue;
+        if (!opened) {
+            json_key(j, "sd");
+            json_status(j, yajl_gen_map_open(j->g));
+            opened = true;
+        }
+        json_elem(j, sm, &es[i]);
+    }
+    if (opened)
+        json_status(j, yajl_gen_map_close(j->g));
+    if (plain)
+        return;
+    for (uint32_t i = 0; i < sm->nelems; i++) {
+        if (order_entry(sm, &es[i]) != AGG_OK) {
+            j->nomem = true;
+            return;
+        }
+    }
+    json_key(j, "sd_order");
+    json_str(j, sm->order.data, sm->order.len);
+}
+
+static void json_record(struct json *j, const struct ing_syslog_msg *m, struct sd_map *sm)
+{
     json_status(j, yajl_gen_map_open(j->g));
     json_key(j, "syslog");
     json_status(j, yajl_gen_map_open(j->g));
@@ -1076,63 +1445,9 @@ static void json_record(struct json *j, const struct ing_syslog_msg *m)
         json_status(j, yajl_gen_bool(j->g, m->clock_flag == '.'));
     }
     json_status(j, yajl_gen_map_close(j->g));
-    if (m->sd.p != NULL) {
-        json_key(j, "sd");
-        json_status(j, yajl_gen_map_open(j->g));
-        ing_syslog_sd_init(&it, m->sd);
-        while (ing_syslog_sd_next_element(&it, &id)) {
-            json_str(j, id.p, id.len);
-            json_status(j, yajl_gen_map_open(j->g));
-            while (ing_syslog_sd_next_param(&it, &name, &value)) {
-                json_str(j, name.p, name.len);
-                agg_buf_reset(&j->tmp);
-                if (ing_syslog_sd_unescape(&j->tmp, value.p, value.len) != AGG_OK) {
-                    j->nomem = true;
-                    return;
-                }
-                json_str(j, j->tmp.data, j->tmp.len);
-            }
-            json_status(j, yajl_gen_map_close(j->g));
-        }
-        json_status(j, yajl_gen_map_close(j->g));
-    }
+    if (m->sd.p != NULL)
+        json_sd(j, sm);
     json_status(j, yajl_gen_map_close(j->g));
-}
-
-/* SD params named like system_logs columns: typed ones are set now, text ones are
- * unescaped into <scratch> and their offsets noted (<scratch> may still move); so is
- * a user_id that is not an INTEGER, at off[AGG_F_STR_COUNT]. */
-static int sd_columns(const struct ing_syslog_msg *m, struct agg_buf *scratch,
-                      struct agg_record *rec, size_t off[], size_t len[], struct agg_err *err)
-{
-    struct ing_syslog_sd_iter it;
-    struct agg_str id, name, value;
-
-    ing_syslog_sd_init(&it, m->sd);
-    while (ing_syslog_sd_next_element(&it, &id)) {
-        while (ing_syslog_sd_next_param(&it, &name, &value)) {
-            int f = agg_field_by_column(name.p, name.len);
-            size_t at = scratch->len;
-
-            if (f < 0)
-                continue;
-            if (ing_syslog_sd_unescape(scratch, value.p, value.len) != AGG_OK)
-                return agg_err_set(err, AGG_ENOMEM, "out of memory");
-            if (f < AGG_F_STR_COUNT) {
-                off[f] = at;
-                len[f] = scratch->len - at;
-            } else if (agg_record_set_text(rec, f, scratch->data + at, scratch->len - at, err) !=
-                       AGG_OK) {
-                agg_err_prefix(err, "syslog SD-PARAM %.*s in [%.*s]", (int)name.len, name.p,
-                               (int)id.len, id.p);
-                return AGG_EINVAL;
-            } else if (f == AGG_F_USER_ID) {
-                /* a user_id that is not an INTEGER, kept for extra_data: an offset too */
-                off[AGG_F_STR_COUNT] = rec->user_id_orig.p != NULL ? at : SIZE_MAX;
-            }
-        }
-    }
-    return AGG_OK;
 }
 
 int ing_syslog_to_record(const struct ing_syslog_msg *m, struct agg_buf *scratch,
@@ -1140,7 +1455,9 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct agg_buf *scratch
 {
     static const char bom[] = "\xEF\xBB\xBF";
     struct json j;
-    size_t off[AGG_F_STR_COUNT + 1], len[AGG_F_STR_COUNT], json_len; /* + user_id_orig */
+    struct sd_map sm;
+    struct agg_str msg, obj;
+    size_t off[AGG_F_STR_COUNT + 1], len[AGG_F_STR_COUNT], json_at; /* + user_id_orig */
     int rc = AGG_OK;
 
     agg_record_init(rec);
@@ -1152,33 +1469,55 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct agg_buf *scratch
     rec->str[AGG_F_LOGGER_NAME] = m->app_name;
     rec->str[AGG_F_MESSAGE].p = "";
     if (m->msg.p != NULL) {
-        struct agg_str *msg = &rec->str[AGG_F_MESSAGE];
+        struct agg_str *text = &rec->str[AGG_F_MESSAGE];
 
-        *msg = m->msg;
-        if (msg->len >= 3 && memcmp(msg->p, bom, 3) == 0) {
-            msg->p += 3;
-            msg->len -= 3;
-        } else if (m->format == ING_SYSLOG_RFC5424 && msg->len >= 1 && msg->p[0] == ' ') {
+        *text = m->msg;
+        if (text->len >= 3 && memcmp(text->p, bom, 3) == 0) {
+            text->p += 3;
+            text->len -= 3;
+        } else if (m->format == ING_SYSLOG_RFC5424 && text->len >= 1 && text->p[0] == ' ') {
             /* rsyslog's RFC 5424 templates write "%STRUCTURED-DATA% %msg%", and the
              * %msg% of a message it took from a local socket keeps the SP that
              * followed the TAG's colon: one SP is that, not the sender's text */
-            msg->p++;
-            msg->len--;
+            text->p++;
+            text->len--;
         }
     }
 
     memset(&j, 0, sizeof(j));
+    memset(&sm, 0, sizeof(sm));
     j.out = scratch;
     agg_buf_init(&j.tmp);
     agg_buf_init(&j.fix);
+    agg_buf_init(&sm.params);
+    agg_buf_init(&sm.elems);
+    agg_buf_init(&sm.keys);
+    agg_buf_init(&sm.order);
+    for (int f = 0; f <= AGG_F_STR_COUNT; f++)
+        off[f] = SIZE_MAX;
+    rc = sd_columns(m, scratch, rec, off, len, &sm, err);
+    if (rc != AGG_OK)
+        goto out_free;
+    msg = off[AGG_F_MESSAGE] != SIZE_MAX
+              ? (struct agg_str){scratch->data + off[AGG_F_MESSAGE], len[AGG_F_MESSAGE]}
+              : rec->str[AGG_F_MESSAGE];
+    if (ing_syslog_json_msg(msg, &obj)) {
+        /* its JSON may set any column over the SD's (src/listen.c): the SD stays whole */
+        for (size_t i = 0; i < sm.nparams; i++)
+            sd_params(&sm)[i].in_column = false;
+    }
+
     j.g = yajl_gen_alloc(NULL);
-    if (j.g == NULL)
-        return agg_err_set(err, AGG_ENOMEM, "out of memory");
+    if (j.g == NULL) {
+        rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
+        goto out_free;
+    }
     if (!yajl_gen_config(j.g, yajl_gen_print_callback, json_print, &j)) {
         rc = agg_err_set(err, AGG_ERR, "could not set up the JSON generator");
         goto out_free;
     }
-    json_record(&j, m);
+    json_at = scratch->len;
+    json_record(&j, m, &sm);
     if (j.nomem) {
         rc = agg_err_set(err, AGG_ENOMEM, "out of memory");
         goto out_free;
@@ -1187,13 +1526,7 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct agg_buf *scratch
         rc = agg_err_set(err, AGG_ERR, "could not generate extra_data JSON");
         goto out_free;
     }
-    json_len = scratch->len;
 
-    for (int f = 0; f <= AGG_F_STR_COUNT; f++)
-        off[f] = SIZE_MAX;
-    rc = sd_columns(m, scratch, rec, off, len, err);
-    if (rc != AGG_OK)
-        goto out_free;
     for (int f = 0; f < AGG_F_STR_COUNT; f++) {
         if (off[f] != SIZE_MAX) {
             rec->str[f].p = scratch->data + off[f];
@@ -1202,13 +1535,18 @@ int ing_syslog_to_record(const struct ing_syslog_msg *m, struct agg_buf *scratch
     }
     if (off[AGG_F_STR_COUNT] != SIZE_MAX)
         rec->user_id_orig.p = scratch->data + off[AGG_F_STR_COUNT];
-    rec->extra.p = scratch->data;
-    rec->extra.len = json_len;
+    rec->extra.p = scratch->data + json_at;
+    rec->extra.len = scratch->len - json_at;
 
 out_free:
-    yajl_gen_free(j.g);
+    if (j.g != NULL)
+        yajl_gen_free(j.g);
     agg_buf_clear(&j.tmp);
     agg_buf_clear(&j.fix);
+    agg_buf_clear(&sm.params);
+    agg_buf_clear(&sm.elems);
+    agg_buf_clear(&sm.keys);
+    agg_buf_clear(&sm.order);
     return rc;
 }
 

@@ -96,8 +96,12 @@ int ing_syslog_sd_unescape(struct agg_buf *out, const char *p, size_t len);
  * COPY encoder repairs them), TIMESTAMP -> created_us,
  * raw -> the whole input; hostname, facility, severity, procid, msgid (3164: PRI
  * assumed, Cisco counters and clock flag) -> extra_data {"syslog":{...},"sd":{"id":
- * {"param":"value"}}} as valid UTF-8 JSON without NUL. An SD param named like a
- * system_logs column also sets that column, after the header fields (it wins).
+ * {"param":"value"}},"sd_order":"..."} as valid UTF-8 JSON without NUL. An SD param
+ * named like a system_logs column sets that column, after the header fields (it
+ * wins; of several, the last), and is left out of "sd" when the column gives its
+ * text back exactly, unless MSG is a JSON object; repeated params are arrays;
+ * "sd_order" rebuilds the SD's order (docs/json-mapping.md, "Syslog structured data
+ * stored once").
  * <scratch> is reset and then holds the JSON and unescaped column values; <rec>
  * points into <m>'s input and <scratch>, valid until either changes. AGG_OK,
  * AGG_EINVAL + <err> naming the SD param for a value the column refuses, or

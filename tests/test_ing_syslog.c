@@ -862,6 +862,15 @@ static void map(struct mapped *x, const char *in)
     }
 }
 
+static bool extra_is(const struct mapped *x, const char *want)
+{
+    if (x->rec.extra.len == strlen(want) && memcmp(x->rec.extra.p, want, x->rec.extra.len) == 0)
+        return true;
+    print_message("extra_data %.*s\n    expected %s\n", (int)x->rec.extra.len, x->rec.extra.p,
+                  want);
+    return false;
+}
+
 static void mapped_free(struct mapped *x)
 {
     yajl_tree_free(x->json);
@@ -993,9 +1002,97 @@ static void test_syslog_to_record_fills_columns_from_sd_params(void **state)
     assert_true(x.rec.has_user_id);
     assert_int_equal(x.rec.user_id, 7);
     assert_int_equal(x.rec.level, AGG_LEVEL_ERROR);
-    /* the params stay in extra_data too */
-    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "req@1", "other")), "x");
-    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "req@1", "request_id")), "r1");
+    /* a param its column gives back is not repeated in sd; 12.4 is not what the
+     * column holds (12), so it stays; sd_order rebuilds the order */
+    assert_true(extra_is(&x, "{\"syslog\":{\"hostname\":\"h\",\"facility\":1,\"severity\":3},"
+                             "\"sd\":{\"req@1\":{\"duration_ms\":\"12.4\",\"other\":\"x\"}},"
+                             "\"sd_order\":\"0=ef0n1 [m@1=h\"}"));
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_keeps_in_sd_what_the_column_cannot_give_back(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    /* not as PostgreSQL prints the column: +7, 07, 7.0, 1e3, 2.50, 0.00001; over the
+     * VARCHAR limit; invalid UTF-8; a level that is not its name; created_at */
+    map(&x, "<14>1 - h a - - [a@1 line_number=\"07\" duration_ms=\"7.0\" user_id=\"+7\" "
+            "memory_usage_mb=\"2.50\" level=\"error\" request_method=\"OPTIONSXYZW\" "
+            "module=\"m\xff\" created_at=\"2024-01-02T03:04:05Z\"] m");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_int_equal(x.rec.line_number, 7);
+    assert_int_equal(YAJL_GET_OBJECT(jpath(x.json, "sd", "a@1", NULL))->len, 8);
+    assert_true(YAJL_IS_STRING(jpath(x.json, "sd_order", NULL, NULL)));
+    mapped_free(&x);
+    /* as PostgreSQL prints them: left out */
+    map(&x, "<14>1 - h a - - [a@1 line_number=\"-7\" duration_ms=\"0\" user_id=\"u-1\" "
+            "memory_usage_mb=\"0.0001\" level=\"ERROR\" request_method=\"OPTIONSXYZ\" "
+            "module=\"\xc3\xa9\" exception_message=\"\"] m");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(extra_is(&x, "{\"syslog\":{\"hostname\":\"h\",\"facility\":1,\"severity\":6},"
+                             "\"sd_order\":\"[a@1=monpqgck\"}"));
+    mapped_free(&x);
+    map(&x, "<14>1 - h a - - [a@1 memory_usage_mb=\"1000000000000000\"] m");
+    assert_non_null(jpath(x.json, "sd", "a@1", "memory_usage_mb"));
+    mapped_free(&x);
+    map(&x, "<14>1 - h a - - [a@1 memory_usage_mb=\"99999999999999.5\"] m");
+    assert_null(jpath(x.json, "sd", NULL, NULL));
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_keeps_repeated_params_and_their_order(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    /* the last request_id fills the column; the others stay, as an array in order */
+    map(&x, "<14>1 - h a - - [b@1 z=\"1\" request_id=\"r1\" z=\"2\"][a@1 request_id=\"r2\" "
+            "request_id=\"r3\"] m");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(str_is(x.rec.str[AGG_F_REQUEST_ID], "r3"));
+    assert_true(extra_is(&x, "{\"syslog\":{\"hostname\":\"h\",\"facility\":1,\"severity\":6},"
+                             "\"sd\":{\"b@1\":{\"request_id\":\"r1\",\"z\":[\"1\",\"2\"]},"
+                             "\"a@1\":{\"request_id\":\"r2\"}},"
+                             "\"sd_order\":\"1=101 0=0f\"}"));
+    mapped_free(&x);
+    /* in SD-ID and name order, nothing in a column: no sd_order */
+    map(&x, "<14>1 - h a - - [a@1 x=\"1\" y=\"2\"][b@1][c@1 x=\"3\"] m");
+    assert_null(jpath(x.json, "sd_order", NULL, NULL));
+    assert_int_equal(YAJL_GET_OBJECT(jpath(x.json, "sd", "b@1", NULL))->len, 0);
+    mapped_free(&x);
+    map(&x, "<14>1 - h a - - [b@1 x=\"1\"][a@1 x=\"3\"] m");
+    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd_order", NULL, NULL)), "1=0 0=0");
+    mapped_free(&x);
+}
+
+/* The example of docs/json-mapping.md, "Syslog structured data stored once". */
+static void test_syslog_to_record_stores_the_documented_example(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    map(&x, "<14>1 2026-12-03T10:00:00Z web01 api 42 - [req@32473 correlation_id=\"c-9\" "
+            "request_id=\"r-1\" duration_ms=\"12\"][meta@32473 tenant=\"acme\" env=\"prod\" "
+            "tag=\"a\" tag=\"b\"] done");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_true(extra_is(&x, "{\"syslog\":{\"hostname\":\"web01\",\"facility\":1,"
+                             "\"severity\":6,\"procid\":\"42\"},\"sd\":{\"meta@32473\":{"
+                             "\"env\":\"prod\",\"tag\":[\"a\",\"b\"],\"tenant\":\"acme\"}},"
+                             "\"sd_order\":\"[req@32473=efo 0=2011\"}"));
+    mapped_free(&x);
+}
+
+static void test_syslog_to_record_keeps_the_sd_whole_under_a_json_msg(void **state)
+{
+    struct mapped x;
+
+    (void)state;
+    /* the JSON may set the column over the param (src/listen.c) */
+    map(&x, "<14>1 - h a - - [a@1 request_id=\"r1\"] {\"request_id\":\"j\"}");
+    assert_int_equal(x.rc, AGG_OK);
+    assert_string_equal(YAJL_GET_STRING(jpath(x.json, "sd", "a@1", "request_id")), "r1");
+    assert_null(jpath(x.json, "sd_order", NULL, NULL));
     mapped_free(&x);
 }
 
@@ -1353,6 +1450,10 @@ int main(void)
         cmocka_unit_test(test_syslog_to_record_strips_bom_from_message),
         cmocka_unit_test(test_syslog_to_record_drops_the_sp_rsyslog_puts_before_a_5424_msg),
         cmocka_unit_test(test_syslog_to_record_keeps_invalid_utf8_message_but_repairs_json),
+        cmocka_unit_test(test_syslog_to_record_keeps_in_sd_what_the_column_cannot_give_back),
+        cmocka_unit_test(test_syslog_to_record_keeps_repeated_params_and_their_order),
+        cmocka_unit_test(test_syslog_to_record_stores_the_documented_example),
+        cmocka_unit_test(test_syslog_to_record_keeps_the_sd_whole_under_a_json_msg),
         cmocka_unit_test(test_syslog_to_record_survives_allocation_failures),
         cmocka_unit_test(test_syslog_json_msg_is_mapped_as_json_ingest_over_the_header),
         cmocka_unit_test(test_syslog_json_msg_that_is_not_an_object_stays_text),

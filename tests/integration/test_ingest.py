@@ -82,7 +82,9 @@ class IngestTest(unittest.TestCase):
         self.assertEqual(extra["syslog"]["facility"], 16)
         self.assertEqual(extra["syslog"]["severity"], 3)
         self.assertEqual(extra["syslog"]["hostname"], socket.gethostname())
-        self.assertEqual(extra["sd"]["test@32473"]["request_id"], "req-" + tag)
+        # both params fill columns: stored once, sd_order says where they were
+        self.assertNotIn("test@32473", extra.get("sd", {}))
+        self.assertIn("[test@32473=fo", extra["sd_order"].split(" "))
         # logger wrote local time at +05:30; created_at is UTC, within a minute of now
         now = self.count("SELECT now() AT TIME ZONE 'UTC'")
         self.assertLess(abs((row["created_at"] - now).total_seconds()), 60)

@@ -224,7 +224,9 @@ class JsonSendersTest(unittest.TestCase):
         row = self.row("message = %s", (f"{tag} paid",))
         self.assertIsNone(row["user_id"])
         self.assertEqual(row["extra_data"]["user_id"], "u-987")
-        self.assertEqual(row["extra_data"]["sd"]["meta"]["user_id"], "u-987")
+        # stored once: extra_data.user_id has it, sd_order says where it was
+        self.assertNotIn("sd", row["extra_data"])
+        self.assertEqual(row["extra_data"]["sd_order"], "[meta=n")
 
     def count_rows(self, message):
         with self.conn.cursor() as cur:
