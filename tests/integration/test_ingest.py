@@ -557,6 +557,43 @@ class FloodTest(unittest.TestCase):
         print(f"\njunk flood: {junk} rejects among {good} rows over TCP in {elapsed:.2f} s: "
               f"{junk / elapsed:.0f} rejects/s", file=sys.stderr)
 
+    def test_burst_of_datagrams_lands_whole_with_each_peer(self):
+        tag, senders, per_sender = uuid.uuid4().hex, 4, 2500
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(senders)]
+        try:
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+            ports = [s.getsockname()[1] for s in socks]
+            started = time.monotonic()
+            for i in range(per_sender):          # the senders take turns, datagram by datagram
+                for s, port in zip(socks, ports):
+                    if i % 10 == 9:              # undecodable: ingest_rejects names the peer
+                        msg = f"<14>1 2003-08-24T05:14:15.000000003Z h app - - - {tag} {port} j{i}"
+                    else:
+                        msg = f"<14>1 - h app - - - {tag} {port} g{i}"
+                    s.sendto(msg.encode(), ("127.0.0.1", self.ports["syslog_udp"]))
+            sent = time.monotonic() - started
+        finally:
+            for s in socks:
+                s.close()
+        junk = per_sender // 10
+        self.wait_count("SELECT count(*) FROM system_logs WHERE message LIKE %s",
+                        (f"{tag} %",), senders * (per_sender - junk), "good datagrams")
+        self.wait_count("SELECT count(*) FROM ingest_rejects WHERE transport = 'syslog_udp' AND "
+                        "position(%s::bytea in raw) > 0", (tag,), senders * junk, "rejects")
+        # every reject carries the address of the socket that sent it
+        for port in ports:
+            self.assertEqual(self.count(
+                "SELECT count(DISTINCT raw) FROM ingest_rejects WHERE peer = %s AND "
+                "position(%s::bytea in raw) > 0", (f"127.0.0.1:{port}", f"{tag} {port} j")),
+                junk)
+        self.assertEqual(self.count("SELECT count(DISTINCT message) FROM system_logs WHERE "
+                                    "message LIKE %s", (f"{tag} %",)), senders * (per_sender - junk))
+        _, _, metrics = self.aggd.get("/metrics")
+        self.assertRegex(metrics, r'aggd_udp_kernel_drops_total\{[^}]*\} 0\n')
+        print(f"\nudp burst: {senders * per_sender} datagrams from {senders} sockets sent in "
+              f"{sent:.2f} s", file=sys.stderr)
+
 
 if __name__ == "__main__":
     h.main()
