@@ -509,8 +509,8 @@ static int array_put(struct agg_buf *a, const char *p, size_t len)
 /* Adds one event for ingest_rejects (spool record [<pos>, <next>)) to the next
  * reject_sql. Text stops at a NUL, which PostgreSQL's text cannot hold. */
 static enum outcome rejects_add(struct thread *t, uint64_t pos, uint64_t next, int64_t received_us,
-                                int transport, const char *peer, size_t peer_len,
-                                const char *why, size_t why_len, const char *raw, size_t raw_len)
+                                int transport, const char *peer, size_t peer_len, const char *why,
+                                size_t why_len, const char *raw, size_t raw_len)
 {
     char received[32];
     const char *name = transport_names[transport];
@@ -638,9 +638,8 @@ static enum outcome reject_row(struct thread *t, struct st_batch *b, size_t i)
     const char *peer = b->raw.data + row->raw_off;
 
     rejects_start(t);
-    if (rejects_add(t, row->pos, row->next, row->received_us, row->transport, peer,
-                    row->peer_len, t->why, strlen(t->why), peer + row->peer_len,
-                    row->raw_len) != OUT_OK)
+    if (rejects_add(t, row->pos, row->next, row->received_us, row->transport, peer, row->peer_len,
+                    t->why, strlen(t->why), peer + row->peer_len, row->raw_len) != OUT_OK)
         return OUT_TRANSIENT;
     return store_rejects(t, b);
 }
