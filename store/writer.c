@@ -44,8 +44,8 @@
 #define COL_EXTRA_DATA 17
 
 static const char copy_sql[] = "COPY system_logs (" ST_COPY_COLUMNS ") FROM STDIN";
-/* Any number of rejects in one statement: five arrays in binary format (reject_array_*),
- * one element per reject, so raw bytes need no escaping. */
+/* Any number of rejects in one statement: five arrays in binary format (rejects_start,
+ * array_put), one element per reject, so raw bytes need no escaping. */
 static const char reject_sql[] =
     "INSERT INTO ingest_rejects (received_at, transport, peer, error, raw) "
     "SELECT r::timestamp, t, p, e, x FROM unnest($1::text[], $2::text[], $3::text[], "
