@@ -6,7 +6,9 @@
  * Ownership: the listener owns its connections; a connection owns its bufferevent.
  * Traps: the input buffer of a connection is bounded by a read high-watermark, so a
  *        peer that sends faster than we take is held back by TCP itself. The UDP
- *        path reads up to BATCH datagrams per recvmmsg call. An event counts as
+ *        path reads up to UDP_BATCH datagrams per recvmmsg call, each into a slot of
+ *        max_message + 1 octets: MSG_TRUNC makes the kernel report a longer datagram's
+ *        true size, so it is refused as over TCP with its head. An event counts as
  *        received when its fate is known (the pipeline counts accepted and rejected
  *        ones; a frame the pipeline could not take is read again, not counted twice).
  *        The kernel's UDP drops are read with SO_MEMINFO when /metrics is rendered:
@@ -38,9 +40,10 @@
 #include "core/log.h"
 
 /* Datagrams taken per recvmmsg() call: one system call for a burst, and the buffers
- * (UDP_BATCH * UDP_MAX_DATAGRAM = 2 MiB) allocated once per listener. */
-#define UDP_BATCH 32
-/* The largest UDP payload (64 KiB, IPv4's limit): a datagram is never cut short. */
+ * (UDP_BATCH slots of at most UDP_MAX_DATAGRAM: 4 MiB) allocated once per listener. */
+#define UDP_BATCH 64
+/* Above the largest UDP payload (65,507 octets over IPv4): a slot this large never
+ * cuts a datagram short. */
 #define UDP_MAX_DATAGRAM 65536
 /* Datagrams read per wakeup before the loop serves the other sockets and timers. */
 #define UDP_PER_WAKEUP 512
@@ -99,6 +102,18 @@ struct conn {
 /* After accept() fails for want of descriptors, the listener rests this long. */
 #define ACCEPT_PAUSE_MS 250
 
+/* A UDP listener's recvmmsg() set, prepared once; and the peer text of the last
+ * datagram's address, which a burst from one sender reuses. */
+struct udp_set {
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct sockaddr_storage from[UDP_BATCH];
+    char *buf; /* UDP_BATCH slots */
+    struct sockaddr_storage last;
+    socklen_t last_len;
+    char last_peer[PEER_MAX];
+};
+
 struct agg_listener {
     enum agg_listen_kind kind;
     enum agg_transport transport;
@@ -114,7 +129,7 @@ struct agg_listener {
     evutil_socket_t udp_fd;
     evutil_socket_t passed_fd; /* a socket given by the caller, until it is udp_fd or tcp's */
     struct event *udp_ev;
-    char *udp_buf; /* UDP_BATCH datagram buffers */
+    struct udp_set *udp;
     struct conn *conns;
     size_t nconns;
     struct agg_buf scratch;
@@ -484,12 +499,24 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 
 /* ---- UDP ------------------------------------------------------------------- */
 
+/* The peer text of datagram <i> of the last recvmmsg(): points into <u>, valid until
+ * the next call. */
+static const char *udp_peer(struct udp_set *u, int i)
+{
+    socklen_t len = u->msgs[i].msg_hdr.msg_namelen;
+
+    if (len != u->last_len || memcmp(&u->from[i], &u->last, len) != 0) {
+        format_peer((struct sockaddr *)&u->from[i], u->last_peer);
+        memcpy(&u->last, &u->from[i], len);
+        u->last_len = len;
+    }
+    return u->last_peer;
+}
+
 static void on_udp(evutil_socket_t fd, short what, void *arg)
 {
     struct agg_listener *l = arg;
-    struct mmsghdr msgs[UDP_BATCH];
-    struct iovec iov[UDP_BATCH];
-    struct sockaddr_storage from[UDP_BATCH];
+    struct udp_set *u = l->udp;
     int total = 0;
 
     (void)what;
@@ -497,41 +524,36 @@ static void on_udp(evutil_socket_t fd, short what, void *arg)
         int n;
         int64_t now_us;
 
-        for (int i = 0; i < UDP_BATCH; i++) {
-            iov[i].iov_base = l->udp_buf + (size_t)i * UDP_MAX_DATAGRAM;
-            iov[i].iov_len = UDP_MAX_DATAGRAM;
-            memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_name = &from[i];
-            msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
-        }
-        n = recvmmsg(fd, msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+        for (int i = 0; i < UDP_BATCH; i++)
+            u->msgs[i].msg_hdr.msg_namelen = sizeof(u->from[i]);
+        /* MSG_TRUNC: msg_len is the datagram's size even when its slot is smaller */
+        n = recvmmsg(fd, u->msgs, UDP_BATCH, MSG_DONTWAIT | MSG_TRUNC, NULL);
         if (n <= 0)
             break;
         now_us = agg_time_now_us();
         for (int i = 0; i < n; i++) {
-            size_t len = msgs[i].msg_len;
-            char peer[PEER_MAX];
+            size_t len = u->msgs[i].msg_len;
+            const char *data = u->iov[i].iov_base;
+            const char *peer;
 
             st_pipeline_count(l->pipeline, l->transport, ST_COUNT_BYTES, (int64_t)len);
             if (st_pipeline_is_full(l->pipeline)) {
                 st_pipeline_dropped(l->pipeline, l->transport, 1);
                 continue;
             }
-            format_peer((struct sockaddr *)&from[i], peer);
+            peer = udp_peer(u, i);
             if (len > l->max_message) { /* refused as over TCP; its head is kept */
                 char why[WHY_MAX];
 
                 snprintf(why, sizeof(why), "datagram of %zu octets exceeds the maximum %zu; "
                          "refused", len, l->max_message);
                 st_pipeline_count(l->pipeline, l->transport, ST_COUNT_OVERSIZED, 1);
-                if (st_pipeline_reject(l->pipeline, l->transport, peer, now_us, why,
-                                        iov[i].iov_base, l->max_message) != AGG_OK)
+                if (st_pipeline_reject(l->pipeline, l->transport, peer, now_us, why, data,
+                                        l->max_message) != AGG_OK)
                     st_pipeline_dropped(l->pipeline, l->transport, 1);
                 continue;
             }
-            if (take_syslog(l, iov[i].iov_base, len, peer, now_us) != AGG_OK)
+            if (take_syslog(l, data, len, peer, now_us) != AGG_OK)
                 st_pipeline_dropped(l->pipeline, l->transport, 1);
         }
         total += n;
@@ -639,6 +661,39 @@ static int add_udp_metrics(struct agg_listener *l, const char *addr, int rcvbuf,
     return AGG_OK;
 }
 
+static void udp_set_free(struct udp_set *u)
+{
+    if (u != NULL)
+        free(u->buf);
+    free(u);
+}
+
+/* UDP_BATCH slots of <max_message> + 1 octets (at most UDP_MAX_DATAGRAM): one more than
+ * the largest accepted datagram tells a longer one (MSG_TRUNC gives its size). Caller
+ * owns the result: udp_set_free(). NULL when out of memory. */
+static struct udp_set *udp_set_new(size_t max_message)
+{
+    struct udp_set *u = agg_calloc(1, sizeof(*u));
+    size_t slot = max_message < UDP_MAX_DATAGRAM ? max_message + 1 : UDP_MAX_DATAGRAM;
+
+    if (u == NULL)
+        return NULL;
+    u->buf = agg_malloc(UDP_BATCH * slot);
+    if (u->buf == NULL) {
+        udp_set_free(u);
+        return NULL;
+    }
+    for (int i = 0; i < UDP_BATCH; i++) {
+        u->iov[i].iov_base = u->buf + (size_t)i * slot;
+        u->iov[i].iov_len = slot;
+        u->msgs[i].msg_hdr.msg_iov = &u->iov[i];
+        u->msgs[i].msg_hdr.msg_iovlen = 1;
+        u->msgs[i].msg_hdr.msg_name = &u->from[i];
+    }
+    format_peer((struct sockaddr *)&u->last, u->last_peer); /* "unknown", as for no name */
+    return u;
+}
+
 static int bind_udp(struct agg_listener *l, const char *addr, const struct addrinfo *ai, int fd,
                     int64_t rcvbuf, struct agg_metrics *metrics, struct agg_err *err)
 {
@@ -662,9 +717,9 @@ static int bind_udp(struct agg_listener *l, const char *addr, const struct addri
     if (add_udp_metrics(l, addr, set_rcvbuf(l->udp_fd, addr, rcvbuf, fd >= 0), metrics, err) !=
         AGG_OK)
         return AGG_ENOMEM;
-    l->udp_buf = agg_malloc((size_t)UDP_BATCH * UDP_MAX_DATAGRAM);
+    l->udp = udp_set_new(l->max_message);
     l->udp_ev = event_new(l->base, l->udp_fd, EV_READ | EV_PERSIST, on_udp, l);
-    if (l->udp_buf == NULL || l->udp_ev == NULL || event_add(l->udp_ev, NULL) != 0)
+    if (l->udp == NULL || l->udp_ev == NULL || event_add(l->udp_ev, NULL) != 0)
         return agg_err_set(err, AGG_ENOMEM, "out of memory");
     return AGG_OK;
 }
@@ -814,7 +869,7 @@ void agg_listener_free(struct agg_listener *l)
         event_free(l->udp_ev);
     if (l->udp_fd >= 0)
         close(l->udp_fd);
-    free(l->udp_buf);
+    udp_set_free(l->udp);
     ing_json_free(l->json);
     agg_tz_free(l->zone);
     agg_buf_clear(&l->scratch);

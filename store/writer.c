@@ -15,6 +15,9 @@
  *        transaction): maintenance never archives a month still being written.
  *        Direct writes (file imports) run the same code on their caller's thread and
  *        connection, with a hook in every transaction for the caller's checkpoint.
+ *        A batch's decode rejects go in with its last rows (one INSERT of arrays, one
+ *        checkpoint, one commit), never one transaction each: a junk flood costs the
+ *        writers what good rows cost.
  */
 #include "store/writer.h"
 
@@ -41,8 +44,12 @@
 #define COL_EXTRA_DATA 17
 
 static const char copy_sql[] = "COPY system_logs (" ST_COPY_COLUMNS ") FROM STDIN";
-static const char reject_sql[] = "INSERT INTO ingest_rejects (received_at, transport, peer, error, "
-                                 "raw) VALUES ($1::timestamp, $2, $3, $4, $5)";
+/* Any number of rejects in one statement: five arrays in binary format (rejects_start,
+ * array_put), one element per reject, so raw bytes need no escaping. */
+static const char reject_sql[] =
+    "INSERT INTO ingest_rejects (received_at, transport, peer, error, raw) "
+    "SELECT r::timestamp, t, p, e, x FROM unnest($1::text[], $2::text[], $3::text[], "
+    "$4::text[], $5::bytea[]) AS u(r, t, p, e, x)";
 /* Records the spool intervals [$2[i], $3[i]) as committed and moves the committed
  * prefix of stream $1 to $4, dropping the intervals it now covers. */
 static const char checkpoint_sql[] =
@@ -66,6 +73,14 @@ static const char note_sql[] = "SELECT aggd_note_received('system_logs', $1::dat
 /* The ids of a batch that are users; locked so that none goes away before COMMIT. */
 static const char users_sql[] = "SELECT id FROM users WHERE id = ANY($1::int[]) FOR KEY SHARE";
 static const char *const transport_names[] = {"syslog_udp", "syslog_tcp", "json_tcp", "http"};
+/* The arrays of reject_sql, with their element types (pg_type OIDs). */
+enum { REJ_RECEIVED = 0, REJ_TRANSPORT, REJ_PEER, REJ_ERROR, REJ_RAW, REJ_ARRAYS };
+#define OID_TEXT  25
+#define OID_BYTEA 17
+/* Binary array header: ndim, has-nulls flag, element type, then count and lower bound
+ * of its one dimension. */
+#define ARRAY_HEAD  20
+#define ARRAY_COUNT 12
 
 struct st_writer {
     struct agg_workq *q;
@@ -107,6 +122,11 @@ struct thread {
     struct agg_buf rewrite; /* rows rebuilt without an unknown user_id */
     st_writer_commit_fn commit; /* direct writes: saves the caller's checkpoint */
     void *commit_arg;
+    struct agg_buf rej[REJ_ARRAYS]; /* rejects of the next reject_sql */
+    uint64_t *rej_pos;              /* their spool records: pos, next of each */
+    size_t nrej, cap_rej;
+    uint64_t *span;                 /* checkpoint positions: pos[0..n), then next[0..n) */
+    size_t cap_span;
 };
 
 /* The <attempt>th backoff pause in ms, with jitter. */
@@ -389,6 +409,8 @@ oom:
     return OUT_TRANSIENT;
 }
 
+static enum outcome settle_rows(struct thread *t, struct st_batch *b, size_t lo, size_t hi);
+
 static enum outcome copy_rows(struct thread *t, struct st_batch *b, size_t lo, size_t hi)
 {
     enum outcome out = exec_simple(t, "BEGIN");
@@ -397,24 +419,12 @@ static enum outcome copy_rows(struct thread *t, struct st_batch *b, size_t lo, s
         out = vet_users(t, b, lo, hi);
     if (out == OUT_OK)
         out = copy_in(t, b, lo, hi);
-    if (out == OUT_OK && b->stream != NULL) {
-        uint64_t *pos = agg_malloc((hi - lo) * sizeof(*pos) * 2);
-
-        if (pos == NULL) {
-            snprintf(t->why, sizeof(t->why), "out of memory");
-            out = OUT_TRANSIENT;
-        } else {
-            for (size_t i = lo; i < hi; i++) {
-                pos[i - lo] = b->rows[i].pos;
-                pos[hi - lo + i - lo] = b->rows[i].next;
-            }
-            out = checkpoint(t, b, pos, pos + (hi - lo), hi - lo, hi - lo);
-            free(pos);
-        }
-    }
     if (out == OUT_OK)
-        out = settled(t, b->rows[hi - 1].next, hi - lo, 0);
-    return end_transaction(t, out);
+        out = settle_rows(t, b, lo, hi);
+    out = end_transaction(t, out);
+    if (out == OUT_OK && t->nrej > 0)
+        b->rejects_stored = b->nrejects; /* they rode along (settle_rows) */
+    return out;
 }
 
 /* COPY of rows [lo, hi) inside the open transaction. */
@@ -455,63 +465,193 @@ static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, siz
     return out;
 }
 
-/* Stores one event in ingest_rejects: losing the reject would lose the event, so a
- * failure here is transient like any other. */
-static enum outcome store_reject(struct thread *t, const struct st_batch *b, uint64_t pos,
-                                 uint64_t next, int64_t received_us, int transport,
-                                 const char *peer, size_t peer_len, const char *why,
-                                 size_t why_len, const char *raw, size_t raw_len)
+static void put_be32(unsigned char *p, uint32_t v)
 {
-    char received[32], peer_text[256], why_text[1024];
-    const char *values[5] = {received, transport_names[transport],
-                             peer_len > 0 ? peer_text : NULL, why_text, raw_len > 0 ? raw : ""};
-    int lengths[5] = {0, 0, 0, 0, (int)raw_len};
-    int formats[5] = {0, 0, 0, 0, 1};
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* Empties the rejects of the next reject_sql. */
+static void rejects_start(struct thread *t)
+{
+    static const uint32_t oids[REJ_ARRAYS] = {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_BYTEA};
+
+    for (int i = 0; i < REJ_ARRAYS; i++) {
+        unsigned char *head;
+
+        agg_buf_reset(&t->rej[i]);
+        if (agg_buf_reserve(&t->rej[i], ARRAY_HEAD) != AGG_OK)
+            continue; /* rejects_add fails the same way */
+        head = (unsigned char *)t->rej[i].data;
+        put_be32(head, 1);
+        put_be32(head + 4, 1);
+        put_be32(head + 8, oids[i]);
+        put_be32(head + ARRAY_COUNT, 0);
+        put_be32(head + 16, 1);
+        t->rej[i].len = ARRAY_HEAD;
+    }
+    t->nrej = 0;
+}
+
+/* Appends an element of <len> bytes at <p> (NULL: a NULL) to the array <a>. */
+static int array_put(struct agg_buf *a, const char *p, size_t len)
+{
+    unsigned char n[4];
+
+    put_be32(n, p != NULL ? (uint32_t)len : UINT32_MAX); /* -1: NULL */
+    if (a->len < ARRAY_HEAD || agg_buf_append(a, n, sizeof(n)) != AGG_OK)
+        return AGG_ENOMEM;
+    return p != NULL ? agg_buf_append(a, p, len) : AGG_OK;
+}
+
+/* Adds one event for ingest_rejects (spool record [<pos>, <next>)) to the next
+ * reject_sql. Text stops at a NUL, which PostgreSQL's text cannot hold. */
+static enum outcome rejects_add(struct thread *t, uint64_t pos, uint64_t next, int64_t received_us,
+                                int transport, const char *peer, size_t peer_len, const char *why,
+                                size_t why_len, const char *raw, size_t raw_len)
+{
+    char received[32];
+    const char *name = transport_names[transport];
+    size_t n = t->nrej;
+
+    if (agg_grow((void **)&t->rej_pos, 2 * sizeof(*t->rej_pos), &t->cap_rej, n + 1) != AGG_OK)
+        goto oom;
+    agg_time_format(received_us, received);
+    if (array_put(&t->rej[REJ_RECEIVED], received, strlen(received)) != AGG_OK ||
+        array_put(&t->rej[REJ_TRANSPORT], name, strlen(name)) != AGG_OK ||
+        array_put(&t->rej[REJ_PEER], peer_len > 0 ? peer : NULL,
+                  peer_len > 0 ? strnlen(peer, peer_len) : 0) != AGG_OK ||
+        array_put(&t->rej[REJ_ERROR], why, strnlen(why, why_len)) != AGG_OK ||
+        array_put(&t->rej[REJ_RAW], raw_len > 0 ? raw : "", raw_len) != AGG_OK)
+        goto oom;
+    t->rej_pos[2 * n] = pos;
+    t->rej_pos[2 * n + 1] = next;
+    t->nrej++;
+    return OUT_OK;
+
+oom:
+    snprintf(t->why, sizeof(t->why), "out of memory");
+    return OUT_TRANSIENT;
+}
+
+/* Adds the decode rejects of <b> not yet in ingest_rejects to the next reject_sql. */
+static enum outcome rejects_add_pending(struct thread *t, const struct st_batch *b)
+{
+    for (size_t i = b->rejects_stored; i < b->nrejects; i++) {
+        const struct st_reject *r = &b->rejects[i];
+        const char *p = b->raw.data + r->off;
+
+        if (b->replayed && t->done[b->nrows + i])
+            continue; /* replayed, and already in ingest_rejects */
+        if (rejects_add(t, r->pos, r->next, r->received_us, r->transport, p, r->peer_len,
+                        p + r->peer_len, r->why_len, p + r->peer_len + r->why_len,
+                        r->raw_len) != OUT_OK)
+            return OUT_TRANSIENT;
+    }
+    return OUT_OK;
+}
+
+/* Inside the open transaction: the rejects added since rejects_start() into
+ * ingest_rejects, in one statement. Losing a reject would lose its event, so any
+ * failure is transient, never the rows' fault. */
+static enum outcome rejects_insert(struct thread *t)
+{
+    const char *values[REJ_ARRAYS];
+    int lengths[REJ_ARRAYS], formats[REJ_ARRAYS];
     PGresult *res;
     enum outcome out = OUT_OK;
 
-    agg_time_format(received_us, received);
-    snprintf(peer_text, sizeof(peer_text), "%.*s", (int)peer_len, peer);
-    snprintf(why_text, sizeof(why_text), "%.*s", (int)why_len, why);
-    if (exec_simple(t, "BEGIN") != OUT_OK)
-        return OUT_TRANSIENT;
-    res = PQexecParams(t->conn, reject_sql, 5, NULL, values, lengths, formats, 0);
+    if (t->nrej == 0)
+        return OUT_OK;
+    for (int i = 0; i < REJ_ARRAYS; i++) {
+        put_be32((unsigned char *)t->rej[i].data + ARRAY_COUNT, (uint32_t)t->nrej);
+        values[i] = t->rej[i].data;
+        lengths[i] = (int)t->rej[i].len;
+        formats[i] = 1;
+    }
+    res = PQexecParams(t->conn, reject_sql, REJ_ARRAYS, NULL, values, lengths, formats, 0);
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
         classify(t, res);
         out = OUT_TRANSIENT;
     }
     PQclear(res);
+    return out;
+}
+
+/* Inside the open transaction: marks as committed rows [<lo>, <hi>) of <b> and the
+ * rejects added since rejects_start(), merged in spool order so that adjacent records
+ * make one interval, and tells a direct writer's caller. */
+static enum outcome settle(struct thread *t, const struct st_batch *b, size_t lo, size_t hi)
+{
+    size_t n = hi - lo + t->nrej, i = lo, k = 0;
+    uint64_t to = 0;
+
+    if (agg_grow((void **)&t->span, 2 * sizeof(*t->span), &t->cap_span, n) != AGG_OK) {
+        snprintf(t->why, sizeof(t->why), "out of memory");
+        return OUT_TRANSIENT;
+    }
+    for (size_t m = 0; m < n; m++) {
+        bool row = k == t->nrej || (i < hi && b->rows[i].pos < t->rej_pos[2 * k]);
+
+        t->span[m] = row ? b->rows[i].pos : t->rej_pos[2 * k];
+        t->span[n + m] = row ? b->rows[i++].next : t->rej_pos[2 * k++ + 1];
+        if (t->span[n + m] > to)
+            to = t->span[n + m];
+    }
+    if (checkpoint(t, b, t->span, t->span + n, n, hi - lo) != OUT_OK)
+        return OUT_TRANSIENT;
+    return settled(t, to, hi - lo, t->nrej);
+}
+
+/* Inside the open transaction, rows [<lo>, <hi>) copied: when <hi> ends the batch, its
+ * decode rejects not yet stored ride along (one statement, one commit for the batch);
+ * then the checkpoint. t->nrej says how many rode along. */
+static enum outcome settle_rows(struct thread *t, struct st_batch *b, size_t lo, size_t hi)
+{
+    rejects_start(t);
+    if (hi == b->nrows && (rejects_add_pending(t, b) != OUT_OK || rejects_insert(t) != OUT_OK))
+        return OUT_TRANSIENT;
+    return settle(t, b, lo, hi);
+}
+
+/* The rejects added since rejects_start() in a transaction of their own. */
+static enum outcome store_rejects(struct thread *t, const struct st_batch *b)
+{
+    enum outcome out;
+
+    if (t->nrej == 0)
+        return OUT_OK;
+    out = exec_simple(t, "BEGIN");
     if (out == OUT_OK)
-        out = checkpoint(t, b, &pos, &next, 1, 0);
+        out = rejects_insert(t);
     if (out == OUT_OK)
-        out = settled(t, next, 0, 1);
+        out = settle(t, b, 0, 0);
     return end_transaction(t, out);
 }
 
+/* Row <i>, refused by PostgreSQL, into ingest_rejects with t->why. */
 static enum outcome reject_row(struct thread *t, struct st_batch *b, size_t i)
 {
     const struct st_row *row = &b->rows[i];
     const char *peer = b->raw.data + row->raw_off;
-    char why[sizeof(t->why)];
 
-    snprintf(why, sizeof(why), "%s", t->why);
-    return store_reject(t, b, row->pos, row->next, row->received_us, row->transport, peer,
-                        row->peer_len, why, strlen(why), peer + row->peer_len, row->raw_len);
+    rejects_start(t);
+    if (rejects_add(t, row->pos, row->next, row->received_us, row->transport, peer, row->peer_len,
+                    t->why, strlen(t->why), peer + row->peer_len, row->raw_len) != OUT_OK)
+        return OUT_TRANSIENT;
+    return store_rejects(t, b);
 }
 
+/* The decode rejects not yet stored (no transaction of rows took them along), all in
+ * one transaction. */
 static enum outcome store_decode_rejects(struct thread *t, struct st_batch *b)
 {
-    for (; b->rejects_stored < b->nrejects; b->rejects_stored++) {
-        const struct st_reject *r = &b->rejects[b->rejects_stored];
-        const char *p = b->raw.data + r->off;
-
-        if (b->replayed && t->done[b->nrows + b->rejects_stored])
-            continue; /* replayed, and already in ingest_rejects */
-        if (store_reject(t, b, r->pos, r->next, r->received_us, r->transport, p, r->peer_len,
-                         p + r->peer_len, r->why_len, p + r->peer_len + r->why_len,
-                         r->raw_len) != OUT_OK)
-            return OUT_TRANSIENT;
-    }
+    rejects_start(t);
+    if (rejects_add_pending(t, b) != OUT_OK || store_rejects(t, b) != OUT_OK)
+        return OUT_TRANSIENT;
+    b->rejects_stored = b->nrejects;
     return OUT_OK;
 }
 
@@ -718,6 +858,8 @@ static void *thread_init(void *arg)
         t->w = arg;
         agg_buf_init(&t->idtext);
         agg_buf_init(&t->rewrite);
+        for (int i = 0; i < REJ_ARRAYS; i++)
+            agg_buf_init(&t->rej[i]);
     }
     return t;
 }
@@ -736,6 +878,10 @@ static void thread_fini(void *arg, void *state)
     free(t->ids);
     agg_buf_clear(&t->idtext);
     agg_buf_clear(&t->rewrite);
+    for (int i = 0; i < REJ_ARRAYS; i++)
+        agg_buf_clear(&t->rej[i]);
+    free(t->rej_pos);
+    free(t->span);
     free(t);
 }
 

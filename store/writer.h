@@ -61,8 +61,9 @@ void st_writer_free(struct st_writer *w);
  * the spool position <to> where the last settled item ends (st_batch_place_last), and
  * how many rows it committed and how many items it stored in ingest_rejects; anything
  * but AGG_OK (with <err>) rolls that transaction back. Rows are settled left to
- * right, then decode rejects in order: a caller that wants every transaction to settle
- * a prefix of its input puts rejects only after the rows of a batch. */
+ * right; the decode rejects all at once, with the transaction of the batch's last rows
+ * (or alone, after them): a caller that wants every transaction to settle a prefix of
+ * its input puts rejects only after the rows of a batch. */
 typedef int (*st_writer_commit_fn)(void *arg, PGconn *conn, uint64_t to, size_t rows,
                                    size_t rejects, struct agg_err *err);
 

@@ -25,9 +25,11 @@ class Streamer(threading.Thread):
     """Posts NDJSON batches of fresh ids until stopped; never resends an id, so an id
     found twice is a duplicate made by aggd."""
 
-    def __init__(self, port, run, batch=50, pause=0.0):
+    def __init__(self, port, run, batch=50, pause=0.0, junk=0):
+        """With <junk>, every <junk>th event is sent undecodable (ingest_rejects)."""
         super().__init__(daemon=True)
         self.port, self.run_id, self.batch, self.pause = port, run, batch, pause
+        self.junk = junk
         self.acked, self.sent = [], 0
         self.refused = 0  # 503s seen
         self.halt = threading.Event()
@@ -36,9 +38,12 @@ class Streamer(threading.Thread):
         n = 0
         while not self.halt.is_set():
             ids = [f"{self.run_id}-{n + i}" for i in range(self.batch)]
+            lines = [json.dumps({"message": "durability", "correlation_id": i,
+                                 "level": "info"}) for i in ids]
+            if self.junk:
+                lines = [l[:-1] if (n + k) % self.junk == 0 else l for k, l in enumerate(lines)]
             n += self.batch
-            body = "".join(json.dumps({"message": "durability", "correlation_id": i,
-                                       "level": "info"}) + "\n" for i in ids)
+            body = "".join(l + "\n" for l in lines)
             try:
                 status, headers, _ = h.request(self.port, "POST", "/v1/logs", body=body,
                                                headers={"Content-Type": "application/x-ndjson"},
@@ -123,6 +128,30 @@ class KillTest(DurabilityBase):
         self.wait_drained()
         self.assertGreater(len(streamer.acked), 500, "the client got too little through")
         self.assert_exactly_once(streamer.acked, self.counts(), "after 6 SIGKILLs")
+        self.assertEqual(self.aggd.stop(), 0, self.aggd.output())
+
+    def test_sigkill_amid_undecodable_events_loses_and_duplicates_no_reject(self):
+        rng = random.Random(int(time.time()))
+        self.start()
+        streamer = Streamer(self.ports["http"], self.run_id, junk=3)
+        streamer.start()
+        for _ in range(4):
+            time.sleep(rng.uniform(0.3, 1.5))
+            self.aggd.proc.send_signal(signal.SIGKILL)
+            self.aggd.proc.wait()
+            self.start()
+        time.sleep(0.5)
+        streamer.stop()
+        self.wait_drained()
+        counts = self.counts()
+        with psycopg2.connect(self.db.url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT substring(convert_from(raw, 'UTF8') from %s), count(*) "
+                        "FROM ingest_rejects GROUP BY 1", (f'"({self.run_id}-[0-9]+)"',))
+            rejects = {i: c for i, c in cur.fetchall() if i is not None}
+        self.assertGreater(len(rejects), 100, "too few rejects to tell")
+        self.assertEqual(set(rejects) & set(counts), set(), "both a row and a reject")
+        counts.update(rejects)
+        self.assert_exactly_once(streamer.acked, counts, "rows and rejects after 4 SIGKILLs")
         self.assertEqual(self.aggd.stop(), 0, self.aggd.output())
 
 

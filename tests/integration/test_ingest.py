@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -502,6 +503,98 @@ class AuthTest(unittest.TestCase):
                 a.close()
         finally:
             db.close()
+
+class FloodTest(unittest.TestCase):
+    """Floods on one daemon: undecodable events by the thousand among good ones, and a
+    burst of datagrams. The rates are printed as measured figures, not asserted."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.served = h.Served("--set", "batch.max_ms=50", "--set", "listen.udp_rcvbuf=64MiB")
+        cls.aggd, cls.ports = cls.served.aggd, cls.served.aggd.ports
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.served.close()
+
+    def count(self, sql, params=()):
+        return self.served.count(sql, params)
+
+    def wait_count(self, sql, params, n, what):
+        """Waits until <sql> counts <n>, fails at once when it counts more."""
+        def enough():
+            found = self.count(sql, params)
+            self.assertLessEqual(found, n, what)
+            return found == n
+        try:
+            h.wait_for(enough, 180, what=what)
+        except AssertionError:
+            raise AssertionError(f"{what}: {self.count(sql, params)} of {n}; aggd said:\n"
+                                 f"{self.aggd.output()[-3000:]}")
+
+    def test_junk_flood_over_tcp_lands_every_row_and_every_reject(self):
+        tag, junk, good = uuid.uuid4().hex, 20000, 2000
+        lines = []
+        for i in range(junk):
+            # a fraction of nine digits: not RFC 5424, so undecodable
+            lines.append(f"<165>1 2003-08-24T05:14:15.000000003-07:00 h app - - - {tag} j{i}")
+            if i % (junk // good) == 0:
+                lines.append(f"<14>1 - h app - - - {tag} g{i}")
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.ports["syslog_tcp"])) as s:
+            s.sendall(("\n".join(lines) + "\n").encode())
+        self.wait_count("SELECT count(*) FROM ingest_rejects WHERE transport = 'syslog_tcp' "
+                        "AND position(%s::bytea in raw) > 0", (tag,), junk, "rejects")
+        elapsed = time.monotonic() - started
+        self.wait_count("SELECT count(*) FROM system_logs WHERE message LIKE %s",
+                        (f"{tag} g%",), good, "good rows")
+        # each once, each whole, each with its reason
+        self.assertEqual(self.count(
+            "SELECT count(DISTINCT raw) FROM ingest_rejects WHERE position(%s::bytea in raw) > 0 "
+            "AND raw = convert_to('<165>1 2003-08-24T05:14:15.000000003-07:00 h app - - - ' || "
+            "%s || ' j' || substring(convert_from(raw, 'UTF8') from ' j([0-9]+)$'), 'UTF8') "
+            "AND error <> '' AND peer LIKE '127.0.0.1:%%'", (tag, tag)), junk)
+        self.assertEqual(self.count("SELECT count(DISTINCT message) FROM system_logs WHERE "
+                                    "message LIKE %s", (f"{tag} g%",)), good)
+        print(f"\njunk flood: {junk} rejects among {good} rows over TCP in {elapsed:.2f} s: "
+              f"{junk / elapsed:.0f} rejects/s", file=sys.stderr)
+
+    def test_burst_of_datagrams_lands_whole_with_each_peer(self):
+        tag, senders, per_sender = uuid.uuid4().hex, 4, 2500
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(senders)]
+        try:
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+            ports = [s.getsockname()[1] for s in socks]
+            started = time.monotonic()
+            for i in range(per_sender):          # the senders take turns, datagram by datagram
+                for s, port in zip(socks, ports):
+                    if i % 10 == 9:              # undecodable: ingest_rejects names the peer
+                        msg = f"<14>1 2003-08-24T05:14:15.000000003Z h app - - - {tag} {port} j{i}"
+                    else:
+                        msg = f"<14>1 - h app - - - {tag} {port} g{i}"
+                    s.sendto(msg.encode(), ("127.0.0.1", self.ports["syslog_udp"]))
+            sent = time.monotonic() - started
+        finally:
+            for s in socks:
+                s.close()
+        junk = per_sender // 10
+        self.wait_count("SELECT count(*) FROM system_logs WHERE message LIKE %s",
+                        (f"{tag} %",), senders * (per_sender - junk), "good datagrams")
+        self.wait_count("SELECT count(*) FROM ingest_rejects WHERE transport = 'syslog_udp' AND "
+                        "position(%s::bytea in raw) > 0", (tag,), senders * junk, "rejects")
+        # every reject carries the address of the socket that sent it
+        for port in ports:
+            self.assertEqual(self.count(
+                "SELECT count(DISTINCT raw) FROM ingest_rejects WHERE peer = %s AND "
+                "position(%s::bytea in raw) > 0", (f"127.0.0.1:{port}", f"{tag} {port} j")),
+                junk)
+        self.assertEqual(self.count("SELECT count(DISTINCT message) FROM system_logs WHERE "
+                                    "message LIKE %s", (f"{tag} %",)), senders * (per_sender - junk))
+        _, _, metrics = self.aggd.get("/metrics")
+        self.assertRegex(metrics, r'aggd_udp_kernel_drops_total\{[^}]*\} 0\n')
+        print(f"\nudp burst: {senders * per_sender} datagrams from {senders} sockets sent in "
+              f"{sent:.2f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -194,6 +194,12 @@ class TransportCounters(DatabaseTest):
             h.wait_for(lambda: self.count("SELECT count(*) FROM ingest_rejects "
                                           "WHERE transport = %s", (t,)) ==
                        s["bad"] + s["oversized"], 15, what=f"the rejects of {t}")
+        # an oversized datagram's reject keeps its true size and its head
+        big = len(self.oversized_syslog("udp"))
+        self.assertEqual(self.count(
+            "SELECT count(*) FROM ingest_rejects WHERE transport = 'syslog_udp' AND error = %s "
+            "AND raw = %s", (f"datagram of {big} octets exceeds the maximum {MAX_MESSAGE}; "
+                             "refused", self.oversized_syslog("udp")[:MAX_MESSAGE])), 1)
         values = metrics(self.aggd)
         self.assertGreater(udp_series(values, "aggd_udp_rcvbuf_bytes"), 0)
         self.assertEqual(udp_series(values, "aggd_udp_kernel_drops_total"), 0)
