@@ -106,8 +106,7 @@ int st_batch_add(struct st_batch *b, const struct agg_record *rec, int64_t creat
     size_t copy_mark = b->copy.len;
 
     if (agg_grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
-        st_copy_encode(&b->copy, ST_COPY_BINARY, rec, created_us, original_us, scratch) !=
-            AGG_OK)
+        st_copy_encode(&b->copy, ST_COPY_BINARY, rec, created_us, original_us, scratch) != AGG_OK)
         return AGG_ENOMEM;
     return finish_row(b, copy_mark, agg_time_month_of_us(created_us), transport, peer, received_us,
                       rec->raw.p, rec->raw.p != NULL ? rec->raw.len : 0);

@@ -100,7 +100,8 @@ static int put_binary(struct agg_buf *out, char prefix, const char *p, size_t le
 
 static int put_null(struct agg_buf *out, enum st_copy_format f)
 {
-    return f == ST_COPY_TEXT ? agg_buf_append(out, "\\N", 2) : agg_buf_append(out, "\xFF\xFF\xFF\xFF", 4);
+    return f == ST_COPY_TEXT ? agg_buf_append(out, "\\N", 2)
+                             : agg_buf_append(out, "\xFF\xFF\xFF\xFF", 4);
 }
 
 /* Bytes of a text, varchar or (with <jsonb>) jsonb column. */
@@ -317,7 +318,6 @@ static int build_extra(const struct agg_record *rec, int64_t original_us,
     return AGG_OK;
 }
 
-
 /* ---- the columns ---- */
 
 /* A column's type, which sets its binary send format. */
@@ -329,24 +329,15 @@ static const struct {
     int field;
     enum kind kind;
 } columns[ST_COPY_NCOLS] = {
-    {AGG_F_LEVEL, K_TEXT},
-    {AGG_F_MESSAGE, K_TEXT},
-    {AGG_F_LOGGER_NAME, K_TEXT},
-    {AGG_F_MODULE, K_TEXT},
-    {AGG_F_FUNCTION_NAME, K_TEXT},
-    {AGG_F_LINE_NUMBER, K_INT4},
-    {AGG_F_CORRELATION_ID, K_TEXT},
-    {AGG_F_USER_ID, K_INT4}, /* ST_COPY_COL_USER_ID */
-    {AGG_F_REQUEST_ID, K_TEXT},
-    {AGG_F_REQUEST_METHOD, K_TEXT},
-    {AGG_F_REQUEST_PATH, K_TEXT},
-    {AGG_F_REQUEST_IP, K_TEXT},
-    {AGG_F_DURATION_MS, K_INT4},
-    {AGG_F_MEMORY_USAGE_MB, K_FLOAT8},
-    {AGG_F_EXCEPTION_TYPE, K_TEXT},
-    {AGG_F_EXCEPTION_MESSAGE, K_TEXT},
-    {AGG_F_STACK_TRACE, K_TEXT},
-    {COL_EXTRA, K_JSONB}, /* ST_COPY_COL_EXTRA_DATA */
+    {AGG_F_LEVEL, K_TEXT},           {AGG_F_MESSAGE, K_TEXT},
+    {AGG_F_LOGGER_NAME, K_TEXT},     {AGG_F_MODULE, K_TEXT},
+    {AGG_F_FUNCTION_NAME, K_TEXT},   {AGG_F_LINE_NUMBER, K_INT4},
+    {AGG_F_CORRELATION_ID, K_TEXT},  {AGG_F_USER_ID, K_INT4}, /* ST_COPY_COL_USER_ID */
+    {AGG_F_REQUEST_ID, K_TEXT},      {AGG_F_REQUEST_METHOD, K_TEXT},
+    {AGG_F_REQUEST_PATH, K_TEXT},    {AGG_F_REQUEST_IP, K_TEXT},
+    {AGG_F_DURATION_MS, K_INT4},     {AGG_F_MEMORY_USAGE_MB, K_FLOAT8},
+    {AGG_F_EXCEPTION_TYPE, K_TEXT},  {AGG_F_EXCEPTION_MESSAGE, K_TEXT},
+    {AGG_F_STACK_TRACE, K_TEXT},     {COL_EXTRA, K_JSONB}, /* ST_COPY_COL_EXTRA_DATA */
     {AGG_F_CREATED_AT, K_TIMESTAMP},
 };
 

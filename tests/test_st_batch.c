@@ -321,15 +321,16 @@ static void test_batch_record_round_trip_keeps_every_field(void **state)
      * stored created_at (the second row's original is kept in extra_data), written as
      * text and converted: the same tuples */
     ta = st_batch_range(b, 0, 2, &alen);
-    expect_tuples_of_text(ta, alen, "ERROR\tcaf\xc3\xa9 \xe2\x98\x83 tab\\there\\nnew line \\\\ back\t"
-                            "app.\xe6\x97\xa5\xe6\x9c\xac\tmod\tfn\t42\tcorr-1\t7\treq-1\tPOST\t"
-                            "/v1/\xf0\x9f\x98\x80\t192.0.2.7\t1500\t12.5\tValueError\tbad\t"
-                            "Traceback\\n  File x\\nValueError: bad\t{\"k\":\"\xc3\xbc\",\"n\":[1,2]}\t"
-                            "2024-06-01 12:00:00.000000\n"
-                            "INFO\t\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
-                            "\\N\t\\N\t\\N\t\\N\t"
-                            "{\"original_timestamp\":\"2024-06-01T12:00:00.000000Z\"}\t"
-                            "2024-04-22 12:00:00.000000\n");
+    expect_tuples_of_text(ta, alen,
+                          "ERROR\tcaf\xc3\xa9 \xe2\x98\x83 tab\\there\\nnew line \\\\ back\t"
+                          "app.\xe6\x97\xa5\xe6\x9c\xac\tmod\tfn\t42\tcorr-1\t7\treq-1\tPOST\t"
+                          "/v1/\xf0\x9f\x98\x80\t192.0.2.7\t1500\t12.5\tValueError\tbad\t"
+                          "Traceback\\n  File x\\nValueError: bad\t{\"k\":\"\xc3\xbc\",\"n\":[1,2]}\t"
+                          "2024-06-01 12:00:00.000000\n"
+                          "INFO\t\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+                          "\\N\t\\N\t\\N\t\\N\t"
+                          "{\"original_timestamp\":\"2024-06-01T12:00:00.000000Z\"}\t"
+                          "2024-04-22 12:00:00.000000\n");
     assert_int_equal(b->rows[0].month, agg_time_month_of_us(T0));
     assert_int_equal(b->rows[1].month, agg_time_month_of_us(T0) - 2);
     assert_int_equal(b->rows[1].peer_len, 0);

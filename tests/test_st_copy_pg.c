@@ -139,9 +139,8 @@ static void value_of(const char *sql, char *out, size_t size)
 
 /* ---- records ---------------------------------------------------------------- */
 
-#define US(y, mo, d, h, mi, s, us)                                                              \
-    ((agg_days_from_civil((y), (mo), (d)) * 86400 + (h) * 3600 + (mi) * 60 + (s)) *            \
-         AGG_US_PER_SEC +                                                                       \
+#define US(y, mo, d, h, mi, s, us)                                                                 \
+    ((agg_days_from_civil((y), (mo), (d)) * 86400 + (h)*3600 + (mi)*60 + (s)) * AGG_US_PER_SEC +   \
      (us))
 #define NREC 10
 
@@ -266,10 +265,11 @@ static void encode_all(enum st_copy_format format, struct agg_buf *out)
 /* ---- tests ------------------------------------------------------------------ */
 
 static const char *const column_names[ST_COPY_NCOLS] = {
-    "level",          "message",        "logger_name",     "module",      "function_name",
-    "line_number",    "correlation_id", "user_id",         "request_id",  "request_method",
-    "request_path",   "request_ip",     "duration_ms",     "memory_usage_mb",
-    "exception_type", "exception_message", "stack_trace",  "extra_data",  "created_at",
+    "level",         "message",         "logger_name",    "module",
+    "function_name", "line_number",     "correlation_id", "user_id",
+    "request_id",    "request_method",  "request_path",   "request_ip",
+    "duration_ms",   "memory_usage_mb", "exception_type", "exception_message",
+    "stack_trace",   "extra_data",      "created_at",
 };
 
 static void test_copy_text_and_binary_store_the_same_values(void **state)
@@ -327,7 +327,11 @@ static void test_copy_text_and_binary_store_the_same_values(void **state)
          "[\"module\", \"correlation_id\", \"request_ip\"]"},
         {"SELECT message || '|' || stack_trace || '|' || (extra_data->>'k') || '|' || "
          "memory_usage_mb || '|' || created_at FROM rt_binary ORDER BY id OFFSET 3 LIMIT 1",
-         "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c|a\xef\xbf\xbd" "b\xef\xbf\xbd" "c|x\xef\xbf\xbd|"
+         "a\xef\xbf\xbd"
+         "b\xef\xbf\xbd"
+         "c|a\xef\xbf\xbd"
+         "b\xef\xbf\xbd"
+         "c|x\xef\xbf\xbd|"
          "-Infinity|2024-02-29 12:34:56.123456"},
         {"SELECT quote_literal(module) || extra_data::text || memory_usage_mb || ' ' || "
          "created_at FROM rt_binary ORDER BY id OFFSET 4 LIMIT 1",
@@ -429,8 +433,7 @@ static void test_copy_binary_errors_name_the_bad_tuple(void **state)
     (void)state;
     exec_ok(conn, "SELECT aggd_create_month_partition('system_logs', '2024-06-01')");
     /* a value the type refuses (found while reading the tuple) */
-    expect_line_4(NULL, "{\"unterminated\":", NULL,
-                  "COPY system_logs, line 4, column extra_data");
+    expect_line_4(NULL, "{\"unterminated\":", NULL, "COPY system_logs, line 4, column extra_data");
     /* a constraint checked as the row is stored */
     expect_line_4("ALTER TABLE system_logs ADD CONSTRAINT no_bad CHECK (message <> 'bad') "
                   "NOT VALID",

@@ -498,9 +498,9 @@ static void test_pipeline_replay_stores_nothing_twice(void **state)
         assert_int_equal(st_batch_record(b, b->nrows - 1, false, &rec), AGG_OK);
         if (i % 2 == 1) {
             agg_buf_reset(&text);
-            assert_int_equal(st_copy_encode(&text, ST_COPY_TEXT, &r, agg_time_now_us(),
-                                            AGG_TIME_NONE, &scratch),
-                             AGG_OK);
+            assert_int_equal(
+                st_copy_encode(&text, ST_COPY_TEXT, &r, agg_time_now_us(), AGG_TIME_NONE, &scratch),
+                AGG_OK);
             as_text_record(&rec, &text);
         }
         assert_int_equal(st_spool_append(s, rec.data, rec.len, &pos, &next), AGG_OK);
