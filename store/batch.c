@@ -68,7 +68,7 @@ static int note_month(struct st_batch *b, int month)
     return AGG_OK;
 }
 
-/* Records row metadata for the COPY text appended at <copy_mark>; on failure rolls the
+/* Records row metadata for the COPY tuple appended at <copy_mark>; on failure rolls the
  * batch back to <copy_mark>/<raw_mark>. */
 static int finish_row(struct st_batch *b, size_t copy_mark, int month,
                       enum agg_transport transport, const char *peer, int64_t received_us,

@@ -95,7 +95,7 @@ struct thread {
     struct seen_month *months;
     size_t nmonths, cap_months;
     char why[1024];
-    long line; /* COPY line PostgreSQL blamed, 0 if none */
+    long line; /* COPY line (tuple) PostgreSQL blamed, 0 if none */
     struct agg_log_limit trouble; /* repeated trouble: one line per 10 s per thread */
     bool *done; /* replayed batch: rows then rejects already committed; else NULL */
     size_t cap_done;
