@@ -450,6 +450,16 @@ int32_t st_copy_field(const char *p, int col, size_t *off)
     return n;
 }
 
+bool st_copy_field_int4(const char *p, int col, int32_t *v)
+{
+    size_t off;
+
+    if (st_copy_field(p, col, &off) != 4)
+        return false;
+    *v = (int32_t)(uint32_t)get_be(p + off, 4);
+    return true;
+}
+
 /* ---- text rows of older builds ---- */
 
 /* Appends the text field <p>[<len>] (not \N) of <kind> as a binary field. */

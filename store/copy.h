@@ -68,6 +68,9 @@ bool st_copy_is_tuple(const char *p, size_t len);
  * in *<off> the offset of its value (after its length word). */
 int32_t st_copy_field(const char *p, int col, size_t *off);
 
+/* The integer column <col> of the valid tuple <p> into *<v>; false when it is NULL. */
+bool st_copy_field_int4(const char *p, int col, int32_t *v);
+
 /* Appends to <out> the binary tuple of the COPY text row <row>[<len>] (one line with its
  * '\n', as st_copy_encode's text wrote it): the replay of spool records of builds that
  * spooled text. AGG_EINVAL, <out> as it was, for anything else. */

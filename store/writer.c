@@ -247,19 +247,6 @@ static enum outcome end_transaction(struct thread *t, enum outcome out)
     return out;
 }
 
-/* The user_id of the COPY tuple <row>; false when it is NULL. */
-static bool row_user_id(const char *row, int32_t *id)
-{
-    size_t off;
-
-    if (st_copy_field(row, ST_COPY_COL_USER_ID, &off) != 4)
-        return false;
-    *id = (int32_t)((uint32_t)(unsigned char)row[off] << 24 |
-                    (uint32_t)(unsigned char)row[off + 1] << 16 |
-                    (uint32_t)(unsigned char)row[off + 2] << 8 | (unsigned char)row[off + 3]);
-    return true;
-}
-
 static int cmp_id(const void *a, const void *b)
 {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -288,7 +275,8 @@ static int unlink_user(void *arg, size_t i, const char *row, size_t len, struct 
     int32_t id;
 
     (void)i;
-    if (!row_user_id(row, &id) || bsearch(&id, v->known, v->nknown, sizeof(id), cmp_id) != NULL)
+    if (!st_copy_field_int4(row, ST_COPY_COL_USER_ID, &id) ||
+        bsearch(&id, v->known, v->nknown, sizeof(id), cmp_id) != NULL)
         return agg_buf_append(out, row, len);
     st_copy_field(row, ST_COPY_COL_USER_ID, &uoff);
     elen = st_copy_field(row, ST_COPY_COL_EXTRA_DATA, &eoff);
@@ -339,7 +327,7 @@ static enum outcome vet_users(struct thread *t, struct st_batch *b, size_t lo, s
     for (size_t i = lo; i < hi; i++) {
         const char *row = st_batch_row(b, i, &len);
 
-        if (row_user_id(row, &t->ids[n]))
+        if (st_copy_field_int4(row, ST_COPY_COL_USER_ID, &t->ids[n]))
             n++;
     }
     if (n == 0)

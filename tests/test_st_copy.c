@@ -311,6 +311,13 @@ static void test_copy_binary_values_are_the_types_send_formats(void **state)
     rec.line_number = -2;
     assert_int_equal(binary_field(&rec, T0, 5, &out, &v), 4);
     assert_memory_equal(v, "\xFF\xFF\xFF\xFE", 4);
+    {
+        int32_t n = 0;
+
+        assert_true(st_copy_field_int4(out.data, 5, &n));
+        assert_int_equal(n, -2);
+        assert_false(st_copy_field_int4(out.data, 7, &n)); /* user_id NULL */
+    }
     /* float8: the IEEE bits, big-endian */
     rec.has_memory_usage_mb = true;
     rec.memory_usage_mb = NAN;
