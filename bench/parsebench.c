@@ -88,15 +88,24 @@ static int enc_emit(void *arg, const struct agg_record *rec)
 {
     struct encoder *x = arg;
     int64_t original, created;
-    size_t mark = x->copy.len;
+    size_t mark;
 
     created = st_pipeline_stamp(rec->created_us, x->now_us, x->window_low_us, &original);
-    if (st_copy_encode(&x->copy, rec, created, original, &x->scratch) != AGG_OK) {
+    /* binary: the format the writers send; --show prints the first row as text */
+    if (st_copy_encode(&x->copy, ST_COPY_BINARY, rec, created, original, &x->scratch) != AGG_OK) {
         x->rc = AGG_ENOMEM;
         return AGG_ENOMEM;
     }
-    if (x->show && x->rows == 0)
+    mark = x->copy.len;
+    if (x->show && x->rows == 0) {
+        if (st_copy_encode(&x->copy, ST_COPY_TEXT, rec, created, original, &x->scratch) !=
+            AGG_OK) {
+            x->rc = AGG_ENOMEM;
+            return AGG_ENOMEM;
+        }
         fwrite(x->copy.data + mark, 1, x->copy.len - mark, stderr);
+        x->copy.len = mark;
+    }
     x->rows++;
     if (x->copy.len >= COPY_FLUSH_BYTES)
         agg_buf_reset(&x->copy);

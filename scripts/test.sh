@@ -255,13 +255,27 @@ import struct
 def rec(kind, transport, peer, text, raw, month=0):
     return struct.pack('<BBHqiII', kind, transport, len(peer), 1717243200000000, month,
                        len(text), len(raw)) + peer + text + raw
-row = rec(1, 3, b'[2001:db8::1]:443', 'ERROR\tcaf\u00e9\t\\N\t{"k":1}\t2024-06-01 12:00:00\n'.encode(),
-          b'{"message":"caf\xc3\xa9"}', 24293)
+# a row is a binary COPY tuple (kind 4) or, spooled by older builds, a COPY text line
+# (kind 1): 19 fields, integers at 5, 7, 12, float8 at 13, jsonb at 17, timestamp at 18
+fields = [b'ERROR', 'caf\u00e9'.encode()] + [None] * 15 + [b'{"k":1}', b'2024-06-01 12:00:00']
+text = '\t'.join('\\N' if f is None else f.decode() for f in fields).encode() + b'\n'
+def value(i, f):
+    if f is None:
+        return struct.pack('>i', -1)
+    if i == 17:
+        f = b'\x01' + f
+    if i == 18:
+        f = struct.pack('>q', 1717243200000000 - 946684800000000)
+    return struct.pack('>i', len(f)) + f
+tuple_ = struct.pack('>h', 19) + b''.join(value(i, f) for i, f in enumerate(fields))
+row = rec(4, 3, b'[2001:db8::1]:443', tuple_, b'{"message":"caf\xc3\xa9"}', 24293)
+row_text = rec(1, 3, b'[2001:db8::1]:443', text, b'{"message":"caf\xc3\xa9"}', 24293)
 reject = rec(2, 0, b'10.0.0.1:514', b'line 1: not JSON', b'\x00\xff raw')
 seed('fuzz_spool_record', n, b'\x00' + row)
 seed('fuzz_spool_record', n + 1, b'\x00' + reject)
 seed('fuzz_spool_record', n + 2, b'\x01' + b''.join(struct.pack('<I', len(r)) + r for r in (row, reject)))
-n += 3
+seed('fuzz_spool_record', n + 3, b'\x00' + row_text)
+n += 4
 EOF
         mkdir -p "$fuzz_dir/artifacts"
         fuzz_bad=()

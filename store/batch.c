@@ -68,7 +68,7 @@ static int note_month(struct st_batch *b, int month)
     return AGG_OK;
 }
 
-/* Records row metadata for the COPY text appended at <copy_mark>; on failure rolls the
+/* Records row metadata for the COPY tuple appended at <copy_mark>; on failure rolls the
  * batch back to <copy_mark>/<raw_mark>. */
 static int finish_row(struct st_batch *b, size_t copy_mark, int month,
                       enum agg_transport transport, const char *peer, int64_t received_us,
@@ -106,22 +106,22 @@ int st_batch_add(struct st_batch *b, const struct agg_record *rec, int64_t creat
     size_t copy_mark = b->copy.len;
 
     if (agg_grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
-        st_copy_encode(&b->copy, rec, created_us, original_us, scratch) != AGG_OK)
+        st_copy_encode(&b->copy, ST_COPY_BINARY, rec, created_us, original_us, scratch) != AGG_OK)
         return AGG_ENOMEM;
     return finish_row(b, copy_mark, agg_time_month_of_us(created_us), transport, peer, received_us,
                       rec->raw.p, rec->raw.p != NULL ? rec->raw.len : 0);
 }
 
-int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int month,
+int st_batch_add_copy(struct st_batch *b, const char *tuple, size_t len, int month,
                       enum agg_transport transport, const char *peer, int64_t received_us,
                       const char *raw, size_t raw_len)
 {
     size_t copy_mark = b->copy.len;
 
-    if (len == 0 || text[len - 1] != '\n' || memchr(text, '\n', len - 1) != NULL)
-        return AGG_EINVAL; /* exactly one COPY line, or the row count would drift */
+    if (!st_copy_is_tuple(tuple, len))
+        return AGG_EINVAL; /* exactly one tuple, or the COPY stream would lose its framing */
     if (agg_grow((void **)&b->rows, sizeof(*b->rows), &b->cap_rows, b->nrows + 1) != AGG_OK ||
-        agg_buf_append(&b->copy, text, len) != AGG_OK)
+        agg_buf_append(&b->copy, tuple, len) != AGG_OK)
         return AGG_ENOMEM;
     return finish_row(b, copy_mark, month, transport, peer, received_us, raw, raw_len);
 }
@@ -208,9 +208,12 @@ const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len)
 }
 
 /* Spool record of a row or reject, little-endian header then bytes:
- * u8 kind (1 row, 2 reject) | u8 transport | u16 peer_len | i64 received_us |
- * i32 month | u32 text_len (COPY row or reason) | u32 raw_len | peer | text | raw */
-enum { REC_ROW = 1, REC_REJECT = 2, REC_HEAD = 24 };
+ * u8 kind | u8 transport | u16 peer_len | i64 received_us | i32 month |
+ * u32 text_len (COPY row or reason) | u32 raw_len | peer | text | raw
+ * Kinds: 4 a row as a binary COPY tuple; 2 a reject; 1 a row as a COPY text line,
+ * written by builds before binary COPY, read (converted to a tuple) but never written.
+ * No single bit flip turns one kind into another. */
+enum { REC_ROW_TEXT = 1, REC_REJECT = 2, REC_ROW = 4, REC_HEAD = 24 };
 
 static void put_le(unsigned char *p, uint64_t v, int n)
 {
@@ -286,7 +289,7 @@ int st_batch_add_record(struct st_batch *b, const void *rec, size_t len, uint64_
     int64_t received;
     int transport, rc;
 
-    if (len < REC_HEAD || (p[0] != REC_ROW && p[0] != REC_REJECT) ||
+    if (len < REC_HEAD || (p[0] != REC_ROW && p[0] != REC_REJECT && p[0] != REC_ROW_TEXT) ||
         p[1] >= AGG_TRANSPORT_COUNT)
         return AGG_EINVAL;
     transport = p[1];
@@ -309,6 +312,15 @@ int st_batch_add_record(struct st_batch *b, const void *rec, size_t len, uint64_
         memcpy(why, text, text_len);
         why[text_len] = '\0';
         rc = st_batch_add_reject(b, transport, peer_z, received, why, raw, raw_len);
+    } else if (p[0] == REC_ROW_TEXT) {
+        struct agg_buf tuple;
+
+        agg_buf_init(&tuple);
+        rc = st_copy_text_to_binary(&tuple, text, text_len);
+        if (rc == AGG_OK)
+            rc = st_batch_add_copy(b, tuple.data, tuple.len, (int)(int32_t)get_le(p + 12, 4),
+                                   transport, peer_z, received, raw, raw_len);
+        agg_buf_clear(&tuple);
     } else {
         rc = st_batch_add_copy(b, text, text_len, (int)(int32_t)get_le(p + 12, 4), transport,
                                peer_z, received, raw, raw_len);
@@ -379,16 +391,16 @@ static int check_rows(const struct st_batch *b, struct agg_err *err)
     size_t raw_end = 0, refused = 0;
 
     if (b->nrows == 0 && b->copy.len != 0)
-        return agg_err_set(err, AGG_ERR, "no rows but %zu bytes of COPY text", b->copy.len);
+        return agg_err_set(err, AGG_ERR, "no rows but %zu bytes of COPY data", b->copy.len);
     for (size_t i = 0; i < b->nrows; i++) {
         const struct st_row *r = &b->rows[i];
         size_t end = i + 1 < b->nrows ? b->rows[i + 1].copy_off : b->copy.len;
 
         if (i == 0 && r->copy_off != 0)
             return agg_err_set(err, AGG_ERR, "row 0 starts at %zu", r->copy_off);
-        if (end <= r->copy_off || end > b->copy.len || b->copy.data[end - 1] != '\n' ||
-            memchr(b->copy.data + r->copy_off, '\n', end - r->copy_off - 1) != NULL)
-            return agg_err_set(err, AGG_ERR, "row %zu is not one COPY line", i);
+        if (end <= r->copy_off || end > b->copy.len ||
+            !st_copy_is_tuple(b->copy.data + r->copy_off, end - r->copy_off))
+            return agg_err_set(err, AGG_ERR, "row %zu is not one COPY tuple", i);
         if (r->raw_off < raw_end || r->raw_off + r->peer_len + r->raw_len > b->raw.len)
             return agg_err_set(err, AGG_ERR, "row %zu raw bytes out of place", i);
         raw_end = r->raw_off + r->peer_len + r->raw_len;

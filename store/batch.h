@@ -45,7 +45,7 @@ struct st_reject {
 struct st_batch {
     struct agg_work work; /* first: the writer's queue link */
     uint64_t seq;
-    struct agg_buf copy; /* COPY text rows, in order */
+    struct agg_buf copy; /* binary COPY tuples, in order, without header and trailer */
     struct agg_buf raw;  /* per row: peer, then the input as received */
     struct st_row *rows;
     size_t nrows, cap_rows;
@@ -104,30 +104,31 @@ static inline bool st_batch_is_empty(const struct st_batch *b)
     return b->nrows == 0 && b->nrejects == 0;
 }
 
-/* As st_batch_add, for a row already encoded as COPY text <text>[<len>] (one line
- * with its '\n') whose created_at falls in <month>. */
-int st_batch_add_copy(struct st_batch *b, const char *text, size_t len, int month,
+/* As st_batch_add, for a row already encoded as the binary COPY tuple <tuple>[<len>]
+ * whose created_at falls in <month>. AGG_EINVAL when it is not one (st_copy_is_tuple). */
+int st_batch_add_copy(struct st_batch *b, const char *tuple, size_t len, int month,
                       enum agg_transport transport, const char *peer, int64_t received_us,
                       const char *raw, size_t raw_len);
 
-/* Appends the new COPY text of row <i> (one line with its '\n'), given its current
- * text <row>[<len>], to <out>. AGG_OK, or an error that st_batch_rewrite returns. */
+/* Appends the new COPY tuple of row <i>, given its current tuple <row>[<len>], to <out>.
+ * AGG_OK, or an error that st_batch_rewrite returns. */
 typedef int (*st_batch_rewrite_fn)(void *arg, size_t i, const char *row, size_t len,
                                    struct agg_buf *out);
 
-/* Replaces the COPY text of rows [<lo>, <hi>) by what <fn> makes of each, building the
- * new text in <scratch> (caller's, swapped with the batch's: it gets the old buffer
+/* Replaces the COPY tuples of rows [<lo>, <hi>) by what <fn> makes of each, building the
+ * new tuples in <scratch> (caller's, swapped with the batch's: it gets the old buffer
  * back). On error the batch is as it was. */
 int st_batch_rewrite(struct st_batch *b, size_t lo, size_t hi, st_batch_rewrite_fn fn,
                      void *arg, struct agg_buf *scratch);
 
-/* Row <i>'s COPY text: <len> bytes at the returned pointer. */
+/* Row <i>'s COPY tuple: <len> bytes at the returned pointer. */
 const char *st_batch_row(const struct st_batch *b, size_t i, size_t *len);
-/* COPY text of rows [<lo>, <hi>). */
+/* COPY tuples of rows [<lo>, <hi>), to be sent between st_copy_header and
+ * st_copy_trailer. */
 const char *st_batch_range(const struct st_batch *b, size_t lo, size_t hi, size_t *len);
 
 /* Invariant validator for tests: AGG_OK, or AGG_ERR with what is wrong in <err>.
- * Checks row texts (one COPY line each, contiguous), raw slices, months, spool
+ * Checks row tuples (one binary COPY tuple each, contiguous), raw slices, months, spool
  * positions and the writer's counters. Walks every byte: tests only. */
 int st_batch_check(const struct st_batch *b, struct agg_err *err);
 

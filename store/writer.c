@@ -9,8 +9,9 @@
  * Traps: a batch is written left to right and b->progress marks the rows settled
  *        (committed or rejected), so a retry after a lost connection resumes there
  *        and never sends a committed row twice. PostgreSQL names the bad COPY line
- *        for data errors; constraint errors found at statement end (foreign keys)
- *        name none, and those ranges are bisected. Before a COPY into a month the
+ *        for data errors (binary COPY counts tuples as lines: "line N, column c");
+ *        constraint errors found at statement end (foreign keys) name none, and
+ *        those ranges are bisected. Before a COPY into a month the
  *        thread notes it in partition_activity (once a minute per month, its own
  *        transaction): maintenance never archives a month still being written.
  *        Direct writes (file imports) run the same code on their caller's thread and
@@ -39,11 +40,8 @@
 #define COPY_CHUNK (1024 * 1024)
 /* How often a thread notes again that a month receives rows (partition_activity). */
 #define NOTE_EVERY_US (60 * INT64_C(1000000))
-/* Fields of a COPY row (ST_COPY_COLUMNS order). */
-#define COL_USER_ID    7
-#define COL_EXTRA_DATA 17
 
-static const char copy_sql[] = "COPY system_logs (" ST_COPY_COLUMNS ") FROM STDIN";
+static const char copy_sql[] = "COPY system_logs (" ST_COPY_COLUMNS ") FROM STDIN (FORMAT binary)";
 /* Any number of rejects in one statement: five arrays in binary format (rejects_start,
  * array_put), one element per reject, so raw bytes need no escaping. */
 static const char reject_sql[] =
@@ -112,7 +110,7 @@ struct thread {
     struct seen_month *months;
     size_t nmonths, cap_months;
     char why[1024];
-    long line; /* COPY line PostgreSQL blamed, 0 if none */
+    long line; /* COPY line (tuple) PostgreSQL blamed, 0 if none */
     struct agg_log_limit trouble; /* repeated trouble: one line per 10 s per thread */
     bool *done; /* replayed batch: rows then rejects already committed; else NULL */
     size_t cap_done;
@@ -269,44 +267,6 @@ static enum outcome end_transaction(struct thread *t, enum outcome out)
     return out;
 }
 
-/* Field <col> of the COPY row <row>[<len>] (ending in '\n'): *<off>, *<flen>. Raw
- * tabs only separate fields: the encoder escapes those inside values. */
-static bool copy_field(const char *row, size_t len, int col, size_t *off, size_t *flen)
-{
-    size_t i = 0;
-    const char *tab;
-
-    for (int c = 0; c < col; c++) {
-        tab = memchr(row + i, '\t', len - i);
-        if (tab == NULL)
-            return false;
-        i = (size_t)(tab - row) + 1;
-    }
-    tab = memchr(row + i, '\t', len - i);
-    *off = i;
-    *flen = (tab != NULL ? (size_t)(tab - row) : len - 1) - i;
-    return true;
-}
-
-/* The user_id of COPY row <row>[<len>]; false when it is NULL. */
-static bool row_user_id(const char *row, size_t len, int32_t *id)
-{
-    size_t off, n;
-    char text[16], *end;
-    long v;
-
-    if (!copy_field(row, len, COL_USER_ID, &off, &n) || n == 0 || n >= sizeof(text) ||
-        row[off] == '\\')
-        return false;
-    memcpy(text, row + off, n);
-    text[n] = '\0';
-    v = strtol(text, &end, 10);
-    if (*end != '\0' || v < INT32_MIN || v > INT32_MAX)
-        return false;
-    *id = (int32_t)v;
-    return true;
-}
-
 static int cmp_id(const void *a, const void *b)
 {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -321,36 +281,54 @@ struct vetting {
 };
 
 /* st_batch_rewrite_fn: a row whose user_id is no user's gets user_id NULL and the id
- * as extra_data.user_id (DESIGN.md: never refused for a foreign key). */
+ * as extra_data.user_id (DESIGN.md: never refused for a foreign key). The tuple's
+ * fields up to extra_data are copied, user_id as NULL; extra_data's length word is
+ * written once its new value is known. */
 static int unlink_user(void *arg, size_t i, const char *row, size_t len, struct agg_buf *out)
 {
     struct vetting *v = arg;
-    size_t uoff, ulen, eoff, elen;
+    size_t uoff, eoff, body = 0, word;
+    int32_t elen;
     char key[32];
-    int32_t id;
+    uint32_t vlen;
     int n, rc;
+    int32_t id;
 
     (void)i;
-    if (!row_user_id(row, len, &id) ||
-        bsearch(&id, v->known, v->nknown, sizeof(id), cmp_id) != NULL ||
-        !copy_field(row, len, COL_USER_ID, &uoff, &ulen) ||
-        !copy_field(row, len, COL_EXTRA_DATA, &eoff, &elen) ||
-        !((elen == 2 && memcmp(row + eoff, "\\N", 2) == 0) || (elen >= 2 && row[eoff] == '{')))
+    if (!st_copy_field_int4(row, ST_COPY_COL_USER_ID, &id) ||
+        bsearch(&id, v->known, v->nknown, sizeof(id), cmp_id) != NULL)
         return agg_buf_append(out, row, len);
-    n = snprintf(key, sizeof(key), "{\"user_id\":%ld", (long)id);
-    rc = agg_buf_append(out, row, uoff);
-    rc = rc == AGG_OK ? agg_buf_append(out, "\\N", 2) : rc;
-    rc = rc == AGG_OK ? agg_buf_append(out, row + uoff + ulen, eoff - uoff - ulen) : rc;
+    st_copy_field(row, ST_COPY_COL_USER_ID, &uoff);
+    elen = st_copy_field(row, ST_COPY_COL_EXTRA_DATA, &eoff);
+    if (elen != -1) {
+        if (elen < 3 || row[eoff + 1] != '{') /* after jsonb's version byte */
+            return agg_buf_append(out, row, len);
+        body = eoff + 2; /* the members, then the object's '}' */
+        while (body < eoff + (size_t)elen && (row[body] == ' ' || row[body] == '\n'))
+            body++;
+    }
+    n = snprintf(key, sizeof(key), "\1{\"user_id\":%ld", (long)id);
+    rc = agg_buf_append(out, row, uoff - 4);
+    rc = rc == AGG_OK ? agg_buf_append(out, "\xFF\xFF\xFF\xFF", 4) : rc;
+    rc = rc == AGG_OK ? agg_buf_append(out, row + uoff + 4, eoff - 4 - (uoff + 4)) : rc;
+    word = out->len;
+    rc = rc == AGG_OK ? agg_buf_append(out, "\0\0\0\0", 4) : rc;
     rc = rc == AGG_OK ? agg_buf_append(out, key, (size_t)n) : rc;
-    if (row[eoff] == '\\' || (elen == 2 && row[eoff + 1] == '}')) { /* \N or {} */
+    if (elen == -1 || body >= eoff + (size_t)elen || row[body] == '}') {
         rc = rc == AGG_OK ? agg_buf_putc(out, '}') : rc;
     } else {
         rc = rc == AGG_OK ? agg_buf_putc(out, ',') : rc;
-        rc = rc == AGG_OK ? agg_buf_append(out, row + eoff + 1, elen - 1) : rc;
+        rc = rc == AGG_OK ? agg_buf_append(out, row + body, eoff + (size_t)elen - body) : rc;
     }
-    rc = rc == AGG_OK ? agg_buf_append(out, row + eoff + elen, len - eoff - elen) : rc;
+    if (rc != AGG_OK)
+        return rc;
+    vlen = (uint32_t)(out->len - word - 4);
+    for (int k = 0; k < 4; k++)
+        out->data[word + (size_t)k] = (char)(vlen >> (24 - 8 * k));
+    if (elen == -1)
+        elen = 0;
     v->unlinked++;
-    return rc;
+    return agg_buf_append(out, row + eoff + (size_t)elen, len - eoff - (size_t)elen);
 }
 
 /* Inside the open transaction: rows [lo, hi) whose user_id is no user's are rewritten
@@ -369,7 +347,7 @@ static enum outcome vet_users(struct thread *t, struct st_batch *b, size_t lo, s
     for (size_t i = lo; i < hi; i++) {
         const char *row = st_batch_row(b, i, &len);
 
-        if (row_user_id(row, len, &t->ids[n]))
+        if (st_copy_field_int4(row, ST_COPY_COL_USER_ID, &t->ids[n]))
             n++;
     }
     if (n == 0)
@@ -443,6 +421,10 @@ static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, siz
     }
     PQclear(res);
     data = st_batch_range(b, lo, hi, &len);
+    if (PQputCopyData(t->conn, st_copy_header, ST_COPY_HEADER_LEN) != 1) {
+        classify(t, NULL);
+        return OUT_TRANSIENT;
+    }
     for (size_t off = 0; off < len; off += COPY_CHUNK) {
         size_t n = len - off < COPY_CHUNK ? len - off : COPY_CHUNK;
 
@@ -451,7 +433,8 @@ static enum outcome copy_in(struct thread *t, struct st_batch *b, size_t lo, siz
             return OUT_TRANSIENT;
         }
     }
-    if (PQputCopyEnd(t->conn, NULL) != 1) {
+    if (PQputCopyData(t->conn, st_copy_trailer, ST_COPY_TRAILER_LEN) != 1 ||
+        PQputCopyEnd(t->conn, NULL) != 1) {
         classify(t, NULL);
         return OUT_TRANSIENT;
     }

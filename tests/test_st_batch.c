@@ -19,8 +19,10 @@
 #include "store/batch.h"
 #include "store/copy.h"
 
-static const char *const rows[] = {"a\t1\n", "bb\t22\n", "ccc\t333\n", "d\t4\n"};
+/* The batch's rows are records with these messages. */
+static const char *const rows[] = {"a", "bb", "ccc", "d"};
 #define NROWS 4
+#define T_ROWS INT64_C(1717243200000000) /* 2024-06-01T12:00:00Z */
 
 static void check(const struct st_batch *b)
 {
@@ -30,93 +32,105 @@ static void check(const struct st_batch *b)
         fail_msg("st_batch_check: %s", err.msg);
 }
 
+/* Appends the tuple of a record whose message is <msg>. */
+static int put_row(struct agg_buf *out, const char *msg)
+{
+    struct st_copy_scratch scratch;
+    struct agg_record rec;
+    int rc;
+
+    agg_record_init(&rec);
+    rec.str[AGG_F_MESSAGE] = (struct agg_str){msg, strlen(msg)};
+    st_copy_scratch_init(&scratch);
+    rc = st_copy_encode(out, ST_COPY_BINARY, &rec, T_ROWS, AGG_TIME_NONE, &scratch);
+    st_copy_scratch_clear(&scratch);
+    return rc;
+}
+
 static struct st_batch *filled(void)
 {
     struct st_batch *b = st_batch_new();
+    struct agg_buf t;
 
     assert_non_null(b);
-    for (int i = 0; i < NROWS; i++)
-        assert_int_equal(st_batch_add_copy(b, rows[i], strlen(rows[i]), 24000,
-                                           AGG_TRANSPORT_HTTP, "peer", 0, "raw", 3),
+    agg_buf_init(&t);
+    for (int i = 0; i < NROWS; i++) {
+        agg_buf_reset(&t);
+        assert_int_equal(put_row(&t, rows[i]), AGG_OK);
+        assert_int_equal(st_batch_add_copy(b, t.data, t.len, 24000, AGG_TRANSPORT_HTTP, "peer",
+                                           0, "raw", 3),
                          AGG_OK);
+    }
+    agg_buf_clear(&t);
     check(b);
     return b;
 }
 
-/* Row 1 doubles its text, row 2 becomes one byte shorter, the others stay. */
+/* Row 1 doubles its message, row 2 loses its message's last letter, the others stay. */
 static int change(void *arg, size_t i, const char *row, size_t len, struct agg_buf *out)
 {
-    int rc;
-
     (void)arg;
-    if (i == 1) {
-        rc = agg_buf_append(out, row, len - 1);
-        return rc == AGG_OK ? agg_buf_append(out, row, len) : rc;
-    }
-    if (i == 2) {
-        rc = agg_buf_append(out, row, len - 2);
-        return rc == AGG_OK ? agg_buf_putc(out, '\n') : rc;
-    }
+    if (i == 1)
+        return put_row(out, "bbbb");
+    if (i == 2)
+        return put_row(out, "cc");
     return agg_buf_append(out, row, len);
 }
 
+static const char *const changed[NROWS] = {"a", "bbbb", "cc", "d"};
+
+/* The rows of <b> are those of records with messages <want>, and nothing else. */
 static void expect_rows(const struct st_batch *b, const char *const want[NROWS])
 {
-    size_t len, total = 0;
+    struct agg_buf all;
+    size_t len;
 
+    agg_buf_init(&all);
     for (int i = 0; i < NROWS; i++) {
         const char *row = st_batch_row(b, (size_t)i, &len);
+        size_t mark = all.len;
 
-        assert_int_equal(len, strlen(want[i]));
-        assert_memory_equal(row, want[i], len);
-        total += len;
+        assert_int_equal(put_row(&all, want[i]), AGG_OK);
+        assert_int_equal(len, all.len - mark);
+        assert_memory_equal(row, all.data + mark, len);
     }
-    assert_int_equal(total, b->copy.len);
+    assert_int_equal(all.len, b->copy.len);
+    assert_memory_equal(st_batch_range(b, 0, NROWS, &len), all.data, all.len);
+    agg_buf_clear(&all);
     check(b);
 }
 
 static void test_batch_rewrite_changes_rows_and_keeps_neighbours(void **state)
 {
-    static const char *const want[NROWS] = {"a\t1\n", "bb\t22bb\t22\n", "ccc\t33\n",
-                                            "d\t4\n"};
     struct st_batch *b = filled();
     struct agg_buf scratch;
 
     (void)state;
     agg_buf_init(&scratch);
     assert_int_equal(st_batch_rewrite(b, 1, 3, change, NULL, &scratch), AGG_OK);
-    expect_rows(b, want);
+    expect_rows(b, changed);
     /* an empty range changes nothing */
     assert_int_equal(st_batch_rewrite(b, 2, 2, change, NULL, &scratch), AGG_OK);
-    expect_rows(b, want);
+    expect_rows(b, changed);
     agg_buf_clear(&scratch);
     st_batch_free(b);
 }
 
 static void test_batch_rewrite_of_every_row(void **state)
 {
-    static const char *const want[NROWS] = {"a\t1\n", "bb\t22bb\t22\n", "ccc\t33\n",
-                                            "d\t4\n"};
     struct st_batch *b = filled();
     struct agg_buf scratch;
-    size_t len;
-    const char *all;
 
     (void)state;
     agg_buf_init(&scratch);
     assert_int_equal(st_batch_rewrite(b, 0, NROWS, change, NULL, &scratch), AGG_OK);
-    expect_rows(b, want);
-    all = st_batch_range(b, 0, NROWS, &len);
-    assert_int_equal(len, strlen("a\t1\nbb\t22bb\t22\nccc\t33\nd\t4\n"));
-    assert_memory_equal(all, "a\t1\nbb\t22bb\t22\nccc\t33\nd\t4\n", len);
+    expect_rows(b, changed);
     agg_buf_clear(&scratch);
     st_batch_free(b);
 }
 
 static void test_batch_rewrite_out_of_memory_leaves_the_batch_as_it_was(void **state)
 {
-    static const char *const want[NROWS] = {"a\t1\n", "bb\t22bb\t22\n", "ccc\t33\n",
-                                            "d\t4\n"};
     bool done = false;
 
     (void)state;
@@ -130,7 +144,7 @@ static void test_batch_rewrite_out_of_memory_leaves_the_batch_as_it_was(void **s
         rc = st_batch_rewrite(b, 1, 3, change, NULL, &scratch);
         agg_alloc_fail_after(-1);
         if (rc == AGG_OK) {
-            expect_rows(b, want);
+            expect_rows(b, changed);
             done = true;
         } else {
             assert_int_equal(rc, AGG_ENOMEM);
@@ -144,7 +158,7 @@ static void test_batch_rewrite_out_of_memory_leaves_the_batch_as_it_was(void **s
 
 /* ---- spool records ------------------------------------------------------------ */
 
-#define T0 INT64_C(1717243200000000) /* 2024-06-01T12:00:00Z */
+#define T0 T_ROWS
 
 /* Every column set, with multi-byte UTF-8, escapes and an extra_data object. */
 static void full_record(struct agg_record *rec)
@@ -244,6 +258,24 @@ static void expect_same_image(const struct st_batch *b, size_t i, bool reject,
     free(got);
 }
 
+/* <tuples>[<len>] are the binary tuples of the COPY text rows <text>. */
+static void expect_tuples_of_text(const char *tuples, size_t len, const char *text)
+{
+    struct agg_buf conv;
+
+    agg_buf_init(&conv);
+    for (const char *p = text; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+
+        assert_non_null(nl);
+        assert_int_equal(st_copy_text_to_binary(&conv, p, (size_t)(nl - p) + 1), AGG_OK);
+        p = nl + 1;
+    }
+    assert_int_equal(conv.len, len);
+    assert_memory_equal(conv.data, tuples, len);
+    agg_buf_clear(&conv);
+}
+
 static void test_batch_record_round_trip_keeps_every_field(void **state)
 {
     struct st_batch *a = source(), *b = st_batch_new();
@@ -286,17 +318,19 @@ static void test_batch_record_round_trip_keeps_every_field(void **state)
     assert_int_equal(b->rejects[0].received_us, T0 + 9);
     assert_int_equal(b->rejects[0].transport, AGG_TRANSPORT_JSON_TCP);
     /* every column, in ST_COPY_COLUMNS order: unicode as is, escapes, NULLs as \N, the
-     * stored created_at (the second row's original is kept in extra_data) */
-    ta = st_batch_row(b, 0, &alen);
-    assert_string_equal(ta, "ERROR\tcaf\xc3\xa9 \xe2\x98\x83 tab\\there\\nnew line \\\\ back\t"
-                            "app.\xe6\x97\xa5\xe6\x9c\xac\tmod\tfn\t42\tcorr-1\t7\treq-1\tPOST\t"
-                            "/v1/\xf0\x9f\x98\x80\t192.0.2.7\t1500\t12.5\tValueError\tbad\t"
-                            "Traceback\\n  File x\\nValueError: bad\t{\"k\":\"\xc3\xbc\",\"n\":[1,2]}\t"
-                            "2024-06-01 12:00:00.000000\n"
-                            "INFO\t\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
-                            "\\N\t\\N\t\\N\t\\N\t"
-                            "{\"original_timestamp\":\"2024-06-01T12:00:00.000000Z\"}\t"
-                            "2024-04-22 12:00:00.000000\n");
+     * stored created_at (the second row's original is kept in extra_data), written as
+     * text and converted: the same tuples */
+    ta = st_batch_range(b, 0, 2, &alen);
+    expect_tuples_of_text(ta, alen,
+                          "ERROR\tcaf\xc3\xa9 \xe2\x98\x83 tab\\there\\nnew line \\\\ back\t"
+                          "app.\xe6\x97\xa5\xe6\x9c\xac\tmod\tfn\t42\tcorr-1\t7\treq-1\tPOST\t"
+                          "/v1/\xf0\x9f\x98\x80\t192.0.2.7\t1500\t12.5\tValueError\tbad\t"
+                          "Traceback\\n  File x\\nValueError: bad\t{\"k\":\"\xc3\xbc\",\"n\":[1,2]}\t"
+                          "2024-06-01 12:00:00.000000\n"
+                          "INFO\t\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+                          "\\N\t\\N\t\\N\t\\N\t"
+                          "{\"original_timestamp\":\"2024-06-01T12:00:00.000000Z\"}\t"
+                          "2024-04-22 12:00:00.000000\n");
     assert_int_equal(b->rows[0].month, agg_time_month_of_us(T0));
     assert_int_equal(b->rows[1].month, agg_time_month_of_us(T0) - 2);
     assert_int_equal(b->rows[1].peer_len, 0);
@@ -349,6 +383,54 @@ static void put_u32(unsigned char *p, uint32_t v)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
+/* A row spooled by a build before binary COPY (kind 1, a COPY text line) replays as the
+ * tuple this build encodes for the same record, and is spooled again as one. */
+static void test_batch_record_of_an_older_build_replays_as_a_tuple(void **state)
+{
+    struct st_batch *a = source(), *b = st_batch_new();
+    struct st_copy_scratch scratch;
+    struct agg_record full;
+    struct agg_buf text, old;
+    size_t len, peer, raw, tlen, blen;
+    unsigned char *img = image(a, 0, false, &len);
+    const char *ta, *tb;
+
+    (void)state;
+    assert_non_null(b);
+    agg_buf_init(&text);
+    agg_buf_init(&old);
+    st_copy_scratch_init(&scratch);
+    full_record(&full);
+    assert_int_equal(st_copy_encode(&text, ST_COPY_TEXT, &full, T0, AGG_TIME_NONE, &scratch),
+                     AGG_OK);
+    peer = (size_t)img[2] | (size_t)img[3] << 8;
+    tlen = (size_t)img[16] | (size_t)img[17] << 8 | (size_t)img[18] << 16;
+    raw = len - 24 - peer - tlen;
+    img[0] = 1;
+    put_u32(img + 16, (uint32_t)text.len);
+    assert_int_equal(agg_buf_append(&old, img, 24 + peer), AGG_OK);
+    assert_int_equal(agg_buf_append(&old, text.data, text.len), AGG_OK);
+    assert_int_equal(agg_buf_append(&old, img + 24 + peer + tlen, raw), AGG_OK);
+    assert_int_equal(st_batch_add_record(b, old.data, old.len, 100, 400), AGG_OK);
+    check(b);
+    ta = st_batch_row(a, 0, &tlen);
+    tb = st_batch_row(b, 0, &blen);
+    assert_int_equal(tlen, blen);
+    assert_memory_equal(ta, tb, blen);
+    free(img);
+    img = image(a, 0, false, &len);
+    expect_same_image(b, 0, false, img, len);
+    /* a text line that is not a row of ours is refused */
+    old.data[24 + peer] = '\n';
+    expect_refused(b, old.data, old.len);
+    free(img);
+    agg_buf_clear(&text);
+    agg_buf_clear(&old);
+    st_copy_scratch_clear(&scratch);
+    st_batch_free(a);
+    st_batch_free(b);
+}
+
 static void test_batch_add_record_refuses_damaged_records(void **state)
 {
     struct st_batch *a = source(), *b = st_batch_new();
@@ -371,7 +453,7 @@ static void test_batch_add_record_refuses_damaged_records(void **state)
     for (int kind = 0; kind < 256; kind++) {
         memcpy(buf, row, rlen);
         buf[0] = (unsigned char)kind;
-        if (kind != 1 && kind != 2)
+        if (kind != 2 && kind != 4) /* 1, a text row, is not this tuple's text */
             expect_refused(b, buf, rlen);
     }
     memcpy(buf, row, rlen);
@@ -392,18 +474,17 @@ static void test_batch_add_record_refuses_damaged_records(void **state)
             expect_refused(b, buf, rlen);
         }
     }
-    /* a row whose COPY text is not exactly one line */
+    /* a row whose COPY data is not exactly one tuple */
     memcpy(buf, row, rlen);
     {
         size_t peer = (size_t)buf[2] | (size_t)buf[3] << 8;
-        size_t text = (size_t)buf[16] | (size_t)buf[17] << 8;
 
-        buf[24 + peer + text - 1] = 'x'; /* no final newline */
+        buf[24 + peer + 1] = 18; /* 18 fields */
         expect_refused(b, buf, rlen);
-        buf[24 + peer + text - 1] = '\n';
-        buf[24 + peer] = '\n'; /* two lines */
+        buf[24 + peer + 1] = 19;
+        buf[24 + peer + 5] ^= 1; /* the first field's length */
         expect_refused(b, buf, rlen);
-        put_u32(buf + 16, 0); /* no text at all */
+        put_u32(buf + 16, 0); /* no tuple at all */
         put_u32(buf + 20, (uint32_t)(rlen - 24 - peer));
         expect_refused(b, buf, rlen);
     }
@@ -422,26 +503,41 @@ static void test_batch_add_record_refuses_damaged_records(void **state)
     st_batch_free(b);
 }
 
-/* Every single-bit flip of a record: refused when it hits the kind, a length or the
- * row's final newline; otherwise a row decodes to exactly the flipped bytes (the spool's
- * checksum, not this format, catches silent damage) and the batch stays valid. */
+/* Every single-bit flip of a record: refused when it hits the kind, a length, the
+ * tuple's field count or a field's length word, or jsonb's version byte; otherwise a row
+ * decodes to exactly the flipped bytes (the spool's checksum, not this format, catches
+ * silent damage) and the batch stays valid. */
 static void test_batch_add_record_single_bit_flips(void **state)
 {
     struct st_batch *a = source();
     size_t len;
     unsigned char *row = image(a, 0, false, &len);
     unsigned char *buf = malloc(len);
-    size_t text_end = 24 + ((size_t)row[2] | (size_t)row[3] << 8) +
-                      ((size_t)row[16] | (size_t)row[17] << 8 | (size_t)row[18] << 16);
-    size_t refused = 0;
+    size_t tuple = 24 + ((size_t)row[2] | (size_t)row[3] << 8), off;
+    bool *framing = calloc(len, sizeof(*framing)); /* bytes of the tuple's framing */
+    size_t refused = 0, nframing = 2;
 
     (void)state;
     assert_non_null(buf);
+    assert_non_null(framing);
+    framing[tuple] = framing[tuple + 1] = true;
+    for (int c = 0; c < ST_COPY_NCOLS; c++) {
+        int32_t n = st_copy_field((const char *)row + tuple, c, &off);
+
+        for (size_t k = 1; k <= 4; k++)
+            framing[tuple + off - k] = true;
+        if (c == ST_COPY_COL_EXTRA_DATA && n > 0)
+        {
+            framing[tuple + off] = true;
+            nframing++;
+        }
+        nframing += 4;
+    }
     for (size_t bit = 0; bit < len * 8; bit++) {
         size_t at = bit / 8;
         struct st_batch *b = st_batch_new();
         bool must_refuse = at == 0 || at == 2 || at == 3 || (at >= 16 && at < 24) ||
-                           at == text_end - 1 || (at == 1 && (bit % 8) >= 2);
+                           framing[at] || (at == 1 && (bit % 8) >= 2);
         int rc;
 
         assert_non_null(b);
@@ -458,7 +554,8 @@ static void test_batch_add_record_single_bit_flips(void **state)
         }
         st_batch_free(b);
     }
-    assert_true(refused >= 8 * (1 + 2 + 8 + 1) + 6);
+    assert_true(refused >= 8 * (1 + 2 + 8 + nframing) + 6);
+    free(framing);
     free(buf);
     free(row);
     st_batch_free(a);
@@ -556,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_batch_rewrite_of_every_row),
         cmocka_unit_test(test_batch_rewrite_out_of_memory_leaves_the_batch_as_it_was),
         cmocka_unit_test(test_batch_record_round_trip_keeps_every_field),
+        cmocka_unit_test(test_batch_record_of_an_older_build_replays_as_a_tuple),
         cmocka_unit_test(test_batch_record_of_an_item_without_bytes),
         cmocka_unit_test(test_batch_add_record_refuses_damaged_records),
         cmocka_unit_test(test_batch_add_record_single_bit_flips),

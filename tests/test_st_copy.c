@@ -1,7 +1,10 @@
 /*
- * tests/test_st_copy.c — COPY text encoding: escaping, repair, truncation, NULLs.
- * (The round trip through a real PostgreSQL is in tests/integration/test_ingest.py.)
+ * tests/test_st_copy.c — COPY encoding: escaping, repair, truncation, NULLs; the binary
+ * tuple of every record is the text row's, converted (what spool replay of older
+ * builds relies on). (The round trip of both through a real PostgreSQL is in
+ * tests/test_st_copy_pg.c.)
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +18,28 @@
 
 #define T0 INT64_C(1763164800000000) /* 2025-11-15 00:00:00 UTC */
 
-/* Encodes <rec> and splits the row into its 19 fields (pointers into a static copy). */
+/* Encodes <rec> in binary: one tuple, equal to its text row converted. */
+static void check_binary_is_text_converted(const struct agg_record *rec, int64_t original,
+                                           const struct agg_buf *text)
+{
+    struct agg_buf bin, conv;
+    struct st_copy_scratch scratch;
+
+    agg_buf_init(&bin);
+    agg_buf_init(&conv);
+    st_copy_scratch_init(&scratch);
+    assert_int_equal(st_copy_encode(&bin, ST_COPY_BINARY, rec, T0, original, &scratch), AGG_OK);
+    assert_true(st_copy_is_tuple(bin.data, bin.len));
+    assert_int_equal(st_copy_text_to_binary(&conv, text->data, text->len), AGG_OK);
+    assert_int_equal(conv.len, bin.len);
+    assert_memory_equal(conv.data, bin.data, bin.len);
+    agg_buf_clear(&bin);
+    agg_buf_clear(&conv);
+    st_copy_scratch_clear(&scratch);
+}
+
+/* Encodes <rec> as text and splits the row into its 19 fields (pointers into a static
+ * copy); checks the binary tuple against it. */
 static int encode_fields(const struct agg_record *rec, int64_t original, char *fields[19])
 {
     static char row[1 << 18];
@@ -25,7 +49,8 @@ static int encode_fields(const struct agg_record *rec, int64_t original, char *f
 
     agg_buf_init(&out);
     st_copy_scratch_init(&scratch);
-    assert_int_equal(st_copy_encode(&out, rec, T0, original, &scratch), AGG_OK);
+    assert_int_equal(st_copy_encode(&out, ST_COPY_TEXT, rec, T0, original, &scratch), AGG_OK);
+    check_binary_is_text_converted(rec, original, &out);
     assert_true(out.len < sizeof(row));
     assert_int_equal(out.data[out.len - 1], '\n');
     assert_null(memchr(out.data, '\n', out.len - 1)); /* one line per row */
@@ -201,14 +226,13 @@ static void test_copy_64k_message_is_one_field(void **state)
     free(big);
 }
 
-static void test_copy_allocation_failure_leaves_buffer_unchanged(void **state)
+static void alloc_sweep(enum st_copy_format format)
 {
     struct agg_record rec;
     struct agg_buf out;
     struct st_copy_scratch scratch;
     long n;
 
-    (void)state;
     agg_record_init(&rec);
     rec.str[AGG_F_MESSAGE] = str("bad \xFF byte");
     rec.str[AGG_F_LOGGER_NAME] = str("svc");
@@ -221,7 +245,7 @@ static void test_copy_allocation_failure_leaves_buffer_unchanged(void **state)
         st_copy_scratch_init(&scratch);
         agg_buf_append(&out, "prev\n", 5);
         agg_alloc_fail_after(n);
-        rc = st_copy_encode(&out, &rec, T0, T0, &scratch);
+        rc = st_copy_encode(&out, format, &rec, T0, T0, &scratch);
         agg_alloc_fail_after(-1);
         if (rc == AGG_OK) {
             agg_buf_clear(&out);
@@ -237,6 +261,138 @@ static void test_copy_allocation_failure_leaves_buffer_unchanged(void **state)
     assert_true(n > 0);
 }
 
+static void test_copy_allocation_failure_leaves_buffer_unchanged(void **state)
+{
+    (void)state;
+    alloc_sweep(ST_COPY_BINARY);
+    alloc_sweep(ST_COPY_TEXT);
+}
+
+/* The binary tuple of <rec>, and field <col>'s length and value. */
+static int32_t binary_field(const struct agg_record *rec, int64_t created, int col,
+                            struct agg_buf *out, const char **value)
+{
+    struct st_copy_scratch scratch;
+    size_t off;
+    int32_t n;
+
+    agg_buf_reset(out);
+    st_copy_scratch_init(&scratch);
+    assert_int_equal(st_copy_encode(out, ST_COPY_BINARY, rec, created, AGG_TIME_NONE, &scratch),
+                     AGG_OK);
+    st_copy_scratch_clear(&scratch);
+    assert_true(st_copy_is_tuple(out->data, out->len));
+    n = st_copy_field(out->data, col, &off);
+    *value = out->data + off;
+    return n;
+}
+
+static void test_copy_binary_values_are_the_types_send_formats(void **state)
+{
+    static const char nan_be[] = "\x7F\xF8\0\0\0\0\0\0", inf_be[] = "\x7F\xF0\0\0\0\0\0\0";
+    struct agg_record rec;
+    struct agg_buf out;
+    const char *v;
+
+    (void)state;
+    agg_buf_init(&out);
+    agg_record_init(&rec);
+    /* 16-bit field count first; NULL is length -1 with no bytes */
+    binary_field(&rec, T0, 2, &out, &v);
+    assert_memory_equal(out.data, "\0\23", 2);
+    assert_int_equal(binary_field(&rec, T0, 2, &out, &v), -1);
+    /* timestamp: microseconds since 2000-01-01, big-endian */
+    assert_int_equal(binary_field(&rec, INT64_C(946684800000001), 18, &out, &v), 8);
+    assert_memory_equal(v, "\0\0\0\0\0\0\0\1", 8);
+    assert_int_equal(binary_field(&rec, INT64_C(946684799999999), 18, &out, &v), 8);
+    assert_memory_equal(v, "\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 8);
+    /* int32 big-endian, negative in two's complement */
+    rec.has_line_number = true;
+    rec.line_number = -2;
+    assert_int_equal(binary_field(&rec, T0, 5, &out, &v), 4);
+    assert_memory_equal(v, "\xFF\xFF\xFF\xFE", 4);
+    {
+        int32_t n = 0;
+
+        assert_true(st_copy_field_int4(out.data, 5, &n));
+        assert_int_equal(n, -2);
+        assert_false(st_copy_field_int4(out.data, 7, &n)); /* user_id NULL */
+    }
+    /* float8: the IEEE bits, big-endian */
+    rec.has_memory_usage_mb = true;
+    rec.memory_usage_mb = NAN;
+    assert_int_equal(binary_field(&rec, T0, 13, &out, &v), 8);
+    assert_memory_equal(v, nan_be, 8);
+    rec.memory_usage_mb = INFINITY;
+    binary_field(&rec, T0, 13, &out, &v);
+    assert_memory_equal(v, inf_be, 8);
+    rec.memory_usage_mb = -1.5;
+    binary_field(&rec, T0, 13, &out, &v);
+    assert_memory_equal(v, "\xBF\xF8\0\0\0\0\0\0", 8);
+    /* jsonb: version byte 1, then the text; text columns as is, NUL made U+FFFD */
+    rec.extra = str("{\"k\":\"\\u00e9\"}");
+    assert_int_equal(binary_field(&rec, T0, 17, &out, &v), 15);
+    assert_memory_equal(v, "\1{\"k\":\"\\u00e9\"}", 15);
+    rec.str[AGG_F_MESSAGE] = (struct agg_str){"a\0\tb", 4};
+    assert_int_equal(binary_field(&rec, T0, 1, &out, &v), 6);
+    assert_memory_equal(v, "a\xEF\xBF\xBD\tb", 6);
+    agg_buf_clear(&out);
+}
+
+static void test_copy_is_tuple_refuses_broken_framing(void **state)
+{
+    struct agg_record rec;
+    struct agg_buf out;
+    const char *v;
+
+    (void)state;
+    agg_buf_init(&out);
+    agg_record_init(&rec);
+    rec.has_user_id = true;
+    rec.user_id = 5;
+    binary_field(&rec, T0, 0, &out, &v);
+    assert_false(st_copy_is_tuple(out.data, out.len - 1)); /* short */
+    assert_false(st_copy_is_tuple(out.data, 1));
+    out.data[1] = 18; /* field count */
+    assert_false(st_copy_is_tuple(out.data, out.len));
+    out.data[1] = 19;
+    binary_field(&rec, T0, 7, &out, &v);
+    ((char *)v)[-1] = 5; /* an integer of 5 bytes */
+    assert_false(st_copy_is_tuple(out.data, out.len));
+    rec.extra = str("{}");
+    binary_field(&rec, T0, 17, &out, &v);
+    ((char *)v)[0] = 2; /* jsonb version */
+    assert_false(st_copy_is_tuple(out.data, out.len));
+    agg_buf_clear(&out);
+}
+
+static void test_copy_text_to_binary_refuses_what_no_build_wrote(void **state)
+{
+    static const char *const bad[] = {
+        "INFO\tm\n",                                                     /* too few fields */
+        "INFO\tm\t\\N\t\\N\t\\N\tx\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+        "\\N\t2025-11-15 00:00:00.000000\n",                             /* integer "x" */
+        "INFO\tm\\b\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+        "\\N\t\\N\t2025-11-15 00:00:00.000000\n",                        /* escape \b */
+        "INFO\tm\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+        "\\N\t\\N\tyesterday\n",                                         /* timestamp */
+        "INFO\tm\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+        "\\N\t\\N\t2025-11-15 00:00:00.000000\t\\N\n",                   /* 20 fields */
+        "INFO\tm\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+        "\\N\t\\N\t2025-11-15 00:00:00.000000",                          /* no newline */
+    };
+    struct agg_buf out;
+
+    (void)state;
+    agg_buf_init(&out);
+    agg_buf_append(&out, "prev", 4);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(st_copy_text_to_binary(&out, bad[i], strlen(bad[i])), AGG_EINVAL);
+        assert_int_equal(out.len, 4);
+    }
+    agg_buf_clear(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +405,9 @@ int main(void)
         cmocka_unit_test(test_copy_user_id_that_is_not_an_integer_goes_to_extra_data),
         cmocka_unit_test(test_copy_64k_message_is_one_field),
         cmocka_unit_test(test_copy_allocation_failure_leaves_buffer_unchanged),
+        cmocka_unit_test(test_copy_binary_values_are_the_types_send_formats),
+        cmocka_unit_test(test_copy_is_tuple_refuses_broken_framing),
+        cmocka_unit_test(test_copy_text_to_binary_refuses_what_no_build_wrote),
     };
 
     return cmocka_run_group_tests_name("st_copy", tests, NULL, NULL);

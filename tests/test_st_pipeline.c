@@ -439,8 +439,31 @@ static void test_pipeline_spills_while_writers_are_blocked_and_reads_back(void *
     stop(f);
 }
 
+/* Turns the spool record <rec> of a row into the one a build before binary COPY wrote:
+ * kind 1, the row as the COPY text line <text>. */
+static void as_text_record(struct agg_buf *rec, const struct agg_buf *text)
+{
+    struct agg_buf old;
+    size_t peer = (size_t)(unsigned char)rec->data[2] | (size_t)(unsigned char)rec->data[3] << 8;
+    size_t tuple = 0, raw;
+
+    for (int i = 0; i < 4; i++)
+        tuple |= (size_t)(unsigned char)rec->data[16 + i] << (8 * i);
+    raw = rec->len - 24 - peer - tuple;
+    agg_buf_init(&old);
+    assert_int_equal(agg_buf_append(&old, rec->data, 24 + peer), AGG_OK);
+    old.data[0] = 1;
+    for (int i = 0; i < 4; i++)
+        old.data[16 + i] = (char)(text->len >> (8 * i));
+    assert_int_equal(agg_buf_append(&old, text->data, text->len), AGG_OK);
+    assert_int_equal(agg_buf_append(&old, rec->data + 24 + peer + tuple, raw), AGG_OK);
+    agg_buf_clear(rec);
+    *rec = old;
+}
+
 /* Spool records written with no pipeline (as if aggd died after spooling them) land
- * once on replay; replaying again, and adding more, stores nothing twice. */
+ * once on replay; replaying again, and adding more, stores nothing twice. Every other
+ * record is a row as a build before binary COPY spooled it (COPY text). */
 static void test_pipeline_replay_stores_nothing_twice(void **state)
 {
     struct fixture *f = *state;
@@ -451,10 +474,11 @@ static void test_pipeline_replay_stores_nothing_twice(void **state)
     struct event_base *base = event_base_new();
     struct agg_err err = {0};
     struct st_spool *s;
-    struct agg_buf rec;
+    struct agg_buf rec, text;
 
     assert_non_null(b);
     assert_non_null(base);
+    agg_buf_init(&text);
     s = st_spool_open(base, &sopts, NULL, &err);
     assert_non_null(s);
     st_copy_scratch_init(&scratch);
@@ -472,11 +496,19 @@ static void test_pipeline_replay_stores_nothing_twice(void **state)
                                       AGG_TRANSPORT_SYSLOG_TCP, "p", 0, &scratch),
                          AGG_OK);
         assert_int_equal(st_batch_record(b, b->nrows - 1, false, &rec), AGG_OK);
+        if (i % 2 == 1) {
+            agg_buf_reset(&text);
+            assert_int_equal(
+                st_copy_encode(&text, ST_COPY_TEXT, &r, agg_time_now_us(), AGG_TIME_NONE, &scratch),
+                AGG_OK);
+            as_text_record(&rec, &text);
+        }
         assert_int_equal(st_spool_append(s, rec.data, rec.len, &pos, &next), AGG_OK);
     }
     st_spool_free(s); /* writes and closes */
     event_base_free(base);
     agg_buf_clear(&rec);
+    agg_buf_clear(&text);
     st_copy_scratch_clear(&scratch);
     st_batch_free(b);
 
