@@ -46,6 +46,27 @@ int agg_buf_reserve(struct agg_buf *b, size_t n)
     return AGG_OK;
 }
 
+size_t agg_fmt_u64(char out[20], uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+int agg_buf_put_u64(struct agg_buf *b, uint64_t v)
+{
+    char d[20];
+
+    return agg_buf_append(b, d, agg_fmt_u64(d, v));
+}
+
 int agg_buf_printf(struct agg_buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -50,6 +51,13 @@ static inline int agg_buf_putc(struct agg_buf *b, char c)
 }
 
 int agg_buf_printf(struct agg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* <v> in decimal into <out> (no NUL); its length. Per-event hot paths use it where
+ * printf's cost shows. */
+size_t agg_fmt_u64(char out[20], uint64_t v);
+
+/* Appends <v> in decimal. */
+int agg_buf_put_u64(struct agg_buf *b, uint64_t v);
 
 /* Length of the longest prefix of <p>[<len>] that is valid UTF-8 without NUL bytes. */
 size_t agg_utf8_valid_prefix(const char *p, size_t len);

@@ -1041,8 +1041,14 @@ static void json_opt(struct json *j, const char *key, struct agg_str s)
 
 static void json_int(struct json *j, const char *key, long long v)
 {
+    char d[21];
+    size_t n = 0;
+
     json_key(j, key);
-    if (yajl_gen_integer(j->g, v) != yajl_gen_status_ok)
+    if (v < 0)
+        d[n++] = '-';
+    n += agg_fmt_u64(d + n, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    if (yajl_gen_number(j->g, d, n) != yajl_gen_status_ok)
         j->bad = true;
 }
 
@@ -1348,15 +1354,21 @@ static int order_entry(struct sd_map *sm, const struct sd_elem *e)
 
     if (o->len > 0 && agg_buf_putc(o, ' ') != AGG_OK)
         return AGG_ENOMEM;
-    rc = e->in_sd ? agg_buf_printf(o, "%u=", e->rank)
-                  : agg_buf_printf(o, "[%.*s=", (int)e->id.len, e->id.p);
+    if (e->in_sd)
+        rc = agg_buf_put_u64(o, e->rank);
+    else if ((rc = agg_buf_putc(o, '[')) == AGG_OK)
+        rc = agg_buf_append(o, e->id.p, e->id.len);
+    if (rc == AGG_OK)
+        rc = agg_buf_putc(o, '=');
     for (uint32_t i = e->first; rc == AGG_OK && i < e->first + e->n; i++) {
-        if (ps[i].in_column)
+        if (ps[i].in_column) {
             rc = agg_buf_putc(o, column_codes[ps[i].field]);
-        else if (ps[i].key < 36)
+        } else if (ps[i].key < 36) {
             rc = agg_buf_putc(o, digit36[ps[i].key]);
-        else
-            rc = agg_buf_printf(o, "(%u)", ps[i].key);
+        } else if ((rc = agg_buf_putc(o, '(')) == AGG_OK &&
+                   (rc = agg_buf_put_u64(o, ps[i].key)) == AGG_OK) {
+            rc = agg_buf_putc(o, ')');
+        }
     }
     return rc;
 }
