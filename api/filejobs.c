@@ -96,11 +96,7 @@ static PGresult *visible_file(struct api_req *r, PGconn *conn)
         rc = api_param(r, id);
     if (rc == AGG_OK)
         rc = file_scope_of(r, "id");
-    if (rc != AGG_OK) {
-        api_fail(r, 503, "unavailable", NULL, "out of memory");
-        return NULL;
-    }
-    q = api_query(r, conn, r->sql.data, PGRES_TUPLES_OK);
+    q = api_query_built(r, conn, rc, PGRES_TUPLES_OK);
     if (q != NULL && PQntuples(q) == 0) {
         PQclear(q);
         api_fail(r, 404, "not_found", NULL, "no such file");
