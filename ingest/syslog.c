@@ -1270,9 +1270,10 @@ static int sd_columns(const struct ing_syslog_msg *m, struct agg_buf *scratch,
     return AGG_OK;
 }
 
-static struct sd_key *sd_keys(const struct sd_map *sm)
+/* The keys from index <at> on; NULL while none were ever added (no offset on NULL). */
+static struct sd_key *sd_keys_at(const struct sd_map *sm, uint32_t at)
 {
-    return (struct sd_key *)(void *)sm->keys.data;
+    return sm->keys.data != NULL ? (struct sd_key *)(void *)sm->keys.data + at : NULL;
 }
 
 /* Ranks the names element <e> keeps in sd (params[].key), appending them sorted to
@@ -1296,7 +1297,7 @@ static int rank_params(struct sd_map *sm, struct sd_elem *e, bool *plain)
             return AGG_ENOMEM;
         e->nkeys++;
     }
-    k = sd_keys(sm) + e->keys_at;
+    k = sd_keys_at(sm, e->keys_at);
     if (e->nkeys > 1)
         qsort(k, e->nkeys, sizeof(*k), key_cmp);
     for (uint32_t i = 0; i < e->nkeys; i++) {
@@ -1317,7 +1318,7 @@ static int rank_params(struct sd_map *sm, struct sd_elem *e, bool *plain)
 static void json_elem(struct json *j, const struct sd_map *sm, const struct sd_elem *e)
 {
     const struct sd_param *ps = sd_params(sm);
-    const struct sd_key *k = sd_keys(sm) + e->keys_at;
+    const struct sd_key *k = sd_keys_at(sm, e->keys_at);
 
     json_str(j, e->id.p, e->id.len);
     json_status(j, yajl_gen_map_open(j->g));
@@ -1400,7 +1401,7 @@ static void json_sd(struct json *j, struct sd_map *sm)
         }
         nids++;
     }
-    k = sd_keys(sm) + ids_at;
+    k = sd_keys_at(sm, ids_at);
     if (nids > 1)
         qsort(k, nids, sizeof(*k), key_cmp);
     for (uint32_t i = 0; i < nids; i++) {
