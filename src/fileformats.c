@@ -156,9 +156,9 @@ static int validate_csv(struct job *j, struct tally *t)
     uint64_t line = 1;
     size_t at;
 
-    agg_buf_init(&header);
     at = fj_csv_header(j, &header, &nheader);
-    agg_buf_clear(&header);
+    if (at != 0)
+        agg_buf_clear(&header);
     if (at == 0) {
         if (j->err.code == AGG_ENOMEM)
             return AGG_ENOMEM;
@@ -337,12 +337,9 @@ static int convert_csv(struct job *j, struct output *o, struct tally *t)
     uint64_t line = 1;
     int rc = AGG_OK;
 
-    agg_buf_init(&header);
     at = fj_csv_header(j, &header, &nheader);
-    if (at == 0) {
-        agg_buf_clear(&header);
+    if (at == 0)
         return j->err.code;
-    }
     line += f->csv.lines - 1;
     for (; rc == AGG_OK && at < j->size; at += used) {
         struct agg_err err = {0};

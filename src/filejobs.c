@@ -318,13 +318,13 @@ out:
     return rc;
 }
 
-/* Reads the CSV header at the start of the file into <header> (names, NUL after each):
- * the bytes it took, or 0 with <j>->err set. */
+/* See src/filejobs_int.h. */
 size_t fj_csv_header(struct job *j, struct agg_buf *header, size_t *n)
 {
     struct agg_filejobs *f = j->f;
     size_t used = 0, len;
 
+    agg_buf_init(header);
     if (j->size == 0) {
         agg_err_set(&j->err, AGG_EINVAL, "the file is empty: no CSV header");
         return 0;
@@ -333,11 +333,11 @@ size_t fj_csv_header(struct job *j, struct agg_buf *header, size_t *n)
         agg_err_prefix(&j->err, "CSV header");
         return 0;
     }
-    agg_buf_reset(header);
     for (size_t i = 0; i < f->csv.nfields; i++) {
         const char *name = ing_csv_field(&f->csv, i, &len);
 
         if (agg_buf_append(header, name, len + 1) != AGG_OK) {
+            agg_buf_clear(header);
             agg_err_set(&j->err, AGG_ENOMEM, "out of memory");
             return 0;
         }
@@ -541,12 +541,9 @@ static int extract_csv(struct extract *x, const struct agg_sink *sink)
     size_t nheader = 0, used, at;
     int rc = AGG_OK;
 
-    agg_buf_init(&header);
     at = fj_csv_header(j, &header, &nheader);
-    if (at == 0) {
-        agg_buf_clear(&header);
+    if (at == 0)
         return j->err.code;
-    }
     if (j->offset > at) {
         at = j->offset;
         x->line = j->lines;

@@ -99,8 +99,9 @@ bool fj_stopping(struct job *j, uint64_t n);
 int fj_csv_row_json(struct agg_filejobs *f, const struct agg_buf *header, size_t nheader,
                     bool typed);
 
-/* Reads the CSV header at the start of the file into <header> (names, NUL after each):
- * the bytes it took, or 0 with <j>->err set. */
+/* Reads the CSV header at the start of the file into <header>, which it initialises
+ * (names, NUL after each; the caller clears it): the bytes it took, or 0 with
+ * <j>->err set and nothing to clear. */
 size_t fj_csv_header(struct job *j, struct agg_buf *header, size_t *n);
 
 /* ---- src/fileformats.c ---- */
